@@ -1,0 +1,157 @@
+"""cgroup v1: one directory per controller hierarchy (this machine, and hybrid hosts).
+
+Files from Documentation/admin-guide/cgroup-v1/: memory.txt, cpuacct.txt,
+freezer-subsystem.txt, pids.txt, devices.txt, cpusets.txt; CFS bandwidth from
+scheduler/sched-bwc.txt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ..spec import Limits
+from .base import PARENT, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
+
+CFS_PERIOD_US = 100_000
+
+#: The container's /dev, as the devices controller lets it be opened.
+DEVICE_RULES = (
+    "c *:* m", "b *:* m",  # mknod is allowed, opening what it makes is not
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty ptmx pts/*
+)
+
+
+class CgroupV1(CgroupHierarchy):
+    """v1 hierarchies keyed by controller name (co-mounted ones share a path)."""
+
+    version = 1
+    CONTROLLERS = ("memory", "pids", "freezer", "cpuacct", "devices", "cpu", "cpuset")
+    ALWAYS = ("memory", "pids", "freezer", "cpuacct", "devices")
+
+    def __init__(self, mounts: dict[str, str]) -> None:
+        self.mounts = mounts
+
+    def describe(self) -> str:
+        have = ", ".join(c for c in self.CONTROLLERS if c in self.mounts)
+        return f"cgroup v1 ({have})"
+
+    def _controllers_for(self, limits: Limits) -> list[str]:
+        wanted = [c for c in self.ALWAYS if c in self.mounts]
+        if limits.cpus is not None and "cpu" in self.mounts:
+            wanted.append("cpu")
+        if limits.cpuset is not None and "cpuset" in self.mounts:
+            wanted.append("cpuset")
+        return wanted
+
+    def create(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
+        by_controller: dict[str, str] = {}
+        for controller in self._controllers_for(limits):
+            parent = os.path.join(self.mounts[controller], PARENT)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, exist_ok=True)
+                if controller == "cpuset":
+                    _init_cpuset(self.mounts[controller], parent)
+            by_controller[controller] = os.path.join(parent, sandbox_id)
+        cgroup = SandboxCgroupV1(by_controller)
+        try:
+            for path in cgroup.paths:
+                os.mkdir(path)
+            cgroup.apply(limits)
+        except BaseException:
+            cgroup.remove()
+            raise
+        return cgroup
+
+    def open(self, paths: list[str]) -> "SandboxCgroupV1":
+        by_controller = {}
+        for path in paths:
+            for controller, mount in self.mounts.items():
+                if os.path.dirname(os.path.dirname(path)) == mount:
+                    by_controller.setdefault(controller, path)
+        return SandboxCgroupV1(by_controller, paths)
+
+    def leftovers(self) -> list[str]:
+        found = []
+        for mount in sorted(set(self.mounts.values())):
+            parent = os.path.join(mount, PARENT)
+            if os.path.isdir(parent):
+                found += [os.path.join(parent, d) for d in os.listdir(parent)
+                          if os.path.isdir(os.path.join(parent, d))]
+        return found
+
+
+def _init_cpuset(root: str, parent: str) -> None:
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        write(os.path.join(parent, name), (read(os.path.join(root, name)) or "").strip())
+
+
+class SandboxCgroupV1(Cgroup):
+    def __init__(self, by_controller: dict[str, str], paths: list[str] | None = None) -> None:
+        super().__init__(paths or list(dict.fromkeys(by_controller.values())))
+        self.by_controller = by_controller
+
+    def _file(self, controller: str, name: str) -> str | None:
+        path = self.by_controller.get(controller)
+        return os.path.join(path, name) if path else None
+
+    def apply(self, limits: Limits) -> None:
+        if (path := self.by_controller.get("memory")) and limits.memory is not None:
+            write(os.path.join(path, "memory.limit_in_bytes"), limits.memory)
+            memsw = os.path.join(path, "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                write(memsw, limits.memory + (limits.memory_swap or 0))
+            elif not limits.memory_swap:
+                write(os.path.join(path, "memory.swappiness"), 0)
+        if (path := self.by_controller.get("pids")) and limits.pids is not None:
+            write(os.path.join(path, "pids.max"), limits.pids)
+        if (path := self.by_controller.get("cpu")) and limits.cpus is not None:
+            write(os.path.join(path, "cpu.cfs_period_us"), CFS_PERIOD_US)
+            write(os.path.join(path, "cpu.cfs_quota_us"), int(limits.cpus * CFS_PERIOD_US))
+        if (path := self.by_controller.get("cpuset")) and limits.cpuset is not None:
+            parent = os.path.dirname(path)
+            write(os.path.join(path, "cpuset.mems"), (read(os.path.join(parent, "cpuset.mems")) or "").strip())
+            write(os.path.join(path, "cpuset.cpus"), limits.cpuset)
+        if path := self.by_controller.get("devices"):
+            write(os.path.join(path, "devices.deny"), "a")
+            for rule in DEVICE_RULES:
+                write(os.path.join(path, "devices.allow"), rule)
+
+    def kill(self) -> None:
+        state = self._file("freezer", "freezer.state")
+        if state and os.path.exists(state):
+            write(state, "FROZEN")
+            deadline = time.monotonic() + 1.0
+            while (read(state) or "").strip() == "FREEZING" and time.monotonic() < deadline:
+                time.sleep(0.001)
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if state and os.path.exists(state):
+                break
+        if state and os.path.exists(state):
+            write(state, "THAWED")
+
+    def stats(self) -> CgroupStats:
+        usage_user = read_int(self._file("cpuacct", "cpuacct.usage_user") or "")
+        usage_sys = read_int(self._file("cpuacct", "cpuacct.usage_sys") or "")
+        usage = read_int(self._file("cpuacct", "cpuacct.usage") or "")
+        oom = read_keyed(self._file("memory", "memory.oom_control") or "")
+        events = read_keyed(self._file("pids", "pids.events") or "")
+        return CgroupStats(
+            peak_memory=read_int(self._file("memory", "memory.max_usage_in_bytes") or ""),
+            cpu_user=None if usage_user is None else usage_user / 1e9,
+            cpu_system=None if usage_sys is None else usage_sys / 1e9,
+            cpu_total=None if usage is None else usage / 1e9,
+            pids_peak=read_int(self._file("pids", "pids.peak") or ""),
+            oom_kills=oom.get("oom_kill", 0),
+            pids_limited=events.get("max", 0),
+        )

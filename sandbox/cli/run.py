@@ -1,0 +1,132 @@
+"""`sandbox run`: run a command in a new sandbox, print its output live, exit with its status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+LIMIT_HELP = "(0 or none: unlimited)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..spec import Limits
+
+    d = Limits()
+    p = sub.add_parser(
+        "run", help="run a command in a new sandbox",
+        description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or an "
+        "imported name), stream its output live, tear everything down, and exit with the "
+        "command's status (128+N if signal N killed it; 125 setup error, 126 cannot "
+        "execute, 127 not found).",
+        epilog="example: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command and its arguments (after --)")
+    g = p.add_argument_group("container")
+    g.add_argument("--name", help="a unique name for `sandbox ps/logs/rm` and networks")
+    g.add_argument("--hostname", default="sandbox", help="host name inside (default: sandbox)")
+    g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an environment variable (KEY alone copies it from here)")
+    g.add_argument("-w", "--workdir", default="/", help="working directory inside (made if missing)")
+    g.add_argument("-u", "--user", default="0:0", help="UID[:GID] or NAME[:GROUP] (default 0:0)")
+    g.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]",
+                   help="bind mount a host path; read-only unless :rw")
+    g.add_argument("--network", default="none",
+                   help="none (default: loopback only), bridge, host (unsafe), or a network name")
+    g.add_argument("--egress", action="store_true", help="with bridge: allow NAT to outside")
+    g.add_argument("-p", "--publish", action="append", default=[], metavar="HOSTPORT:PORT",
+                   help="with bridge: publish a port on the host's 127.0.0.1")
+    g.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                   help="drop a capability (ALL drops every one)")
+    g.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+    g.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
+    lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
+    lim.add_argument("--memory", default=d.memory, help="memory limit, swap off (default 1g)")
+    lim.add_argument("--memory-swap", default=None, help="swap allowed on top of --memory")
+    lim.add_argument("--cpus", default=None, help="CPU share, e.g. 0.5 (default: unlimited)")
+    lim.add_argument("--cpuset", default=None, help="pin to CPUs, e.g. 0 or 0-1")
+    lim.add_argument("--pids", default=d.pids, help="process limit (default 4096)")
+    lim.add_argument("--timeout", default=None, help="wall-clock limit, e.g. 30s (default: none)")
+    lim.add_argument("--output-limit", default=d.output, help="bytes of output kept (default 16m)")
+    lim.add_argument("--disk", default=d.disk, help="size of the writable layer (default 1g)")
+    lim.add_argument("--ulimit", action="append", default=None, metavar="NAME=SOFT[:HARD]",
+                     help="lower an rlimit (default core=0); raising needs CAP_SYS_RESOURCE")
+    out = p.add_argument_group("output")
+    out.add_argument("--stats", action="store_true", help="print usage on stderr at the end")
+    out.add_argument("--dry-run", action="store_true", help="print the setup plan, run nothing")
+    p.set_defaults(handler=handle)
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The SandboxSpec the flags describe (SpecError on bad values)."""
+    from ..errors import SpecError
+    from ..linux.caps import CAPABILITIES
+    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise SpecError("command", "", "a command after the image, e.g. busybox -- sh -c 'echo hi'")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        env[key] = value if sep else os.environ.get(key, "")
+    caps = None
+    if args.cap_drop or args.cap_add:
+        drop = {c.upper().removeprefix("CAP_") for c in args.cap_drop}
+        base = set() if "ALL" in drop else set(DEFAULT_CAPABILITIES) - drop
+        add = {c.upper().removeprefix("CAP_") for c in args.cap_add}
+        caps = tuple(sorted(base | add, key=lambda c: CAPABILITIES.get(c, 99)))
+    limits = Limits(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
+                    cpuset=args.cpuset, pids=args.pids, timeout=args.timeout,
+                    output=args.output_limit, disk=args.disk,
+                    **({"ulimits": tuple(args.ulimit)} if args.ulimit is not None else {}))
+    return SandboxSpec(
+        image=args.image, command=tuple(command), env=env, workdir=args.workdir,
+        user=args.user, hostname=args.hostname, name=args.name,
+        mounts=tuple(Mount.parse(v) for v in args.volume), limits=limits,
+        network=NetworkSpec(args.network, alias=args.name, egress=args.egress,
+                            publish=tuple(args.publish)),
+        capabilities=caps,
+    )
+
+
+def _write(record) -> None:
+    stream = sys.stdout.buffer if record.stream == "stdout" else sys.stderr.buffer
+    stream.write(record.data)
+    stream.flush()
+
+
+def handle(args: argparse.Namespace) -> int:
+    from ..runtime import Sandbox
+
+    spec = spec_from_args(args)
+    if args.dry_run:
+        return _dry_run(spec)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
+    with sandbox:
+        result = sandbox.wait()
+    message = result.limit_message()
+    if message:
+        print(f"sandbox: {message}", file=sys.stderr)
+    if args.stats:
+        print(f"sandbox: {result.summary()}", file=sys.stderr)
+    return result.exit_code
+
+
+def _dry_run(spec) -> int:
+    from .. import images
+    from ..planner import build_plan
+
+    plan = build_plan(spec, images.get(spec.image), "<id>", "<state>/<id>", None)
+    print(plan.describe())
+    return 0

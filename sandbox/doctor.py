@@ -1,0 +1,139 @@
+"""Host checks for `sandbox doctor`: what is missing, and the fix.
+
+The peers' most common failure is a host that differs from the developer's:
+cgroup v2 without delegated controllers, no overlayfs, namespaces off. Each
+check here is a function returning a Check; none changes the host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from . import state
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def check_root() -> Check:
+    ok = os.geteuid() == 0
+    return Check("root", ok, "running as root" if ok else f"running as uid {os.geteuid()}",
+                 "run sandbox as root (sudo)")
+
+
+def check_cgroups() -> Check:
+    from .cgroups import CgroupV1, CgroupV2, detect
+    from .errors import HostError
+
+    try:
+        hierarchy = detect()
+    except HostError as exc:
+        return Check("cgroups", False, exc.message, exc.hint or "")
+    if isinstance(hierarchy, CgroupV2):
+        have = set(hierarchy.available())
+        missing = [c for c in ("memory", "pids", "cpu") if c not in have]
+        if missing:
+            return Check("cgroups", False, f"cgroup v2 lacks {', '.join(missing)}",
+                         "enable them: echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control")
+        return Check("cgroups", True, hierarchy.describe())
+    assert isinstance(hierarchy, CgroupV1)
+    missing = [c for c in CgroupV1.ALWAYS if c not in hierarchy.mounts]
+    hybrid = os.path.isdir("/sys/fs/cgroup/unified")
+    detail = hierarchy.describe() + (" with an empty v2 tree (hybrid)" if hybrid else "")
+    if missing:
+        return Check("cgroups", False, f"{detail}; missing {', '.join(missing)}",
+                     "mount the missing v1 controllers, or boot with systemd.unified_cgroup_hierarchy=1")
+    return Check("cgroups", True, detail)
+
+
+def check_filesystem(name: str, fix: str) -> Check:
+    with open("/proc/filesystems") as f:
+        ok = any(line.split()[-1] == name for line in f if line.strip())
+    return Check(name, ok, "available" if ok else "not available in this kernel", fix)
+
+
+def check_namespaces() -> Check:
+    missing = [ns for ns in ("mnt", "pid", "net", "uts", "ipc", "cgroup")
+               if not os.path.exists(f"/proc/self/ns/{ns}")]
+    if missing:
+        return Check("namespaces", False, f"kernel lacks {', '.join(missing)} namespaces",
+                     "use a kernel built with CONFIG_NAMESPACES and each CONFIG_*_NS")
+    return Check("namespaces", True, "mnt pid net uts ipc cgroup")
+
+
+def check_netlink() -> Check:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0):
+            pass
+    except OSError as exc:
+        return Check("netlink", False, f"cannot open a netlink socket: {exc.strerror}",
+                     "allow AF_NETLINK (seccomp/AppArmor profile of this host)")
+    return Check("netlink", True, "rtnetlink usable")
+
+
+def check_state_root() -> Check:
+    for path in (state.lib_dir(), state.run_dir()):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".doctor-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            return Check("state root", False, f"{path}: {exc.strerror}",
+                         "set SANDBOX_STATE_DIR / SANDBOX_RUN_DIR to writable directories")
+    return Check("state root", True, f"{state.lib_dir()} and {state.run_dir()} writable")
+
+
+def check_busybox() -> Check:
+    from .errors import ImageError
+    from .images.builtin import find_static_busybox
+
+    try:
+        path = find_static_busybox()
+    except ImageError as exc:
+        return Check("busybox image", False, exc.message, "apt-get install busybox-static",
+                     required=False)
+    return Check("busybox image", True, f"static busybox at {path}", required=False)
+
+
+def check_rlimits() -> Check:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return Check("rlimits", True, f"nofile {soft}/{hard}; rlimits can only be lowered "
+                 "without CAP_SYS_RESOURCE", required=False)
+
+
+def check_redis(url: str) -> Check:
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except ImportError:
+        return Check("redis", False, "the redis package is not installed", "pip install redis")
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return Check("redis", False, f"{url}: {exc}", "start redis-server or fix the URL")
+    return Check("redis", True, f"{url} answers")
+
+
+def run_checks(redis_url: str | None = None) -> Iterator[Check]:
+    checks: list[Callable[[], Check]] = [
+        check_root, check_cgroups,
+        lambda: check_filesystem("overlay", "modprobe overlay"),
+        lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
+        check_namespaces, check_netlink, check_state_root, check_busybox, check_rlimits,
+    ]
+    if redis_url:
+        checks.append(lambda: check_redis(redis_url))
+    for check in checks:
+        yield check()

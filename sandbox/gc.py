@@ -1,0 +1,112 @@
+"""Removing sandboxes: one on request (`sandbox rm`), or all orphans (`sandbox gc`).
+
+An orphan is a sandbox whose owner process is gone (it crashed or was
+SIGKILLed; its container died with it, by PR_SET_PDEATHSIG). What cannot
+vanish by itself is found from its record: the cgroup directories, the
+network attachment, the state directory and the name. Cgroup directories
+without any record (a crash between mkdir and the record's update) are
+removed too, once nothing runs in them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from . import state
+from .cgroups import host_cgroups
+from .errors import SandboxError, StateError
+
+#: A state dir without a readable record is left alone this long (it may be mid-create).
+GRACE_SECONDS = 30.0
+
+
+@dataclass
+class GcReport:
+    removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def remove(sdir: state.SandboxDir, record: state.Record | None, *, force: bool = True) -> None:
+    """Kill and remove one sandbox from another process (its owner may be alive)."""
+    if record is not None and record.owner_alive and not force:
+        raise StateError(f"sandbox {sdir.id} is running (owner pid {record.owner_pid})",
+                         hint="use `sandbox rm -f` to kill it")
+    if record is not None:
+        if record.init_alive and record.pid:
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if record.cgroups:
+            cgroup = host_cgroups().open(record.cgroups)
+            cgroup.kill()
+            cgroup.remove()
+        if record.network:
+            from .network import detach_record
+
+            detach_record(record)
+        state.release_name(record.name, sdir.id)
+    sdir.remove()
+
+
+def collect(*, now: float | None = None) -> GcReport:
+    """Remove every sandbox whose owner is gone, and stray cgroups."""
+    report = GcReport()
+    now = now or time.time()
+    live_ids = set()
+    for sdir, record in state.iter_records():
+        if record is not None and record.owner_alive:
+            live_ids.add(sdir.id)
+            continue
+        if record is None and _age(sdir.path, now) < GRACE_SECONDS:
+            live_ids.add(sdir.id)
+            continue
+        try:
+            remove(sdir, record)
+            report.removed.append(sdir.id)
+        except (SandboxError, OSError) as exc:
+            report.errors.append(f"{sdir.id}: {exc}")
+    _collect_stray_cgroups(live_ids, report)
+    _collect_stale_names(report)
+    try:
+        from .network import collect as collect_network
+
+        collect_network(report)
+    except ImportError:
+        pass
+    return report
+
+
+def _collect_stray_cgroups(live_ids: set[str], report: GcReport) -> None:
+    hierarchy = host_cgroups()
+    known = {os.path.basename(p) for p in hierarchy.leftovers()}
+    existing = set(state.list_ids())
+    for sandbox_id in sorted(known - live_ids - existing):
+        paths = [p for p in hierarchy.leftovers() if os.path.basename(p) == sandbox_id]
+        try:
+            cgroup = hierarchy.open(paths)
+            cgroup.kill()
+            cgroup.remove()
+            report.removed.append(f"cgroup {sandbox_id}")
+        except (SandboxError, OSError) as exc:
+            report.errors.append(f"cgroup {sandbox_id}: {exc}")
+
+
+def _collect_stale_names(report: GcReport) -> None:
+    names = state.names_dir()
+    if not names.is_dir():
+        return
+    for name in os.listdir(names):
+        link = names / name
+        if not (state.sandboxes_dir() / os.readlink(link)).exists():
+            os.unlink(link)
+
+
+def _age(path: os.PathLike, now: float) -> float:
+    try:
+        return now - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("inf")

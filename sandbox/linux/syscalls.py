@@ -1,0 +1,231 @@
+"""Thin ctypes wrappers for the syscalls Python 3.11 lacks.
+
+Each raises OSError with errno and the path(s) involved, as os.* functions do.
+Man pages: mount(2), umount(2), pivot_root(2), unshare(2), setns(2),
+sethostname(2), prctl(2), capset(2), mknod(2), netdevice(7).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import platform
+import socket
+import struct
+
+__all__ = [
+    "CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWPID",
+    "CLONE_NEWCGROUP", "CLONE_NEWUSER",
+    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND",
+    "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_STRICTATIME", "MNT_DETACH",
+    "mount", "umount", "pivot_root", "unshare", "setns", "sethostname",
+    "set_no_new_privs", "set_pdeathsig", "set_child_subreaper", "drop_bounding_caps",
+    "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
+    "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork",
+]
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(platform.machine(), 155)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _check(result: int, *paths: str | None) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        names = [p for p in paths if p]
+        if len(names) == 2:
+            raise OSError(err, os.strerror(err), names[0], None, names[1])
+        raise OSError(err, os.strerror(err), *(names[:1]))
+    return result
+
+
+def _b(text: str | None) -> bytes | None:
+    return None if text is None else os.fsencode(text)
+
+
+def mount(source: str | None, target: str, fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    """mount(2)."""
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(_b(target), flags), target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2): make new_root the root, moving the old one to put_old."""
+    res = _libc.syscall(ctypes.c_long(_SYS_PIVOT_ROOT), _b(new_root), _b(put_old))
+    _check(res, new_root, put_old)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2)."""
+    _check(_libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2)."""
+    _check(_libc.setns(fd, nstype))
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)))
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    _check(_libc.prctl(option, arg2, arg3, 0, 0))
+
+
+def set_no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: exec can never grant more privileges."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_pdeathsig(sig: int) -> None:
+    """PR_SET_PDEATHSIG: get ``sig`` when the parent thread dies."""
+    _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_child_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to us."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_name(name: str) -> None:
+    """PR_SET_NAME: the process name shown by ps (15 bytes at most)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0))
+
+
+def drop_bounding_caps(keep_mask: int, last_cap: int) -> None:
+    """Drop every capability not in keep_mask from the bounding set."""
+    for cap in range(last_cap + 1):
+        if not keep_mask & (1 << cap):
+            _prctl(PR_CAPBSET_DROP, cap)
+
+
+def clear_ambient_caps() -> None:
+    """Empty the ambient capability set."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def set_caps(effective: int, permitted: int, inheritable: int = 0) -> None:
+    """capset(2) with the 64-bit (version 3) layout."""
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data))
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current network namespace (netdevice(7))."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_SYS_MOUNT_SETATTR = 442  # the same on every architecture (new syscall table)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
+    """mount_setattr(2): set flags on a mount and, recursively, all below it.
+
+    Unlike a remount, this reaches every submount of a recursive bind, so a
+    read-only bind of a tree is read-only all the way down.
+    """
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = _AT_RECURSIVE if recursive else 0
+    res = _libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), _b(path),
+                        ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(res, path)
+
+
+def unshare_pid_and_fork(own_pidns_fd: int) -> int:
+    """fork() a child that is pid 1 of a new pid namespace; we stay where we are.
+
+    unshare(CLONE_NEWPID) only changes where our *children* go; setns back to
+    our own pid namespace afterwards makes the next fork ordinary again.
+    Only call this in a single-threaded process.
+    """
+    unshare(CLONE_NEWPID)
+    try:
+        return os.fork()
+    finally:
+        if os.getpid() != 1:
+            setns(own_pidns_fd, CLONE_NEWPID)
+
+
+def pidfd_open(pid: int) -> int:
+    """A pidfd for ``pid`` (pidfd_open(2)); it becomes readable when pid exits."""
+    return os.pidfd_open(pid)

@@ -1,0 +1,164 @@
+"""The loop that watches one running sandbox.
+
+One thread per sandbox reads its STDOUT and STDERR pipes (never letting the
+command block on a full pipe), the status pipe from its init, and the init's
+pidfd, which becomes readable only when the init and, with it, the whole pid
+namespace are gone. It feeds output through the OutputLimiter to the sinks,
+writes stdin if there is any, and enforces the wall-clock deadline by killing
+the whole cgroup.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+import time
+from typing import Callable
+
+from .logs import LogRecord, OutputLimiter, Sink
+from .process import ContainerProcess, read_events
+
+CHUNK = 65536
+SAMPLE_INTERVAL = 0.25
+
+
+class Monitor:
+    """Runs in its own thread from start() until the sandbox has ended."""
+
+    def __init__(self, proc: ContainerProcess, status_r: int, stdout_r: int, stderr_r: int,
+                 sinks: list[Sink], limiter: OutputLimiter, *, kill: Callable[[], None],
+                 sample: Callable[[], None], timeout: float | None,
+                 stdin: tuple[int, bytes] | None = None) -> None:
+        self.proc = proc
+        self.streams = {stdout_r: "stdout", stderr_r: "stderr"}
+        self.status_r = status_r
+        self.sinks = sinks
+        self.limiter = limiter
+        self._kill = kill
+        self._sample = sample
+        self.timeout = timeout
+        self.stdin = stdin
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.start_error: dict | None = None
+        self.exit_status: int | None = None
+        self.command_started_at: float | None = None
+        self.ended_at: float | None = None
+        self.timed_out = False
+        self.killed = False
+        self.sink_error: BaseException | None = None
+        self._status_buf = b""
+        self._thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def kill(self) -> None:
+        """End the sandbox now (idempotent)."""
+        if not self.killed:
+            self.killed = True
+            self._kill()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the waiter
+            self.sink_error = self.sink_error or exc
+            self.kill()
+        finally:
+            self.ended_at = self.ended_at or time.time()
+            self.started.set()
+            self.done.set()
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        for fd in (*self.streams, self.status_r):
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(self.proc.pidfd, selectors.EVENT_READ)
+        stdin_fd, stdin_data = self.stdin or (-1, b"")
+        if stdin_fd >= 0:
+            os.set_blocking(stdin_fd, False)
+            sel.register(stdin_fd, selectors.EVENT_WRITE)
+        open_fds = len(self.streams) + 1
+        init_gone = False
+        deadline: float | None = None
+        next_sample = time.monotonic() + SAMPLE_INTERVAL
+        while open_fds or not init_gone:
+            if deadline is None and self.timeout and self.command_started_at:
+                deadline = time.monotonic() + self.timeout
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and not self.killed:
+                self.timed_out = True
+                self.kill()
+            wait = min(x for x in (deadline, next_sample) if x is not None) - now
+            for key, _ in sel.select(max(wait, 0) if not self.killed else 0.05):
+                fd = key.fd
+                if fd == self.proc.pidfd:
+                    sel.unregister(fd)
+                    init_gone = True
+                    self.ended_at = time.time()
+                elif fd == stdin_fd:
+                    stdin_data = self._feed(sel, stdin_fd, stdin_data)
+                elif not self._read(fd):
+                    sel.unregister(fd)
+                    os.close(fd)
+                    open_fds -= 1
+            if time.monotonic() >= next_sample:
+                self._sample()
+                next_sample = time.monotonic() + SAMPLE_INTERVAL
+        if stdin_fd >= 0 and stdin_fd in sel.get_map():
+            sel.unregister(stdin_fd)
+            os.close(stdin_fd)
+        sel.close()
+
+    def _feed(self, sel: selectors.BaseSelector, fd: int, data: bytes) -> bytes:
+        try:
+            written = os.write(fd, data[:CHUNK]) if data else 0
+        except (BrokenPipeError, BlockingIOError) as exc:
+            written = 0 if isinstance(exc, BlockingIOError) else len(data)
+        data = data[written:]
+        if not data:
+            sel.unregister(fd)
+            os.close(fd)
+        return data
+
+    def _read(self, fd: int) -> bool:
+        """Read what is there; False at EOF."""
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        if fd == self.status_r:
+            self._on_status(data)
+            return True
+        kept = self.limiter.admit(self.streams[fd], data)
+        if kept:
+            record = LogRecord(self.streams[fd], time.time(), kept)
+            for sink in list(self.sinks):
+                try:
+                    sink.write(record)
+                except Exception as exc:  # noqa: BLE001 - a bad sink ends the run, not the loop
+                    self.sink_error = self.sink_error or exc
+                    self.sinks.remove(sink)
+                    self.kill()
+        return True
+
+    def _on_status(self, data: bytes) -> None:
+        events, self._status_buf = read_events(self._status_buf + data)
+        for event in events:
+            if event.kind == "started":
+                self.command_started_at = time.time()
+                self.started.set()
+            elif event.kind == "error":
+                self.start_error = event.data
+                self.started.set()
+            elif event.kind == "exit":
+                self.exit_status = event.data["status"]

@@ -1,0 +1,62 @@
+"""Compile a SandboxSpec (plus its image, state dir and cgroup) into a Plan."""
+
+from __future__ import annotations
+
+from . import linux
+from .cgroups import Cgroup
+from .images import Image
+from .linux.caps import mask
+from .plan import ExecPlan, Op, Plan
+from .rootfs import rootfs_ops
+from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, SandboxSpec
+
+
+def unshare_flags(spec: SandboxSpec) -> int:
+    """Every namespace but pid (made by the fork) and, for ``host``, net."""
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+    if spec.network.isolated:
+        flags |= linux.CLONE_NEWNET
+    return flags
+
+
+def environment(spec: SandboxSpec, image: Image) -> dict[str, str]:
+    """Image defaults, then PATH and HOSTNAME, then the spec's own values."""
+    env = {"PATH": DEFAULT_PATH, **image.env, "HOSTNAME": spec.hostname}
+    env.update(spec.env)
+    return env
+
+
+def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
+    """Docker's default set, or the spec's; without a devices cgroup, no MKNOD."""
+    if spec.capabilities is not None:
+        return mask(spec.capabilities)
+    names = [c for c in DEFAULT_CAPABILITIES if device_cgroup or c != "MKNOD"]
+    return mask(names)
+
+
+def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,
+               cgroup: Cgroup | None, *, device_cgroup: bool = True,
+               network_ops: tuple[Op, ...] = ()) -> Plan:
+    """The whole plan for one sandbox: mounts, then hostname, network, workdir."""
+    hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
+    if spec.network.isolated:
+        hooks.append(Op("loopback_up", (), "bring up lo"))
+    hooks += list(network_ops)
+    if spec.workdir != "/":
+        hooks.append(Op("makedirs", (spec.workdir,), f"workdir {spec.workdir}"))
+    exec_plan = ExecPlan(
+        argv=spec.command,
+        env=environment(spec, image),
+        user=spec.user,
+        workdir=spec.workdir,
+        keep_caps=capabilities(spec, device_cgroup=device_cgroup),
+        rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
+    )
+    return Plan(
+        sandbox_id=sandbox_id,
+        cgroup_procs=tuple(cgroup.procs_files) if cgroup else (),
+        unshare_flags=unshare_flags(spec),
+        ops=tuple(rootfs_ops(spec, image, state_path)),
+        exec=exec_plan,
+        hooks=tuple(hooks),
+    )

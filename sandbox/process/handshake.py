@@ -1,0 +1,56 @@
+"""Messages from the container's init to the parent, one JSON object per line.
+
+The init writes to the *status pipe*:
+
+- ``{"event": "error", "step": ..., "errno": ..., "detail": ...}``: setup failed
+  (then it exits); ``step == "exec"`` means the command could not be started.
+- ``{"event": "started", "pid": N}``: the command runs (N is its pid inside).
+- ``{"event": "exit", "status": S}``: the command ended; S is its wait status.
+
+A pipe that closes without an ``exit`` message means the init itself was
+killed (teardown, OOM killer, the parent's death).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    data: dict[str, Any]
+
+
+def send(fd: int, kind: str, **data: Any) -> None:
+    """Write one message; best effort, the reader may be gone."""
+    line = json.dumps({"event": kind, **data}).encode() + b"\n"
+    try:
+        os.write(fd, line)
+    except OSError:
+        pass
+
+
+def send_error(fd: int, step: str, exc: BaseException, **extra: Any) -> None:
+    err = getattr(exc, "errno", None)
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc)
+        if exc.filename:
+            detail += f": {exc.filename}"
+    else:
+        detail = str(exc) or type(exc).__name__
+    send(fd, "error", step=step, errno=err, detail=detail, **extra)
+
+
+def read_events(buffer: bytes) -> tuple[list[Event], bytes]:
+    """Complete messages in buffer, and what is left of an incomplete one."""
+    events = []
+    *lines, rest = buffer.split(b"\n")
+    for line in lines:
+        if line.strip():
+            data = json.loads(line)
+            events.append(Event(data.pop("event"), data))
+    return events, rest

@@ -1,0 +1,173 @@
+"""The executor: performs a plan's steps in the container's first process.
+
+Each step kind is one small function; ``run_ops`` walks the list and stops at
+the first failure, raising StepFailed with the step's name. ``sys`` is the
+kernel seam (``sandbox.linux`` in production, a recorder in unit tests).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any, Callable
+
+from .. import linux
+from ..plan import Op
+
+
+class StepFailed(Exception):
+    """A plan step failed; carries the step name and the original error."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"{step}: {error}")
+        self.step = step
+        self.error = error
+
+
+def secure_join(root: str, path: str) -> str:
+    """``root/path`` with every symlink resolved as if root were ``/``.
+
+    A path inside an image must never lead out of it through a symlink such
+    as ``/work -> /etc``; this resolves links by hand, clamped at root.
+    """
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > 40:
+                raise OSError(40, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved) if resolved else root
+
+
+def _mount(sys: Any, source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    sys.mount(source, target, fstype, flags, data)
+
+
+def _propagation(sys: Any, target: str, flags: int) -> None:
+    sys.mount(None, target, None, flags, None)
+
+
+def _mkdirs(sys: Any, *dirs: tuple[str, int]) -> None:
+    for path, mode in dirs:
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            continue
+        os.chmod(path, mode)
+
+
+def _mknods(sys: Any, *nodes: tuple[str, int, int, int]) -> None:
+    for path, mode, major, minor in nodes:
+        os.mknod(path, stat.S_IFCHR | mode, os.makedev(major, minor))
+        os.chmod(path, mode)
+
+
+def _symlinks(sys: Any, *links: tuple[str, str]) -> None:
+    for target, path in links:
+        os.symlink(target, path)
+
+
+def _bind(sys: Any, source: str, root: str, target: str, read_only: bool) -> None:
+    """Bind a host path in, recursively; read-only all the way down when asked."""
+    dest = secure_join(root, target)
+    if os.path.isdir(source):
+        os.makedirs(dest, exist_ok=True)
+    elif not os.path.exists(dest):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "a"):
+            pass
+    sys.mount(source, dest, None, linux.MS_BIND | linux.MS_REC, None)
+    attrs = linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV
+    if read_only:
+        attrs |= linux.MOUNT_ATTR_RDONLY
+    sys.mount_setattr(dest, attrs, True)
+
+
+def _mask(sys: Any, path: str, null: str) -> None:
+    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a dir."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sys.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY, "size=0")
+    else:
+        sys.mount(null, path, None, linux.MS_BIND, None)
+
+
+def _readonly(sys: Any, path: str) -> None:
+    if not os.path.exists(path):
+        return
+    sys.mount(path, path, None, linux.MS_BIND | linux.MS_REC, None)
+    sys.mount_setattr(path, linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID
+                      | linux.MOUNT_ATTR_NODEV, True)
+
+
+def _pivot_root(sys: Any, root: str) -> None:
+    """pivot_root(".", ".") then detach the old root (as runc does)."""
+    os.chdir(root)
+    sys.pivot_root(".", ".")
+    sys.umount(".", linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def _hostname(sys: Any, name: str) -> None:
+    sys.sethostname(name)
+
+
+def _loopback(sys: Any) -> None:
+    sys.loopback_up()
+
+
+def _write_file(sys: Any, path: str, data: str) -> None:
+    """Write a file inside the container (after pivot): /etc/hosts and the like."""
+    with open(secure_join("/", path), "w") as f:
+        f.write(data)
+
+
+def _makedirs(sys: Any, path: str) -> None:
+    """mkdir -p inside the container (after pivot_root, so links stay inside)."""
+    os.makedirs(path, exist_ok=True)
+
+
+def _call(sys: Any, target: str, *args: Any) -> None:
+    """Call a plain function by dotted name: the seam for extension steps."""
+    module_name, _, func_name = target.rpartition(".")
+    module = __import__(module_name, fromlist=[func_name])
+    getattr(module, func_name)(*args)
+
+
+OPS: dict[str, Callable[..., None]] = {
+    "mount": _mount, "propagation": _propagation, "mkdirs": _mkdirs, "mknods": _mknods,
+    "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
+    "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
+    "write_file": _write_file, "makedirs": _makedirs, "call": _call,
+}
+
+
+def run_ops(ops: tuple[Op, ...] | list[Op], sys: Any = linux) -> None:
+    """Perform each step in order; the first failure raises StepFailed."""
+    for op in ops:
+        try:
+            OPS[op.kind](sys, *op.args)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent by name
+            raise StepFailed(op.step, exc) from exc

@@ -1,0 +1,150 @@
+"""Forking the container's first process, safely from any host process.
+
+fork() in a multi-threaded process copies one thread and every lock the
+others held: the child can deadlock on the first malloc or import. So the
+engine forks only from a process that has a single thread:
+
+- the caller itself, when it is single-threaded (the CLI, a plain script);
+- otherwise a *zygote*: a small single-threaded helper started once per
+  process with subprocess (which execs at once, so it is thread-safe), that
+  forks containers on request. Requests and file descriptors travel over a
+  SOCK_SEQPACKET socketpair; the reply carries a pidfd for the new init.
+
+Either way the init gets PR_SET_PDEATHSIG=SIGKILL against a single-threaded
+parent, and the zygote exits when its socket closes (its owner died): a
+killed owner takes its containers with it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from .. import linux
+from ..errors import HostError
+from ..plan import Plan
+from ..state import process_start_time
+
+_NS_FD: dict[int, int] = {}
+
+
+def own_pidns_fd() -> int:
+    """An fd for this process's pid namespace (reopened after a fork)."""
+    pid = os.getpid()
+    if pid not in _NS_FD:
+        _NS_FD.clear()
+        _NS_FD[pid] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    return _NS_FD[pid]
+
+
+def fork_container(plan: Plan, fds: tuple[int, int, int, int]) -> int:
+    """Fork the init as pid 1 of a new pid namespace; return its host pid.
+
+    Call only from a single-threaded process.
+    """
+    from .child import container_main
+
+    parent = (os.getpid(), process_start_time(os.getpid()))
+    pid = linux.unshare_pid_and_fork(own_pidns_fd())
+    if pid == 0:
+        container_main(plan, fds, parent)
+    return pid
+
+
+def single_threaded() -> bool:
+    """True when this process has exactly one thread (counted by the kernel)."""
+    return threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
+
+
+@dataclass
+class ContainerProcess:
+    """The container's init, seen from the parent."""
+
+    pid: int
+    pidfd: int
+    direct: bool  # we forked it, so we must reap it
+    reaped: bool = field(default=False)
+
+    def send_signal(self, sig: int) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            pass
+
+    def exited(self, timeout: float = 0) -> bool:
+        """True once the init and, with it, its whole pid namespace are gone."""
+        return bool(select.select([self.pidfd], [], [], timeout)[0])
+
+    def reap(self) -> None:
+        """Wait for the init to end; collect it when it is our child."""
+        if self.direct and not self.reaped:
+            os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
+        else:
+            select.select([self.pidfd], [], [])
+        self.reaped = True
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def spawn(plan: Plan, fds: tuple[int, int, int, int]) -> ContainerProcess:
+    """Start the container's init; fds = (status_w, stdin_r, stdout_w, stderr_w)."""
+    if single_threaded() and threading.current_thread() is threading.main_thread():
+        pid = fork_container(plan, fds)
+        return ContainerProcess(pid, os.pidfd_open(pid), direct=True)
+    return Zygote.get().spawn(plan, fds)
+
+
+class Zygote:
+    """Client side of the per-process zygote."""
+
+    _instance: "Zygote | None" = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+                "from sandbox.process.zygote import main; main(int(sys.argv[1]))")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(child_sock.fileno())],
+            pass_fds=[child_sock.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
+        )
+        child_sock.close()
+        self.sock = parent_sock
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+    @classmethod
+    def get(cls) -> "Zygote":
+        with cls._instance_lock:
+            inst = cls._instance
+            if inst is None or inst.pid != os.getpid() or inst.proc.poll() is not None:
+                cls._instance = inst = cls()
+            return inst
+
+    def spawn(self, plan: Plan, fds: tuple[int, int, int, int]) -> ContainerProcess:
+        payload = pickle.dumps(plan)
+        with self.lock:
+            try:
+                socket.send_fds(self.sock, [payload], list(fds))
+                reply, got_fds, _, _ = socket.recv_fds(self.sock, 65536, 1)
+            except OSError as exc:
+                raise HostError(f"the zygote process failed: {exc}") from exc
+        if not reply:
+            raise HostError("the zygote process exited unexpectedly")
+        kind, value = pickle.loads(reply)
+        if kind != "ok":
+            for fd in got_fds:
+                os.close(fd)
+            raise HostError(f"could not fork the container: {value}")
+        return ContainerProcess(value, got_fds[0], direct=False)

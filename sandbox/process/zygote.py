@@ -1,0 +1,68 @@
+"""The zygote: a single-threaded helper that forks containers on request.
+
+Started once per host process by ``spawner.Zygote`` (see there for why). It
+reads (plan, fds) requests from its socket, forks each container with
+``fork_container``, and answers with the init's pid and a pidfd for it. It
+reaps its children (the inits) and exits when the socket closes, which
+SIGKILLs every init it forked (they have PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+
+from .. import linux
+from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
+from .spawner import fork_container
+
+REAP_INTERVAL_MS = 200
+
+
+def reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve_one(sock: socket.socket) -> bool:
+    """Handle one request; False when the owner has gone."""
+    try:
+        msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+    except ConnectionResetError:
+        return False
+    if not msg:
+        return False
+    try:
+        plan = pickle.loads(msg)
+        pid = fork_container(plan, tuple(fds))
+        pidfd = os.pidfd_open(pid)
+        reply, out_fds = ("ok", pid), [pidfd]
+    except Exception as exc:  # noqa: BLE001 - sent back to the owner
+        reply, out_fds = ("error", f"{type(exc).__name__}: {exc}"), []
+    for fd in fds:
+        os.close(fd)
+    socket.send_fds(sock, [pickle.dumps(reply)], out_fds)
+    for fd in out_fds:
+        os.close(fd)
+    return True
+
+
+def main(fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    linux.set_name("sandbox-zygote")
+    sock = socket.socket(fileno=fd)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    while True:
+        if poller.poll(REAP_INTERVAL_MS) and not serve_one(sock):
+            break
+        reap()
+    os._exit(0)

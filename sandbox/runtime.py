@@ -1,0 +1,270 @@
+"""The Sandbox: create, start, wait, destroy; and ``run(spec) -> Result``.
+
+create() records each thing it makes on an undo stack *before* making the
+next; destroy() unwinds that stack in reverse, also after errors, so it undoes
+exactly what was done. The record on disk is written before any cgroup or
+network link exists, so `sandbox gc` can find what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable, Iterable
+
+from . import images, state
+from .cgroups import Cgroup, host_cgroups
+from .errors import SandboxError, SetupError, StateError
+from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
+from .monitor import Monitor
+from .planner import build_plan
+from .process import ContainerProcess, spawn
+from .result import Result
+from .spec import SandboxSpec
+
+OutputCallback = Callable[[LogRecord], None]
+
+
+class Sandbox:
+    """One isolated container. Use as a context manager, or call the verbs.
+
+    ``on_output`` is called with each LogRecord as it is read, from the
+    sandbox's monitor thread. An exception raised by it kills the sandbox
+    and is raised again by wait().
+    """
+
+    def __init__(self, spec: SandboxSpec, *, on_output: OutputCallback | None = None,
+                 sinks: Iterable[Sink] = (), log_file: bool = True,
+                 stdin_fd: int | None = None) -> None:
+        self.spec = spec
+        self._stdin_fd = stdin_fd
+        self.id = state.new_id()
+        self.dir = state.SandboxDir(self.id)
+        self.state = "new"
+        self.cgroup: Cgroup | None = None
+        self.network = None
+        self.process: ContainerProcess | None = None
+        self._memory = MemorySink()
+        self._sinks: list[Sink] = [self._memory, *sinks]
+        if on_output is not None:
+            self._sinks.append(CallbackSink(on_output))
+        self._log_file = log_file
+        self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._monitor: Monitor | None = None
+        self._result: Result | None = None
+        self._record: state.Record | None = None
+        self._created_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> "Sandbox":
+        try:
+            self.create()
+            self.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.destroy()
+
+    def _push(self, what: str, undo: Callable[[], None]) -> None:
+        self._undo.append((what, undo))
+
+    def create(self) -> None:
+        """Make the state dir, record, cgroup, network and plan; nothing runs yet."""
+        if self.state != "new":
+            raise StateError(f"sandbox {self.id} was already created")
+        self._created_at = time.time()
+        image = images.get(self.spec.image)
+        hierarchy = host_cgroups()
+        self.state = "creating"
+        self.dir.create()
+        self._push("state dir", self.dir.remove)
+        if self.spec.name:
+            state.claim_name(self.spec.name, self.id)
+            self._push("name", lambda: state.release_name(self.spec.name, self.id))
+        self._record = state.new_record(self.id, self.spec)
+        self.dir.write_record(self._record)
+        self.cgroup = hierarchy.create(self.id, self.spec.limits)
+        self._push("cgroup", self._remove_cgroup)
+        self._record.cgroups = list(self.cgroup.paths)
+        network_ops = self._attach_network()
+        self.dir.write_record(self._record)
+        self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
+                               device_cgroup=hierarchy.version == 1, network_ops=network_ops)
+        if self._log_file:
+            sink = FileSink(self.dir.log_path)
+            self._sinks.append(sink)
+            self._push("log file", sink.close)
+        self.state = "created"
+
+    def _attach_network(self) -> tuple:
+        """Seam for network modes beyond ``none``/``host`` (see sandbox.network)."""
+        if self.spec.network.mode in ("none", "host"):
+            return ()
+        from . import network
+
+        self.network = network.attach(self.spec, self.id, self._record)
+        self._push("network", self.network.detach)
+        return self.network.ops
+
+    def _remove_cgroup(self) -> None:
+        assert self.cgroup is not None
+        self.cgroup.kill()
+        self.cgroup.remove()
+
+    def start(self) -> None:
+        """Start the command; raises SetupError if the container could not be made."""
+        if self.state != "created":
+            raise StateError(f"sandbox {self.id} cannot start from state {self.state}")
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if self.spec.stdin is not None:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        elif self._stdin_fd is not None:
+            in_r, in_w = os.dup(self._stdin_fd), -1
+        else:
+            in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+        try:
+            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w))
+        except BaseException:
+            for fd in (status_r, out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (status_w, in_r, out_w, err_w):
+                os.close(fd)
+        self._push("process", self._end_process)
+        self.state = "running"
+        limits = self.spec.limits
+        self._monitor = Monitor(
+            self.process, status_r, out_r, err_r, self._sinks, OutputLimiter(limits.output),
+            kill=self._kill_all, sample=self.cgroup.sample if self.cgroup else lambda: None,
+            timeout=limits.timeout,
+            stdin=(in_w, bytes(self.spec.stdin)) if self.spec.stdin is not None else None,
+        )
+        self._monitor.start()
+        self._monitor.started.wait()
+        assert self._record is not None
+        self._record.pid = self.process.pid
+        self._record.pid_start = state.process_start_time(self.process.pid)
+        self._record.state = "running"
+        self.dir.write_record(self._record)
+        if self._monitor.start_error is not None:
+            self._monitor.join()
+            self.state = "failed"
+            raise SetupError.from_report(self._monitor.start_error)
+
+    def _kill_all(self) -> None:
+        """Freeze and kill the whole cgroup, then the init (whole pid namespace)."""
+        if self.cgroup is not None:
+            try:
+                self.cgroup.kill()
+            except SandboxError:
+                pass
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+
+    def _end_process(self) -> None:
+        assert self.process is not None
+        if self._monitor is not None and not self._monitor.done.is_set():
+            self._monitor.kill()
+            self._monitor.join()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.reap()
+        self.process.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to the command (through its init); SIGKILL ends everything."""
+        if self.process is None or self._monitor is None:
+            raise StateError(f"sandbox {self.id} is not running")
+        if sig == signal.SIGKILL:
+            self._monitor.kill()
+        else:
+            self.process.send_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Block until the command has ended and the container is gone."""
+        if self._result is not None:
+            return self._result
+        if self._monitor is None:
+            raise StateError(f"sandbox {self.id} was not started")
+        if not self._monitor.join(timeout):
+            raise TimeoutError(f"sandbox {self.id} still running after {timeout}s")
+        self._result = self._make_result()
+        self.state = "exited"
+        if self._record is not None:
+            self._record.state = "exited"
+            self._record.exit_status = self._result.exit_code
+            self.dir.write_record(self._record)
+        if self._monitor.sink_error is not None:
+            raise SandboxError(f"output handler failed: {self._monitor.sink_error!r}; "
+                               "the sandbox was killed") from self._monitor.sink_error
+        return self._result
+
+    def _make_result(self) -> Result:
+        mon = self._monitor
+        assert mon is not None
+        stats = self.cgroup.stats() if self.cgroup is not None else None
+        if mon.exit_status is not None and not (mon.timed_out and os.WIFSIGNALED(mon.exit_status)):
+            code = os.waitstatus_to_exitcode(mon.exit_status)
+        else:
+            code = -signal.SIGKILL
+        sig = -code if code < 0 else None
+        started = mon.command_started_at or self._created_at
+        ended = mon.ended_at or time.time()
+        limits = self.spec.limits
+        return Result(
+            id=self.id, exit_code=128 + sig if sig else code, signal=sig,
+            started_at=started, ended_at=ended, duration=max(ended - started, 0.0),
+            stdout=self._memory.data("stdout"), stderr=self._memory.data("stderr"),
+            timed_out=mon.timed_out, oom_killed=bool(stats and stats.oom_kills),
+            output_truncated=mon.limiter.truncated,
+            stdout_bytes=mon.limiter.total["stdout"], stderr_bytes=mon.limiter.total["stderr"],
+            peak_memory=stats.peak_memory if stats else None,
+            cpu_time=stats.cpu_total if stats else None,
+            cpu_user=stats.cpu_user if stats else None,
+            cpu_system=stats.cpu_system if stats else None,
+            pids_peak=stats.pids_peak if stats else None,
+            pids_limited=bool(stats and stats.pids_limited),
+            setup_time=started - self._created_at if mon.command_started_at else None,
+            limits={"memory": limits.memory, "timeout": limits.timeout, "output": limits.output,
+                    "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk},
+        )
+
+    def destroy(self) -> None:
+        """Undo everything create() and start() did, in reverse; idempotent."""
+        errors = []
+        while self._undo:
+            what, undo = self._undo.pop()
+            try:
+                undo()
+            except BaseException as exc:  # noqa: BLE001 - keep undoing, report after
+                errors.append((what, exc))
+        if self.state not in ("exited", "failed"):
+            self.state = "destroyed"
+        if errors:
+            what, exc = errors[0]
+            raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {exc}") from exc
+
+    # -- conveniences ----------------------------------------------------------
+
+    @property
+    def stdout(self) -> bytes:
+        return self._memory.data("stdout")
+
+    @property
+    def stderr(self) -> bytes:
+        return self._memory.data("stderr")
+
+
+def run(spec: SandboxSpec, *, on_output: OutputCallback | None = None,
+        sinks: Iterable[Sink] = (), log_file: bool = True) -> Result:
+    """Create a sandbox, run its command to the end, tear it down; the Result."""
+    with Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file) as sandbox:
+        return sandbox.wait()

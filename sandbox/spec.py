@@ -1,0 +1,332 @@
+"""What a sandbox is asked to be: frozen, validated dataclasses.
+
+A SandboxSpec is data. It is validated once, when it is made, and every bad
+value raises SpecError naming the field and what is accepted. Strings such as
+``"256m"`` and ``"30s"`` are accepted wherever a size or duration is expected
+and are normalised to bytes and seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterable, Mapping
+
+from .errors import SpecError
+from .units import parse_duration, parse_size
+
+#: Docker's default capability set (moby/oci/caps/defaults.go).
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+    "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+    "AUDIT_WRITE",
+)
+
+#: rlimit names accepted by ``--ulimit NAME=SOFT[:HARD]``.
+ULIMIT_NAMES = ("nofile", "fsize", "core", "nproc", "stack", "memlock", "cpu", "as")
+
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_USER_RE = re.compile(r"^([A-Za-z0-9_.-]+)(?::([A-Za-z0-9_.-]+))?$")
+_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host path into the container; read-only unless asked."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not os.path.isabs(self.source):
+            raise SpecError("mount source", self.source, "an absolute host path")
+        if not os.path.exists(self.source):
+            raise SpecError("mount source", self.source, "an existing host path")
+        if not isinstance(self.target, str) or not self.target.startswith("/"):
+            raise SpecError("mount target", self.target, "an absolute container path")
+        if ".." in self.target.split("/") or self.target == "/":
+            raise SpecError("mount target", self.target, "a container path below / without '..'")
+        _set(self, "source", os.path.realpath(self.source))
+        _set(self, "target", os.path.normpath(self.target))
+
+    @classmethod
+    def parse(cls, text: str) -> "Mount":
+        """``SRC:DST[:ro|rw]`` as on Docker's ``-v``; read-only by default."""
+        parts = text.split(":")
+        mode = "ro"
+        if len(parts) == 3:
+            mode = parts.pop()
+        if len(parts) != 2 or mode not in ("ro", "rw"):
+            raise SpecError("volume", text, "SRC:DST, SRC:DST:ro or SRC:DST:rw")
+        return cls(os.path.abspath(parts[0]), parts[1], read_only=(mode == "ro"))
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One rlimit, only ever lowered (raising needs CAP_SYS_RESOURCE)."""
+
+    name: str
+    soft: int
+    hard: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Ulimit":
+        """``NAME=SOFT[:HARD]`` as on Docker's ``--ulimit``."""
+        accepted = f"NAME=SOFT[:HARD] with NAME one of {', '.join(ULIMIT_NAMES)}"
+        name, sep, values = text.partition("=")
+        if not sep or name not in ULIMIT_NAMES:
+            raise SpecError("ulimit", text, accepted)
+        soft_text, _, hard_text = values.partition(":")
+        try:
+            soft = int(soft_text)
+            hard = int(hard_text) if hard_text else soft
+        except ValueError:
+            raise SpecError("ulimit", text, accepted) from None
+        if soft < 0 or hard < 0 or soft > hard:
+            raise SpecError("ulimit", text, "non-negative SOFT <= HARD")
+        return cls(name, soft, hard)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits, all enforced by the kernel. None means unlimited.
+
+    Sizes are bytes, durations seconds; strings like ``"256m"`` and ``"30s"``
+    are accepted and normalised.
+    """
+
+    memory: int | None = 1 << 30
+    memory_swap: int | None = None  # extra swap beyond memory; None = swap off
+    cpus: float | None = None
+    cpuset: str | None = None
+    pids: int | None = 4096
+    timeout: float | None = None
+    output: int | None = 16 << 20
+    disk: int | None = 1 << 30
+    ulimits: tuple[Ulimit, ...] = (Ulimit("core", 0, 0),)
+
+    def __post_init__(self) -> None:
+        _set(self, "memory", parse_size("memory", self.memory))
+        if self.memory is not None and self.memory < (4 << 20):
+            raise SpecError("memory", self.memory, "at least 4m")
+        _set(self, "memory_swap", parse_size("memory_swap", self.memory_swap))
+        _set(self, "output", parse_size("output limit", self.output))
+        _set(self, "disk", parse_size("disk", self.disk))
+        _set(self, "timeout", parse_duration("timeout", self.timeout))
+        _set(self, "cpus", _parse_cpus(self.cpus))
+        _set(self, "pids", _parse_pids(self.pids))
+        if self.cpuset is not None and not _CPUSET_RE.match(str(self.cpuset)):
+            raise SpecError("cpuset", self.cpuset, "CPU numbers like 0, 0-1 or 0,2")
+        ulimits = tuple(u if isinstance(u, Ulimit) else Ulimit.parse(u) for u in self.ulimits)
+        _set(self, "ulimits", ulimits)
+
+    @classmethod
+    def unlimited(cls) -> "Limits":
+        """Limits with nothing limited (still in a cgroup, still killable)."""
+        return cls(memory=None, pids=None, output=None, disk=None, ulimits=())
+
+
+def _parse_cpus(value: object) -> float | None:
+    accepted = "a positive number of CPUs like 0.5 or 2 (or 0/none for unlimited)"
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "0")):
+        return None
+    try:
+        cpus = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SpecError("cpus", value, accepted) from None
+    if cpus < 0 or cpus != cpus or isinstance(value, bool):
+        raise SpecError("cpus", value, accepted)
+    if 0 < cpus < 0.01:
+        raise SpecError("cpus", value, "at least 0.01")
+    return cpus or None
+
+
+def _parse_pids(value: object) -> int | None:
+    accepted = "a positive process count like 128 (or 0/none for unlimited)"
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "0", "max")):
+        return None
+    try:
+        pids = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SpecError("pids", value, accepted) from None
+    if pids < 0 or isinstance(value, bool):
+        raise SpecError("pids", value, accepted)
+    return pids or None
+
+
+@dataclass(frozen=True)
+class Publish:
+    """``HOSTPORT:PORT``: a container TCP port published on the host's loopback."""
+
+    host_port: int
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Publish":
+        host, sep, port = str(text).partition(":")
+        try:
+            result = cls(int(host), int(port))
+        except ValueError:
+            raise SpecError("publish", text, "HOSTPORT:PORT like 8080:80") from None
+        if not sep or not (0 < result.host_port < 65536 and 0 < result.port < 65536):
+            raise SpecError("publish", text, "HOSTPORT:PORT with ports 1-65535")
+        return result
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which network the sandbox joins.
+
+    ``none`` (own namespace, loopback only: the default), ``host`` (the host's
+    namespace, unsafe), ``bridge`` (the default sandbox bridge) or the name of a
+    network made with ``sandbox network create``. ``alias`` is the name other
+    members of the network reach this sandbox by.
+    """
+
+    mode: str = "none"
+    alias: str | None = None
+    egress: bool = False
+    publish: tuple[Publish, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, str) or not _NAME_RE.match(self.mode):
+            raise SpecError("network", self.mode, "none, host, bridge or a network name")
+        if self.alias is not None and not _HOSTNAME_RE.match(self.alias):
+            raise SpecError("network alias", self.alias, "a host name like db or web-1")
+        publish = tuple(p if isinstance(p, Publish) else Publish.parse(p) for p in self.publish)
+        _set(self, "publish", publish)
+        if self.egress and self.mode in ("none", "host"):
+            raise SpecError("egress", self.egress, "only with a bridge or named network")
+        if self.publish and self.mode in ("none", "host"):
+            raise SpecError("publish", self.publish, "only with a bridge or named network")
+
+    @property
+    def isolated(self) -> bool:
+        """True when the sandbox gets its own network namespace."""
+        return self.mode != "host"
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything needed to create one sandbox. Validated on construction."""
+
+    image: str
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = "0:0"
+    hostname: str = "sandbox"
+    name: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    capabilities: tuple[str, ...] | None = None  # None: Docker's default set
+    stdin: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, str) or not self.image:
+            raise SpecError("image", self.image, "an image name such as busybox or host")
+        _set(self, "command", _check_command(self.command))
+        _set(self, "env", _check_env(self.env))
+        if not isinstance(self.workdir, str) or not self.workdir.startswith("/"):
+            raise SpecError("workdir", self.workdir, "an absolute container path")
+        if not isinstance(self.user, str):
+            _set(self, "user", str(self.user))
+        if not _USER_RE.match(self.user):
+            raise SpecError("user", self.user, "UID[:GID] or NAME[:GROUP]")
+        if not isinstance(self.hostname, str) or not _HOSTNAME_RE.match(self.hostname):
+            raise SpecError("hostname", self.hostname, "letters, digits and '-', at most 63")
+        if self.name is not None and not _NAME_RE.match(self.name):
+            raise SpecError("name", self.name, "letters, digits, '_', '.', '-', at most 63")
+        _set(self, "mounts", _check_mounts(self.mounts))
+        if isinstance(self.limits, Mapping):
+            _set(self, "limits", Limits(**self.limits))
+        if isinstance(self.network, str):
+            _set(self, "network", NetworkSpec(self.network))
+        _set(self, "capabilities", _check_caps(self.capabilities))
+        if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
+            raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
+
+    def with_changes(self, **changes: Any) -> "SandboxSpec":
+        """A copy with some fields replaced (and validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (records, job results)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "stdin":
+                value = None if value is None else len(value)
+            out[f.name] = _plain(value)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _check_command(command: object) -> tuple[str, ...]:
+    if isinstance(command, str):
+        raise SpecError("command", command, "a list of arguments, e.g. ['sh', '-c', 'echo hi']")
+    try:
+        args = tuple(command)  # type: ignore[arg-type]
+    except TypeError:
+        raise SpecError("command", command, "a non-empty list of strings") from None
+    if not args or not all(isinstance(a, str) for a in args) or not args[0]:
+        raise SpecError("command", command, "a non-empty list of strings")
+    if any("\0" in a for a in args):
+        raise SpecError("command", command, "arguments without NUL bytes")
+    return args
+
+
+def _check_env(env: object) -> Mapping[str, str]:
+    if not isinstance(env, Mapping):
+        raise SpecError("env", env, "a mapping of NAME to value")
+    for key, value in env.items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+            raise SpecError("env name", key, "letters, digits and '_', not starting with a digit")
+        if not isinstance(value, str) or "\0" in value:
+            raise SpecError(f"env {key}", value, "a string without NUL bytes")
+    return dict(env)
+
+
+def _check_mounts(mounts: Iterable[object]) -> tuple[Mount, ...]:
+    result = tuple(m if isinstance(m, Mount) else Mount.parse(str(m)) for m in mounts)
+    targets = [m.target for m in result]
+    dupes = {t for t in targets if targets.count(t) > 1}
+    if dupes:
+        raise SpecError("mount target", sorted(dupes)[0], "each target at most once")
+    return result
+
+
+def _check_caps(caps: object) -> tuple[str, ...] | None:
+    from .linux.caps import CAPABILITIES
+
+    if caps is None:
+        return None
+    if isinstance(caps, str):
+        caps = [c for c in caps.split(",") if c]
+    names = []
+    for cap in caps:  # type: ignore[union-attr]
+        name = str(cap).upper().removeprefix("CAP_")
+        if name not in CAPABILITIES:
+            raise SpecError("capability", cap, "a Linux capability name such as NET_ADMIN")
+        names.append(name)
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,248 @@
+"""Where things live, and the records that let `sandbox gc` clean up after a crash.
+
+Two roots, each overridable by an environment variable:
+
+- ``SANDBOX_STATE_DIR`` (default ``/var/lib/sandbox``): images and networks,
+  which outlive any process.
+- ``SANDBOX_RUN_DIR`` (default ``/run/sandbox``): one directory per live
+  sandbox, holding its record (written before anything is created on the
+  host), its log file and its rootfs mount point.
+
+A record names its owner (pid and start time), so a sandbox whose owner died
+can be told from a live one without any daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import StateError
+
+RECORD_NAME = "record.json"
+
+
+def lib_dir() -> Path:
+    """Persistent state: images and networks."""
+    return Path(os.environ.get("SANDBOX_STATE_DIR", "/var/lib/sandbox"))
+
+
+def run_dir() -> Path:
+    """Per-sandbox state of live sandboxes."""
+    return Path(os.environ.get("SANDBOX_RUN_DIR", "/run/sandbox"))
+
+
+def sandboxes_dir() -> Path:
+    return run_dir() / "sandboxes"
+
+
+def names_dir() -> Path:
+    return run_dir() / "names"
+
+
+def new_id() -> str:
+    """A fresh sandbox id: 12 random hex digits, unique across processes."""
+    return secrets.token_hex(6)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (proc(5) stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def process_alive(pid: int | None, start_time: int | None) -> bool:
+    """True when ``pid`` runs and is the same process that started at start_time."""
+    if not pid:
+        return False
+    now = process_start_time(pid)
+    return now is not None and (start_time is None or now == start_time)
+
+
+@dataclass
+class Record:
+    """What a sandbox created on the host, written before it is created."""
+
+    id: str
+    name: str | None
+    image: str
+    command: list[str]
+    created: float
+    owner_pid: int
+    owner_start: int | None
+    state: str = "creating"  # creating, running, exited, removing
+    pid: int | None = None  # host pid of the container's init
+    pid_start: int | None = None
+    cgroups: list[str] = field(default_factory=list)
+    network: dict[str, Any] = field(default_factory=dict)
+    exit_status: int | None = None
+
+    @property
+    def owner_alive(self) -> bool:
+        return process_alive(self.owner_pid, self.owner_start)
+
+    @property
+    def init_alive(self) -> bool:
+        return process_alive(self.pid, self.pid_start)
+
+
+class SandboxDir:
+    """The state directory of one sandbox: record, log, rootfs mount point."""
+
+    def __init__(self, sandbox_id: str) -> None:
+        self.id = sandbox_id
+        self.path = sandboxes_dir() / sandbox_id
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD_NAME
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    @property
+    def root(self) -> Path:
+        return self.path / "root"
+
+    @property
+    def layer(self) -> Path:
+        return self.path / "layer"
+
+    def create(self) -> None:
+        """Make the directory; fails if the id is taken (ids never collide silently)."""
+        sandboxes_dir().mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.path.mkdir(mode=0o700)
+        self.root.mkdir()
+        self.layer.mkdir()
+
+    def write_record(self, record: Record) -> None:
+        """Replace the record atomically."""
+        tmp = self.path / f".{RECORD_NAME}.tmp"
+        tmp.write_text(json.dumps(asdict(record)))
+        os.replace(tmp, self.record_path)
+
+    def read_record(self) -> Record:
+        try:
+            return Record(**json.loads(self.record_path.read_text()))
+        except FileNotFoundError:
+            raise StateError(f"no such sandbox: {self.id}") from None
+        except (ValueError, TypeError) as exc:
+            raise StateError(f"unreadable record for sandbox {self.id}: {exc}") from exc
+
+    def remove(self) -> None:
+        """Remove the directory and everything in it (the rootfs is only a mount point)."""
+        for child in (self.root, self.layer):
+            try:
+                child.rmdir()
+            except FileNotFoundError:
+                pass
+        for name in os.listdir(self.path) if self.path.exists() else ():
+            os.unlink(self.path / name)
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            pass
+
+
+def claim_name(name: str, sandbox_id: str) -> None:
+    """Reserve a sandbox name atomically; a live holder makes this fail."""
+    names_dir().mkdir(parents=True, exist_ok=True)
+    link = names_dir() / name
+    for _ in range(2):
+        try:
+            os.symlink(sandbox_id, link)
+            return
+        except FileExistsError:
+            holder = os.readlink(link)
+            if (sandboxes_dir() / holder).exists():
+                raise StateError(
+                    f"name {name!r} is in use by sandbox {holder}",
+                    hint="choose another --name or remove it with `sandbox rm`",
+                ) from None
+            _unlink_quiet(link)
+    raise StateError(f"could not claim name {name!r}")
+
+
+def release_name(name: str | None, sandbox_id: str) -> None:
+    """Give a name back, only if this sandbox still holds it."""
+    if not name:
+        return
+    link = names_dir() / name
+    try:
+        if os.readlink(link) == sandbox_id:
+            os.unlink(link)
+    except OSError:
+        pass
+
+
+def resolve(ref: str) -> SandboxDir:
+    """The sandbox with this id, unique id prefix or name."""
+    link = names_dir() / ref
+    if link.is_symlink():
+        ref = os.readlink(link)
+    if (sandboxes_dir() / ref).is_dir():
+        return SandboxDir(ref)
+    matches = [d for d in list_ids() if d.startswith(ref)] if ref else []
+    if len(matches) == 1:
+        return SandboxDir(matches[0])
+    if len(matches) > 1:
+        raise StateError(f"ambiguous sandbox id prefix {ref!r}: {', '.join(matches)}")
+    raise StateError(f"no such sandbox: {ref}", hint="`sandbox ps` lists live sandboxes")
+
+
+def list_ids() -> list[str]:
+    try:
+        return sorted(os.listdir(sandboxes_dir()))
+    except FileNotFoundError:
+        return []
+
+
+def iter_records() -> Iterator[tuple[SandboxDir, Record | None]]:
+    """Every sandbox directory with its record (None when unreadable or missing)."""
+    for sandbox_id in list_ids():
+        sdir = SandboxDir(sandbox_id)
+        try:
+            yield sdir, sdir.read_record()
+        except StateError:
+            yield sdir, None
+
+
+def new_record(sandbox_id: str, spec: Any) -> Record:
+    """The record of a sandbox about to be created by this process."""
+    return Record(
+        id=sandbox_id,
+        name=spec.name,
+        image=spec.image,
+        command=list(spec.command),
+        created=time.time(),
+        owner_pid=os.getpid(),
+        owner_start=_own_start_time(),
+    )
+
+
+_OWN_START: dict[int, int | None] = {}
+
+
+def _own_start_time() -> int | None:
+    pid = os.getpid()
+    if pid not in _OWN_START:
+        _OWN_START.clear()
+        _OWN_START[pid] = process_start_time(pid)
+    return _OWN_START[pid]
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
