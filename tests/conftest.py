@@ -23,10 +23,19 @@ MUST_WORK = os.environ.get("SANDBOX_MUST_WORK") == "1"
 _SESSION_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-")
 os.environ["SANDBOX_STATE_DIR"] = os.path.join(_SESSION_ROOT, "lib")
 os.environ["SANDBOX_RUN_DIR"] = os.path.join(_SESSION_ROOT, "run")
+# a cgroup parent of our own, so suites running side by side never see each other's
+os.environ["SANDBOX_CGROUP_PARENT"] = f"sandbox-test-{os.getpid()}"
+CGROUP_PARENT = os.environ["SANDBOX_CGROUP_PARENT"]
 
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+    try:
+        from sandbox.cgroups import host_cgroups
+
+        host_cgroups().remove_parents()
+    except Exception:  # noqa: BLE001 - nothing was made
+        pass
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -100,7 +109,10 @@ def _sandbox_processes() -> set[int]:
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == "sandbox-init":
+                    if f.read().strip() != "sandbox-init":
+                        continue
+                with open(f"/proc/{pid}/cgroup") as f:
+                    if f"/{CGROUP_PARENT}/" in f.read():
                         found.add(int(pid))
             except OSError:
                 continue

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 from ..errors import LimitError
 from ..spec import Limits
 
-#: The parent of every sandbox cgroup, in each hierarchy.
-PARENT = "sandbox"
+def parent_name() -> str:
+    """The parent of every sandbox cgroup, in each hierarchy (SANDBOX_CGROUP_PARENT).
+
+    A test session or a second installation uses its own parent, so neither
+    mistakes the other's cgroups for its own leftovers.
+    """
+    return os.environ.get("SANDBOX_CGROUP_PARENT", "sandbox")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,18 @@ class CgroupHierarchy(ABC):
     @abstractmethod
     def leftovers(self) -> list[str]:
         """Every sandbox cgroup directory that exists now (for the leak check)."""
+
+    @abstractmethod
+    def parent_paths(self) -> list[str]:
+        """The parent directory of sandbox cgroups in each hierarchy."""
+
+    def remove_parents(self) -> None:
+        """Remove the parent directories if empty (a test session's own parent)."""
+        for path in self.parent_paths():
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
     @abstractmethod
     def describe(self) -> str:

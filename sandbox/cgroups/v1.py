@@ -12,7 +12,7 @@ import signal
 import time
 
 from ..spec import Limits
-from .base import PARENT, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
+from .base import parent_name, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
 
 CFS_PERIOD_US = 100_000
 
@@ -49,7 +49,7 @@ class CgroupV1(CgroupHierarchy):
     def create(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
         by_controller: dict[str, str] = {}
         for controller in self._controllers_for(limits):
-            parent = os.path.join(self.mounts[controller], PARENT)
+            parent = os.path.join(self.mounts[controller], parent_name())
             if not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
                 if controller == "cpuset":
@@ -73,10 +73,13 @@ class CgroupV1(CgroupHierarchy):
                     by_controller.setdefault(controller, path)
         return SandboxCgroupV1(by_controller, paths)
 
+    def parent_paths(self) -> list[str]:
+        return [os.path.join(m, parent_name()) for m in sorted(set(self.mounts.values()))]
+
     def leftovers(self) -> list[str]:
         found = []
         for mount in sorted(set(self.mounts.values())):
-            parent = os.path.join(mount, PARENT)
+            parent = os.path.join(mount, parent_name())
             if os.path.isdir(parent):
                 found += [os.path.join(parent, d) for d in os.listdir(parent)
                           if os.path.isdir(os.path.join(parent, d))]

@@ -13,7 +13,7 @@ import signal
 import time
 
 from ..spec import Limits
-from .base import PARENT, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
+from .base import parent_name, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
 
 CPU_PERIOD_US = 100_000
 WANTED = ("memory", "pids", "cpu", "cpuset")
@@ -26,7 +26,10 @@ class CgroupV2(CgroupHierarchy):
 
     def __init__(self, root: str = "/sys/fs/cgroup") -> None:
         self.root = root
-        self.parent = os.path.join(root, PARENT)
+
+    @property
+    def parent(self) -> str:
+        return os.path.join(self.root, parent_name())
 
     def available(self) -> list[str]:
         return (read(os.path.join(self.root, "cgroup.controllers")) or "").split()
@@ -57,6 +60,9 @@ class CgroupV2(CgroupHierarchy):
 
     def open(self, paths: list[str]) -> "SandboxCgroupV2":
         return SandboxCgroupV2(paths)
+
+    def parent_paths(self) -> list[str]:
+        return [self.parent]
 
     def leftovers(self) -> list[str]:
         if not os.path.isdir(self.parent):
