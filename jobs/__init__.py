@@ -1,0 +1,1 @@
+"""Jobs: the job model, submission, results, JUnit, the HTTP API."""

@@ -1,0 +1,1 @@
+"""The pytest plugin: the `sandbox` fixture and marker (see plugin.py)."""

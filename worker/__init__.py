@@ -1,0 +1,1 @@
+"""RQ workers that execute jobs in sandboxes."""
