@@ -45,12 +45,14 @@ class Plan:
     unshare_flags: int
     ops: tuple[Op, ...]
     exec: ExecPlan
-    hooks: tuple[Op, ...] = field(default=())  # extra steps after pivot (network, ...)
+    hooks: tuple[Op, ...] = field(default=())  # steps after pivot_root (hostname, network, workdir)
+    pre_ops: tuple[Op, ...] = field(default=())  # steps in the host namespaces, before unshare
 
     def describe(self) -> str:
         """The plan as readable lines (for --dry-run and debugging)."""
         lines = [f"sandbox {self.sandbox_id}"]
         lines += [f"join cgroup {p}" for p in self.cgroup_procs]
+        lines += [op.step for op in self.pre_ops]
         lines.append(f"unshare 0x{self.unshare_flags:08x}")
         lines += [f"{op.step}" for op in self.ops + self.hooks]
         lines.append(f"exec {' '.join(self.exec.argv)} as {self.exec.user} in {self.exec.workdir}")

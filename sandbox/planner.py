@@ -36,8 +36,12 @@ def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
 
 def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
-               network_ops: tuple[Op, ...] = ()) -> Plan:
-    """The whole plan for one sandbox: mounts, then hostname, network, workdir."""
+               network_ops: tuple[Op, ...] = (), network_pre_ops: tuple[Op, ...] = ()) -> Plan:
+    """The whole plan for one sandbox: mounts, then hostname, network, workdir.
+
+    ``network_pre_ops`` run in the host's namespaces before unshare (e.g. to
+    make a veth pair); ``network_ops`` run inside, after pivot_root.
+    """
     hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
     if spec.network.isolated:
         hooks.append(Op("loopback_up", (), "bring up lo"))
@@ -59,4 +63,5 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         ops=tuple(rootfs_ops(spec, image, state_path)),
         exec=exec_plan,
         hooks=tuple(hooks),
+        pre_ops=tuple(network_pre_ops),
     )

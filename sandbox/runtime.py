@@ -32,12 +32,17 @@ class Sandbox:
     ``on_output`` is called with each LogRecord as it is read, from the
     sandbox's monitor thread. An exception raised by it kills the sandbox
     and is raised again by wait().
+
+    ``target``: a callable of this process to run inside the sandbox instead
+    of ``spec.command`` (which is then only a label); its return value is the
+    exit status. The caller must be single-threaded (this process is forked).
     """
 
     def __init__(self, spec: SandboxSpec, *, on_output: OutputCallback | None = None,
                  sinks: Iterable[Sink] = (), log_file: bool = True,
-                 stdin_fd: int | None = None) -> None:
+                 stdin_fd: int | None = None, target: Callable[[], int | None] | None = None) -> None:
         self.spec = spec
+        self._target = target
         self._stdin_fd = stdin_fd
         self.id = state.new_id()
         self.dir = state.SandboxDir(self.id)
@@ -91,25 +96,32 @@ class Sandbox:
         self.cgroup = hierarchy.create(self.id, self.spec.limits)
         self._push("cgroup", self._remove_cgroup)
         self._record.cgroups = list(self.cgroup.paths)
-        network_ops = self._attach_network()
+        network_pre_ops, network_ops = self._attach_network()
         self.dir.write_record(self._record)
         self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
-                               device_cgroup=hierarchy.version == 1, network_ops=network_ops)
+                               device_cgroup=hierarchy.version == 1, network_ops=network_ops,
+                               network_pre_ops=network_pre_ops)
         if self._log_file:
             sink = FileSink(self.dir.log_path)
             self._sinks.append(sink)
             self._push("log file", sink.close)
         self.state = "created"
 
-    def _attach_network(self) -> tuple:
-        """Seam for network modes beyond ``none``/``host`` (see sandbox.network)."""
+    def _attach_network(self) -> tuple[tuple, tuple]:
+        """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
+
+        ``network.attach`` reserves what the sandbox needs (an address, names),
+        records it in the record's ``network`` dict (so gc can undo it) and
+        returns an object with ``pre_ops`` (run before unshare, in the host's
+        namespaces), ``ops`` (run inside after pivot_root) and ``detach()``.
+        """
         if self.spec.network.mode in ("none", "host"):
-            return ()
+            return (), ()
         from . import network
 
         self.network = network.attach(self.spec, self.id, self._record)
         self._push("network", self.network.detach)
-        return self.network.ops
+        return tuple(self.network.pre_ops), tuple(self.network.ops)
 
     def _remove_cgroup(self) -> None:
         assert self.cgroup is not None
@@ -130,7 +142,7 @@ class Sandbox:
         else:
             in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
-            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w))
+            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target)
         except BaseException:
             for fd in (status_r, out_r, err_r, in_w):
                 if fd >= 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from .. import linux
 from ..plan import Plan
@@ -27,6 +27,7 @@ STATUS_FD = 3
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 SETUP_FAILED = 125
+Target = Callable[[], "int | None"]
 
 
 def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
@@ -40,8 +41,12 @@ def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -
 
 
 def container_main(plan: Plan, fds: tuple[int, int, int, int],
-                   parent: tuple[int, int | None]) -> NoReturn:
-    """Run in the forked child; ``fds`` = (status, stdin, stdout, stderr)."""
+                   parent: tuple[int, int | None], target: Target | None = None) -> NoReturn:
+    """Run in the forked child; ``fds`` = (status, stdin, stdout, stderr).
+
+    With ``target`` (a callable returning an exit status), the command's
+    process calls it instead of exec'ing ``plan.exec.argv``.
+    """
     step = "start"
     try:
         arrange_fds(*fds)
@@ -53,12 +58,13 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
         for procs in plan.cgroup_procs:
             with open(procs, "w") as f:
                 f.write("0")
+        run_ops(plan.pre_ops)
         step = "unshare namespaces"
         linux.unshare(plan.unshare_flags)
         run_ops(plan.ops)
         run_ops(plan.hooks)
         linux.set_name("sandbox-init")
-        status = start_command(plan)
+        status = start_command(plan, target)
     except StepFailed as exc:
         handshake.send_error(STATUS_FD, exc.step, exc.error)
         os._exit(SETUP_FAILED)
@@ -69,11 +75,13 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
     os._exit(0)
 
 
-def start_command(plan: Plan) -> int:
+def start_command(plan: Plan, target: Target | None = None) -> int:
     """Fork and exec the command; report it started; be init until it exits."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
+        if target is not None:
+            _target_child(plan, target, err_r, err_w)
         _command_child(plan, err_r, err_w)
     os.close(err_w)
     report = b""
@@ -106,6 +114,38 @@ def _command_child(plan: Plan, err_r: int, err_w: int) -> NoReturn:
         handshake.send_error(err_w, "exec", exc, command=plan.exec.argv[0])
         os._exit(SETUP_FAILED)
     os._exit(SETUP_FAILED)
+
+
+def _target_child(plan: Plan, target: Target, err_r: int, err_w: int) -> NoReturn:
+    """Like _command_child, but call a Python function of the forked caller."""
+    import sys
+    import traceback
+
+    try:
+        os.close(err_r)
+        reset_signals()
+        env = become(plan.exec)
+        os.environ.clear()
+        os.environ.update(env)
+        os.close(err_w)  # the "exec" happened: the init stops waiting
+    except StepFailed as exc:
+        handshake.send_error(err_w, exc.step, exc.error)
+        os._exit(SETUP_FAILED)
+    code = 1
+    try:
+        result = target()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - shown on the sandbox's stderr
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+    os._exit(code)
 
 
 def reset_signals() -> None:

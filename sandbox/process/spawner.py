@@ -44,17 +44,22 @@ def own_pidns_fd() -> int:
     return _NS_FD[pid]
 
 
-def fork_container(plan: Plan, fds: tuple[int, int, int, int]) -> int:
+def fork_container(plan: Plan, fds: tuple[int, int, int, int], target=None) -> int:
     """Fork the init as pid 1 of a new pid namespace; return its host pid.
 
     Call only from a single-threaded process.
     """
     from .child import container_main
 
+    for stream in (sys.stdout, sys.stderr):  # or the child would write them again
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream has nothing to flush
+            pass
     parent = (os.getpid(), process_start_time(os.getpid()))
     pid = linux.unshare_pid_and_fork(own_pidns_fd())
     if pid == 0:
-        container_main(plan, fds, parent)
+        container_main(plan, fds, parent, target)
     return pid
 
 
@@ -96,10 +101,21 @@ class ContainerProcess:
             self.pidfd = -1
 
 
-def spawn(plan: Plan, fds: tuple[int, int, int, int]) -> ContainerProcess:
-    """Start the container's init; fds = (status_w, stdin_r, stdout_w, stderr_w)."""
-    if single_threaded() and threading.current_thread() is threading.main_thread():
-        pid = fork_container(plan, fds)
+def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None) -> ContainerProcess:
+    """Start the container's init; fds = (status_w, stdin_r, stdout_w, stderr_w).
+
+    ``target``: a Python callable of this process to run instead of the
+    command. It needs this process's memory, so it is only possible by
+    forking this process, which is only safe when it is single-threaded.
+    """
+    direct = single_threaded() and threading.current_thread() is threading.main_thread()
+    if target is not None and not direct:
+        raise HostError(
+            f"cannot run a Python function in a sandbox from a process with "
+            f"{len(os.listdir('/proc/self/task'))} threads: it would fork them",
+            hint="run it from a single-threaded process, or run a command instead")
+    if direct:
+        pid = fork_container(plan, fds, target)
         return ContainerProcess(pid, os.pidfd_open(pid), direct=True)
     return Zygote.get().spawn(plan, fds)
 
