@@ -1,9 +1,11 @@
 """The Sandbox: create, start, wait, destroy; and ``run(spec) -> Result``.
 
-create() records each thing it makes on an undo stack *before* making the
-next; destroy() unwinds that stack in reverse, also after errors, so it undoes
-exactly what was done. The record on disk is written before any cgroup or
-network link exists, so `sandbox gc` can find what a crash left behind.
+create() records each thing it makes on an undo stack as soon as it exists;
+destroy() unwinds that stack in reverse, also after errors, so it undoes
+exactly what was done. The record on disk (one write, before anything runs)
+names the cgroup and network reservations, so `sandbox gc` can find what a
+crash left behind; a crash before the record is written leaves a state dir
+and cgroup directories named by the sandbox id, which gc also finds.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ class Sandbox:
             state.claim_name(self.spec.name, self.id)
             self._push("name", lambda: state.release_name(self.spec.name, self.id))
         self._record = state.new_record(self.id, self.spec)
-        self.dir.write_record(self._record)
         self.cgroup = hierarchy.create(self.id, self.spec.limits)
         self._push("cgroup", self._remove_cgroup)
         self._record.cgroups = list(self.cgroup.paths)
@@ -125,7 +126,6 @@ class Sandbox:
 
     def _remove_cgroup(self) -> None:
         assert self.cgroup is not None
-        self.cgroup.kill()
         self.cgroup.remove()
 
     def start(self) -> None:
@@ -162,11 +162,6 @@ class Sandbox:
         )
         self._monitor.start()
         self._monitor.started.wait()
-        assert self._record is not None
-        self._record.pid = self.process.pid
-        self._record.pid_start = state.process_start_time(self.process.pid)
-        self._record.state = "running"
-        self.dir.write_record(self._record)
         if self._monitor.start_error is not None:
             self._monitor.join()
             self.state = "failed"
@@ -210,10 +205,6 @@ class Sandbox:
             raise TimeoutError(f"sandbox {self.id} still running after {timeout}s")
         self._result = self._make_result()
         self.state = "exited"
-        if self._record is not None:
-            self._record.state = "exited"
-            self._record.exit_status = self._result.exit_code
-            self.dir.write_record(self._record)
         if self._monitor.sink_error is not None:
             raise SandboxError(f"output handler failed: {self._monitor.sink_error!r}; "
                                "the sandbox was killed") from self._monitor.sink_error

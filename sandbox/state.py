@@ -79,7 +79,7 @@ class Record:
     created: float
     owner_pid: int
     owner_start: int | None
-    state: str = "creating"  # creating, running, exited, removing
+    state: str = "running"  # the owner is alive while it runs; see owner_alive
     pid: int | None = None  # host pid of the container's init
     pid_start: int | None = None
     cgroups: list[str] = field(default_factory=list)

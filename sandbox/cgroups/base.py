@@ -71,7 +71,7 @@ class Cgroup(ABC):
         """Called now and then while running, for kernels that lack a peak file."""
 
     def remove(self, timeout: float = 5.0) -> None:
-        """Kill what is left and remove the directories; waits out dying tasks."""
+        """Remove the directories, killing what is left; waits out dying tasks."""
         deadline = time.monotonic() + timeout
         for path in reversed(self.paths):
             while True:

@@ -33,6 +33,22 @@ class CgroupV1(CgroupHierarchy):
 
     def __init__(self, mounts: dict[str, str]) -> None:
         self.mounts = mounts
+        self._ready: set[str] = set()
+
+    def _prepare_parent(self, controller: str, parent: str) -> None:
+        """Make the parent once; children inherit its cpuset and device rules.
+
+        The devices controller copies a parent's rules into each new child,
+        so the container's device list is written once here, not per sandbox.
+        """
+        os.makedirs(parent, exist_ok=True)
+        if controller == "cpuset":
+            _init_cpuset(self.mounts[controller], parent)
+        if controller == "devices" and _device_rules(parent) != set(DEVICE_RULES):
+            write(os.path.join(parent, "devices.deny"), "a")
+            for rule in DEVICE_RULES:
+                write(os.path.join(parent, "devices.allow"), rule)
+        self._ready.add(parent)
 
     def describe(self) -> str:
         have = ", ".join(c for c in self.CONTROLLERS if c in self.mounts)
@@ -50,10 +66,8 @@ class CgroupV1(CgroupHierarchy):
         by_controller: dict[str, str] = {}
         for controller in self._controllers_for(limits):
             parent = os.path.join(self.mounts[controller], parent_name())
-            if not os.path.isdir(parent):
-                os.makedirs(parent, exist_ok=True)
-                if controller == "cpuset":
-                    _init_cpuset(self.mounts[controller], parent)
+            if parent not in self._ready:
+                self._prepare_parent(controller, parent)
             by_controller[controller] = os.path.join(parent, sandbox_id)
         cgroup = SandboxCgroupV1(by_controller)
         try:
@@ -84,6 +98,11 @@ class CgroupV1(CgroupHierarchy):
                 found += [os.path.join(parent, d) for d in os.listdir(parent)
                           if os.path.isdir(os.path.join(parent, d))]
         return found
+
+
+def _device_rules(path: str) -> set[str]:
+    """The rules in devices.list, in the form devices.allow takes."""
+    return set((read(os.path.join(path, "devices.list")) or "").splitlines())
 
 
 def _init_cpuset(root: str, parent: str) -> None:
@@ -117,7 +136,7 @@ class SandboxCgroupV1(Cgroup):
             parent = os.path.dirname(path)
             write(os.path.join(path, "cpuset.mems"), (read(os.path.join(parent, "cpuset.mems")) or "").strip())
             write(os.path.join(path, "cpuset.cpus"), limits.cpuset)
-        if path := self.by_controller.get("devices"):
+        if (path := self.by_controller.get("devices")) and _device_rules(path) != set(DEVICE_RULES):
             write(os.path.join(path, "devices.deny"), "a")
             for rule in DEVICE_RULES:
                 write(os.path.join(path, "devices.allow"), rule)

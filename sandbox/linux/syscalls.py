@@ -23,7 +23,7 @@ __all__ = [
     "set_no_new_privs", "set_pdeathsig", "set_child_subreaper", "drop_bounding_caps",
     "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
     "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
-    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork",
+    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "set_dumpable",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -47,6 +47,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -125,6 +126,11 @@ def set_no_new_privs() -> None:
 def set_pdeathsig(sig: int) -> None:
     """PR_SET_PDEATHSIG: get ``sig`` when the parent thread dies."""
     _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced by its own uid."""
+    _prctl(PR_SET_DUMPABLE, int(dumpable))
 
 
 def set_child_subreaper() -> None:

@@ -3,7 +3,7 @@
 Runs in the command's own process (forked by the init), after pivot_root:
 user and groups from the container's /etc/passwd and /etc/group, rlimits
 (only lowered), the capability bounding set and sets, no_new_privs, the
-working directory, then execvpe with the container's PATH.
+working directory. The caller then starts the command (child.spawn_in_path).
 """
 
 from __future__ import annotations
@@ -94,12 +94,6 @@ def become(plan: ExecPlan, sys: Any = linux) -> dict[str, str]:
         except OSError as exc:
             raise StepFailed(step, exc) from exc
     return env
-
-
-def exec_command(plan: ExecPlan, env: dict[str, str]) -> None:
-    """execvpe the command; only returns by raising OSError."""
-    argv = list(plan.argv)
-    os.execvpe(argv[0], argv, env)
 
 
 def exit_status_for(exc: OSError) -> int:
