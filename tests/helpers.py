@@ -1,0 +1,34 @@
+"""Shared helpers for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sandbox_cli(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the `sandbox` command as a user would (python -m sandbox, this checkout)."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
+                          input=input, timeout=timeout, env=env)
+
+
+def popen_cli(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.Popen([sys.executable, "-m", "sandbox", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; returns its value (raises on timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s: {predicate}")

@@ -1,0 +1,83 @@
+"""The plan a spec compiles to, asserted on as data (no root needed)."""
+
+import os
+
+from sandbox import SandboxSpec
+from sandbox import linux
+from sandbox.images import Image, ImageBind
+from sandbox.linux.caps import CAPABILITIES, mask
+from sandbox.planner import build_plan
+from sandbox.rootfs import MASKED_PATHS, READONLY_PATHS
+from sandbox.spec import DEFAULT_CAPABILITIES, Mount
+
+IMAGE = Image("test", ("/images/test/rootfs",), binds=(ImageBind("/usr", "/usr"),))
+
+
+def plan_for(**changes):
+    spec = SandboxSpec(image="test", command=["sh", "-c", "true"], **changes)
+    return build_plan(spec, IMAGE, "abc", "/run/sb/abc", None)
+
+
+def test_mounts_come_in_order_and_end_with_pivot_root():
+    ops = plan_for().ops
+    kinds = [op.kind for op in ops]
+    assert kinds[0] == "propagation" and ops[0].args == ("/", linux.MS_REC | linux.MS_PRIVATE)
+    assert kinds[-1] == "pivot_root"
+    overlay = next(op for op in ops if op.args[:1] == ("overlay",))
+    assert "lowerdir=/images/test/rootfs" in overlay.args[4]
+    assert "upperdir=/run/sb/abc/layer/upper" in overlay.args[4]
+    steps = [op.step for op in ops]
+    assert steps.index("mount the writable layer (tmpfs)") < steps.index("mount the test image (overlay)")
+
+
+def test_image_binds_and_spec_mounts_are_read_only_unless_asked(tmp_path):
+    ops = plan_for(mounts=[Mount(str(tmp_path), "/rw", read_only=False),
+                           Mount(str(tmp_path), "/ro")]).ops
+    binds = {op.args[2]: op.args[3] for op in ops if op.kind == "bind"}
+    assert binds == {"/usr": True, "/rw": False, "/ro": True}
+
+
+def test_runc_default_masks_and_read_only_paths():
+    ops = plan_for().ops
+    masked = {op.args[0].removeprefix("/run/sb/abc/root") for op in ops if op.kind == "mask"}
+    readonly = {op.args[0].removeprefix("/run/sb/abc/root") for op in ops if op.kind == "readonly"}
+    assert masked == set(MASKED_PATHS) and "/proc/kcore" in masked
+    assert readonly == set(READONLY_PATHS) and "/proc/sys" in readonly
+
+
+def test_disk_limit_sizes_the_writable_layer():
+    ops = plan_for(limits={"disk": "32m"}).ops
+    layer = next(op for op in ops if op.step == "mount the writable layer (tmpfs)")
+    assert f"size={32 << 20}" in layer.args[4]
+
+
+def test_namespaces_and_network_modes():
+    isolated = plan_for()
+    assert isolated.unshare_flags & linux.CLONE_NEWNET
+    assert any(op.kind == "loopback_up" for op in isolated.hooks)
+    host = plan_for(network="host")
+    assert not host.unshare_flags & linux.CLONE_NEWNET
+    assert not any(op.kind == "loopback_up" for op in host.hooks)
+    for flag in (linux.CLONE_NEWNS, linux.CLONE_NEWUTS, linux.CLONE_NEWIPC, linux.CLONE_NEWCGROUP):
+        assert host.unshare_flags & flag
+
+
+def test_capabilities_default_none_and_custom():
+    assert plan_for().exec.keep_caps == mask(DEFAULT_CAPABILITIES)
+    assert plan_for(capabilities=()).exec.keep_caps == 0
+    assert plan_for(capabilities=["NET_ADMIN"]).exec.keep_caps == 1 << CAPABILITIES["NET_ADMIN"]
+    assert not plan_for().exec.keep_caps & (1 << CAPABILITIES["SYS_ADMIN"])
+
+
+def test_exec_plan_env_user_workdir():
+    plan = plan_for(env={"A": "1"}, user="1000:1000", workdir="/work", hostname="h1")
+    assert plan.exec.env["A"] == "1" and plan.exec.env["HOSTNAME"] == "h1" and "PATH" in plan.exec.env
+    assert plan.exec.user == "1000:1000" and plan.exec.workdir == "/work"
+    assert [op.kind for op in plan.hooks] == ["hostname", "loopback_up", "makedirs"]
+    assert plan.exec.rlimits == (("core", 0, 0),)
+
+
+def test_describe_prints_every_step():
+    text = plan_for().describe()
+    assert "pivot_root" in text and "mount /proc" in text and text.endswith("in /")
+    assert os.linesep in text

@@ -1,0 +1,83 @@
+"""The plan executor against a recording stand-in for the kernel seam (no root)."""
+
+import os
+
+import pytest
+
+from sandbox import linux
+from sandbox.plan import Op
+from sandbox.process.setup import StepFailed, run_ops, secure_join
+
+
+class Recorder:
+    """Records every call made through the kernel seam (as youki's TestHelperSyscall)."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.calls = []
+        self.fail_on = fail_on
+
+    def __getattr__(self, name):
+        def record(*args):
+            self.calls.append((name, *args))
+            if name == self.fail_on:
+                raise OSError(1, "Operation not permitted", args[1] if len(args) > 1 else None)
+        return record
+
+
+def test_bind_read_only_goes_all_the_way_down(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    rec = Recorder()
+    run_ops([Op("bind", (str(src), str(root), "/data", True), "bind")], sys=rec)
+    assert (root / "data").is_dir()
+    assert rec.calls[0] == ("mount", str(src), str(root / "data"), None, linux.MS_BIND | linux.MS_REC, None)
+    name, path, attrs, recursive = rec.calls[1]
+    assert name == "mount_setattr" and recursive and attrs & linux.MOUNT_ATTR_RDONLY
+
+
+def test_bind_read_write_is_not_read_only(tmp_path):
+    (tmp_path / "root").mkdir()
+    rec = Recorder()
+    run_ops([Op("bind", (str(tmp_path), str(tmp_path / "root"), "/rw", False), "bind")], sys=rec)
+    assert not rec.calls[1][2] & linux.MOUNT_ATTR_RDONLY
+
+
+def test_a_symlink_in_the_image_cannot_lead_a_bind_out(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("/etc", root / "work")  # absolute: means the image's /etc, not the host's
+    os.symlink("../../../..", root / "up")
+    assert secure_join(str(root), "/work/x") == str(root / "etc" / "x")
+    assert secure_join(str(root), "/up/etc") == str(root / "etc")
+    assert secure_join(str(root), "/a/../../b") == str(root / "b")
+
+
+def test_symlink_loops_are_an_error(tmp_path):
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    with pytest.raises(OSError):
+        secure_join(str(tmp_path), "/a")
+
+
+def test_first_failure_stops_and_names_the_step(tmp_path):
+    rec = Recorder(fail_on="mount")
+    ops = [Op("mount", ("proc", str(tmp_path), "proc", 0, None), "mount /proc"),
+           Op("hostname", ("h",), "set hostname h")]
+    with pytest.raises(StepFailed) as info:
+        run_ops(ops, sys=rec)
+    assert info.value.step == "mount /proc"
+    assert [c[0] for c in rec.calls] == ["mount"]
+
+
+def test_mask_hides_files_and_dirs(tmp_path):
+    (tmp_path / "file").write_text("secret")
+    (tmp_path / "dir").mkdir()
+    rec = Recorder()
+    run_ops([Op("mask", (str(tmp_path / "file"), "/dev/null"), "mask file"),
+             Op("mask", (str(tmp_path / "dir"), "/dev/null"), "mask dir"),
+             Op("mask", (str(tmp_path / "absent"), "/dev/null"), "mask absent")], sys=rec)
+    assert rec.calls[0][:3] == ("mount", "/dev/null", str(tmp_path / "file"))
+    assert rec.calls[1][3] == "tmpfs" and rec.calls[1][4] & linux.MS_RDONLY
+    assert len(rec.calls) == 2

@@ -1,0 +1,143 @@
+"""Teardown after every kind of ending: nothing is left behind (the leak check verifies)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sandbox import Sandbox, SandboxError, SandboxSpec, run, state
+
+from .helpers import REPO, popen_cli, sandbox_cli, wait_for
+
+pytestmark = pytest.mark.root
+
+SLEEPER = SandboxSpec(image="busybox", command=["sh", "-c", "echo ready; exec sleep 1000"])
+
+
+def _ready(sb):
+    return wait_for(lambda: b"ready" in sb.stdout)
+
+
+def test_exception_in_the_with_block_tears_down():
+    with pytest.raises(RuntimeError):
+        with Sandbox(SLEEPER) as sb:
+            _ready(sb)
+            raise RuntimeError("boom")
+    assert sb.state == "destroyed"
+
+
+def test_exception_in_an_output_callback_kills_the_sandbox_and_is_reported():
+    def bad_callback(record):
+        raise ValueError("callback failed")
+
+    with pytest.raises(SandboxError, match="output handler failed"):
+        run(SLEEPER, on_output=bad_callback)
+
+
+def test_destroy_while_running_kills_everything():
+    sb = Sandbox(SandboxSpec(image="busybox", command=["sh", "-c",
+                 "(setsid sh -c 'sleep 1000' &); (sleep 1000 &); echo ready; sleep 1000"]))
+    sb.create()
+    sb.start()
+    _ready(sb)
+    sb.destroy()
+    sb.destroy()  # idempotent
+
+
+def test_destroy_after_a_failed_start_undoes_create():
+    sb = Sandbox(SandboxSpec(image="busybox", command=["missing"]))
+    sb.create()
+    with pytest.raises(SandboxError):
+        sb.start()
+    sb.destroy()
+
+
+def test_ctrl_c_on_sandbox_run_tears_down():
+    proc = popen_cli("run", "busybox", "--", "sh", "-c", "echo ready; exec sleep 1000")
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+
+
+def test_sigterm_on_sandbox_run_tears_down():
+    proc = popen_cli("run", "busybox", "--", "sh", "-c", "echo ready; exec sleep 1000")
+    assert proc.stdout.readline() == b"ready\n"
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+
+
+OWNER = textwrap.dedent("""
+    import sys, threading
+    from sandbox import Sandbox, SandboxSpec
+    threaded = sys.argv[1] == "threaded"
+    if threaded:  # a threaded owner goes through the zygote
+        threading.Thread(target=lambda: threading.Event().wait(), daemon=True).start()
+    sb = Sandbox(SandboxSpec(image="busybox", command=["sh", "-c",
+        "(setsid sleep 1000 &); echo ready; exec sleep 1000"]))
+    sb.__enter__()
+    while b"ready" not in sb.stdout:
+        pass
+    print(sb.id, flush=True)
+    threading.Event().wait()
+""")
+
+
+@pytest.mark.no_leak_check
+@pytest.mark.parametrize("mode", ["direct", "threaded"])
+def test_a_killed_owner_takes_its_container_along_and_gc_cleans_up(mode):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, mode], stdout=subprocess.PIPE, env=env)
+    sandbox_id = owner.stdout.readline().decode().strip()
+    record = state.SandboxDir(sandbox_id).read_record()
+    assert record.owner_pid == owner.pid
+    inits = _inits_of(sandbox_id)
+    assert inits
+    owner.kill()
+    owner.wait()
+    wait_for(lambda: not _inits_of(sandbox_id))  # the kernel killed the container
+    listed = sandbox_cli("ps", "-a")
+    assert sandbox_id in listed.stdout.decode() and "orphaned" in listed.stdout.decode()
+    gc = sandbox_cli("gc")
+    assert gc.returncode == 0 and sandbox_id in gc.stdout.decode()
+    assert not state.SandboxDir(sandbox_id).path.exists()
+    from sandbox.cgroups import host_cgroups
+
+    assert not [p for p in host_cgroups().leftovers() if sandbox_id in p]
+
+
+def _inits_of(sandbox_id):
+    from sandbox.cgroups import host_cgroups
+
+    found = []
+    for path in host_cgroups().leftovers():
+        if path.endswith(sandbox_id):
+            found += open(os.path.join(path, "cgroup.procs")).read().split()
+    return found
+
+
+def test_ps_rm_and_logs_from_another_process():
+    with Sandbox(SLEEPER.with_changes(name="sleepy")) as sb:
+        _ready(sb)
+        listed = sandbox_cli("ps")
+        assert "sleepy" in listed.stdout.decode() and sb.id in listed.stdout.decode()
+        logs = sandbox_cli("logs", "sleepy")
+        assert logs.stdout == b"ready\n"
+        refused = sandbox_cli("rm", "sleepy")
+        assert refused.returncode == 125 and b"running" in refused.stderr
+        removed = sandbox_cli("rm", "-f", "sleepy")
+        assert removed.returncode == 0
+        result = sb.wait()
+        assert result.signal == signal.SIGKILL
+    missing = sandbox_cli("rm", "sleepy")
+    assert missing.returncode == 125 and b"no such sandbox" in missing.stderr
+
+
+def test_names_are_unique_among_live_sandboxes():
+    with Sandbox(SLEEPER.with_changes(name="only-one")) as sb:
+        _ready(sb)
+        with pytest.raises(SandboxError, match="in use"):
+            run(SandboxSpec(image="busybox", command=["true"], name="only-one"))
+    assert run(SandboxSpec(image="busybox", command=["true"], name="only-one")).exit_code == 0
