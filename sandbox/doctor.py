@@ -54,6 +54,30 @@ def check_cgroups() -> Check:
     return Check("cgroups", True, detail)
 
 
+def favordynmods_enabled(mountinfo: str = "/proc/self/mountinfo") -> bool | None:
+    """Whether any cgroup root is mounted with favordynmods (None: no cgroup2 mount)."""
+    found = None
+    with open(mountinfo) as f:
+        for line in f:
+            if " - cgroup2 " in line:
+                found = found or "favordynmods" in line.split(" - ")[1]
+    return found
+
+
+def check_migration_latency() -> Check:
+    """cgroup_threadgroup_rwsem: without favordynmods each cgroup join waits an RCU grace period."""
+    enabled = favordynmods_enabled()
+    if enabled is None:
+        return Check("cgroup migration", True, "no cgroup2 mount to tune", required=False)
+    if enabled:
+        return Check("cgroup migration", True, "favordynmods on: joining a cgroup is fast",
+                     required=False)
+    target = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    return Check("cgroup migration", False,
+                 "favordynmods off: each sandbox start waits ~5-15 ms in the kernel",
+                 f"mount -o remount,favordynmods {target}", required=False)
+
+
 def check_filesystem(name: str, fix: str) -> Check:
     with open("/proc/filesystems") as f:
         ok = any(line.split()[-1] == name for line in f if line.strip())
@@ -132,6 +156,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("overlay", "modprobe overlay"),
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_busybox, check_rlimits,
+        check_migration_latency,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

@@ -97,14 +97,29 @@ class CallbackSink:
         pass
 
 
+#: After the limit, this much more is drained and counted before the pipes are
+#: closed, so a writer that never stops (``yes``) gets EPIPE instead of
+#: spinning a host core forever.
+DRAIN_ALLOWANCE = 64 << 20
+
+
 class OutputLimiter:
-    """Passes on the first ``limit`` bytes (both streams together), counts the rest."""
+    """Passes on the first ``limit`` bytes (both streams together), counts the rest.
+
+    What comes after the limit is drained and counted up to DRAIN_ALLOWANCE
+    bytes; then ``exhausted`` is true and the reader closes the pipes.
+    """
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.kept = 0
         self.total = {s: 0 for s in STREAMS}
         self.truncated = False
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the drained excess passed the allowance: stop reading."""
+        return self.truncated and sum(self.total.values()) - self.kept > DRAIN_ALLOWANCE
 
     def admit(self, stream: str, data: bytes) -> bytes:
         """The part of data that is kept (possibly empty)."""

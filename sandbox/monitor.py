@@ -52,9 +52,21 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
 
     def start(self) -> None:
+        """Run the loop in a thread of its own."""
         self._thread.start()
 
+    @property
+    def running_in_background(self) -> bool:
+        return self._thread.ident is not None
+
+    def run_here(self) -> None:
+        """Run the loop in the calling thread, to the end."""
+        if not self.done.is_set():
+            self._run()
+
     def join(self, timeout: float | None = None) -> bool:
+        if not self.running_in_background:
+            return self.done.is_set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -140,6 +152,8 @@ class Monitor:
             self._on_status(data)
             return True
         kept = self.limiter.admit(self.streams[fd], data)
+        if self.limiter.exhausted:
+            return False
         if kept:
             record = LogRecord(self.streams[fd], time.time(), kept)
             for sink in list(self.sinks):

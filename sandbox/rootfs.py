@@ -1,9 +1,11 @@
 """The container's root filesystem, as a list of setup steps.
 
 An overlay whose lower layers are the image's and whose upper layer lives on
-a tmpfs (size = the disk limit) mounted in the container's own mount
-namespace, so it is thrown away by the kernel when that namespace dies, even
-after SIGKILL. Then /proc (with runc's default masked and read-only paths), a
+a tmpfs (size = the disk limit) mounted over the sandbox's state directory in
+the container's own mount namespace, so it is thrown away by the kernel when
+that namespace dies, even after SIGKILL, and costs the host disk nothing.
+The container's /tmp lives on the same tmpfs, so one disk limit covers both.
+tmpfs pages are memory: what the container writes counts against --memory. Then /proc (with runc's default masked and read-only paths), a
 minimal /dev with devpts, read-only /sys, tmpfs /tmp, the image's and the
 spec's bind mounts, and pivot_root with the old root detached.
 
@@ -40,15 +42,16 @@ DEV_LINKS = (
 
 def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
     """The mount steps for one sandbox, in order, ending with pivot_root."""
-    root = f"{state_path}/root"
-    layer = f"{state_path}/layer"
+    layer = state_path
+    root = f"{layer}/root"
     disk = spec.limits.disk
     size = f",size={disk}" if disk else ""
     ops = [
         Op("propagation", ("/", MS_REC | MS_PRIVATE), "make / private"),
-        Op("mount", ("sandbox-layer", layer, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755{size}"),
+        Op("mount", ("sandbox-layer", layer, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700{size}"),
            "mount the writable layer (tmpfs)"),
-        Op("mkdirs", ((f"{layer}/upper", 0o755), (f"{layer}/work", 0o700)), "make overlay dirs"),
+        Op("mkdirs", ((f"{layer}/upper", 0o755), (f"{layer}/work", 0o700), (root, 0o755),
+                      (f"{layer}/tmp", 0o1777)), "make overlay dirs"),
         Op("mount", ("overlay", root, "overlay", 0,
                      f"lowerdir={':'.join(image.layers)},upperdir={layer}/upper,"
                      f"workdir={layer}/work"), f"mount the {image.name} image (overlay)"),
@@ -57,8 +60,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
         ops.append(Op("bind", (bind.source, root, bind.target, True),
                       f"bind {bind.source} (image {image.name})"))
     ops += _pseudo_fs_ops(root)
-    ops.append(Op("mount", ("tmpfs", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                            f"mode=1777{size}"), "mount /tmp"))
+    ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
     for mount in spec.mounts:
         ops.append(Op("bind", (mount.source, root, mount.target, mount.read_only),
                       f"bind mount {mount.source}:{mount.target}"))

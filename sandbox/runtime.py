@@ -128,8 +128,13 @@ class Sandbox:
         assert self.cgroup is not None
         self.cgroup.remove()
 
-    def start(self) -> None:
-        """Start the command; raises SetupError if the container could not be made."""
+    def start(self, *, background: bool = True) -> None:
+        """Start the command; raises SetupError if the container could not be made.
+
+        With ``background=False`` no monitor thread is started: wait() then
+        runs the monitor loop in the calling thread (what run() does: one
+        thread fewer, and a single-threaded caller stays single-threaded).
+        """
         if self.state != "created":
             raise StateError(f"sandbox {self.id} cannot start from state {self.state}")
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -160,8 +165,13 @@ class Sandbox:
             timeout=limits.timeout,
             stdin=(in_w, bytes(self.spec.stdin)) if self.spec.stdin is not None else None,
         )
-        self._monitor.start()
-        self._monitor.started.wait()
+        if background:
+            self._monitor.start()
+            self._monitor.started.wait()
+            self._raise_start_error()
+
+    def _raise_start_error(self) -> None:
+        assert self._monitor is not None
         if self._monitor.start_error is not None:
             self._monitor.join()
             self.state = "failed"
@@ -201,6 +211,9 @@ class Sandbox:
             return self._result
         if self._monitor is None:
             raise StateError(f"sandbox {self.id} was not started")
+        if not self._monitor.running_in_background:
+            self._monitor.run_here()
+            self._raise_start_error()
         if not self._monitor.join(timeout):
             raise TimeoutError(f"sandbox {self.id} still running after {timeout}s")
         self._result = self._make_result()
@@ -269,5 +282,10 @@ class Sandbox:
 def run(spec: SandboxSpec, *, on_output: OutputCallback | None = None,
         sinks: Iterable[Sink] = (), log_file: bool = True) -> Result:
     """Create a sandbox, run its command to the end, tear it down; the Result."""
-    with Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file) as sandbox:
+    sandbox = Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file)
+    try:
+        sandbox.create()
+        sandbox.start(background=False)
         return sandbox.wait()
+    finally:
+        sandbox.destroy()

@@ -110,26 +110,22 @@ class SandboxDir:
     def log_path(self) -> Path:
         return self.path / "log.jsonl"
 
-    @property
-    def root(self) -> Path:
-        return self.path / "root"
-
-    @property
-    def layer(self) -> Path:
-        return self.path / "layer"
-
     def create(self) -> None:
-        """Make the directory; fails if the id is taken (ids never collide silently)."""
-        sandboxes_dir().mkdir(parents=True, exist_ok=True, mode=0o711)
+        """Make the directory; fails if the id is taken (ids never collide silently).
+
+        Inside the container's mount namespace a tmpfs is mounted over it to
+        hold the rootfs and its writable layer; on the host it holds only the
+        record and the log.
+        """
+        parent = sandboxes_dir()
+        if not parent.is_dir():
+            parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.path.mkdir(mode=0o700)
-        self.root.mkdir()
-        self.layer.mkdir()
 
     def write_record(self, record: Record) -> None:
-        """Replace the record atomically."""
-        tmp = self.path / f".{RECORD_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(record)))
-        os.replace(tmp, self.record_path)
+        """Write the record (once, at create; readers treat a partial one as missing)."""
+        with open(self.record_path, "w") as f:
+            f.write(json.dumps(asdict(record)))
 
     def read_record(self) -> Record:
         try:
@@ -140,13 +136,12 @@ class SandboxDir:
             raise StateError(f"unreadable record for sandbox {self.id}: {exc}") from exc
 
     def remove(self) -> None:
-        """Remove the directory and everything in it (the rootfs is only a mount point)."""
-        for child in (self.root, self.layer):
-            try:
-                child.rmdir()
-            except FileNotFoundError:
-                pass
-        for name in os.listdir(self.path) if self.path.exists() else ():
+        """Remove the directory and the files in it."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
             os.unlink(self.path / name)
         try:
             self.path.rmdir()

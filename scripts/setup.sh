@@ -8,4 +8,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc >/dev/null
 fi
+# Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
+# mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.
+cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
+if [ -n "$cgroup2_root" ]; then
+    mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
+fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -21,8 +21,11 @@ import pytest
 MUST_WORK = os.environ.get("SANDBOX_MUST_WORK") == "1"
 
 _SESSION_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-")
+# live state on tmpfs where there is one, as /run is on most hosts
+_RUN_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-run-",
+                             dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 os.environ["SANDBOX_STATE_DIR"] = os.path.join(_SESSION_ROOT, "lib")
-os.environ["SANDBOX_RUN_DIR"] = os.path.join(_SESSION_ROOT, "run")
+os.environ["SANDBOX_RUN_DIR"] = _RUN_ROOT
 # a cgroup parent of our own, so suites running side by side never see each other's
 os.environ["SANDBOX_CGROUP_PARENT"] = f"sandbox-test-{os.getpid()}"
 CGROUP_PARENT = os.environ["SANDBOX_CGROUP_PARENT"]
@@ -30,6 +33,7 @@ CGROUP_PARENT = os.environ["SANDBOX_CGROUP_PARENT"]
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+    shutil.rmtree(_RUN_ROOT, ignore_errors=True)
     try:
         from sandbox.cgroups import host_cgroups
 

@@ -25,7 +25,7 @@ def test_mounts_come_in_order_and_end_with_pivot_root():
     assert kinds[-1] == "pivot_root"
     overlay = next(op for op in ops if op.args[:1] == ("overlay",))
     assert "lowerdir=/images/test/rootfs" in overlay.args[4]
-    assert "upperdir=/run/sb/abc/layer/upper" in overlay.args[4]
+    assert "upperdir=/run/sb/abc/upper" in overlay.args[4]
     steps = [op.step for op in ops]
     assert steps.index("mount the writable layer (tmpfs)") < steps.index("mount the test image (overlay)")
 

@@ -131,7 +131,7 @@ class SandboxCgroupV1(Cgroup):
             write(os.path.join(path, "pids.max"), limits.pids)
         if (path := self.by_controller.get("cpu")) and limits.cpus is not None:
             write(os.path.join(path, "cpu.cfs_period_us"), CFS_PERIOD_US)
-            write(os.path.join(path, "cpu.cfs_quota_us"), int(limits.cpus * CFS_PERIOD_US))
+            write(os.path.join(path, "cpu.cfs_quota_us"), round(limits.cpus * CFS_PERIOD_US))
         if (path := self.by_controller.get("cpuset")) and limits.cpuset is not None:
             parent = os.path.dirname(path)
             write(os.path.join(path, "cpuset.mems"), (read(os.path.join(parent, "cpuset.mems")) or "").strip())

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 
+from ..errors import LimitError
 from ..spec import Limits
 from .base import parent_name, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
 
@@ -88,7 +89,7 @@ class SandboxCgroupV2(Cgroup):
         if limits.pids is not None:
             write(self._f("pids.max"), limits.pids)
         if limits.cpus is not None:
-            write(self._f("cpu.max"), f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+            write(self._f("cpu.max"), f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.cpuset is not None:
             write(self._f("cpuset.cpus"), limits.cpuset)
 
@@ -97,7 +98,7 @@ class SandboxCgroupV2(Cgroup):
             try:
                 write(self._f("cgroup.kill"), 1)
                 return
-            except OSError:
+            except LimitError:
                 pass
         freeze = self._f("cgroup.freeze")
         has_freeze = os.path.exists(freeze)

@@ -1,0 +1,76 @@
+"""`sandbox doctor`: one line per host check, the fix for what is missing, a telling exit status."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from sandbox.doctor import run_checks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINE = re.compile(r"^(ok  |warn|FAIL)  (?P<name>[a-z0-9][a-z0-9 -]*): (?P<detail>.+)$")
+CHECKS = ["root", "cgroups", "overlay", "tmpfs", "namespaces", "netlink", "state root",
+          "busybox image", "rlimits"]
+
+
+def doctor(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sandbox", "doctor", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (port 1 unless something does)."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 1)) != 0:
+            return 1
+    pytest.skip("something listens on 127.0.0.1:1")
+
+
+@pytest.mark.root
+def test_doctor_prints_one_line_per_check_and_exits_0_on_this_machine():
+    proc = doctor()
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all(LINE.match(line) for line in lines), proc.stdout
+    names = [LINE.match(line).group("name") for line in lines]
+    assert len(names) == len(set(names)), proc.stdout  # one line per check
+    assert set(CHECKS) <= set(names), proc.stdout      # at least the issue's checks
+    assert all(line.startswith(("ok  ", "warn")) for line in lines), proc.stdout
+    assert proc.stderr == ""
+    cgroups = next(line for line in lines if "cgroups:" in line)
+    with open("/proc/self/mountinfo") as f:
+        hybrid = any(line.split()[4] == "/sys/fs/cgroup/unified" for line in f)
+    if hybrid:
+        assert "cgroup v1" in cgroups and "hybrid" in cgroups, cgroups
+
+
+def test_doctor_with_an_unreachable_redis_fails_with_the_fix():
+    port = _closed_port()
+    proc = doctor("--redis", f"redis://127.0.0.1:{port}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(LINE.match(line) for line in lines), proc.stdout
+    redis_lines = [line for line in lines if LINE.match(line).group("name") == "redis"]
+    assert len(redis_lines) == 1, proc.stdout
+    line = redis_lines[0]
+    assert line.startswith("FAIL  redis: ")
+    assert f"127.0.0.1:{port}" in line
+    assert " -> " in line and "redis" in line.split(" -> ", 1)[1]  # the fix
+
+
+def test_doctor_checks_are_data_with_a_fix_for_every_required_failure():
+    for check in run_checks():
+        assert check.name and check.detail
+        if not check.ok and check.required:
+            assert check.fix, check
+
+
+def test_doctor_rejects_an_unknown_option_with_125():
+    proc = doctor("--no-such-option")
+    assert proc.returncode == 125
+    assert len(proc.stderr.splitlines()) == 1
