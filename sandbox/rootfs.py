@@ -5,7 +5,8 @@ a tmpfs (size = the disk limit) mounted over the sandbox's state directory in
 the container's own mount namespace, so it is thrown away by the kernel when
 that namespace dies, even after SIGKILL, and costs the host disk nothing.
 The container's /tmp lives on the same tmpfs, so one disk limit covers both.
-tmpfs pages are memory: what the container writes counts against --memory. Then /proc (with runc's default masked and read-only paths), a
+tmpfs pages are memory: what the container writes counts against --memory.
+Then /proc (with runc's default masked and read-only paths), a
 minimal /dev with devpts, read-only /sys, tmpfs /tmp, the image's and the
 spec's bind mounts, and pivot_root with the old root detached.
 
@@ -20,7 +21,8 @@ from .linux import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDON
 from .plan import Op
 from .spec import SandboxSpec
 
-#: runc's default masked paths: hidden behind /dev/null (files) or an empty tmpfs (dirs).
+#: runc's default masked paths: hidden behind /dev/null (files) or an empty,
+#: read-only directory (dirs; a bind is cheaper than a tmpfs per path).
 MASKED_PATHS = (
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -51,7 +53,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
         Op("mount", ("sandbox-layer", layer, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700{size}"),
            "mount the writable layer (tmpfs)"),
         Op("mkdirs", ((f"{layer}/upper", 0o755), (f"{layer}/work", 0o700), (root, 0o755),
-                      (f"{layer}/tmp", 0o1777)), "make overlay dirs"),
+                      (f"{layer}/tmp", 0o1777), (f"{layer}/empty", 0o555)), "make overlay dirs"),
         Op("mount", ("overlay", root, "overlay", 0,
                      f"lowerdir={':'.join(image.layers)},upperdir={layer}/upper,"
                      f"workdir={layer}/work"), f"mount the {image.name} image (overlay)"),
@@ -65,7 +67,8 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
         ops.append(Op("bind", (mount.source, root, mount.target, mount.read_only),
                       f"bind mount {mount.source}:{mount.target}"))
     for path in MASKED_PATHS:
-        ops.append(Op("mask", (f"{root}{path}", f"{root}/dev/null"), f"mask {path}"))
+        ops.append(Op("mask", (f"{root}{path}", f"{root}/dev/null", f"{layer}/empty"),
+                      f"mask {path}"))
     for path in READONLY_PATHS:
         ops.append(Op("readonly", (f"{root}{path}",), f"make {path} read-only"))
     ops.append(Op("pivot_root", (root,), "pivot_root"))

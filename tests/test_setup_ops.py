@@ -75,9 +75,10 @@ def test_mask_hides_files_and_dirs(tmp_path):
     (tmp_path / "file").write_text("secret")
     (tmp_path / "dir").mkdir()
     rec = Recorder()
-    run_ops([Op("mask", (str(tmp_path / "file"), "/dev/null"), "mask file"),
-             Op("mask", (str(tmp_path / "dir"), "/dev/null"), "mask dir"),
-             Op("mask", (str(tmp_path / "absent"), "/dev/null"), "mask absent")], sys=rec)
+    run_ops([Op("mask", (str(tmp_path / "file"), "/dev/null", "/empty"), "mask file"),
+             Op("mask", (str(tmp_path / "dir"), "/dev/null", "/empty"), "mask dir"),
+             Op("mask", (str(tmp_path / "absent"), "/dev/null", "/empty"), "mask absent")], sys=rec)
     assert rec.calls[0][:3] == ("mount", "/dev/null", str(tmp_path / "file"))
-    assert rec.calls[1][3] == "tmpfs" and rec.calls[1][4] & linux.MS_RDONLY
-    assert len(rec.calls) == 2
+    assert rec.calls[1][:3] == ("mount", "/empty", str(tmp_path / "dir"))
+    assert rec.calls[2][0] == "mount_setattr" and rec.calls[2][2] & linux.MOUNT_ATTR_RDONLY
+    assert len(rec.calls) == 3

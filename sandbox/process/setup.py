@@ -102,14 +102,16 @@ def _bind(sys: Any, source: str, root: str, target: str, read_only: bool) -> Non
     sys.mount_setattr(dest, attrs, True)
 
 
-def _mask(sys: Any, path: str, null: str) -> None:
-    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a dir."""
+def _mask(sys: Any, path: str, null: str, empty_dir: str) -> None:
+    """Hide a path: /dev/null over a file, an empty read-only directory over a dir."""
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISDIR(st.st_mode):
-        sys.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY, "size=0")
+        sys.mount(empty_dir, path, None, linux.MS_BIND, None)
+        sys.mount_setattr(path, linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID
+                          | linux.MOUNT_ATTR_NODEV | linux.MOUNT_ATTR_NOEXEC, False)
     else:
         sys.mount(null, path, None, linux.MS_BIND, None)
 
