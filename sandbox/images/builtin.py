@@ -81,9 +81,15 @@ def _build_busybox() -> None:
 
 @lru_cache(maxsize=None)
 def _python_prefixes() -> tuple[str, ...]:
-    """Where the running interpreter lives, when outside the standard paths."""
+    """Where the running interpreter and this package live, outside the standard paths.
+
+    The package's own directory matters for editable installs: the interpreter's
+    site-packages then points at the source checkout (the pytest11 entry point of
+    this package among them), which must be importable inside too.
+    """
     found = []
-    for prefix in (sys.base_prefix, sys.prefix):
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for prefix in (sys.base_prefix, sys.prefix, package_root):
         real = os.path.realpath(prefix)
         if not any(real == p or real.startswith(p + "/") for p in HOST_PATHS) and os.path.isdir(real):
             found.append(real)
@@ -100,7 +106,8 @@ def host_image() -> Image:
         if os.path.isdir(path) and not os.path.islink(path):
             binds.append(ImageBind(path, path))
     binds += [ImageBind(p, p) for p in _python_prefixes()]
-    env = {"PATH": ":".join([os.path.join(p, "bin") for p in _python_prefixes()] +
+    env = {"PATH": ":".join([os.path.join(p, "bin") for p in _python_prefixes()
+                             if os.path.isdir(os.path.join(p, "bin"))] +
                             ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])}
     return Image("host", (str(root),), binds=tuple(binds), env=env)
 
