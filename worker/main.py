@@ -46,7 +46,8 @@ def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None 
         try:
             worker = _make_worker(url, queues, name)
             worker.work(burst=burst, logging_level="INFO")
-            if burst or worker._stop_requested:
+            # RQ records a SIGINT/SIGTERM (warm shutdown) here, idle or busy
+            if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
                 return 0
             log.warning("worker %s stopped unexpectedly; starting again", worker.name)
         except _connection_errors() as exc:
