@@ -8,22 +8,33 @@ The public API::
     result = run_job(spec, redis="redis://host/0")  # through the queue and a worker
     print(result.status, result.junit.headline())
 
-Everything else is private to the package.
+The names below are imported on first use (PEP 562), so `sandbox --help`,
+which imports jobs.cli, stays fast. Everything else is private to the package.
 """
 
-from .client import connect, redis_url, run_job, run_local, submit, wait
-from .errors import JobError, JobFileError, NoSuchJob, QueueUnavailable, WorkspaceError
-from .events import LogEvent
-from .execute import execute_job
-from .jobfile import load as load_job_file
-from .jobfile import parse as parse_job
-from .junit import Case, JUnitReport
-from .model import JobSpec, ResultsSpec, Step
-from .result import Artifact, JobResult, StepResult
+from __future__ import annotations
 
-__all__ = [
-    "load_job_file", "parse_job", "run_job", "run_local", "submit", "wait", "connect",
-    "redis_url", "execute_job", "JobSpec", "Step", "ResultsSpec", "JobResult", "StepResult",
-    "Artifact", "JUnitReport", "Case", "LogEvent", "JobError", "JobFileError", "NoSuchJob",
-    "QueueUnavailable", "WorkspaceError",
-]
+import importlib
+
+_EXPORTS = {
+    "connect": "client", "redis_url": "client", "run_job": "client", "run_local": "client",
+    "submit": "client", "wait": "client",
+    "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
+    "QueueUnavailable": "errors", "WorkspaceError": "errors",
+    "LogEvent": "events", "execute_job": "execute",
+    "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
+    "Case": "junit", "JUnitReport": "junit",
+    "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
+    "Artifact": "result", "JobResult": "result", "StepResult": "result",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'jobs' has no attribute {name!r}")
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value
+    return value
