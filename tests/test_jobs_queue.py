@@ -163,7 +163,11 @@ def test_a_job_whose_worker_is_killed_ends_as_error(conn, queue, workers, tmp_pa
     (second_job,) = submit_file(conn, tmp_path, SLEEPER.replace("sleep 60", "true"), queue)
     assert wait(conn, second_job, timeout=60).status == "passed"
     workers.stop()
-    assert leaks_since(before) == {}
+    # network links are host-wide (other suites may make some meanwhile); jobs use network none
+    leaks = leaks_since(before)
+    leaks.pop("network links", None)
+    assert leaks == {}
+    assert not os.listdir(os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs"))
 
 
 def test_fifty_jobs_through_two_workers_lose_no_log_line(conn, queue, workers, tmp_path):
