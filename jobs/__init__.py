@@ -1,1 +1,40 @@
-"""Jobs: the job model, submission, results, JUnit, the HTTP API."""
+"""Jobs: the job file, submission to the queue, results, JUnit, live logs.
+
+The public API::
+
+    from jobs import load_job_file, run_job, submit, wait, connect, execute_job
+    spec, = load_job_file("examples/unit-tests.toml")
+    result = run_job(spec)                          # in this process
+    result = run_job(spec, redis="redis://host/0")  # through the queue and a worker
+    print(result.status, result.junit.headline())
+
+The names below are imported on first use (PEP 562), so `sandbox --help`,
+which imports jobs.cli, stays fast. Everything else is private to the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "connect": "client", "redis_url": "client", "run_job": "client", "run_local": "client",
+    "submit": "client", "wait": "client",
+    "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
+    "QueueUnavailable": "errors", "WorkspaceError": "errors",
+    "LogEvent": "events", "execute_job": "execute",
+    "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
+    "Case": "junit", "JUnitReport": "junit",
+    "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
+    "Artifact": "result", "JobResult": "result", "StepResult": "result",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'jobs' has no attribute {name!r}")
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value
+    return value

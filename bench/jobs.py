@@ -1,0 +1,146 @@
+"""Benchmark: trivial sandboxed jobs through the queue vs bare RQ no-op jobs.
+
+Everything runs in this one invocation against one private redis-server, with
+the same number of worker processes on each side:
+
+- bare RQ: no-op jobs (``os.getpid``, JSON serializer) through SimpleWorker,
+  and through RQ's default forking Worker (the worker class choice);
+- ours: trivial jobs (busybox ``echo hi``) submitted with jobs.submit and run by
+  ``sandbox worker`` (SimpleWorker + a sandbox per step).
+
+It prints throughput (jobs/s) and its ratio to bare RQ, and the median
+latency from submit to the first log event and to the first output line at a
+client following the job.
+
+    python3 bench/jobs.py [--workers 2] [--jobs 200] [--latency-runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+RQ_WORKER = """
+import sys
+from redis import Redis
+from rq import SimpleWorker, Worker
+from rq.serializers import JSONSerializer
+cls = {"simple": SimpleWorker, "fork": Worker}[sys.argv[2]]
+cls([sys.argv[3]], connection=Redis.from_url(sys.argv[1]), serializer=JSONSerializer).work(logging_level="WARNING")
+"""
+TRIVIAL = 'name = "trivial"\nimage = "busybox"\n[[steps]]\nname = "echo"\nrun = "echo hi"\n'
+
+
+def start_workers(cmd: list[str], n: int, env: dict[str, str]) -> list[subprocess.Popen]:
+    return [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(n)]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str]) -> float:
+    """Throughput (jobs/s) of no-op RQ jobs with ``workers`` RQ workers of one class."""
+    from redis import Redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    qname = f"bare-{kind}"
+    conn = Redis.from_url(url)
+    queue = Queue(qname, connection=conn, serializer=JSONSerializer)
+    procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname], workers, env)
+    try:
+        queue.enqueue("os.getpid").latest_result(timeout=30)  # workers are up
+        t0 = time.perf_counter()
+        pending = [queue.enqueue("os.getpid") for _ in range(jobs)]
+        while pending:  # poll gently: the workers share this machine's cores
+            pending = [job for job in pending if job.get_status() != "finished"]
+            time.sleep(0.02)
+        return jobs / (time.perf_counter() - t0)
+    finally:
+        stop(procs)
+
+
+def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str]) -> tuple[float, list, list]:
+    """(throughput, [submit->first event], [submit->first output]) for trivial sandboxed jobs."""
+    from jobs import connect, parse_job, submit, wait
+    from jobs.logstream import follow
+
+    import tomllib
+
+    spec = parse_job(tomllib.loads(TRIVIAL))[0]
+    conn = connect(url)
+    procs = start_workers([sys.executable, "-m", "sandbox", "worker", "--redis", url,
+                           "--queue", "ours"], workers, env)
+    try:
+        wait(conn, submit(conn, spec, queue="ours"), timeout=60)  # workers are up, image made
+        first_event, first_line = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            job_id = submit(conn, spec, queue="ours")
+            events = follow(conn, job_id, timeout=60)
+            next(events)
+            first_event.append(time.perf_counter() - t0)
+            if any(event.kind == "out" for event in events):
+                first_line.append(time.perf_counter() - t0)
+            wait(conn, job_id, timeout=60)
+        t0 = time.perf_counter()
+        ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
+        for job_id in ids:
+            assert wait(conn, job_id, timeout=120).status == "passed"
+        return jobs / (time.perf_counter() - t0), first_event, first_line
+    finally:
+        stop(procs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--latency-runs", type=int, default=30)
+    args = parser.parse_args()
+    from jobs_support import RedisServer
+
+    tmp = tempfile.mkdtemp(prefix="sandbox-bench-")
+    env = {**os.environ, "PYTHONPATH": ROOT, "SANDBOX_STATE_DIR": f"{tmp}/lib",
+           "SANDBOX_RUN_DIR": f"{tmp}/run", "SANDBOX_CGROUP_PARENT": "sandbox-bench"}
+    os.environ.update(env)
+    server = RedisServer().start()
+    try:
+        simple = bare_rq(server.url, "simple", args.workers, args.jobs, env)
+        fork = bare_rq(server.url, "fork", args.workers, args.jobs, env)
+        ours_tput, first_event, first_line = ours(server.url, args.workers, args.jobs,
+                                                  args.latency_runs, env)
+    finally:
+        server.stop()
+        subprocess.run(["rm", "-rf", tmp])
+    ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
+    print(f"workers: {args.workers}, jobs per throughput run: {args.jobs}")
+    print(f"bare RQ no-op, SimpleWorker:   {simple:8.1f} jobs/s  ({1000 * args.workers / simple:.1f} ms/job/worker)")
+    print(f"bare RQ no-op, forking Worker: {fork:8.1f} jobs/s  ({1000 * args.workers / fork:.1f} ms/job/worker)")
+    print(f"sandboxed trivial jobs:        {ours_tput:8.1f} jobs/s  "
+          f"(ratio to bare SimpleWorker {ours_tput / simple:.2f}; target >= 0.5)")
+    print(f"submit -> first log event (step start), median: {ms(first_event):6.1f} ms")
+    print(f"submit -> first output line, median:            {ms(first_line):6.1f} ms  (target < 30 ms)")
+
+
+if __name__ == "__main__":
+    main()

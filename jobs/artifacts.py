@@ -1,0 +1,80 @@
+"""Artifacts: files a job leaves in its workspace, collected after the steps.
+
+Where they are stored (the choice, documented in README.md):
+
+- queued jobs: in Redis, next to the job (``sandbox:job:<id>:artifacts``, a
+  hash of path -> bytes) with the job's TTL; each file is capped at
+  MAX_FILE_BYTES and a job at MAX_TOTAL_BYTES, so a client on any machine
+  fetches them with `sandbox jobs artifacts ID`. Files over a cap are listed
+  with their size and digest but not stored.
+- embedded runs: under ``$SANDBOX_STATE_DIR/artifacts/<job id>/``.
+
+Only regular files inside the workspace are taken; a symlink that leaves it
+is refused (the workspace was written by untrusted code).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+from sandbox import state
+
+from .result import Artifact
+
+MAX_FILE_BYTES = 8 << 20
+MAX_TOTAL_BYTES = 32 << 20
+
+
+def collect(workspace: str, patterns: Iterable[str]) -> tuple[list[tuple[Artifact, bytes | None]], list[str]]:
+    """([(Artifact, content or None when over a cap)], problems) for the globs."""
+    root = os.path.realpath(workspace)
+    found: list[tuple[Artifact, bytes | None]] = []
+    problems: list[str] = []
+    seen, total = set(), 0
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
+        if not matches:
+            problems.append(f"artifact {pattern}: nothing matched")
+        for rel in matches:
+            real = os.path.realpath(os.path.join(root, rel))
+            if rel in seen or not os.path.isfile(real):
+                continue
+            if not real.startswith(root + os.sep):
+                problems.append(f"artifact {rel}: refused, it points outside the workspace")
+                continue
+            seen.add(rel)
+            size = os.path.getsize(real)
+            fits = size <= MAX_FILE_BYTES and total + size <= MAX_TOTAL_BYTES
+            data = Path(real).read_bytes() if fits else None
+            total += size if fits else 0
+            found.append((Artifact(rel, size, _sha256(real), stored=fits), data))
+    return found, problems
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_dir(job_id: str) -> Path:
+    """Where an embedded run keeps its artifacts."""
+    return state.lib_dir() / "artifacts" / job_id
+
+
+def save_local(job_id: str, items: list[tuple[Artifact, bytes | None]]) -> Path:
+    """Write stored artifacts under local_dir(job_id); the directory."""
+    base = local_dir(job_id)
+    for art, data in items:
+        if data is None:
+            continue
+        dest = base / art.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    return base

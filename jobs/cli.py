@@ -1,0 +1,208 @@
+"""`sandbox submit` and `sandbox jobs list|show|logs|cancel|wait|artifacts`.
+
+Exit statuses of `submit` (in-process or with --follow) and `jobs wait`:
+0 passed, 1 failed, 2 error, 124 timed out, 130 cancelled; 125 bad input or
+Redis unreachable (one line on stderr, as for every `sandbox` verb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit", help="run a job file (through the queue with --redis)",
+        description="Run the job(s) a job file describes. With --redis URL (or "
+        "SANDBOX_REDIS_URL) enqueue them and print their ids; otherwise run them here, "
+        "printing the live log and a summary.")
+    p.add_argument("jobfile", metavar="JOBFILE")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="print the live log and the summary; exit with the job's status")
+    p.add_argument("--queue", default="default", metavar="NAME", help="queue (default: default)")
+    p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
+    p.set_defaults(handler=submit)
+    jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
+                          description="Inspect the jobs in Redis.")
+    jobs.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
+    verbs = jobs.add_subparsers(dest="jobs_verb", metavar="VERB", parser_class=sub._parser_class)
+    verbs.required = True
+    _register_verbs(verbs)
+
+
+def _register_verbs(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("list", help="the newest jobs")
+    p.add_argument("-n", "--limit", type=int, default=50)
+    p.set_defaults(handler=list_jobs)
+    p = verbs.add_parser("show", help="a job's status and result")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="the whole record as JSON")
+    p.set_defaults(handler=show)
+    p = verbs.add_parser("logs", help="a job's log")
+    p.add_argument("id")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.set_defaults(handler=logs)
+    p = verbs.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("id")
+    p.set_defaults(handler=cancel)
+    p = verbs.add_parser("wait", help="wait for a job; print its summary, exit with its status")
+    p.add_argument("id")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    p.set_defaults(handler=wait)
+    p = verbs.add_parser("artifacts", help="save a job's stored artifacts")
+    p.add_argument("id")
+    p.add_argument("-o", "--output", default=".", metavar="DIR", help="directory (default .)")
+    p.set_defaults(handler=artifacts)
+
+
+def _conn(args: argparse.Namespace):
+    from sandbox.errors import SandboxError
+
+    from .client import connect, redis_url
+
+    url = redis_url(args.redis)
+    if not url:
+        raise SandboxError("no queue: pass --redis URL or set SANDBOX_REDIS_URL")
+    return connect(url)
+
+
+def submit(args: argparse.Namespace) -> int:
+    from .client import redis_url
+    from .jobfile import load
+
+    specs = load(args.jobfile)
+    if redis_url(args.redis) is None:
+        return max(_run_here(spec) for spec in specs)
+    from .client import submit as enqueue
+
+    conn = _conn(args)
+    ids = [enqueue(conn, spec, queue=args.queue) for spec in specs]
+    for job_id, spec in zip(ids, specs):
+        print(f"{job_id}  {spec.name}", flush=True)
+    if not args.follow:
+        return 0
+    return max(_follow(conn, job_id) for job_id in ids)
+
+
+def _run_here(spec) -> int:
+    """The embedded mode: run in this process; first Ctrl-C cancels the job cleanly."""
+    import threading
+
+    from .client import run_local
+    from .render import Renderer, summary
+    from .result import EXIT_STATUS
+
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        result = run_local(spec, on_event=Renderer().write, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(summary(result), flush=True)
+    return EXIT_STATUS[result.status]
+
+
+def _follow(conn, job_id: str, timeout: float | None = None) -> int:
+    from . import client
+    from .render import Renderer, summary
+    from .result import EXIT_STATUS
+
+    result = client.wait(conn, job_id, timeout=timeout, on_event=Renderer().write)
+    print(summary(result), flush=True)
+    return EXIT_STATUS[result.status]
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    import time
+
+    from . import store
+
+    rows = [(r["id"], r.get("status", "?"), r.get("queue", ""), r.get("worker") or "-",
+             time.strftime("%H:%M:%S", time.localtime(float(r.get("submitted_at") or 0))),
+             r.get("name", "")) for r in store.list_jobs(_conn(args), args.limit)]
+    header = ("ID", "STATUS", "QUEUE", "WORKER", "SUBMITTED", "NAME")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    from . import store
+    from .render import summary
+
+    conn = _conn(args)
+    fields = store.read(conn, args.id)
+    if args.json:
+        for name in ("spec", "result"):
+            if fields.get(name):
+                fields[name] = json.loads(fields[name])
+        print(json.dumps(fields, indent=2))
+        return 0
+    result = store.result_of(conn, args.id)
+    if result is None:
+        print(f"job {args.id} {fields.get('name', '')!r}: {fields['status']}"
+              + (f" on {fields['worker']}" if fields.get("worker") else ""))
+    else:
+        print(summary(result))
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    from .logstream import follow
+    from .render import Renderer
+
+    renderer = Renderer()
+    for event in follow(_conn(args), args.id, follow=args.follow):
+        renderer.write(event)
+    return 0
+
+
+def cancel(args: argparse.Namespace) -> int:
+    from . import store
+
+    before = store.request_cancel(_conn(args), args.id)
+    if before == "queued":
+        print(f"{args.id}: cancelled (it had not started)")
+    elif before == "running":
+        print(f"{args.id}: cancelling (its worker stops the sandbox within a second)")
+    else:
+        print(f"{args.id}: already {before}")
+    return 0
+
+
+def wait(args: argparse.Namespace) -> int:
+    from . import client
+    from .errors import JobError
+    from .render import summary
+    from .result import EXIT_STATUS
+
+    try:
+        result = client.wait(_conn(args), args.id, timeout=args.timeout)
+    except TimeoutError as exc:
+        raise JobError(str(exc)) from exc
+    print(summary(result), flush=True)
+    return EXIT_STATUS[result.status]
+
+
+def artifacts(args: argparse.Namespace) -> int:
+    import os
+
+    from . import store
+
+    conn = _conn(args)
+    store.read(conn, args.id)
+    stored = conn.hgetall(store.key(args.id, "artifacts"))
+    for raw_path, data in sorted(stored.items()):
+        rel = os.path.normpath(raw_path.decode())
+        if rel.startswith("..") or os.path.isabs(rel):
+            continue
+        dest = os.path.join(args.output, rel)
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        with open(dest, "wb") as f:
+            f.write(data)
+        print(dest)
+    return 0

@@ -1,0 +1,102 @@
+"""The client side: connect, submit, follow, wait, and run a job to its result.
+
+``run_job`` is the one call other code needs (the CLI, the pytest plugin):
+with a Redis URL it submits the job to the queue and follows it; without one
+it runs the job in this process. Either way the caller gets the same events
+live and the same JobResult at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+from . import store
+from .errors import JobError, QueueUnavailable
+from .events import JobLog, LogEvent
+from .execute import execute_job, new_job_id
+from .model import JobSpec
+from .result import JobResult
+from .workspace import pack
+
+DEFAULT_QUEUE = "default"
+#: RQ's own timeout is the job's plus this margin: it only fires if the runner hangs
+RQ_TIMEOUT_MARGIN = 60
+TASK = "worker.task.run"
+
+
+def redis_url(explicit: str | None = None) -> str | None:
+    """--redis, else SANDBOX_REDIS_URL, else None (run in-process)."""
+    return explicit or os.environ.get("SANDBOX_REDIS_URL") or None
+
+
+def connect(url: str) -> Any:
+    """A Redis client for ``url`` that has answered a PING; QueueUnavailable if not."""
+    import redis
+
+    try:
+        conn = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        conn.ping()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        raise QueueUnavailable(url, exc) from exc
+    return conn
+
+
+def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE) -> str:
+    """Record the job, put it on the RQ queue (JSON, no pickle); its id."""
+    import redis
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    packed = pack(spec.workspace) if spec.workspace else None
+    job_id = new_job_id()
+    try:
+        store.create(conn, job_id, spec, queue, packed)
+        Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(
+            TASK, job_id, job_id=job_id, description=spec.name,
+            job_timeout=int(spec.timeout or 0) + RQ_TIMEOUT_MARGIN,
+            result_ttl=store.JOB_TTL, failure_ttl=store.JOB_TTL)
+    except redis.RedisError as exc:
+        raise JobError(f"cannot submit job {spec.name!r}: {exc}") from exc
+    return job_id
+
+
+def wait(conn: Any, job_id: str, *, timeout: float | None = None,
+         on_event: Callable[[LogEvent], None] | None = None) -> JobResult:
+    """Block until the job ends (following its log); its JobResult."""
+    from .logstream import follow
+
+    for event in follow(conn, job_id, timeout=timeout):
+        if on_event is not None:
+            on_event(event)
+    result = store.result_of(conn, job_id)
+    if result is None:
+        raise JobError(f"job {job_id} ended without a stored result")
+    return result
+
+
+def run_local(spec: JobSpec, *, on_event: Callable[[LogEvent], None] | None = None,
+              cancel: threading.Event | None = None) -> JobResult:
+    """Run the job in this process (the embedded mode) with the same events."""
+    sinks = [_Callback(on_event)] if on_event is not None else []
+    return execute_job(spec, log=JobLog(*sinks), cancel=cancel)
+
+
+def run_job(spec: JobSpec, *, redis: str | None = None, queue: str = DEFAULT_QUEUE,
+            on_event: Callable[[LogEvent], None] | None = None,
+            timeout: float | None = None) -> JobResult:
+    """Submit and wait (with a Redis URL, or SANDBOX_REDIS_URL), else run here."""
+    url = redis_url(redis)
+    if url is None:
+        return run_local(spec, on_event=on_event)
+    conn = connect(url)
+    return wait(conn, submit(conn, spec, queue=queue), timeout=timeout, on_event=on_event)
+
+
+class _Callback:
+    def __init__(self, fn: Callable[[LogEvent], None]) -> None:
+        self.fn = fn
+
+    def write(self, event: LogEvent) -> None:
+        self.fn(event)

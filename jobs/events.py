@@ -1,0 +1,94 @@
+"""The live log of a job as a sequence of events, and the sinks that take them.
+
+Every event has a kind, a sequence number (per job, from 1, no gaps), a time
+and the step it belongs to:
+
+- ``step-start``  a step begins (fields: index, count, run)
+- ``out``         a chunk of a step's STDOUT or STDERR (stream, data)
+- ``step-end``    a step ended (status, exit_code, duration, message)
+- ``note``        a line from the runner itself (data), e.g. JUnit problems
+- ``eof``         the last event: the job's verdict (status, headline)
+
+The same events go to a Redis stream (``jobs.logstream``) for queued jobs and
+straight to the terminal (``jobs.render``) for embedded ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+KINDS = ("step-start", "out", "step-end", "note", "eof")
+_BASE = ("kind", "seq", "time", "step", "stream", "data")
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One entry of a job's log."""
+
+    kind: str
+    seq: int
+    time: float
+    step: str = ""
+    stream: str = ""
+    data: bytes = b""
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    def to_fields(self) -> dict[str, bytes | str]:
+        """Flat string fields for XADD."""
+        return {"kind": self.kind, "seq": str(self.seq), "time": f"{self.time:.6f}",
+                "step": self.step, "stream": self.stream, "data": self.data, **self.fields}
+
+    @classmethod
+    def from_fields(cls, raw: Mapping[bytes | str, bytes | str]) -> "LogEvent":
+        """The inverse of to_fields, from what XRANGE/XREAD return."""
+        text = {_s(k): v for k, v in raw.items()}
+        data = text.get("data", b"")
+        return cls(kind=_s(text.get("kind", b"")), seq=int(_s(text.get("seq", b"0"))),
+                   time=float(_s(text.get("time", b"0"))), step=_s(text.get("step", b"")),
+                   stream=_s(text.get("stream", b"")),
+                   data=data if isinstance(data, bytes) else data.encode(),
+                   fields={k: _s(v) for k, v in text.items() if k not in _BASE})
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class Sink(Protocol):
+    def write(self, event: LogEvent) -> None: ...
+
+
+class JobLog:
+    """Numbers a job's events and hands each to every sink, in order.
+
+    Safe to call from the sandbox's monitor thread (output) and the runner's
+    thread (sections) at once.
+    """
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = list(sinks)
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def emit(self, kind: str, *, step: str = "", stream: str = "", data: bytes = b"",
+             **fields: object) -> LogEvent:
+        with self._lock:
+            self.seq += 1
+            event = LogEvent(kind, self.seq, time.time(), step, stream, data,
+                             {k: "" if v is None else str(v) for k, v in fields.items()})
+            for sink in self.sinks:
+                sink.write(event)
+        return event
+
+
+class MemorySink:
+    """Keeps every event (tests, and the in-process API)."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+
+    def write(self, event: LogEvent) -> None:
+        self.events.append(event)

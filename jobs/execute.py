@@ -1,0 +1,194 @@
+"""execute_job(): run a job's steps in sandboxes and judge the result.
+
+This is the one function that runs jobs. The RQ worker, the embedded
+`sandbox submit` and the tests all call it; it knows nothing of Redis or RQ.
+What it needs from its caller arrives as plain arguments: a JobLog to write
+events to, an Event that asks it to cancel, the packed workspace when the
+job came through the queue, and a function that stores artifacts.
+
+Every step runs in its own sandbox with the job's limits, sharing one
+workspace directory bind-mounted at /workspace. Each sandbox is ended in
+every path: normal exit, its timeout, cancellation, or an exception raised
+in this thread (RQ's own timeout, a signal): ``with Sandbox(...)`` destroys it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Callable
+
+from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
+
+from . import artifacts as artifacts_mod
+from .errors import JobError
+from .events import JobLog
+from .junit import JUnitReport, parse_reports
+from .model import JobSpec, Step
+from .result import (CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, Artifact, JobResult,
+                     StepResult)
+from .workspace import JobDir
+
+#: How often a running step checks for cancellation (seconds).
+POLL_INTERVAL = 0.1
+StoreArtifacts = Callable[[str, list[tuple[Artifact, "bytes | None"]]], object]
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None = None,
+                cancel: threading.Event | None = None, packed_workspace: bytes | None = None,
+                store_artifacts: StoreArtifacts = artifacts_mod.save_local,
+                worker: str | None = None) -> JobResult:
+    """Run every step of ``spec``; the JobResult. Raises only on bugs and signals."""
+    job_id = job_id or new_job_id()
+    log = log or JobLog()
+    cancel = cancel or threading.Event()
+    started = time.time()
+    base = dict(id=job_id, name=spec.name, started_at=started, worker=worker, matrix=dict(spec.matrix))
+    with JobDir(job_id) as jdir:
+        try:
+            _fill_workspace(jdir, spec, packed_workspace)
+        except JobError as exc:
+            return JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc))
+        steps = _run_steps(spec, job_id, jdir, log, cancel, started)
+        junit = _junit(spec, str(jdir.workspace), log)
+        arts = _artifacts(spec, job_id, str(jdir.workspace), log, store_artifacts)
+    status, error = verdict(spec, steps, junit, cancel.is_set())
+    return JobResult(**base, status=status, ended_at=time.time(), steps=tuple(steps),
+                     junit=junit, artifacts=tuple(arts), error=error)
+
+
+def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
+    if packed is not None:
+        jdir.unpack(packed)
+    elif spec.workspace:
+        jdir.copy_from(spec.workspace)
+
+
+def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
+               cancel: threading.Event, started: float) -> list[StepResult]:
+    results: list[StepResult] = []
+    stopped = False
+    for index, step in enumerate(spec.steps, 1):
+        if stopped or cancel.is_set():
+            results.append(StepResult(step.name, "cancelled" if cancel.is_set() else "skipped"))
+            continue
+        fields = dict(index=index, count=len(spec.steps))
+        log.emit("step-start", step=step.name, run=step.run, **fields)
+        res = _run_step(spec, step, job_id, jdir, log, cancel, started)
+        log.emit("step-end", step=step.name, status=res.status, exit_code=res.exit_code,
+                 duration=f"{res.duration:.3f}", message=res.message, **fields)
+        results.append(res)
+        stopped = res.status != PASSED and not step.continue_on_error
+    return results
+
+
+def _run_step(spec: JobSpec, step: Step, job_id: str, jdir: JobDir, log: JobLog,
+              cancel: threading.Event, started: float) -> StepResult:
+    t0 = time.time()
+    timeout = _step_timeout(spec, step, started)
+    if timeout is not None and timeout <= 0:
+        return StepResult(step.name, TIMED_OUT, message="the job's timeout ran out before this step")
+
+    def on_output(rec: LogRecord) -> None:
+        log.emit("out", step=step.name, stream=rec.stream, data=rec.data)
+
+    try:
+        sb_spec = _sandbox_spec(spec, step, job_id, str(jdir.workspace), timeout)
+        result, cancelled = _run_sandbox(sb_spec, on_output, cancel)
+    except SandboxError as exc:
+        return StepResult(step.name, ERROR, duration=time.time() - t0, message=str(exc))
+    return _step_result(step, result, cancelled)
+
+
+def _step_timeout(spec: JobSpec, step: Step, started: float) -> float | None:
+    left = spec.timeout - (time.time() - started) if spec.timeout else None
+    candidates = [t for t in (left, step.timeout) if t is not None]
+    return min(candidates) if candidates else None
+
+
+def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
+                  timeout: float | None) -> SandboxSpec:
+    env = {"CI": "true", "SANDBOX_JOB_ID": job_id, "SANDBOX_STEP": step.name,
+           "HOME": "/root", **spec.env, **step.env}
+    return SandboxSpec(image=step.image or spec.image, command=("sh", "-ec", step.run), env=env,
+                       workdir="/workspace", mounts=(Mount(workspace, "/workspace", read_only=False),),
+                       limits=Limits(**{**spec.limits, "timeout": timeout}))
+
+
+def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
+                 cancel: threading.Event) -> tuple[Result, bool]:
+    """Run one sandbox to its end; kill it within POLL_INTERVAL of a cancel request."""
+    cancelled = False
+    with Sandbox(spec, on_output=on_output, log_file=False) as sandbox:
+        while True:
+            try:
+                return sandbox.wait(timeout=POLL_INTERVAL), cancelled
+            except TimeoutError:
+                if cancel.is_set() and not cancelled:
+                    sandbox.kill()
+                    cancelled = True
+
+
+def _step_result(step: Step, result: Result, cancelled: bool) -> StepResult:
+    if cancelled:
+        status = CANCELLED
+    elif result.timed_out:
+        status = TIMED_OUT
+    else:
+        status = PASSED if result.exit_code == 0 else FAILED
+    message = "cancelled" if cancelled else result.limit_message()
+    return StepResult(step.name, status, exit_code=result.exit_code, duration=result.duration,
+                      peak_memory=result.peak_memory, message=message, result=result.to_dict())
+
+
+def _junit(spec: JobSpec, workspace: str, log: JobLog) -> JUnitReport | None:
+    if not spec.results.junit:
+        return None
+    report = parse_reports(workspace, spec.results.junit)
+    for problem in report.problems:
+        log.emit("note", data=f"JUnit: {problem}".encode())
+    return report
+
+
+def _artifacts(spec: JobSpec, job_id: str, workspace: str, log: JobLog,
+               store: StoreArtifacts) -> list[Artifact]:
+    if not spec.results.artifacts:
+        return []
+    items, problems = artifacts_mod.collect(workspace, spec.results.artifacts)
+    for problem in problems:
+        log.emit("note", data=problem.encode())
+    store(job_id, items)
+    return [art for art, _ in items]
+
+
+def verdict(spec: JobSpec, steps: list[StepResult], junit: JUnitReport | None,
+            cancelled: bool) -> tuple[str, str | None]:
+    """The job's status and, when not passed, one line saying why."""
+    if cancelled:
+        return CANCELLED, "cancelled on request"
+    blocking = [s for s, st in zip(steps, spec.steps) if s.status not in (PASSED, "skipped")
+                and not st.continue_on_error]
+    if blocking:
+        first = blocking[0]
+        why = f"step {first.name!r} {first.status}" + (f": {first.message}" if first.message else "")
+        return {TIMED_OUT: TIMED_OUT, ERROR: ERROR}.get(first.status, FAILED), why
+    return _junit_verdict(spec, junit)
+
+
+def _junit_verdict(spec: JobSpec, junit: JUnitReport | None) -> tuple[str, str | None]:
+    if junit is None:
+        return PASSED, None
+    if junit.failures or junit.errors:
+        return FAILED, f"JUnit: {junit.headline()}"
+    unreadable = [p for p in junit.problems if "unreadable" in p]
+    if unreadable:
+        return FAILED, f"JUnit: {unreadable[0]}"
+    if not spec.results.allow_empty and (junit.problems or not junit.tests):
+        why = junit.problems[0] if junit.problems else "the reports hold no test cases"
+        return FAILED, f"JUnit: {why} (set allow_empty = true under [results] to accept this)"
+    return PASSED, None

@@ -1,0 +1,242 @@
+"""Reading job files (TOML, or YAML): one clear error per mistake.
+
+The schema (see README.md, "The job file"); keys not listed are errors::
+
+    name = "unit tests"          # required
+    image = "host"               # any image the engine knows (default host)
+    workspace = "."              # directory copied into /workspace, relative to the file
+    timeout = "10m"              # whole job, wall clock (default 10m)
+    [limits]                     # memory, cpus, pids, output, disk (as `sandbox run`)
+    [env]                        # NAME = "value", for every step
+    [matrix]                     # NAME = ["a", "b"]: one job per combination, values in env
+    [[steps]]                    # at least one
+    name = "test"                # required, unique
+    run = "pytest -q"            # required, run with `sh -ec` in /workspace
+    timeout = "5m"               # optional, capped by what is left of the job's
+    continue_on_error = false    # a failure here does not stop or fail the job
+    env = { K = "v" }            # on top of the job's env
+    image = "busybox"            # optional, overrides the job's image
+    [results]
+    junit = ["report.xml"]       # globs; reports are merged; missing/empty fails the job
+    allow_empty = false          # true: a missing or empty report is fine
+    artifacts = ["logs/*.txt"]   # globs; stored with the result
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from sandbox.errors import SpecError
+from sandbox.spec import Limits
+from sandbox.units import parse_duration
+
+from .errors import JobFileError
+from .model import JobSpec, ResultsSpec, Step
+
+TOP_KEYS = ("name", "image", "workspace", "timeout", "limits", "env", "matrix", "steps", "results")
+STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
+RESULTS_KEYS = ("junit", "allow_empty", "artifacts")
+LIMIT_KEYS = ("memory", "cpus", "pids", "output", "disk")
+DEFAULT_TIMEOUT = 600.0
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load(path: str | os.PathLike) -> list[JobSpec]:
+    """The jobs a file describes: one, or one per matrix combination."""
+    path = str(path)
+    data = _read(path)
+    return parse(data, path=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise JobFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    if path.endswith((".yaml", ".yml")):
+        return _read_yaml(path, text)
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise JobFileError(path, None, f"invalid TOML: {exc}") from exc
+
+
+def _read_yaml(path: str, text: bytes) -> dict[str, Any]:
+    try:
+        import yaml
+    except ImportError as exc:
+        raise JobFileError(path, None, "YAML job files need PyYAML (pip install pyyaml)") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise JobFileError(path, None, f"invalid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(data, dict):
+        raise JobFileError(path, None, "expected a mapping of keys at the top level")
+    return data
+
+
+def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") -> list[JobSpec]:
+    """Validate a job file's data; one JobSpec per matrix combination."""
+    v = _Validator(path)
+    v.keys(data, TOP_KEYS, None)
+    base = dict(
+        name=v.string(data, "name", required=True),
+        image=v.string(data, "image") or "host",
+        workspace=_workspace(v, data, base_dir),
+        timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
+        limits=_limits(v, data.get("limits")),
+        env=v.env(data.get("env"), "env"),
+        steps=_steps(v, data.get("steps")),
+        results=_results(v, data.get("results")),
+        source=os.path.abspath(path) if path != "<job>" else None,
+    )
+    combos = _matrix(v, data.get("matrix"))
+    if not combos:
+        return [JobSpec(**base)]
+    return [JobSpec(**{**base, "name": _matrix_name(base["name"], combo),
+                       "env": {**base["env"], **combo}, "matrix": combo}) for combo in combos]
+
+
+def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str) -> str | None:
+    rel = v.string(data, "workspace")
+    if rel is None:
+        return None
+    full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(rel)))
+    if not os.path.isdir(full):
+        raise JobFileError(v.path, "workspace", f"{rel!r} is not a directory (resolved to {full})")
+    return full
+
+
+def _limits(v: "_Validator", table: object) -> dict[str, Any]:
+    if table is None:
+        return {}
+    v.keys(table, LIMIT_KEYS, "limits")
+    try:
+        limits = Limits(**table)  # type: ignore[arg-type]
+    except SpecError as exc:
+        key = exc.field.split()[0]
+        raise JobFileError(v.path, f"limits.{key}", f"{exc.value!r}: expected {exc.accepted}") from None
+    return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
+
+
+def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:
+    if not isinstance(steps, list) or not steps:
+        raise JobFileError(v.path, "steps", "expected at least one [[steps]] table "
+                           "with name and run")
+    result, seen = [], set()
+    for i, step in enumerate(steps):
+        where = f"steps[{i}]"
+        v.keys(step, STEP_KEYS, where)
+        name = v.string(step, "name", required=True, where=where)
+        if name in seen:
+            raise JobFileError(v.path, f"{where}.name", f"{name!r} is used twice: expected unique step names")
+        seen.add(name)
+        result.append(Step(
+            name=name, run=v.string(step, "run", required=True, where=where),
+            timeout=v.duration(step, "timeout", None, where=where),
+            continue_on_error=v.boolean(step, "continue_on_error", where=where),
+            env=v.env(step.get("env"), f"{where}.env"), image=v.string(step, "image", where=where)))
+    return tuple(result)
+
+
+def _results(v: "_Validator", table: object) -> ResultsSpec:
+    if table is None:
+        return ResultsSpec()
+    v.keys(table, RESULTS_KEYS, "results")
+    return ResultsSpec(junit=v.globs(table, "junit", "results"),
+                       allow_empty=v.boolean(table, "allow_empty", where="results"),
+                       artifacts=v.globs(table, "artifacts", "results"))
+
+
+def _matrix(v: "_Validator", table: object) -> list[dict[str, str]]:
+    if table is None:
+        return []
+    if not isinstance(table, dict) or not table:
+        raise JobFileError(v.path, "matrix", "expected a table of NAME = [values]")
+    axes = []
+    for name, values in table.items():
+        if not _ENV_KEY_RE.match(str(name)):
+            raise JobFileError(v.path, f"matrix.{name}", "expected a variable name (letters, digits, _)")
+        if not isinstance(values, list) or not values or any(isinstance(x, (dict, list)) for x in values):
+            raise JobFileError(v.path, f"matrix.{name}", "expected a non-empty list of strings or numbers")
+        axes.append([(name, str(x)) for x in values])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def _matrix_name(name: str, combo: Mapping[str, str]) -> str:
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in combo.items())})"
+
+
+class _Validator:
+    """Typed getters that raise JobFileError naming the file, the key and what is accepted."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _key(self, where: str | None, key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    def keys(self, table: object, allowed: tuple[str, ...], where: str | None) -> None:
+        if not isinstance(table, dict):
+            raise JobFileError(self.path, where, "expected a table")
+        for key in table:
+            if key not in allowed:
+                raise JobFileError(self.path, self._key(where, str(key)),
+                                   f"unknown key (accepted: {', '.join(allowed)})")
+
+    def _get(self, table: Mapping, key: str, check: Callable[[Any], bool], accepted: str,
+             where: str | None, required: bool = False) -> Any:
+        if key not in table:
+            if required:
+                raise JobFileError(self.path, self._key(where, key), f"missing: expected {accepted}")
+            return None
+        value = table[key]
+        if not check(value):
+            raise JobFileError(self.path, self._key(where, key), f"{value!r}: expected {accepted}")
+        return value
+
+    def string(self, table: Mapping, key: str, *, required: bool = False,
+               where: str | None = None) -> str | None:
+        return self._get(table, key, lambda x: isinstance(x, str) and x.strip() != "",
+                         "a non-empty string", where, required)
+
+    def boolean(self, table: Mapping, key: str, *, where: str | None = None) -> bool:
+        return bool(self._get(table, key, lambda x: isinstance(x, bool), "true or false", where))
+
+    def duration(self, table: Mapping, key: str, default: float | None, *,
+                 where: str | None = None) -> float | None:
+        if key not in table:
+            return default
+        try:
+            seconds = parse_duration(key, table[key])
+        except SpecError:
+            seconds = None
+        if seconds is None or seconds <= 0:
+            raise JobFileError(self.path, self._key(where, key),
+                               f"{table[key]!r}: expected a duration like 90, \"30s\", \"10m\" or \"1h\"")
+        return seconds
+
+    def env(self, table: object, where: str) -> dict[str, str]:
+        if table is None:
+            return {}
+        if not isinstance(table, dict):
+            raise JobFileError(self.path, where, "expected a table of NAME = \"value\"")
+        for name, value in table.items():
+            if not _ENV_KEY_RE.match(str(name)):
+                raise JobFileError(self.path, f"{where}.{name}", "invalid name: expected letters, "
+                                   "digits and _, not starting with a digit")
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise JobFileError(self.path, f"{where}.{name}", f"{value!r}: expected a string")
+        return {str(k): str(val) for k, val in table.items()}
+
+    def globs(self, table: Mapping, key: str, where: str) -> tuple[str, ...]:
+        def ok(x: object) -> bool:
+            return isinstance(x, list) and all(isinstance(p, str) and p and not os.path.isabs(p)
+                                               and ".." not in p.split("/") for p in x)
+        return tuple(self._get(table, key, ok, "a list of relative paths or globs inside the "
+                               "workspace, like [\"report.xml\"]", where) or ())

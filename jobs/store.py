@@ -1,0 +1,215 @@
+"""Jobs in Redis: the keys, the job's state as data, and its transitions.
+
+Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
+
+    sandbox:job:<id>             hash: id, name, queue, status, spec (JSON), worker,
+                                 submitted_at, started_at, ended_at, error, result (JSON)
+    sandbox:job:<id>:log         stream: the job's events (jobs.events), ends with `eof`
+    sandbox:job:<id>:workspace   the packed workspace, deleted when a worker takes the job
+    sandbox:job:<id>:artifacts   hash: path -> bytes (jobs.artifacts)
+    sandbox:job:<id>:lease       the running worker's name; expires LEASE_TTL after its last renewal
+    sandbox:job:<id>:cancel      set by `sandbox jobs cancel` while the job runs
+    sandbox:jobs                 sorted set: every job id by submit time
+    sandbox:jobs:running         set: ids in status `running` (where `reap` looks)
+
+The status moves only by compare-and-set (a Lua script), so a cancel and a
+worker taking the job, or a worker finishing and a reaper, cannot both win.
+A running job whose lease expired (its worker was SIGKILLed or lost its
+host) is ended as `error` by `reap`, which every worker runs every few
+seconds and every follower runs when the log goes quiet. It is not retried:
+the job's code may be what killed the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from .errors import NoSuchJob
+from .model import JobSpec
+from .result import CANCELLED, ERROR, FINAL, QUEUED, RUNNING, JobResult
+
+PREFIX = "sandbox:"
+INDEX = PREFIX + "jobs"
+RUNNING_SET = PREFIX + "jobs:running"
+LEASE_TTL = 5
+LOG_MAXLEN = 100_000
+#: how long a finished job, its log and artifacts stay (SANDBOX_JOB_TTL seconds, default 7 days)
+JOB_TTL = int(os.environ.get("SANDBOX_JOB_TTL", 7 * 24 * 3600))
+
+_CAS = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+    return {1, cur}
+  end
+end
+return {0, cur}
+"""
+
+
+def key(job_id: str, part: str = "") -> str:
+    return f"{PREFIX}job:{job_id}" + (f":{part}" if part else "")
+
+
+def transition(conn: Any, job_id: str, allowed: tuple[str, ...], new: str, **fields: object) -> tuple[bool, str]:
+    """Set status to ``new`` if it is one of ``allowed``; (done, previous status)."""
+    args = [",".join(allowed), new]
+    for name, value in fields.items():
+        args += [name, "" if value is None else str(value)]
+    done, cur = conn.eval(_CAS, 1, key(job_id), *args)
+    return bool(done), cur.decode() if isinstance(cur, bytes) else cur
+
+
+def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None) -> None:
+    """Record a new queued job (before it is put on the RQ queue)."""
+    now = time.time()
+    with conn.pipeline() as pipe:
+        pipe.hset(key(job_id), mapping={"id": job_id, "name": spec.name, "queue": queue,
+                                        "status": QUEUED, "submitted_at": now,
+                                        "spec": json.dumps(spec.to_dict())})
+        if packed is not None:
+            pipe.set(key(job_id, "workspace"), packed, ex=JOB_TTL)
+        pipe.zadd(INDEX, {job_id: now})
+        pipe.execute()
+
+
+def read(conn: Any, job_id: str) -> dict[str, str]:
+    """The job's hash as text (without the workspace); NoSuchJob if unknown."""
+    raw = conn.hgetall(key(job_id))
+    if not raw:
+        raise NoSuchJob(job_id)
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+
+def claim(conn: Any, job_id: str, worker: str) -> tuple[JobSpec, bytes | None] | None:
+    """queued -> running for this worker; (spec, packed workspace), or None if cancelled meanwhile."""
+    conn.set(key(job_id, "lease"), worker, ex=LEASE_TTL)
+    conn.sadd(RUNNING_SET, job_id)
+    done, _ = transition(conn, job_id, (QUEUED,), RUNNING, worker=worker, started_at=time.time())
+    if not done:
+        conn.delete(key(job_id, "lease"))
+        conn.srem(RUNNING_SET, job_id)
+        return None
+    spec = JobSpec.from_dict(json.loads(conn.hget(key(job_id), "spec")))
+    packed = conn.getdel(key(job_id, "workspace"))
+    return spec, packed
+
+
+def renew(conn: Any, job_id: str, worker: str) -> bool:
+    """Renew the lease of a running job; True if cancellation was requested."""
+    with conn.pipeline() as pipe:
+        pipe.set(key(job_id, "lease"), worker, ex=LEASE_TTL)
+        pipe.exists(key(job_id, "cancel"))
+        return bool(pipe.execute()[1])
+
+
+def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:
+    """Store the final result and write the `eof` event; False if someone else ended it first."""
+    headline = result.junit.headline() if result.junit else ""
+    done, cur = transition(conn, result.id, allowed, result.status, ended_at=result.ended_at,
+                           error=result.error, result=json.dumps(result.to_dict()))
+    if not done:
+        return False
+    log_key = key(result.id, "log")
+    with conn.pipeline() as pipe:
+        pipe.xadd(log_key, {"kind": "eof", "seq": str(seq), "time": f"{time.time():.6f}",
+                            "status": result.status, "headline": headline,
+                            "error": result.error or ""}, maxlen=LOG_MAXLEN, approximate=True)
+        for part in ("", "log", "artifacts"):
+            pipe.expire(key(result.id, part), JOB_TTL)
+        pipe.delete(key(result.id, "lease"), key(result.id, "cancel"), key(result.id, "workspace"))
+        pipe.srem(RUNNING_SET, result.id)
+        pipe.execute()
+    return True
+
+
+def end_unrun(conn: Any, job_id: str, status: str, error: str,
+              allowed: tuple[str, ...]) -> bool:
+    """End a job no worker will finish (cancelled while queued, worker died)."""
+    try:
+        fields = read(conn, job_id)
+    except NoSuchJob:
+        conn.srem(RUNNING_SET, job_id)
+        return False
+    started = float(fields.get("started_at") or fields.get("submitted_at") or time.time())
+    result = JobResult(id=job_id, name=fields.get("name", ""), status=status, started_at=started,
+                       ended_at=time.time(), error=error, worker=fields.get("worker") or None)
+    return finish(conn, result, allowed=allowed)
+
+
+def request_cancel(conn: Any, job_id: str) -> str:
+    """Cancel a job: at once if queued, through its worker if running; the status it had."""
+    status = read(conn, job_id)["status"]
+    if status == QUEUED and end_unrun(conn, job_id, CANCELLED, "cancelled before it ran", (QUEUED,)):
+        _cancel_rq_job(conn, job_id)
+        return QUEUED
+    if status in FINAL:
+        return status
+    conn.set(key(job_id, "cancel"), "1", ex=JOB_TTL)
+    return read(conn, job_id)["status"]
+
+
+def _cancel_rq_job(conn: Any, job_id: str) -> None:
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    try:
+        Job.fetch(job_id, connection=conn, serializer=JSONSerializer).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass
+
+
+def reap(conn: Any) -> list[str]:
+    """End as `error` every running job whose worker stopped renewing its lease; their ids."""
+    reaped = []
+    for raw in conn.smembers(RUNNING_SET):
+        job_id = raw.decode()
+        if conn.exists(key(job_id, "lease")):
+            continue
+        worker = (conn.hget(key(job_id), "worker") or b"?").decode()
+        why = (f"worker {worker} stopped mid-job (no heartbeat for {LEASE_TTL}s: killed or lost); "
+               "not retried")
+        if end_unrun(conn, job_id, ERROR, why, (RUNNING,)):
+            reaped.append(job_id)
+            continue
+        status = conn.hget(key(job_id), "status")
+        if status is None or status.decode() in FINAL:  # not one still being claimed
+            conn.srem(RUNNING_SET, job_id)
+    return reaped
+
+
+def result_of(conn: Any, job_id: str) -> JobResult | None:
+    """The stored JobResult of a finished job, None while it is queued or running."""
+    fields = read(conn, job_id)
+    if fields.get("status") not in FINAL or not fields.get("result"):
+        return None
+    return JobResult.from_dict(json.loads(fields["result"]))
+
+
+def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
+    """The newest jobs first (ids whose hash expired are dropped from the index)."""
+    rows = []
+    for raw in conn.zrevrange(INDEX, 0, limit - 1):
+        job_id = raw.decode()
+        try:
+            fields = read(conn, job_id)
+        except NoSuchJob:
+            conn.zrem(INDEX, job_id)
+            continue
+        fields.pop("spec", None)
+        fields.pop("result", None)
+        rows.append(fields)
+    return rows
+
+
+def save_artifacts(conn: Any, job_id: str, items: list) -> None:
+    """Store artifacts that fit the caps in the job's artifacts hash (see jobs.artifacts)."""
+    stored = {art.path: data for art, data in items if data is not None}
+    if stored:
+        conn.hset(key(job_id, "artifacts"), mapping=stored)
