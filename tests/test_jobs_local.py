@@ -8,7 +8,7 @@ import pytest
 
 from jobs import load_job_file, run_job
 from jobs.artifacts import local_dir
-from jobs_support import ROOT, job_file, sandbox_cmd
+from .jobs_support import ROOT, job_file, sandbox_cmd
 
 pytestmark = pytest.mark.root
 
@@ -32,7 +32,6 @@ PYTEST_JOB = """
     image = "host"
     workspace = "ws"
     [env]
-    PYTEST_DISABLE_PLUGIN_AUTOLOAD = "1"
     [[steps]]
     name = "test"
     run = "python3 -m pytest -q -p no:cacheprovider --junitxml=out/report.xml"

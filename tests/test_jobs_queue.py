@@ -11,7 +11,7 @@ import pytest
 from jobs import connect, load_job_file, run_job, submit, wait
 from jobs import store
 from jobs.logstream import follow
-from jobs_support import RedisServer, Workers, free_port, job_file, sandbox_cmd
+from .jobs_support import RedisServer, Workers, free_port, job_file, sandbox_cmd
 
 pytestmark = pytest.mark.root
 
@@ -90,7 +90,6 @@ def test_a_failing_job_reports_junit_failures_by_name(redis_url, queue, workers,
         image = "host"
         workspace = "ws"
         [env]
-        PYTEST_DISABLE_PLUGIN_AUTOLOAD = "1"
         [[steps]]
         name = "test"
         run = "python3 -m pytest -q -p no:cacheprovider --junitxml=report.xml"
