@@ -1,0 +1,90 @@
+"""What a marked test's forked process does inside its sandbox (the fast path).
+
+The engine forks the pytest process into the sandbox and calls
+``run_item`` there. The fork brought the whole session along, but not the
+file descriptors (the engine closes every fd but 0-3, which are the
+sandbox's stdin, stdout, stderr and status pipe), so the capture and
+faulthandler plumbing is made again first. Then the usual setup, call and
+teardown phases run, and each report is written to the report channel as
+soon as it exists, so a crash in the call phase still leaves the setup
+report behind.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+from .channel import write_report
+
+_KEEP: list = []  # objects holding fds the engine closed: never let them be collected
+
+
+def run_item(item, nextitem) -> int:
+    """Run the protocol of ``item``; its reports go to the channel. Exit status 0."""
+    config = item.config
+    _forget_parent_finalizers(item.session)
+    _restart_faulthandler()
+    _restart_capture(config)
+    _make_basetemp(config)
+    for report in protocol(item, nextitem):
+        write_report(config, report)
+    return 0
+
+
+def protocol(item, nextitem):
+    """Setup, call, teardown, as pytest's runtestprotocol (without logging)."""
+    from _pytest.runner import call_and_report
+
+    report = call_and_report(item, "setup", log=False)
+    yield report
+    if report.passed and not item.config.getoption("setuponly", False):
+        yield call_and_report(item, "call", log=False)
+    if item.session.shouldfail or item.session.shouldstop:
+        nextitem = None
+    yield call_and_report(item, "teardown", log=False, nextitem=nextitem)
+
+
+def _forget_parent_finalizers(session) -> None:
+    """Leave the finalizers of fixtures set up by the parent to the parent.
+
+    This copy of the session must tear down only what it set up itself;
+    the parent tears down its own fixtures, for real, when they are due.
+    """
+    stack = session._setupstate.stack
+    for node, (_finalizers, exc) in list(stack.items()):
+        stack[node] = ([], exc)
+
+
+def _restart_capture(config) -> None:
+    """New global capture on the sandbox's fds; the old one's fds are closed."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None or capman._global_capturing is None:
+        return
+    _KEEP.append(capman._global_capturing)
+    capman._global_capturing = None
+    capman.start_global_capturing()
+    capman.suspend_global_capture()
+
+
+def _restart_faulthandler() -> None:
+    """Python tracebacks on stderr for a segfault or abort inside.
+
+    The engine reset every signal handler before calling us, but
+    faulthandler still believes it is enabled (and would not reinstall its
+    handlers), so it is disabled first.
+    """
+    stderr = os.fdopen(os.dup(2), "w")  # fd 2 itself is captured while the test runs
+    _KEEP.append(stderr)
+    faulthandler.disable()
+    faulthandler.enable(stderr, all_threads=False)
+
+
+def _make_basetemp(config) -> None:
+    """tmp_path works inside: the session's base temp dir, made in the sandbox's /tmp."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None)
+    if basetemp is not None and not os.path.isdir(basetemp):
+        try:
+            os.makedirs(basetemp, mode=0o700)
+        except OSError:
+            pass  # read-only there: tmp_path fails inside, with its own clear error
