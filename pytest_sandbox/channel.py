@@ -46,6 +46,8 @@ class ReportChannel:
                 data = json.loads(line)
             except ValueError:
                 break  # a line cut short by a crash: the reports before it stand
+            if isinstance(data.get("longrepr"), list):  # a skip's (path, line, reason): JSON made it a list
+                data["longrepr"] = tuple(data["longrepr"])
             reports.append(config.hook.pytest_report_from_serializable(config=config, data=data))
         return reports
 
@@ -62,7 +64,7 @@ class ReportChannel:
 def write_report(config, report, directory: str = INSIDE) -> None:
     """Append one report (called inside the sandbox, after each phase)."""
     data = config.hook.pytest_report_to_serializable(config=config, report=report)
-    line = json.dumps(data) + "\n"
+    line = json.dumps(data, default=repr) + "\n"
     fd = os.open(os.path.join(directory, REPORTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, line.encode())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import tempfile
+from pathlib import Path
 from .channel import write_report
 
 _KEEP: list = []  # objects holding fds the engine closed: never let them be collected
@@ -80,11 +82,21 @@ def _restart_faulthandler() -> None:
 
 
 def _make_basetemp(config) -> None:
-    """tmp_path works inside: the session's base temp dir, made in the sandbox's /tmp."""
+    """tmp_path works inside: the session's base temp dir, writable in the sandbox.
+
+    The parent's base temp dir is either absent here (under the sandbox's
+    own /tmp) and is made, or inside a read-only mount (``--basetemp`` under
+    the rootdir): then a fresh one in the sandbox's /tmp takes its place.
+    """
     factory = getattr(config, "_tmp_path_factory", None)
-    basetemp = getattr(factory, "_basetemp", None)
-    if basetemp is not None and not os.path.isdir(basetemp):
-        try:
-            os.makedirs(basetemp, mode=0o700)
-        except OSError:
-            pass  # read-only there: tmp_path fails inside, with its own clear error
+    if factory is None:
+        return
+    basetemp = factory._basetemp or factory._given_basetemp
+    if basetemp is None:
+        return  # pytest makes one under the sandbox's /tmp on first use
+    try:
+        os.makedirs(basetemp, mode=0o700, exist_ok=True)
+        writable = os.access(basetemp, os.W_OK)
+    except OSError:
+        writable = False
+    factory._basetemp = basetemp if writable else Path(tempfile.mkdtemp(prefix="pytest-basetemp-"))

@@ -83,7 +83,7 @@ class SandboxSession:
         started = time.time()
         code = self._wait_for(number, timeout)
         ended = time.time()
-        return self._result(number, code, started, ended)
+        return self._result(number, code, started, ended, timeout)
 
     def _send(self, script: str, data: bytes | str | None, cwd: str) -> int:
         self._count += 1
@@ -128,7 +128,8 @@ class SandboxSession:
         result = self.sandbox.wait()
         return result.limit_message() or f"its agent exited with status {result.exit_code}"
 
-    def _result(self, number: int, code: int | None, started: float, ended: float) -> Result:
+    def _result(self, number: int, code: int | None, started: float, ended: float,
+                timeout: float | None) -> Result:
         path = os.path.join(self._exchange, str(number))
         out, err = _read(os.path.join(path, "out")), _read(os.path.join(path, "err"))
         shutil.rmtree(path, ignore_errors=True)
@@ -142,8 +143,15 @@ class SandboxSession:
             oom_killed=bool(whole and whole.oom_killed),
             peak_memory=whole.peak_memory if whole else None,
             stdout_bytes=len(out), stderr_bytes=len(err),
-            limits=whole.limits if whole else {},
+            limits=self._limits(timeout),
         )
+
+    def _limits(self, timeout: float | None) -> dict:
+        """The sandbox's limits, as Result.limits has them; the command's own timeout."""
+        limits = self.spec.limits
+        return {"memory": limits.memory, "timeout": timeout or limits.timeout,
+                "output": limits.output, "pids": limits.pids, "cpus": limits.cpus,
+                "disk": limits.disk}
 
     def write_file(self, path: str, data: bytes | str, *, mode: int = 0o644) -> None:
         """Create or replace a file inside the sandbox."""
