@@ -1,1 +1,134 @@
-"""pytest entry point (pytest11). Filled in by the pytest plugin issue."""
+"""pytest entry point (pytest11 ``sandbox``): options, the marker, the hooks.
+
+A test marked ``@pytest.mark.sandbox(...)`` (or every test, with
+``--sandbox``) is taken out of pytest's normal protocol here: a *runner*
+(``pytest_sandbox.where``) runs its setup, call and teardown somewhere
+isolated and returns the reports, which are then logged in this process as
+if the test had run here. Tests that use the ``sandbox`` fixtures are not
+themselves sandboxed: for them the marker only sets the fixtures' options.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from _pytest.runner import CallInfo
+
+from . import hookspecs, probe
+from .fixtures import sandbox, sandbox_factory, sandbox_images  # noqa: F401 - the fixtures
+from .settings import LIMIT_OPTIONS
+from .where import Outcome, Runner
+
+MARKER_HELP = (
+    "sandbox(memory=None, timeout=None, pids=None, cpus=None, network='none', image='host', "
+    "env={}, mounts=[]): run this test inside an isolated sandbox (own pid, mount and network "
+    "namespaces, host filesystem read-only, limits enforced by the kernel); for tests using "
+    "the sandbox fixture, the options of that fixture")
+FIXTURES = ("sandbox", "sandbox_factory")
+RUNNER = pytest.StashKey[Runner]()
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def add_options(parser) -> None:
+    """The ``--sandbox*`` command-line options and ``sandbox_*`` ini options."""
+    group = parser.getgroup("sandbox", "isolated tests (pytest_sandbox)")
+    group.addoption("--sandbox", action="store_true", dest="sandbox_all",
+                    help="run every test in a sandbox, as if marked @pytest.mark.sandbox")
+    group.addoption("--sandbox-image", dest="sandbox_image", metavar="NAME",
+                    help="image for sandboxes (default: host, a read-only view of this host)")
+    parser.addini("sandbox_image", "image for sandboxes (default: host)")
+    for name, (text, _default) in LIMIT_OPTIONS.items():
+        group.addoption(f"--sandbox-{name}", dest=f"sandbox_{name}", metavar="VALUE", help=text)
+        parser.addini(f"sandbox_{name}", text)
+    group.addoption("--sandbox-strict", action="store_true", dest="sandbox_strict",
+                    help="fail marked tests when this host cannot make sandboxes (default: skip)")
+    group.addoption("--sandbox-no-fork", action="store_true", dest="sandbox_no_fork",
+                    help="run each sandboxed test as a pytest subprocess in its sandbox, "
+                         "never by forking this process (slower)")
+    group.addoption("--sandbox-redis", dest="sandbox_redis", metavar="URL",
+                    help="dispatch sandboxed tests through the job queue at URL to remote workers")
+
+
+def pytest_addoption(parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    url = config.getoption("sandbox_redis", None)
+    if url:
+        from .where.remote import QueueRunner
+
+        config.stash[RUNNER] = QueueRunner(url)
+    else:
+        from .where.local import LocalRunner
+
+        config.stash[RUNNER] = LocalRunner(config, fork=not config.getoption("sandbox_no_fork"))
+
+
+def pytest_unconfigure(config) -> None:
+    runner = config.stash.get(RUNNER, None)
+    if runner is not None:
+        runner.close()
+
+
+def wants_sandbox(item) -> bool:
+    """True when ``item`` itself should run inside a sandbox."""
+    if any(name in getattr(item, "fixturenames", ()) for name in FIXTURES):
+        return False
+    return item.get_closest_marker("sandbox") is not None or item.config.getoption("sandbox_all")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not wants_sandbox(item):
+        return None
+    reason = probe.why_not()
+    if reason and not item.config.getoption("sandbox_strict"):
+        item.add_marker(pytest.mark.skip(reason=reason))
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    if reason:
+        from . import crash
+
+        outcome = Outcome(crash.complete(item, [], None, reason=f"--sandbox-strict: {reason}"))
+    else:
+        outcome = item.config.stash[RUNNER].run(item, nextitem)
+    _show_output(item, outcome)
+    for report in outcome.reports:
+        item.ihook.pytest_runtest_logreport(report=report)
+    _teardown_here(item, nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _show_output(item, outcome: Outcome) -> None:
+    """Output pytest did not capture inside (e.g. with -s): shown here, or attached."""
+    capture = item.config.getoption("capture", "fd")
+    for stream, data in outcome.output.items():
+        if not data:
+            continue
+        text = data.decode("utf-8", "replace")
+        if capture == "no":
+            getattr(sys, stream).write(text)
+        elif outcome.reports:
+            outcome.reports[-1].sections.append((f"Captured {stream} (sandbox)", text))
+
+
+def _teardown_here(item, nextitem) -> None:
+    """Tear down, in this process, the fixtures of this process ``nextitem`` does not need.
+
+    The sandboxed copy of the session tore down only what it set up itself
+    (see ``inside``); fixtures set up here by earlier tests end here.
+    """
+    if item.session.shouldfail or item.session.shouldstop:
+        nextitem = None
+    call = CallInfo.from_call(lambda: item.session._setupstate.teardown_exact(nextitem),
+                              when="teardown", reraise=(pytest.exit.Exception, KeyboardInterrupt))
+    if call.excinfo is not None:
+        report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        item.ihook.pytest_runtest_logreport(report=report)

@@ -1,0 +1,111 @@
+"""What @pytest.mark.sandbox costs per test: 200 trivial tests plain vs all marked, one run.
+
+    python3 bench/pytest_overhead.py [N] [-- extra pytest args, e.g. -n 2 or --sandbox-no-fork]
+
+Runs one pytest session (as root) over N plain and N marked trivial tests,
+interleaved, and times each test from pytest_runtest_logstart to
+pytest_runtest_logfinish. Prints the medians and the overhead per sandboxed
+test against the target (under 15 ms). State lives in a private temp root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TARGET_MS = 15.0
+TESTS = '''
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_plain(i):
+    assert i >= 0
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("i", range({n}))
+def test_marked(i):
+    assert i >= 0
+'''
+TIMER = '''
+import json, os, time
+_start = {}
+_times = {}
+
+def pytest_runtest_logstart(nodeid):
+    _start[nodeid] = time.perf_counter()
+
+def pytest_runtest_logfinish(nodeid):
+    _times[nodeid] = time.perf_counter() - _start.pop(nodeid)
+
+def pytest_sessionfinish(session):
+    if _times:
+        with open(os.environ["BENCH_OUT"], "a") as f:
+            f.write(json.dumps(_times) + "\\n")
+'''
+
+
+def main(argv: list[str]) -> int:
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    n = int(args[0]) if args else 200
+    root = tempfile.mkdtemp(prefix="bench-pytest-")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, SANDBOX_STATE_DIR=f"{root}/lib", SANDBOX_RUN_DIR=f"{root}/run",
+               SANDBOX_CGROUP_PARENT=f"sandbox-bench-{os.getpid()}", BENCH_OUT=f"{root}/times",
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    try:
+        suite = os.path.join(root, "suite")
+        os.mkdir(suite)
+        with open(os.path.join(suite, "test_trivial.py"), "w") as f:
+            f.write(TESTS.format(n=n))
+        with open(os.path.join(suite, "conftest.py"), "w") as f:
+            f.write(TIMER)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, suite]
+        proc = subprocess.run(cmd, env=env, cwd=suite, capture_output=True, text=True)
+        print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr)
+        times: dict[str, float] = {}
+        with open(env["BENCH_OUT"]) as f:
+            for line in f:
+                times.update(json.loads(line))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        _remove_cgroups(env["SANDBOX_CGROUP_PARENT"])
+    return report(times, n)
+
+
+def report(times: dict[str, float], n: int) -> int:
+    plain = [t for k, t in times.items() if "test_plain" in k]
+    marked = [t for k, t in times.items() if "test_marked" in k]
+    if len(marked) != n or len(plain) != n:
+        print(f"expected {n} + {n} timings, got {len(plain)} + {len(marked)}")
+        return 1
+    p, m = statistics.median(plain) * 1000, statistics.median(marked) * 1000
+    q = statistics.quantiles([t * 1000 for t in marked], n=10)
+    print(f"plain   median {p:7.2f} ms per test")
+    print(f"marked  median {m:7.2f} ms per test (p10 {q[0]:.2f}, p90 {q[-1]:.2f})")
+    verdict = "meets" if m - p < TARGET_MS else "misses"
+    print(f"overhead median {m - p:7.2f} ms per sandboxed test ({m / p:.0f}x plain); "
+          f"{verdict} the {TARGET_MS:.0f} ms target")
+    return 0
+
+
+def _remove_cgroups(parent: str) -> None:
+    """The engine removes its (empty) cgroup parent; as the test suite does."""
+    os.environ["SANDBOX_CGROUP_PARENT"] = parent
+    try:
+        from sandbox.cgroups import host_cgroups
+
+        host_cgroups().remove_parents()
+    except Exception as exc:  # noqa: BLE001 - report, do not hide the numbers
+        print(f"could not remove cgroup parent {parent}: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,72 @@
+"""How a test's reports come back from where it ran: one JSON line per report.
+
+The side that runs the test appends each report, serialized with pytest's
+``pytest_report_to_serializable`` hook (as pytest-xdist sends them), to a file
+in a directory the sandbox sees read-write; the pytest process reads them
+back with ``pytest_report_from_serializable`` once the sandbox has ended.
+Where the test ran (a forked sandbox, a pytest subprocess in a sandbox, a
+remote worker) does not matter to this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from sandbox import Mount
+
+#: Where the report directory appears inside a sandbox.
+INSIDE = "/run/pytest-sandbox"
+REPORTS = "reports.jsonl"
+
+
+class ReportChannel:
+    """A private host directory, bind-mounted read-write into one sandbox."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pytest-sandbox-")
+        os.chmod(self.dir, 0o777)  # a sandbox's user may not be root
+
+    @property
+    def mount(self) -> Mount:
+        return Mount(self.dir, INSIDE, read_only=False)
+
+    def read(self, config) -> list:
+        """The reports written so far, as pytest TestReport objects."""
+        try:
+            with open(os.path.join(self.dir, REPORTS)) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        reports = []
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                break  # a line cut short by a crash: the reports before it stand
+            if isinstance(data.get("longrepr"), list):  # a skip's (path, line, reason): JSON made it a list
+                data["longrepr"] = tuple(data["longrepr"])
+            reports.append(config.hook.pytest_report_from_serializable(config=config, data=data))
+        return reports
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "ReportChannel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_report(config, report, directory: str = INSIDE) -> None:
+    """Append one report (called inside the sandbox, after each phase)."""
+    data = config.hook.pytest_report_to_serializable(config=config, report=report)
+    line = json.dumps(data, default=repr) + "\n"
+    fd = os.open(os.path.join(directory, REPORTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,61 @@
+"""The ``sandbox``, ``sandbox_factory`` and ``sandbox_images`` fixtures."""
+
+import pytest
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.root
+
+
+def test_a_sandbox_runs_commands_and_keeps_its_files(pytester):
+    pytester.makepyfile("""
+        def test_cli_in_isolation(sandbox):
+            r = sandbox.run("echo out; echo err >&2; exit 3")
+            assert (r.exit_code, r.stdout, r.stderr) == (3, b"out\\n", b"err\\n")
+            sandbox.write_file("/tmp/in.txt", "data")
+            assert sandbox.read_file("/tmp/in.txt") == b"data"
+            assert sandbox.run(["cat", "/tmp/in.txt"]).stdout == b"data"
+            assert sandbox.run("cat", input=b"piped").stdout == b"piped"
+            assert sandbox.run("cat /proc/1/comm").stdout.strip() == b"sandbox-init"
+            assert sandbox.run("pwd", cwd="/tmp").stdout == b"/tmp\\n"
+            assert sandbox.run("echo $GREETING", env={"GREETING": "hi"}).stdout == b"hi\\n"
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_marker_sets_the_fixtures_options(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.sandbox(image="busybox", memory="64m", env={"WHO": "marker"})
+        def test_busybox(sandbox):
+            assert sandbox.spec.image == "busybox"
+            assert sandbox.spec.limits.memory == 64 << 20
+            assert sandbox.run("echo $WHO").stdout == b"marker\\n"
+            assert b"BusyBox" in sandbox.run("busybox --help").stdout
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_factory_makes_several_and_a_timeout_kills_one(pytester):
+    pytester.makepyfile("""
+        def test_two(sandbox_factory):
+            a = sandbox_factory(hostname="alpha")
+            b = sandbox_factory(image="busybox", hostname="beta", network="none")
+            assert a.run("hostname").stdout == b"alpha\\n"
+            assert b.run("hostname").stdout == b"beta\\n"
+            a.write_file("/tmp/only-in-a", "x")
+            assert b.run("test -e /tmp/only-in-a").exit_code == 1
+            r = b.run("sleep 30", timeout=0.5)
+            assert r.timed_out and r.exit_code == 137
+            assert a.run("true").exit_code == 0
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_session_images(pytester):
+    pytester.makepyfile("""
+        def test_one(sandbox_images, sandbox_factory):
+            name = sandbox_images.get("busybox")
+            assert sandbox_factory(image=name).run("true").exit_code == 0
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
