@@ -258,10 +258,39 @@ def leftovers(before: set[str]) -> list[str]:
     return left
 
 
+def trace_steps(n: int) -> None:
+    """Median time of each step inside the container (SANDBOX_TRACE=1), in order."""
+    from sandbox.runtime import Sandbox
+
+    os.environ["SANDBOX_TRACE"] = "1"
+    spec = SandboxSpec(image="busybox", command=["true"])
+    steps: dict[str, list[float]] = {}
+    totals = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sb = Sandbox(spec)
+        sb.create()
+        created = (time.perf_counter() - t0) * 1000
+        sb.start(background=False)
+        sb.wait()
+        sb.destroy()
+        totals.append((time.perf_counter() - t0) * 1000)
+        steps.setdefault("create() in the parent", []).append(created)
+        previous = 0.0
+        for step, at in sb.trace:
+            steps.setdefault(step, []).append(at - previous)
+            previous = at
+    for step, values in steps.items():
+        print(f"{step:45s} {statistics.median(values):7.3f} ms")
+    print(f"{'total (create .. destroy)':45s} {statistics.median(totals):7.3f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=200, help="runs through the API (peers run fewer)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--trace", action="store_true",
+                        help="only the api, with the median milliseconds of each setup step")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("startup.py: needs root (containers, cgroups)", file=sys.stderr)
@@ -272,6 +301,9 @@ def main() -> int:
     try:
         machine_facts()
         rootfs = images.get("busybox").layers[0]
+        if args.trace:
+            trace_steps(args.n)
+            return 0
         rows = [("api", args.n, measure(api(), args.n, args.warmup))]
         for name, call, runs in peers(rootfs, args.n, cleanup):
             rows.append((name, runs, measure(call, runs, args.warmup)))

@@ -43,6 +43,7 @@ class Monitor:
         self.done = threading.Event()
         self.start_error: dict | None = None
         self.exit_status: int | None = None
+        self.trace: list | None = None
         self.command_started_at: float | None = None
         self.ended_at: float | None = None
         self.timed_out = False
@@ -170,6 +171,7 @@ class Monitor:
         for event in events:
             if event.kind == "started":
                 self.command_started_at = time.time()
+                self.trace = event.data.get("trace")
                 self.started.set()
             elif event.kind == "error":
                 self.start_error = event.data

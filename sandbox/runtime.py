@@ -62,6 +62,7 @@ class Sandbox:
         self._result: Result | None = None
         self._record: state.Record | None = None
         self._created_at = 0.0
+        self._spawned_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -147,6 +148,7 @@ class Sandbox:
         else:
             in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
+            self._spawned_at = time.perf_counter()
             self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target)
         except BaseException:
             for fd in (status_r, out_r, err_r, in_w):
@@ -269,6 +271,12 @@ class Sandbox:
             raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {exc}") from exc
 
     # -- conveniences ----------------------------------------------------------
+
+    @property
+    def trace(self) -> list[tuple[str, float]]:
+        """With SANDBOX_TRACE=1: each setup step and its milliseconds since spawn."""
+        steps = (self._monitor.trace if self._monitor else None) or []
+        return [(step, (t - self._spawned_at) * 1000) for step, t in steps]
 
     @property
     def stdout(self) -> bytes:

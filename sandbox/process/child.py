@@ -12,8 +12,10 @@ This function never returns: every path ends in ``os._exit``.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import time
 from typing import Callable, NoReturn
 
 from .. import linux
@@ -21,6 +23,7 @@ from ..plan import Plan
 from ..state import process_alive
 from . import handshake
 from .execute import become, exit_status_for
+from . import setup
 from .setup import StepFailed, run_ops
 
 STATUS_FD = 3
@@ -48,6 +51,9 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
     process calls it instead of exec'ing ``plan.exec.argv``.
     """
     step = "start"
+    gc.disable()  # a collection here would touch, and so copy, the parent's whole heap
+    if os.environ.get("SANDBOX_TRACE") == "1":
+        setup.TRACE = [("forked", time.perf_counter())]
     try:
         arrange_fds(*fds)
         linux.set_pdeathsig(signal.SIGKILL)
@@ -58,9 +64,11 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
         for procs in plan.cgroup_procs:
             with open(procs, "w") as f:
                 f.write("0")
+        setup.mark("join cgroup")
         run_ops(plan.pre_ops)
         step = "unshare namespaces"
         linux.unshare(plan.unshare_flags)
+        setup.mark("unshare")
         run_ops(plan.ops)
         run_ops(plan.hooks)
         linux.set_name("sandbox-init")
@@ -81,7 +89,8 @@ def start_command(plan: Plan, target: Target | None = None) -> int:
         pid = _fork_target(plan, target)
     else:
         pid = _spawn_command(plan)
-    handshake.send(STATUS_FD, "started", pid=pid)
+    setup.mark("command started")
+    handshake.send(STATUS_FD, "started", pid=pid, **({"trace": setup.TRACE} if setup.TRACE else {}))
     return init_loop(pid)
 
 
@@ -94,6 +103,7 @@ def _spawn_command(plan: Plan) -> int:
     """
     env = become(plan.exec)
     linux.set_dumpable(False)
+    setup.mark("become the user")
     try:
         return spawn_in_path(plan.exec.argv, env)
     except OSError as exc:

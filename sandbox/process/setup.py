@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from typing import Any, Callable
 
 from .. import linux
@@ -166,6 +167,16 @@ OPS: dict[str, Callable[..., None]] = {
 }
 
 
+#: With SANDBOX_TRACE=1, (step, time.perf_counter()) after each step; sent to the
+#: parent with the "started" message (see Sandbox.trace, bench/startup.py --trace).
+TRACE: list[tuple[str, float]] | None = None
+
+
+def mark(step: str) -> None:
+    if TRACE is not None:
+        TRACE.append((step, time.perf_counter()))
+
+
 def run_ops(ops: tuple[Op, ...] | list[Op], sys: Any = linux) -> None:
     """Perform each step in order; the first failure raises StepFailed."""
     for op in ops:
@@ -173,3 +184,4 @@ def run_ops(ops: tuple[Op, ...] | list[Op], sys: Any = linux) -> None:
             OPS[op.kind](sys, *op.args)
         except Exception as exc:  # noqa: BLE001 - reported to the parent by name
             raise StepFailed(op.step, exc) from exc
+        mark(op.step)
