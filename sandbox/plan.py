@@ -34,6 +34,8 @@ class ExecPlan:
     keep_caps: int  # bit mask of capabilities the command keeps
     rlimits: tuple[tuple[str, int, int], ...] = ()
     no_new_privs: bool = True
+    #: (uid, gid, groups, home) resolved from the image by the parent; None: look up inside
+    ids: tuple[int, int, tuple[int, ...], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from . import linux
 from .cgroups import Cgroup
+from .errors import SetupError
 from .images import Image
+from .process.execute import resolve_user
 from .linux.caps import mask
 from .plan import ExecPlan, Op, Plan
 from .rootfs import rootfs_ops
@@ -34,9 +36,25 @@ def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
     return mask(names)
 
 
+def resolve_ids(spec: SandboxSpec, image: Image) -> tuple[int, int, tuple[int, ...], str]:
+    """uid, gid, groups and home of spec.user, read from the image's own files.
+
+    Done in the parent, before anything is created, so a bad user costs
+    nothing and the container does not read /etc/passwd at every start.
+    """
+    passwd = image.host_path("/etc/passwd") or "/nonexistent"
+    group = image.host_path("/etc/group") or "/nonexistent"
+    try:
+        uid, gid, groups, home = resolve_user(spec.user, passwd, group)
+    except (LookupError, ValueError) as exc:
+        raise SetupError(f"user {spec.user}", str(exc)) from exc
+    return uid, gid, tuple(groups), home
+
+
 def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
-               network_ops: tuple[Op, ...] = (), network_pre_ops: tuple[Op, ...] = ()) -> Plan:
+               network_ops: tuple[Op, ...] = (), network_pre_ops: tuple[Op, ...] = (),
+               ids: tuple[int, int, tuple[int, ...], str] | None = None) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
     ``network_pre_ops`` run in the host's namespaces before unshare (e.g. to
@@ -55,6 +73,7 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         workdir=spec.workdir,
         keep_caps=capabilities(spec, device_cgroup=device_cgroup),
         rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
+        ids=ids if ids is not None else resolve_ids(spec, image),
     )
     return Plan(
         sandbox_id=sandbox_id,

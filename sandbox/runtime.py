@@ -20,7 +20,7 @@ from .cgroups import Cgroup, host_cgroups
 from .errors import SandboxError, SetupError, StateError
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
-from .planner import build_plan
+from .planner import build_plan, resolve_ids
 from .process import ContainerProcess, spawn
 from .result import Result
 from .spec import SandboxSpec
@@ -87,6 +87,7 @@ class Sandbox:
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
         image = images.get(self.spec.image)
+        ids = resolve_ids(self.spec, image)
         hierarchy = host_cgroups()
         self.state = "creating"
         self.dir.create()
@@ -102,7 +103,7 @@ class Sandbox:
         self.dir.write_record(self._record)
         self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
                                device_cgroup=hierarchy.version == 1, network_ops=network_ops,
-                               network_pre_ops=network_pre_ops)
+                               network_pre_ops=network_pre_ops, ids=ids)
         if self._log_file:
             sink = FileSink(self.dir.log_path)
             self._sinks.append(sink)

@@ -38,10 +38,11 @@ def _lookup(path: str, key: str, by_name: bool) -> list[str] | None:
     return None
 
 
-def resolve_user(user: str) -> tuple[int, int, list[int], str]:
+def resolve_user(user: str, passwd: str = "/etc/passwd",
+                 group_file: str = "/etc/group") -> tuple[int, int, list[int], str]:
     """(uid, gid, supplementary gids, home) for ``uid[:gid]`` or ``name[:group]``."""
     name, _, group = user.partition(":")
-    entry = _lookup("/etc/passwd", name, by_name=not name.isdigit())
+    entry = _lookup(passwd, name, by_name=not name.isdigit())
     if name.isdigit():
         uid = int(name)
     elif entry:
@@ -53,7 +54,7 @@ def resolve_user(user: str) -> tuple[int, int, list[int], str]:
         if group.isdigit():
             gid = int(group)
         else:
-            gentry = _lookup("/etc/group", group, by_name=True)
+            gentry = _lookup(group_file, group, by_name=True)
             if not gentry:
                 raise LookupError(f"no group {group!r} in the container's /etc/group")
             gid = int(gentry[2])
@@ -73,10 +74,13 @@ def set_rlimits(rlimits: tuple[tuple[str, int, int], ...]) -> None:
 
 def become(plan: ExecPlan, sys: Any = linux) -> dict[str, str]:
     """Drop to the plan's user and capabilities; return the final environment."""
-    try:
-        uid, gid, groups, home = resolve_user(plan.user)
-    except (LookupError, ValueError) as exc:
-        raise StepFailed(f"user {plan.user}", exc) from exc
+    if plan.ids is not None:
+        uid, gid, groups, home = plan.ids
+    else:
+        try:
+            uid, gid, groups, home = resolve_user(plan.user)
+        except (LookupError, ValueError) as exc:
+            raise StepFailed(f"user {plan.user}", exc) from exc
     env = dict(plan.env)
     env.setdefault("HOME", home)
     steps = [
