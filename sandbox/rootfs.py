@@ -58,11 +58,12 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
                      f"lowerdir={':'.join(image.layers)},upperdir={layer}/upper,"
                      f"workdir={layer}/work"), f"mount the {image.name} image (overlay)"),
     ]
+    ops += _pseudo_fs_ops(root)
+    ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
+    # after /tmp, so that a host path under /tmp (a checkout there) is not hidden by it
     for bind in image.binds:
         ops.append(Op("bind", (bind.source, root, bind.target, True),
                       f"bind {bind.source} (image {image.name})"))
-    ops += _pseudo_fs_ops(root)
-    ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
     for mount in spec.mounts:
         ops.append(Op("bind", (mount.source, root, mount.target, mount.read_only),
                       f"bind mount {mount.source}:{mount.target}"))

@@ -137,3 +137,21 @@ def test_user_env_workdir():
     assert r.stdout.decode().split() == ["65534", "65534", "1", "/made/on/demand", "/nonexistent"]
     named = sh("id -un", user="nobody")
     assert named.stdout == b"nobody\n"
+
+
+def test_host_paths_under_tmp_shown_by_an_image_are_not_hidden_by_tmp(tmp_path):
+    """A checkout under /tmp (as CI makes) stays visible when the image shows it."""
+    from sandbox import images as images_module
+    from sandbox.images import Image, ImageBind, builtin
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.txt").write_text("here")
+    image = builtin.busybox_image()
+    shown = Image("shown", image.layers, binds=(ImageBind(str(tmp_path / "pkg"), str(tmp_path / "pkg")),))
+    original = images_module.get
+    images_module.get = lambda name: shown if name == "shown" else original(name)
+    try:
+        r = run(SandboxSpec(image="shown", command=["cat", str(tmp_path / "pkg" / "mod.txt")]))
+    finally:
+        images_module.get = original
+    assert r.stdout == b"here"
