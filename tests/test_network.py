@@ -3,6 +3,7 @@
 Traffic only goes to loopback or to addresses of namespaces these tests make.
 """
 
+import ipaddress
 import os
 import signal
 import socket
@@ -78,7 +79,8 @@ def test_two_bridge_sandboxes_exchange_a_message_over_tcp():
     assert result.stderr == b"got hello\n" and client.stdout.endswith(b"reply to hello\n")
     client_address = client.stdout.split()[3].split(b"/")[0].decode()
     assert client_address != address
-    assert {client_address, address} <= {registry.get("bridge").address(i) for i in range(64)}
+    subnet = registry.get("bridge").net
+    assert ipaddress.ip_address(client_address) in subnet and ipaddress.ip_address(address) in subnet
 
 
 def test_host_reaches_a_server_inside_by_its_address():
