@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import NetworkError
 from ..plan import Op
-from . import ipam, registry
+from . import inside, ipam, registry  # noqa: F401 - inside: loaded once here, not per fork
 from .model import VETH_PREFIX, Network, mac_for, veth_name
 
 __all__ = ["Attachment", "attach", "detach_record", "collect", "persistent_links",
