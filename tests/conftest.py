@@ -29,9 +29,18 @@ os.environ["SANDBOX_RUN_DIR"] = _RUN_ROOT
 # a cgroup parent of our own, so suites running side by side never see each other's
 os.environ["SANDBOX_CGROUP_PARENT"] = f"sandbox-test-{os.getpid()}"
 CGROUP_PARENT = os.environ["SANDBOX_CGROUP_PARENT"]
+# a default bridge of our own too (its subnet is chosen to clash with no other)
+os.environ["SANDBOX_BRIDGE"] = f"sbxt{os.getpid()}"[:15]
+os.environ.pop("SANDBOX_BRIDGE_SUBNET", None)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    try:
+        from sandbox.network import remove_network
+
+        remove_network("bridge")
+    except Exception:  # noqa: BLE001 - never used: nothing to remove
+        pass
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
     shutil.rmtree(_RUN_ROOT, ignore_errors=True)
     try:

@@ -17,6 +17,7 @@ import socket
 
 from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
+from ..network import inside  # noqa: F401 - pyroute2's codecs: ~200 ms to import
 from .spawner import fork_container
 
 REAP_INTERVAL_MS = 200

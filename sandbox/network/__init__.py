@@ -1,0 +1,186 @@
+"""Networks: ``none``, ``host``, ``bridge`` and named networks (pyroute2, netlink).
+
+``none`` and ``host`` need nothing here (the child unshares the network
+namespace, or not, and brings lo up). For ``bridge`` and named networks:
+
+- ``attach`` (in the parent, before anything runs) leases an address,
+  adds the member to the network's /etc/hosts, opens --egress and -p in the
+  network's firewall table, and returns the plan ops that make the veth
+  pair from inside the container's setup (see ``inside``);
+- the pair needs no undo: its container end lives in the container's
+  namespace, and the kernel deletes both ends when that namespace dies;
+- ``Attachment.detach`` gives the lease and ports back; ``detach_record``
+  does the same from a crashed sandbox's record (`sandbox gc`), and
+  ``collect`` removes what no record explains.
+
+Modules: ``model`` (data), ``registry`` (definitions, subnets), ``ipam``
+(leases, hosts file), ``bridge`` and ``firewall`` (host side), ``netlink``
+and ``inside`` (container side), ``cli`` (`sandbox network ...`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import NetworkError
+from ..plan import Op
+from . import inside, ipam, registry  # noqa: F401 - inside: loaded once here, not per fork
+from .model import VETH_PREFIX, Network, mac_for, veth_name
+
+__all__ = ["Attachment", "attach", "detach_record", "collect", "persistent_links",
+           "create_network", "remove_network", "list_networks"]
+
+create_network = registry.create
+remove_network = registry.remove
+list_networks = registry.list_networks
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One sandbox's place on a network, and the plan ops that connect it."""
+
+    network: Network
+    sandbox_id: str
+    address: str
+    alias: str | None
+    egress: bool
+    publish: tuple[tuple[int, int], ...]
+    pre_ops: tuple[Op, ...] = field(default=())
+    ops: tuple[Op, ...] = field(default=())
+
+    @property
+    def veth(self) -> str:
+        return veth_name(self.sandbox_id)
+
+    def detach(self) -> None:
+        """Close ports, give the address back, leave /etc/hosts; idempotent."""
+        _release(self.network, self.address, self.sandbox_id, self.egress, self.publish)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"network": self.network.name, "bridge": self.network.bridge,
+                "address": self.address, "veth": self.veth, "egress": self.egress,
+                "publish": [list(p) for p in self.publish]}
+
+
+def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
+    """Reserve a place for the sandbox on its network; record it for gc."""
+    net_spec = spec.network
+    network = registry.get(net_spec.mode)
+    registry.ensure(network)
+    publish = tuple((p.host_port, p.port) for p in net_spec.publish)
+    _check_host_ports(publish)
+    alias = net_spec.alias or spec.name
+    address = ipam.allocate(network, sandbox_id, alias)
+    attachment = _connect(network, sandbox_id, address, alias, net_spec.egress, publish)
+    record.network = attachment.as_record()
+    try:
+        _open_ports(attachment)
+    except BaseException:
+        attachment.detach()
+        raise
+    return attachment
+
+
+def _connect(network: Network, sandbox_id: str, address: str, alias: str | None,
+             egress: bool, publish: tuple[tuple[int, int], ...]) -> Attachment:
+    """The Attachment with its plan ops (data; nothing is done here)."""
+    where = f"network {network.name} ({network.bridge})"
+    pre_ops = (Op("call", ("sandbox.network.inside.prepare", network.bridge,
+                           str(ipam.hosts_path(network))), f"open a netlink socket for {where}"),)
+    ops = (
+        Op("call", ("sandbox.network.inside.plug", veth_name(sandbox_id), mac_for(address),
+                    address, network.prefixlen, network.gateway),
+           f"connect eth0 to {where} as {address}"),
+        Op("call", ("sandbox.network.inside.mount_hosts",), f"mount /etc/hosts of {where}"),
+    )
+    return Attachment(network, sandbox_id, address, alias, egress, publish, pre_ops, ops)
+
+
+def _open_ports(attachment: Attachment) -> None:
+    if attachment.publish:
+        from .bridge import allow_localnet
+
+        allow_localnet(attachment.network)
+    if attachment.egress or attachment.publish:
+        from . import firewall
+
+        firewall.open_ports(attachment.network, attachment.address, attachment.egress,
+                            attachment.publish)
+
+
+def _check_host_ports(publish: tuple[tuple[int, int], ...]) -> None:
+    """Refuse a host port something on 127.0.0.1 already listens on."""
+    for host_port, _ in publish:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", host_port))
+            except OSError:
+                raise NetworkError(f"host port {host_port} on 127.0.0.1 is already in use",
+                                   hint="choose another -p HOSTPORT") from None
+
+
+def _release(network: Network, address: str, sandbox_id: str, egress: bool,
+             publish: tuple[tuple[int, int], ...]) -> None:
+    if egress or publish:
+        from . import firewall
+
+        firewall.close_ports(network, address, egress, publish)
+    ipam.release(network, address, sandbox_id)
+
+
+def detach_record(record: Any) -> None:
+    """Undo a crashed sandbox's attachment from its record (for `sandbox gc`)."""
+    data = record.network
+    try:
+        network = registry.get(data["network"])
+    except NetworkError:
+        return
+    _release(network, data["address"], record.id, bool(data.get("egress")),
+             tuple(tuple(p) for p in data.get("publish", ())))
+    _delete_leftover_veth(data.get("veth"))
+
+
+def _delete_leftover_veth(veth: str | None) -> None:
+    if veth and os.path.exists(f"/sys/class/net/{veth}"):
+        from .bridge import delete_link
+
+        delete_link(veth)
+
+
+def collect(report: Any) -> None:
+    """gc: drop leases of vanished sandboxes; remove veths no live sandbox owns.
+
+    Only veths on this installation's bridges are looked at: another state
+    directory's sandboxes (another test session) are not ours to judge.
+    """
+    from .. import state
+
+    for network in registry.list_networks():
+        try:
+            for lease in ipam.prune(network):
+                report.removed.append(f"lease {lease.address} on {network.name}")
+            for veth in _veths_on(network.bridge):
+                sandbox_id = veth[len(VETH_PREFIX):]
+                if not (state.sandboxes_dir() / sandbox_id).exists():
+                    _delete_leftover_veth(veth)
+                    report.removed.append(f"veth {veth}")
+        except (NetworkError, OSError) as exc:
+            report.errors.append(f"network {network.name}: {exc}")
+
+
+def _veths_on(bridge: str) -> list[str]:
+    try:
+        ports = os.listdir(f"/sys/class/net/{bridge}/brif")
+    except FileNotFoundError:
+        return []
+    return [p for p in ports if p.startswith(VETH_PREFIX)]
+
+
+def persistent_links() -> list[str]:
+    """Bridges that stay on purpose: the default one and every named network's."""
+    names = {os.environ.get("SANDBOX_BRIDGE", registry.DEFAULT_BRIDGE)}
+    names.update(n.bridge for n in registry.list_networks())
+    return sorted(names)

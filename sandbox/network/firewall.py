@@ -1,0 +1,128 @@
+"""A network's nftables table: isolation, opt-in egress (NAT) and -p.
+
+One table per network, ``ip sandbox_<bridge>``, made with the bridge:
+
+- forward: members may talk to each other; traffic from the bridge to
+  anywhere else is dropped unless the member's address is in the ``egress``
+  set; new connections into the bridge from elsewhere are dropped. So two
+  networks cannot reach each other even when the host forwards packets.
+- input: new packets from the bridge for 127.0.0.0/8 are dropped: route_localnet
+  is on for -p, and this keeps members off the host's loopback services
+  (replies to -p connections, un-NATed to 127.0.0.1, still pass).
+- nat: members in ``egress`` are masqueraded; ``publish`` maps a TCP port of
+  the host's 127.0.0.1 to a member's address and port.
+
+Per sandbox, only set and map elements change (``nft add element``), and only
+when it asks for --egress or -p. nft(8) is run as a command: pyroute2's
+nftables support cannot yet express these rules.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from ..errors import HostError, NetworkError
+from .model import Network
+
+RULES = """\
+table ip {table} {{
+  set egress {{ type ipv4_addr; }}
+  map publish {{ type inet_service : ipv4_addr . inet_service; }}
+  chain forward {{
+    type filter hook forward priority -1; policy accept;
+    iifname "{br}" oifname "{br}" accept
+    iifname "{br}" ip saddr @egress accept
+    iifname "{br}" drop
+    oifname "{br}" ct state established,related accept
+    oifname "{br}" drop
+  }}
+  chain input {{
+    type filter hook input priority -1; policy accept;
+    iifname "{br}" ip daddr 127.0.0.0/8 ct direction original drop
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+    ip daddr 127.0.0.1 dnat ip to tcp dport map @publish
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    ip saddr @egress oifname != "{br}" masquerade
+    oifname "{br}" ip saddr 127.0.0.0/8 masquerade
+  }}
+}}
+"""
+
+
+def nft(script: str, *, what: str) -> str:
+    """Run an nft script; NetworkError with nft's own first line on failure."""
+    binary = shutil.which("nft")
+    if binary is None:
+        raise HostError("nft not found: bridge networks need nftables for isolation",
+                        hint="apt-get install nftables")
+    proc = subprocess.run([binary, "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["failed"])[0]
+        raise NetworkError(f"{what} failed: {detail}")
+    return proc.stdout
+
+
+def install(network: Network) -> None:
+    nft(RULES.format(table=network.firewall_table, br=network.bridge),
+        what=f"installing the firewall of network {network.name!r}")
+
+
+def uninstall(network: Network) -> None:
+    if table_exists(network.firewall_table):
+        nft(f"delete table ip {network.firewall_table}\n",
+            what=f"removing the firewall of network {network.name!r}")
+
+
+def table_exists(table: str) -> bool:
+    binary = shutil.which("nft")
+    if binary is None:
+        return False
+    return subprocess.run([binary, "list", "table", "ip", table], capture_output=True).returncode == 0
+
+
+def list_rules(network: Network) -> str:
+    """The table as nft prints it (for tests and `sandbox network ls -v`)."""
+    return nft(f"list table ip {network.firewall_table}\n", what="listing the firewall")
+
+
+def open_ports(network: Network, address: str, egress: bool,
+               publish: tuple[tuple[int, int], ...]) -> None:
+    """Add a member's egress and published ports (one nft call)."""
+    script = _elements("add", network, address, egress, publish)
+    if script:
+        if egress:
+            enable_forwarding()
+        nft(script, what=f"opening egress/ports for {address}")
+
+
+def close_ports(network: Network, address: str, egress: bool,
+                publish: tuple[tuple[int, int], ...]) -> None:
+    """Remove them again; elements already gone are not an error."""
+    for line in _elements("delete", network, address, egress, publish).splitlines():
+        try:
+            nft(line + "\n", what=f"closing egress/ports for {address}")
+        except NetworkError:
+            continue
+
+
+def _elements(verb: str, network: Network, address: str, egress: bool,
+              publish: tuple[tuple[int, int], ...]) -> str:
+    table = network.firewall_table
+    lines = [f"{verb} element ip {table} egress {{ {address} }}"] if egress else []
+    for host_port, port in publish:
+        value = f" : {address} . {port}" if verb == "add" else ""
+        lines.append(f"{verb} element ip {table} publish {{ {host_port}{value} }}")
+    return "".join(line + "\n" for line in lines)
+
+
+def enable_forwarding() -> None:
+    """net.ipv4.ip_forward=1, needed for egress (host-wide, left on, as Docker does)."""
+    with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
+        if f.read().strip() != "1":
+            f.seek(0)
+            f.write("1")
