@@ -84,14 +84,47 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
 
 
 def start_command(plan: Plan, target: Target | None = None) -> int:
-    """Start the command (or target); report it started; be init until it exits."""
+    """Start the command (or target); report it started; be init until it exits.
+
+    The forwarding handlers are in place before the command exists: a pid-1
+    init without a handler never sees SIGTERM, so a signal sent as soon as the
+    command runs would be lost.
+    """
+    forward = Forwarder()
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
     if target is not None:
         pid = _fork_target(plan, target)
     else:
         pid = _spawn_command(plan)
+    forward.attach(pid)
     setup.mark("command started")
     handshake.send(STATUS_FD, "started", pid=pid, **({"trace": setup.TRACE} if setup.TRACE else {}))
     return init_loop(pid)
+
+
+class Forwarder:
+    """The init's handler for FORWARDED signals: passes each on to the command."""
+
+    def __init__(self) -> None:
+        self.child: int | None = None
+        self.pending: list[int] = []
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+            return
+        try:
+            os.kill(self.child, signum)
+        except ProcessLookupError:
+            pass
+
+    def attach(self, child: int) -> None:
+        """The command exists now: deliver what arrived before it did."""
+        self.child = child
+        for signum in self.pending:
+            self(signum, None)
+        self.pending.clear()
 
 
 def _spawn_command(plan: Plan) -> int:
@@ -201,16 +234,7 @@ def reset_signals() -> None:
 
 
 def init_loop(child: int) -> int:
-    """Reap every process until ``child`` exits; forward signals to it."""
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    """Reap every process until ``child`` exits (signals are forwarded meanwhile)."""
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
