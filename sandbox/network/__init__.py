@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import NetworkError
 from ..plan import Op
-from . import inside, ipam, registry  # noqa: F401 - inside: loaded once here, not per fork
+from . import ipam, registry
 from .model import VETH_PREFIX, Network, mac_for, veth_name
 
 __all__ = ["Attachment", "attach", "detach_record", "collect", "persistent_links",
@@ -67,6 +67,7 @@ class Attachment:
 
 def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
     """Reserve a place for the sandbox on its network; record it for gc."""
+    from . import inside  # noqa: F401 - pyroute2 (~150 ms): once here, not in every fork
     net_spec = spec.network
     network = registry.get(net_spec.mode)
     registry.ensure(network)
