@@ -14,4 +14,13 @@ cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
 if [ -n "$cgroup2_root" ]; then
     mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
 fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+fi
+# Debian's own python3 refuses system-wide pip installs (PEP 668); this host is
+# dedicated to sandbox, so install there anyway (a pyenv/venv python needs no flag).
+pip_flags=()
+if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+    pip_flags+=(--break-system-packages)
+fi
+python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e '.[test]'
