@@ -69,19 +69,29 @@ class MemorySink:
 
 
 class FileSink:
-    """JSON lines, one per record, flushed as they come (for `sandbox logs -f`)."""
+    """JSON lines, one per record, flushed as they come (for `sandbox logs -f`).
+
+    The file is made on the first record: a silent command costs no file.
+    """
 
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "a", buffering=1)
+        self.path = path
+        self._file = None
+
+    def _open(self):
+        if self._file is None:
+            self._file = open(self.path, "a", buffering=1)
+        return self._file
 
     def write(self, record: LogRecord) -> None:
-        self._file.write(record.to_json() + "\n")
+        self._open().write(record.to_json() + "\n")
 
     def note(self, **fields: object) -> None:
-        self._file.write(json.dumps({"stream": "sandbox", **fields}) + "\n")
+        self._open().write(json.dumps({"stream": "sandbox", **fields}) + "\n")
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class CallbackSink:

@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -125,7 +125,7 @@ class SandboxDir:
     def write_record(self, record: Record) -> None:
         """Write the record (once, at create; readers treat a partial one as missing)."""
         with open(self.record_path, "w") as f:
-            f.write(json.dumps(asdict(record)))
+            f.write(json.dumps(vars(record)))
 
     def read_record(self) -> Record:
         try:

@@ -79,8 +79,9 @@ def logs(args: argparse.Namespace) -> int:
                     out = sys.stdout.buffer if rec.stream == "stdout" else sys.stderr.buffer
                     out.write(rec.data)
                     out.flush()
-        except FileNotFoundError:
-            return 0
+        except FileNotFoundError:  # nothing printed yet, or the sandbox is gone
+            if not sdir.path.exists():
+                return 0
         if not args.follow:
             return 0
         try:
