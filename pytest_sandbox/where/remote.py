@@ -47,27 +47,29 @@ class QueueRunner:
                 f"--sandbox-redis: {exc.message.rstrip('.')}; start Redis there (and `sandbox worker "
                 f"--redis {url}`), or run without --sandbox-redis to sandbox marked tests "
                 "on this host") from exc
-        self.jobs: dict[str, str] = {}  # nodeid -> id of its job, not yet collected
-        self.problems: dict[str, str] = {}  # nodeid -> why its job could not be submitted
+        self.jobs: dict = {}  # item -> the id of its job, until its result is in
+        self.problems: dict = {}  # item -> why its job could not be submitted
         self._packed: bytes | None = None
 
     def expect(self, items: list) -> None:
-        """Submit a job for each of ``items`` now, so workers run them while we wait for the first."""
+        """Submit a job for each of ``items`` now: workers run them while we wait for the first."""
         for item in items:
             self._submit(item)
 
     def run(self, item, nextitem) -> Outcome:
-        if item.nodeid not in self.jobs and item.nodeid not in self.problems:
+        if item not in self.jobs and item not in self.problems:
             self._submit(item)
-        if item.nodeid in self.problems:
-            return _failed(item, self.problems.pop(item.nodeid))
-        job_id = self.jobs.pop(item.nodeid)
+        if item in self.problems:
+            return _failed(item, self.problems.pop(item))
+        job_id = self.jobs[item]  # stays until collected: on Ctrl-C, close() cancels it
         output = {"stdout": b"", "stderr": b""}
         try:
             result = jobs.wait(self.conn, job_id, on_event=lambda e: _keep_output(output, e))
             report = jobs.artifact(self.conn, job_id, REPORT_FILE)
         except (jobs.JobError, redis.RedisError) as exc:
-            return _failed(item, f"sandbox: lost remote job {job_id} on the queue at {self.url}: {exc}")
+            del self.jobs[item]
+            return _failed(item, f"sandbox: lost remote job {job_id} at {self.url}: {exc}")
+        del self.jobs[item]
         return outcome(item, result, report, output)
 
     def close(self) -> None:
@@ -84,13 +86,13 @@ class QueueRunner:
         try:
             spec = job_spec(self.config, item)
         except SpecError as exc:
-            self.problems[item.nodeid] = f"sandbox spec: {exc}"
+            self.problems[item] = f"sandbox spec: {exc}"
             return
         try:
-            self.jobs[item.nodeid] = jobs.submit(self.conn, spec, queue=self.queue,
+            self.jobs[item] = jobs.submit(self.conn, spec, queue=self.queue,
                                                  packed=self._workspace(spec.workspace))
         except (jobs.JobError, redis.RedisError) as exc:
-            self.problems[item.nodeid] = f"sandbox: cannot submit to the queue at {self.url}: {exc}"
+            self.problems[item] = f"sandbox: cannot submit to the queue at {self.url}: {exc}"
 
     def _workspace(self, rootdir: str) -> bytes:
         """The rootdir, packed once for all jobs; a usage error when it cannot travel."""
