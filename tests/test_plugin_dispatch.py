@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 
 import pytest
@@ -164,21 +163,26 @@ def test_jobs_left_when_the_session_stops_early_are_cancelled(pytester, redis_ur
 
 def test_tests_wait_for_a_worker_that_starts_late(pytester, redis_url, queue, workers):
     conn = connect(redis_url)
+    session_over = threading.Event()
 
     def start_worker_once_queued() -> None:
         while not queued_jobs(conn, queue):
-            time.sleep(0.05)
+            if session_over.wait(0.05):
+                return
         workers.start()
 
     starter = threading.Thread(target=start_worker_once_queued, daemon=True)
     starter.start()
-    result = dispatch(pytester, redis_url, queue, """
-        import pytest
+    try:
+        result = dispatch(pytester, redis_url, queue, """
+            import pytest
 
-        @pytest.mark.sandbox
-        def test_passes():
-            pass
-    """)
-    starter.join()
+            @pytest.mark.sandbox
+            def test_passes():
+                pass
+        """)
+    finally:
+        session_over.set()
+        starter.join()
     result.assert_outcomes(passed=1)
     result.stderr.fnmatch_lines([f"pytest-sandbox: no worker listens on queue '{queue}'*"])

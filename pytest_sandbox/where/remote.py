@@ -21,14 +21,13 @@ import sys
 import jobs
 import pytest
 import redis
+from jobs.client import DEFAULT_QUEUE
 
 from sandbox import SpecError
 
 from .. import crash
 from . import Outcome
 from .queue_job import REPORT_FILE, job_spec, outcome
-
-DEFAULT_QUEUE = "default"
 
 
 class QueueRunner:
