@@ -8,6 +8,11 @@ The public API::
     result = run_job(spec, redis="redis://host/0")  # through the queue and a worker
     print(result.status, result.junit.headline())
 
+    conn = connect("redis://host/0")                # step by step, as the pytest plugin does
+    job_id = submit(conn, spec)
+    result = wait(conn, job_id)
+    data = artifact(conn, job_id, "report.xml")     # a stored artifact's bytes (or None)
+
 The names below are imported on first use (PEP 562), so `sandbox --help`,
 which imports jobs.cli, stays fast. Everything else is private to the package.
 """
@@ -17,8 +22,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "connect": "client", "redis_url": "client", "run_job": "client", "run_local": "client",
-    "submit": "client", "wait": "client",
+    "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
+    "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
+    "pack_workspace": ("workspace", "pack"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
     "QueueUnavailable": "errors", "WorkspaceError": "errors",
     "LogEvent": "events", "execute_job": "execute",

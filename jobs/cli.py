@@ -193,11 +193,8 @@ def artifacts(args: argparse.Namespace) -> int:
 
     from . import store
 
-    conn = _conn(args)
-    store.read(conn, args.id)
-    stored = conn.hgetall(store.key(args.id, "artifacts"))
-    for raw_path, data in sorted(stored.items()):
-        rel = os.path.normpath(raw_path.decode())
+    for raw_path, data in sorted(store.artifacts(_conn(args), args.id).items()):
+        rel = os.path.normpath(raw_path)
         if rel.startswith("..") or os.path.isabs(rel):
             continue
         dest = os.path.join(args.output, rel)

@@ -43,13 +43,19 @@ def connect(url: str) -> Any:
     return conn
 
 
-def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE) -> str:
-    """Record the job, put it on the RQ queue (JSON, no pickle); its id."""
+def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
+           packed: bytes | None = None) -> str:
+    """Record the job, put it on the RQ queue (JSON, no pickle); its id.
+
+    ``packed`` is the job's workspace already packed (``jobs.pack_workspace``),
+    for a caller that submits many jobs of one directory and packs it once.
+    """
     import redis
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    packed = pack(spec.workspace) if spec.workspace else None
+    if packed is None and spec.workspace:
+        packed = pack(spec.workspace)
     job_id = new_job_id()
     try:
         store.create(conn, job_id, spec, queue, packed)
@@ -74,6 +80,31 @@ def wait(conn: Any, job_id: str, *, timeout: float | None = None,
     if result is None:
         raise JobError(f"job {job_id} ended without a stored result")
     return result
+
+
+def artifact(conn: Any, job_id: str, path: str) -> bytes | None:
+    """The bytes of one artifact a job stored (``[results] artifacts``); None if it has none there.
+
+    None also for a file over the artifact size caps (its JobResult lists it
+    with ``stored=False``). NoSuchJob when the job is unknown or expired.
+    """
+    import redis
+
+    try:
+        store.read(conn, job_id)
+        return store.artifact(conn, job_id, path)
+    except redis.RedisError as exc:
+        raise JobError(f"cannot fetch artifact {path} of job {job_id}: {exc}") from exc
+
+
+def cancel(conn: Any, job_id: str) -> str:
+    """Cancel a job (at once if queued, through its worker if running); the status it had."""
+    import redis
+
+    try:
+        return store.request_cancel(conn, job_id)
+    except redis.RedisError as exc:
+        raise JobError(f"cannot cancel job {job_id}: {exc}") from exc
 
 
 def run_local(spec: JobSpec, *, on_event: Callable[[LogEvent], None] | None = None,

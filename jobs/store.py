@@ -208,6 +208,17 @@ def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
     return rows
 
 
+def artifacts(conn: Any, job_id: str) -> dict[str, bytes]:
+    """Every stored artifact of a job: path -> bytes (NoSuchJob if the job is unknown)."""
+    read(conn, job_id)
+    return {k.decode(): v for k, v in conn.hgetall(key(job_id, "artifacts")).items()}
+
+
+def artifact(conn: Any, job_id: str, path: str) -> bytes | None:
+    """One stored artifact's bytes; None when the job did not store that path."""
+    return conn.hget(key(job_id, "artifacts"), path)
+
+
 def save_artifacts(conn: Any, job_id: str, items: list) -> None:
     """Store artifacts that fit the caps in the job's artifacts hash (see jobs.artifacts)."""
     stored = {art.path: data for art, data in items if data is not None}

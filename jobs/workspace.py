@@ -67,11 +67,23 @@ class JobDir:
 
 
 def pack(source: str) -> bytes:
-    """A gzipped tar of a directory, for the queue; WorkspaceError when too big."""
+    """A gzipped tar of a directory, for the queue; WorkspaceError when too big.
+
+    Leaves out what ``unpack`` would refuse (tar's 'data' filter: links to
+    absolute paths or out of the directory, devices), so that one stray
+    symlink (a pytest basetemp's ``*-current``, say) cannot fail the whole
+    job on the worker; such a link would point at nothing there anyway.
+    """
     buf = io.BytesIO()
 
     def skip(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return None if os.path.basename(info.name) in IGNORED else info
+        if os.path.basename(info.name) in IGNORED:
+            return None
+        try:
+            tarfile.data_filter(info, source)
+        except tarfile.FilterError:
+            return None
+        return info
 
     try:
         with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:

@@ -3,9 +3,11 @@
 The side that runs the test appends each report, serialized with pytest's
 ``pytest_report_to_serializable`` hook (as pytest-xdist sends them), to a file
 in a directory the sandbox sees read-write; the pytest process reads them
-back with ``pytest_report_from_serializable`` once the sandbox has ended.
-Where the test ran (a forked sandbox, a pytest subprocess in a sandbox, a
-remote worker) does not matter to this module.
+back with ``pytest_report_from_serializable`` once the sandbox has ended
+(``ReportChannel.read``), or gets the file's bytes some other way (a remote
+worker's job artifact) and parses them (``parse_reports``). Where the test
+ran (a forked sandbox, a pytest subprocess in a sandbox, a remote worker)
+does not matter to this module.
 """
 
 from __future__ import annotations
@@ -36,20 +38,10 @@ class ReportChannel:
     def read(self, config) -> list:
         """The reports written so far, as pytest TestReport objects."""
         try:
-            with open(os.path.join(self.dir, REPORTS)) as f:
-                lines = f.read().splitlines()
+            with open(os.path.join(self.dir, REPORTS), "rb") as f:
+                return parse_reports(config, f.read())
         except FileNotFoundError:
             return []
-        reports = []
-        for line in lines:
-            try:
-                data = json.loads(line)
-            except ValueError:
-                break  # a line cut short by a crash: the reports before it stand
-            if isinstance(data.get("longrepr"), list):  # a skip's (path, line, reason): JSON made it a list
-                data["longrepr"] = tuple(data["longrepr"])
-            reports.append(config.hook.pytest_report_from_serializable(config=config, data=data))
-        return reports
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -59,6 +51,20 @@ class ReportChannel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def parse_reports(config, data: bytes) -> list:
+    """The reports in a report file's contents, as pytest TestReport objects."""
+    reports = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            break  # a line cut short by a crash: the reports before it stand
+        if isinstance(fields.get("longrepr"), list):  # a skip's (path, line, reason): JSON made it a list
+            fields["longrepr"] = tuple(fields["longrepr"])
+        reports.append(config.hook.pytest_report_from_serializable(config=config, data=fields))
+    return reports
 
 
 def write_report(config, report, directory: str = INSIDE) -> None:

@@ -26,7 +26,9 @@ def pytest_sandbox_spec(item, fields):
 
     Edit it in place (e.g. ``fields["limits"]["memory"] = "512m"``). The
     return value is ignored. The dict is validated once after all hooks
-    ran; a bad value fails that test with the SpecError's message.
+    ran; a bad value fails that test with the SpecError's message. With
+    ``--sandbox-redis`` it is called for each test's job too: image, limits
+    and env travel to the worker; mounts, network, hostname and user cannot.
     """
 
 
@@ -47,5 +49,7 @@ def pytest_sandbox_result(item, result):
 
     Called in the pytest process once per marked test (with the exit status,
     limits hit, peak memory, cpu time of its sandbox) and once per command
-    run through the ``sandbox`` fixtures. The return value is ignored.
+    run through the ``sandbox`` fixtures. For a test dispatched to a worker
+    (``--sandbox-redis``) it is the Result of its job's step there, with the
+    output its job's log carried. The return value is ignored.
     """

@@ -17,7 +17,7 @@ from _pytest.runner import CallInfo
 
 from . import hookspecs, probe
 from .fixtures import sandbox, sandbox_factory, sandbox_images  # noqa: F401 - the fixtures
-from .settings import LIMIT_OPTIONS
+from .settings import LIMIT_OPTIONS, option
 from .where import Outcome, Runner
 
 MARKER_HELP = (
@@ -51,6 +51,9 @@ def add_options(parser) -> None:
                          "never by forking this process (slower)")
     group.addoption("--sandbox-redis", dest="sandbox_redis", metavar="URL",
                     help="dispatch sandboxed tests through the job queue at URL to remote workers")
+    group.addoption("--sandbox-queue", dest="sandbox_queue", metavar="NAME",
+                    help="the queue --sandbox-redis submits to (default: default)")
+    parser.addini("sandbox_queue", "the queue --sandbox-redis submits to (default: default)")
 
 
 def pytest_addoption(parser) -> None:
@@ -63,7 +66,7 @@ def pytest_configure(config) -> None:
     if url:
         from .where.remote import QueueRunner
 
-        config.stash[RUNNER] = QueueRunner(url)
+        config.stash[RUNNER] = QueueRunner(config, url, queue=option(config, "queue"))
     else:
         from .where.local import LocalRunner
 
@@ -74,6 +77,21 @@ def pytest_unconfigure(config) -> None:
     runner = config.stash.get(RUNNER, None)
     if runner is not None:
         runner.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """Tell the runner which tests it will get, so a remote one can submit them all at once.
+
+    Not in a pytest-xdist worker: it collects every test but runs only those
+    it is sent, so its runner learns of each test when the test's turn comes.
+    """
+    config = session.config
+    if config.option.collectonly or hasattr(config, "workerinput"):
+        return
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return  # pytest stops before running anything
+    config.stash[RUNNER].expect([item for item in session.items if wants_sandbox(item)])
 
 
 def wants_sandbox(item) -> bool:
@@ -87,7 +105,8 @@ def wants_sandbox(item) -> bool:
 def pytest_runtest_protocol(item, nextitem):
     if not wants_sandbox(item):
         return None
-    reason = probe.why_not()
+    runner = item.config.stash[RUNNER]
+    reason = probe.why_not() if runner.needs_host_sandboxes else None
     if reason and not item.config.getoption("sandbox_strict"):
         item.add_marker(pytest.mark.skip(reason=reason))
         return None
@@ -97,7 +116,7 @@ def pytest_runtest_protocol(item, nextitem):
 
         outcome = Outcome(crash.complete(item, [], None, reason=f"--sandbox-strict: {reason}"))
     else:
-        outcome = item.config.stash[RUNNER].run(item, nextitem)
+        outcome = runner.run(item, nextitem)
     _show_output(item, outcome)
     for report in outcome.reports:
         item.ihook.pytest_runtest_logreport(report=report)

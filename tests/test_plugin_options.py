@@ -6,6 +6,8 @@ import pytest
 
 from pytest_sandbox import probe
 
+from .jobs_support import free_port
+
 pytest_plugins = ["pytester"]
 
 MARKED = """
@@ -58,12 +60,15 @@ def test_disabled_plugin_leaves_no_trace(pytester):
     result.stderr.fnmatch_lines(["*unrecognized arguments: --sandbox*"])
 
 
-def test_sandbox_redis_fails_with_one_clear_error(pytester):
+def test_sandbox_redis_unreachable_is_one_clear_usage_error(pytester):
     pytester.makepyfile(MARKED)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandbox-redis",
-                                           "redis://127.0.0.1:1/0")
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandbox-redis", url)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --sandbox-redis*"])
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"ERROR: --sandbox-redis: cannot reach Redis at {url}: ")
+    assert "passed" not in result.stdout.str()
 
 
 @pytest.mark.root

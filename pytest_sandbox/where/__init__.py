@@ -30,6 +30,12 @@ class Outcome:
 
 
 class Runner(Protocol):
+    #: True when the items run in sandboxes made on this host (so this host must be able to).
+    needs_host_sandboxes: bool
+
+    def expect(self, items: list) -> None:
+        """The sandboxed items this session will run, in order, before the first runs."""
+
     def run(self, item, nextitem) -> Outcome:
         """Run ``item``'s setup, call and teardown somewhere; never raises for a test's failure."""
 

@@ -27,7 +27,7 @@ from sandbox import Mount, Sandbox, SandboxError, SpecError
 
 from .. import crash, inside
 from ..channel import INSIDE, ReportChannel
-from ..inner import ENV
+from ..inner import ENV, inner_argv
 from ..settings import base_fields, build_spec, host_env
 from . import Outcome
 
@@ -47,9 +47,14 @@ def single_threaded() -> bool:
 class LocalRunner:
     """Runs each item in a fresh sandbox on this host, fast when it can."""
 
+    needs_host_sandboxes = True
+
     def __init__(self, config, *, fork: bool = True) -> None:
         self.config = config
         self.fork = fork
+
+    def expect(self, items: list) -> None:
+        pass  # each sandbox is made when its test's turn comes
 
     def run(self, item, nextitem) -> Outcome:
         with ReportChannel() as channel:
@@ -106,31 +111,6 @@ class LocalRunner:
         if path == "fork" and result is not None:
             output = {"stdout": result.stdout, "stderr": result.stderr}
         return Outcome(reports, result, path, output)
-
-
-def inner_argv(item) -> list[str]:
-    """The pytest command that runs just ``item`` inside the sandbox (slow path)."""
-    config = item.config
-    argv = [sys.executable, "-m", "pytest", "-p", "no:sandbox", "-p", "pytest_sandbox.inner",
-            "-p", "no:cacheprovider", "-o", "addopts=", "-q", "--no-header",
-            "--rootdir", str(config.rootpath)]
-    if config.inipath:
-        argv += ["-c", str(config.inipath)]
-    for name in explicit_plugins(config.invocation_params.args):
-        argv += ["-p", name]
-    return [*argv, item.nodeid]
-
-
-def explicit_plugins(args) -> list[str]:
-    """Plugins the outer session was given with ``-p NAME`` (except ``no:`` and this one)."""
-    args = [str(a) for a in args]
-    names = []
-    for i, arg in enumerate(args):
-        if arg == "-p" and i + 1 < len(args):
-            names.append(args[i + 1])
-        elif arg.startswith("-p") and len(arg) > 2:
-            names.append(arg[2:])
-    return [n for n in names if not n.startswith("no:") and n not in ("sandbox", "pytest_sandbox.plugin")]
 
 
 def code_mounts(config, image: str) -> list[Mount]:
