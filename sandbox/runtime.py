@@ -150,15 +150,13 @@ class Sandbox:
             in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
             self._spawned_at = time.perf_counter()
+            # spawn closes the child's ends here, also on error
             self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target)
         except BaseException:
             for fd in (status_r, out_r, err_r, in_w):
                 if fd >= 0:
                     os.close(fd)
             raise
-        finally:
-            for fd in (status_w, in_r, out_w, err_w):
-                os.close(fd)
         self._push("process", self._end_process)
         self.state = "running"
         limits = self.spec.limits

@@ -33,14 +33,47 @@ SETUP_FAILED = 125
 Target = Callable[[], "int | None"]
 
 
-def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
-    """stdin/stdout/stderr on 0/1/2, the status pipe on 3, every other fd closed."""
+def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int,
+                keep: int = -1) -> None:
+    """stdin/stdout/stderr on 0/1/2, the status pipe on 3, every other fd but ``keep`` closed."""
     high = [os.dup(fd) for fd in (stdin_fd, stdout_fd, stderr_fd, status_fd)]
     moved = [fd if fd > STATUS_FD else os.dup(fd) for fd in high]
     for target, fd in enumerate(moved[:3]):
         os.dup2(fd, target, inheritable=True)
     os.dup2(moved[3], STATUS_FD, inheritable=False)
-    os.closerange(STATUS_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    close_all_but(keep, above=STATUS_FD)
+
+
+def close_all_but(keep: int, above: int) -> None:
+    """Close every fd greater than ``above`` except ``keep``."""
+    if keep > above:
+        os.closerange(above + 1, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+    else:
+        os.closerange(above + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def in_step(step: str, action: Callable[..., object], *args: object) -> None:
+    """Call action; any failure becomes StepFailed naming the step."""
+    try:
+        action(*args)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent by name
+        raise StepFailed(step, exc) from exc
+
+
+def leave_parent(parent: tuple[int, int | None]) -> None:
+    """Die with the parent (checked once, for a parent that died before the prctl), own session."""
+    linux.set_pdeathsig(signal.SIGKILL)
+    if not process_alive(*parent):
+        os._exit(SETUP_FAILED)
+    os.setsid()
+
+
+def join_cgroup(procs_files: tuple[str, ...]) -> None:
+    """Move this process into the sandbox's cgroup(s) (v1: one file per hierarchy)."""
+    for procs in procs_files:
+        with open(procs, "w") as f:
+            f.write("0")
 
 
 def container_main(plan: Plan, fds: tuple[int, int, int, int],
@@ -50,34 +83,40 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
     With ``target`` (a callable returning an exit status), the command's
     process calls it instead of exec'ing ``plan.exec.argv``.
     """
-    step = "start"
     gc.disable()  # a collection here would touch, and so copy, the parent's whole heap
     if os.environ.get("SANDBOX_TRACE") == "1":
         setup.TRACE = [("forked", time.perf_counter())]
-    try:
-        arrange_fds(*fds)
-        linux.set_pdeathsig(signal.SIGKILL)
-        if not process_alive(*parent):
-            os._exit(SETUP_FAILED)
-        os.setsid()
-        step = "join cgroup"
-        for procs in plan.cgroup_procs:
-            with open(procs, "w") as f:
-                f.write("0")
+
+    def steps() -> int:
+        in_step("start", arrange_fds, *fds)
+        in_step("start", leave_parent, parent)
+        in_step("join cgroup", join_cgroup, plan.cgroup_procs)
         setup.mark("join cgroup")
         run_ops(plan.pre_ops)
-        step = "unshare namespaces"
-        linux.unshare(plan.unshare_flags)
+        in_step("unshare namespaces", linux.unshare, plan.unshare_flags)
         setup.mark("unshare")
         run_ops(plan.ops)
-        run_ops(plan.hooks)
-        linux.set_name("sandbox-init")
-        status = start_command(plan, target)
+        return finish_setup(plan, target)
+
+    run_and_report(steps)
+
+
+def finish_setup(plan: Plan, target: Target | None = None) -> int:
+    """After the mounts: the hooks, then the command; returns its wait status."""
+    run_ops(plan.hooks)
+    linux.set_name("sandbox-init")
+    return start_command(plan, target)
+
+
+def run_and_report(steps: Callable[[], int]) -> NoReturn:
+    """Run the setup and the command; report a failure (by step) or the exit status; exit."""
+    try:
+        status = steps()
     except StepFailed as exc:
         handshake.send_error(STATUS_FD, exc.step, exc.error)
         os._exit(SETUP_FAILED)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent by name
-        handshake.send_error(STATUS_FD, step, exc)
+        handshake.send_error(STATUS_FD, "start", exc)
         os._exit(SETUP_FAILED)
     handshake.send(STATUS_FD, "exit", status=status)
     os._exit(0)

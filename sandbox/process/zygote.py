@@ -1,8 +1,9 @@
 """The zygote: a single-threaded helper that forks containers on request.
 
 Started once per host process by ``spawner.Zygote`` (see there for why). It
-reads (plan, fds) requests from its socket, forks each container with
-``fork_container``, and answers with the init's pid and a pidfd for it. It
+reads (plan, fds) requests from its socket, starts each container with
+``start_container`` (its spare, or a fresh fork), answers with the init's pid
+and a pidfd for it, then forks the next spare. It
 reaps its children (the inits) and exits when the socket closes, which
 SIGKILLs every init it forked (they have PR_SET_PDEATHSIG).
 """
@@ -18,7 +19,7 @@ import socket
 from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
 from ..network import inside  # noqa: F401 - pyroute2's codecs: ~200 ms to import
-from .spawner import fork_container
+from .spawner import keep_spare, start_container
 
 REAP_INTERVAL_MS = 200
 
@@ -41,18 +42,24 @@ def serve_one(sock: socket.socket) -> bool:
         return False
     if not msg:
         return False
+    plan, release = None, None
     try:
         plan = pickle.loads(msg)
-        pid = fork_container(plan, tuple(fds))
-        pidfd = os.pidfd_open(pid)
+        pid, pidfd, release = start_container(plan, tuple(fds))
         reply, out_fds = ("ok", pid), [pidfd]
     except Exception as exc:  # noqa: BLE001 - sent back to the owner
         reply, out_fds = ("error", f"{type(exc).__name__}: {exc}"), []
     for fd in fds:
         os.close(fd)
-    socket.send_fds(sock, [pickle.dumps(reply)], out_fds)
-    for fd in out_fds:
-        os.close(fd)
+    try:
+        socket.send_fds(sock, [pickle.dumps(reply)], out_fds)
+    finally:
+        for fd in out_fds:
+            os.close(fd)
+        if release is not None:
+            release()  # a spare joins its cgroup while the owner reads the reply
+    if plan is not None:
+        keep_spare(plan)  # with no request's fds open
     return True
 
 

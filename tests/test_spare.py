@@ -1,0 +1,90 @@
+"""The zygote's spare: a container's first process forked ahead of the request."""
+
+import contextlib
+import os
+import threading
+
+import pytest
+
+from sandbox import CommandNotFound, NetworkSpec, SandboxSpec, SetupError, run
+from sandbox import linux
+from sandbox.plan import ExecPlan, Op, Plan
+from sandbox.process.spare import fits, spare_flags
+from sandbox.process.spawner import Zygote
+
+from .helpers import wait_for
+
+FLAGS = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWNET
+
+
+def _plan(flags=FLAGS | linux.CLONE_NEWCGROUP, pre_ops=()):
+    exec_plan = ExecPlan(argv=("true",), env={}, user="0", workdir="/", keep_caps=0)
+    return Plan("id", (), flags, (), exec_plan, pre_ops=pre_ops)
+
+
+def test_a_spare_fits_plans_with_the_same_namespaces_and_nothing_to_run_on_the_host():
+    assert spare_flags(FLAGS | linux.CLONE_NEWCGROUP) == FLAGS
+    assert fits(_plan(), FLAGS)
+    assert not fits(_plan(flags=FLAGS & ~linux.CLONE_NEWNET | linux.CLONE_NEWCGROUP), FLAGS)
+    assert not fits(_plan(pre_ops=(Op("call", ("x.y",), "veth"),)), FLAGS)
+    assert not fits(_plan(), FLAGS, target=lambda: 0)
+
+
+@contextlib.contextmanager
+def _threaded():
+    """Make this process multi-threaded, so spawns go through the zygote."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _spares_of(zygote_pid):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm == "sandbox-spare" and int(fields[1]) == zygote_pid:
+            found.append(int(pid))
+    return found
+
+
+
+@pytest.mark.root
+def test_threaded_callers_run_through_the_spare_and_it_holds_only_its_socket():
+    spec = SandboxSpec(image="busybox", command=["sh", "-c", "echo $$; cat /proc/self/cgroup"])
+    with _threaded():
+        results = [run(spec) for _ in range(3)]
+        zygote = Zygote.get().proc.pid
+        (spare,) = wait_for(lambda: _spares_of(zygote))
+        fds = os.listdir(f"/proc/{spare}/fd")
+        assert sorted(fds) == ["0", "1", "2", sorted(fds)[-1]] and int(sorted(fds)[-1]) > 3
+        assert os.readlink(f"/proc/{spare}/fd/{sorted(fds)[-1]}").startswith("socket:")
+    for result in results:
+        assert result.exit_code == 0
+        pid, *cgroups = result.stdout.decode().split()
+        assert pid == "2" and all(line.endswith(":/") for line in cgroups)
+
+
+@pytest.mark.root
+def test_setup_errors_through_the_spare_name_the_step():
+    with _threaded():
+        assert run(SandboxSpec(image="busybox", command=["true"])).exit_code == 0
+        with pytest.raises(SetupError, match="workdir /etc/passwd"):
+            run(SandboxSpec(image="busybox", command=["true"], workdir="/etc/passwd"))
+        with pytest.raises(CommandNotFound):
+            run(SandboxSpec(image="busybox", command=["no-such-command"]))
+        host = SandboxSpec(image="busybox", command=["true"], network=NetworkSpec("host"))
+        assert run(host).exit_code == 0
+        assert run(SandboxSpec(image="busybox", command=["true"])).exit_code == 0
