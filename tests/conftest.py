@@ -20,6 +20,9 @@ import pytest
 
 MUST_WORK = os.environ.get("SANDBOX_MUST_WORK") == "1"
 
+if __name__ != "tests.conftest":  # imported twice, it would move the session's state root
+    raise ImportError("import the suite's conftest as tests.conftest (from .conftest import ...)")
+
 _SESSION_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-")
 # live state on tmpfs where there is one, as /run is on most hosts
 _RUN_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-run-",
@@ -147,9 +150,26 @@ def _named_netns() -> set[str]:
         return set()
 
 
+def _temp_dirs() -> set[str]:
+    """Our temp and work dirs: under $TMPDIR, and in the state root's work areas."""
+    found = set()
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        if name.startswith(("pytest-sandbox-", "pytest-basetemp-")):
+            found.add(os.path.join(tmp, name))
+    images = os.path.join(os.environ["SANDBOX_STATE_DIR"], "images")  # half-made images
+    jobs = os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs")  # job workspaces
+    for path, hidden_only in ((images, True), (jobs, False)):
+        if os.path.isdir(path):
+            found |= {os.path.join(path, n) for n in os.listdir(path)
+                      if n.startswith(".") or not hidden_only}
+    return found
+
+
 SNAPSHOTS = {
     "mounts": _mounts, "cgroups": _cgroups, "state dirs": _state_dirs,
     "sandbox processes": _sandbox_processes, "network links": _links, "named netns": _named_netns,
+    "temp dirs": _temp_dirs,
 }
 
 

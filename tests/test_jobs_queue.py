@@ -146,7 +146,7 @@ def test_a_job_whose_worker_is_killed_ends_as_error(conn, queue, workers, tmp_pa
     import sys
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from conftest import leaks_since, snapshot
+    from .conftest import leaks_since, snapshot
 
     before = snapshot()
     first = workers.start()
