@@ -11,7 +11,6 @@ removed too, once nothing runs in them.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 
@@ -35,12 +34,7 @@ def remove(sdir: state.SandboxDir, record: state.Record | None, *, force: bool =
         raise StateError(f"sandbox {sdir.id} is running (owner pid {record.owner_pid})",
                          hint="use `sandbox rm -f` to kill it")
     if record is not None:
-        if record.init_alive and record.pid:
-            try:
-                os.kill(record.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if record.cgroups:
+        if record.cgroups:  # killing the cgroup kills the init, and so its pid namespace
             cgroup = host_cgroups().open(record.cgroups)
             cgroup.kill()
             cgroup.remove()

@@ -79,20 +79,13 @@ class Record:
     created: float
     owner_pid: int
     owner_start: int | None
-    state: str = "running"  # the owner is alive while it runs; see owner_alive
-    pid: int | None = None  # host pid of the container's init
-    pid_start: int | None = None
     cgroups: list[str] = field(default_factory=list)
     network: dict[str, Any] = field(default_factory=dict)
-    exit_status: int | None = None
 
     @property
     def owner_alive(self) -> bool:
+        """A sandbox lives exactly as long as its owner: its init dies with it."""
         return process_alive(self.owner_pid, self.owner_start)
-
-    @property
-    def init_alive(self) -> bool:
-        return process_alive(self.pid, self.pid_start)
 
 
 class SandboxDir:

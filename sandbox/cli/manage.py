@@ -39,7 +39,7 @@ def ps(args: argparse.Namespace) -> int:
         alive = record.owner_alive
         if not alive and not args.all:
             continue
-        status = record.state if alive else "orphaned"
+        status = "running" if alive else "orphaned"
         rows.append((record.id, record.name or "-", record.image, status,
                      _ago(record.created), " ".join(record.command)[:40]))
     if args.quiet:
@@ -88,7 +88,7 @@ def logs(args: argparse.Namespace) -> int:
             record = sdir.read_record()
         except Exception:  # noqa: BLE001 - removed while following
             return 0
-        if record.state != "running" or not record.owner_alive:
+        if not record.owner_alive:
             return 0
         time.sleep(0.1)
 
