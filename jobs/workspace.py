@@ -40,8 +40,7 @@ class JobDir:
 
     def __enter__(self) -> "JobDir":
         self.path.mkdir(parents=True, exist_ok=False)
-        pid = os.getpid()
-        owner = {"pid": pid, "start": state.process_start_time(pid)}
+        owner = {"pid": os.getpid(), "start": state.own_start_time()}
         (self.path / "owner").write_text(json.dumps(owner))
         self.workspace.mkdir()
         return self

@@ -29,13 +29,13 @@ class ExecPlan:
 
     argv: tuple[str, ...]
     env: dict[str, str]
-    user: str  # "uid[:gid]" or "name[:group]", resolved inside the container
+    user: str  # "uid[:gid]" or "name[:group]", as given (for messages)
     workdir: str
     keep_caps: int  # bit mask of capabilities the command keeps
+    #: (uid, gid, groups, home) of ``user``, resolved from the image's files by the parent
+    ids: tuple[int, int, tuple[int, ...], str]
     rlimits: tuple[tuple[str, int, int], ...] = ()
     no_new_privs: bool = True
-    #: (uid, gid, groups, home) resolved from the image by the parent; None: look up inside
-    ids: tuple[int, int, tuple[int, ...], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -214,14 +214,15 @@ def new_record(sandbox_id: str, spec: Any) -> Record:
         command=list(spec.command),
         created=time.time(),
         owner_pid=os.getpid(),
-        owner_start=_own_start_time(),
+        owner_start=own_start_time(),
     )
 
 
 _OWN_START: dict[int, int | None] = {}
 
 
-def _own_start_time() -> int | None:
+def own_start_time() -> int | None:
+    """process_start_time of this process, read once per process (forks re-read)."""
     pid = os.getpid()
     if pid not in _OWN_START:
         _OWN_START.clear()

@@ -18,7 +18,8 @@ FLAGS = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLON
 
 
 def _plan(flags=FLAGS | linux.CLONE_NEWCGROUP, pre_ops=()):
-    exec_plan = ExecPlan(argv=("true",), env={}, user="0", workdir="/", keep_caps=0)
+    exec_plan = ExecPlan(argv=("true",), env={}, user="0", workdir="/", keep_caps=0,
+                         ids=(0, 0, (0,), "/root"))
     return Plan("id", (), flags, (), exec_plan, pre_ops=pre_ops)
 
 

@@ -1,9 +1,10 @@
 """The last steps before the command runs: who it runs as, with what, where.
 
-Runs in the command's own process (forked by the init), after pivot_root:
-user and groups from the container's /etc/passwd and /etc/group, rlimits
-(only lowered), the capability bounding set and sets, no_new_privs, the
-working directory. The caller then starts the command (child.spawn_in_path).
+``become`` runs in the init, after pivot_root: rlimits (only lowered), the
+capability bounding set and sets, the user and groups (resolved from the
+image's /etc/passwd and /etc/group by the parent, with ``resolve_user``),
+no_new_privs, the working directory. The init then starts the command
+(child.spawn_in_path) or forks the Python target.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def _lookup(path: str, key: str, by_name: bool) -> list[str] | None:
     return None
 
 
-def resolve_user(user: str, passwd: str = "/etc/passwd",
-                 group_file: str = "/etc/group") -> tuple[int, int, list[int], str]:
+def resolve_user(user: str, passwd: str, group_file: str) -> tuple[int, int, list[int], str]:
     """(uid, gid, supplementary gids, home) for ``uid[:gid]`` or ``name[:group]``."""
     name, _, group = user.partition(":")
     entry = _lookup(passwd, name, by_name=not name.isdigit())
@@ -74,13 +74,7 @@ def set_rlimits(rlimits: tuple[tuple[str, int, int], ...]) -> None:
 
 def become(plan: ExecPlan, sys: Any = linux) -> dict[str, str]:
     """Drop to the plan's user and capabilities; return the final environment."""
-    if plan.ids is not None:
-        uid, gid, groups, home = plan.ids
-    else:
-        try:
-            uid, gid, groups, home = resolve_user(plan.user)
-        except (LookupError, ValueError) as exc:
-            raise StepFailed(f"user {plan.user}", exc) from exc
+    uid, gid, groups, home = plan.ids
     env = dict(plan.env)
     env.setdefault("HOME", home)
     steps = [

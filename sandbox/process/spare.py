@@ -46,6 +46,7 @@ from typing import NoReturn
 
 from .. import linux
 from ..plan import Plan
+from ..state import own_start_time
 from . import setup
 from .child import (SETUP_FAILED, arrange_fds, close_all_but, finish_setup, in_step,
                     leave_parent, run_and_report)
@@ -141,7 +142,7 @@ def join_from_parent(procs_files: tuple[str, ...], pid: int) -> None:
 def fork_spare(flags: int, own_pidns_fd: int) -> Spare:
     """Fork a spare that unshares ``flags``. Only from a single-threaded process."""
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    parent = (os.getpid(), _start_time())
+    parent = (os.getpid(), own_start_time())
     try:
         pid = linux.unshare_pid_and_fork(own_pidns_fd)
     except BaseException:
@@ -157,12 +158,6 @@ def fork_spare(flags: int, own_pidns_fd: int) -> Spare:
         parent_sock.close()
         raise
     return Spare(pid, pidfd, parent_sock, flags)
-
-
-def _start_time() -> int | None:
-    from ..state import process_start_time
-
-    return process_start_time(os.getpid())
 
 
 def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None]) -> NoReturn:

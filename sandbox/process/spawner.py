@@ -31,7 +31,7 @@ from typing import Callable
 from .. import linux
 from ..errors import HostError
 from ..plan import Plan
-from ..state import process_start_time
+from ..state import own_start_time
 from .spare import Spare, fits, fork_spare, spare_flags
 
 _NS_FD: dict[int, int] = {}
@@ -54,7 +54,7 @@ def fork_container(plan: Plan, fds: tuple[int, int, int, int], target=None) -> i
     from .child import container_main
 
     flush_stdio()
-    parent = (os.getpid(), process_start_time(os.getpid()))
+    parent = (os.getpid(), own_start_time())
     pid = linux.unshare_pid_and_fork(own_pidns_fd())
     if pid == 0:
         container_main(plan, fds, parent, target)
