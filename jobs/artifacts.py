@@ -15,7 +15,6 @@ is refused (the workspace was written by untrusted code).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Iterable
 from sandbox import state
 
 from .result import Artifact
+from .workspace import matches as workspace_matches
 
 MAX_FILE_BYTES = 8 << 20
 MAX_TOTAL_BYTES = 32 << 20
@@ -31,19 +31,17 @@ MAX_TOTAL_BYTES = 32 << 20
 
 def collect(workspace: str, patterns: Iterable[str]) -> tuple[list[tuple[Artifact, bytes | None]], list[str]]:
     """([(Artifact, content or None when over a cap)], problems) for the globs."""
-    root = os.path.realpath(workspace)
     found: list[tuple[Artifact, bytes | None]] = []
     problems: list[str] = []
     seen, total = set(), 0
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
-        if not matches:
+        matched = workspace_matches(workspace, pattern)
+        if not matched:
             problems.append(f"artifact {pattern}: nothing matched")
-        for rel in matches:
-            real = os.path.realpath(os.path.join(root, rel))
+        for rel, real, inside in matched:
             if rel in seen or not os.path.isfile(real):
                 continue
-            if not real.startswith(root + os.sep):
+            if not inside:
                 problems.append(f"artifact {rel}: refused, it points outside the workspace")
                 continue
             seen.add(rel)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:

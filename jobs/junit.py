@@ -9,10 +9,11 @@ symlink that leaves it (a sandbox could point report.xml at /etc/shadow).
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
+
+from .workspace import matches as workspace_matches
 
 MAX_REPORT_BYTES = 64 << 20
 TRACEBACK_LINES = 12
@@ -78,14 +79,12 @@ class JUnitReport:
 def find_reports(workspace: str, patterns: Iterable[str]) -> tuple[list[str], list[str]]:
     """(paths relative to workspace, problems) for the globs, refusing escapes."""
     found, problems = [], []
-    root = os.path.realpath(workspace)
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, root_dir=root, recursive=True))
-        if not matches:
+        matched = workspace_matches(workspace, pattern)
+        if not matched:
             problems.append(f"{pattern}: no such report")
-        for rel in matches:
-            real = os.path.realpath(os.path.join(root, rel))
-            if not real.startswith(root + os.sep) or not os.path.isfile(real):
+        for rel, real, inside in matched:
+            if not inside or not os.path.isfile(real):
                 problems.append(f"{rel}: not a regular file inside the workspace")
             elif rel not in found:
                 found.append(rel)

@@ -12,6 +12,7 @@ MAX_PACKED_BYTES), so a worker on another machine can run it.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -94,6 +95,20 @@ def pack(source: str) -> bytes:
                              f"{MAX_PACKED_BYTES >> 20} MiB a queued job may carry",
                              hint="point workspace at a smaller directory")
     return buf.getvalue()
+
+
+def matches(workspace: str, pattern: str) -> list[tuple[str, str, bool]]:
+    """What a glob matches in a workspace: (relative path, real path, inside), sorted.
+
+    ``inside`` is False when the real path (links resolved) leaves the
+    workspace, which untrusted code wrote: callers refuse those.
+    """
+    root = os.path.realpath(workspace)
+    found = []
+    for rel in sorted(glob.glob(pattern, root_dir=root, recursive=True)):
+        real = os.path.realpath(os.path.join(root, rel))
+        found.append((rel, real, real.startswith(root + os.sep)))
+    return found
 
 
 def collect() -> list[str]:
