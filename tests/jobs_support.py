@@ -12,6 +12,8 @@ import tempfile
 import textwrap
 import time
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,6 +38,18 @@ def env() -> dict[str, str]:
 def sandbox_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sandbox", *args], env=env(),
                           capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """.ci/run's Redis (SANDBOX_TEST_REDIS_URL), or a throwaway one for the module."""
+    url = os.environ.get("SANDBOX_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
 
 
 def free_port() -> int:

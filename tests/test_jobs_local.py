@@ -31,7 +31,6 @@ PYTEST_JOB = """
     name = "pytest"
     image = "host"
     workspace = "ws"
-    [env]
     [[steps]]
     name = "test"
     run = "python3 -m pytest -q -p no:cacheprovider --junitxml=out/report.xml"

@@ -11,7 +11,7 @@ import pytest
 from jobs import connect, load_job_file, run_job, submit, wait
 from jobs import store
 from jobs.logstream import follow
-from .jobs_support import RedisServer, Workers, free_port, job_file, sandbox_cmd
+from .jobs_support import RedisServer, Workers, free_port, job_file, redis_url, sandbox_cmd  # noqa: F401
 
 pytestmark = pytest.mark.root
 
@@ -22,17 +22,6 @@ SLEEPER = """
     name = "sleep"
     run = "echo started; sleep 60"
 """
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    url = os.environ.get("SANDBOX_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = RedisServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -89,7 +78,6 @@ def test_a_failing_job_reports_junit_failures_by_name(redis_url, queue, workers,
         name = "pytest"
         image = "host"
         workspace = "ws"
-        [env]
         [[steps]]
         name = "test"
         run = "python3 -m pytest -q -p no:cacheprovider --junitxml=report.xml"

@@ -7,14 +7,13 @@ would. Each test uses its own queue, so only its own workers take its jobs.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
 import pytest
 
 from jobs import connect, store, wait
-from .jobs_support import ROOT, RedisServer, Workers
+from .jobs_support import ROOT, Workers, redis_url  # noqa: F401 - redis_url is a fixture
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
@@ -45,17 +44,6 @@ def test_crashes():
 def test_plain_runs_here():
     pass
 """
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    url = os.environ.get("SANDBOX_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = RedisServer().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
