@@ -98,4 +98,4 @@ def _pseudo_fs_ops(root: str) -> list[Op]:
     return ops
 
 
-__all__ = ["rootfs_ops", "MASKED_PATHS", "READONLY_PATHS", "DEVICES", "MS_BIND"]
+__all__ = ["rootfs_ops", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]

@@ -90,10 +90,6 @@ class ContainerProcess:
         except ProcessLookupError:
             pass
 
-    def exited(self, timeout: float = 0) -> bool:
-        """True once the init and, with it, its whole pid namespace are gone."""
-        return bool(select.select([self.pidfd], [], [], timeout)[0])
-
     def reap(self) -> None:
         """Wait for the init to end; collect it when it is our child."""
         if self.direct and not self.reaped:
