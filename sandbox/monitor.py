@@ -29,7 +29,8 @@ class Monitor:
     def __init__(self, proc: ContainerProcess, status_r: int, stdout_r: int, stderr_r: int,
                  sinks: list[Sink], limiter: OutputLimiter, *, kill: Callable[[], None],
                  sample: Callable[[], None], timeout: float | None,
-                 stdin: tuple[int, bytes] | None = None) -> None:
+                 stdin: tuple[int, bytes] | None = None,
+                 on_exit: Callable[[], None] = lambda: None) -> None:
         self.proc = proc
         self.streams = {stdout_r: "stdout", stderr_r: "stderr"}
         self.status_r = status_r
@@ -37,6 +38,7 @@ class Monitor:
         self.limiter = limiter
         self._kill = kill
         self._sample = sample
+        self._on_exit = on_exit
         self.timeout = timeout
         self.stdin = stdin
         self.started = threading.Event()
@@ -178,3 +180,4 @@ class Monitor:
                 self.started.set()
             elif event.kind == "exit":
                 self.exit_status = event.data["status"]
+                self._on_exit()  # while the kernel still dismantles the namespaces

@@ -16,7 +16,7 @@ import time
 from typing import Callable, Iterable
 
 from . import images, state
-from .cgroups import Cgroup, host_cgroups
+from .cgroups import Cgroup, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
@@ -60,6 +60,7 @@ class Sandbox:
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._monitor: Monitor | None = None
         self._result: Result | None = None
+        self._stats: CgroupStats | None = None
         self._record: state.Record | None = None
         self._created_at = 0.0
         self._spawned_at = 0.0
@@ -165,6 +166,7 @@ class Sandbox:
             kill=self._kill_all, sample=self.cgroup.sample if self.cgroup else lambda: None,
             timeout=limits.timeout,
             stdin=(in_w, bytes(self.spec.stdin)) if self.spec.stdin is not None else None,
+            on_exit=self._read_stats,
         )
         if background:
             self._monitor.start()
@@ -177,6 +179,20 @@ class Sandbox:
             self._monitor.join()
             self.state = "failed"
             raise SetupError.from_report(self._monitor.start_error)
+
+    def _read_stats(self) -> None:
+        """The cgroup's usage, read as soon as the command has exited.
+
+        Its init reports the exit before it exits itself, and the kernel
+        then takes a millisecond or two to dismantle the namespaces: the
+        parent reads the counters meanwhile. Nothing in the cgroup runs any
+        more but the exiting init. Read again at the end if this failed.
+        """
+        if self.cgroup is not None:
+            try:
+                self._stats = self.cgroup.stats()
+            except SandboxError:
+                pass
 
     def _kill_all(self) -> None:
         """Freeze and kill the whole cgroup, then the init (whole pid namespace)."""
@@ -227,7 +243,9 @@ class Sandbox:
     def _make_result(self) -> Result:
         mon = self._monitor
         assert mon is not None
-        stats = self.cgroup.stats() if self.cgroup is not None else None
+        stats = self._stats
+        if stats is None and self.cgroup is not None:
+            stats = self.cgroup.stats()
         if mon.exit_status is not None and not (mon.timed_out and os.WIFSIGNALED(mon.exit_status)):
             code = os.waitstatus_to_exitcode(mon.exit_status)
         else:

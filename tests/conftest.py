@@ -83,6 +83,18 @@ def _can_make_containers() -> str | None:
 _REASON = _can_make_containers()
 
 
+@pytest.fixture(params=["direct", "zygote"])
+def spawn_mode(request, monkeypatch):
+    """Run the test once with containers forked by this process, once through the zygote.
+
+    The engine forks the first container of a process itself and later ones
+    through its zygote (SANDBOX_SPAWN=auto), so a session would otherwise
+    test one path almost only.
+    """
+    monkeypatch.setenv("SANDBOX_SPAWN", request.param)
+    return request.param
+
+
 @pytest.fixture
 def needs_root():
     if _REASON:

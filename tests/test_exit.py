@@ -7,7 +7,7 @@ import pytest
 
 from sandbox import (CommandNotExecutable, CommandNotFound, Mount, SandboxSpec, SetupError, run)
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("spawn_mode")]
 
 
 def sh(script, **kw):

@@ -9,7 +9,7 @@ from sandbox import Mount, SandboxSpec, run
 from sandbox.linux.caps import CAPABILITIES, mask
 from sandbox.spec import DEFAULT_CAPABILITIES
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("spawn_mode")]
 
 
 def sh(script, image="busybox", **kw):

@@ -30,6 +30,9 @@ STATUS_FD = 3
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 SETUP_FAILED = 125
+#: Every signal the command starts with at its default disposition.
+DEFAULT_SIGNALS = tuple(s for s in signal.valid_signals()
+                        if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN)
 Target = Callable[[], "int | None"]
 
 
@@ -101,11 +104,12 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
     run_and_report(steps)
 
 
-def finish_setup(plan: Plan, target: Target | None = None) -> int:
+def finish_setup(plan: Plan, target: Target | None = None,
+                 forward: "Forwarder | None" = None) -> int:
     """After the mounts: the hooks, then the command; returns its wait status."""
     run_ops(plan.hooks)
     linux.set_name("sandbox-init")
-    return start_command(plan, target)
+    return start_command(plan, target, forward or install_forwarder())
 
 
 def run_and_report(steps: Callable[[], int]) -> NoReturn:
@@ -122,16 +126,21 @@ def run_and_report(steps: Callable[[], int]) -> NoReturn:
     os._exit(0)
 
 
-def start_command(plan: Plan, target: Target | None = None) -> int:
-    """Start the command (or target); report it started; be init until it exits.
-
-    The forwarding handlers are in place before the command exists: a pid-1
-    init without a handler never sees SIGTERM, so a signal sent as soon as the
-    command runs would be lost.
-    """
+def install_forwarder() -> "Forwarder":
+    """The init's handlers for FORWARDED signals, holding them until the command exists."""
     forward = Forwarder()
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    return forward
+
+
+def start_command(plan: Plan, target: Target | None, forward: "Forwarder") -> int:
+    """Start the command (or target); report it started; be init until it exits.
+
+    The forwarding handlers (``forward``) are in place before the command
+    exists: a pid-1 init without a handler never sees SIGTERM, so a signal
+    sent as soon as the command runs would be lost.
+    """
     if target is not None:
         pid = _fork_target(plan, target)
     else:
@@ -188,10 +197,8 @@ def spawn_in_path(argv: tuple[str, ...], env: dict[str, str]) -> int:
 
     The search stats each candidate first: a failed spawn costs a vfork.
     """
-    defaults = [s for s in signal.valid_signals()
-                if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN]
     return os.posix_spawn(find_in_path(argv[0], env.get("PATH", "")), list(argv), env,
-                          setsigdef=defaults, setsigmask=())
+                          setsigdef=DEFAULT_SIGNALS, setsigmask=())
 
 
 def find_in_path(name: str, path: str) -> str:

@@ -137,8 +137,14 @@ def _hostname(sys: Any, name: str) -> None:
     sys.sethostname(name)
 
 
+#: Set by a spare that brought ``lo`` up in its new network namespace while it
+#: waited for a plan: the step then has nothing left to do.
+LOOPBACK_UP = False
+
+
 def _loopback(sys: Any) -> None:
-    sys.loopback_up()
+    if not LOOPBACK_UP:
+        sys.loopback_up()
 
 
 def _write_file(sys: Any, path: str, data: str) -> None:

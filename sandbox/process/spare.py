@@ -5,7 +5,8 @@ parent, page faults in the child before it first runs), and so does unshare.
 So after a sandbox is spawned, the zygote (single-threaded, and small: see
 ``spawner.keep_spare`` for why not a big caller) forks the *next* one's first
 process ahead of time: pid 1 of a new pid namespace, PR_SET_PDEATHSIG, its own session,
-garbage collection off, every namespace but the cgroup one already unshared.
+garbage collection off, every namespace but the cgroup one already unshared, ``lo``
+up, the init's signal handlers installed.
 It holds no fd but its end of a socketpair, and waits there for
 (plan, fds).
 
@@ -48,8 +49,8 @@ from .. import linux
 from ..plan import Plan
 from ..state import own_start_time
 from . import setup
-from .child import (SETUP_FAILED, arrange_fds, close_all_but, finish_setup, in_step,
-                    leave_parent, run_and_report)
+from .child import (SETUP_FAILED, Forwarder, arrange_fds, close_all_but, finish_setup, in_step,
+                    install_forwarder, leave_parent, run_and_report)
 from .setup import run_ops
 
 MAX_PLAN = 1 << 20
@@ -167,9 +168,13 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None]) -> NoRe
         sock_fd = _only_fd(sock_fd)
         leave_parent(parent)
         linux.set_name("sandbox-spare")
+        forward = install_forwarder()
         linux.unshare(flags)
         if flags & linux.CLONE_NEWNS:
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE, None)
+        if flags & linux.CLONE_NEWNET:
+            linux.loopback_up()
+            setup.LOOPBACK_UP = True
         sock = socket.socket(fileno=sock_fd)
         msg, fds, _, _ = socket.recv_fds(sock, MAX_PLAN, 4)
         sock.detach()  # the fd stays open, for the "go"
@@ -180,7 +185,7 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None]) -> NoRe
     plan, trace = pickle.loads(msg)
     if trace:
         setup.TRACE = [("spare got the plan", time.perf_counter())]
-    run_and_report(lambda: _become_container(plan, fds, sock_fd))
+    run_and_report(lambda: _become_container(plan, fds, sock_fd, forward))
 
 
 def _only_fd(sock_fd: int) -> int:
@@ -194,7 +199,7 @@ def _only_fd(sock_fd: int) -> int:
     return sock_fd
 
 
-def _become_container(plan: Plan, fds: list[int], sock_fd: int) -> int:
+def _become_container(plan: Plan, fds: list[int], sock_fd: int, forward: Forwarder) -> int:
     in_step("start", arrange_fds, *fds, sock_fd)
     run_ops(plan.ops)
     in_step("join cgroup", _wait_for_go, sock_fd)
@@ -202,7 +207,7 @@ def _become_container(plan: Plan, fds: list[int], sock_fd: int) -> int:
     if plan.unshare_flags & linux.CLONE_NEWCGROUP:
         in_step("unshare namespaces", linux.unshare, linux.CLONE_NEWCGROUP)
     setup.mark("unshare")
-    return finish_setup(plan)
+    return finish_setup(plan, forward=forward)
 
 
 def _wait_for_go(sock_fd: int) -> None:

@@ -4,11 +4,16 @@ fork() in a multi-threaded process copies one thread and every lock the
 others held: the child can deadlock on the first malloc or import. So the
 engine forks only from a process that has a single thread:
 
-- the caller itself, when it is single-threaded (the CLI, a plain script);
+- the caller itself, when it is single-threaded (the CLI, a plain script),
+  for its first container (``fork_here``);
 - otherwise a *zygote*: a small single-threaded helper started once per
   process with subprocess (which execs at once, so it is thread-safe), that
   forks containers on request. Requests and file descriptors travel over a
   SOCK_SEQPACKET socketpair; the reply carries a pidfd for the new init.
+  Threaded callers always come here; single-threaded ones from their second
+  container on, because it is faster: a fork copies the forking process's
+  page tables, and the child's page faults and exit cost in proportion too,
+  and the zygote is small and keeps a spare forked ahead (``spare``).
 
 Either way the init gets PR_SET_PDEATHSIG=SIGKILL against a single-threaded
 parent, and the zygote exits when its socket closes (its owner died): a
@@ -114,21 +119,54 @@ def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None) -> ContainerP
     command. It needs this process's memory, so it is only possible by
     forking this process, which is only safe when it is single-threaded.
     """
-    direct = single_threaded() and threading.current_thread() is threading.main_thread()
+    global _SPAWNED
     try:
-        if target is not None and not direct:
+        here = fork_here(spawn_mode())
+        if target is not None and here is None:
             raise HostError(
                 f"cannot run a Python function in a sandbox from a process with "
                 f"{len(os.listdir('/proc/self/task'))} threads: it would fork them",
                 hint="run it from a single-threaded process, or run a command instead")
-        if not direct:
+        if target is None and not here:
             return Zygote.get().spawn(plan, fds)
         pid, pidfd, release = start_container(plan, fds, target)
     finally:
         for fd in fds:
             os.close(fd)
+    _SPAWNED += 1
     release()
     return ContainerProcess(pid, pidfd, direct=True)
+
+
+_SPAWNED = 0  # containers this process forked itself
+
+#: SANDBOX_SPAWN: how a single-threaded caller starts a container (threaded
+#: callers always go through the zygote, Python targets never do).
+SPAWN_MODES = ("auto", "direct", "zygote")
+
+
+def spawn_mode() -> str:
+    """SANDBOX_SPAWN, checked."""
+    mode = os.environ.get("SANDBOX_SPAWN", "auto")
+    if mode not in SPAWN_MODES:
+        raise HostError(f"SANDBOX_SPAWN={mode!r} is not a spawn mode",
+                        hint=f"use one of: {', '.join(SPAWN_MODES)}")
+    return mode
+
+
+def fork_here(mode: str) -> bool | None:
+    """Whether this process should fork the container itself; None if it must not.
+
+    Forking is only safe from a single-threaded process (None otherwise).
+    ``auto``: the first container of a process is forked directly (a
+    one-shot ``sandbox run`` starts no helper), every later one through the
+    zygote: its forks are of a small process, with a spare made ahead, which
+    pays for the helper's start (~50 ms, once) after a few containers.
+    ``direct`` and ``zygote`` force one way, for tests and benchmarks.
+    """
+    if not (single_threaded() and threading.current_thread() is threading.main_thread()):
+        return None
+    return mode == "direct" or (mode == "auto" and _SPAWNED == 0)
 
 
 _SPARE: list[Spare] = []  # at most one: the spare this process keeps
@@ -181,6 +219,25 @@ def keep_spare(plan: Plan, target=None) -> None:
         pass
 
 
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: The zygote's first lines. Every container it forks is a copy of it, and a
+#: fork, its page faults and its exit cost in proportion to the memory
+#: copied: so no site (-S: the caller's sys.path is passed instead), and the
+#: package's modules without ``sandbox/__init__`` (which imports the whole
+#: engine): 10 MB of private memory instead of 24.
+ZYGOTE_BOOT = """\
+import sys, types
+fd, package_dir, path = sys.argv[1:4]
+sys.path[:0] = path.split(":")
+package = types.ModuleType("sandbox")
+package.__path__ = [package_dir]
+sys.modules["sandbox"] = package
+from sandbox.process.zygote import main
+main(int(fd))
+"""
+
+
 class Zygote:
     """Client side of the per-process zygote."""
 
@@ -189,11 +246,9 @@ class Zygote:
 
     def __init__(self) -> None:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
-                "from sandbox.process.zygote import main; main(int(sys.argv[1]))")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(child_sock.fileno())],
+            [sys.executable, "-S", "-c", ZYGOTE_BOOT, str(child_sock.fileno()), PACKAGE_DIR,
+             os.pathsep.join(p for p in sys.path if p)],
             pass_fds=[child_sock.fileno()], start_new_session=True, stdin=subprocess.DEVNULL,
         )
         child_sock.close()

@@ -18,7 +18,7 @@ import socket
 
 from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
-from ..network import inside  # noqa: F401 - pyroute2's codecs: ~200 ms to import
+from ..plan import Plan
 from .spawner import keep_spare, start_container
 
 REAP_INTERVAL_MS = 200
@@ -34,6 +34,19 @@ def reap() -> None:
             return
 
 
+def import_steps(plan: Plan) -> None:
+    """Import here, once, the modules the plan's ``call`` steps need.
+
+    Imported in each forked child instead, they would cost every container
+    their import time (pyroute2's codecs, for a bridge network: ~200 ms).
+    They are not imported ahead: a zygote that never sees such a step stays
+    small, and so do the containers it forks.
+    """
+    for op in (*plan.pre_ops, *plan.ops, *plan.hooks):
+        if op.kind == "call":
+            __import__(op.args[0].rpartition(".")[0])
+
+
 def serve_one(sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
@@ -45,6 +58,7 @@ def serve_one(sock: socket.socket) -> bool:
     plan, release = None, None
     try:
         plan = pickle.loads(msg)
+        import_steps(plan)
         pid, pidfd, release = start_container(plan, tuple(fds))
         reply, out_fds = ("ok", pid), [pidfd]
     except Exception as exc:  # noqa: BLE001 - sent back to the owner
