@@ -89,3 +89,17 @@ def test_setup_errors_through_the_spare_name_the_step():
         host = SandboxSpec(image="busybox", command=["true"], network=NetworkSpec("host"))
         assert run(host).exit_code == 0
         assert run(SandboxSpec(image="busybox", command=["true"])).exit_code == 0
+
+
+@pytest.mark.root
+def test_the_next_container_is_the_spare_handed_its_plan_by_the_owner():
+    from sandbox import Sandbox
+
+    spec = SandboxSpec(image="busybox", command=["true"])
+    with _threaded():
+        assert run(spec).exit_code == 0
+        zygote = Zygote.get().proc.pid
+        (spare,) = wait_for(lambda: _spares_of(zygote))
+        with Sandbox(spec) as sb:
+            assert sb.process.pid == spare
+            assert sb.wait().exit_code == 0

@@ -2,18 +2,18 @@
 
 Forking a Python process costs milliseconds on small VMs (page tables in the
 parent, page faults in the child before it first runs), and so does unshare.
-So after a sandbox is spawned, the zygote (single-threaded, and small: see
-``spawner.keep_spare`` for why not a big caller) forks the *next* one's first
-process ahead of time: pid 1 of a new pid namespace, PR_SET_PDEATHSIG, its own session,
-garbage collection off, every namespace but the cgroup one already unshared, ``lo``
-up, the init's signal handlers installed.
-It holds no fd but its end of a socketpair, and waits there for
-(plan, fds).
+So the zygote (single-threaded and small: see ``spawner``) forks the *next*
+container's first process ahead of time, when its owner asks for it (after
+each container that fitted one): pid 1 of a new pid namespace,
+PR_SET_PDEATHSIG, its own session, garbage collection off, every namespace
+but the cgroup one already unshared, ``lo`` up, the init's signal handlers
+installed. It holds no fd but its end of a socketpair, and waits there for
+(plan, fds). The zygote sends the other end, with a pidfd, to the owner.
 
-Handing a plan over (``Spare.hand_over``, then ``Spare.release``), the two
-sides work in parallel:
+The owner hands a plan over itself (``Spare.hand_over``, then
+``Spare.release``), and the two sides work in parallel:
 
-    parent                                  spare
+    owner                                   spare
     send (plan, fds)  ───────────────────►  make / private, walk the mounts
     write its pid to each cgroup.procs
     send "go" (or the join's error)  ─────► unshare(CLONE_NEWCGROUP): the cgroup
@@ -27,10 +27,10 @@ usual SetupError for step "join cgroup".
 While it waits, the spare's root is a *slave* of the host's (mounts made on
 the host later still show in it, unmounts reach it); the plan's first step
 makes it private, as for any container. It is not in any sandbox cgroup and
-is named ``sandbox-spare``. It dies with its parent (pdeathsig) or when its
-socket closes (``discard``). A plan fits a spare when it has no steps to run
-in the host's namespaces (pre_ops), needs no Python target, and unshares the
-same namespaces.
+is named ``sandbox-spare``. It dies with the zygote (pdeathsig) or when its
+socket closes (``discard``, or its owner's exit). A plan fits a spare when it
+has no steps to run in the host's namespaces (pre_ops), needs no Python
+target, and unshares the same namespaces.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def spare_flags(unshare_flags: int) -> int:
 
 
 class Spare:
-    """The parent's handle on one waiting spare (its parent must reap it)."""
+    """The owner's handle on one waiting spare (the zygote, its parent, reaps it)."""
 
     def __init__(self, pid: int, pidfd: int, sock: socket.socket, flags: int) -> None:
         self.pid = pid

@@ -31,13 +31,12 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .. import linux
 from ..errors import HostError
 from ..plan import Plan
 from ..state import own_start_time
-from .spare import Spare, fits, fork_spare, spare_flags
+from .spare import Spare, fits, spare_flags
 
 _NS_FD: dict[int, int] = {}
 
@@ -129,12 +128,11 @@ def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None) -> ContainerP
                 hint="run it from a single-threaded process, or run a command instead")
         if target is None and not here:
             return Zygote.get().spawn(plan, fds)
-        pid, pidfd, release = start_container(plan, fds, target)
+        pid, pidfd = start_container(plan, fds, target)
     finally:
         for fd in fds:
             os.close(fd)
     _SPAWNED += 1
-    release()
     return ContainerProcess(pid, pidfd, direct=True)
 
 
@@ -169,54 +167,10 @@ def fork_here(mode: str) -> bool | None:
     return mode == "direct" or (mode == "auto" and _SPAWNED == 0)
 
 
-_SPARE: list[Spare] = []  # at most one: the spare this process keeps
-
-
-def start_container(plan: Plan, fds: tuple[int, int, int, int],
-                    target=None) -> tuple[int, int, Callable[[], None]]:
-    """(pid, pidfd, release) of the plan's init: the spare if it fits, else a fresh fork.
-
-    Call only from a single-threaded process; the fds stay open here. Call
-    ``release()`` next (after closing the fds or answering the owner): it
-    joins a spare to the cgroup and lets it go on; for a fresh fork, which
-    joins by itself, it does nothing.
-    """
-    if _SPARE and fits(plan, _SPARE[0].flags, target) and _SPARE[0].alive():
-        spare = _SPARE.pop()
-        try:
-            pid, pidfd = spare.hand_over(plan, fds, os.environ.get("SANDBOX_TRACE") == "1")
-            return pid, pidfd, lambda: spare.release(plan)
-        except OSError:
-            spare.discard()  # died before it got the plan: fork afresh
+def start_container(plan: Plan, fds: tuple[int, int, int, int], target=None) -> tuple[int, int]:
+    """Fork the plan's init; (pid, pidfd). Only from a single-threaded process; the fds stay open."""
     pid = fork_container(plan, fds, target)
-    return pid, os.pidfd_open(pid), lambda: None
-
-
-def keep_spare(plan: Plan, target=None) -> None:
-    """Have a spare ready for the next plan like this one (see ``spare``).
-
-    Only the zygote keeps one. A spare forked by a big caller shares its
-    whole heap copy-on-write for as long as it waits, so every page the
-    caller writes afterwards is copied (4.3 us a fault on the Firecracker
-    VM, against 1.8 us with no sharer): on 2 cores that ate what the spare
-    saved (api median 14.5 ms without, 14.8 ms with). The zygote is small
-    and writes little between requests.
-
-    Call only from a single-threaded process. A spare is only a head start:
-    when it cannot be forked, the next spawn forks as it would anyway.
-    """
-    flags = spare_flags(plan.unshare_flags)
-    if not fits(plan, flags, target) or os.environ.get("SANDBOX_SPARE", "1") == "0":
-        return
-    if _SPARE and _SPARE[0].flags == flags and _SPARE[0].alive():
-        return
-    while _SPARE:
-        _SPARE.pop().discard()
-    flush_stdio()
-    try:
-        _SPARE.append(fork_spare(flags, own_pidns_fd()))
-    except OSError:
-        pass
+    return pid, os.pidfd_open(pid)
 
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -239,7 +193,16 @@ main(int(fd))
 
 
 class Zygote:
-    """Client side of the per-process zygote."""
+    """Client side of the per-process zygote.
+
+    Besides forking containers on request, the zygote forks *spares* and
+    hands them to this process (pid, pidfd and the spare's socket, over
+    SCM_RIGHTS): the next plan goes straight to the spare, and this process
+    joins it to the cgroup, with no hop through the zygote. After each
+    container that fitted a spare, the next one is asked for at once and
+    collected at the next spawn, so the zygote forks it while the
+    container runs.
+    """
 
     _instance: "Zygote | None" = None
     _instance_lock = threading.Lock()
@@ -255,6 +218,7 @@ class Zygote:
         self.sock = parent_sock
         self.lock = threading.Lock()
         self.pid = os.getpid()
+        self._spare_asked = False
 
     @classmethod
     def get(cls) -> "Zygote":
@@ -265,13 +229,64 @@ class Zygote:
             return inst
 
     def spawn(self, plan: Plan, fds: tuple[int, int, int, int]) -> ContainerProcess:
-        payload = pickle.dumps(plan)
+        flags = spare_flags(plan.unshare_flags)
         with self.lock:
-            try:
-                socket.send_fds(self.sock, [payload], list(fds))
-                reply, got_fds, _, _ = socket.recv_fds(self.sock, 65536, 1)
-            except OSError as exc:
-                raise HostError(f"the zygote process failed: {exc}") from exc
+            spare = self._take_spare(plan)
+            if spare is not None:
+                try:
+                    pid, pidfd = spare.hand_over(plan, fds, os.environ.get("SANDBOX_TRACE") == "1")
+                except OSError:  # it died before it got the plan
+                    spare.discard()
+                    spare = None
+            if spare is None:
+                pid, pidfd = self._request(("spawn", plan), fds)
+        if spare is not None:
+            spare.release(plan)
+        if fits(plan, flags):  # after the join: the fork then competes with less
+            with self.lock:
+                self._ask_for_spare(flags)
+        return ContainerProcess(pid, pidfd, direct=False)
+
+    def _take_spare(self, plan: Plan) -> Spare | None:
+        """The spare asked for last time, if it fits the plan and is still there."""
+        if not self._spare_asked:
+            return None
+        self._spare_asked = False
+        try:
+            (pid, flags), (pidfd, sock_fd) = self._reply()
+        except HostError:
+            return None  # no spare this time: the zygote forks afresh
+        spare = Spare(pid, pidfd, socket.socket(fileno=sock_fd), flags)
+        if fits(plan, flags) and spare.alive():
+            return spare
+        spare.discard()
+        return None
+
+    def _ask_for_spare(self, flags: int) -> None:
+        """Ask for the next spare now (once); its reply is read at the next spawn."""
+        if self._spare_asked:
+            return  # another thread asked already: one reply is due, never two
+        try:
+            self.sock.send(pickle.dumps(("spare", flags)))
+            self._spare_asked = True
+        except OSError:
+            pass  # the zygote is gone: the next spawn starts a new one
+
+    def _request(self, request: tuple, fds: tuple[int, ...] = ()) -> tuple[int, int]:
+        """Send one request; the (pid, pidfd) of the init it started."""
+        try:
+            socket.send_fds(self.sock, [pickle.dumps(request)], list(fds))
+        except OSError as exc:
+            raise HostError(f"the zygote process failed: {exc}") from exc
+        value, (pidfd,) = self._reply()
+        return value, pidfd
+
+    def _reply(self) -> tuple[object, list[int]]:
+        """The next reply's value and fds; HostError if it is an error."""
+        try:
+            reply, got_fds, _, _ = socket.recv_fds(self.sock, 65536, 2, socket.MSG_CMSG_CLOEXEC)
+        except OSError as exc:
+            raise HostError(f"the zygote process failed: {exc}") from exc
         if not reply:
             raise HostError("the zygote process exited unexpectedly")
         kind, value = pickle.loads(reply)
@@ -279,4 +294,4 @@ class Zygote:
             for fd in got_fds:
                 os.close(fd)
             raise HostError(f"could not fork the container: {value}")
-        return ContainerProcess(value, got_fds[0], direct=False)
+        return value, got_fds

@@ -1,11 +1,17 @@
 """The zygote: a single-threaded helper that forks containers on request.
 
 Started once per host process by ``spawner.Zygote`` (see there for why). It
-reads (plan, fds) requests from its socket, starts each container with
-``start_container`` (its spare, or a fresh fork), answers with the init's pid
-and a pidfd for it, then forks the next spare. It
-reaps its children (the inits) and exits when the socket closes, which
-SIGKILLs every init it forked (they have PR_SET_PDEATHSIG).
+reads requests from its socket, each a pickled (kind, value):
+
+- ("spawn", plan), with the container's fds: forks its first process and
+  answers ("ok", pid) with a pidfd for it;
+- ("spare", flags): forks a spare (``spare``) that unshares ``flags`` and
+  answers ("ok", (pid, flags)) with a pidfd and the spare's socket: the owner
+  hands the next plan to the spare itself.
+
+An error is answered ("error", text). It reaps its children (the inits and
+the spares) and exits when the socket closes, which SIGKILLs every one of
+them (they have PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import socket
 from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
 from ..plan import Plan
-from .spawner import keep_spare, start_container
+from .spare import fork_spare
+from .spawner import flush_stdio, own_pidns_fd, start_container
 
 REAP_INTERVAL_MS = 200
 
@@ -47,6 +54,21 @@ def import_steps(plan: Plan) -> None:
             __import__(op.args[0].rpartition(".")[0])
 
 
+def handle(kind: str, value: object, fds: list[int]) -> tuple[object, list[int]]:
+    """Carry out one request; (reply value, fds to send with it, then close here)."""
+    if kind == "spawn":
+        assert isinstance(value, Plan)
+        import_steps(value)
+        pid, pidfd = start_container(value, tuple(fds))
+        return pid, [pidfd]
+    if kind == "spare":
+        assert isinstance(value, int)
+        flush_stdio()
+        spare = fork_spare(value, own_pidns_fd())
+        return (spare.pid, spare.flags), [spare.pidfd, spare.sock.detach()]
+    raise ValueError(f"unknown request {kind!r}")
+
+
 def serve_one(sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
@@ -55,14 +77,13 @@ def serve_one(sock: socket.socket) -> bool:
         return False
     if not msg:
         return False
-    plan, release = None, None
+    out_fds: list[int] = []
     try:
-        plan = pickle.loads(msg)
-        import_steps(plan)
-        pid, pidfd, release = start_container(plan, tuple(fds))
-        reply, out_fds = ("ok", pid), [pidfd]
+        kind, value = pickle.loads(msg)
+        result, out_fds = handle(kind, value, fds)
+        reply = ("ok", result)
     except Exception as exc:  # noqa: BLE001 - sent back to the owner
-        reply, out_fds = ("error", f"{type(exc).__name__}: {exc}"), []
+        reply = ("error", f"{type(exc).__name__}: {exc}")
     for fd in fds:
         os.close(fd)
     try:
@@ -70,10 +91,6 @@ def serve_one(sock: socket.socket) -> bool:
     finally:
         for fd in out_fds:
             os.close(fd)
-        if release is not None:
-            release()  # a spare joins its cgroup while the owner reads the reply
-    if plan is not None:
-        keep_spare(plan)  # with no request's fds open
     return True
 
 
