@@ -17,7 +17,8 @@ import time
 from typing import Callable
 
 from .logs import LogRecord, OutputLimiter, Sink
-from .process import ContainerProcess, read_events
+from .process.handshake import read_events
+from .process.spawner import ContainerProcess
 
 CHUNK = 65536
 SAMPLE_INTERVAL = 0.25

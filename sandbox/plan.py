@@ -8,47 +8,43 @@ executor in ``process.setup`` that performs it stays small.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 
-class Op(NamedTuple):
-    """One setup step: what to do, with what, and its name in error messages."""
+class Op(namedtuple("Op", ("kind", "args", "step"))):
+    """One setup step: what to do (``kind``), with what (``args``), and its name
+    in error messages (``step``)."""
 
-    kind: str
-    args: tuple[Any, ...]
-    step: str
+    __slots__ = ()
 
     def __str__(self) -> str:
         return self.step
 
 
-@dataclass(frozen=True)
-class ExecPlan:
-    """How the command is started once the container exists."""
+class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_caps", "ids",
+                                       "rlimits", "no_new_privs"), defaults=((), True))):
+    """How the command is started once the container exists.
 
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    user: str  # "uid[:gid]" or "name[:group]", as given (for messages)
-    workdir: str
-    keep_caps: int  # bit mask of capabilities the command keeps
-    #: (uid, gid, groups, home) of ``user``, resolved from the image's files by the parent
-    ids: tuple[int, int, tuple[int, ...], str]
-    rlimits: tuple[tuple[str, int, int], ...] = ()
-    no_new_privs: bool = True
+    ``user`` is "uid[:gid]" or "name[:group]" as given (for messages); ``ids``
+    is its (uid, gid, groups, home), resolved from the image's files by the
+    parent; ``keep_caps`` is the bit mask of capabilities the command keeps;
+    ``rlimits`` are (name, soft, hard).
+    """
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Everything the child needs, and nothing it must look up on the host."""
+class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "ops", "exec",
+                               "hooks", "pre_ops"), defaults=((), ()))):
+    """Everything the child needs, and nothing it must look up on the host.
 
-    sandbox_id: str
-    cgroup_procs: tuple[str, ...]
-    unshare_flags: int
-    ops: tuple[Op, ...]
-    exec: ExecPlan
-    hooks: tuple[Op, ...] = field(default=())  # steps after pivot_root (hostname, network, workdir)
-    pre_ops: tuple[Op, ...] = field(default=())  # steps in the host namespaces, before unshare
+    ``ops`` run after unshare, up to pivot_root; ``hooks`` after it
+    (hostname, network, workdir); ``pre_ops`` in the host's namespaces,
+    before unshare. (Named tuples, not dataclasses: the zygote, which every
+    container is a fork of, then needs neither dataclasses nor typing.)
+    """
+
+    __slots__ = ()
 
     def describe(self) -> str:
         """The plan as readable lines (for --dry-run and debugging)."""

@@ -21,7 +21,7 @@ from .errors import SandboxError, SetupError, StateError
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
 from .planner import build_plan, resolve_ids
-from .process import ContainerProcess, spawn
+from .process.spawner import ContainerProcess, spawn
 from .result import Result
 from .spec import SandboxSpec
 

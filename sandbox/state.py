@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StateError
+from .linux.proc import own_start_time, process_alive, process_start_time  # noqa: F401 - re-exported
 
 RECORD_NAME = "record.json"
 
@@ -48,24 +49,6 @@ def names_dir() -> Path:
 def new_id() -> str:
     """A fresh sandbox id: 12 random hex digits, unique across processes."""
     return secrets.token_hex(6)
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (proc(5) stat field 22)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b")") + 2:].split()[19])
-
-
-def process_alive(pid: int | None, start_time: int | None) -> bool:
-    """True when ``pid`` runs and is the same process that started at start_time."""
-    if not pid:
-        return False
-    now = process_start_time(pid)
-    return now is not None and (start_time is None or now == start_time)
 
 
 @dataclass
@@ -216,18 +199,6 @@ def new_record(sandbox_id: str, spec: Any) -> Record:
         owner_pid=os.getpid(),
         owner_start=own_start_time(),
     )
-
-
-_OWN_START: dict[int, int | None] = {}
-
-
-def own_start_time() -> int | None:
-    """process_start_time of this process, read once per process (forks re-read)."""
-    pid = os.getpid()
-    if pid not in _OWN_START:
-        _OWN_START.clear()
-        _OWN_START[pid] = process_start_time(pid)
-    return _OWN_START[pid]
 
 
 def _unlink_quiet(path: Path) -> None:

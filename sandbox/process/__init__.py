@@ -6,9 +6,7 @@
   plan (``setup``), start the command (``execute``), then be its pid-1 init.
 - ``handshake``: the messages that turn a failure in the child into a clear
   error in the parent, and carry the command's exit status back.
+
+Import the modules themselves: this package loads nothing, so the zygote
+(which every container is a fork of) loads only what it uses.
 """
-
-from .handshake import Event, read_events
-from .spawner import ContainerProcess, spawn
-
-__all__ = ["ContainerProcess", "Event", "read_events", "spawn"]

@@ -16,11 +16,16 @@ import gc
 import os
 import signal
 import time
-from typing import Callable, NoReturn
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import Callable, NoReturn
+
+    Target = Callable[[], "int | None"]
 
 from .. import linux
 from ..plan import Plan
-from ..state import process_alive
+from ..linux.proc import process_alive
 from . import handshake
 from .execute import become, exit_status_for
 from . import setup
@@ -33,7 +38,6 @@ SETUP_FAILED = 125
 #: Every signal the command starts with at its default disposition.
 DEFAULT_SIGNALS = tuple(s for s in signal.valid_signals()
                         if s not in (signal.SIGKILL, signal.SIGSTOP) and s < signal.SIGRTMIN)
-Target = Callable[[], "int | None"]
 
 
 def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int,

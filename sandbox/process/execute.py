@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import resource
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import Any
 
 from .. import linux
 from ..linux.caps import last_cap

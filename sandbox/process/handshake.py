@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+from collections import namedtuple
 
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
-class Event:
-    kind: str
-    data: dict[str, Any]
+#: One message: its kind ("error", "started", "exit") and the rest of its fields.
+Event = namedtuple("Event", ("kind", "data"))
 
 
 def send(fd: int, kind: str, **data: Any) -> None:

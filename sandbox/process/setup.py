@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from .. import linux
 from ..plan import Op

@@ -43,11 +43,14 @@ import select
 import signal
 import socket
 import time
-from typing import NoReturn
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 from .. import linux
 from ..plan import Plan
-from ..state import own_start_time
+from ..linux.proc import own_start_time
 from . import setup
 from .child import (SETUP_FAILED, Forwarder, arrange_fds, close_all_but, finish_setup, in_step,
                     install_forwarder, leave_parent, run_and_report)

@@ -26,7 +26,7 @@ from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
 from ..plan import Plan
 from .spare import fork_spare
-from .spawner import flush_stdio, own_pidns_fd, start_container
+from .fork import flush_stdio, own_pidns_fd, start_container
 
 REAP_INTERVAL_MS = 200
 
