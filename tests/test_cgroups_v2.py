@@ -484,10 +484,29 @@ def test_v1_device_rules_are_written_on_the_parent_and_inherited(v1):
     os.mkdir(parent)
     _write(os.path.join(parent, "devices.list"), "\n".join(DEVICE_RULES) + "\n")
     cgroup = hierarchy.create("d1", Limits())
-    child = cgroup.by_controller["devices"]
     assert _read(os.path.join(parent, "devices.deny")) == ""   # left alone
-    assert _read(os.path.join(child, "devices.deny")) == ""    # inherited, not rewritten
-    assert _read(os.path.join(child, "devices.allow")) == ""
+    # no directory of its own: the sandbox joins the parent, and never removes it
+    assert cgroup.by_controller["devices"] == parent and parent not in cgroup.paths
+    assert os.path.join(parent, "cgroup.procs") in cgroup.procs_files
+    assert hierarchy.leftovers() == sorted(cgroup.paths)
+    cgroup.remove()
+    assert os.path.isdir(parent) and hierarchy.leftovers() == []
+
+
+def test_v1_devices_co_mounted_with_another_controller_keeps_its_own_directory(tmp_path, monkeypatch):
+    base = tmp_path / "v1"
+    hierarchies, mounts = {}, {}
+    for name, controllers in [("memory", ("memory",)), ("pids", ("pids",)),
+                              ("devices,freezer", ("devices", "freezer")), ("cpuacct", ("cpuacct",))]:
+        mount = str(base / name)
+        os.makedirs(mount)
+        hierarchies[mount] = controllers
+        mounts.update({c: mount for c in controllers})
+    _write(os.path.join(mounts["devices"], "devices.list"), "a *:* rwm\n")
+    FakeCgroupFS(monkeypatch, str(base), 1, hierarchies)
+    cgroup = CgroupV1(mounts).create("cm", Limits())
+    assert cgroup.shared == [] and cgroup.by_controller["devices"] == cgroup.by_controller["freezer"]
+    assert cgroup.by_controller["devices"] in cgroup.paths
     cgroup.remove()
 
 
@@ -558,7 +577,8 @@ def test_v1_co_mounted_cpu_and_cpuacct_share_one_directory(tmp_path, monkeypatch
     hierarchy = CgroupV1(mounts)
     cgroup = hierarchy.create("co", Limits(cpus=0.5))
     assert cgroup.by_controller["cpu"] == cgroup.by_controller["cpuacct"]
-    assert len(cgroup.paths) == 5  # one directory per hierarchy
+    # one directory per hierarchy but devices, where the sandbox joins the parent
+    assert len(cgroup.paths) == 4 and cgroup.shared == [os.path.join(mounts["devices"], PARENT)]
     assert _read(os.path.join(cgroup.by_controller["cpu"], "cpu.cfs_quota_us")) == "50000"
     assert kernel.created_by_engine() == {}
     cgroup.remove()

@@ -36,20 +36,21 @@ class CgroupStats:
 class Cgroup(ABC):
     """The cgroup(s) of one sandbox: made, limited, joined, killed, removed."""
 
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
+    def __init__(self, paths: list[str], shared: list[str] | None = None) -> None:
+        self.paths = paths  # the sandbox's own directories: made, read and removed
+        self.shared = shared or []  # joined only, never removed: v1's devices parent
 
     @property
     def procs_files(self) -> list[str]:
         """Files the container's first process writes ``0`` to, to join."""
-        return [os.path.join(p, "cgroup.procs") for p in self.paths]
+        return [os.path.join(p, "cgroup.procs") for p in self.paths + self.shared]
 
     def pids(self) -> list[int]:
-        """Every process in the cgroup(s)."""
+        """Every process in the sandbox's own cgroup(s)."""
         found: set[int] = set()
-        for path in self.procs_files:
+        for path in self.paths:
             try:
-                with open(path) as f:
+                with open(os.path.join(path, "cgroup.procs")) as f:
                     found.update(int(x) for x in f.read().split())
             except FileNotFoundError:
                 continue
