@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from . import linux
 from .cgroups import Cgroup
 from .errors import SetupError
@@ -42,13 +44,38 @@ def resolve_ids(spec: SandboxSpec, image: Image) -> tuple[int, int, tuple[int, .
     Done in the parent, before anything is created, so a bad user costs
     nothing and the container does not read /etc/passwd at every start.
     """
+    key = (image.layers, image.binds, spec.user)
+    cached = _IDS.get(key)
+    if cached and cached[0] == _identity(cached[1]):
+        return cached[2]
     passwd = image.host_path("/etc/passwd") or "/nonexistent"
     group = image.host_path("/etc/group") or "/nonexistent"
+    files = (passwd, group)
+    seen = _identity(files)
     try:
         uid, gid, groups, home = resolve_user(spec.user, passwd, group)
     except (LookupError, ValueError) as exc:
         raise SetupError(f"user {spec.user}", str(exc)) from exc
-    return uid, gid, tuple(groups), home
+    ids = uid, gid, tuple(groups), home
+    _IDS[key] = (seen, files, ids)
+    return ids
+
+
+#: (image layers, binds, user) -> (identity of the files read, the files, ids):
+#: reused while neither file changes, so a run reads two stats, not two files.
+_IDS: dict[tuple, tuple] = {}
+
+
+def _identity(paths: tuple[str, ...]) -> tuple:
+    """What tells whether a file changed: inode, size, mtime (None if missing)."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,

@@ -81,3 +81,18 @@ def test_describe_prints_every_step():
     text = plan_for().describe()
     assert "pivot_root" in text and "mount /proc" in text and text.endswith("in /")
     assert os.linesep in text
+
+
+def test_the_user_is_resolved_from_the_image_and_again_when_its_files_change(tmp_path):
+    from sandbox.planner import resolve_ids
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    (etc / "passwd").write_text("alice:x:1000:50::/home/alice:/bin/sh\n")
+    image = Image("t", (str(tmp_path),))
+    spec = SandboxSpec(image="t", command=["true"], user="alice")
+    assert resolve_ids(spec, image) == (1000, 50, (50,), "/home/alice")
+    assert resolve_ids(spec, image) == (1000, 50, (50,), "/home/alice")  # from the cache
+    (etc / "passwd").write_text("alice:x:1001:50::/home/alice2:/bin/sh\n")
+    assert resolve_ids(spec, image) == (1001, 50, (50,), "/home/alice2")
