@@ -7,8 +7,10 @@ that namespace dies, even after SIGKILL, and costs the host disk nothing.
 The container's /tmp lives on the same tmpfs, so one disk limit covers both.
 tmpfs pages are memory: what the container writes counts against --memory.
 Then /proc (with runc's default masked and read-only paths), a
-minimal /dev with devpts, read-only /sys, tmpfs /tmp, the image's and the
-spec's bind mounts, and pivot_root with the old root detached.
+minimal /dev with devpts, read-only /sys (``pseudofs``: one ``pseudo_fs``
+step, which a spare has done ahead), tmpfs /tmp, the image's and the spec's
+bind mounts, and pivot_root with the old root detached. A bind into /proc or
+/sys keeps the masks after the binds, as runc orders them.
 
 Everything is mounted after the root has been made private (MS_REC|MS_PRIVATE),
 so no mount is ever copied into another namespace.
@@ -16,30 +18,13 @@ so no mount is ever copied into another namespace.
 
 from __future__ import annotations
 
+import posixpath
+
 from .images import Image
-from .linux import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC)
+from .linux import MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
 from .plan import Op
+from .pseudofs import DEVICES, MASKED_PATHS, READONLY_PATHS, mount_ops, protect_ops
 from .spec import SandboxSpec
-
-#: runc's default masked paths: hidden behind /dev/null (files) or an empty,
-#: read-only directory (dirs; a bind is cheaper than a tmpfs per path).
-MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
-)
-#: runc's default read-only paths.
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-#: (name, mode, major, minor) of the device nodes in the container's /dev.
-DEVICES = (
-    ("null", 0o666, 1, 3), ("zero", 0o666, 1, 5), ("full", 0o666, 1, 7),
-    ("random", 0o666, 1, 8), ("urandom", 0o666, 1, 9), ("tty", 0o666, 5, 0),
-)
-DEV_LINKS = (
-    ("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
-    ("/proc/self/fd/2", "stderr"), ("pts/ptmx", "ptmx"),
-)
 
 
 def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
@@ -58,44 +43,33 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
                      f"lowerdir={':'.join(image.layers)},upperdir={layer}/upper,"
                      f"workdir={layer}/work"), f"mount the {image.name} image (overlay)"),
     ]
-    ops += _pseudo_fs_ops(root)
+    ops.append(Op("mkdirs", ((f"{root}/proc", 0o555), (f"{root}/sys", 0o555), (f"{root}/dev", 0o755),
+                             (f"{root}/tmp", 0o1777)), "make mount points"))
+    binds = [(bind.source, bind.target, True, f"bind {bind.source} (image {image.name})")
+             for bind in image.binds]
+    binds += [(m.source, m.target, m.read_only, f"bind mount {m.source}:{m.target}")
+              for m in spec.mounts]
+    # /proc and /sys masked before the binds unless one goes into them (then after, as
+    # runc does, so a bind cannot unmask): the common case can be staged by a spare
+    staged = not any(_under(target, ("/proc", "/sys")) for _, target, _, _ in binds)
+    if staged:
+        ops.append(Op("pseudo_fs", (root, f"{layer}/empty"), "mount /proc, /dev and /sys"))
+    else:
+        ops += mount_ops(root)
     ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
     # after /tmp, so that a host path under /tmp (a checkout there) is not hidden by it
-    for bind in image.binds:
-        ops.append(Op("bind", (bind.source, root, bind.target, True),
-                      f"bind {bind.source} (image {image.name})"))
-    for mount in spec.mounts:
-        ops.append(Op("bind", (mount.source, root, mount.target, mount.read_only),
-                      f"bind mount {mount.source}:{mount.target}"))
-    for path in MASKED_PATHS:
-        ops.append(Op("mask", (f"{root}{path}", f"{root}/dev/null", f"{layer}/empty"),
-                      f"mask {path}"))
-    for path in READONLY_PATHS:
-        ops.append(Op("readonly", (f"{root}{path}",), f"make {path} read-only"))
+    for source, target, read_only, step in binds:
+        ops.append(Op("bind", (source, root, target, read_only), step))
+    if not staged:
+        ops += protect_ops(root, f"{layer}/empty")
     ops.append(Op("pivot_root", (root,), "pivot_root"))
     return ops
 
 
-def _pseudo_fs_ops(root: str) -> list[Op]:
-    secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    dev = f"{root}/dev"
-    ops = [
-        Op("mkdirs", ((f"{root}/proc", 0o555), (f"{root}/sys", 0o555), (dev, 0o755),
-                      (f"{root}/tmp", 0o1777)), "make mount points"),
-        Op("mount", ("proc", f"{root}/proc", "proc", secure, None), "mount /proc"),
-        Op("mount", ("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k"),
-           "mount /dev"),
-        Op("mknods", tuple((f"{dev}/{n}", mode, ma, mi) for n, mode, ma, mi in DEVICES),
-           "make device nodes"),
-        Op("mkdirs", ((f"{dev}/pts", 0o755), (f"{dev}/shm", 0o1777)), "make /dev/pts and /dev/shm"),
-        Op("mount", ("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                     "newinstance,ptmxmode=0666,mode=0620"), "mount /dev/pts"),
-        Op("mount", ("shm", f"{dev}/shm", "tmpfs", secure, "mode=1777,size=65536k"), "mount /dev/shm"),
-        Op("symlinks", tuple((target, f"{dev}/{name}") for target, name in DEV_LINKS),
-           "make /dev links"),
-        Op("mount", ("sysfs", f"{root}/sys", "sysfs", secure | MS_RDONLY, None), "mount /sys"),
-    ]
-    return ops
+def _under(path: str, tops: tuple[str, ...]) -> bool:
+    """True when path is one of tops or below one (normalized as a path in the image)."""
+    clean = posixpath.normpath("/" + path.lstrip("/"))
+    return any(clean == top or clean.startswith(top + "/") for top in tops)
 
 
 __all__ = ["rootfs_ops", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]

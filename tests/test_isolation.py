@@ -155,3 +155,10 @@ def test_host_paths_under_tmp_shown_by_an_image_are_not_hidden_by_tmp(tmp_path):
     finally:
         images_module.get = original
     assert r.stdout == b"here"
+
+
+def test_a_bind_into_proc_does_not_uncover_the_masked_paths(tmp_path):
+    (tmp_path / "note").write_text("bound\n")
+    r = sh("cat /proc/driver/note; cat /proc/keys | wc -c; touch /proc/sys/x 2>/dev/null || echo ro",
+           mounts=[Mount(str(tmp_path), "/proc/driver")])
+    assert r.exit_code == 0 and r.stdout.split() == [b"bound", b"0", b"ro"]

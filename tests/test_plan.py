@@ -7,7 +7,7 @@ from sandbox import linux
 from sandbox.images import Image, ImageBind
 from sandbox.linux.caps import CAPABILITIES, mask
 from sandbox.planner import build_plan
-from sandbox.rootfs import MASKED_PATHS, READONLY_PATHS
+from sandbox.pseudofs import MASKED_PATHS, READONLY_PATHS, pseudo_fs_ops
 from sandbox.spec import DEFAULT_CAPABILITIES, Mount
 
 IMAGE = Image("test", ("/images/test/rootfs",), binds=(ImageBind("/usr", "/usr"),))
@@ -37,12 +37,32 @@ def test_image_binds_and_spec_mounts_are_read_only_unless_asked(tmp_path):
     assert binds == {"/usr": True, "/rw": False, "/ro": True}
 
 
-def test_runc_default_masks_and_read_only_paths():
-    ops = plan_for().ops
+def _masks_and_read_only(ops):
     masked = {op.args[0].removeprefix("/run/sb/abc/root") for op in ops if op.kind == "mask"}
     readonly = {op.args[0].removeprefix("/run/sb/abc/root") for op in ops if op.kind == "readonly"}
+    return masked, readonly
+
+
+def test_runc_default_masks_and_read_only_paths():
+    (step,) = [op for op in plan_for().ops if op.kind == "pseudo_fs"]
+    root, empty_dir = step.args
+    assert (root, empty_dir) == ("/run/sb/abc/root", "/run/sb/abc/empty")
+    masked, readonly = _masks_and_read_only(pseudo_fs_ops(root, empty_dir))
     assert masked == set(MASKED_PATHS) and "/proc/kcore" in masked
     assert readonly == set(READONLY_PATHS) and "/proc/sys" in readonly
+
+
+def test_pseudo_filesystems_come_before_the_binds_unless_a_bind_goes_into_proc_or_sys(tmp_path):
+    steps = [op.step for op in plan_for(mounts=[Mount(str(tmp_path), "/data")]).ops]
+    assert steps.index("mount /proc, /dev and /sys") < steps.index(f"bind mount {tmp_path}:/data")
+    for target in ("/proc/driver", "/sys/kernel", "/sys"):
+        ops = plan_for(mounts=[Mount(str(tmp_path), target)]).ops
+        steps = [op.step for op in ops]
+        assert "mount /proc, /dev and /sys" not in steps and "mount /proc" in steps
+        # masked after the bind, as runc does: a bind cannot uncover a masked path
+        assert steps.index(f"bind mount {tmp_path}:{target}") < steps.index("mask /proc/kcore")
+        masked, readonly = _masks_and_read_only(ops)
+        assert masked == set(MASKED_PATHS) and readonly == set(READONLY_PATHS)
 
 
 def test_disk_limit_sizes_the_writable_layer():

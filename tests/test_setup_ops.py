@@ -82,3 +82,20 @@ def test_mask_hides_files_and_dirs(tmp_path):
     assert rec.calls[1][:3] == ("mount", "/empty", str(tmp_path / "dir"))
     assert rec.calls[2][0] == "mount_setattr" and rec.calls[2][2] & linux.MOUNT_ATTR_RDONLY
     assert len(rec.calls) == 3
+
+
+def test_pseudo_fs_without_a_staged_set_makes_everything_in_place_and_names_the_inner_step(tmp_path):
+    from sandbox.pseudofs import pseudo_fs_ops
+
+    root = tmp_path / "root"
+    for name in ("proc", "dev", "sys"):
+        (root / name).mkdir(parents=True)
+    rec = Recorder()
+    run_ops([Op("pseudo_fs", (str(root), "/empty"), "mount /proc, /dev and /sys")], sys=rec)
+    mounts = [call[2] for call in rec.calls if call[0] == "mount"]
+    expected = [op.args[1] for op in pseudo_fs_ops(str(root), "/empty") if op.kind == "mount"]
+    assert mounts[:len(expected)] == expected and mounts[0] == str(root / "proc")
+    with pytest.raises(StepFailed) as info:
+        run_ops([Op("pseudo_fs", (str(tmp_path / "none"), "/empty"), "mount /proc, /dev and /sys")],
+                sys=Recorder(fail_on="mount"))
+    assert info.value.step == "mount /proc"

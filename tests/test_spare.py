@@ -103,3 +103,25 @@ def test_the_next_container_is_the_spare_handed_its_plan_by_the_owner():
         with Sandbox(spec) as sb:
             assert sb.process.pid == spare
             assert sb.wait().exit_code == 0
+
+
+@pytest.mark.root
+def test_a_spare_makes_proc_dev_and_sys_ahead_in_its_own_mount_namespace_only():
+    spec = SandboxSpec(image="busybox", command=["sh", "-c", "cat /proc/keys | wc -c; ls /dev/pts /dev/null"])
+    staging = os.path.join(os.environ["SANDBOX_RUN_DIR"], "staging")
+    wanted = {f"{staging}/{p}" for p in ("proc", "dev", "dev/pts", "dev/shm", "sys", "proc/keys",
+                                         "proc/sys", "sys/firmware")}
+
+    def staged(pid):
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return wanted <= {line.split()[4] for line in f}
+
+    with _threaded():
+        assert run(spec).exit_code == 0
+        zygote = Zygote.get().proc.pid
+        (spare,) = wait_for(lambda: _spares_of(zygote))
+        wait_for(lambda: staged(spare))
+        with open("/proc/self/mountinfo") as f:
+            assert staging not in f.read()  # nothing of it on the host
+        result = run(spec)
+    assert result.exit_code == 0 and result.stdout.split() == [b"0", b"/dev/null", b"/dev/pts:", b"ptmx"]

@@ -17,7 +17,7 @@ __all__ = [
     "CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWPID",
     "CLONE_NEWCGROUP", "CLONE_NEWUSER",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND",
-    "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_STRICTATIME", "MNT_DETACH",
+    "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_STRICTATIME", "MS_MOVE", "MNT_DETACH",
     "mount", "umount", "pivot_root", "unshare", "setns", "sethostname",
     "set_no_new_privs", "set_pdeathsig", "set_child_subreaper", "drop_bounding_caps",
     "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
@@ -40,6 +40,7 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
+MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19

@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from .. import linux
+from .. import linux, pseudofs
 from ..plan import Op
 
 
@@ -150,6 +150,39 @@ def _loopback(sys: Any) -> None:
         sys.loopback_up()
 
 
+#: Where a spare mounted /proc, /dev and /sys ahead (``stage_pseudo_fs``), or None.
+STAGED: str | None = None
+
+
+def stage_pseudo_fs(staging: str) -> None:
+    """In a spare, before its plan: make the pseudo filesystems under ``staging``.
+
+    A tmpfs over ``staging`` (an empty host directory) in this mount
+    namespace only: the spare's root is a slave of the host's, so nothing
+    made here reaches the host. If anything fails, the plan's step makes
+    them in place as for a fresh fork.
+    """
+    global STAGED
+    try:
+        linux.mount("sandbox-staging", staging, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                    "mode=0700,size=64k")
+        for name in (*pseudofs.MOUNT_POINTS, "empty"):
+            os.mkdir(f"{staging}/{name}", 0o555)
+        run_ops(pseudofs.pseudo_fs_ops(staging, f"{staging}/empty"))
+    except (OSError, StepFailed):
+        return
+    STAGED = staging
+
+
+def _pseudo_fs(sys: Any, root: str, empty_dir: str) -> None:
+    """/proc, /dev and /sys under root: moved in when staged, else made in place."""
+    if STAGED is None or sys is not linux:
+        run_ops(pseudofs.pseudo_fs_ops(root, empty_dir), sys)
+        return
+    for name in pseudofs.MOUNT_POINTS:
+        sys.mount(f"{STAGED}/{name}", f"{root}/{name}", None, linux.MS_MOVE, None)
+
+
 def _write_file(sys: Any, path: str, data: str) -> None:
     """Write a file inside the container (after pivot): /etc/hosts and the like."""
     with open(secure_join("/", path), "w") as f:
@@ -172,7 +205,7 @@ OPS: dict[str, Callable[..., None]] = {
     "mount": _mount, "propagation": _propagation, "mkdirs": _mkdirs, "mknods": _mknods,
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
-    "write_file": _write_file, "makedirs": _makedirs, "call": _call,
+    "write_file": _write_file, "makedirs": _makedirs, "call": _call, "pseudo_fs": _pseudo_fs,
 }
 
 
@@ -191,6 +224,8 @@ def run_ops(ops: tuple[Op, ...] | list[Op], sys: Any = linux) -> None:
     for op in ops:
         try:
             OPS[op.kind](sys, *op.args)
+        except StepFailed:
+            raise  # from the steps of a step: it names the inner one
         except Exception as exc:  # noqa: BLE001 - reported to the parent by name
             raise StepFailed(op.step, exc) from exc
         mark(op.step)

@@ -7,7 +7,9 @@ container's first process ahead of time, when its owner asks for it (after
 each container that fitted one): pid 1 of a new pid namespace,
 PR_SET_PDEATHSIG, its own session, garbage collection off, every namespace
 but the cgroup one already unshared, ``lo`` up, the init's signal handlers
-installed. It holds no fd but its end of a socketpair, and waits there for
+installed, and /proc, /dev and /sys made (with runc's masks) in a staging
+tmpfs of its own mount namespace, for the plan's ``pseudo_fs`` step to move
+into the new root. It holds no fd but its end of a socketpair, and waits there for
 (plan, fds). The zygote sends the other end, with a pidfd, to the owner.
 
 The owner hands a plan over itself (``Spare.hand_over``, then
@@ -143,8 +145,12 @@ def join_from_parent(procs_files: tuple[str, ...], pid: int) -> None:
             os.close(fd)
 
 
-def fork_spare(flags: int, own_pidns_fd: int) -> Spare:
-    """Fork a spare that unshares ``flags``. Only from a single-threaded process."""
+def fork_spare(flags: int, own_pidns_fd: int, staging: str | None = None) -> Spare:
+    """Fork a spare that unshares ``flags``. Only from a single-threaded process.
+
+    ``staging``: an empty directory to make /proc, /dev and /sys under, ahead
+    (``setup.stage_pseudo_fs``); None to leave them to the plan.
+    """
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = (os.getpid(), own_start_time())
     try:
@@ -154,7 +160,7 @@ def fork_spare(flags: int, own_pidns_fd: int) -> Spare:
         child_sock.close()
         raise
     if pid == 0:
-        spare_main(child_sock.fileno(), flags, parent)
+        spare_main(child_sock.fileno(), flags, parent, staging)
     child_sock.close()
     try:
         pidfd = os.pidfd_open(pid)
@@ -164,7 +170,8 @@ def fork_spare(flags: int, own_pidns_fd: int) -> Spare:
     return Spare(pid, pidfd, parent_sock, flags)
 
 
-def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None]) -> NoReturn:
+def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None],
+               staging: str | None = None) -> NoReturn:
     """In the spare: get ready, wait for a plan, become its container."""
     gc.disable()  # a collection would touch, and so copy, the parent's whole heap
     try:
@@ -178,6 +185,8 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None]) -> NoRe
         if flags & linux.CLONE_NEWNET:
             linux.loopback_up()
             setup.LOOPBACK_UP = True
+        if flags & linux.CLONE_NEWNS and staging:
+            setup.stage_pseudo_fs(staging)
         sock = socket.socket(fileno=sock_fd)
         msg, fds, _, _ = socket.recv_fds(sock, MAX_PLAN, 4)
         sock.detach()  # the fd stays open, for the "go"

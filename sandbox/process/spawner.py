@@ -34,8 +34,23 @@ from dataclasses import dataclass, field
 
 from ..errors import HostError
 from ..plan import Plan
+from ..state import run_dir
 from .fork import start_container
 from .spare import Spare, fits, spare_flags
+
+def staging_dir() -> str | None:
+    """The empty host directory spares mount their staging tmpfs on (None: cannot make it).
+
+    Each spare mounts over it in its own mount namespace only (see
+    ``setup.stage_pseudo_fs``); on the host it stays an empty directory.
+    """
+    path = os.path.join(run_dir(), "staging")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
 
 def single_threaded() -> bool:
     """True when this process has exactly one thread (counted by the kernel)."""
@@ -225,7 +240,7 @@ class Zygote:
         if self._spare_asked:
             return  # another thread asked already: one reply is due, never two
         try:
-            self.sock.send(pickle.dumps(("spare", flags)))
+            self.sock.send(pickle.dumps(("spare", (flags, staging_dir()))))
             self._spare_asked = True
         except OSError:
             pass  # the zygote is gone: the next spawn starts a new one

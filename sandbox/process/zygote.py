@@ -5,7 +5,8 @@ reads requests from its socket, each a pickled (kind, value):
 
 - ("spawn", plan), with the container's fds: forks its first process and
   answers ("ok", pid) with a pidfd for it;
-- ("spare", flags): forks a spare (``spare``) that unshares ``flags`` and
+- ("spare", (flags, staging)): forks a spare (``spare``) that unshares ``flags``
+  (and stages /proc, /dev and /sys on the ``staging`` directory) and
   answers ("ok", (pid, flags)) with a pidfd and the spare's socket: the owner
   hands the next plan to the spare itself.
 
@@ -62,9 +63,9 @@ def handle(kind: str, value: object, fds: list[int]) -> tuple[object, list[int]]
         pid, pidfd = start_container(value, tuple(fds))
         return pid, [pidfd]
     if kind == "spare":
-        assert isinstance(value, int)
+        flags, staging = value
         flush_stdio()
-        spare = fork_spare(value, own_pidns_fd())
+        spare = fork_spare(flags, own_pidns_fd(), staging)
         return (spare.pid, spare.flags), [spare.pidfd, spare.sock.detach()]
     raise ValueError(f"unknown request {kind!r}")
 
