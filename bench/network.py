@@ -79,24 +79,28 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--podman-runs", type=int, default=10)
     args = parser.parse_args()
+    if args.n < 1 or args.podman_runs < 0:
+        parser.error("-n must be at least 1 and --podman-runs at least 0")
     try:
         none = statistics.median(time_runs("none", args.n))
         bridge = statistics.median(time_runs("bridge", args.n))
         print(f"sandbox --network none     true: median {ms(none)}  (n={args.n})")
         print(f"sandbox --network bridge   true: median {ms(bridge)}  (n={args.n})")
         print(f"bridge setup + teardown per sandbox: {ms(bridge - none)}")
-        podman = time_podman(args.podman_runs)
+        podman = time_podman(args.podman_runs) if args.podman_runs else None
         if podman is None:
-            print("podman: not available or could not run here")
+            print("podman: not run (not installed, could not run here, or --podman-runs 0)")
             return
         p = statistics.median(podman)
         print(f"podman --runtime runc run --rm (default network) true: median {ms(p)}"
               f"  (n={args.podman_runs})")
         print(f"ratio podman / sandbox bridge: {p / bridge:.1f}x")
     finally:
+        from sandbox.cgroups import host_cgroups
         from sandbox.network import remove_network
 
         remove_network("bridge")
+        host_cgroups().remove_parents()  # this run's SANDBOX_CGROUP_PARENT
         subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
         shutil.rmtree(ROOT, ignore_errors=True)
 

@@ -88,6 +88,10 @@ class Monitor:
             self.kill()
         finally:
             self.ended_at = self.ended_at or time.time()
+            if self.command_started_at is None and self.start_error is None and not self.killed:
+                # it could not even report why (its status pipe was not set up yet)
+                self.start_error = {"step": "start", "detail": "the container's first process "
+                                    "ended before it started the command"}
             self.started.set()
             self.done.set()
 

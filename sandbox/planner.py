@@ -81,11 +81,14 @@ def _identity(paths: tuple[str, ...]) -> tuple:
 def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
                network_ops: tuple[Op, ...] = (), network_pre_ops: tuple[Op, ...] = (),
+               network_binds: tuple[tuple[str, str], ...] = (),
                ids: tuple[int, int, tuple[int, ...], str] | None = None) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
     ``network_pre_ops`` run in the host's namespaces before unshare (e.g. to
-    make a veth pair); ``network_ops`` run inside, after pivot_root.
+    open a netlink socket there); ``network_ops`` run inside, after
+    pivot_root; ``network_binds`` (host file, container path) are bound
+    read-only after the spec's own mounts.
     """
     hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
     if spec.network.isolated:
@@ -106,7 +109,7 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         sandbox_id=sandbox_id,
         cgroup_procs=tuple(cgroup.procs_files) if cgroup else (),
         unshare_flags=unshare_flags(spec),
-        ops=tuple(rootfs_ops(spec, image, state_path)),
+        ops=tuple(rootfs_ops(spec, image, state_path, network_binds)),
         exec=exec_plan,
         hooks=tuple(hooks),
         pre_ops=tuple(network_pre_ops),

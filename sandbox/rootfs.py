@@ -27,8 +27,13 @@ from .pseudofs import DEVICES, MASKED_PATHS, READONLY_PATHS, mount_ops, protect_
 from .spec import SandboxSpec
 
 
-def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
-    """The mount steps for one sandbox, in order, ending with pivot_root."""
+def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
+               extra_binds: tuple[tuple[str, str], ...] = ()) -> list[Op]:
+    """The mount steps for one sandbox, in order, ending with pivot_root.
+
+    ``extra_binds``: (host path, container path) bound read-only after the
+    spec's mounts (a network's /etc/hosts).
+    """
     layer = state_path
     root = f"{layer}/root"
     disk = spec.limits.disk
@@ -49,6 +54,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str) -> list[Op]:
              for bind in image.binds]
     binds += [(m.source, m.target, m.read_only, f"bind mount {m.source}:{m.target}")
               for m in spec.mounts]
+    binds += [(source, target, True, f"bind {source} on {target}") for source, target in extra_binds]
     # /proc and /sys masked before the binds unless one goes into them (then after, as
     # runc does, so a bind cannot unmask): the common case can be staged by a spare
     staged = not any(_under(target, ("/proc", "/sys")) for _, target, _, _ in binds)

@@ -100,32 +100,34 @@ class Sandbox:
         self.cgroup = hierarchy.create(self.id, self.spec.limits)
         self._push("cgroup", self._remove_cgroup)
         self._record.cgroups = list(self.cgroup.paths)
-        network_pre_ops, network_ops = self._attach_network()
+        network_pre_ops, network_ops, network_binds = self._attach_network()
         self.dir.write_record(self._record)
         self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
                                device_cgroup=hierarchy.version == 1, network_ops=network_ops,
-                               network_pre_ops=network_pre_ops, ids=ids)
+                               network_pre_ops=network_pre_ops, network_binds=network_binds,
+                               ids=ids)
         if self._log_file:
             sink = FileSink(self.dir.log_path)
             self._sinks.append(sink)
             self._push("log file", sink.close)
         self.state = "created"
 
-    def _attach_network(self) -> tuple[tuple, tuple]:
+    def _attach_network(self) -> tuple[tuple, tuple, tuple]:
         """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
 
         ``network.attach`` reserves what the sandbox needs (an address, names),
         records it in the record's ``network`` dict (so gc can undo it) and
         returns an object with ``pre_ops`` (run before unshare, in the host's
-        namespaces), ``ops`` (run inside after pivot_root) and ``detach()``.
+        namespaces), ``ops`` (run inside after pivot_root), ``binds`` (host
+        files shown read-only inside) and ``detach()``.
         """
         if self.spec.network.mode in ("none", "host"):
-            return (), ()
+            return (), (), ()
         from . import network
 
         self.network = network.attach(self.spec, self.id, self._record)
         self._push("network", self.network.detach)
-        return tuple(self.network.pre_ops), tuple(self.network.ops)
+        return tuple(self.network.pre_ops), tuple(self.network.ops), tuple(self.network.binds)
 
     def _remove_cgroup(self) -> None:
         assert self.cgroup is not None

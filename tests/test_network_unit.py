@@ -118,14 +118,24 @@ def test_subnet_overlapping_a_host_route_is_refused():
 
 
 def test_attachment_plan_ops_are_data():
+    import struct
+
+    from sandbox.linux.netlink import INDEX_OFFSET, with_index
+    from sandbox.network.ipam import hosts_path
+
     net = Network("ops", "sbxops", "10.231.12.0/24")
-    att = _connect(net, "0123456789ab", "10.231.12.2", "db", False, ())
-    assert [op.args[0] for op in att.pre_ops] == ["sandbox.network.inside.prepare"]
-    assert att.pre_ops[0].args[1] == "sbxops"
-    plug, hosts = att.ops
-    assert plug.args == ("sandbox.network.inside.plug", "vsb0123456789ab", "02:5b:0a:e7:0c:02",
-                         "10.231.12.2", 24, "10.231.12.1")
-    assert hosts.args == ("sandbox.network.inside.mount_hosts",)
+    att = _connect(net, "0123456789ab", "10.231.12.2", "db", False, (), master=7)
+    assert [op.kind for op in att.pre_ops] == ["host_netlink"]
+    (plug,) = att.ops
+    veth, address, up, route = plug.args
+    assert plug.kind == "plug" and all(isinstance(r, bytes) for r in plug.args)
+    # the veth request names both ends, the bridge and the peer's MAC (pyroute2's encoding)
+    assert b"vsb0123456789ab" in veth and b"eth0" in veth and bytes.fromhex("025b0ae70c02") in veth
+    assert bytes([10, 231, 12, 2]) in address and bytes([10, 231, 12, 1]) in route
+    # the first process sets eth0's index, unknown until the pair exists
+    assert struct.unpack_from("=i", with_index(address, 5), INDEX_OFFSET)[0] == 5
+    assert struct.unpack_from("=i", with_index(up, 5), INDEX_OFFSET)[0] == 5
+    assert att.binds == ((str(hosts_path(net)), "/etc/hosts"),)
     assert att.as_record()["veth"] == "vsb0123456789ab"
 
 

@@ -5,8 +5,9 @@ namespace, or not, and brings lo up). For ``bridge`` and named networks:
 
 - ``attach`` (in the parent, before anything runs) leases an address,
   adds the member to the network's /etc/hosts, opens --egress and -p in the
-  network's firewall table, and returns the plan ops that make the veth
-  pair from inside the container's setup (see ``inside``);
+  network's firewall table, and returns the plan steps that make the veth
+  pair from inside the container's setup (requests encoded by ``netlink``,
+  sent by ``sandbox.linux.netlink``);
 - the pair needs no undo: its container end lives in the container's
   namespace, and the kernel deletes both ends when that namespace dies;
 - ``Attachment.detach`` gives the lease and ports back; ``detach_record``
@@ -15,7 +16,7 @@ namespace, or not, and brings lo up). For ``bridge`` and named networks:
 
 Modules: ``model`` (data), ``registry`` (definitions, subnets), ``ipam``
 (leases, hosts file), ``bridge`` and ``firewall`` (host side), ``netlink``
-and ``inside`` (container side), ``cli`` (`sandbox network ...`).
+(the container side's requests), ``cli`` (`sandbox network ...`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Attachment:
     publish: tuple[tuple[int, int], ...]
     pre_ops: tuple[Op, ...] = field(default=())
     ops: tuple[Op, ...] = field(default=())
+    #: (host file, container path): read-only binds into the container's root
+    binds: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def veth(self) -> str:
@@ -67,15 +70,15 @@ class Attachment:
 
 def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
     """Reserve a place for the sandbox on its network; record it for gc."""
-    from . import inside  # noqa: F401 - pyroute2 (~150 ms): once here, not in every fork
     net_spec = spec.network
     network = registry.get(net_spec.mode)
     registry.ensure(network)
     publish = tuple((p.host_port, p.port) for p in net_spec.publish)
     _check_host_ports(publish)
     alias = net_spec.alias or spec.name
+    master = _bridge_index(network)
     address = ipam.allocate(network, sandbox_id, alias)
-    attachment = _connect(network, sandbox_id, address, alias, net_spec.egress, publish)
+    attachment = _connect(network, sandbox_id, address, alias, net_spec.egress, publish, master)
     record.network = attachment.as_record()
     try:
         _open_ports(attachment)
@@ -85,19 +88,33 @@ def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
     return attachment
 
 
+def _bridge_index(network: Network) -> int:
+    try:
+        return socket.if_nametoindex(network.bridge)
+    except OSError as exc:
+        raise NetworkError(f"the bridge {network.bridge} of network {network.name} is gone: {exc}",
+                           hint=f"sandbox network rm {network.name}, then create it again") from exc
+
+
 def _connect(network: Network, sandbox_id: str, address: str, alias: str | None,
-             egress: bool, publish: tuple[tuple[int, int], ...]) -> Attachment:
-    """The Attachment with its plan ops (data; nothing is done here)."""
+             egress: bool, publish: tuple[tuple[int, int], ...], master: int) -> Attachment:
+    """The Attachment with its plan steps (data, encoded here; nothing is done here).
+
+    The first process opens a netlink socket in the host's namespace before
+    unshare (a spare has one already), sends the veth request on it, and
+    configures eth0 from inside; the network's hosts file is bound read-only
+    on /etc/hosts (ipam rewrites it in place, so members see every change).
+    """
+    from . import netlink  # pyroute2's message classes: in the parent only
+
     where = f"network {network.name} ({network.bridge})"
-    pre_ops = (Op("call", ("sandbox.network.inside.prepare", network.bridge,
-                           str(ipam.hosts_path(network))), f"open a netlink socket for {where}"),)
-    ops = (
-        Op("call", ("sandbox.network.inside.plug", veth_name(sandbox_id), mac_for(address),
-                    address, network.prefixlen, network.gateway),
-           f"connect eth0 to {where} as {address}"),
-        Op("call", ("sandbox.network.inside.mount_hosts",), f"mount /etc/hosts of {where}"),
-    )
-    return Attachment(network, sandbox_id, address, alias, egress, publish, pre_ops, ops)
+    pre_ops = (Op("host_netlink", (), f"open a netlink socket for {where}"),)
+    requests = (netlink.veth_request(veth_name(sandbox_id), master, "eth0", mac_for(address)),
+                netlink.address_request(address, network.prefixlen),
+                netlink.link_up_request(), netlink.default_route_request(network.gateway))
+    ops = (Op("plug", requests, f"connect eth0 to {where} as {address}"),)
+    binds = ((str(ipam.hosts_path(network)), "/etc/hosts"),)
+    return Attachment(network, sandbox_id, address, alias, egress, publish, pre_ops, ops, binds)
 
 
 def _open_ports(attachment: Attachment) -> None:

@@ -1,21 +1,20 @@
-"""rtnetlink requests on a plain socket, encoded by pyroute2's message classes.
+"""rtnetlink requests, encoded with pyroute2's message classes, as bytes.
 
-Used in the container's first process, where time counts: pyroute2's
-IPRoute object takes ~4 ms to open in a freshly forked process and ~1.5 ms
-per request (it runs an asyncio loop), while these four requests on a plain
-NETLINK_ROUTE socket take ~0.3 ms each plus the kernel's own work
-(measured: bench/network.py and the report of issue 3). The messages are
-pyroute2's (ifinfmsg, ifaddrmsg, rtmsg); only the transport is ours.
-See rtnetlink(7).
+The parent encodes them (``sandbox.network.attach``) and the container's
+first process sends them on a plain NETLINK_ROUTE socket
+(``sandbox.linux.netlink``): pyroute2's IPRoute takes ~4 ms to open in a
+freshly forked process and ~1.5 ms per request (it runs an asyncio loop),
+and importing pyroute2 at all would make the zygote, and so every
+container, several MB bigger. The interface index of the container's eth0
+is not known until the pair exists: the first process writes it into the
+address and link requests (``linux.netlink.with_index``). See rtnetlink(7).
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import struct
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -27,33 +26,18 @@ RTPROT_BOOT = 3
 RTN_UNICAST = 1
 
 
-def open_socket() -> socket.socket:
-    """A NETLINK_ROUTE socket in the *current* network namespace (fixed at creation)."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                         socket.NETLINK_ROUTE)
-    sock.bind((0, 0))
-    return sock
-
-
-def request(sock: socket.socket, msg, kind: int, flags: int, what: str) -> None:
-    """Send one request and wait for its ack; OSError(errno, what) on a nack."""
+def _encode(msg, kind: int, flags: int) -> bytes:
     msg["header"]["type"] = kind
     msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
     msg["header"]["sequence_number"] = 1
     msg.encode()
-    sock.send(msg.data)
-    reply = sock.recv(65536)
-    _length, reply_kind, _flags, _seq, _pid, error = struct.unpack_from("=IHHIIi", reply)
-    if reply_kind == NLMSG_ERROR and error:
-        raise OSError(-error, f"{what}: {os.strerror(-error)}")
+    return bytes(msg.data)
 
 
-def add_veth(sock: socket.socket, name: str, master: int, peer: str, peer_netns_fd: int,
-             peer_mac: str) -> None:
-    """One request: a veth pair, ``name`` up on bridge ``master`` in the socket's
-    namespace, ``peer`` (with ``peer_mac``) already in the namespace of ``peer_netns_fd``."""
-    peer_msg = {"attrs": [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd),
-                          ("IFLA_ADDRESS", peer_mac)]}
+def veth_request(name: str, master: int, peer: str, peer_mac: str) -> bytes:
+    """A veth pair: ``name`` up on bridge ``master`` in the sender's namespace and ``peer``
+    (with ``peer_mac``) in the network namespace of the sender's pid 1: the sender."""
+    peer_msg = {"attrs": [("IFLA_IFNAME", peer), ("IFLA_NET_NS_PID", 1), ("IFLA_ADDRESS", peer_mac)]}
     msg = ifinfmsg()
     msg["flags"] = msg["change"] = IFF_UP
     msg["attrs"] = [
@@ -61,30 +45,30 @@ def add_veth(sock: socket.socket, name: str, master: int, peer: str, peer_netns_
         ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"), ("IFLA_INFO_DATA",
                                      {"attrs": [("VETH_INFO_PEER", peer_msg)]})]}),
     ]
-    request(sock, msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, f"create veth {name}")
+    return _encode(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
 
 
-def add_address(sock: socket.socket, index: int, address: str, prefixlen: int) -> None:
+def address_request(address: str, prefixlen: int) -> bytes:
+    """Add ``address/prefixlen`` (the interface index is set by the sender)."""
     msg = ifaddrmsg()
     msg["family"] = socket.AF_INET
     msg["prefixlen"] = prefixlen
-    msg["index"] = index
     msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
-    request(sock, msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, f"add address {address}")
+    return _encode(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
 
 
-def link_up(sock: socket.socket, index: int) -> None:
+def link_up_request() -> bytes:
+    """Bring a link up (the interface index is set by the sender)."""
     msg = ifinfmsg()
-    msg["index"] = index
     msg["flags"] = msg["change"] = IFF_UP
-    request(sock, msg, RTM_NEWLINK, 0, "bring the link up")
+    return _encode(msg, RTM_NEWLINK, 0)
 
 
-def add_default_route(sock: socket.socket, gateway: str) -> None:
+def default_route_request(gateway: str) -> bytes:
     msg = rtmsg()
     msg["family"] = socket.AF_INET
     msg["table"] = RT_TABLE_MAIN
     msg["proto"] = RTPROT_BOOT
     msg["type"] = RTN_UNICAST
     msg["attrs"] = [("RTA_GATEWAY", gateway)]
-    request(sock, msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, f"add default route via {gateway}")
+    return _encode(msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)

@@ -41,7 +41,7 @@ DEFAULT_SIGNALS = tuple(s for s in signal.valid_signals()
 
 
 def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int,
-                keep: int = -1) -> None:
+                keep: tuple[int, ...] = ()) -> None:
     """stdin/stdout/stderr on 0/1/2, the status pipe on 3, every other fd but ``keep`` closed."""
     high = [os.dup(fd) for fd in (stdin_fd, stdout_fd, stderr_fd, status_fd)]
     moved = [fd if fd > STATUS_FD else os.dup(fd) for fd in high]
@@ -51,13 +51,13 @@ def arrange_fds(status_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int,
     close_all_but(keep, above=STATUS_FD)
 
 
-def close_all_but(keep: int, above: int) -> None:
-    """Close every fd greater than ``above`` except ``keep``."""
-    if keep > above:
-        os.closerange(above + 1, keep)
-        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-    else:
-        os.closerange(above + 1, os.sysconf("SC_OPEN_MAX"))
+def close_all_but(keep: tuple[int, ...], above: int) -> None:
+    """Close every fd greater than ``above`` except those in ``keep``."""
+    low = above + 1
+    for fd in sorted(k for k in keep if k > above):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def in_step(step: str, action: Callable[..., object], *args: object) -> None:
@@ -112,6 +112,7 @@ def finish_setup(plan: Plan, target: Target | None = None,
                  forward: "Forwarder | None" = None) -> int:
     """After the mounts: the hooks, then the command; returns its wait status."""
     run_ops(plan.hooks)
+    setup.close_host_netlink()  # if no step used it: it must never reach the command
     linux.set_name("sandbox-init")
     return start_command(plan, target, forward or install_forwarder())
 

@@ -7,7 +7,9 @@ kernel seam (``sandbox.linux`` in production, a recorder in unit tests).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
 import stat
 import time
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from .. import linux, pseudofs
+from ..linux import netlink as wire
 from ..plan import Op
 
 
@@ -183,6 +186,60 @@ def _pseudo_fs(sys: Any, root: str, empty_dir: str) -> None:
         sys.mount(f"{STAGED}/{name}", f"{root}/{name}", None, linux.MS_MOVE, None)
 
 
+#: A NETLINK_ROUTE socket in the host's network namespace, opened before unshare
+#: (the ``host_netlink`` step, or a spare ahead) for a bridge's veth request.
+HOST_NETLINK: socket.socket | None = None
+
+
+def open_host_netlink() -> None:
+    """Open HOST_NETLINK here, on an fd above 3 (0-3 become stdio and the status pipe)."""
+    global HOST_NETLINK
+    if HOST_NETLINK is None:
+        sock = wire.open_socket()
+        if sock.fileno() <= 3:
+            high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 4)
+            sock.close()
+            sock = socket.socket(fileno=high)
+        HOST_NETLINK = sock
+
+
+def close_host_netlink() -> None:
+    global HOST_NETLINK
+    if HOST_NETLINK is not None:
+        HOST_NETLINK.close()
+        HOST_NETLINK = None
+
+
+def held_fds() -> tuple[int, ...]:
+    """The fds the setup holds across steps (kept when the fds are arranged)."""
+    return (HOST_NETLINK.fileno(),) if HOST_NETLINK is not None else ()
+
+
+def _host_netlink(sys: Any) -> None:
+    open_host_netlink()
+
+
+def _plug(sys: Any, veth: bytes, address: bytes, up: bytes, route: bytes) -> None:
+    """Make the veth pair from the host's side, then configure eth0 from inside.
+
+    The requests were encoded by the parent (``sandbox.network.netlink``); the
+    veth request puts the peer, eth0, into the namespace of pid 1: this process.
+    """
+    global HOST_NETLINK
+    host, HOST_NETLINK = HOST_NETLINK, None
+    if host is None:
+        raise OSError(9, "no netlink socket in the host's network namespace")
+    try:
+        wire.request(host, veth, "create the veth pair")
+    finally:
+        host.close()
+    index = socket.if_nametoindex("eth0")
+    with wire.open_socket() as sock:
+        wire.request(sock, wire.with_index(address, index), "add the address to eth0")
+        wire.request(sock, wire.with_index(up, index), "bring eth0 up")
+        wire.request(sock, route, "add the default route")
+
+
 def _write_file(sys: Any, path: str, data: str) -> None:
     """Write a file inside the container (after pivot): /etc/hosts and the like."""
     with open(secure_join("/", path), "w") as f:
@@ -206,6 +263,7 @@ OPS: dict[str, Callable[..., None]] = {
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
     "write_file": _write_file, "makedirs": _makedirs, "call": _call, "pseudo_fs": _pseudo_fs,
+    "host_netlink": _host_netlink, "plug": _plug,
 }
 
 

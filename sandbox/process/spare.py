@@ -5,8 +5,9 @@ parent, page faults in the child before it first runs), and so does unshare.
 So the zygote (single-threaded and small: see ``spawner``) forks the *next*
 container's first process ahead of time, when its owner asks for it (after
 each container that fitted one): pid 1 of a new pid namespace,
-PR_SET_PDEATHSIG, its own session, garbage collection off, every namespace
-but the cgroup one already unshared, ``lo`` up, the init's signal handlers
+PR_SET_PDEATHSIG, its own session, garbage collection off, a netlink socket
+in the host's network namespace (for a bridge's veth), every namespace but
+the cgroup one already unshared, ``lo`` up, the init's signal handlers
 installed, and /proc, /dev and /sys made (with runc's masks) in a staging
 tmpfs of its own mount namespace, for the plan's ``pseudo_fs`` step to move
 into the new root. It holds no fd but its end of a socketpair, and waits there for
@@ -31,8 +32,8 @@ the host later still show in it, unmounts reach it); the plan's first step
 makes it private, as for any container. It is not in any sandbox cgroup and
 is named ``sandbox-spare``. It dies with the zygote (pdeathsig) or when its
 socket closes (``discard``, or its owner's exit). A plan fits a spare when it
-has no steps to run in the host's namespaces (pre_ops), needs no Python
-target, and unshares the same namespaces.
+has no steps to run in the host's namespaces (pre_ops) but those done ahead,
+needs no Python target, and unshares the same namespaces.
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ class JoinFailed(Exception):
     """The parent could not move the spare into the sandbox's cgroup."""
 
 
+#: Steps in the host's namespaces that every spare has done ahead (see spare_main).
+DONE_AHEAD = frozenset({"host_netlink"})
+
+
 def fits(plan: Plan, flags: int, target: object = None) -> bool:
     """True when a spare unshared with ``flags`` can become this plan's container."""
-    return target is None and not plan.pre_ops and spare_flags(plan.unshare_flags) == flags
+    return (target is None and spare_flags(plan.unshare_flags) == flags
+            and all(op.kind in DONE_AHEAD for op in plan.pre_ops))
 
 
 def spare_flags(unshare_flags: int) -> int:
@@ -179,6 +185,8 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None],
         leave_parent(parent)
         linux.set_name("sandbox-spare")
         forward = install_forwarder()
+        if flags & linux.CLONE_NEWNET:
+            setup.open_host_netlink()  # for a bridge plan's veth request, before unshare
         linux.unshare(flags)
         if flags & linux.CLONE_NEWNS:
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE, None)
@@ -207,12 +215,12 @@ def _only_fd(sock_fd: int) -> int:
     for fd in (0, 1, 2):
         if fd != null:
             os.dup2(null, fd)
-    close_all_but(sock_fd, above=2)
+    close_all_but((sock_fd,), above=2)
     return sock_fd
 
 
 def _become_container(plan: Plan, fds: list[int], sock_fd: int, forward: Forwarder) -> int:
-    in_step("start", arrange_fds, *fds, sock_fd)
+    in_step("start", arrange_fds, *fds, (sock_fd, *setup.held_fds()))
     run_ops(plan.ops)
     in_step("join cgroup", _wait_for_go, sock_fd)
     setup.mark("join cgroup")

@@ -1,0 +1,38 @@
+"""The monitor loop against real pipes and a real (plain) child process; no root needed."""
+
+import os
+
+from sandbox.logs import MemorySink, OutputLimiter
+from sandbox.monitor import Monitor
+from sandbox.process.spawner import ContainerProcess
+
+
+def _watch(child_writes: bytes):
+    status_r, status_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(status_w, child_writes)
+        os._exit(0)
+    for fd in (status_w, out_w, err_w):
+        os.close(fd)
+    proc = ContainerProcess(pid, os.pidfd_open(pid), direct=True)
+    monitor = Monitor(proc, status_r, out_r, err_r, [MemorySink()], OutputLimiter(None),
+                      kill=lambda: None, sample=lambda: None, timeout=None)
+    monitor.run_here()
+    proc.reap()
+    proc.close()
+    return monitor
+
+
+def test_a_first_process_that_ends_without_a_word_is_a_setup_error_not_a_kill():
+    monitor = _watch(b"")
+    assert monitor.exit_status is None
+    assert monitor.start_error == {"step": "start", "detail": "the container's first process "
+                                   "ended before it started the command"}
+
+
+def test_a_reported_start_and_exit_are_not_an_error():
+    monitor = _watch(b'{"event": "started", "pid": 2}\n{"event": "exit", "status": 768}\n')
+    assert monitor.start_error is None and monitor.exit_status == 768
