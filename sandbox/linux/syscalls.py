@@ -23,7 +23,6 @@ __all__ = [
     "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
     "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
     "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "set_dumpable",
-    "open_tree_clone", "move_mount_to",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -217,40 +216,6 @@ def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
     _check(res, path)
 
-
-_SYS_OPEN_TREE = 428  # new syscall table: the same on every architecture
-_SYS_MOVE_MOUNT = 429
-_OPEN_TREE_CLONE = 1
-_AT_EMPTY_PATH = 0x1000
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-
-
-def open_tree_clone(path: str, read_only: bool = True) -> int:
-    """open_tree(2) with OPEN_TREE_CLONE: a detached bind mount of ``path`` as an fd.
-
-    The clone can be attached later with move_mount_to, even after this
-    process has moved to a new mount namespace (a detached tree belongs to
-    no namespace). Read-only, nosuid, nodev, noexec unless asked otherwise.
-    """
-    fd = _check(_libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(_AT_FDCWD), _b(path),
-                              ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC)), path)
-    if read_only:
-        attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
-                          | MOUNT_ATTR_NOEXEC, 0, 0, 0)
-        res = _libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(fd), b"",
-                            ctypes.c_uint(_AT_EMPTY_PATH), ctypes.byref(attr),
-                            ctypes.c_size_t(ctypes.sizeof(attr)))
-        if res < 0:
-            os.close(fd)
-            _check(res, path)
-    return fd
-
-
-def move_mount_to(fd: int, target: str) -> None:
-    """move_mount(2): attach the detached tree ``fd`` at ``target``."""
-    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(fd), b"",
-                         ctypes.c_int(_AT_FDCWD), _b(target),
-                         ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)), target)
 
 def unshare_pid_and_fork(own_pidns_fd: int) -> int:
     """fork() a child that is pid 1 of a new pid namespace; we stay where we are.
