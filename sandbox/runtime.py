@@ -1,11 +1,12 @@
 """The Sandbox: create, start, wait, destroy; and ``run(spec) -> Result``.
 
-create() records each thing it makes on an undo stack as soon as it exists;
-destroy() unwinds that stack in reverse, also after errors, so it undoes
-exactly what was done. The record on disk (one write, before anything runs)
-names the cgroup and network reservations, so `sandbox gc` can find what a
-crash left behind; a crash before the record is written leaves a state dir
-and cgroup directories named by the sandbox id, which gc also finds.
+create() and start() record each thing they make on an undo stack as soon
+as it exists; destroy() unwinds that stack in reverse, also after errors, so
+it undoes exactly what was done. The record on disk (one write, before the
+cgroup is made and anything runs) names the cgroup and network reservations,
+so `sandbox gc` can find what a crash left behind; a crash before the record
+is written leaves only a state dir named by the sandbox id, which gc also
+finds.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class Sandbox:
         self._undo.append((what, undo))
 
     def create(self) -> None:
-        """Make the state dir, record, cgroup, network and plan; nothing runs yet."""
+        """Make the state dir, record, network and plan; nothing runs yet.
+
+        The cgroup is named here (the record and the plan name it) and made
+        by start(): a spare can then mount while it is being made.
+        """
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
@@ -97,8 +102,7 @@ class Sandbox:
             state.claim_name(self.spec.name, self.id)
             self._push("name", lambda: state.release_name(self.spec.name, self.id))
         self._record = state.new_record(self.id, self.spec)
-        self.cgroup = hierarchy.create(self.id, self.spec.limits)
-        self._push("cgroup", self._remove_cgroup)
+        self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
         self._record.cgroups = list(self.cgroup.paths)
         network_pre_ops, network_ops, network_binds = self._attach_network()
         self.dir.write_record(self._record)
@@ -129,6 +133,12 @@ class Sandbox:
         self._push("network", self.network.detach)
         return tuple(self.network.pre_ops), tuple(self.network.ops), tuple(self.network.binds)
 
+    def _make_cgroup(self) -> None:
+        """Make the cgroup the plan names, limits written (spawn calls it: see there)."""
+        assert self.cgroup is not None
+        self.cgroup.make(self.spec.limits)
+        self._push("cgroup", self._remove_cgroup)
+
     def _remove_cgroup(self) -> None:
         assert self.cgroup is not None
         self.cgroup.remove()
@@ -154,7 +164,8 @@ class Sandbox:
         try:
             self._spawned_at = time.perf_counter()
             # spawn closes the child's ends here, also on error
-            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target)
+            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target,
+                                 prepare=self._make_cgroup)
         except BaseException:
             for fd in (status_r, out_r, err_r, in_w):
                 if fd >= 0:

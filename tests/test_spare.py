@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from sandbox import CommandNotFound, NetworkSpec, SandboxSpec, SetupError, run
+from sandbox import CommandNotFound, Limits, NetworkSpec, SandboxSpec, SetupError, run
 from sandbox import linux
 from sandbox.plan import ExecPlan, Op, Plan
 from sandbox.process.spare import fits, spare_flags
@@ -128,3 +128,21 @@ def test_a_spare_makes_proc_dev_and_sys_ahead_in_its_own_mount_namespace_only():
             assert staging not in f.read()  # nothing of it on the host
         result = run(spec)
     assert result.exit_code == 0 and result.stdout.split() == [b"0", b"/dev/null", b"/dev/pts:", b"ptmx"]
+
+
+@pytest.mark.root
+def test_a_cgroup_that_cannot_be_made_while_the_spare_mounts_leaves_nothing():
+    """The owner makes the cgroup after handing the plan over; if that fails, the spare dies."""
+    from sandbox import LimitError
+
+    ok = SandboxSpec(image="busybox", command=["true"])
+    bad = SandboxSpec(image="busybox", command=["true"], limits=Limits(cpuset="63"))  # no such CPU
+    with _threaded():
+        assert run(ok).exit_code == 0
+        zygote = Zygote.get().proc.pid
+        (spare,) = wait_for(lambda: _spares_of(zygote))
+        with pytest.raises(LimitError, match="cpuset.cpus"):
+            run(bad)
+        wait_for(lambda: not os.path.exists(f"/proc/{spare}/stat")
+                 or open(f"/proc/{spare}/stat").read().split(") ")[1][0] == "Z")
+        assert run(ok).exit_code == 0  # the next one gets a fresh spare

@@ -56,6 +56,16 @@ class Cgroup(ABC):
                 continue
         return sorted(found)
 
+    def make(self, limits: Limits) -> None:
+        """Make the directories and write the limits; nothing is left if that fails."""
+        try:
+            for path in self.paths:
+                os.mkdir(path)
+            self.apply(limits)
+        except BaseException:
+            self.remove()
+            raise
+
     @abstractmethod
     def apply(self, limits: Limits) -> None:
         """Write the limits (before any process joins)."""
@@ -94,8 +104,18 @@ class CgroupHierarchy(ABC):
     version: int
 
     @abstractmethod
+    def plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
+        """The sandbox's cgroup(s), named but not made yet (``Cgroup.make`` makes them).
+
+        Knowing the paths first lets a spare be handed its plan (which names
+        the files to join) while the directories are still being made.
+        """
+
     def create(self, sandbox_id: str, limits: Limits) -> Cgroup:
         """Make the sandbox's cgroup(s) with limits applied; nothing joins yet."""
+        cgroup = self.plan(sandbox_id, limits)
+        cgroup.make(limits)
+        return cgroup
 
     @abstractmethod
     def open(self, paths: list[str]) -> Cgroup:

@@ -73,7 +73,7 @@ class CgroupV1(CgroupHierarchy):
         return "devices" in controllers and not any(
             self.mounts[c] == mount for c in controllers if c != "devices")
 
-    def create(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
+    def plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
         by_controller: dict[str, str] = {}
         controllers = self._controllers_for(limits)
         shared = self._devices_shared(controllers)
@@ -83,15 +83,7 @@ class CgroupV1(CgroupHierarchy):
                 self._prepare_parent(controller, parent)
             by_controller[controller] = parent if shared and controller == "devices" \
                 else os.path.join(parent, sandbox_id)
-        cgroup = SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
-        try:
-            for path in cgroup.paths:
-                os.mkdir(path)
-            cgroup.apply(limits)
-        except BaseException:
-            cgroup.remove()
-            raise
-        return cgroup
+        return SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
 
     def open(self, paths: list[str]) -> "SandboxCgroupV1":
         by_controller = {}

@@ -48,16 +48,9 @@ class CgroupV2(CgroupHierarchy):
             write(os.path.join(self.root, "cgroup.subtree_control"), enable)
             write(os.path.join(self.parent, "cgroup.subtree_control"), enable)
 
-    def create(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
+    def plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
         self._prepare_parent()
-        cgroup = SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
-        os.mkdir(cgroup.path)
-        try:
-            cgroup.apply(limits)
-        except BaseException:
-            cgroup.remove()
-            raise
-        return cgroup
+        return SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
 
     def open(self, paths: list[str]) -> "SandboxCgroupV2":
         return SandboxCgroupV2(paths)

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import Callable
 from dataclasses import dataclass, field
 
 from ..errors import HostError
@@ -86,11 +87,16 @@ class ContainerProcess:
             self.pidfd = -1
 
 
-def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None) -> ContainerProcess:
+def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None,
+          prepare: Callable[[], None] = lambda: None) -> ContainerProcess:
     """Start the container's init; fds = (status_w, stdin_r, stdout_w, stderr_w).
 
     The fds are this process's copies of the child's ends: they are closed
     here, also on error.
+
+    ``prepare`` makes what the init joins (its cgroup): called before a
+    fork, or, when a spare takes the plan, while the spare mounts; the spare
+    is let go on only after it returned. If it raises, nothing was started.
 
     ``target``: a Python callable of this process to run instead of the
     command. It needs this process's memory, so it is only possible by
@@ -105,7 +111,8 @@ def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None) -> ContainerP
                 f"{len(os.listdir('/proc/self/task'))} threads: it would fork them",
                 hint="run it from a single-threaded process, or run a command instead")
         if target is None and not here:
-            return Zygote.get().spawn(plan, fds)
+            return Zygote.get().spawn(plan, fds, prepare)
+        prepare()
         pid, pidfd = start_container(plan, fds, target)
     finally:
         for fd in fds:
@@ -201,7 +208,8 @@ class Zygote:
                 cls._instance = inst = cls()
             return inst
 
-    def spawn(self, plan: Plan, fds: tuple[int, int, int, int]) -> ContainerProcess:
+    def spawn(self, plan: Plan, fds: tuple[int, int, int, int],
+              prepare: Callable[[], None] = lambda: None) -> ContainerProcess:
         flags = spare_flags(plan.unshare_flags)
         with self.lock:
             spare = self._take_spare(plan)
@@ -212,8 +220,14 @@ class Zygote:
                     spare.discard()
                     spare = None
             if spare is None:
+                prepare()
                 pid, pidfd = self._request(("spawn", plan), fds)
         if spare is not None:
+            try:
+                prepare()  # while the spare mounts
+            except BaseException:
+                spare.discard()
+                raise
             spare.release(plan)
         if fits(plan, flags):  # after the join: the fork then competes with less
             with self.lock:
