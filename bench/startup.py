@@ -7,6 +7,8 @@ What is measured, per call, wall time from "start it" to "torn down":
 - api                       ``run(SandboxSpec(image="busybox", command=["true"]))``: the
                             full container (overlay rootfs, all namespaces, cgroup, default
                             limits), created, run, waited for and destroyed, in this process.
+                            After the warm-up this is the steady state: containers come
+                            from the zygote's spares (the first one is forked directly).
 - cli (incl. python startup) ``sandbox run busybox -- true`` as a subprocess: includes the
                             interpreter's startup and the imports (~0.2 s), no engine number.
 - bwrap                     ``bwrap --unshare-all --die-with-parent --ro-bind ROOTFS /
@@ -266,6 +268,8 @@ def trace_steps(n: int) -> None:
     spec = SandboxSpec(image="busybox", command=["true"])
     steps: dict[str, list[float]] = {}
     totals = []
+    for _ in range(5):  # the first container is forked here, the rest by the zygote's spares
+        run(spec)
     for _ in range(n):
         t0 = time.perf_counter()
         sb = Sandbox(spec)
