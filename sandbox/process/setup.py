@@ -7,6 +7,7 @@ kernel seam (``sandbox.linux`` in production, a recorder in unit tests).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -228,7 +229,7 @@ def _plug(sys: Any, veth: bytes, address: bytes, up: bytes, route: bytes) -> Non
     global HOST_NETLINK
     host, HOST_NETLINK = HOST_NETLINK, None
     if host is None:
-        raise OSError(9, "no netlink socket in the host's network namespace")
+        raise OSError(errno.EBADF, "no netlink socket in the host's network namespace")
     try:
         wire.request(host, veth, "create the veth pair")
     finally:

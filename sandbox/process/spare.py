@@ -10,8 +10,9 @@ in the host's network namespace (for a bridge's veth), every namespace but
 the cgroup one already unshared, ``lo`` up, the init's signal handlers
 installed, and /proc, /dev and /sys made (with runc's masks) in a staging
 tmpfs of its own mount namespace, for the plan's ``pseudo_fs`` step to move
-into the new root. It holds no fd but its end of a socketpair, and waits there for
-(plan, fds). The zygote sends the other end, with a pidfd, to the owner.
+into the new root. It holds no fd but its end of a socketpair and that netlink
+socket, and waits on the socketpair for (plan, fds). The zygote sends the other
+end, with a pidfd, to the owner.
 
 The owner hands a plan over itself (``Spare.hand_over``, then
 ``Spare.release``), and the two sides work in parallel:

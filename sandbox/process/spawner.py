@@ -30,8 +30,8 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Callable
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import HostError
 from ..plan import Plan
@@ -156,10 +156,10 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The zygote's first lines. Every container it forks is a copy of it, and a
 #: fork, its page faults and its exit cost in proportion to the memory
-#: copied: so no site (-S: the caller's sys.path is passed instead), and the
-#: package's modules without ``sandbox/__init__`` (which imports the whole
-#: engine, nor dataclasses, typing, subprocess or threading): 6 MB of
-#: private memory instead of 24.
+#: copied. So: no site (-S; the caller's sys.path is passed instead), and the
+#: container side of the package only, without ``sandbox/__init__`` (which
+#: imports the whole engine); that side needs no dataclasses, typing,
+#: subprocess or threading either. 6 MB of private memory instead of 24.
 ZYGOTE_BOOT = """\
 import sys, types
 fd, package_dir, path = sys.argv[1:4]
