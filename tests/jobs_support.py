@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 
 import pytest
 
@@ -50,6 +51,20 @@ def redis_url():
     server = RedisServer().start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def queue():
+    """A queue name of its own for each test, so tests never take each other's jobs."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def workers(redis_url, queue):
+    """A pool of worker processes on the test's queue, stopped at the end."""
+    pool = Workers(redis_url, queue)
+    yield pool
+    pool.stop()
 
 
 def free_port() -> int:

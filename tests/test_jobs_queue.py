@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 
 from jobs import connect, load_job_file, run_job, submit, wait
 from jobs import store
 from jobs.logstream import follow
-from .jobs_support import RedisServer, Workers, free_port, job_file, redis_url, sandbox_cmd  # noqa: F401
+from .jobs_support import (RedisServer, Workers, free_port, job_file, queue, redis_url,  # noqa: F401
+                           sandbox_cmd, workers)
 
 pytestmark = pytest.mark.root
 
@@ -27,18 +27,6 @@ SLEEPER = """
 @pytest.fixture
 def conn(redis_url):
     return connect(redis_url)
-
-
-@pytest.fixture
-def queue():
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def workers(redis_url, queue):
-    pool = Workers(redis_url, queue)
-    yield pool
-    pool.stop()
 
 
 def submit_file(conn, tmp_path, text, queue, files=None):

@@ -8,12 +8,11 @@ would. Each test uses its own queue, so only its own workers take its jobs.
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 
 from jobs import connect, store, wait
-from .jobs_support import ROOT, Workers, redis_url  # noqa: F401 - redis_url is a fixture
+from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
@@ -44,18 +43,6 @@ def test_crashes():
 def test_plain_runs_here():
     pass
 """
-
-
-@pytest.fixture
-def queue():
-    return f"test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def workers(redis_url, queue):
-    pool = Workers(redis_url, queue)
-    yield pool
-    pool.stop()
 
 
 def dispatch(pytester, redis_url, queue, source, *args):

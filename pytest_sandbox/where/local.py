@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from functools import partial
 
 import pytest
 
 import sandbox
 from sandbox import Mount, Sandbox, SandboxError, SpecError
+from sandbox.process.spawner import single_threaded
 
 from .. import crash, inside
 from ..channel import INSIDE, ReportChannel
@@ -37,11 +37,6 @@ HOST_IMAGE_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx3
 NOT_MOUNTABLE = ("/", "/tmp", "/proc", "/sys", "/dev", "/run", "/var/tmp")
 #: Exceptions that stop a test from outside its sandbox (pytest-timeout's signal method, say).
 STOPPED = (Exception, pytest.fail.Exception, pytest.skip.Exception)
-
-
-def single_threaded() -> bool:
-    """True when forking this process copies everything it is doing."""
-    return threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
 
 
 class LocalRunner:
