@@ -3,7 +3,8 @@
 One thread per sandbox reads its STDOUT and STDERR pipes (never letting the
 command block on a full pipe), the status pipe from its init, and the init's
 pidfd, which becomes readable only when the init and, with it, the whole pid
-namespace are gone. It feeds output through the OutputLimiter to the sinks,
+namespace are gone. A Python target forked into a held container is our
+own child: its pidfd is watched too, and its wait status is the exit status. It feeds output through the OutputLimiter to the sinks,
 writes stdin if there is any, and enforces the wall-clock deadline by killing
 the whole cgroup.
 """
@@ -53,6 +54,7 @@ class Monitor:
         self.killed = False
         self.sink_error: BaseException | None = None
         self._status_buf = b""
+        self._open = {status_r, stdout_r, stderr_r, *([stdin[0]] if stdin and stdin[0] >= 0 else [])}
         self._thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
 
     def start(self) -> None:
@@ -64,9 +66,13 @@ class Monitor:
         return self._thread.ident is not None
 
     def run_here(self) -> None:
-        """Run the loop in the calling thread, to the end."""
+        """Run the loop in the calling thread, to the end.
+
+        An exception raised into this thread meanwhile (a signal handler's:
+        KeyboardInterrupt, pytest-timeout) kills the sandbox and propagates.
+        """
         if not self.done.is_set():
-            self._run()
+            self._run(reraise=True)
 
     def join(self, timeout: float | None = None) -> bool:
         if not self.running_in_background:
@@ -80,12 +86,15 @@ class Monitor:
             self.killed = True
             self._kill()
 
-    def _run(self) -> None:
+    def _run(self, reraise: bool = False) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the waiter
-            self.sink_error = self.sink_error or exc
+        except BaseException as exc:  # noqa: BLE001 - re-raised here or by the waiter
             self.kill()
+            self._close_all()
+            if reraise:
+                raise
+            self.sink_error = self.sink_error or exc
         finally:
             self.ended_at = self.ended_at or time.time()
             if self.command_started_at is None and self.start_error is None and not self.killed:
@@ -95,12 +104,24 @@ class Monitor:
             self.started.set()
             self.done.set()
 
+    def _close(self, fd: int) -> None:
+        self._open.discard(fd)
+        os.close(fd)
+
+    def _close_all(self) -> None:
+        """Close the pipes a loop that ended early left open."""
+        for fd in list(self._open):
+            self._close(fd)
+
     def _loop(self) -> None:
         sel = selectors.DefaultSelector()
         for fd in (*self.streams, self.status_r):
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
         sel.register(self.proc.pidfd, selectors.EVENT_READ)
+        command_fd = self.proc.command[1] if self.proc.command else -1
+        if command_fd >= 0:
+            sel.register(command_fd, selectors.EVENT_READ)
         stdin_fd, stdin_data = self.stdin or (-1, b"")
         if stdin_fd >= 0:
             os.set_blocking(stdin_fd, False)
@@ -109,7 +130,8 @@ class Monitor:
         init_gone = False
         deadline: float | None = None
         next_sample = time.monotonic() + SAMPLE_INTERVAL
-        while open_fds or not init_gone:
+        command_pending = command_fd >= 0
+        while open_fds or not init_gone or command_pending:
             if deadline is None and self.timeout and self.command_started_at:
                 deadline = time.monotonic() + self.timeout
             now = time.monotonic()
@@ -122,19 +144,25 @@ class Monitor:
                 if fd == self.proc.pidfd:
                     sel.unregister(fd)
                     init_gone = True
+                    self.ended_at = self.ended_at or time.time()
+                elif fd == command_fd:
+                    sel.unregister(fd)
+                    command_pending = False
                     self.ended_at = time.time()
+                    self.exit_status = self.proc.reap_command()  # the init then exits
+                    self._on_exit()
                 elif fd == stdin_fd:
                     stdin_data = self._feed(sel, stdin_fd, stdin_data)
                 elif not self._read(fd):
                     sel.unregister(fd)
-                    os.close(fd)
+                    self._close(fd)
                     open_fds -= 1
             if time.monotonic() >= next_sample:
                 self._sample()
                 next_sample = time.monotonic() + SAMPLE_INTERVAL
         if stdin_fd >= 0 and stdin_fd in sel.get_map():
             sel.unregister(stdin_fd)
-            os.close(stdin_fd)
+            self._close(stdin_fd)
         sel.close()
 
     def _feed(self, sel: selectors.BaseSelector, fd: int, data: bytes) -> bytes:
@@ -145,7 +173,7 @@ class Monitor:
         data = data[written:]
         if not data:
             sel.unregister(fd)
-            os.close(fd)
+            self._close(fd)
         return data
 
     def _read(self, fd: int) -> bool:

@@ -35,13 +35,16 @@ class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_c
 
 
 class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "ops", "exec",
-                               "hooks", "pre_ops"), defaults=((), ()))):
+                               "hooks", "pre_ops", "hold"), defaults=((), (), False))):
     """Everything the child needs, and nothing it must look up on the host.
 
     ``ops`` run after unshare, up to pivot_root; ``hooks`` after it
     (hostname, network, workdir); ``pre_ops`` in the host's namespaces,
-    before unshare. (Named tuples, not dataclasses: the zygote, which every
-    container is a fork of, then needs neither dataclasses nor typing.)
+    before unshare. With ``hold`` the init starts no command: once the
+    container is ready it waits for the owner to fork a Python target into
+    it (``process.target``). (Named tuples, not dataclasses: the zygote,
+    which every container is a fork of, then needs neither dataclasses nor
+    typing.)
     """
 
     __slots__ = ()

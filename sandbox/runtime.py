@@ -221,7 +221,10 @@ class Sandbox:
         assert self.process is not None
         if self._monitor is not None and not self._monitor.done.is_set():
             self._monitor.kill()
-            self._monitor.join()
+            if self._monitor.running_in_background:
+                self._monitor.join()
+            else:
+                self._monitor.run_here()  # started without a thread and never waited for
         self.process.send_signal(signal.SIGKILL)
         self.process.reap()
         self.process.close()

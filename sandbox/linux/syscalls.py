@@ -22,7 +22,7 @@ __all__ = [
     "set_no_new_privs", "set_pdeathsig", "set_child_subreaper", "drop_bounding_caps",
     "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
     "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
-    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "set_dumpable",
+    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "fork_into_pid_ns", "set_dumpable",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -229,6 +229,24 @@ def unshare_pid_and_fork(own_pidns_fd: int) -> int:
         return os.fork()
     finally:
         if os.getpid() != 1:
+            setns(own_pidns_fd, CLONE_NEWPID)
+
+
+def fork_into_pid_ns(pidfd: int, own_pidns_fd: int) -> int:
+    """fork() a child into the pid namespace of the process ``pidfd`` refers to.
+
+    setns(pidfd, CLONE_NEWPID) changes only where our *children* go (to a
+    namespace below ours); setns back afterwards, in the parent only (the
+    child may not name an ancestor of its own namespace). Only call this in
+    a single-threaded process.
+    """
+    setns(pidfd, CLONE_NEWPID)
+    pid = -1
+    try:
+        pid = os.fork()
+        return pid
+    finally:
+        if pid != 0:
             setns(own_pidns_fd, CLONE_NEWPID)
 
 

@@ -27,6 +27,7 @@ from .. import linux
 from ..plan import Plan
 from ..linux.proc import process_alive
 from . import handshake
+from .fork import reap_exited_children
 from .execute import become, exit_status_for
 from . import setup
 from .setup import StepFailed, run_ops
@@ -109,26 +110,63 @@ def container_main(plan: Plan, fds: tuple[int, int, int, int],
 
 
 def finish_setup(plan: Plan, target: Target | None = None,
-                 forward: "Forwarder | None" = None) -> int:
-    """After the mounts: the hooks, then the command; returns its wait status."""
+                 forward: "Forwarder | None" = None, hold_fd: int = -1) -> int:
+    """After the mounts: the hooks, then the command; returns its wait status.
+
+    A ``hold`` plan starts no command: the init holds the ready container
+    for the owner's target (see ``hold``) and never returns.
+    """
     run_ops(plan.hooks)
     setup.close_host_netlink()  # if no step used it: it must never reach the command
     linux.set_name("sandbox-init")
+    if plan.hold:
+        hold(hold_fd)
     return start_command(plan, target, forward or install_forwarder())
+
+
+#: What a held init sends its owner's socket once the container is ready.
+HELD = b"held"
+
+
+def hold(sock_fd: int) -> NoReturn:
+    """Be the init of a container whose command the owner forks into it.
+
+    Says HELD on the socket (the owner's forked target reads it, then
+    enters the namespaces), reaps whatever the target leaves to pid 1, and
+    exits when the owner closes its end: the target has ended, or the owner
+    is gone. Its exit ends the pid namespace and everything left in it.
+    The target's exit status reaches the owner directly (it is the owner's
+    child), so nothing is reported here.
+    """
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: reap_exited_children())
+    os.write(sock_fd, HELD)
+    setup.mark("held")
+    while os.read(sock_fd, 64):
+        pass
+    os._exit(0)
 
 
 def run_and_report(steps: Callable[[], int]) -> NoReturn:
     """Run the setup and the command; report a failure (by step) or the exit status; exit."""
     try:
         status = steps()
-    except StepFailed as exc:
-        handshake.send_error(STATUS_FD, exc.step, exc.error)
-        os._exit(SETUP_FAILED)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent by name
-        handshake.send_error(STATUS_FD, "start", exc)
-        os._exit(SETUP_FAILED)
+        fail_setup(exc)
     handshake.send(STATUS_FD, "exit", status=status)
     os._exit(0)
+
+
+def fail_setup(exc: BaseException) -> NoReturn:
+    """Report a failed setup on the status pipe (by step; "start" if unnamed) and exit."""
+    if isinstance(exc, StepFailed):
+        handshake.send_error(STATUS_FD, exc.step, exc.error)
+    else:
+        handshake.send_error(STATUS_FD, "start", exc)
+    os._exit(SETUP_FAILED)
 
 
 def install_forwarder() -> "Forwarder":
@@ -242,46 +280,78 @@ def _fork_target(plan: Plan, target: Target) -> int:
 
 def _target_child(plan: Plan, target: Target, err_r: int, err_w: int) -> NoReturn:
     """In a fork of the caller: become the plan's user, call the target, exit with its status."""
-    import sys
-    import traceback
-
     try:
         os.close(err_r)
         reset_signals()
-        env = become(plan.exec)
-        os.environ.clear()
-        os.environ.update(env)
+        replace_environ(become(plan.exec))
         os.close(err_w)  # the "exec" happened: the init stops waiting
     except StepFailed as exc:
         handshake.send_error(err_w, exc.step, exc.error)
         os._exit(SETUP_FAILED)
+    run_target(target)
+
+
+def run_target(target: Target) -> NoReturn:
+    """Call the target; exit with its status (a traceback on stderr and 1 if it raised).
+
+    Never returns, whatever happens: this process is a copy of its caller,
+    which must not go on twice. Python's sys.stdout and sys.stderr are the
+    caller's objects; if they wrote elsewhere (a test runner's capture) they
+    fail here, and the traceback goes to fd 2 directly.
+    """
     code = 1
     try:
-        result = target()
-        code = result if isinstance(result, int) else 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - shown on the sandbox's stderr
-        traceback.print_exc()
+        try:
+            result = target()
+            code = result if isinstance(result, int) else 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - shown on the sandbox's stderr
+            _show_traceback()
+        _flush_stdio()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
-    os._exit(code)
+        os._exit(code)
+
+
+def _show_traceback() -> None:
+    import traceback
+
+    text = traceback.format_exc()
+    try:
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _flush_stdio() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - a stream of the caller's that cannot write here
+            pass
 
 
 def reset_signals() -> None:
     """Default dispositions and an empty mask: Python ignores SIGPIPE, and the
     zygote ignores SIGINT; exec would pass both ignores on to the command."""
-    for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP) and sig < signal.SIGRTMIN:
+    for sig in DEFAULT_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_DFL:  # None: set outside Python
             try:
                 signal.signal(sig, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def replace_environ(env: dict[str, str]) -> None:
+    """Make os.environ (and the C environment) exactly ``env``, changing only what differs."""
+    for name in [n for n in os.environ if n not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def init_loop(child: int) -> int:

@@ -54,3 +54,14 @@ def start_container(plan: Plan, fds: tuple[int, int, int, int], target=None) -> 
     """Fork the plan's init; (pid, pidfd). The fds stay open here."""
     pid = fork_container(plan, fds, target)
     return pid, os.pidfd_open(pid)
+
+
+def reap_exited_children() -> None:
+    """Collect every child that has exited, without blocking (zygote, held init)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

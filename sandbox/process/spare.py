@@ -33,8 +33,12 @@ the host later still show in it, unmounts reach it); the plan's first step
 makes it private, as for any container. It is not in any sandbox cgroup and
 is named ``sandbox-spare``. It dies with the zygote (pdeathsig) or when its
 socket closes (``discard``, or its owner's exit). A plan fits a spare when it
-has no steps to run in the host's namespaces (pre_ops) but those done ahead,
-needs no Python target, and unshares the same namespaces.
+has no steps to run in the host's namespaces (pre_ops) but those done ahead
+and unshares the same namespaces.
+
+A *hold* plan (a Python target's) keeps the socket open after the "go": the
+spare sends ``HELD`` on it once the container is ready, and exits when the
+owner closes its end (``child.hold``, ``target``).
 """
 
 from __future__ import annotations
@@ -72,9 +76,9 @@ class JoinFailed(Exception):
 DONE_AHEAD = frozenset({"host_netlink"})
 
 
-def fits(plan: Plan, flags: int, target: object = None) -> bool:
+def fits(plan: Plan, flags: int) -> bool:
     """True when a spare unshared with ``flags`` can become this plan's container."""
-    return (target is None and spare_flags(plan.unshare_flags) == flags
+    return (spare_flags(plan.unshare_flags) == flags
             and all(op.kind in DONE_AHEAD for op in plan.pre_ops))
 
 
@@ -109,7 +113,8 @@ class Spare:
         """Join the spare to the plan's cgroup, then let it go on (or fail at "join cgroup").
 
         After hand_over every failure reaches the parent through the status
-        pipe, as from a fresh fork.
+        pipe, as from a fresh fork. A hold plan's socket stays open: it is
+        how the container's init and its target meet.
         """
         try:
             join_from_parent(plan.cgroup_procs, self.pid)
@@ -120,7 +125,8 @@ class Spare:
             self.sock.send(reply)
         except OSError:
             pass  # it died meanwhile: the status pipe says why
-        self.sock.close()
+        if not plan.hold:
+            self.sock.close()
 
     def discard(self) -> None:
         """End an unused spare and reap it."""
@@ -223,18 +229,19 @@ def _only_fd(sock_fd: int) -> int:
 def _become_container(plan: Plan, fds: list[int], sock_fd: int, forward: Forwarder) -> int:
     in_step("start", arrange_fds, *fds, (sock_fd, *setup.held_fds()))
     run_ops(plan.ops)
-    in_step("join cgroup", _wait_for_go, sock_fd)
+    in_step("join cgroup", _wait_for_go, sock_fd, not plan.hold)
     setup.mark("join cgroup")
     if plan.unshare_flags & linux.CLONE_NEWCGROUP:
         in_step("unshare namespaces", linux.unshare, linux.CLONE_NEWCGROUP)
     setup.mark("unshare")
-    return finish_setup(plan, forward=forward)
+    return finish_setup(plan, forward=forward, hold_fd=sock_fd)
 
 
-def _wait_for_go(sock_fd: int) -> None:
+def _wait_for_go(sock_fd: int, close: bool = True) -> None:
     """Block until the parent has joined us to the cgroup; raise its error if it could not."""
     reply = os.read(sock_fd, 4096)
-    os.close(sock_fd)
+    if close:
+        os.close(sock_fd)
     if reply == GO:
         return
     if not reply:

@@ -22,6 +22,7 @@ killed owner takes its containers with it.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import select
@@ -30,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -38,6 +40,7 @@ from ..plan import Plan
 from ..state import run_dir
 from .fork import start_container
 from .spare import Spare, fits, spare_flags
+from .target import fork_target
 
 def staging_dir() -> str | None:
     """The empty host directory spares mount their staging tmpfs on (None: cannot make it).
@@ -54,27 +57,76 @@ def staging_dir() -> str | None:
 
 
 def single_threaded() -> bool:
-    """True when this process has exactly one thread (counted by the kernel)."""
-    return threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
+    """True when this process has exactly one thread (counted by the kernel).
+
+    A thread Python already joined (a finished sandbox's monitor) can still
+    be on its way out of the kernel for a moment: that is waited for, briefly.
+    """
+    if threading.active_count() != 1:
+        return False
+    for _ in range(EXITING_THREAD_POLLS):
+        if len(os.listdir("/proc/self/task")) == 1:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+EXITING_THREAD_POLLS = 50
 
 
 @dataclass
 class ContainerProcess:
-    """The container's init, seen from the parent."""
+    """The container's init, seen from the parent.
+
+    For a Python target forked into a held container (``process.target``)
+    also the target's process, our own child (``command``: pid and pidfd),
+    and our end of the init's socket (``holder``): closing it ends the init.
+    """
 
     pid: int
     pidfd: int
     direct: bool  # we forked it, so we must reap it
     reaped: bool = field(default=False)
+    command: tuple[int, int] | None = None
+    holder: socket.socket | None = None
+    command_status: int | None = None
 
     def send_signal(self, sig: int) -> None:
+        """Signal the command (through its init, or straight to our forked target);
+        SIGKILL always goes to the init: the whole pid namespace dies."""
+        pidfd = self.command[1] if self.command and sig != signal.SIGKILL else self.pidfd
+        if pidfd < 0:
+            return
         try:
-            signal.pidfd_send_signal(self.pidfd, sig)
+            signal.pidfd_send_signal(pidfd, sig)
         except ProcessLookupError:
             pass
 
+    def reap_command(self) -> int:
+        """Collect our forked target's wait status, then let its init go."""
+        if self.command_status is None and self.command is not None:
+            _, self.command_status = os.waitpid(self.command[0], 0)
+            os.close(self.command[1])
+            self.command = (self.command[0], -1)
+            self.release_init()
+        return self.command_status or 0
+
+    def release_init(self) -> None:
+        """A held init exits when our end of its socket closes."""
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
+
     def reap(self) -> None:
-        """Wait for the init to end; collect it when it is our child."""
+        """Wait for the init to end; collect it when it is our child.
+
+        A forked target is collected first: an exiting pid-1 init waits until
+        every process of its namespace has been reaped, and the target's
+        parent is this process (the init's exit kills the target).
+        """
+        self.release_init()
+        if self.command is not None:
+            self.reap_command()
         if self.direct and not self.reaped:
             os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
         else:
@@ -85,6 +137,7 @@ class ContainerProcess:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
+        self.release_init()
 
 
 def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None,
@@ -101,6 +154,8 @@ def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None,
     ``target``: a Python callable of this process to run instead of the
     command. It needs this process's memory, so it is only possible by
     forking this process, which is only safe when it is single-threaded.
+    A process's first target runs under an init forked from here too; later
+    ones are forked into a container a spare holds ready (``process.target``).
     """
     global _SPAWNED
     try:
@@ -112,6 +167,8 @@ def spawn(plan: Plan, fds: tuple[int, int, int, int], target=None,
                 hint="run it from a single-threaded process, or run a command instead")
         if target is None and not here:
             return Zygote.get().spawn(plan, fds, prepare)
+        if target is not None and not here and fits(plan, spare_flags(plan.unshare_flags)):
+            return Zygote.get().spawn_target(plan, fds, target, prepare)
         prepare()
         pid, pidfd = start_container(plan, fds, target)
     finally:
@@ -150,6 +207,16 @@ def fork_here(mode: str) -> bool | None:
     if not (single_threaded() and threading.current_thread() is threading.main_thread()):
         return None
     return mode == "direct" or (mode == "auto" and _SPAWNED == 0)
+
+
+def _prepare_then_release(spare: Spare, plan: Plan, prepare: Callable[[], None]) -> None:
+    """Make the cgroup while the spare mounts, then join it and let the spare go on."""
+    try:
+        prepare()
+    except BaseException:
+        spare.discard()
+        raise
+    spare.release(plan)
 
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -223,16 +290,56 @@ class Zygote:
                 prepare()
                 pid, pidfd = self._request(("spawn", plan), fds)
         if spare is not None:
-            try:
-                prepare()  # while the spare mounts
-            except BaseException:
-                spare.discard()
-                raise
-            spare.release(plan)
+            _prepare_then_release(spare, plan, prepare)
         if fits(plan, flags):  # after the join: the fork then competes with less
             with self.lock:
                 self._ask_for_spare(flags)
         return ContainerProcess(pid, pidfd, direct=False)
+
+    def spawn_target(self, plan: Plan, fds: tuple[int, int, int, int], target: Callable,
+                     prepare: Callable[[], None] = lambda: None) -> ContainerProcess:
+        """A spare holds the container ready; this process forks the target into it.
+
+        Only from a single-threaded process (the target is a fork of it).
+        See ``process.target``.
+        """
+        flags = spare_flags(plan.unshare_flags)
+        plan = plan._replace(hold=True)
+        trace = os.environ.get("SANDBOX_TRACE") == "1"
+        with self.lock:
+            spare = self._take_spare(plan)
+            for _attempt in range(2):
+                if spare is None:
+                    self._ask_for_spare(flags)
+                    spare = self._take_spare(plan)
+                if spare is None:
+                    continue
+                try:
+                    pid, pidfd = spare.hand_over(plan, fds, trace)
+                    break
+                except OSError:  # it died before it got the plan
+                    spare.discard()
+                    spare = None
+            if spare is None:
+                raise HostError("the zygote process could not make a container for the target")
+        _prepare_then_release(spare, plan, prepare)
+        proc = ContainerProcess(pid, pidfd, direct=False, holder=spare.sock)
+        try:
+            proc.command = fork_target(plan, fds, target, pidfd, spare.sock.fileno())
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                proc.send_signal(signal.SIGKILL)
+                proc.close()
+                raise
+            # the pid namespace takes no new process: its init failed and is exiting,
+            # and its status pipe says why (the monitor reads it as for a command)
+        except BaseException:
+            proc.send_signal(signal.SIGKILL)
+            proc.close()
+            raise
+        with self.lock:
+            self._ask_for_spare(flags)
+        return proc
 
     def _take_spare(self, plan: Plan) -> Spare | None:
         """The spare asked for last time, if it fits the plan and is still there."""

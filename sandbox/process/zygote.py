@@ -27,19 +27,11 @@ from .. import linux
 from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
 from ..plan import Plan
 from .spare import fork_spare
-from .fork import flush_stdio, own_pidns_fd, start_container
+from .fork import flush_stdio, own_pidns_fd, reap_exited_children, start_container
 
 REAP_INTERVAL_MS = 200
 
 
-def reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def import_steps(plan: Plan) -> None:
@@ -104,5 +96,5 @@ def main(fd: int) -> None:
     while True:
         if poller.poll(REAP_INTERVAL_MS) and not serve_one(sock):
             break
-        reap()
+        reap_exited_children()
     os._exit(0)
