@@ -36,10 +36,11 @@ def pytest_sandbox_spec(item, fields):
 def pytest_sandbox_ready(item, sandbox):
     """A sandbox for ``item`` is running; ``sandbox`` is a :class:`sandbox.Sandbox`.
 
-    Called in the pytest process. For a marked test it comes when the test
-    has started inside (``sandbox.id``, ``sandbox.spec`` and
-    ``sandbox.cgroup`` are useful); for the fixtures, before the test gets
-    the sandbox. Not called for tests dispatched to remote workers.
+    Called in the pytest process. For a marked test it comes as soon as the
+    test's process exists, in the sandbox's cgroup or on its way in
+    (``sandbox.id``, ``sandbox.spec`` and ``sandbox.cgroup`` are useful);
+    for the fixtures, before the test gets the sandbox. Not called for tests
+    dispatched to remote workers.
     """
 
 

@@ -2,12 +2,12 @@
 
 The engine forks the pytest process into the sandbox and calls
 ``run_item`` there. The fork brought the whole session along, but not the
-file descriptors (the engine closes every fd but 0-3, which are the
-sandbox's stdin, stdout, stderr and status pipe), so the capture and
-faulthandler plumbing is made again first. Then the usual setup, call and
-teardown phases run, and each report is written to the report channel as
-soon as it exists, so a crash in the call phase still leaves the setup
-report behind.
+file descriptors (the engine closes every fd but 0-2, the sandbox's stdin,
+stdout and stderr), so the capture and faulthandler plumbing is made again
+first. A test whose sandbox was made ahead (``where.local``) then waits for
+its turn: one byte on stdin. Then the usual setup, call and teardown phases
+run, and each report is written to the report channel as soon as it
+exists, so a crash in the call phase still leaves the setup report behind.
 """
 
 from __future__ import annotations
@@ -21,16 +21,34 @@ from .channel import write_report
 _KEEP: list = []  # objects holding fds the engine closed: never let them be collected
 
 
-def run_item(item, nextitem) -> int:
-    """Run the protocol of ``item``; its reports go to the channel. Exit status 0."""
+def run_item(item, nextitem, wait_for_go: bool = False) -> int:
+    """Run the protocol of ``item``; its reports go to the channel. Exit status 0.
+
+    ``wait_for_go``: wait for a byte on stdin before the test (end of file:
+    it is not to run after all); pytest's capture reads /dev/null meanwhile.
+    """
     config = item.config
+    go = os.dup(0) if wait_for_go else -1  # the capture about to start puts /dev/null on 0
     _forget_parent_finalizers(item.session)
     _restart_faulthandler()
     _restart_capture(config)
     _make_basetemp(config)
+    if wait_for_go and not _wait_for_go(go):
+        return 0
     for report in protocol(item, nextitem):
         write_report(config, report)
     return 0
+
+
+def _wait_for_go(fd: int) -> bool:
+    """Block until the pytest process says go (on ``fd``, a copy of stdin); False if it
+    closed its end instead."""
+    try:
+        go = os.read(fd, 1)
+    except OSError:
+        go = b""
+    os.close(fd)
+    return go == b"g"
 
 
 def protocol(item, nextitem):

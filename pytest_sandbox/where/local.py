@@ -11,6 +11,15 @@ read-write at /run/pytest-sandbox):
   with ``pytest_sandbox.inner`` writing the reports. Used when this process
   is multi-threaded (pytest-xdist workers, pytest-timeout's thread method)
   or with ``--sandbox-no-fork``.
+
+On the fast path the next test's sandbox is made while this one runs: its
+process is forked, enters the container, restarts capture, and waits on
+its stdin for a "go" that comes when its turn does (``Prepared``). The
+pytest process is otherwise idle while a test runs, so the fork, the page
+faults and the setup of the next test overlap with this one. It is only
+done when forking now or at the next test's turn gives the same copy: the
+fixtures this process has set up (by unsandboxed tests) are all ones the
+next test keeps, so the teardown between the two is empty here.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import os
 import sys
 from functools import partial
+from typing import NamedTuple
 
 import pytest
 
@@ -39,6 +49,16 @@ NOT_MOUNTABLE = ("/", "/tmp", "/proc", "/sys", "/dev", "/run", "/var/tmp")
 STOPPED = (Exception, pytest.fail.Exception, pytest.skip.Exception)
 
 
+class Prepared(NamedTuple):
+    """A sandbox made ahead for ``item``: its process waits for a byte on ``go``."""
+
+    item: object
+    box: Sandbox
+    channel: ReportChannel
+    go: int
+    stack: tuple  # the nodes this process had set up when it was forked
+
+
 class LocalRunner:
     """Runs each item in a fresh sandbox on this host, fast when it can."""
 
@@ -47,28 +67,40 @@ class LocalRunner:
     def __init__(self, config, *, fork: bool = True) -> None:
         self.config = config
         self.fork = fork
+        self._next: Prepared | None = None
+        self._positions: dict | None = None
 
     def expect(self, items: list) -> None:
-        pass  # each sandbox is made when its test's turn comes
+        pass  # each sandbox is made when its test's turn comes, or while the one before runs
 
     def run(self, item, nextitem) -> Outcome:
+        prepared = self._take_prepared(item)
+        if prepared is not None:
+            with prepared.channel as channel:
+                return self._run(item, prepared.box, channel, "fork",
+                                 begin=lambda: _go(prepared.go), nextitem=nextitem)
         with ReportChannel() as channel:
             if self.fork and single_threaded():
                 return self._run_forked(item, nextitem, channel)
             return self._run_subprocess(item, channel)
 
     def close(self) -> None:
-        pass
+        self._discard_prepared()
 
     # -- the two paths ---------------------------------------------------------
 
     def _run_forked(self, item, nextitem, channel: ReportChannel) -> Outcome:
         try:
-            spec = self._spec(item, channel, ["pytest", item.nodeid], workdir=os.getcwd())
+            box = self._forked_box(item, nextitem, channel)
         except SpecError as exc:
             return Outcome(crash.complete(item, [], None, reason=f"sandbox spec: {exc}"), path="fork")
-        box = Sandbox(spec, target=partial(inside.run_item, item, nextitem), log_file=False)
-        return self._run(item, box, channel, "fork")
+        return self._run(item, box, channel, "fork", nextitem=nextitem)
+
+    def _forked_box(self, item, nextitem, channel: ReportChannel, *, wait_for_go: bool = False,
+                    stdin_fd: int | None = None) -> Sandbox:
+        spec = self._spec(item, channel, ["pytest", item.nodeid], workdir=os.getcwd())
+        target = partial(inside.run_item, item, nextitem, wait_for_go=wait_for_go)
+        return Sandbox(spec, target=target, log_file=False, stdin_fd=stdin_fd)
 
     def _run_subprocess(self, item, channel: ReportChannel) -> Outcome:
         rootdir = str(item.config.rootpath)
@@ -88,13 +120,25 @@ class LocalRunner:
         fields.setdefault("workdir", workdir)
         return build_spec(self.config, item, fields)
 
-    def _run(self, item, box: Sandbox, channel: ReportChannel, path: str) -> Outcome:
-        """Start the sandbox, wait for it, and turn whatever happened into reports."""
+    def _run(self, item, box: Sandbox, channel: ReportChannel, path: str, *,
+             begin=None, nextitem=None) -> Outcome:
+        """Start the sandbox (or let a prepared one go), wait for it, and turn
+        whatever happened into reports. On the fork path the next test's
+        sandbox is prepared while this one runs."""
         result, reason = None, None
         try:
-            with box:
+            try:
+                if begin is None:
+                    box.create()
+                    box.start(background=False)  # wait() watches it here: no thread
+                else:
+                    begin()
                 item.config.hook.pytest_sandbox_ready(item=item, sandbox=box)
+                if path == "fork":
+                    self._prepare(item, nextitem)
                 result = box.wait()
+            finally:
+                box.destroy()
         except SandboxError as exc:
             reason = f"sandbox: could not run the test: {exc}"
         except STOPPED as exc:
@@ -107,9 +151,103 @@ class LocalRunner:
             output = {"stdout": result.stdout, "stderr": result.stderr}
         return Outcome(reports, result, path, output)
 
+    # -- the next test's sandbox, made ahead -------------------------------------
+
+    def _prepare(self, item, nextitem) -> None:
+        """Make ``nextitem``'s sandbox now, its process held before the test, if that is safe."""
+        from ..plugin import wants_sandbox
+
+        if (nextitem is None or self._next is not None or not wants_sandbox(nextitem)
+                or os.environ.get(PREPARE_ENV) == "0" or not single_threaded()):
+            return
+        stack = tuple(item.session._setupstate.stack)
+        chain = nextitem.listchain()
+        after = self._item_after(nextitem)
+        if after is False or any(node not in chain for node in stack):
+            return  # its copy of this session would differ from the one at its turn
+        channel = ReportChannel()
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        box = None
+        try:
+            box = self._forked_box(nextitem, after, channel, wait_for_go=True, stdin_fd=go_r)
+            box.create()
+            box.start(background=False)
+        except (SandboxError, SpecError, OSError):
+            # made again at its turn, which reports what went wrong
+            if box is not None:
+                box.destroy()
+            channel.close()
+            os.close(go_w)
+            return
+        finally:
+            os.close(go_r)
+        self._next = Prepared(nextitem, box, channel, go_w, stack)
+
+    def _item_after(self, item):
+        """The item after ``item`` in this session (None: the last), False if unknown."""
+        items = item.session.items
+        if self._positions is None:
+            self._positions = {id(it): i for i, it in enumerate(items)}
+        i = self._positions.get(id(item))
+        if i is None or i >= len(items) or items[i] is not item:
+            return False
+        return items[i + 1] if i + 1 < len(items) else None
+
+    def _take_prepared(self, item) -> Prepared | None:
+        """The sandbox made ahead for ``item``, if the session is still as it was then."""
+        prepared, self._next = self._next, None
+        if prepared is None:
+            return None
+        if prepared.item is item and tuple(item.session._setupstate.stack) == prepared.stack:
+            return prepared
+        self._next = prepared
+        self._discard_prepared()
+        return None
+
+    def _discard_prepared(self) -> None:
+        prepared, self._next = self._next, None
+        if prepared is None:
+            return
+        os.close(prepared.go)
+        try:
+            prepared.box.kill()
+            prepared.box.wait()
+        except SandboxError:
+            pass
+        finally:
+            prepared.box.destroy()
+            prepared.channel.close()
+
+
+#: Set to 0 to make every test's sandbox at its turn (for comparison and debugging).
+PREPARE_ENV = "PYTEST_SANDBOX_PREPARE"
+
+
+def _go(fd: int) -> None:
+    """Let a prepared sandbox's test run."""
+    try:
+        os.write(fd, b"g")
+    finally:
+        os.close(fd)
+
 
 def code_mounts(config, image: str) -> list[Mount]:
-    """The test's code where the sandbox expects it: rootdir, cwd, sys.path, read-only."""
+    """The test's code where the sandbox expects it: rootdir, cwd, sys.path, read-only.
+
+    Worked out again only when one of its inputs changed (a test may change
+    sys.path or the cwd): it stats every sys.path entry.
+    """
+    key = (image, str(config.rootpath), str(config.invocation_params.dir), os.getcwd(),
+           tuple(sys.path))
+    if _CODE_MOUNTS.get("key") != key:
+        _CODE_MOUNTS.update(key=key, mounts=tuple(_code_mounts(config, image)))
+    return list(_CODE_MOUNTS["mounts"])
+
+
+_CODE_MOUNTS: dict = {}
+
+
+def _code_mounts(config, image: str) -> list[Mount]:
     candidates = [str(config.rootpath), str(config.invocation_params.dir), os.getcwd(),
                   _package_parent(__file__, 3), _package_parent(sandbox.__file__, 2), *sys.path]
     if image != "host":
