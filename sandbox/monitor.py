@@ -3,10 +3,10 @@
 One thread per sandbox reads its STDOUT and STDERR pipes (never letting the
 command block on a full pipe), the status pipe from its init, and the init's
 pidfd, which becomes readable only when the init and, with it, the whole pid
-namespace are gone. A Python target forked into a held container is our
-own child: its pidfd is watched too, and its wait status is the exit status. It feeds output through the OutputLimiter to the sinks,
+namespace are gone. It feeds output through the OutputLimiter to the sinks,
 writes stdin if there is any, and enforces the wall-clock deadline by killing
-the whole cgroup.
+the whole cgroup. A Python target forked into a held container is our own
+child: its pidfd is watched too, and its wait status is the exit status.
 """
 
 from __future__ import annotations

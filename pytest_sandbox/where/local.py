@@ -85,7 +85,9 @@ class LocalRunner:
             return self._run_subprocess(item, channel)
 
     def close(self) -> None:
-        self._discard_prepared()
+        prepared, self._next = self._next, None
+        if prepared is not None:
+            _discard(prepared)
 
     # -- the two paths ---------------------------------------------------------
 
@@ -200,23 +202,21 @@ class LocalRunner:
             return None
         if prepared.item is item and tuple(item.session._setupstate.stack) == prepared.stack:
             return prepared
-        self._next = prepared
-        self._discard_prepared()
+        _discard(prepared)
         return None
 
-    def _discard_prepared(self) -> None:
-        prepared, self._next = self._next, None
-        if prepared is None:
-            return
-        os.close(prepared.go)
-        try:
-            prepared.box.kill()
-            prepared.box.wait()
-        except SandboxError:
-            pass
-        finally:
-            prepared.box.destroy()
-            prepared.channel.close()
+
+def _discard(prepared: Prepared) -> None:
+    """End a sandbox made ahead for a test that will not run in it."""
+    os.close(prepared.go)
+    try:
+        prepared.box.kill()
+        prepared.box.wait()
+    except SandboxError:
+        pass
+    finally:
+        prepared.box.destroy()
+        prepared.channel.close()
 
 
 #: Set to 0 to make every test's sandbox at its turn (for comparison and debugging).

@@ -279,17 +279,12 @@ class Zygote:
               prepare: Callable[[], None] = lambda: None) -> ContainerProcess:
         flags = spare_flags(plan.unshare_flags)
         with self.lock:
-            spare = self._take_spare(plan)
-            if spare is not None:
-                try:
-                    pid, pidfd = spare.hand_over(plan, fds, os.environ.get("SANDBOX_TRACE") == "1")
-                except OSError:  # it died before it got the plan
-                    spare.discard()
-                    spare = None
-            if spare is None:
+            handed = self._handed_spare(plan, fds)
+            if handed is None:
                 prepare()
                 pid, pidfd = self._request(("spawn", plan), fds)
-        if spare is not None:
+        if handed is not None:
+            spare, pid, pidfd = handed
             _prepare_then_release(spare, plan, prepare)
         if fits(plan, flags):  # after the join: the fork then competes with less
             with self.lock:
@@ -305,23 +300,11 @@ class Zygote:
         """
         flags = spare_flags(plan.unshare_flags)
         plan = plan._replace(hold=True)
-        trace = os.environ.get("SANDBOX_TRACE") == "1"
         with self.lock:
-            spare = self._take_spare(plan)
-            for _attempt in range(2):
-                if spare is None:
-                    self._ask_for_spare(flags)
-                    spare = self._take_spare(plan)
-                if spare is None:
-                    continue
-                try:
-                    pid, pidfd = spare.hand_over(plan, fds, trace)
-                    break
-                except OSError:  # it died before it got the plan
-                    spare.discard()
-                    spare = None
-            if spare is None:
-                raise HostError("the zygote process could not make a container for the target")
+            handed = self._handed_spare(plan, fds, fresh=2)
+        if handed is None:
+            raise HostError("the zygote process could not make a container for the target")
+        spare, pid, pidfd = handed
         _prepare_then_release(spare, plan, prepare)
         proc = ContainerProcess(pid, pidfd, direct=False, holder=spare.sock)
         try:
@@ -340,6 +323,27 @@ class Zygote:
         with self.lock:
             self._ask_for_spare(flags)
         return proc
+
+    def _handed_spare(self, plan: Plan, fds: tuple[int, int, int, int],
+                      fresh: int = 0) -> tuple[Spare, int, int] | None:
+        """(spare, pid, pidfd): a spare that has the plan now, or None.
+
+        The spare asked for last, if it fits and is alive; else up to
+        ``fresh`` ones asked for now (each is waited for). Under self.lock.
+        """
+        trace = os.environ.get("SANDBOX_TRACE") == "1"
+        spare = self._take_spare(plan)
+        while True:
+            if spare is not None:
+                try:
+                    return (spare, *spare.hand_over(plan, fds, trace))
+                except OSError:  # it died before it got the plan
+                    spare.discard()
+            if fresh == 0:
+                return None
+            fresh -= 1
+            self._ask_for_spare(spare_flags(plan.unshare_flags))
+            spare = self._take_spare(plan)
 
     def _take_spare(self, plan: Plan) -> Spare | None:
         """The spare asked for last time, if it fits the plan and is still there."""
