@@ -47,7 +47,7 @@ def remove(sdir: state.SandboxDir, record: state.Record | None, *, force: bool =
 
 
 def collect(*, now: float | None = None) -> GcReport:
-    """Remove every sandbox whose owner is gone, and stray cgroups."""
+    """Remove every sandbox whose owner is gone, stray cgroups, and unused cgroup parents."""
     report = GcReport()
     now = now or time.time()
     live_ids = set()
@@ -64,6 +64,7 @@ def collect(*, now: float | None = None) -> GcReport:
         except (SandboxError, OSError) as exc:
             report.errors.append(f"{sdir.id}: {exc}")
     _collect_stray_cgroups(live_ids, report)
+    host_cgroups().remove_parents()  # left by a process killed before its exit: if unused
     _collect_stale_names(report)
     try:
         from .network import collect as collect_network

@@ -103,6 +103,7 @@ class Sandbox:
             self._push("name", lambda: state.release_name(self.spec.name, self.id))
         self._record = state.new_record(self.id, self.spec)
         self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
+        self._push("cgroup parents", self.cgroup.release_parents)  # if never made
         self._record.cgroups = list(self.cgroup.paths)
         network_pre_ops, network_ops, network_binds = self._attach_network()
         self.dir.write_record(self._record)

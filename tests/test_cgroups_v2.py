@@ -667,3 +667,47 @@ def test_detect_this_machine():
         assert isinstance(hierarchy, CgroupV2)
     else:
         assert isinstance(hierarchy, CgroupV1)
+
+
+# -- the parents, shared by every process on the host ----------------------------
+
+def test_v2_parents_stay_while_a_sandbox_holds_them_and_go_when_none_does(v2):
+    hierarchy, _ = v2
+    parent = os.path.join(hierarchy.root, PARENT)
+    cgroup = hierarchy.plan("held", Limits())
+    other_process = CgroupV2(root=hierarchy.root)  # its own lock: as another process's
+    other_process.remove_parents()
+    assert os.path.isdir(parent)  # planned, not yet made: the parent must not go
+    cgroup.make(Limits())
+    cgroup.remove()  # releases the parents
+    other_process.remove_parents()
+    assert not os.path.exists(parent)
+    again = other_process.create("again", Limits(pids=5))  # made afresh, delegated again
+    assert _enabled(_read(os.path.join(parent, "cgroup.subtree_control"))) == \
+        {"memory", "pids", "cpu", "cpuset"}
+    again.remove()
+    other_process.remove_parents()
+
+
+def test_v2_a_plan_that_waited_while_the_parents_were_removed_makes_them_again(v2):
+    import fcntl
+    import threading
+
+    hierarchy, _ = v2
+    parent = os.path.join(hierarchy.root, PARENT)
+    hierarchy.create("first", Limits()).remove()
+    remover = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(remover, fcntl.LOCK_EX)  # as remove_parents holds it
+    planned = []
+    waiting = threading.Thread(target=lambda: planned.append(hierarchy.plan("late", Limits())))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # it waits for the remover
+    os.rmdir(parent)
+    os.close(remover)
+    waiting.join(10)
+    cgroup = planned[0]
+    assert os.path.isdir(parent) and cgroup.paths == [os.path.join(parent, "late")]
+    cgroup.make(Limits())
+    cgroup.remove()
+    hierarchy.remove_parents()

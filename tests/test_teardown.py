@@ -141,3 +141,53 @@ def test_names_are_unique_among_live_sandboxes():
         with pytest.raises(SandboxError, match="in use"):
             run(SandboxSpec(image="busybox", command=["true"], name="only-one"))
     assert run(SandboxSpec(image="busybox", command=["true"], name="only-one")).exit_code == 0
+
+
+@pytest.fixture
+def own_parent(monkeypatch):
+    """A cgroup parent of this test's own, so what it asserts is not another test's doing."""
+    monkeypatch.setenv("SANDBOX_CGROUP_PARENT", f"sandbox-parents-{os.getpid()}")
+    from sandbox.cgroups import host_cgroups
+
+    hierarchy = host_cgroups()
+    yield hierarchy
+    hierarchy.remove_parents()
+
+
+def _parents_left(hierarchy):
+    return [p for p in hierarchy.parent_paths() if os.path.isdir(p)]
+
+
+def test_a_process_that_ran_a_sandbox_leaves_no_cgroup_parent(own_parent):
+    r = sandbox_cli("run", "busybox", "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert _parents_left(own_parent) == []
+
+
+def test_the_parents_stay_while_another_process_runs_a_sandbox(own_parent):
+    with Sandbox(SLEEPER) as sb:
+        _ready(sb)
+        r = sandbox_cli("run", "busybox", "--", "true")  # ends while ours runs
+        assert r.returncode == 0, r.stderr
+        assert _parents_left(own_parent)  # ours still uses them
+    own_parent.remove_parents()  # what this process's exit does
+    assert _parents_left(own_parent) == []
+
+
+@pytest.mark.no_leak_check
+def test_gc_removes_the_parents_a_killed_process_left():
+    env = dict(os.environ, SANDBOX_CGROUP_PARENT=f"sandbox-killed-{os.getpid()}")
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, "direct"], stdout=subprocess.PIPE,
+                             env=dict(env, PYTHONPATH=REPO))
+    assert owner.stdout.readline().strip()
+    owner.kill()
+    owner.wait()
+    check = ("from sandbox.cgroups import host_cgroups; import os; "
+             "print(sum(os.path.isdir(p) for p in host_cgroups().parent_paths()))")
+    left = lambda: subprocess.run([sys.executable, "-c", check], env=dict(env, PYTHONPATH=REPO),  # noqa: E731
+                                  capture_output=True, text=True).stdout.strip()
+    assert left() != "0"  # SIGKILL: no exit handler ran
+    gc = subprocess.run([sys.executable, "-m", "sandbox", "gc"], env=dict(env, PYTHONPATH=REPO),
+                        capture_output=True, timeout=60)
+    assert gc.returncode == 0, gc.stderr
+    assert left() == "0"

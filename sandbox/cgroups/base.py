@@ -1,8 +1,21 @@
-"""The interface every cgroup backend keeps."""
+"""The interface every cgroup backend keeps.
+
+The parent directories (one per hierarchy, SANDBOX_CGROUP_PARENT) are made
+when a sandbox needs them and removed when no sandbox on the host does: at
+the exit of each process that used them, and by ``sandbox gc``. Processes
+share them, so they agree through flock(2) on the first parent directory: a
+sandbox holds a shared lock from ``plan()`` (which makes the parents) until
+its cgroup is removed; ``remove_parents`` takes it exclusively, without
+waiting, and leaves everything alone when it cannot. A process that waited
+for its shared lock while they were removed finds the locked directory gone
+and makes them again.
+"""
 
 from __future__ import annotations
 
+import atexit
 import errno
+import fcntl
 import os
 import time
 from abc import ABC, abstractmethod
@@ -39,6 +52,13 @@ class Cgroup(ABC):
     def __init__(self, paths: list[str], shared: list[str] | None = None) -> None:
         self.paths = paths  # the sandbox's own directories: made, read and removed
         self.shared = shared or []  # joined only, never removed: v1's devices parent
+        self.parents_lock = -1  # held from plan() until removed: the parents stay
+
+    def release_parents(self) -> None:
+        """Let ``remove_parents`` remove the parents again (idempotent)."""
+        if self.parents_lock >= 0:
+            os.close(self.parents_lock)
+            self.parents_lock = -1
 
     @property
     def procs_files(self) -> list[str]:
@@ -96,20 +116,79 @@ class Cgroup(ABC):
                         raise LimitError(f"cannot remove cgroup {path}: {exc.strerror}") from exc
                     self.kill()
                     time.sleep(0.002)
+        self.release_parents()
 
 
 class CgroupHierarchy(ABC):
     """The host's cgroup layout: makes and finds sandbox cgroups."""
 
     version: int
+    _remove_at_exit = False
 
-    @abstractmethod
     def plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
         """The sandbox's cgroup(s), named but not made yet (``Cgroup.make`` makes them).
 
         Knowing the paths first lets a spare be handed its plan (which names
-        the files to join) while the directories are still being made.
+        the files to join) while the directories are still being made. The
+        parents exist from here until the cgroup's ``remove`` or
+        ``release_parents``.
         """
+        lock = self._lock_parents()
+        try:
+            cgroup = self._plan(sandbox_id, limits)
+        except BaseException:
+            os.close(lock)
+            raise
+        cgroup.parents_lock = lock
+        if not self._remove_at_exit:
+            self._remove_at_exit = True
+            atexit.register(self.remove_parents)
+        return cgroup
+
+    @abstractmethod
+    def _plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
+        """``plan`` with the parents locked: make any that is missing, name the cgroup."""
+
+    @abstractmethod
+    def _parents_ready(self) -> bool:
+        """True when every parent exists, set up for children (checked under the lock)."""
+
+    @abstractmethod
+    def _prepare_parents(self) -> None:
+        """Make and set up every parent (under the exclusive lock: nobody sees half of it)."""
+
+    def _lock_parents(self) -> int:
+        """A shared flock on the first parent, taken once every parent is ready.
+
+        Parents are only made under the exclusive lock, so a sandbox never
+        joins one whose device rules are half written.
+        """
+        first = self.parent_paths()[0]
+        while True:
+            fd = _open_dir(first)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _still_there(first, fd) and self._parents_ready():
+                return fd
+            os.close(fd)
+            self._prepare_parents_exclusively(first)
+
+    def _prepare_parents_exclusively(self, first: str) -> None:
+        fd = _open_dir(first)
+        try:
+            deadline = time.monotonic() + PREPARE_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LimitError(f"cannot set up the cgroup parents ({first}): running "
+                                         f"sandboxes hold them, yet one is missing") from None
+                    time.sleep(0.005)
+            if _still_there(first, fd):
+                self._prepare_parents()
+        finally:
+            os.close(fd)
 
     def create(self, sandbox_id: str, limits: Limits) -> Cgroup:
         """Make the sandbox's cgroup(s) with limits applied; nothing joins yet."""
@@ -130,16 +209,58 @@ class CgroupHierarchy(ABC):
         """The parent directory of sandbox cgroups in each hierarchy."""
 
     def remove_parents(self) -> None:
-        """Remove the parent directories if empty (a test session's own parent)."""
-        for path in self.parent_paths():
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        """Remove the parent directories unless a sandbox on this host uses them.
+
+        Runs at the exit of each process that planned a cgroup, and in
+        ``sandbox gc``. Never waits: when a sandbox holds the parents (or a
+        cgroup under one is not empty), they stay for whoever ends last.
+        """
+        paths = self.parent_paths()
+        if not any(os.path.isdir(p) for p in paths):
+            return
+        try:
+            fd = _open_dir(paths[0])
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return  # in use
+        try:
+            for path in [*paths[1:], paths[0]]:  # the locked one last
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
 
     @abstractmethod
     def describe(self) -> str:
         """One line for `sandbox doctor`."""
+
+
+#: How long making the parents waits for others to finish making or removing them.
+PREPARE_WAIT = 10.0
+
+
+def _open_dir(path: str) -> int:
+    """An fd for directory ``path``, made first if it is missing."""
+    while True:
+        os.makedirs(path, exist_ok=True)
+        try:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # removed between the two
+
+
+def _still_there(path: str, fd: int) -> bool:
+    """True when ``fd`` (locked after a wait) is still the directory at ``path``."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def write(path: str, value: str | int) -> None:

@@ -33,22 +33,36 @@ class CgroupV1(CgroupHierarchy):
 
     def __init__(self, mounts: dict[str, str]) -> None:
         self.mounts = mounts
-        self._ready: set[str] = set()
+        self._checked_rules = False  # devices parent rules verified by this process
 
-    def _prepare_parent(self, controller: str, parent: str) -> None:
-        """Make the parent once; children inherit its cpuset and device rules.
+    def _parent(self, controller: str) -> str:
+        return os.path.join(self.mounts[controller], parent_name())
+
+    def _parents_ready(self) -> bool:
+        if not all(os.path.isdir(self._parent(c)) for c in self.mounts):
+            return False
+        if not self._checked_rules and "devices" in self.mounts:  # made by an older version?
+            if _device_rules(self._parent("devices")) != set(DEVICE_RULES):
+                return False
+            self._checked_rules = True
+        return True
+
+    def _prepare_parents(self) -> None:
+        """Make each parent; children inherit its cpuset and device rules.
 
         The devices controller copies a parent's rules into each new child,
         so the container's device list is written once here, not per sandbox.
         """
-        os.makedirs(parent, exist_ok=True)
-        if controller == "cpuset":
-            _init_cpuset(self.mounts[controller], parent)
-        if controller == "devices" and _device_rules(parent) != set(DEVICE_RULES):
-            write(os.path.join(parent, "devices.deny"), "a")
-            for rule in DEVICE_RULES:
-                write(os.path.join(parent, "devices.allow"), rule)
-        self._ready.add(parent)
+        for controller in self.mounts:
+            parent = self._parent(controller)
+            os.makedirs(parent, exist_ok=True)
+            if controller == "cpuset":
+                _init_cpuset(self.mounts[controller], parent)
+            if controller == "devices" and _device_rules(parent) != set(DEVICE_RULES):
+                write(os.path.join(parent, "devices.deny"), "a")
+                for rule in DEVICE_RULES:
+                    write(os.path.join(parent, "devices.allow"), rule)
+        self._checked_rules = True
 
     def describe(self) -> str:
         have = ", ".join(c for c in self.CONTROLLERS if c in self.mounts)
@@ -73,14 +87,12 @@ class CgroupV1(CgroupHierarchy):
         return "devices" in controllers and not any(
             self.mounts[c] == mount for c in controllers if c != "devices")
 
-    def plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
+    def _plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
         by_controller: dict[str, str] = {}
         controllers = self._controllers_for(limits)
         shared = self._devices_shared(controllers)
         for controller in controllers:
-            parent = os.path.join(self.mounts[controller], parent_name())
-            if parent not in self._ready:
-                self._prepare_parent(controller, parent)
+            parent = self._parent(controller)
             by_controller[controller] = parent if shared and controller == "devices" \
                 else os.path.join(parent, sandbox_id)
         return SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])

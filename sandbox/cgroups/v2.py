@@ -38,18 +38,23 @@ class CgroupV2(CgroupHierarchy):
     def describe(self) -> str:
         return f"cgroup v2 ({', '.join(self.available()) or 'no controllers'})"
 
-    def _prepare_parent(self) -> None:
+    def _enable(self) -> str:
+        """The controllers we use that the root offers, as cgroup.subtree_control wants them."""
+        return " ".join(f"+{c}" for c in WANTED if c in self.available())
+
+    def _parents_ready(self) -> bool:
+        return os.path.isdir(self.parent) and bool(
+            read(os.path.join(self.parent, "cgroup.subtree_control")) or not self._enable())
+
+    def _prepare_parents(self) -> None:
         """Make ``sandbox/`` and delegate the controllers we use to its children."""
-        if os.path.isdir(self.parent) and read(os.path.join(self.parent, "cgroup.subtree_control")):
-            return
         os.makedirs(self.parent, exist_ok=True)
-        enable = " ".join(f"+{c}" for c in WANTED if c in self.available())
+        enable = self._enable()
         if enable:
             write(os.path.join(self.root, "cgroup.subtree_control"), enable)
             write(os.path.join(self.parent, "cgroup.subtree_control"), enable)
 
-    def plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
-        self._prepare_parent()
+    def _plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
         return SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
 
     def open(self, paths: list[str]) -> "SandboxCgroupV2":
