@@ -88,13 +88,12 @@ def submit(args: argparse.Namespace) -> int:
 
 def _run_here(spec) -> int:
     """The embedded mode: run in this process; first Ctrl-C cancels the job cleanly."""
-    import threading
-
+    from .cancel import Cancel
     from .client import run_local
     from .render import Renderer, summary
     from .result import EXIT_STATUS
 
-    cancel = threading.Event()
+    cancel = Cancel()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
         result = run_local(spec, on_event=Renderer().write, cancel=cancel)

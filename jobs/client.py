@@ -9,10 +9,10 @@ live and the same JobResult at the end.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Callable
 
 from . import store
+from .cancel import Cancel
 from .errors import JobError, QueueUnavailable
 from .events import JobLog, LogEvent
 from .execute import execute_job, new_job_id
@@ -62,7 +62,8 @@ def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
         Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(
             TASK, job_id, job_id=job_id, description=spec.name,
             job_timeout=int(spec.timeout or 0) + RQ_TIMEOUT_MARGIN,
-            result_ttl=store.JOB_TTL, failure_ttl=store.JOB_TTL)
+            # the result is ours (store.finish); RQ keeps no copy of a job that ran
+            result_ttl=0, failure_ttl=store.JOB_TTL)
     except redis.RedisError as exc:
         raise JobError(f"cannot submit job {spec.name!r}: {exc}") from exc
     return job_id
@@ -108,7 +109,7 @@ def cancel(conn: Any, job_id: str) -> str:
 
 
 def run_local(spec: JobSpec, *, on_event: Callable[[LogEvent], None] | None = None,
-              cancel: threading.Event | None = None) -> JobResult:
+              cancel: Cancel | None = None) -> JobResult:
     """Run the job in this process (the embedded mode) with the same events."""
     sinks = [_Callback(on_event)] if on_event is not None else []
     return execute_job(spec, log=JobLog(*sinks), cancel=cancel)

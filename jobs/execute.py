@@ -3,25 +3,27 @@
 This is the one function that runs jobs. The RQ worker, the embedded
 `sandbox submit` and the tests all call it; it knows nothing of Redis or RQ.
 What it needs from its caller arrives as plain arguments: a JobLog to write
-events to, an Event that asks it to cancel, the packed workspace when the
-job came through the queue, and a function that stores artifacts.
+events to, a Cancel that asks it to stop, the packed workspace when the job
+came through the queue, and a function that stores artifacts.
 
 Every step runs in its own sandbox with the job's limits, sharing one
-workspace directory bind-mounted at /workspace. Each sandbox is ended in
-every path: normal exit, its timeout, cancellation, or an exception raised
-in this thread (RQ's own timeout, a signal): ``with Sandbox(...)`` destroys it.
+workspace directory bind-mounted at /workspace. The sandbox is watched from
+this thread (no monitor thread per step). Each sandbox is ended in every
+path: normal exit, its timeout, cancellation (the Cancel kills it at once),
+or an exception raised in this thread (RQ's own timeout, a signal): it is
+destroyed in a ``finally``.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from typing import Callable
 
 from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
 
 from . import artifacts as artifacts_mod
+from .cancel import Cancel
 from .errors import JobError
 from .events import JobLog
 from .junit import JUnitReport, parse_reports
@@ -30,8 +32,6 @@ from .result import (CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, Artifact, JobR
                      StepResult)
 from .workspace import JobDir
 
-#: How often a running step checks for cancellation (seconds).
-POLL_INTERVAL = 0.1
 StoreArtifacts = Callable[[str, list[tuple[Artifact, "bytes | None"]]], object]
 
 
@@ -40,13 +40,13 @@ def new_job_id() -> str:
 
 
 def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None = None,
-                cancel: threading.Event | None = None, packed_workspace: bytes | None = None,
+                cancel: Cancel | None = None, packed_workspace: bytes | None = None,
                 store_artifacts: StoreArtifacts = artifacts_mod.save_local,
                 worker: str | None = None) -> JobResult:
     """Run every step of ``spec``; the JobResult. Raises only on bugs and signals."""
     job_id = job_id or new_job_id()
     log = log or JobLog()
-    cancel = cancel or threading.Event()
+    cancel = cancel or Cancel()
     started = time.time()
     base = dict(id=job_id, name=spec.name, started_at=started, worker=worker, matrix=dict(spec.matrix))
     with JobDir(job_id) as jdir:
@@ -70,7 +70,7 @@ def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
 
 
 def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
-               cancel: threading.Event, started: float) -> list[StepResult]:
+               cancel: Cancel, started: float) -> list[StepResult]:
     results: list[StepResult] = []
     stopped = False
     for index, step in enumerate(spec.steps, 1):
@@ -88,7 +88,7 @@ def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
 
 
 def _run_step(spec: JobSpec, step: Step, job_id: str, jdir: JobDir, log: JobLog,
-              cancel: threading.Event, started: float) -> StepResult:
+              cancel: Cancel, started: float) -> StepResult:
     t0 = time.time()
     timeout = _step_timeout(spec, step, started)
     if timeout is not None and timeout <= 0:
@@ -121,17 +121,22 @@ def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
 
 
 def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
-                 cancel: threading.Event) -> tuple[Result, bool]:
-    """Run one sandbox to its end; kill it within POLL_INTERVAL of a cancel request."""
-    cancelled = False
-    with Sandbox(spec, on_output=on_output, log_file=False) as sandbox:
-        while True:
-            try:
-                return sandbox.wait(timeout=POLL_INTERVAL), cancelled
-            except TimeoutError:
-                if cancel.is_set() and not cancelled:
-                    sandbox.kill()
-                    cancelled = True
+                 cancel: Cancel) -> tuple[Result, bool]:
+    """Run one sandbox to its end, watching it from this thread; (result, cancelled)."""
+    cancelled = []
+
+    def kill() -> None:
+        cancelled.append(True)
+        sandbox.kill()
+
+    sandbox = Sandbox(spec, on_output=on_output, log_file=False)
+    try:
+        sandbox.create()
+        sandbox.start(background=False)
+        with cancel.watch(kill):
+            return sandbox.wait(), bool(cancelled)
+    finally:
+        sandbox.destroy()
 
 
 def _step_result(step: Step, result: Result, cancelled: bool) -> StepResult:

@@ -12,8 +12,10 @@ Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
     sandbox:jobs                 sorted set: every job id by submit time
     sandbox:jobs:running         set: ids in status `running` (where `reap` looks)
 
-The status moves only by compare-and-set (a Lua script), so a cancel and a
-worker taking the job, or a worker finishing and a reaper, cannot both win.
+The status moves only by compare-and-set in a Lua script (``_CLAIM``,
+``_FINISH``), so a cancel and a worker taking the job, or a worker finishing
+and a reaper, cannot both win; each script also does everything else that
+goes with the move, in the same round trip.
 A running job whose lease expired (its worker was SIGKILLed or lost its
 host) is ended as `error` by `reap`, which every worker runs every few
 seconds and every follower runs when the log goes quiet. It is not retried:
@@ -39,30 +41,39 @@ LOG_MAXLEN = 100_000
 #: how long a finished job, its log and artifacts stay (SANDBOX_JOB_TTL seconds, default 7 days)
 JOB_TTL = int(os.environ.get("SANDBOX_JOB_TTL", 7 * 24 * 3600))
 
-_CAS = """
+#: claim: KEYS job, lease, running set, workspace; ARGV worker, lease ttl, started_at, id
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {0, false, false} end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3])
+local packed = redis.call('GET', KEYS[4])
+if packed then redis.call('DEL', KEYS[4]) end
+return {1, redis.call('HGET', KEYS[1], 'spec'), packed}
+"""
+
+#: finish: KEYS job, log, artifacts, lease, cancel, workspace, running set;
+#: ARGV allowed, status, ttl, log maxlen, id, n, n hash field/values, eof field/values
+_FINISH = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
+local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do
-  if s == cur then
-    redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
-    return {1, cur}
-  end
+  if s == cur then allowed = true end
 end
-return {0, cur}
+if not allowed then return {0, cur} end
+local n = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 7, 6 + n))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 7 + n))
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('SREM', KEYS[7], ARGV[5])
+return {1, cur}
 """
 
 
 def key(job_id: str, part: str = "") -> str:
     return f"{PREFIX}job:{job_id}" + (f":{part}" if part else "")
-
-
-def transition(conn: Any, job_id: str, allowed: tuple[str, ...], new: str, **fields: object) -> tuple[bool, str]:
-    """Set status to ``new`` if it is one of ``allowed``; (done, previous status)."""
-    args = [",".join(allowed), new]
-    for name, value in fields.items():
-        args += [name, "" if value is None else str(value)]
-    done, cur = conn.eval(_CAS, 1, key(job_id), *args)
-    return bool(done), cur.decode() if isinstance(cur, bytes) else cur
 
 
 def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None) -> None:
@@ -87,17 +98,16 @@ def read(conn: Any, job_id: str) -> dict[str, str]:
 
 
 def claim(conn: Any, job_id: str, worker: str) -> tuple[JobSpec, bytes | None] | None:
-    """queued -> running for this worker; (spec, packed workspace), or None if cancelled meanwhile."""
-    conn.set(key(job_id, "lease"), worker, ex=LEASE_TTL)
-    conn.sadd(RUNNING_SET, job_id)
-    done, _ = transition(conn, job_id, (QUEUED,), RUNNING, worker=worker, started_at=time.time())
+    """queued -> running for this worker; (spec, packed workspace), or None if cancelled meanwhile.
+
+    One script: the lease, the running set, the status and taking the
+    workspace happen together or not at all, in one round trip.
+    """
+    keys = [key(job_id), key(job_id, "lease"), RUNNING_SET, key(job_id, "workspace")]
+    done, spec, packed = conn.eval(_CLAIM, len(keys), *keys, worker, LEASE_TTL, time.time(), job_id)
     if not done:
-        conn.delete(key(job_id, "lease"))
-        conn.srem(RUNNING_SET, job_id)
         return None
-    spec = JobSpec.from_dict(json.loads(conn.hget(key(job_id), "spec")))
-    packed = conn.getdel(key(job_id, "workspace"))
-    return spec, packed
+    return JobSpec.from_dict(json.loads(spec)), packed
 
 
 def renew(conn: Any, job_id: str, worker: str) -> bool:
@@ -109,23 +119,27 @@ def renew(conn: Any, job_id: str, worker: str) -> bool:
 
 
 def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:
-    """Store the final result and write the `eof` event; False if someone else ended it first."""
+    """Store the final result and write the `eof` event; False if someone else ended it first.
+
+    One script: a job never has a final status without its eof, its TTLs
+    and its removal from the running set.
+    """
     headline = result.junit.headline() if result.junit else ""
-    done, cur = transition(conn, result.id, allowed, result.status, ended_at=result.ended_at,
-                           error=result.error, result=json.dumps(result.to_dict()))
-    if not done:
-        return False
-    log_key = key(result.id, "log")
-    with conn.pipeline() as pipe:
-        pipe.xadd(log_key, {"kind": "eof", "seq": str(seq), "time": f"{time.time():.6f}",
-                            "status": result.status, "headline": headline,
-                            "error": result.error or ""}, maxlen=LOG_MAXLEN, approximate=True)
-        for part in ("", "log", "artifacts"):
-            pipe.expire(key(result.id, part), JOB_TTL)
-        pipe.delete(key(result.id, "lease"), key(result.id, "cancel"), key(result.id, "workspace"))
-        pipe.srem(RUNNING_SET, result.id)
-        pipe.execute()
-    return True
+    fields = {"ended_at": result.ended_at, "error": result.error or "",
+              "result": json.dumps(result.to_dict())}
+    eof = {"kind": "eof", "seq": seq, "time": f"{time.time():.6f}", "status": result.status,
+           "headline": headline, "error": result.error or ""}
+    keys = [key(result.id), key(result.id, "log"), key(result.id, "artifacts"),
+            key(result.id, "lease"), key(result.id, "cancel"), key(result.id, "workspace"),
+            RUNNING_SET]
+    args = [",".join(allowed), result.status, JOB_TTL, LOG_MAXLEN, result.id, 2 * len(fields),
+            *_flat(fields), *_flat(eof)]
+    done, _ = conn.eval(_FINISH, len(keys), *keys, *args)
+    return bool(done)
+
+
+def _flat(fields: dict[str, object]) -> list[object]:
+    return [item for pair in fields.items() for item in pair]
 
 
 def end_unrun(conn: Any, job_id: str, status: str, error: str,

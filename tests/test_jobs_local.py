@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from jobs import load_job_file, run_job
+from jobs import Cancel, load_job_file, run_job, run_local
 from jobs.artifacts import local_dir
 from .jobs_support import ROOT, job_file, sandbox_cmd
 
@@ -160,8 +158,6 @@ def test_a_step_timeout_applies_to_its_step(tmp_path):
 
 
 def test_cancelling_stops_the_running_sandbox(tmp_path):
-    from jobs import run_local
-
     (spec,) = load_job_file(job_file(tmp_path, """
         name = "cancel me"
         image = "busybox"
@@ -169,7 +165,7 @@ def test_cancelling_stops_the_running_sandbox(tmp_path):
         name = "sleep"
         run = "echo started; sleep 60"
     """))
-    cancel = threading.Event()
+    cancel = Cancel()
 
     def on_event(event):
         if event.data == b"started\n":

@@ -1,10 +1,10 @@
 """The function RQ calls for each job: a thin adapter around jobs.execute_job().
 
 It claims the job (queued -> running, unless it was cancelled meanwhile),
-keeps the job's lease alive and watches for cancellation from a small
-thread, runs execute_job with a log that goes to the job's Redis stream,
-and stores the result. Whatever happens in execute_job (RQ's own timeout,
-a shutdown signal, a bug), the job ends with a verdict and an `eof`.
+has the process's lease thread keep the job's lease alive and pass on a
+cancel request, runs execute_job with a log that goes to the job's Redis
+stream, and stores the result. Whatever happens in execute_job (RQ's own
+timeout, a shutdown signal, a bug), the job ends with a verdict and an `eof`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import functools
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from jobs import store
+from jobs.cancel import Cancel
 from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RedisLogSink
@@ -35,9 +38,9 @@ def run(job_id: str) -> str:
         return "skipped: cancelled before it started"
     spec, packed = claimed
     job_log = JobLog(RedisLogSink(conn, job_id))
-    with Lease(conn, job_id, worker) as lease:
+    with LEASES.hold(conn, job_id, worker) as cancel:
         try:
-            result = execute_job(spec, job_id=job_id, log=job_log, cancel=lease.cancel,
+            result = execute_job(spec, job_id=job_id, log=job_log, cancel=cancel,
                                  packed_workspace=packed, worker=worker,
                                  store_artifacts=functools.partial(store.save_artifacts, conn))
         except BaseException as exc:
@@ -49,28 +52,48 @@ def run(job_id: str) -> str:
     return result.status
 
 
-class Lease:
-    """A thread that renews the job's lease and sets ``cancel`` when asked to cancel."""
+class Leases:
+    """One thread per worker process renews the leases of the jobs it runs.
 
-    def __init__(self, conn, job_id: str, worker: str) -> None:
-        self.conn, self.job_id, self.worker = conn, job_id, worker
-        self.cancel = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
+    Every RENEW_INTERVAL it renews each held job's lease and, when someone
+    asked to cancel that job, sets the job's Cancel (which kills its sandbox).
+    One long-lived thread instead of one per job: a trivial job costs less.
+    """
 
-    def __enter__(self) -> "Lease":
-        self._thread.start()
-        return self
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Any, str, Cancel]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    @contextmanager
+    def hold(self, conn: Any, job_id: str, worker: str) -> Iterator[Cancel]:
+        """Keep the job's lease while in this block; the job's Cancel."""
+        cancel = Cancel()
+        with self._lock:
+            self._held[job_id] = (conn, worker, cancel)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
+                self._thread.start()
+        try:
+            yield cancel
+        finally:
+            with self._lock:  # no renewal after this: finish() deletes the lease for good
+                del self._held[job_id]
 
     def _loop(self) -> None:
-        while not self._stop.wait(RENEW_INTERVAL):
-            try:
-                if store.renew(self.conn, self.job_id, self.worker):
-                    self.cancel.set()
-            except Exception as exc:  # noqa: BLE001 - keep the job running through a Redis blip
-                log.warning("job %s: cannot renew lease: %s", self.job_id, exc)
-                time.sleep(RENEW_INTERVAL)
+        while True:
+            time.sleep(RENEW_INTERVAL)
+            with self._lock:
+                for job_id, (conn, worker, cancel) in list(self._held.items()):
+                    self._renew(conn, job_id, worker, cancel)
+
+    @staticmethod
+    def _renew(conn: Any, job_id: str, worker: str, cancel: Cancel) -> None:
+        try:
+            if store.renew(conn, job_id, worker) and not cancel.is_set():
+                cancel.set()
+        except Exception as exc:  # noqa: BLE001 - keep the job running through a Redis blip
+            log.warning("job %s: cannot renew lease: %s", job_id, exc)
+
+
+LEASES = Leases()
