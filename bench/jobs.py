@@ -8,9 +8,12 @@ the same number of worker processes on each side:
 - ours: trivial jobs (busybox ``echo hi``) submitted with jobs.submit and run by
   ``sandbox worker`` (SimpleWorker + a sandbox per step).
 
-It prints throughput (jobs/s) and its ratio to bare RQ, and the median
-latency from submit to the first log event and to the first output line at a
-client following the job.
+It prints throughput (jobs/s) and its ratio to bare RQ, the median latency
+from submit to the first log event and to the first output line at a client
+following the job, and where the CPU of one job goes (/proc: the workers, the
+sandboxes' zygotes with the containers they reaped, redis-server, this
+client, and the whole machine), which is what limits throughput on a small
+host.
 
     python3 bench/jobs.py [--workers 2] [--jobs 200] [--latency-runs 30]
 """
@@ -57,8 +60,63 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str]) -> float:
-    """Throughput (jobs/s) of no-op RQ jobs with ``workers`` RQ workers of one class."""
+class CpuMeter:
+    """CPU milliseconds per job, by who spent them, over one throughput run."""
+
+    def __init__(self, server_pid: int, workers: list[subprocess.Popen]) -> None:
+        self.groups = {"workers": [p.pid for p in workers], "redis": [server_pid]}
+        zygotes = [c for p in workers for c in _children(p.pid) if _comm(c) == "sandbox-zygote"]
+        if zygotes:  # self and reaped children: the spares and inits they forked
+            self.groups["zygotes+containers"] = zygotes
+
+    def __enter__(self) -> "CpuMeter":
+        self.before = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.after = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        out = {name: sum(_cpu_seconds(pid, children=name != "workers") for pid in pids)
+               for name, pids in self.groups.items()}
+        times = os.times()
+        out["client"] = times.user + times.system
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        out["whole machine"] = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return out
+
+    def per_job(self, jobs: int) -> str:
+        return ", ".join(f"{name} {(self.after[name] - self.before[name]) * 1000 / jobs:.1f}"
+                         for name in self.after)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _cpu_seconds(pid: int, children: bool) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str],
+            server_pid: int) -> tuple[float, CpuMeter]:
+    """(jobs/s, CPU) of no-op RQ jobs with ``workers`` RQ workers of one class."""
     from redis import Redis
     from rq import Queue
     from rq.serializers import JSONSerializer
@@ -69,18 +127,21 @@ def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str]) -
     procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname], workers, env)
     try:
         queue.enqueue("os.getpid").latest_result(timeout=30)  # workers are up
-        t0 = time.perf_counter()
-        pending = [queue.enqueue("os.getpid") for _ in range(jobs)]
-        while pending:  # poll gently: the workers share this machine's cores
-            pending = [job for job in pending if job.get_status() != "finished"]
-            time.sleep(0.02)
-        return jobs / (time.perf_counter() - t0)
+        with CpuMeter(server_pid, procs) as cpu:
+            t0 = time.perf_counter()
+            pending = [queue.enqueue("os.getpid") for _ in range(jobs)]
+            while pending:  # poll gently: the workers share this machine's cores
+                pending = [job for job in pending if job.get_status() != "finished"]
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - t0
+        return jobs / elapsed, cpu
     finally:
         stop(procs)
 
 
-def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str]) -> tuple[float, list, list]:
-    """(throughput, [submit->first event], [submit->first output]) for trivial sandboxed jobs."""
+def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
+         server_pid: int) -> tuple[float, CpuMeter, list, list]:
+    """(jobs/s, CPU, [submit->first event], [submit->first output]) for trivial sandboxed jobs."""
     from jobs import connect, parse_job, submit, wait
     from jobs.logstream import follow
 
@@ -102,11 +163,13 @@ def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str]) -> t
             if any(event.kind == "out" for event in events):
                 first_line.append(time.perf_counter() - t0)
             wait(conn, job_id, timeout=60)
-        t0 = time.perf_counter()
-        ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
-        for job_id in ids:
-            assert wait(conn, job_id, timeout=120).status == "passed"
-        return jobs / (time.perf_counter() - t0), first_event, first_line
+        with CpuMeter(server_pid, procs) as cpu:
+            t0 = time.perf_counter()
+            ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
+            for job_id in ids:
+                assert wait(conn, job_id, timeout=120).status == "passed"
+            elapsed = time.perf_counter() - t0
+        return jobs / elapsed, cpu, first_event, first_line
     finally:
         stop(procs)
 
@@ -125,10 +188,12 @@ def main() -> None:
     os.environ.update(env)
     server = RedisServer().start()
     try:
-        simple = bare_rq(server.url, "simple", args.workers, args.jobs, env)
-        fork = bare_rq(server.url, "fork", args.workers, args.jobs, env)
-        ours_tput, first_event, first_line = ours(server.url, args.workers, args.jobs,
-                                                  args.latency_runs, env)
+        assert server.proc is not None
+        pid = server.proc.pid
+        simple, simple_cpu = bare_rq(server.url, "simple", args.workers, args.jobs, env, pid)
+        fork, _ = bare_rq(server.url, "fork", args.workers, args.jobs, env, pid)
+        ours_tput, ours_cpu, first_event, first_line = ours(server.url, args.workers, args.jobs,
+                                                            args.latency_runs, env, pid)
     finally:
         server.stop()
         subprocess.run(["rm", "-rf", tmp])
@@ -140,6 +205,8 @@ def main() -> None:
           f"(ratio to bare SimpleWorker {ours_tput / simple:.2f}; target >= 0.5)")
     print(f"submit -> first log event (step start), median: {ms(first_event):6.1f} ms")
     print(f"submit -> first output line, median:            {ms(first_line):6.1f} ms  (target < 30 ms)")
+    print(f"CPU ms per job, bare RQ SimpleWorker: {simple_cpu.per_job(args.jobs)}")
+    print(f"CPU ms per job, sandboxed:            {ours_cpu.per_job(args.jobs)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Statuses (the ``status`` field of a job, in Redis and here):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sandbox.units import format_size
@@ -93,8 +93,13 @@ class JobResult:
         return self.status == PASSED
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Plain JSON-able data, built field by field (``asdict`` would also
+        deep-copy every JUnit case only for it to be replaced)."""
+        data = _fields(self)
+        data["steps"] = [_fields(step) for step in self.steps]
+        data["artifacts"] = [_fields(art) for art in self.artifacts]
         data["junit"] = self.junit.to_dict() if self.junit else None
+        data["matrix"] = dict(self.matrix)
         return data
 
     @classmethod
@@ -104,3 +109,8 @@ class JobResult:
         data["junit"] = JUnitReport.from_dict(data["junit"]) if data.get("junit") else None
         data["artifacts"] = tuple(Artifact(**a) for a in data.get("artifacts", ()))
         return cls(**data)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, values as they are (no deep copy)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal as _signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .units import format_duration, format_size
@@ -91,7 +91,9 @@ class Result:
         return ", ".join(parts)
 
     def to_dict(self, *, with_output: bool = False) -> dict[str, Any]:
-        data = asdict(self)
+        """Plain JSON-able data (a shallow copy: every field is a scalar but ``limits``)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["limits"] = dict(self.limits)
         for key in ("stdout", "stderr"):
             value = data.pop(key)
             if with_output:
