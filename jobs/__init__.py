@@ -24,7 +24,7 @@ import importlib
 _EXPORTS = {
     "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
-    "pack_workspace": ("workspace", "pack"), "Cancel": ("cancel", "Cancel"),
+    "pack_workspace": ("workspace", "pack"), "Cancel": ("cancellation", "Cancel"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
     "QueueUnavailable": "errors", "WorkspaceError": "errors",
     "LogEvent": "events", "execute_job": "execute",

@@ -88,7 +88,7 @@ def submit(args: argparse.Namespace) -> int:
 
 def _run_here(spec) -> int:
     """The embedded mode: run in this process; first Ctrl-C cancels the job cleanly."""
-    from .cancel import Cancel
+    from .cancellation import Cancel
     from .client import run_local
     from .render import Renderer, summary
     from .result import EXIT_STATUS

@@ -12,7 +12,7 @@ import os
 from typing import Any, Callable
 
 from . import store
-from .cancel import Cancel
+from .cancellation import Cancel
 from .errors import JobError, QueueUnavailable
 from .events import JobLog, LogEvent
 from .execute import execute_job, new_job_id
@@ -92,7 +92,7 @@ def artifact(conn: Any, job_id: str, path: str) -> bytes | None:
     import redis
 
     try:
-        store.read(conn, job_id)
+        store.require(conn, job_id)
         return store.artifact(conn, job_id, path)
     except redis.RedisError as exc:
         raise JobError(f"cannot fetch artifact {path} of job {job_id}: {exc}") from exc

@@ -23,7 +23,7 @@ from typing import Callable
 from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
 
 from . import artifacts as artifacts_mod
-from .cancel import Cancel
+from .cancellation import Cancel
 from .errors import JobError
 from .events import JobLog
 from .junit import JUnitReport, parse_reports

@@ -12,6 +12,7 @@ import time
 from typing import Any, Iterator
 
 from . import store
+from .errors import NoSuchJob
 from .events import LogEvent
 from .result import FINAL
 
@@ -51,7 +52,7 @@ def follow(conn: Any, job_id: str, *, follow: bool = True,
     (store.reap), so a follower never waits forever on a dead one. Raises
     TimeoutError after ``timeout`` seconds without the eof.
     """
-    store.read(conn, job_id)  # NoSuchJob early
+    store.require(conn, job_id)  # NoSuchJob early
     deadline = None if timeout is None else time.monotonic() + timeout
     last = "-"
     for last, event in history(conn, job_id):
@@ -84,7 +85,9 @@ def _tail(conn: Any, job_id: str, last: str, deadline: float | None) -> Iterator
 def _ended_without_eof(conn: Any, job_id: str) -> bool:
     """Reap a dead worker's job; True if the job is final yet its eof is gone (trimmed/expired)."""
     store.reap(conn)
-    status = store.read(conn, job_id).get("status")
-    if status not in FINAL:
+    status = conn.hget(store.key(job_id), "status")
+    if status is None:
+        raise NoSuchJob(job_id)  # expired while followed
+    if status.decode() not in FINAL:
         return False
     return not conn.xrevrange(store.key(job_id, "log"), count=1)

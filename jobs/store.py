@@ -200,10 +200,18 @@ def reap(conn: Any) -> list[str]:
 
 def result_of(conn: Any, job_id: str) -> JobResult | None:
     """The stored JobResult of a finished job, None while it is queued or running."""
-    fields = read(conn, job_id)
-    if fields.get("status") not in FINAL or not fields.get("result"):
+    status, result = conn.hmget(key(job_id), "status", "result")
+    if status is None:
+        raise NoSuchJob(job_id)
+    if status.decode() not in FINAL or not result:
         return None
-    return JobResult.from_dict(json.loads(fields["result"]))
+    return JobResult.from_dict(json.loads(result))
+
+
+def require(conn: Any, job_id: str) -> None:
+    """NoSuchJob unless the job is known (one EXISTS, not the whole hash)."""
+    if not conn.exists(key(job_id)):
+        raise NoSuchJob(job_id)
 
 
 def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
@@ -224,7 +232,7 @@ def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
 
 def artifacts(conn: Any, job_id: str) -> dict[str, bytes]:
     """Every stored artifact of a job: path -> bytes (NoSuchJob if the job is unknown)."""
-    read(conn, job_id)
+    require(conn, job_id)
     return {k.decode(): v for k, v in conn.hgetall(key(job_id, "artifacts")).items()}
 
 

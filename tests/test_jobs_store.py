@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jobs import connect, parse_job, store
+from jobs import NoSuchJob, connect, parse_job, store
 from jobs.execute import new_job_id
 from jobs.result import JobResult
 from .jobs_support import redis_url  # noqa: F401
@@ -53,6 +53,7 @@ def test_a_job_cancelled_before_its_claim_is_not_taken(conn):
 def test_finish_ends_a_running_job_once_with_its_eof(conn):
     job_id, _ = queued_job(conn, packed=None)
     store.claim(conn, job_id, "w1")
+    assert store.result_of(conn, job_id) is None  # running: no result yet
     now = time.time()
     result = JobResult(id=job_id, name="store", status="failed", started_at=now, ended_at=now,
                        error="step 's' failed")
@@ -70,3 +71,9 @@ def test_finish_ends_a_running_job_once_with_its_eof(conn):
     assert not store.finish(conn, dataclasses.replace(result, status="error"), seq=4)
     assert store.read(conn, job_id)["status"] == "failed"
     assert len(conn.xrange(store.key(job_id, "log"))) == 1
+
+
+def test_an_unknown_job_is_no_such_job(conn):
+    for call in (store.result_of, store.require, store.read, store.artifacts):
+        with pytest.raises(NoSuchJob):
+            call(conn, "no-such-job")

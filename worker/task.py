@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from jobs import store
-from jobs.cancel import Cancel
+from jobs.cancellation import Cancel
 from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RedisLogSink
