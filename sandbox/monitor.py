@@ -55,15 +55,17 @@ class Monitor:
         self.sink_error: BaseException | None = None
         self._status_buf = b""
         self._open = {status_r, stdout_r, stderr_r, *([stdin[0]] if stdin and stdin[0] >= 0 else [])}
-        self._thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
+        self._thread: threading.Thread | None = None  # made by start() only: run_here needs none
 
     def start(self) -> None:
         """Run the loop in a thread of its own."""
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
+        thread.start()
+        self._thread = thread
 
     @property
     def running_in_background(self) -> bool:
-        return self._thread.ident is not None
+        return self._thread is not None
 
     def run_here(self) -> None:
         """Run the loop in the calling thread, to the end.
@@ -75,7 +77,7 @@ class Monitor:
             self._run(reraise=True)
 
     def join(self, timeout: float | None = None) -> bool:
-        if not self.running_in_background:
+        if self._thread is None:
             return self.done.is_set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
