@@ -39,6 +39,7 @@ def test_a_claim_takes_a_queued_job_and_its_workspace_once(conn):
     assert not conn.exists(store.key(job_id, "workspace"))
     assert store.claim(conn, job_id, "w2") is None  # a second worker gets nothing
     assert conn.get(lease) == b"w1" and store.read(conn, job_id)["worker"] == "w1"
+    store.end_unrun(conn, job_id, "cancelled", "the test is over", ("running",))
 
 
 def test_a_job_cancelled_before_its_claim_is_not_taken(conn):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -63,6 +62,7 @@ class Leases:
     def __init__(self) -> None:
         self._held: dict[str, tuple[Any, str, Cancel]] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @contextmanager
@@ -80,9 +80,14 @@ class Leases:
             with self._lock:  # no renewal after this: finish() deletes the lease for good
                 del self._held[job_id]
 
+    def close(self) -> None:
+        """Stop the thread (a worker process never needs to: it is a daemon)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def _loop(self) -> None:
-        while True:
-            time.sleep(RENEW_INTERVAL)
+        while not self._stop.wait(RENEW_INTERVAL):
             with self._lock:
                 for job_id, (conn, worker, cancel) in list(self._held.items()):
                     self._renew(conn, job_id, worker, cancel)

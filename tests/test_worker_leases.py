@@ -1,0 +1,95 @@
+"""worker.task.Leases: one thread renews the running job's lease and passes on a cancel.
+
+Real Redis, no root and no worker process: the job is claimed with jobs.store
+as a worker would, then held.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from jobs import connect, parse_job, store
+from jobs.execute import new_job_id
+from worker.task import Leases
+from .jobs_support import redis_url  # noqa: F401
+
+INTERVAL = 0.05
+
+
+@pytest.fixture
+def conn(redis_url):
+    return connect(redis_url)
+
+
+@pytest.fixture
+def leases(monkeypatch):
+    monkeypatch.setattr("worker.task.RENEW_INTERVAL", INTERVAL)
+    leases = Leases()
+    yield leases
+    leases.close()
+
+
+@pytest.fixture
+def running_job(conn):
+    """Make jobs claimed by worker "w1"; end them with the test (no reaper sees them)."""
+    made = []
+
+    def make() -> str:
+        (spec,) = parse_job({"name": "lease", "image": "busybox",
+                             "steps": [{"name": "s", "run": "true"}]})
+        job_id = new_job_id()
+        store.create(conn, job_id, spec, "q", None)
+        assert store.claim(conn, job_id, "w1") is not None
+        made.append(job_id)
+        return job_id
+
+    yield make
+    for job_id in made:
+        store.end_unrun(conn, job_id, "cancelled", "the test is over", ("running",))
+
+
+def wait_until(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(INTERVAL / 2)
+    return False
+
+
+def test_a_held_job_keeps_its_lease_and_loses_it_after(conn, leases, running_job):
+    job_id = running_job()
+    lease = store.key(job_id, "lease")
+    with leases.hold(conn, job_id, "w1") as cancel:
+        conn.expire(lease, 1)  # as if it were about to run out
+        assert wait_until(lambda: conn.ttl(lease) > 1), "the lease was not renewed"
+        assert not cancel.is_set()
+    conn.delete(lease)
+    time.sleep(INTERVAL * 4)
+    assert not conn.exists(lease), "renewed after the job was let go"
+
+
+def test_a_cancel_request_reaches_the_watched_step(conn, leases, running_job):
+    job_id = running_job()
+    killed = threading.Event()
+    with leases.hold(conn, job_id, "w1") as cancel:
+        with cancel.watch(killed.set):
+            assert store.request_cancel(conn, job_id) == "running"
+            assert killed.wait(10) and cancel.is_set()
+
+
+def lease_threads() -> int:
+    return sum(t.name == "leases" for t in threading.enumerate())
+
+
+def test_two_jobs_held_at_once_are_renewed_by_one_thread(conn, leases, running_job):
+    first, second = running_job(), running_job()
+    before = lease_threads()
+    with leases.hold(conn, first, "w1"), leases.hold(conn, second, "w1"):
+        for job_id in (first, second):
+            conn.expire(store.key(job_id, "lease"), 1)
+        assert wait_until(lambda: all(conn.ttl(store.key(j, "lease")) > 1 for j in (first, second)))
+        assert lease_threads() == before + 1
