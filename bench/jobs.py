@@ -83,7 +83,8 @@ class CpuMeter:
         out["client"] = times.user + times.system
         with open("/proc/stat") as f:
             ticks = [int(v) for v in f.readline().split()[1:]]
-        out["whole machine"] = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]  # not idle, iowait, steal
+        out["whole machine"] = busy / os.sysconf("SC_CLK_TCK")
         return out
 
     def per_job(self, jobs: int) -> str:

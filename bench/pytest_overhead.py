@@ -78,8 +78,9 @@ def _cpu_now():
                     pass
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:]]
+    busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]  # not idle, iowait, steal
     return {"pytest": me.ru_utime + me.ru_stime, "test processes": reaped.ru_utime + reaped.ru_stime,
-            "zygote+containers": zygotes, "whole machine": (sum(ticks) - ticks[3] - ticks[4]) / tick}
+            "zygote+containers": zygotes, "whole machine": busy / tick}
 '''
 
 
