@@ -42,7 +42,7 @@ def wait_for_output(conn, job_id, data: bytes):
 
 
 def test_a_passing_job_through_the_queue(redis_url, queue, workers, tmp_path):
-    workers.start()
+    worker = workers.start()
     (spec,) = load_job_file(job_file(tmp_path, """
         name = "hello"
         image = "busybox"
@@ -58,6 +58,10 @@ def test_a_passing_job_through_the_queue(redis_url, queue, workers, tmp_path):
     out = [(e.stream, e.data) for e in events if e.kind == "out"]
     assert out == [("stdout", b"hello from the queue\n"), ("stderr", b"to stderr\n")]
     assert events[-1].kind == "eof" and events[-1].fields["status"] == "passed"
+    worker.send_signal(signal.SIGTERM)
+    log = worker.communicate(timeout=30)[0]
+    assert f"takes jobs from {queue}" in log
+    assert f"job {result.id} 'hello': passed in" in log  # one line per job, with its verdict
 
 
 def test_a_failing_job_reports_junit_failures_by_name(redis_url, queue, workers, tmp_path):

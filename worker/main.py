@@ -45,7 +45,9 @@ def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None 
     while True:
         try:
             worker = _make_worker(url, queues, name)
-            worker.work(burst=burst, logging_level="INFO")
+            log.info("worker %s takes jobs from %s", worker.name, ", ".join(queues))
+            # RQ's own INFO lines are four per job; task.run logs one, with the verdict
+            worker.work(burst=burst, logging_level="WARNING")
             # RQ records a SIGINT/SIGTERM (warm shutdown) here, idle or busy
             if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
                 return 0

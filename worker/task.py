@@ -48,6 +48,8 @@ def run(job_id: str) -> str:
             raise
     if not store.finish(conn, result, seq=job_log.seq + 1):
         log.warning("job %s was ended by someone else before it finished", job_id)
+    else:
+        log.info("job %s %r: %s in %.2fs", job_id, spec.name, result.status, result.duration)
     return result.status
 
 
