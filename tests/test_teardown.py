@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -67,6 +68,24 @@ def test_sigterm_on_sandbox_run_tears_down():
     assert proc.stdout.readline() == b"ready\n"
     proc.terminate()
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+
+
+def test_sigterm_at_any_moment_of_sandbox_run_ends_it_cleanly():
+    """While the sandbox is being made or started, too: its status, no traceback, nothing left.
+
+    The handler used to raise SystemExit wherever the main thread was, which
+    could be inside a threading primitive ("release unlocked lock").
+    """
+    import random
+
+    for delay in [random.uniform(0.05, 0.4) for _ in range(12)]:
+        proc = popen_cli("run", "busybox", "--", "sh", "-c", "echo ready; exec sleep 1000")
+        time.sleep(delay)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        # -SIGTERM: it came before the handler was installed, when nothing was made yet
+        assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), err
+        assert b"Traceback" not in err, err
 
 
 OWNER = textwrap.dedent("""

@@ -77,4 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C while starting up (parsing, imports): nothing made yet
+        status = 130
+    sys.exit(status)

@@ -101,20 +101,36 @@ def _write(record) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..errors import SandboxError
     from ..runtime import Sandbox
 
     spec = spec_from_args(args)
     if args.dry_run:
         return _dry_run(spec)
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
+    received: list[int] = []
+
+    def terminate(signum: int, _frame: object) -> None:
+        """End the sandbox; wait() then returns and teardown runs as usual.
+
+        Raising here instead (SystemExit, KeyboardInterrupt) could land inside
+        a threading primitive the main thread is in, and break it.
+        """
+        received.append(signum)
+        try:
+            sandbox.kill()
+        except SandboxError:
+            pass  # not started yet: killed as soon as it is, below
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, terminate)
     with sandbox:
+        if received:
+            sandbox.kill()
         result = sandbox.wait()
+    if received:
+        return 128 + received[0]
     message = result.limit_message()
     if message:
         print(f"sandbox: {message}", file=sys.stderr)
