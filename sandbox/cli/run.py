@@ -114,8 +114,11 @@ def handle(args: argparse.Namespace) -> int:
     def terminate(signum: int, _frame: object) -> None:
         """End the sandbox; wait() then returns and teardown runs as usual.
 
-        Raising here instead (SystemExit, KeyboardInterrupt) could land inside
-        a threading primitive the main thread is in, and break it.
+        The sandbox is watched from this (the only) thread, in epoll: every
+        signal reaches it and runs this at once. With a monitor thread, a
+        signal the kernel gave that thread waited, unhandled, as long as the
+        main thread was blocked joining it. Raising here (SystemExit,
+        KeyboardInterrupt) could land inside a threading primitive and break it.
         """
         received.append(signum)
         try:
@@ -125,10 +128,14 @@ def handle(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, terminate)
-    with sandbox:
+    try:
+        sandbox.create()
+        sandbox.start(background=False)
         if received:
             sandbox.kill()
         result = sandbox.wait()
+    finally:
+        sandbox.destroy()
     if received:
         return 128 + received[0]
     message = result.limit_message()
