@@ -23,6 +23,8 @@ from .process.spawner import ContainerProcess
 
 CHUNK = 65536
 SAMPLE_INTERVAL = 0.25
+#: How often a waiting main thread wakes to run pending signal handlers (seconds).
+WAKE_INTERVAL = 0.1
 
 
 class Monitor:
@@ -77,10 +79,26 @@ class Monitor:
             self._run(reraise=True)
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait for the loop's thread to end; False if ``timeout`` passed first.
+
+        In slices: Python runs signal handlers only in the main thread, and a
+        signal the kernel gave the monitor's thread waits until the main
+        thread wakes. A join without a timeout would hold it indefinitely.
+        """
         if self._thread is None:
             return self.done.is_set()
-        self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            left = WAKE_INTERVAL if deadline is None else min(WAKE_INTERVAL, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._thread.join(left)
         return not self._thread.is_alive()
+
+    def wait_started(self) -> None:
+        """Block until the command has started or the sandbox failed (in slices, as join)."""
+        while not self.started.wait(WAKE_INTERVAL):
+            pass
 
     def kill(self) -> None:
         """End the sandbox now (idempotent)."""

@@ -184,7 +184,7 @@ class Sandbox:
         )
         if background:
             self._monitor.start()
-            self._monitor.started.wait()
+            self._monitor.wait_started()
             self._raise_start_error()
 
     def _raise_start_error(self) -> None:

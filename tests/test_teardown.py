@@ -70,6 +70,26 @@ def test_sigterm_on_sandbox_run_tears_down():
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
 
 
+def test_a_signal_the_monitor_thread_takes_is_handled_while_the_caller_waits():
+    """Python runs handlers in the main thread only; wait() must wake to run them.
+
+    The signal is sent to the monitor's thread itself, as the kernel may do
+    with a signal for the process; the handler kills the sandbox.
+    """
+    import threading
+
+    sb = Sandbox(SandboxSpec(image="busybox", command=["sleep", "60"]))
+    previous = signal.signal(signal.SIGUSR1, lambda *_: sb.kill())
+    try:
+        with sb:
+            monitor = next(t for t in threading.enumerate() if t.name == "sandbox-monitor")
+            threading.Timer(0.2, signal.pthread_kill, (monitor.ident, signal.SIGUSR1)).start()
+            result = sb.wait()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result.signal == signal.SIGKILL and not result.timed_out
+
+
 def test_sigterm_at_any_moment_of_sandbox_run_ends_it_cleanly():
     """While the sandbox is being made or started, too: its status, no traceback, nothing left.
 
