@@ -1,12 +1,19 @@
 """The loop that watches one running sandbox.
 
-One thread per sandbox reads its STDOUT and STDERR pipes (never letting the
-command block on a full pipe), the status pipe from its init, and the init's
-pidfd, which becomes readable only when the init and, with it, the whole pid
-namespace are gone. It feeds output through the OutputLimiter to the sinks,
-writes stdin if there is any, and enforces the wall-clock deadline by killing
-the whole cgroup. A Python target forked into a held container is our own
-child: its pidfd is watched too, and its wait status is the exit status.
+One loop per sandbox, in a thread of its own (``start``) or in the caller's
+(``run_here``: run(), the CLI, the jobs runner, the pytest plugin), reads its
+STDOUT and STDERR pipes (never letting the command block on a full pipe),
+the status pipe from its init, and the init's pidfd, which becomes readable
+only when the init and, with it, the whole pid namespace are gone. It feeds
+output through the OutputLimiter to the sinks, writes stdin if there is any,
+and enforces the wall-clock deadline by killing the whole cgroup. A Python
+target forked into a held container is our own child: its pidfd is watched
+too, and its wait status is the exit status.
+
+Signals: Python runs handlers in the main thread only. In the caller's
+thread the loop waits in epoll, which any signal interrupts; a caller that
+waits for a loop in its own thread waits in slices (``join``), so a signal
+the kernel gave the loop's thread is handled within WAKE_INTERVAL.
 """
 
 from __future__ import annotations
