@@ -93,3 +93,16 @@ def test_two_jobs_held_at_once_are_renewed_by_one_thread(conn, leases, running_j
             conn.expire(store.key(job_id, "lease"), 1)
         assert wait_until(lambda: all(conn.ttl(store.key(j, "lease")) > 1 for j in (first, second)))
         assert lease_threads() == before + 1
+
+
+def test_the_lease_thread_leaves_signals_to_the_main_thread(conn, leases, running_job):
+    """RQ's SIGTERM handler runs in the main thread; the kernel must not hand SIGTERM to ours."""
+    import signal
+
+    with leases.hold(conn, running_job(), "w1"):
+        thread = next(t for t in threading.enumerate() if t.name == "leases")
+        with open(f"/proc/self/task/{thread.native_id}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        assert blocked & (1 << (sig - 1)), sig.name
+    assert not blocked & (1 << (signal.SIGSEGV - 1))

@@ -85,6 +85,9 @@ def _start_reaper(url: str) -> None:
     conn = redis.Redis.from_url(url, socket_connect_timeout=3)
 
     def loop() -> None:
+        from sandbox.signals import leave_to_main_thread
+
+        leave_to_main_thread()  # RQ's SIGTERM/SIGINT handlers: the main thread's, promptly
         while True:
             try:
                 for job_id in store.reap(conn):

@@ -21,6 +21,7 @@ from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RedisLogSink
 from jobs.result import ERROR, RUNNING
+from sandbox.signals import leave_to_main_thread
 
 log = logging.getLogger("sandbox.worker")
 RENEW_INTERVAL = 0.25
@@ -89,6 +90,7 @@ class Leases:
             self._thread.join()
 
     def _loop(self) -> None:
+        leave_to_main_thread()  # RQ's SIGTERM/SIGINT handlers: the main thread's, promptly
         while not self._stop.wait(RENEW_INTERVAL):
             with self._lock:
                 for job_id, (conn, worker, cancel) in list(self._held.items()):
