@@ -123,8 +123,8 @@ def handle(args: argparse.Namespace) -> int:
         received.append(signum)
         try:
             sandbox.kill()
-        except SandboxError:
-            pass  # not started yet: killed as soon as it is, below
+        except (SandboxError, OSError):
+            pass  # not started yet (killed as soon as it is, below), or already torn down
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, terminate)
