@@ -33,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from proc_cpu import cpu_seconds, machine_busy_seconds, zygotes_of  # noqa: E402 - bench/
+
 RQ_WORKER = """
 import sys
 from redis import Redis
@@ -65,7 +67,7 @@ class CpuMeter:
 
     def __init__(self, server_pid: int, workers: list[subprocess.Popen]) -> None:
         self.groups = {"workers": [p.pid for p in workers], "redis": [server_pid]}
-        zygotes = [c for p in workers for c in _children(p.pid) if _comm(c) == "sandbox-zygote"]
+        zygotes = [z for p in workers for z in zygotes_of(p.pid)]
         if zygotes:  # self and reaped children: the spares and inits they forked
             self.groups["zygotes+containers"] = zygotes
 
@@ -77,42 +79,16 @@ class CpuMeter:
         self.after = self._sample()
 
     def _sample(self) -> dict[str, float]:
-        out = {name: sum(_cpu_seconds(pid, children=name != "workers") for pid in pids)
+        out = {name: sum(cpu_seconds(pid, children=name != "workers") for pid in pids)
                for name, pids in self.groups.items()}
         times = os.times()
         out["client"] = times.user + times.system
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]  # not idle, iowait, steal
-        out["whole machine"] = busy / os.sysconf("SC_CLK_TCK")
+        out["whole machine"] = machine_busy_seconds()
         return out
 
     def per_job(self, jobs: int) -> str:
         return ", ".join(f"{name} {(self.after[name] - self.before[name]) * 1000 / jobs:.1f}"
                          for name in self.after)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(c) for c in f.read().split()]
-    return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _cpu_seconds(pid: int, children: bool) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str],

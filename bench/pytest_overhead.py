@@ -60,27 +60,18 @@ def pytest_sessionfinish(session):
             f.write(json.dumps({**_times, "cpu": _cpu}) + "\\n")
 
 def _cpu_now():
-    tick = os.sysconf("SC_CLK_TCK")
+    from proc_cpu import cpu_seconds, machine_busy_seconds, zygotes_of  # bench/, on PYTHONPATH
+
     me = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # the marked tests' processes
     zygotes = 0.0  # alive until the end: itself and the spares and inits it reaped
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            for pid in f.read().split():
-                try:
-                    with open(f"/proc/{pid}/comm") as c:
-                        if c.read().strip() != "sandbox-zygote":
-                            continue
-                    with open(f"/proc/{pid}/stat") as st:
-                        fields = st.read().rsplit(")", 1)[1].split()
-                    zygotes += sum(int(v) for v in fields[11:15]) / tick
-                except OSError:
-                    pass
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    busy = sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]  # not idle, iowait, steal
+    for pid in zygotes_of():
+        try:
+            zygotes += cpu_seconds(pid, children=True)
+        except OSError:
+            pass
     return {"pytest": me.ru_utime + me.ru_stime, "test processes": reaped.ru_utime + reaped.ru_stime,
-            "zygote+containers": zygotes, "whole machine": busy / tick}
+            "zygote+containers": zygotes, "whole machine": machine_busy_seconds()}
 '''
 
 
@@ -92,7 +83,8 @@ def main(argv: list[str]) -> int:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, SANDBOX_STATE_DIR=f"{root}/lib", SANDBOX_RUN_DIR=f"{root}/run",
                SANDBOX_CGROUP_PARENT=f"sandbox-bench-{os.getpid()}", BENCH_OUT=f"{root}/times",
-               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [repo, os.path.join(repo, "bench"),
+                                                        os.environ.get("PYTHONPATH")])))
     try:
         suite = os.path.join(root, "suite")
         os.mkdir(suite)

@@ -1,0 +1,40 @@
+"""CPU seconds from /proc, for the benchmarks' "where the CPU goes" lines.
+
+Shared by bench/jobs.py and the conftest bench/pytest_overhead.py writes
+(which imports it from this directory).
+"""
+
+from __future__ import annotations
+
+import os
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (not idle, iowait or steal), all cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]) / TICK
+
+
+def cpu_seconds(pid: int, *, children: bool) -> float:
+    """A process's user+system CPU, with that of the children it reaped if ``children``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15 if children else 13]) / TICK
+
+
+def zygotes_of(pid: int | str = "self") -> list[int]:
+    """The sandbox-zygote processes among ``pid``'s children."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                try:
+                    with open(f"/proc/{child}/comm") as c:
+                        if c.read().strip() == "sandbox-zygote":
+                            found.append(int(child))
+                except OSError:
+                    pass  # it exited meanwhile
+    return found
