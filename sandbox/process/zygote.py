@@ -32,8 +32,6 @@ from .fork import flush_stdio, own_pidns_fd, reap_exited_children, start_contain
 REAP_INTERVAL_MS = 200
 
 
-
-
 def import_steps(plan: Plan) -> None:
     """Import here, once, the modules the plan's ``call`` steps need.
 
