@@ -147,6 +147,20 @@ def _sandbox_processes() -> set[int]:
     return found
 
 
+def _fork_servers() -> set[int]:
+    """Fork servers (sandbox.process.forkserver) still running, of this suite or not."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() == "sandbox-forker":
+                        found.add(int(pid))
+            except OSError:
+                continue
+    return found
+
+
 def _links() -> set[str]:
     try:
         return {name for name in os.listdir("/sys/class/net")
@@ -180,7 +194,8 @@ def _temp_dirs() -> set[str]:
 
 SNAPSHOTS = {
     "mounts": _mounts, "cgroups": _cgroups, "state dirs": _state_dirs,
-    "sandbox processes": _sandbox_processes, "network links": _links, "named netns": _named_netns,
+    "sandbox processes": _sandbox_processes, "fork servers": _fork_servers,
+    "network links": _links, "named netns": _named_netns,
     "temp dirs": _temp_dirs,
 }
 

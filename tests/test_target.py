@@ -1,9 +1,11 @@
-"""A Python target (a callable of this process) run inside a sandbox, both ways.
+"""A Python target (a callable of this process) run inside a sandbox, three ways.
 
 ``direct``: this process forks the init and the init forks the target;
 ``zygote``: a spare holds the container ready and this process forks the
-target into it (``sandbox.process.target``). What the target sees and what
-comes back must not depend on the way.
+target into it (``sandbox.process.target``); ``served``: as ``zygote``, but
+a fork server made from this process forks the target
+(``sandbox.process.forkserver``). What the target sees and what comes back
+must not depend on the way.
 
 The targets write with os.write: sys.stdout is this process's object, which
 pytest's capture points at a file the sandbox does not have.
@@ -17,8 +19,18 @@ import time
 import pytest
 
 from sandbox import Limits, Mount, Sandbox, SandboxSpec, SetupError
+from sandbox.process.forkserver import ForkServer, ServedTarget
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("spawn_mode")]
+WAY = {}
+
+
+@pytest.fixture(params=["direct", "zygote", "served"])
+def spawn_mode(request, monkeypatch):
+    """As the suite's spawn_mode, with a third way: through a fork server."""
+    monkeypatch.setenv("SANDBOX_SPAWN", "direct" if request.param == "direct" else "zygote")
+    WAY["served"] = request.param == "served"
+    return request.param
 
 
 def say(*words):
@@ -27,8 +39,19 @@ def say(*words):
 
 def run_target(target, **spec_fields):
     spec = SandboxSpec(image="host", command=["python-target"], **spec_fields)
-    with Sandbox(spec, target=target, log_file=False) as box:
-        return box.wait()
+    server = None
+    if WAY.get("served"):
+        server = ForkServer(lambda key: target)  # made now: its copy knows the target
+        target = ServedTarget(server, "the target", target)
+    try:
+        with Sandbox(spec, target=target, log_file=False) as box:
+            result = box.wait()
+    finally:
+        if server is not None:
+            server.close()
+    # the server forked it, not this process (a setup error may come before the fork)
+    assert server is None or server.forked == 1
+    return result
 
 
 def test_the_target_status_and_output_come_back():
@@ -169,5 +192,6 @@ def test_a_workdir_the_user_cannot_enter_fails_where_the_target_starts(tmp_path)
 
 def test_through_the_zygote_the_target_is_this_process_s_child(spawn_mode):
     r = run_target(lambda: say(os.getppid()))
-    # direct: forked by the init (pid 1); zygote: forked by us, outside its pid namespace
+    # direct: forked by the init (pid 1); zygote: forked by us, outside its pid namespace;
+    # served: forked by the server as our child (CLONE_PARENT)
     assert r.stdout == (b"1\n" if spawn_mode == "direct" else b"0\n")

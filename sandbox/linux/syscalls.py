@@ -8,8 +8,10 @@ sethostname(2), prctl(2), capset(2), mknod(2), netdevice(7).
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
+import signal
 import socket
 import struct
 
@@ -23,6 +25,7 @@ __all__ = [
     "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
     "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
     "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "fork_into_pid_ns", "set_dumpable",
+    "fork_sibling", "CAN_FORK_SIBLING",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -56,6 +59,10 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine, 155)
+#: clone(2), on the architectures whose argument order fork_sibling's zeros suit.
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220}.get(os.uname().machine)
+CAN_FORK_SIBLING = _SYS_CLONE is not None
+_CLONE_PARENT = 0x00008000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -232,18 +239,48 @@ def unshare_pid_and_fork(own_pidns_fd: int) -> int:
             setns(own_pidns_fd, CLONE_NEWPID)
 
 
-def fork_into_pid_ns(pidfd: int, own_pidns_fd: int) -> int:
+def fork_sibling() -> int:
+    """fork(), except that the child is our parent's child (clone(2) with CLONE_PARENT).
+
+    Our parent then reaps it and gets its real wait status, as if it had
+    forked it itself. Python's fork hooks run around it as around os.fork
+    (``PyOS_BeforeFork`` and the rest). Returns 0 in the child, as fork does.
+    Only where CAN_FORK_SIBLING; only in a single-threaded process.
+    """
+    if _SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, f"fork_sibling is not supported on {os.uname().machine}")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(_SYS_CLONE, _CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
+#: syscall(2) called with the GIL held, as os.fork holds it: the child of
+#: fork_sibling must come back holding it, for PyOS_AfterFork_Child.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+_pylibc.syscall.argtypes = [ctypes.c_long] + [ctypes.c_ulong] * 5
+
+
+def fork_into_pid_ns(pidfd: int, own_pidns_fd: int, fork=os.fork) -> int:
     """fork() a child into the pid namespace of the process ``pidfd`` refers to.
 
     setns(pidfd, CLONE_NEWPID) changes only where our *children* go (to a
     namespace below ours); setns back afterwards, in the parent only (the
-    child may not name an ancestor of its own namespace). Only call this in
-    a single-threaded process.
+    child may not name an ancestor of its own namespace). ``fork``: os.fork,
+    or fork_sibling. Only call this in a single-threaded process.
     """
     setns(pidfd, CLONE_NEWPID)
     pid = -1
     try:
-        pid = os.fork()
+        pid = fork()
         return pid
     finally:
         if pid != 0:

@@ -54,8 +54,15 @@ def fork_target(plan: Plan, fds: tuple[int, int, int, int], target: Callable[[],
     """Fork the target's process into the held container; (pid, pidfd).
 
     ``fds`` = (status_w, stdin_r, stdout_w, stderr_w), as for the init;
-    they stay open here. Only from a single-threaded process.
+    they stay open here. Only from a single-threaded process. A target that
+    can be forked elsewhere (``forkserver.ServedTarget``) is forked there
+    when it can be.
     """
+    elsewhere = getattr(target, "fork_elsewhere", None)
+    if elsewhere is not None:
+        forked = elsewhere(plan, fds, init_pidfd, sock_fd)
+        if forked is not None:
+            return forked
     flush_stdio()
     pid = linux.fork_into_pid_ns(init_pidfd, own_pidns_fd())
     if pid == 0:
