@@ -28,7 +28,7 @@ class ReportChannel:
     """A private host directory, bind-mounted read-write into one sandbox."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pytest-sandbox-")
+        self.dir = tempfile.mkdtemp(prefix="pytest-sandbox-", dir=channel_root())
         os.chmod(self.dir, 0o777)  # a sandbox's user may not be root
 
     @property
@@ -51,6 +51,18 @@ class ReportChannel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def channel_root() -> str | None:
+    """Where report directories are made: /dev/shm, a tmpfs, when there is one.
+
+    One is made, written three times, read and removed per test; on a disk
+    file system (/tmp often is one) that is journal work. None: $TMPDIR.
+    """
+    return SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else None
+
+
+SHM = "/dev/shm"
 
 
 def parse_reports(config, data: bytes) -> list:

@@ -177,12 +177,14 @@ def _named_netns() -> set[str]:
 
 
 def _temp_dirs() -> set[str]:
-    """Our temp and work dirs: under $TMPDIR, and in the state root's work areas."""
+    """Our temp and work dirs: under $TMPDIR and /dev/shm, and in the state root's work areas."""
     found = set()
-    tmp = tempfile.gettempdir()
-    for name in os.listdir(tmp):
-        if name.startswith(("pytest-sandbox-", "pytest-basetemp-")):
-            found.add(os.path.join(tmp, name))
+    for tmp in {tempfile.gettempdir(), "/dev/shm"}:  # report channels go to /dev/shm
+        if not os.path.isdir(tmp):
+            continue
+        for name in os.listdir(tmp):
+            if name.startswith(("pytest-sandbox-", "pytest-basetemp-")):
+                found.add(os.path.join(tmp, name))
     images = os.path.join(os.environ["SANDBOX_STATE_DIR"], "images")  # half-made images
     jobs = os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs")  # job workspaces
     for path, hidden_only in ((images, True), (jobs, False)):

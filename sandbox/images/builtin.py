@@ -97,10 +97,24 @@ def _python_prefixes() -> tuple[str, ...]:
 
 
 def host_image() -> Image:
-    """A read-only view of the host's /usr, /etc, libraries and this Python."""
-    root = store.images_dir() / "host" / "rootfs"
-    if not root.is_dir():
+    """A read-only view of the host's /usr, /etc, libraries and this Python.
+
+    Worked out once per process and state root: it stats every host path,
+    and the pytest plugin asks for it once per test.
+    """
+    root = os.path.join(store.images_dir(), "host", "rootfs")
+    if not os.path.isdir(root):
         _build_host_skeleton()
+    image = _HOST_IMAGES.get(root)
+    if image is None:
+        image = _HOST_IMAGES[root] = _host_image(root)
+    return image
+
+
+_HOST_IMAGES: dict[str, Image] = {}
+
+
+def _host_image(root: str) -> Image:
     binds = []
     for path in HOST_PATHS:
         if os.path.isdir(path) and not os.path.islink(path):
@@ -109,7 +123,7 @@ def host_image() -> Image:
     env = {"PATH": ":".join([os.path.join(p, "bin") for p in _python_prefixes()
                              if os.path.isdir(os.path.join(p, "bin"))] +
                             ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])}
-    return Image("host", (str(root),), binds=tuple(binds), env=env)
+    return Image("host", (root,), binds=tuple(binds), env=env)
 
 
 def _build_host_skeleton() -> None:

@@ -47,8 +47,11 @@ def staging_dir() -> str | None:
 
     Each spare mounts over it in its own mount namespace only (see
     ``setup.stage_pseudo_fs``); on the host it stays an empty directory.
+    Asked for at every spare: only a stat once it has been made.
     """
     path = os.path.join(run_dir(), "staging")
+    if os.path.isdir(path):
+        return path
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError:
