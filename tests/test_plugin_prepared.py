@@ -60,6 +60,31 @@ def test_x_stops_and_the_prepared_sandbox_is_not_left_behind(pytester):
     # cgroup of the prepared third test were left
 
 
+def test_a_prepared_test_starts_early_only_when_nothing_can_stop_the_session(pytester, tmp_path):
+    # a prepared test is let go as soon as the one before has ended, unless that one's
+    # reports could stop the session (-x, --maxfail, --stepwise): then it never runs
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    os.chmod(ran, 0o777)
+    source = f"""
+        import pytest
+
+        @pytest.mark.sandbox(mounts=["{ran}:/ran:rw"])
+        @pytest.mark.parametrize("i", range(4))
+        def test_note(i):
+            open(f"/ran/{{i}}", "w").close()
+            assert i != 1
+    """
+    for args, outcomes, expected in ((("-x",), dict(passed=1, failed=1), ["0", "1"]),
+                                      (("--maxfail=1",), dict(passed=1, failed=1), ["0", "1"]),
+                                      ((), dict(passed=3, failed=1), ["0", "1", "2", "3"])):
+        for name in os.listdir(ran):
+            os.unlink(ran / name)
+        result = run(pytester, source, *args)
+        result.assert_outcomes(**outcomes)
+        assert sorted(os.listdir(ran)) == expected, args
+
+
 def test_a_module_fixture_of_the_parent_is_torn_down_at_the_right_time(pytester, tmp_path):
     log = tmp_path / "log"
     source = f"""

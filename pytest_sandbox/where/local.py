@@ -19,7 +19,10 @@ pytest process is otherwise idle while a test runs, so the fork, the page
 faults and the setup of the next test overlap with this one. It is only
 done when forking now or at the next test's turn gives the same copy: the
 fixtures this process has set up (by unsandboxed tests) are all ones the
-next test keeps, so the teardown between the two is empty here.
+next test keeps, so the teardown between the two is empty here. It is let
+go as soon as the test before it has ended, while that one's sandbox is torn
+down and its reports are logged, unless those reports could stop the session
+(-x, --maxfail, --stepwise): then it waits for its turn, which may not come.
 
 From the second sandboxed test in a row on, the tests' processes are forked
 by a *fork server* (``sandbox.process.forkserver``): a copy of this process
@@ -155,6 +158,8 @@ class LocalRunner:
                 if path == "fork":
                     self._prepare(item, nextitem)
                 result = box.wait()
+                if path == "fork":
+                    self._go_early(item, nextitem)
             finally:
                 box.destroy()
         except SandboxError as exc:
@@ -254,6 +259,18 @@ class LocalRunner:
             return False
         return items[i + 1] if i + 1 < len(items) else None
 
+    def _go_early(self, item, nextitem) -> None:
+        """Let the next test's prepared process start now, while this one's sandbox is torn
+        down and its reports logged, when nothing that happens meanwhile can stop it."""
+        prepared = self._next
+        config = item.config
+        if (prepared is None or prepared.go < 0 or prepared.item is not nextitem
+                or config.option.maxfail or config.getoption("stepwise", False)
+                or item.session.shouldstop or item.session.shouldfail):
+            return
+        _go(prepared.go)
+        self._next = prepared._replace(go=-1)
+
     def _take_prepared(self, item) -> Prepared | None:
         """The sandbox made ahead for ``item``, if the session is still as it was then."""
         prepared, self._next = self._next, None
@@ -267,7 +284,8 @@ class LocalRunner:
 
 def _discard(prepared: Prepared) -> None:
     """End a sandbox made ahead for a test that will not run in it."""
-    os.close(prepared.go)
+    if prepared.go >= 0:
+        os.close(prepared.go)
     try:
         prepared.box.kill()
         prepared.box.wait()
@@ -292,7 +310,9 @@ def _served(items: list, key: tuple):
 
 
 def _go(fd: int) -> None:
-    """Let a prepared sandbox's test run."""
+    """Let a prepared sandbox's test run (-1: it was let go early)."""
+    if fd < 0:
+        return
     try:
         os.write(fd, b"g")
     finally:
