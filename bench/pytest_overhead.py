@@ -3,9 +3,12 @@
     python3 bench/pytest_overhead.py [N] [-- extra pytest args, e.g. -n 2 or --sandbox-no-fork]
 
 Runs one pytest session (as root) over N plain and N marked trivial tests,
-interleaved, and times each test from pytest_runtest_logstart to
+and times each test from pytest_runtest_logstart to
 pytest_runtest_logfinish. Prints the medians, the overhead per sandboxed
-test against the target (under 15 ms), and the CPU one marked test costs by
+test against the target (under 15 ms), both as the median of the per-test
+times and over the whole run of marked tests (a prepared test starts before
+its logstart, so the per-test times leave part of it out: the whole-run
+figure is the stricter one), and the CPU one marked test costs by
 whom (pytest itself, the tests' processes, the zygote with the containers it
 reaped, the whole machine), from the first marked test's start to the last's
 end. State lives in a private temp root.
@@ -117,9 +120,11 @@ def report(times: dict[str, float], n: int) -> int:
     print(f"plain   median {p:7.2f} ms per test")
     print(f"marked  median {m:7.2f} ms per test (p10 {q[0]:.2f}, p90 {q[-1]:.2f})")
     span = [v for k, v in times.items() if k.startswith("span:") and "test_marked" in k]
+    whole = None
     if span and n > 1:
         first, last = span[0]
-        print(f"marked  whole run {(last - first) * 1000 / (n - 1):7.2f} ms per test "
+        whole = (last - first) * 1000 / (n - 1)
+        print(f"marked  whole run {whole:7.2f} ms per test "
               f"(first to last logfinish / {n - 1}, gaps between tests included)")
     if "first" in cpu and "last" in cpu:
         spent = {who: (cpu["last"][who] - cpu["first"][who]) * 1000 / n for who in cpu["last"]}
@@ -127,6 +132,12 @@ def report(times: dict[str, float], n: int) -> int:
     verdict = "meets" if m - p < TARGET_MS else "misses"
     print(f"overhead median {m - p:7.2f} ms per sandboxed test ({m / p:.0f}x plain); "
           f"{verdict} the {TARGET_MS:.0f} ms target")
+    if whole is not None:
+        # a prepared test starts before its logstart: the per-test times leave that part out,
+        # the whole run does not
+        verdict = "meets" if whole - p < TARGET_MS else "misses"
+        print(f"overhead over the whole run {whole - p:7.2f} ms per sandboxed test "
+              f"(whole run - plain median); {verdict} the {TARGET_MS:.0f} ms target")
     return 0
 
 

@@ -4,7 +4,8 @@ From the second sandboxed test in a row on, a copy of the pytest process
 forks the tests' processes. That copy is the session as it was when it was
 made, so it may only serve while nothing runs in the pytest process itself.
 Each test runs pytest in a subprocess; a conftest hook in that session
-notes which fork servers the pytest process has when each sandbox is ready.
+notes which fork servers the pytest process has when each sandbox is ready
+(its children named sandbox-forker that lead their own session).
 """
 
 import os
@@ -24,11 +25,14 @@ CONFTEST = """
         servers = []
         for pid in children:
             try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == "sandbox-forker":
-                        servers.append(pid)
+                with open(f"/proc/{pid}/stat") as f:
+                    name, rest = f.read().rsplit(")", 1)
             except FileNotFoundError:
-                pass
+                continue
+            # a server leads its own session; a test's process it just forked (also our
+            # child) has its name and session until it takes its own
+            if name.endswith("(sandbox-forker") and rest.split()[3] == pid:
+                servers.append(pid)
         print(f"\\nSERVERS {item.name} {','.join(servers) or '-'}")
 """
 
