@@ -131,34 +131,33 @@ def _state_dirs() -> set[str]:
         return set()
 
 
-def _sandbox_processes() -> set[int]:
-    found = set()
+def _processes_named(name: str):
+    """The pids of the processes whose name (comm) is ``name``."""
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() != "sandbox-init":
-                        continue
-                with open(f"/proc/{pid}/cgroup") as f:
-                    if f"/{CGROUP_PARENT}/" in f.read():
-                        found.add(int(pid))
+                    if f.read().strip() == name:
+                        yield int(pid)
             except OSError:
                 continue
+
+
+def _sandbox_processes() -> set[int]:
+    found = set()
+    for pid in _processes_named("sandbox-init"):
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if f"/{CGROUP_PARENT}/" in f.read():
+                    found.add(pid)
+        except OSError:
+            continue
     return found
 
 
 def _fork_servers() -> set[int]:
     """Fork servers (sandbox.process.forkserver) still running, of this suite or not."""
-    found = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() == "sandbox-forker":
-                        found.add(int(pid))
-            except OSError:
-                continue
-    return found
+    return set(_processes_named("sandbox-forker"))
 
 
 def _links() -> set[str]:

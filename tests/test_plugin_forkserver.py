@@ -8,8 +8,6 @@ notes which fork servers the pytest process has when each sandbox is ready
 (its children named sandbox-forker that lead their own session).
 """
 
-import os
-
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -37,14 +35,15 @@ CONFTEST = """
 """
 
 
-def run(pytester, source, *args, server=True):
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(source)
-    os.environ["PYTEST_SANDBOX_FORK_SERVER"] = "1" if server else "0"
-    try:
+@pytest.fixture
+def run(pytester, monkeypatch):
+    """Run pytest on ``source`` in a subprocess, with the fork server on or off."""
+    def run(source, *args, server=True):
+        pytester.makeconftest(CONFTEST)
+        pytester.makepyfile(source)
+        monkeypatch.setenv("PYTEST_SANDBOX_FORK_SERVER", "1" if server else "0")
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
-    finally:
-        del os.environ["PYTEST_SANDBOX_FORK_SERVER"]
+    return run
 
 
 def servers(result) -> dict[str, str]:
@@ -52,8 +51,8 @@ def servers(result) -> dict[str, str]:
     return dict(line.split()[1:] for line in result.stdout.lines if line.startswith("SERVERS "))
 
 
-def test_a_run_of_marked_tests_shares_one_server(pytester):
-    result = run(pytester, """
+def test_a_run_of_marked_tests_shares_one_server(run):
+    result = run("""
         import os, pytest
 
         @pytest.mark.sandbox
@@ -70,8 +69,8 @@ def test_a_run_of_marked_tests_shares_one_server(pytester):
     assert len(set(seen.values())) == 1 and "-" not in seen.values()
 
 
-def test_without_the_server_pytest_forks_every_test(pytester):
-    result = run(pytester, """
+def test_without_the_server_pytest_forks_every_test(run):
+    result = run("""
         import pytest
 
         @pytest.mark.sandbox
@@ -83,8 +82,8 @@ def test_without_the_server_pytest_forks_every_test(pytester):
     assert set(servers(result).values()) == {"-"}
 
 
-def test_a_test_run_here_ends_the_server_its_copy_predates(pytester):
-    result = run(pytester, """
+def test_a_test_run_here_ends_the_server_its_copy_predates(run):
+    result = run("""
         import pytest
 
         STATE = []
