@@ -44,7 +44,7 @@ from typing import NamedTuple
 import pytest
 
 import sandbox
-from sandbox import HostError, Mount, Sandbox, SandboxError, SpecError, linux
+from sandbox import HostError, Mount, Sandbox, SandboxError, SpecError, images, linux
 from sandbox.process.forkserver import ForkServer, ServedTarget
 from sandbox.process.spawner import single_threaded
 
@@ -54,8 +54,6 @@ from ..inner import ENV, inner_argv
 from ..settings import base_fields, build_spec, host_env
 from . import Outcome
 
-#: Host paths the ``host`` image already shows (see sandbox.images.builtin).
-HOST_IMAGE_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 #: Never bind these over the sandbox's own.
 NOT_MOUNTABLE = ("/", "/tmp", "/proc", "/sys", "/dev", "/run", "/var/tmp")
 #: Exceptions that stop a test from outside its sandbox (pytest-timeout's signal method, say).
@@ -340,7 +338,9 @@ def _code_mounts(config, image: str) -> list[Mount]:
                   _package_parent(__file__, 3), _package_parent(sandbox.__file__, 2), *sys.path]
     if image != "host":
         candidates += [sys.prefix, sys.base_prefix]
-    shown = HOST_IMAGE_PATHS + tuple(_python_prefixes()) if image == "host" else ()
+    # what the host image binds already (its host paths, this Python, this package):
+    # bound again, each would cost every sandbox a mount
+    shown = tuple(bind.target for bind in images.get("host").binds) if image == "host" else ()
     chosen: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates if p and os.path.isabs(p)}):
         if (path in NOT_MOUNTABLE or not os.path.isdir(path)
@@ -355,10 +355,6 @@ def _package_parent(path: str, levels: int) -> str:
     for _ in range(levels):
         path = os.path.dirname(os.path.abspath(path))
     return path
-
-
-def _python_prefixes() -> list[str]:
-    return [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)]
 
 
 def _within(path: str, parent: str) -> bool:
