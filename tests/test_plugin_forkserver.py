@@ -1,4 +1,4 @@
-"""Marked tests forked by a fork server (where.local, sandbox.process.forkserver).
+"""Marked tests forked by a fork server (where.served, sandbox.process.forkserver).
 
 From the second sandboxed test in a row on, a copy of the pytest process
 forks the tests' processes. That copy is the session as it was when it was

@@ -6,7 +6,8 @@ Result when there was a local sandbox. How the reports travel back is the
 report channel's business (``pytest_sandbox.channel``), not the runner's.
 
 - ``local.LocalRunner``: a sandbox on this host; forks the pytest process
-  into it when that is safe (fast), else runs ``python -m pytest NODEID``
+  into it when that is safe (fast; ``served`` decides whether pytest or a
+  fork server copied from it forks), else runs ``python -m pytest NODEID``
   inside it (slow).
 - ``remote.QueueRunner``: the job queue's workers (``--sandbox-redis``).
 """

@@ -25,34 +25,27 @@ down and its reports are logged, unless those reports could stop the session
 (-x, --maxfail, --stepwise): then it waits for its turn, which may not come.
 
 From the second sandboxed test in a row on, the tests' processes are forked
-by a *fork server* (``sandbox.process.forkserver``): a copy of this process
-made at that point, so this process no longer forks once per test and its
-pages stay its own (a fork makes it copy every page it writes afterwards:
-~4 ms per test). The server's copy stands for this session only as long as
-nothing runs here: it is ended as soon as a test ran in this process since
-(an unsandboxed one) or this process's fixtures changed, and a new one is
-made at the next sandboxed test that follows another.
+by a fork server, a copy of this process (``served``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from functools import partial
 from typing import NamedTuple
 
 import pytest
 
 import sandbox
-from sandbox import HostError, Mount, Sandbox, SandboxError, SpecError, images, linux
-from sandbox.process.forkserver import ForkServer, ServedTarget
+from sandbox import Mount, Sandbox, SandboxError, SpecError, images
 from sandbox.process.spawner import single_threaded
 
-from .. import crash, inside
+from .. import crash
 from ..channel import INSIDE, ReportChannel
 from ..inner import ENV, inner_argv
 from ..settings import base_fields, build_spec, host_env
 from . import Outcome
+from .served import Forker
 
 #: Never bind these over the sandbox's own.
 NOT_MOUNTABLE = ("/", "/tmp", "/proc", "/sys", "/dev", "/run", "/var/tmp")
@@ -80,16 +73,13 @@ class LocalRunner:
         self.fork = fork
         self._next: Prepared | None = None
         self._positions: dict | None = None
-        self._server: ForkServer | None = None
-        self._server_stack: tuple = ()  # this process's set-up nodes when the server was made
-        self._last: int | None = None  # the position of the last item run here
-        self._streak = 0  # sandboxed items in a row, ending with that one
+        self._forker = Forker()
 
     def expect(self, items: list) -> None:
         pass  # each sandbox is made when its test's turn comes, or while the one before runs
 
     def run(self, item, nextitem) -> Outcome:
-        self._follow(item)
+        self._forker.follow(item, self._position(item))
         prepared = self._take_prepared(item)
         if prepared is not None:
             with prepared.channel as channel:
@@ -104,7 +94,7 @@ class LocalRunner:
         prepared, self._next = self._next, None
         if prepared is not None:
             _discard(prepared)
-        self._end_server()
+        self._forker.close()
 
     # -- the two paths ---------------------------------------------------------
 
@@ -118,7 +108,8 @@ class LocalRunner:
     def _forked_box(self, item, nextitem, channel: ReportChannel, *, wait_for_go: bool = False,
                     stdin_fd: int | None = None) -> Sandbox:
         spec = self._spec(item, channel, ["pytest", item.nodeid], workdir=os.getcwd())
-        target = self._target(item, nextitem, wait_for_go)
+        positions = (self._position(item), None if nextitem is None else self._position(nextitem))
+        target = self._forker.target(item, nextitem, positions, wait_for_go)
         return Sandbox(spec, target=target, log_file=False, stdin_fd=stdin_fd)
 
     def _run_subprocess(self, item, channel: ReportChannel) -> Outcome:
@@ -204,43 +195,6 @@ class LocalRunner:
             os.close(go_r)
         self._next = Prepared(nextitem, box, channel, go_w, stack)
 
-    # -- the fork server --------------------------------------------------------
-
-    def _follow(self, item) -> None:
-        """Note that ``item`` runs now; end the fork server if its copy no longer stands."""
-        position = self._position(item)
-        follows = position is not None and self._last is not None and position == self._last + 1
-        self._streak = self._streak + 1 if follows else 1
-        self._last = position
-        if self._server is not None and (
-                not follows or tuple(item.session._setupstate.stack) != self._server_stack):
-            self._end_server()
-
-    def _target(self, item, nextitem, wait_for_go: bool):
-        """What the sandbox runs: the test's phases, forked by the fork server when there is one."""
-        local = partial(inside.run_item, item, nextitem, wait_for_go=wait_for_go)
-        ahead = 1 if wait_for_go else 0  # made while the item before it runs
-        if self._streak + ahead < 2 or os.environ.get(SERVER_ENV) == "0":
-            return local
-        position = self._position(item)
-        next_position = None if nextitem is None else self._position(nextitem)
-        if position is None or (nextitem is not None and next_position is None):
-            return local
-        if self._server is None and linux.CAN_FORK_SIBLING and single_threaded():
-            try:
-                self._server = ForkServer(partial(_served, item.session.items))
-            except (HostError, OSError):
-                return local
-            self._server_stack = tuple(item.session._setupstate.stack)
-        if self._server is None:
-            return local
-        return ServedTarget(self._server, (position, next_position, wait_for_go), local)
-
-    def _end_server(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-
     def _position(self, item) -> int | None:
         """Where ``item`` is in this session's items (None: not there)."""
         items = item.session.items
@@ -296,15 +250,6 @@ def _discard(prepared: Prepared) -> None:
 
 #: Set to 0 to make every test's sandbox at its turn (for comparison and debugging).
 PREPARE_ENV = "PYTEST_SANDBOX_PREPARE"
-#: Set to 0 to fork every test's process from this one, with no fork server.
-SERVER_ENV = "PYTEST_SANDBOX_FORK_SERVER"
-
-
-def _served(items: list, key: tuple):
-    """In the fork server: the target a key names (positions of the item and its next one)."""
-    position, next_position, wait_for_go = key
-    nextitem = None if next_position is None else items[next_position]
-    return partial(inside.run_item, items[position], nextitem, wait_for_go=wait_for_go)
 
 
 def _go(fd: int) -> None:
