@@ -78,7 +78,11 @@ class ForkServer:
         self.sock: socket.socket | None = ours
         self.owner = os.getpid()
         self.forked = 0  # targets the server forked
-        if ours.recv(16) != READY:  # it holds none of our fds from here on
+        try:
+            ready = ours.recv(16)  # once it has come, the server holds none of our fds
+        except OSError:
+            ready = b""
+        if ready != READY:
             self.close()
             raise HostError("the fork server exited as it started")
 
