@@ -100,7 +100,8 @@ class ForkServer:
         if self.sock is None or self.owner != os.getpid():
             return None
         try:
-            socket.send_fds(self.sock, [pickle.dumps((plan, key))], [*fds, init_pidfd, sock_fd])
+            request = pickle.dumps((key, pickle.dumps(plan)))  # the plan is unpickled in the child
+            socket.send_fds(self.sock, [request], [*fds, init_pidfd, sock_fd])
         except OSError:
             self.close()
             return None
@@ -187,8 +188,8 @@ def _fork_one(msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
     try:
         if len(fds) != 6:
             raise ValueError(f"{len(fds)} file descriptors came with the request, not 6")
-        plan, key = pickle.loads(msg)
-        target = resolve(key)
+        key, plan = pickle.loads(msg)  # the plan still pickled: every object made here
+        target = resolve(key)             # costs this process a copied page per request
     except Exception as exc:  # noqa: BLE001 - the owner forks the target itself
         return -1, ("error", f"{type(exc).__name__}: {exc}")
     status_w, stdin_r, stdout_w, stderr_w, init_pidfd, held_fd = fds
@@ -198,5 +199,6 @@ def _fork_one(msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
         return -1, ("oserror", (exc.errno, exc.strerror))
     if pid == 0:
         linux.set_name(owner_name)
-        target_main(plan, (status_w, stdin_r, stdout_w, stderr_w), target, init_pidfd, held_fd)
+        target_main(pickle.loads(plan), (status_w, stdin_r, stdout_w, stderr_w), target,
+                    init_pidfd, held_fd)
     return pid, ("ok", pid)
