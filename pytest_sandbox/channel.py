@@ -25,10 +25,19 @@ REPORTS = "reports.jsonl"
 
 
 class ReportChannel:
-    """A private host directory, bind-mounted read-write into one sandbox."""
+    """A private host directory, bind-mounted read-write into one sandbox.
+
+    Its name carries the pid of the process that made it: the first channel
+    a process makes removes those of processes that are gone (a pytest
+    killed with SIGKILL could not), so none pile up in /dev/shm.
+    """
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pytest-sandbox-", dir=channel_root())
+        root = channel_root()
+        if _SWEPT.get(root) != os.getpid():
+            _SWEPT[root] = os.getpid()
+            sweep(root)
+        self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
         os.chmod(self.dir, 0o777)  # a sandbox's user may not be root
 
     @property
@@ -63,6 +72,35 @@ def channel_root() -> str | None:
 
 
 SHM = "/dev/shm"
+PREFIX = "pytest-sandbox-"
+_SWEPT: dict[str | None, int] = {}  # channel root: the process that swept it
+
+
+def sweep(root: str | None = None) -> list[str]:
+    """Remove the report directories under ``root`` ($TMPDIR if None) whose maker is gone."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(PREFIX):].partition("-")[0]
+        if not (name.startswith(PREFIX) and pid.isdigit()) or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def parse_reports(config, data: bytes) -> list:

@@ -8,7 +8,16 @@ notes which fork servers the pytest process has when each sandbox is ready
 (its children named sandbox-forker that lead their own session).
 """
 
+import os
+import subprocess
+import sys
+import tempfile
+
 import pytest
+
+from pytest_sandbox.channel import channel_root, sweep
+
+from .helpers import sandbox_cli, wait_for
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
@@ -146,3 +155,65 @@ def test_a_fixture_of_pytest_s_torn_down_between_two_marked_tests_ends_the_serve
     assert seen["test_sandboxed[1]"] != "-"
     assert seen["test_next_module[0]"] not in ("-", seen["test_sandboxed[1]"])
     assert log.read_text() == "torn down\n"
+
+
+def test_a_killed_pytest_takes_its_fork_server_and_its_tests_along(pytester, tmp_path):
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    os.chmod(flag, 0o777)
+    pytester.makepyfile(f"""
+        import time, pytest
+
+        @pytest.mark.sandbox(mounts=["{flag}:/flag:rw"])
+        @pytest.mark.parametrize("i", range(3))
+        def test_run(i):
+            if i == 2:  # served: the server exists by now
+                open("/flag/running", "w").close()
+                time.sleep(120)
+    """)
+    pytest_proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                                   cwd=pytester.path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (flag / "running").exists(), timeout=60)
+        family = _descendants(pytest_proc.pid)
+        names = {_name(pid) for pid in family}
+        assert {"sandbox-forker", "sandbox-zygote", "sandbox-init"} <= names, names
+    finally:
+        pytest_proc.kill()
+        pytest_proc.wait()
+    # the server dies with pytest, the zygote when its socket closes, the inits with the
+    # zygote, and the tests with their inits' pid namespaces
+    wait_for(lambda: not [pid for pid in family if _name(pid) is not None], timeout=30)
+    assert sandbox_cli("gc").returncode == 0  # the records and cgroups pytest could not remove
+    # its report directories: removed by the next process that makes one
+    left = [name for name in os.listdir(channel_root() or tempfile.gettempdir())
+            if name.startswith(f"pytest-sandbox-{pytest_proc.pid}-")]
+    assert left and set(left) <= set(sweep(channel_root()))
+
+
+def _descendants(pid: int) -> set[int]:
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                continue
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _name(pid: int) -> str | None:
+    """The process's name; None once it is gone (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            name, rest = f.read().rsplit(")", 1)
+    except FileNotFoundError:
+        return None
+    return None if rest.split()[0] == "Z" else name.split("(", 1)[1]
