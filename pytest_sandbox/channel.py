@@ -37,7 +37,7 @@ class ReportChannel:
         if _SWEPT.get(root) != os.getpid():
             _SWEPT[root] = os.getpid()
             sweep(root)
-        self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+        self.dir = tempfile.mkdtemp(prefix=maker_prefix(), dir=root)
         os.chmod(self.dir, 0o777)  # a sandbox's user may not be root
 
     @property
@@ -76,6 +76,17 @@ PREFIX = "pytest-sandbox-"
 _SWEPT: dict[str | None, int] = {}  # channel root: the process that swept it
 
 
+def maker_prefix() -> str:
+    """``pytest-sandbox-PIDNS-PID-``: the start of this process's report directories' names."""
+    return f"{_namespace_prefix()}{os.getpid()}-"
+
+
+def _namespace_prefix() -> str:
+    """A pid means something only in its pid namespace: another one sharing /dev/shm (a
+    container) must not take our pids for dead ones, nor we theirs."""
+    return f"{PREFIX}{os.stat('/proc/self/ns/pid').st_ino}-"
+
+
 def sweep(root: str | None = None) -> list[str]:
     """Remove the report directories under ``root`` ($TMPDIR if None) whose maker is gone."""
     root = root or tempfile.gettempdir()
@@ -84,9 +95,10 @@ def sweep(root: str | None = None) -> list[str]:
         names = os.listdir(root)
     except OSError:
         return removed
+    ours = _namespace_prefix()
     for name in names:
-        pid = name[len(PREFIX):].partition("-")[0]
-        if not (name.startswith(PREFIX) and pid.isdigit()) or _alive(int(pid)):
+        pid = name[len(ours):].partition("-")[0]
+        if not (name.startswith(ours) and pid.isdigit()) or _alive(int(pid)):
             continue
         shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         removed.append(name)

@@ -187,8 +187,9 @@ def test_a_killed_pytest_takes_its_fork_server_and_its_tests_along(pytester, tmp
     wait_for(lambda: not [pid for pid in family if _name(pid) is not None], timeout=30)
     assert sandbox_cli("gc").returncode == 0  # the records and cgroups pytest could not remove
     # its report directories: removed by the next process that makes one
+    pidns = os.stat("/proc/self/ns/pid").st_ino
     left = [name for name in os.listdir(channel_root() or tempfile.gettempdir())
-            if name.startswith(f"pytest-sandbox-{pytest_proc.pid}-")]
+            if name.startswith(f"pytest-sandbox-{pidns}-{pytest_proc.pid}-")]
     assert left and set(left) <= set(sweep(channel_root()))
 
 
