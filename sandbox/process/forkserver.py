@@ -36,7 +36,7 @@ from .. import linux
 from ..errors import HostError
 from ..linux.proc import own_start_time
 from ..plan import Plan
-from .child import close_all_but, leave_parent
+from .child import SETUP_FAILED, close_all_but, leave_parent
 from .fork import flush_stdio, own_pidns_fd
 from .target import target_main
 
@@ -197,8 +197,11 @@ def _fork_one(msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
         pid = linux.fork_into_pid_ns(init_pidfd, own_pidns_fd(), fork=linux.fork_sibling)
     except OSError as exc:
         return -1, ("oserror", (exc.errno, exc.strerror))
-    if pid == 0:
-        linux.set_name(owner_name)
-        target_main(pickle.loads(plan), (status_w, stdin_r, stdout_w, stderr_w), target,
-                    init_pidfd, held_fd)
+    if pid == 0:  # the target's process: it must never go back to the server's loop
+        try:
+            linux.set_name(owner_name)
+            plan = pickle.loads(plan)
+        except BaseException:  # noqa: BLE001 - its owner sees it exit before it started
+            os._exit(SETUP_FAILED)
+        target_main(plan, (status_w, stdin_r, stdout_w, stderr_w), target, init_pidfd, held_fd)
     return pid, ("ok", pid)
