@@ -32,3 +32,13 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+
+
+def live_name(pid: int) -> str | None:
+    """A process's name (comm); None once it is gone (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            name, rest = f.read().rsplit(")", 1)
+    except FileNotFoundError:
+        return None
+    return None if rest.split()[0] == "Z" else name.split("(", 1)[1]

@@ -11,12 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from sandbox import Sandbox, SandboxSpec
 from sandbox.process.forkserver import NAME, ForkServer, ServedTarget
+
+from .helpers import live_name, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -79,10 +80,7 @@ def test_a_key_the_server_cannot_resolve_runs_the_local_target():
 def test_a_dead_server_is_reaped_and_the_owner_forks_instead():
     server = ForkServer(lambda key: lambda: write("served"))
     os.kill(server.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while open(f"/proc/{server.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: live_name(server.pid) is None, timeout=5)  # a zombie: ours to reap
     result = run(server, "key", lambda: write("local ran"))
     assert result.stdout == b"local ran" and not server.alive()
     assert not os.path.exists(f"/proc/{server.pid}")  # reaped, not left a zombie
@@ -97,18 +95,5 @@ def test_the_server_dies_with_its_owner():
          "os._exit(0)  # no close(): the server must end by itself\n"],
         capture_output=True, text=True, timeout=60, check=True)
     pid = int(owner.stdout)
-    deadline = time.monotonic() + 10
-    while _alive(pid):
-        assert time.monotonic() < deadline, f"fork server {pid} outlived its owner"
-        time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() != NAME:
-                return False  # the pid was reused
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    # gone, or its pid reused by another process
+    wait_for(lambda: live_name(pid) != NAME, timeout=10)

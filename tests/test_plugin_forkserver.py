@@ -17,7 +17,7 @@ import pytest
 
 from pytest_sandbox.channel import channel_root, sweep
 
-from .helpers import sandbox_cli, wait_for
+from .helpers import live_name, sandbox_cli, wait_for
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
@@ -177,14 +177,14 @@ def test_a_killed_pytest_takes_its_fork_server_and_its_tests_along(pytester, tmp
     try:
         wait_for(lambda: (flag / "running").exists(), timeout=60)
         family = _descendants(pytest_proc.pid)
-        names = {_name(pid) for pid in family}
+        names = {live_name(pid) for pid in family}
         assert {"sandbox-forker", "sandbox-zygote", "sandbox-init"} <= names, names
     finally:
         pytest_proc.kill()
         pytest_proc.wait()
     # the server dies with pytest, the zygote when its socket closes, the inits with the
     # zygote, and the tests with their inits' pid namespaces
-    wait_for(lambda: not [pid for pid in family if _name(pid) is not None], timeout=30)
+    wait_for(lambda: not [pid for pid in family if live_name(pid) is not None], timeout=30)
     assert sandbox_cli("gc").returncode == 0  # the records and cgroups pytest could not remove
     # its report directories: removed by the next process that makes one
     pidns = os.stat("/proc/self/ns/pid").st_ino
@@ -209,12 +209,3 @@ def _descendants(pid: int) -> set[int]:
             todo.append(child)
     return found
 
-
-def _name(pid: int) -> str | None:
-    """The process's name; None once it is gone (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            name, rest = f.read().rsplit(")", 1)
-    except FileNotFoundError:
-        return None
-    return None if rest.split()[0] == "Z" else name.split("(", 1)[1]
