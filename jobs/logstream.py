@@ -12,7 +12,6 @@ import time
 from typing import Any, Iterator
 
 from . import store
-from .errors import NoSuchJob
 from .events import LogEvent
 from .result import FINAL
 
@@ -85,9 +84,6 @@ def _tail(conn: Any, job_id: str, last: str, deadline: float | None) -> Iterator
 def _ended_without_eof(conn: Any, job_id: str) -> bool:
     """Reap a dead worker's job; True if the job is final yet its eof is gone (trimmed/expired)."""
     store.reap(conn)
-    status = conn.hget(store.key(job_id), "status")
-    if status is None:
-        raise NoSuchJob(job_id)  # expired while followed
-    if status.decode() not in FINAL:
+    if store.status_of(conn, job_id) not in FINAL:  # NoSuchJob: expired while followed
         return False
     return not conn.xrevrange(store.key(job_id, "log"), count=1)

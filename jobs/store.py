@@ -97,6 +97,14 @@ def read(conn: Any, job_id: str) -> dict[str, str]:
     return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
 
 
+def status_of(conn: Any, job_id: str) -> str:
+    """The job's status (one HGET, not the whole hash); NoSuchJob if unknown."""
+    raw = conn.hget(key(job_id), "status")
+    if raw is None:
+        raise NoSuchJob(job_id)
+    return raw.decode()
+
+
 def claim(conn: Any, job_id: str, worker: str) -> tuple[JobSpec, bytes | None] | None:
     """queued -> running for this worker; (spec, packed workspace), or None if cancelled meanwhile.
 
@@ -158,14 +166,14 @@ def end_unrun(conn: Any, job_id: str, status: str, error: str,
 
 def request_cancel(conn: Any, job_id: str) -> str:
     """Cancel a job: at once if queued, through its worker if running; the status it had."""
-    status = read(conn, job_id)["status"]
-    if status == QUEUED and end_unrun(conn, job_id, CANCELLED, "cancelled before it ran", (QUEUED,)):
+    current = status_of(conn, job_id)
+    if current == QUEUED and end_unrun(conn, job_id, CANCELLED, "cancelled before it ran", (QUEUED,)):
         _cancel_rq_job(conn, job_id)
         return QUEUED
-    if status in FINAL:
-        return status
+    if current in FINAL:
+        return current
     conn.set(key(job_id, "cancel"), "1", ex=JOB_TTL)
-    return read(conn, job_id)["status"]
+    return status_of(conn, job_id)
 
 
 def _cancel_rq_job(conn: Any, job_id: str) -> None:
