@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from proc_cpu import cpu_seconds, machine_busy_seconds, zygotes_of  # noqa: E402 - bench/
+from proc_cpu import children_named, cpu_seconds, machine_busy_seconds  # noqa: E402 - bench/
 
 RQ_WORKER = """
 import sys
@@ -67,7 +67,7 @@ class CpuMeter:
 
     def __init__(self, server_pid: int, workers: list[subprocess.Popen]) -> None:
         self.groups = {"workers": [p.pid for p in workers], "redis": [server_pid]}
-        zygotes = [z for p in workers for z in zygotes_of(p.pid)]
+        zygotes = [z for p in workers for z in children_named("sandbox-zygote", p.pid)]
         if zygotes:  # self and reaped children: the spares and inits they forked
             self.groups["zygotes+containers"] = zygotes
 

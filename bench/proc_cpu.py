@@ -25,15 +25,15 @@ def cpu_seconds(pid: int, *, children: bool) -> float:
     return sum(int(v) for v in fields[11:15 if children else 13]) / TICK
 
 
-def zygotes_of(pid: int | str = "self") -> list[int]:
-    """The sandbox-zygote processes among ``pid``'s children."""
+def children_named(name: str, pid: int | str = "self") -> list[int]:
+    """The processes named ``name`` among ``pid``'s children (sandbox-zygote, sandbox-forker)."""
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as f:
             for child in f.read().split():
                 try:
                     with open(f"/proc/{child}/comm") as c:
-                        if c.read().strip() == "sandbox-zygote":
+                        if c.read().strip() == name:
                             found.append(int(child))
                 except OSError:
                     pass  # it exited meanwhile

@@ -10,7 +10,7 @@ times and over the whole run of marked tests (a prepared test starts before
 its logstart, so the per-test times leave part of it out: the whole-run
 figure is the stricter one), and the CPU one marked test costs by
 whom (pytest itself, the tests' processes, the zygote with the containers it
-reaped, the whole machine), from the first marked test's start to the last's
+reaped, the fork server, the whole machine), from the first marked test's start to the last's
 end. State lives in a private temp root.
 """
 
@@ -63,18 +63,27 @@ def pytest_sessionfinish(session):
             f.write(json.dumps({**_times, "cpu": _cpu}) + "\\n")
 
 def _cpu_now():
-    from proc_cpu import cpu_seconds, machine_busy_seconds, zygotes_of  # bench/, on PYTHONPATH
+    from proc_cpu import children_named, machine_busy_seconds  # bench/, on PYTHONPATH
 
     me = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # the marked tests' processes
-    zygotes = 0.0  # alive until the end: itself and the spares and inits it reaped
-    for pid in zygotes_of():
+    return {"pytest": me.ru_utime + me.ru_stime, "test processes": reaped.ru_utime + reaped.ru_stime,
+            # alive until the end: the zygote with the spares and inits it reaped
+            "zygote+containers": _alive_cpu(children_named("sandbox-zygote"), True),
+            # the fork server (its targets are pytest's children, counted above)
+            "fork server": _alive_cpu(children_named("sandbox-forker"), False),
+            "whole machine": machine_busy_seconds()}
+
+def _alive_cpu(pids, children):
+    from proc_cpu import cpu_seconds
+
+    total = 0.0
+    for pid in pids:
         try:
-            zygotes += cpu_seconds(pid, children=True)
+            total += cpu_seconds(pid, children=children)
         except OSError:
             pass
-    return {"pytest": me.ru_utime + me.ru_stime, "test processes": reaped.ru_utime + reaped.ru_stime,
-            "zygote+containers": zygotes, "whole machine": machine_busy_seconds()}
+    return total
 '''
 
 
