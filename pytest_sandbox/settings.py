@@ -72,8 +72,20 @@ def base_fields(config, node, command: list[str], **overrides) -> dict:
 
 
 def host_env() -> dict[str, str]:
-    """This process's environment, as far as a SandboxSpec accepts it."""
-    return {k: v for k, v in os.environ.items() if _ENV_KEY.match(k) and "\0" not in v}
+    """This process's environment, as far as a SandboxSpec accepts it.
+
+    Worked out again only when the environment changed (a test may change
+    it): decoding and checking every variable for each sandbox cost far more
+    than the comparison that finds it unchanged.
+    """
+    raw = getattr(os.environ, "_data", None)  # CPython's bytes dict behind os.environ
+    if raw is None or raw != _HOST_ENV.get("raw"):
+        env = {k: v for k, v in os.environ.items() if _ENV_KEY.match(k) and "\0" not in v}
+        _HOST_ENV.update(raw=dict(raw) if raw is not None else None, env=env)
+    return dict(_HOST_ENV["env"])
+
+
+_HOST_ENV: dict = {}
 
 
 def build_spec(config, item, fields: dict) -> SandboxSpec:

@@ -93,15 +93,19 @@ class SandboxDir:
         hold the rootfs and its writable layer; on the host it holds only the
         record and the log.
         """
-        parent = sandboxes_dir()
-        if not parent.is_dir():
-            parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.path.mkdir(mode=0o700)
+        try:
+            os.mkdir(self.path, 0o700)
+        except FileNotFoundError:  # the first sandbox here: make the parents
+            os.makedirs(self.path.parent, mode=0o711, exist_ok=True)
+            os.mkdir(self.path, 0o700)
 
     def write_record(self, record: Record) -> None:
         """Write the record (once, at create; readers treat a partial one as missing)."""
-        with open(self.record_path, "w") as f:
-            f.write(json.dumps(vars(record)))
+        fd = os.open(self.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, json.dumps(vars(record)).encode())
+        finally:
+            os.close(fd)
 
     def read_record(self) -> Record:
         try:
@@ -113,14 +117,15 @@ class SandboxDir:
 
     def remove(self) -> None:
         """Remove the directory and the files in it."""
+        path = str(self.path)
         try:
-            names = os.listdir(self.path)
+            names = os.listdir(path)
         except FileNotFoundError:
             return
         for name in names:
-            os.unlink(self.path / name)
+            os.unlink(os.path.join(path, name))
         try:
-            self.path.rmdir()
+            os.rmdir(path)
         except FileNotFoundError:
             pass
 

@@ -266,8 +266,11 @@ def _still_there(path: str, fd: int) -> bool:
 def write(path: str, value: str | int) -> None:
     """Write one value to a cgroup file, naming the file when the kernel refuses."""
     try:
-        with open(path, "w") as f:
-            f.write(str(value))
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)  # as open(path, "w")
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise LimitError(f"cannot write {value!r} to {path}: {exc.strerror}") from exc
 

@@ -72,6 +72,8 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+_prctl_name = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong,
+                               ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(("prctl", _libc))
 
 
 def _check(result: int, *paths: str | None) -> int:
@@ -146,9 +148,12 @@ def set_child_subreaper() -> None:
 
 
 def set_name(name: str) -> None:
-    """PR_SET_NAME: the process name shown by ps (15 bytes at most)."""
-    buf = ctypes.create_string_buffer(name.encode()[:15])
-    _check(_libc.prctl(PR_SET_NAME, ctypes.cast(buf, ctypes.c_void_p).value or 0, 0, 0, 0))
+    """PR_SET_NAME: the process name shown by ps (15 bytes at most).
+
+    Called first thing in freshly forked processes: through a prototype
+    taking the bytes as they are, so no ctypes array type is made per call.
+    """
+    _check(_prctl_name(PR_SET_NAME, name.encode()[:15], 0, 0, 0))
 
 
 def drop_bounding_caps(keep_mask: int, last_cap: int) -> None:
@@ -249,14 +254,13 @@ def fork_sibling() -> int:
     """
     if _SYS_CLONE is None:
         raise OSError(errno.ENOSYS, f"fork_sibling is not supported on {os.uname().machine}")
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
+    _before_fork()
     pid = _pylibc.syscall(_SYS_CLONE, _CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
+        _after_fork_child()
         return 0
     err = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
+    _after_fork_parent()
     if pid < 0:
         raise OSError(err, os.strerror(err))
     return pid
@@ -267,6 +271,14 @@ def fork_sibling() -> int:
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 _pylibc.syscall.restype = ctypes.c_long
 _pylibc.syscall.argtypes = [ctypes.c_long] + [ctypes.c_ulong] * 5
+#: Looked up once here: looked up in the child, each would be a dlsym and a new
+#: function object there, on pages it then copies.
+_before_fork = ctypes.pythonapi.PyOS_BeforeFork
+_after_fork_child = ctypes.pythonapi.PyOS_AfterFork_Child
+_after_fork_parent = ctypes.pythonapi.PyOS_AfterFork_Parent
+for _hook in (_before_fork, _after_fork_child, _after_fork_parent):
+    _hook.argtypes, _hook.restype = [], None
+del _hook
 
 
 def fork_into_pid_ns(pidfd: int, own_pidns_fd: int, fork=os.fork) -> int:

@@ -80,8 +80,11 @@ def leave_parent(parent: tuple[int, int | None]) -> None:
 def join_cgroup(procs_files: tuple[str, ...]) -> None:
     """Move this process into the sandbox's cgroup(s) (v1: one file per hierarchy)."""
     for procs in procs_files:
-        with open(procs, "w") as f:
-            f.write("0")
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def container_main(plan: Plan, fds: tuple[int, int, int, int],
