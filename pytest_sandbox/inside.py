@@ -93,9 +93,8 @@ def _restart_faulthandler() -> None:
     faulthandler still believes it is enabled (and would not reinstall its
     handlers), so it is disabled first.
     """
-    stderr = os.fdopen(os.dup(2), "w")  # fd 2 itself is captured while the test runs
-    _KEEP.append(stderr)
-    faulthandler.disable()
+    stderr = os.dup(2)  # fd 2 itself is captured while the test runs; a bare fd: no
+    faulthandler.disable()  # file object to make (and copy the pages of) per test
     faulthandler.enable(stderr, all_threads=False)
 
 

@@ -16,12 +16,18 @@ CAPABILITIES: dict[str, int] = {
 
 
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPABILITIES.values())
+    """The highest capability number this kernel knows (read once per process tree:
+    forked children, which each need it, inherit the value)."""
+    if not _LAST_CAP:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _LAST_CAP.append(int(f.read()))
+        except OSError:
+            _LAST_CAP.append(max(CAPABILITIES.values()))
+    return _LAST_CAP[0]
+
+
+_LAST_CAP: list[int] = []
 
 
 def mask(names: tuple[str, ...] | list[str]) -> int:

@@ -177,10 +177,16 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
+#: Made here, not at the first call: that is in each freshly forked child, where a
+#: new ctypes array type and function object cost copied pages as well as time.
+_CapDataPair = _CapData * 2
+_libc.capset.restype = ctypes.c_int
+
+
 def set_caps(effective: int, permitted: int, inheritable: int = 0) -> None:
     """capset(2) with the 64-bit (version 3) layout."""
     header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
+    data = _CapDataPair()
     for i in range(2):
         shift = 32 * i
         data[i].effective = (effective >> shift) & 0xFFFFFFFF

@@ -22,6 +22,8 @@ from ..linux.caps import last_cap
 from ..plan import ExecPlan
 from .setup import StepFailed
 
+last_cap()  # read once here, where it is imported: every init and target forked after needs it
+
 RLIMITS = {
     "nofile": resource.RLIMIT_NOFILE, "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE,
     "nproc": resource.RLIMIT_NPROC, "stack": resource.RLIMIT_STACK,

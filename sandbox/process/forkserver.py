@@ -100,7 +100,9 @@ class ForkServer:
         if self.sock is None or self.owner != os.getpid():
             return None
         try:
-            request = pickle.dumps((key, pickle.dumps(plan)))  # the plan is unpickled in the child
+            # the plan is unpickled in the child, without the steps only its init runs
+            slim = plan._replace(ops=(), hooks=(), pre_ops=())
+            request = pickle.dumps((key, pickle.dumps(slim)))
             socket.send_fds(self.sock, [request], [*fds, init_pidfd, sock_fd])
         except OSError:
             self.close()

@@ -34,6 +34,15 @@ def send(fd: int, kind: str, **data: Any) -> None:
         pass
 
 
+def send_started(fd: int, pid: int) -> None:
+    """``send(fd, "started", pid=pid)``, formatted by hand: a forked Python target sends
+    it, where json's first use would cost copied pages on top of its time."""
+    try:
+        os.write(fd, b'{"event": "started", "pid": %d}\n' % pid)
+    except OSError:
+        pass
+
+
 def send_error(fd: int, step: str, exc: BaseException, **extra: Any) -> None:
     err = getattr(exc, "errno", None)
     if isinstance(exc, OSError):

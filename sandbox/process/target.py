@@ -97,7 +97,7 @@ def _enter(plan: Plan, fds: tuple[int, int, int, int], init_pidfd: int, sock_fd:
     reset_signals()
     env = become(plan.exec)
     replace_environ(env)
-    handshake.send(STATUS_FD, "started", pid=os.getpid())
+    handshake.send_started(STATUS_FD, os.getpid())
     os.close(STATUS_FD)
 
 
