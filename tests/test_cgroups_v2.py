@@ -689,6 +689,32 @@ def test_v2_parents_stay_while_a_sandbox_holds_them_and_go_when_none_does(v2):
     other_process.remove_parents()
 
 
+def test_v2_a_plan_while_another_cgroup_is_live_shares_its_lock_and_the_parents_stay(v2):
+    """The second plan copies the live one's lock instead of locking and checking the
+    parents again; the parents stay until the last of the two is removed."""
+    hierarchy, _ = v2
+    parent = os.path.join(hierarchy.root, PARENT)
+    first = hierarchy.plan("first", Limits())
+    ready_checks = []
+    real_ready = hierarchy._parents_ready
+    hierarchy._parents_ready = lambda: ready_checks.append(1) or real_ready()
+    second = hierarchy.plan("second", Limits())
+    assert ready_checks == []  # the parents were not looked at again
+    assert os.fstat(second.parents_lock).st_ino == os.fstat(first.parents_lock).st_ino
+    other_process = CgroupV2(root=hierarchy.root)
+    for cgroup in (first, second):
+        cgroup.make(Limits())
+    first.remove()
+    other_process.remove_parents()
+    assert os.path.isdir(parent)  # the second still holds the lock
+    second.remove()
+    third = hierarchy.plan("third", Limits())  # none live: locked and checked afresh
+    assert ready_checks == [1]
+    third.release_parents()
+    other_process.remove_parents()
+    assert not os.path.exists(parent)
+
+
 def test_v2_a_plan_that_waited_while_the_parents_were_removed_makes_them_again(v2):
     import fcntl
     import threading

@@ -17,6 +17,7 @@ import atexit
 import errno
 import fcntl
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -53,12 +54,17 @@ class Cgroup(ABC):
         self.paths = paths  # the sandbox's own directories: made, read and removed
         self.shared = shared or []  # joined only, never removed: v1's devices parent
         self.parents_lock = -1  # held from plan() until removed: the parents stay
+        self.live: set | None = None  # the set of live cgroups it is in (see _LiveLocks)
 
     def release_parents(self) -> None:
         """Let ``remove_parents`` remove the parents again (idempotent)."""
-        if self.parents_lock >= 0:
-            os.close(self.parents_lock)
-            self.parents_lock = -1
+        with _LiveLocks.guard:
+            if self.parents_lock >= 0:
+                os.close(self.parents_lock)
+                self.parents_lock = -1
+            if self.live is not None:
+                self.live.discard(self)
+                self.live = None
 
     @property
     def procs_files(self) -> list[str]:
@@ -119,11 +125,53 @@ class Cgroup(ABC):
         self.release_parents()
 
 
+class _LiveLocks:
+    """This process's live sandbox cgroups, by their first parent, for ``plan``.
+
+    While one of them holds its shared lock on the parents, the parents are
+    ready and cannot be removed: the next plan takes a copy of that lock
+    (the same open file, so the lock lasts until the last copy is closed)
+    instead of locking and checking every parent again. A process running
+    sandboxes back to back (the pytest plugin prepares the next one while
+    the current one runs) saves that per sandbox.
+    """
+
+    guard = threading.Lock()  # one lock for all: a copy is never taken of a closing fd
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.by_parent: dict[str, set] = {}
+
+    def share(self, first_parent: str) -> int:
+        """A copy of a live cgroup's lock on ``first_parent``, or -1 if none is live."""
+        with self.guard:
+            if self.pid != os.getpid():  # a forked copy: those cgroups are not ours
+                self.pid, self.by_parent = os.getpid(), {}
+            for cgroup in self.by_parent.get(first_parent, ()):
+                if cgroup.parents_lock >= 0:
+                    return fcntl.fcntl(cgroup.parents_lock, fcntl.F_DUPFD_CLOEXEC, 0)
+        return -1
+
+    def add(self, first_parent: str, cgroup: "Cgroup") -> None:
+        with self.guard:
+            live = self.by_parent.setdefault(first_parent, set())
+            live.add(cgroup)
+            cgroup.live = live
+
+
 class CgroupHierarchy(ABC):
     """The host's cgroup layout: makes and finds sandbox cgroups."""
 
     version: int
     _remove_at_exit = False
+
+    _live: _LiveLocks | None = None
+
+    @property
+    def _live_locks(self) -> _LiveLocks:
+        if self._live is None:
+            self._live = _LiveLocks()
+        return self._live
 
     def plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
         """The sandbox's cgroup(s), named but not made yet (``Cgroup.make`` makes them).
@@ -133,13 +181,17 @@ class CgroupHierarchy(ABC):
         parents exist from here until the cgroup's ``remove`` or
         ``release_parents``.
         """
-        lock = self._lock_parents()
+        first = self.parent_paths()[0]
+        lock = self._live_locks.share(first)
+        if lock < 0:
+            lock = self._lock_parents()
         try:
             cgroup = self._plan(sandbox_id, limits)
         except BaseException:
             os.close(lock)
             raise
         cgroup.parents_lock = lock
+        self._live_locks.add(first, cgroup)
         if not self._remove_at_exit:
             self._remove_at_exit = True
             atexit.register(self.remove_parents)

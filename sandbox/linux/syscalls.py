@@ -230,9 +230,16 @@ def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
     """
     attr = _MountAttr(attr_set, 0, 0, 0)
     flags = _AT_RECURSIVE if recursive else 0
-    res = _libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), _b(path),
-                        ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
-    _check(res, path)
+    _check(_mount_setattr(_SYS_MOUNT_SETATTR, _AT_FDCWD, _b(path), flags, attr, _MOUNT_ATTR_SIZE),
+           path)
+
+
+#: syscall(2) typed for mount_setattr: no ctypes objects made per call (spares call it
+#: for every bind, in a fresh fork each, where each new object costs copied pages).
+_mount_setattr = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                                  ctypes.c_uint, ctypes.POINTER(_MountAttr), ctypes.c_size_t,
+                                  use_errno=True)(("syscall", _libc))
+_MOUNT_ATTR_SIZE = ctypes.sizeof(_MountAttr)
 
 
 def unshare_pid_and_fork(own_pidns_fd: int) -> int:
