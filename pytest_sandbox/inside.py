@@ -93,8 +93,10 @@ def _restart_faulthandler() -> None:
     faulthandler still believes it is enabled (and would not reinstall its
     handlers), so it is disabled first.
     """
-    stderr = os.dup(2)  # fd 2 itself is captured while the test runs; a bare fd: no
-    faulthandler.disable()  # file object to make (and copy the pages of) per test
+    # fd 2 itself is captured while the test runs. A bare fd, not a file object: one
+    # less object to make, and pages to copy, in each forked test process.
+    stderr = os.dup(2)
+    faulthandler.disable()
     faulthandler.enable(stderr, all_threads=False)
 
 
