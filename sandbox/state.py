@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ def names_dir() -> Path:
 
 def new_id() -> str:
     """A fresh sandbox id: 12 random hex digits, unique across processes."""
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()  # as secrets.token_hex, without hashlib and OpenSSL loaded
 
 
 @dataclass

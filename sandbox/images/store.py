@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -74,9 +73,9 @@ def import_image(source: str, name: str, *, replace: bool = False) -> Image:
         rootfs = work / "rootfs"
         if src.is_dir():
             shutil.copytree(src, rootfs, symlinks=True)
-        elif tarfile.is_tarfile(src):
+        elif _tarfile().is_tarfile(src):
             rootfs.mkdir()
-            with tarfile.open(src) as tar:
+            with _tarfile().open(src) as tar:
                 tar.extractall(rootfs, filter="tar")
         else:
             raise ImageError(f"cannot import {source!r}: expected a directory or a tar archive")
@@ -119,3 +118,12 @@ def _read_meta(path: Path) -> dict:
         return json.loads((path / "image.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _tarfile():
+    """tarfile, imported when an image is imported from an archive: every process that
+    runs sandboxes imports this module, and tarfile (with bz2 and lzma) would sit in its
+    memory, and in every fork of it, for nothing."""
+    import tarfile
+
+    return tarfile
