@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sandbox.doctor import run_checks
+from sandbox.doctor import filesystem_type, run_checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^(ok  |warn|FAIL)  (?P<name>[a-z0-9][a-z0-9 -]*): (?P<detail>.+)$")
@@ -74,3 +74,35 @@ def test_doctor_rejects_an_unknown_option_with_125():
     proc = doctor("--no-such-option")
     assert proc.returncode == 125
     assert len(proc.stderr.splitlines()) == 1
+
+
+MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+25 22 0:21 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
+26 22 0:22 / /run rw,nosuid shared:4 - ext4 /dev/vda rw
+27 26 0:23 / /run rw,nosuid shared:5 - tmpfs tmpfs rw,mode=755
+"""
+
+
+def test_the_file_system_of_a_path_is_its_deepest_mount_and_the_last_stacked_one(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(MOUNTINFO)
+    assert filesystem_type("/dev/shm/not-made-yet/run", str(mountinfo)) == "tmpfs"  # an ancestor's
+    assert filesystem_type("/run/sandbox", str(mountinfo)) == "tmpfs"  # over the ext4 /run
+    assert filesystem_type("/no-such-top-dir/x", str(mountinfo)) == "ext4"  # only / holds it
+    assert filesystem_type("/", str(mountinfo)) == "ext4"
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    escaped = str(spaced).replace(" ", "\\040")  # as the kernel writes it
+    mountinfo.write_text(MOUNTINFO + f"28 22 0:24 / {escaped} rw shared:6 - ramfs ramfs rw\n")
+    assert filesystem_type(str(spaced / "run"), str(mountinfo)) == "ramfs"
+
+
+def test_live_state_off_a_tmpfs_is_a_warning_with_the_fix(monkeypatch):
+    monkeypatch.setenv("SANDBOX_RUN_DIR", "/")
+    check = next(c for c in run_checks() if c.name == "live state")
+    kind = filesystem_type("/")
+    assert check.ok == (kind in ("tmpfs", "ramfs")) and not check.required
+    if not check.ok:
+        assert "SANDBOX_RUN_DIR" in check.fix and kind in check.detail
+
