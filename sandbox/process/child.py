@@ -78,12 +78,17 @@ def leave_parent(parent: tuple[int, int | None]) -> None:
     os.setsid()
 
 
-def join_cgroup(procs_files: tuple[str, ...]) -> None:
-    """Move this process into the sandbox's cgroup(s) (v1: one file per hierarchy)."""
+def join_cgroup(procs_files: tuple[str, ...], pid: int = 0) -> None:
+    """Move process ``pid`` (0: this one) into the sandbox's cgroup(s), one cgroup.procs
+    file per v1 hierarchy; an OSError names the file the kernel refused."""
+    data = str(pid).encode()
     for procs in procs_files:
         fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, b"0")
+            try:
+                os.write(fd, data)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, procs) from exc
         finally:
             os.close(fd)
 

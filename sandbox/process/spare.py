@@ -61,7 +61,7 @@ from ..plan import Plan
 from ..linux.proc import own_start_time
 from . import setup
 from .child import (SETUP_FAILED, Forwarder, arrange_fds, close_all_but, finish_setup, in_step,
-                    install_forwarder, leave_parent, run_and_report)
+                    install_forwarder, join_cgroup, leave_parent, run_and_report)
 from .setup import run_ops
 
 MAX_PLAN = 1 << 20
@@ -117,7 +117,7 @@ class Spare:
         how the container's init and its target meet.
         """
         try:
-            join_from_parent(plan.cgroup_procs, self.pid)
+            join_cgroup(plan.cgroup_procs, self.pid)
             reply = GO
         except OSError as exc:
             reply = pickle.dumps((exc.errno, exc.strerror, exc.filename))
@@ -142,20 +142,6 @@ class Spare:
         except ChildProcessError:
             pass  # reaped already (the zygote reaps every child)
         os.close(self.pidfd)
-
-
-def join_from_parent(procs_files: tuple[str, ...], pid: int) -> None:
-    """Write pid into each cgroup.procs file."""
-    data = str(pid).encode()
-    for procs in procs_files:
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            try:
-                os.write(fd, data)
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, procs) from exc
-        finally:
-            os.close(fd)
 
 
 def fork_spare(flags: int, own_pidns_fd: int, staging: str | None = None) -> Spare:
