@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 CAPABILITIES: dict[str, int] = {
     name: number
     for number, name in enumerate(
@@ -15,19 +17,15 @@ CAPABILITIES: dict[str, int] = {
 }
 
 
+@functools.cache
 def last_cap() -> int:
     """The highest capability number this kernel knows (read once per process tree:
     forked children, which each need it, inherit the value)."""
-    if not _LAST_CAP:
-        try:
-            with open("/proc/sys/kernel/cap_last_cap") as f:
-                _LAST_CAP.append(int(f.read()))
-        except OSError:
-            _LAST_CAP.append(max(CAPABILITIES.values()))
-    return _LAST_CAP[0]
-
-
-_LAST_CAP: list[int] = []
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
 
 
 def mask(names: tuple[str, ...] | list[str]) -> int:
