@@ -1,4 +1,4 @@
-"""CPU seconds from /proc, for the benchmarks' "where the CPU goes" lines.
+"""CPU seconds and page faults from /proc, for the benchmarks' "where the CPU goes" lines.
 
 Shared by bench/jobs.py and the conftest bench/pytest_overhead.py writes
 (which imports it from this directory).
@@ -23,6 +23,14 @@ def cpu_seconds(pid: int, *, children: bool) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(v) for v in fields[11:15 if children else 13]) / TICK
+
+
+def page_faults(pid: int, *, children: bool) -> int:
+    """A process's minor page faults (copy-on-write, first touch), with its reaped
+    children's if ``children``: on small VMs each costs microseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + (int(fields[8]) if children else 0)
 
 
 def children_named(name: str, pid: int | str = "self") -> list[int]:

@@ -8,10 +8,13 @@ pytest_runtest_logfinish. Prints the medians, the overhead per sandboxed
 test against the target (under 15 ms), both as the median of the per-test
 times and over the whole run of marked tests (a prepared test starts before
 its logstart, so the per-test times leave part of it out: the whole-run
-figure is the stricter one), and the CPU one marked test costs by
-whom (pytest itself, the tests' processes, the zygote with the containers it
-reaped, the fork server, the whole machine), from the first marked test's start to the last's
-end. State lives in a private temp root.
+figure is the stricter one), the CPU one marked test costs by whom
+(pytest itself, the tests' processes, the zygote with the containers it
+reaped, the fork server, the whole machine) and the page faults (each a
+copied or first-touched page, microseconds apiece on small VMs), from the
+first marked test's start to the last's end, and how busy the machine's CPUs
+were meanwhile (near 100%: the wall time follows the CPU). State lives in a
+private temp root.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ import json, os, resource, time
 _start = {}
 _times = {}  # nodeid: seconds; "span:FUNCTION": [first logfinish, last logfinish]
 _cpu = {}  # "first"/"last": CPU seconds by whom, at the first marked logstart and last logfinish
+_faults = {}  # the same for minor page faults
 
 def pytest_runtest_logstart(nodeid):
     if "test_marked" in nodeid and "first" not in _cpu:
-        _cpu["first"] = _cpu_now()
+        _cpu["first"], _faults["first"] = _cpu_now(), _faults_now()
     _start[nodeid] = time.perf_counter()
 
 def pytest_runtest_logfinish(nodeid):
@@ -55,32 +59,39 @@ def pytest_runtest_logfinish(nodeid):
     _times[nodeid] = now - _start.pop(nodeid)
     _times.setdefault("span:" + nodeid.split("[")[0], [now, now])[1] = now
     if "test_marked" in nodeid:
-        _cpu["last"] = _cpu_now()
+        _cpu["last"], _faults["last"] = _cpu_now(), _faults_now()
 
 def pytest_sessionfinish(session):
     if _times:
         with open(os.environ["BENCH_OUT"], "a") as f:
-            f.write(json.dumps({**_times, "cpu": _cpu}) + "\\n")
+            f.write(json.dumps({**_times, "cpu": _cpu, "faults": _faults}) + "\\n")
 
 def _cpu_now():
-    from proc_cpu import children_named, machine_busy_seconds  # bench/, on PYTHONPATH
+    from proc_cpu import children_named, cpu_seconds, machine_busy_seconds  # bench/, on PYTHONPATH
 
     me = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # the marked tests' processes
     return {"pytest": me.ru_utime + me.ru_stime, "test processes": reaped.ru_utime + reaped.ru_stime,
             # alive until the end: the zygote with the spares and inits it reaped
-            "zygote+containers": _alive_cpu(children_named("sandbox-zygote"), True),
+            "zygote+containers": _alive(cpu_seconds, children_named("sandbox-zygote"), True),
             # the fork server (its targets are pytest's children, counted above)
-            "fork server": _alive_cpu(children_named("sandbox-forker"), False),
+            "fork server": _alive(cpu_seconds, children_named("sandbox-forker"), False),
             "whole machine": machine_busy_seconds()}
 
-def _alive_cpu(pids, children):
-    from proc_cpu import cpu_seconds
+def _faults_now():
+    from proc_cpu import children_named, page_faults
 
-    total = 0.0
+    return {"pytest": resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
+            "test processes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt,
+            "zygote+containers": _alive(page_faults, children_named("sandbox-zygote"), True),
+            "fork server": _alive(page_faults, children_named("sandbox-forker"), False)}
+
+def _alive(read, pids, children):
+    """read(pid, children=...) summed over the processes still there."""
+    total = 0
     for pid in pids:
         try:
-            total += cpu_seconds(pid, children=children)
+            total += read(pid, children=children)
         except OSError:
             pass
     return total
@@ -119,6 +130,7 @@ def main(argv: list[str]) -> int:
 
 def report(times: dict[str, float], n: int) -> int:
     cpu = times.pop("cpu", {})
+    faults = times.pop("faults", {})
     plain = [t for k, t in times.items() if "test_plain" in k and not k.startswith("span:")]
     marked = [t for k, t in times.items() if "test_marked" in k and not k.startswith("span:")]
     if len(marked) != n or len(plain) != n:
@@ -138,6 +150,13 @@ def report(times: dict[str, float], n: int) -> int:
     if "first" in cpu and "last" in cpu:
         spent = {who: (cpu["last"][who] - cpu["first"][who]) * 1000 / n for who in cpu["last"]}
         print("CPU ms per marked test: " + ", ".join(f"{who} {ms:.1f}" for who, ms in spent.items()))
+        if whole is not None and "whole machine" in spent:
+            # on a machine whose CPUs are all busy, the wall time follows the CPU
+            busy = spent["whole machine"] / ((os.cpu_count() or 1) * whole) * 100
+            print(f"machine busy {busy:.0f}% of {os.cpu_count()} CPUs over the marked tests")
+    if "first" in faults and "last" in faults:
+        counts = {who: (faults["last"][who] - faults["first"][who]) / n for who in faults["last"]}
+        print("page faults per marked test: " + ", ".join(f"{who} {c:.0f}" for who, c in counts.items()))
     verdict = "meets" if m - p < TARGET_MS else "misses"
     print(f"overhead median {m - p:7.2f} ms per sandboxed test ({m / p:.0f}x plain); "
           f"{verdict} the {TARGET_MS:.0f} ms target")
