@@ -18,6 +18,7 @@ import shutil
 import tempfile
 
 from sandbox import Mount
+from sandbox.linux.proc import process_alive
 
 #: Where the report directory appears inside a sandbox.
 INSIDE = "/run/pytest-sandbox"
@@ -98,21 +99,11 @@ def sweep(root: str | None = None) -> list[str]:
     ours = _namespace_prefix()
     for name in names:
         pid = name[len(ours):].partition("-")[0]
-        if not (name.startswith(ours) and pid.isdigit()) or _alive(int(pid)):
+        if not (name.startswith(ours) and pid.isdigit()) or process_alive(int(pid), None):
             continue
         shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         removed.append(name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def parse_reports(config, data: bytes) -> list:
