@@ -30,7 +30,9 @@ _RUN_ROOT = tempfile.mkdtemp(prefix="sandbox-tests-run-",
 os.environ["SANDBOX_STATE_DIR"] = os.path.join(_SESSION_ROOT, "lib")
 os.environ["SANDBOX_RUN_DIR"] = _RUN_ROOT
 # a cgroup parent of our own, so suites running side by side never see each other's
-os.environ["SANDBOX_CGROUP_PARENT"] = f"sandbox-test-{os.getpid()}"
+# (SANDBOX_TEST_TAG: set by scripts/test-isolated, whose runs share cgroups but not pids)
+_TAG = f"{os.getpid()}{os.environ.get('SANDBOX_TEST_TAG', '')}"
+os.environ["SANDBOX_CGROUP_PARENT"] = f"sandbox-test-{_TAG}"
 CGROUP_PARENT = os.environ["SANDBOX_CGROUP_PARENT"]
 # a default bridge of our own too (its subnet is chosen to clash with no other)
 os.environ["SANDBOX_BRIDGE"] = f"sbxt{os.getpid()}"[:15]
