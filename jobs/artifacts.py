@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from sandbox import state
+from sandbox import lib_dir
 
 from .result import Artifact
 from .workspace import matches as workspace_matches
@@ -63,7 +63,7 @@ def _sha256(path: str) -> str:
 
 def local_dir(job_id: str) -> Path:
     """Where an embedded run keeps its artifacts."""
-    return state.lib_dir() / "artifacts" / job_id
+    return lib_dir() / "artifacts" / job_id
 
 
 def save_local(job_id: str, items: list[tuple[Artifact, bytes | None]]) -> Path:

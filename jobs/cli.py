@@ -58,7 +58,7 @@ def _register_verbs(verbs: argparse._SubParsersAction) -> None:
 
 
 def _conn(args: argparse.Namespace):
-    from sandbox.errors import SandboxError
+    from sandbox import SandboxError
 
     from .client import connect, redis_url
 

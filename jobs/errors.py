@@ -12,7 +12,7 @@ Redis and OS errors are translated at this boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from sandbox.errors import SandboxError
+from sandbox import SandboxError
 
 
 class JobError(SandboxError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Callable
+from typing import Callable, ContextManager
 
 from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
 
@@ -122,21 +122,14 @@ def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
 
 def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
                  cancel: Cancel) -> tuple[Result, bool]:
-    """Run one sandbox to its end, watching it from this thread; (result, cancelled)."""
-    cancelled = []
+    """Run one sandbox to its end, watched from this thread; (result, cancelled)."""
+    fired: list[bool] = []
 
-    def kill() -> None:
-        cancelled.append(True)
-        sandbox.kill()
+    def stop(stop_now: Callable[[], None]) -> ContextManager[None]:
+        return cancel.watch(lambda: (fired.append(True), stop_now()))
 
-    sandbox = Sandbox(spec, on_output=on_output, log_file=False)
-    try:
-        sandbox.create()
-        sandbox.start(background=False)
-        with cancel.watch(kill):
-            return sandbox.wait(), bool(cancelled)
-    finally:
-        sandbox.destroy()
+    result = Sandbox(spec, on_output=on_output, log_file=False).run(stop=stop)
+    return result, bool(fired)
 
 
 def _step_result(step: Step, result: Result, cancelled: bool) -> StepResult:

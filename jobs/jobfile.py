@@ -31,9 +31,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from sandbox.errors import SpecError
-from sandbox.spec import Limits
-from sandbox.units import parse_duration
+from sandbox import Limits, SpecError, parse_duration
 
 from .errors import JobFileError
 from .model import JobSpec, ResultsSpec, Step

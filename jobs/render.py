@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sandbox.units import format_size
+from sandbox import format_size
 
 from .events import LogEvent
 from .result import JobResult

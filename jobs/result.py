@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sandbox.units import format_size
+from sandbox import format_size
 
 from .junit import JUnitReport
 

@@ -20,7 +20,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from sandbox import state
+from sandbox import own_start_time, process_alive, run_dir
 
 from .errors import WorkspaceError
 
@@ -29,7 +29,7 @@ IGNORED = (".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node
 
 
 def jobs_dir() -> Path:
-    return state.run_dir() / "jobs"
+    return run_dir() / "jobs"
 
 
 class JobDir:
@@ -41,7 +41,7 @@ class JobDir:
 
     def __enter__(self) -> "JobDir":
         self.path.mkdir(parents=True, exist_ok=False)
-        owner = {"pid": os.getpid(), "start": state.own_start_time()}
+        owner = {"pid": os.getpid(), "start": own_start_time()}
         (self.path / "owner").write_text(json.dumps(owner))
         self.workspace.mkdir()
         return self
@@ -132,4 +132,4 @@ def _owner_alive(owner_file: Path) -> bool:
         return False  # never got an owner: a crash between mkdir and write
     except (OSError, ValueError):
         return True  # being written right now
-    return state.process_alive(owner.get("pid"), owner.get("start"))
+    return process_alive(owner.get("pid"), owner.get("start"))

@@ -17,8 +17,7 @@ import os
 import shutil
 import tempfile
 
-from sandbox import Mount
-from sandbox.linux.proc import process_alive
+from sandbox import Mount, process_alive
 
 #: Where the report directory appears inside a sandbox.
 INSIDE = "/run/pytest-sandbox"

@@ -50,12 +50,12 @@ class SandboxFactory:
         try:
             fields["mounts"] = [exchange_mount(exchange), *fields["mounts"]]
             spec = build_spec(item.config, item, fields)
-            session = SandboxSession(spec, exchange)
+            session = SandboxSession(spec, exchange, on_result=lambda result: (
+                item.config.hook.pytest_sandbox_result(item=item, result=result)))
         except BaseException:
             shutil.rmtree(exchange, ignore_errors=True)
             raise
         self.sessions.append((session, exchange))
-        session.run = _reporting(session.run, item)
         item.config.hook.pytest_sandbox_ready(item=item, sandbox=session.sandbox)
         return session
 
@@ -71,18 +71,6 @@ class SandboxFactory:
                 shutil.rmtree(exchange, ignore_errors=True)
         if errors:
             raise errors[0]
-
-
-def _reporting(run, item):
-    """Wrap SandboxSession.run so every Result also reaches pytest_sandbox_result."""
-
-    def run_and_report(*args, **kwargs):
-        result = run(*args, **kwargs)
-        item.config.hook.pytest_sandbox_result(item=item, result=result)
-        return result
-
-    run_and_report.__doc__ = run.__doc__
-    return run_and_report
 
 
 @pytest.fixture
@@ -109,18 +97,18 @@ class SessionImages:
     def get(self, name: str) -> str:
         """Make sure image ``name`` exists (the built-ins are made on first use); its name."""
         if name not in self._ready:
-            from sandbox import images
+            from sandbox import get_image
 
-            images.get(name)
+            get_image(name)
             self._ready.add(name)
         return name
 
     def load(self, path: str, name: str) -> str:
         """Import an OCI / docker-archive / rootfs tarball once per session as ``name``."""
         if name not in self._ready:
-            from sandbox import images
+            from sandbox import import_image
 
-            images.import_image(path, name, replace=True)
+            import_image(path, name, replace=True)
             self._ready.add(name)
         return name
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import hookspecs
 from .channel import INSIDE, write_report
+from .options import MARKER_HELP, add_options
 
 #: The report directory inside the sandbox (set by the outer session).
 ENV = "PYTEST_SANDBOX_REPORTS"
@@ -26,14 +27,10 @@ def pytest_addhooks(pluginmanager) -> None:
 
 
 def pytest_addoption(parser) -> None:
-    from .plugin import add_options
-
     add_options(parser)
 
 
 def pytest_configure(config) -> None:
-    from .plugin import MARKER_HELP
-
     config.addinivalue_line("markers", MARKER_HELP)
     config.pluginmanager.register(ReportWriter(config, os.environ.get(ENV, INSIDE)),
                                   "sandbox-report-writer")

@@ -17,43 +17,15 @@ from _pytest.runner import CallInfo
 
 from . import hookspecs, probe
 from .fixtures import sandbox, sandbox_factory, sandbox_images  # noqa: F401 - the fixtures
-from .settings import LIMIT_OPTIONS, option
+from .options import MARKER_HELP, add_options, wants_sandbox
+from .settings import option
 from .where import Outcome, Runner
 
-MARKER_HELP = (
-    "sandbox(memory=None, timeout=None, pids=None, cpus=None, network='none', image='host', "
-    "env={}, mounts=[]): run this test inside an isolated sandbox (own pid, mount and network "
-    "namespaces, host filesystem read-only, limits enforced by the kernel); for tests using "
-    "the sandbox fixture, the options of that fixture")
-FIXTURES = ("sandbox", "sandbox_factory")
 RUNNER = pytest.StashKey[Runner]()
 
 
 def pytest_addhooks(pluginmanager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
-
-
-def add_options(parser) -> None:
-    """The ``--sandbox*`` command-line options and ``sandbox_*`` ini options."""
-    group = parser.getgroup("sandbox", "isolated tests (pytest_sandbox)")
-    group.addoption("--sandbox", action="store_true", dest="sandbox_all",
-                    help="run every test in a sandbox, as if marked @pytest.mark.sandbox")
-    group.addoption("--sandbox-image", dest="sandbox_image", metavar="NAME",
-                    help="image for sandboxes (default: host, a read-only view of this host)")
-    parser.addini("sandbox_image", "image for sandboxes (default: host)")
-    for name, (text, _default) in LIMIT_OPTIONS.items():
-        group.addoption(f"--sandbox-{name}", dest=f"sandbox_{name}", metavar="VALUE", help=text)
-        parser.addini(f"sandbox_{name}", text)
-    group.addoption("--sandbox-strict", action="store_true", dest="sandbox_strict",
-                    help="fail marked tests when this host cannot make sandboxes (default: skip)")
-    group.addoption("--sandbox-no-fork", action="store_true", dest="sandbox_no_fork",
-                    help="run each sandboxed test as a pytest subprocess in its sandbox, "
-                         "never by forking this process (slower)")
-    group.addoption("--sandbox-redis", dest="sandbox_redis", metavar="URL",
-                    help="dispatch sandboxed tests through the job queue at URL to remote workers")
-    group.addoption("--sandbox-queue", dest="sandbox_queue", metavar="NAME",
-                    help="the queue --sandbox-redis submits to (default: default)")
-    parser.addini("sandbox_queue", "the queue --sandbox-redis submits to (default: default)")
 
 
 def pytest_addoption(parser) -> None:
@@ -92,13 +64,6 @@ def pytest_collection_finish(session) -> None:
     if session.testsfailed and not config.option.continue_on_collection_errors:
         return  # pytest stops before running anything
     config.stash[RUNNER].expect([item for item in session.items if wants_sandbox(item)])
-
-
-def wants_sandbox(item) -> bool:
-    """True when ``item`` itself should run inside a sandbox."""
-    if any(name in getattr(item, "fixturenames", ()) for name in FIXTURES):
-        return False
-    return item.get_closest_marker("sandbox") is not None or item.config.getoption("sandbox_all")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -13,15 +13,8 @@ from functools import lru_cache
 @lru_cache(maxsize=1)
 def why_not() -> str | None:
     """None when sandboxes can be made here, else what is missing and the fix."""
-    from sandbox import doctor
+    import sandbox
 
     if os.geteuid() != 0:
         return f"sandboxes need root (running as uid {os.geteuid()}); run pytest as root"
-    checks = (doctor.check_namespaces, doctor.check_cgroups,
-              lambda: doctor.check_filesystem("overlay", "modprobe overlay"))
-    for check in checks:
-        result = check()
-        if not result.ok:
-            fix = f"; fix: {result.fix}" if result.fix else ""
-            return f"this host cannot make sandboxes: {result.name}: {result.detail}{fix}"
-    return None
+    return sandbox.why_unavailable()

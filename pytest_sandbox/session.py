@@ -18,6 +18,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from typing import Callable
 
 from sandbox import Mount, Result, Sandbox, SandboxError, SandboxSpec
 
@@ -39,9 +40,12 @@ def exchange_mount(directory: str) -> Mount:
 class SandboxSession:
     """One running sandbox; ``run()`` commands in it, read and write its files."""
 
-    def __init__(self, spec: SandboxSpec, exchange: str) -> None:
+    def __init__(self, spec: SandboxSpec, exchange: str, *,
+                 on_result: Callable[[Result], None] = lambda _result: None) -> None:
+        """Start the sandbox; ``on_result`` is called with the Result of every ``run``."""
         self.spec = spec
         self._exchange = exchange
+        self._on_result = on_result
         self._replies: queue.Queue[str] = queue.Queue()
         self._partial = b""
         self._count = 0
@@ -83,7 +87,9 @@ class SandboxSession:
         started = time.time()
         code = self._wait_for(number, timeout)
         ended = time.time()
-        return self._result(number, code, started, ended, timeout)
+        result = self._result(number, code, started, ended, timeout)
+        self._on_result(result)
+        return result
 
     def _send(self, script: str, data: bytes | str | None, cwd: str) -> int:
         self._count += 1

@@ -6,21 +6,78 @@ The public API::
     result = run(SandboxSpec(image="busybox", command=["sh", "-c", "echo hi"]))
     with Sandbox(spec, on_output=callback) as sb:
         result = sb.wait()
+    result = Sandbox(spec).run(on_started=..., stop=StopOnSignals(signal.SIGTERM))
 
-Everything not exported here is private to the engine.
+What the packages built on the engine (jobs, worker, pytest_sandbox, server)
+use, they import from here; everything not exported here is private to the
+engine:
+
+- running: ``Sandbox``, ``run``, ``dry_run`` (the plan a run would perform),
+  ``Result``, ``LogRecord``, ``StopOnSignals`` (a stop hook for
+  ``Sandbox.run``), ``single_threaded`` (whether this process may fork a
+  Python target into a sandbox);
+- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
+  and the units they accept (``parse_size``, ``parse_duration``,
+  ``format_size``, ``format_duration``);
+- Python targets forked by a copy of the caller: ``ForkServer``,
+  ``ServedTarget`` (see ``sandbox.process.forkserver``);
+- images: ``get_image``, ``import_image``, ``Image``;
+- the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
+  (a pid and start time still the same process; ``own_start_time`` is this
+  process's, for records that name it), ``collect_garbage`` (what
+  `sandbox gc` does), ``why_unavailable`` (why this host cannot make
+  sandboxes, or None), ``leave_to_main_thread`` (for helper threads);
+- errors: the SandboxError tree (``sandbox.errors`` draws it).
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from .errors import (CommandNotExecutable, CommandNotFound, HostError, ImageError, ImageNotFound,
                      LimitError, NetworkError, SandboxError, SetupError, SpecError, StateError)
 from .logs import LogRecord
 from .result import Result
-from .runtime import Sandbox, run
+from .runtime import Sandbox, dry_run, run
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
+from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
-    "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "Result",
-    "LogRecord", "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError",
-    "SetupError", "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError",
-    "LimitError",
+    "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "dry_run",
+    "Result", "LogRecord", "StopOnSignals", "single_threaded", "ForkServer", "ServedTarget",
+    "get_image", "import_image", "Image", "lib_dir", "run_dir", "process_alive", "own_start_time",
+    "collect_garbage", "why_unavailable", "leave_to_main_thread",
+    "parse_size", "parse_duration", "format_size", "format_duration",
+    "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError", "SetupError",
+    "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError", "LimitError",
 ]
 __version__ = "0.1.0"
+
+#: Exported names loaded on first use: (module, attribute).
+_LAZY = {
+    "StopOnSignals": (".signals", "StopOnSignals"),
+    "leave_to_main_thread": (".signals", "leave_to_main_thread"),
+    "single_threaded": (".process.launcher", "single_threaded"),
+    "ForkServer": (".process.forkserver", "ForkServer"),
+    "ServedTarget": (".process.forkserver", "ServedTarget"),
+    "get_image": (".images", "get"),
+    "import_image": (".images", "import_image"),
+    "Image": (".images", "Image"),
+    "lib_dir": (".state", "lib_dir"),
+    "run_dir": (".state", "run_dir"),
+    "process_alive": (".linux.proc", "process_alive"),
+    "own_start_time": (".linux.proc", "own_start_time"),
+    "collect_garbage": (".gc", "collect"),
+    "why_unavailable": (".doctor", "why_unavailable"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sandbox' has no attribute {name!r}")

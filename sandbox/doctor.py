@@ -93,6 +93,22 @@ def check_namespaces() -> Check:
     return Check("namespaces", True, "mnt pid net uts ipc cgroup")
 
 
+def why_unavailable() -> str | None:
+    """None when this host can make sandboxes, else what is missing and the fix, in one line.
+
+    The essential checks only (root, namespaces, cgroups, overlayfs): what
+    callers ask before they try, e.g. to skip a test with the reason.
+    """
+    checks = (check_root, check_namespaces, check_cgroups,
+              lambda: check_filesystem("overlay", "modprobe overlay"))
+    for check in checks:
+        result = check()
+        if not result.ok:
+            fix = f"; fix: {result.fix}" if result.fix else ""
+            return f"this host cannot make sandboxes: {result.name}: {result.detail}{fix}"
+    return None
+
+
 def check_netlink() -> Check:
     import socket
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 from .logs import LogRecord, OutputLimiter, Sink
 from .process.handshake import read_events
-from .process.spawner import ContainerProcess
+from .process.container import ContainerProcess
 
 CHUNK = 65536
 SAMPLE_INTERVAL = 0.25
@@ -146,9 +146,9 @@ class Monitor:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
         sel.register(self.proc.pidfd, selectors.EVENT_READ)
-        command_fd = self.proc.command[1] if self.proc.command else -1
-        if command_fd >= 0:
-            sel.register(command_fd, selectors.EVENT_READ)
+        target_fd = self.proc.target.pidfd if self.proc.target else -1
+        if target_fd >= 0:
+            sel.register(target_fd, selectors.EVENT_READ)
         stdin_fd, stdin_data = self.stdin or (-1, b"")
         if stdin_fd >= 0:
             os.set_blocking(stdin_fd, False)
@@ -157,8 +157,8 @@ class Monitor:
         init_gone = False
         deadline: float | None = None
         next_sample = time.monotonic() + SAMPLE_INTERVAL
-        command_pending = command_fd >= 0
-        while open_fds or not init_gone or command_pending:
+        target_pending = target_fd >= 0
+        while open_fds or not init_gone or target_pending:
             if deadline is None and self.timeout and self.command_started_at:
                 deadline = time.monotonic() + self.timeout
             now = time.monotonic()
@@ -172,11 +172,11 @@ class Monitor:
                     sel.unregister(fd)
                     init_gone = True
                     self.ended_at = self.ended_at or time.time()
-                elif fd == command_fd:
+                elif fd == target_fd:
                     sel.unregister(fd)
-                    command_pending = False
+                    target_pending = False
                     self.ended_at = time.time()
-                    self.exit_status = self.proc.reap_command()  # the init then exits
+                    self.exit_status = self.proc.reap_target()  # the init then exits
                     self._on_exit()
                 elif fd == stdin_fd:
                     stdin_data = self._feed(sel, stdin_fd, stdin_data)

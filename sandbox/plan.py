@@ -2,8 +2,9 @@
 
 As bubblewrap does with its SetupOps, the spec is compiled in the parent into
 plain data (a Plan), which the child walks in order. A plan can be printed
-(`sandbox run --dry-run`) and asserted on in unit tests without root; the
-executor in ``process.setup`` that performs it stays small.
+(`sandbox run --dry-run` prints the very plan a run would perform, the host's
+steps included) and asserted on in unit tests without root; the executor
+in ``process.steps`` that performs it stays small.
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_c
 
 
 class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "ops", "exec",
-                               "hooks", "pre_ops", "hold"), defaults=((), (), False))):
+                               "hooks", "pre_ops", "hold", "trace", "host_steps"),
+                  defaults=((), (), False, False, ()))):
     """Everything the child needs, and nothing it must look up on the host.
 
     ``ops`` run after unshare, up to pivot_root; ``hooks`` after it
     (hostname, network, workdir); ``pre_ops`` in the host's namespaces,
     before unshare. With ``hold`` the init starts no command: once the
     container is ready it waits for the owner to fork a Python target into
-    it (``process.target``). (Named tuples, not dataclasses: the zygote,
-    which every container is a fork of, then needs neither dataclasses nor
-    typing.)
+    it (``process.launch_held``). With ``trace`` each step's time comes back
+    with the "started" message. ``host_steps`` say what the owner does on
+    the host before the container starts (its cgroup, its network lease),
+    for ``describe``: the runtime does them. (Named tuples, not dataclasses:
+    the zygote, which every container is a fork of, then needs neither
+    dataclasses nor typing.)
     """
 
     __slots__ = ()
@@ -52,6 +57,7 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
     def describe(self) -> str:
         """The plan as readable lines (for --dry-run and debugging)."""
         lines = [f"sandbox {self.sandbox_id}"]
+        lines += [f"on the host: {step}" for step in self.host_steps]
         lines += [f"join cgroup {p}" for p in self.cgroup_procs]
         lines += [op.step for op in self.pre_ops]
         lines.append(f"unshare 0x{self.unshare_flags:08x}")

@@ -1,18 +1,32 @@
-"""Compile a SandboxSpec (plus its image, state dir and cgroup) into a Plan."""
+"""Compile a SandboxSpec (plus its image, state dir, cgroup and network) into a Plan."""
 
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 from . import linux
 from .cgroups import Cgroup
 from .errors import SetupError
 from .images import Image
-from .process.execute import resolve_user
 from .linux.caps import mask
 from .plan import ExecPlan, Op, Plan
 from .rootfs import rootfs_ops
-from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, SandboxSpec
+from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, Limits, SandboxSpec
+from .units import format_duration, format_size
+from .users import resolve_user
+
+
+class NetworkSteps(Protocol):
+    """What a network attachment adds to a plan (``sandbox.network.Attachment``)."""
+
+    pre_ops: tuple[Op, ...]
+    ops: tuple[Op, ...]
+    binds: tuple[tuple[str, str], ...]
+
+    def describe(self) -> str:
+        """What the owner reserves on the host for it, in one line."""
+        ...
 
 
 def unshare_flags(spec: SandboxSpec) -> int:
@@ -80,20 +94,21 @@ def _identity(paths: tuple[str, ...]) -> tuple:
 
 def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str,
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
-               network_ops: tuple[Op, ...] = (), network_pre_ops: tuple[Op, ...] = (),
-               network_binds: tuple[tuple[str, str], ...] = (),
-               ids: tuple[int, int, tuple[int, ...], str] | None = None) -> Plan:
+               network: NetworkSteps | None = None,
+               ids: tuple[int, int, tuple[int, ...], str] | None = None,
+               trace: bool = False) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
-    ``network_pre_ops`` run in the host's namespaces before unshare (e.g. to
-    open a netlink socket there); ``network_ops`` run inside, after
-    pivot_root; ``network_binds`` (host file, container path) are bound
-    read-only after the spec's own mounts.
+    The network's ``pre_ops`` run in the host's namespaces before unshare
+    (to open a netlink socket there); its ``ops`` inside, after pivot_root;
+    its ``binds`` (host file, container path) are bound read-only after the
+    spec's own mounts.
     """
     hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
     if spec.network.isolated:
         hooks.append(Op("loopback_up", (), "bring up lo"))
-    hooks += list(network_ops)
+    if network is not None:
+        hooks += list(network.ops)
     if spec.workdir != "/":
         hooks.append(Op("makedirs", (spec.workdir,), f"workdir {spec.workdir}"))
     exec_plan = ExecPlan(
@@ -105,12 +120,35 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
         ids=ids if ids is not None else resolve_ids(spec, image),
     )
+    host_steps = []
+    if cgroup is not None:
+        host_steps.append(f"make cgroup {', '.join(cgroup.paths) or '(shared)'} "
+                          f"({describe_limits(spec.limits)})")
+    if network is not None:
+        host_steps.append(network.describe())
     return Plan(
         sandbox_id=sandbox_id,
-        cgroup_procs=tuple(cgroup.procs_files) if cgroup else (),
+        cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),
         unshare_flags=unshare_flags(spec),
-        ops=tuple(rootfs_ops(spec, image, state_path, network_binds)),
+        ops=tuple(rootfs_ops(spec, image, state_path, network.binds if network else ())),
         exec=exec_plan,
         hooks=tuple(hooks),
-        pre_ops=tuple(network_pre_ops),
+        pre_ops=tuple(network.pre_ops) if network else (),
+        trace=trace,
+        host_steps=tuple(host_steps),
     )
+
+
+def describe_limits(limits: Limits) -> str:
+    """The limits a cgroup enforces, as words: ``memory 1 GiB, swap off, pids 4096``."""
+    parts = [f"memory {format_size(limits.memory)}"]
+    if limits.memory is not None:
+        parts.append("swap " + (format_size(limits.memory_swap) if limits.memory_swap else "off"))
+    parts.append(f"pids {limits.pids or 'unlimited'}")
+    if limits.cpus is not None:
+        parts.append(f"cpus {limits.cpus:g}")
+    if limits.cpuset is not None:
+        parts.append(f"cpuset {limits.cpuset}")
+    if limits.timeout is not None:
+        parts.append(f"killed after {format_duration(limits.timeout)}")
+    return ", ".join(parts)

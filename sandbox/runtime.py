@@ -1,4 +1,4 @@
-"""The Sandbox: create, start, wait, destroy; and ``run(spec) -> Result``.
+"""The Sandbox: create, start, wait, destroy; ``Sandbox.run`` and ``run(spec) -> Result``.
 
 create() and start() record each thing they make on an undo stack as soon
 as it exists; destroy() unwinds that stack in reverse, also after errors, so
@@ -7,26 +7,37 @@ cgroup is made and anything runs) names the cgroup and network reservations,
 so `sandbox gc` can find what a crash left behind; a crash before the record
 is written leaves only a state dir named by the sandbox id, which gc also
 finds.
+
+``Sandbox.run`` is the one way from start to teardown; what callers add
+(the CLI's signals, a job's cancel, the pytest plugin's next sandbox) comes
+in through its hooks. ``dry_run(spec)`` is the plan a run would perform.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from typing import Callable, Iterable
+from typing import Callable, ContextManager, Iterable
 
 from . import images, state
-from .cgroups import Cgroup, CgroupStats, host_cgroups
+from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
-from .planner import build_plan, resolve_ids
-from .process.spawner import ContainerProcess, spawn
+from .plan import Plan
+from .planner import NetworkSteps, build_plan, resolve_ids
+from .process.fds import ChildFds
+from .process.container import ContainerProcess
+from .process.launcher import launcher_for
 from .result import Result
 from .spec import SandboxSpec
 
 OutputCallback = Callable[[LogRecord], None]
+#: A stop hook: given the function that stops the sandbox, a context manager
+#: that is entered before the sandbox is made and left after its end.
+StopHook = Callable[[Callable[[], None]], ContextManager[object]]
 
 
 class Sandbox:
@@ -105,37 +116,34 @@ class Sandbox:
         self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
         self._push("cgroup parents", self.cgroup.release_parents)  # if never made
         self._record.cgroups = list(self.cgroup.paths)
-        network_pre_ops, network_ops, network_binds = self._attach_network()
+        self.network = self._attach_network()
         self.dir.write_record(self._record)
-        self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
-                               device_cgroup=hierarchy.version == 1, network_ops=network_ops,
-                               network_pre_ops=network_pre_ops, network_binds=network_binds,
-                               ids=ids)
+        self.plan = _plan(self.spec, image, self.id, str(self.dir.path), self.cgroup, hierarchy,
+                          self.network, ids)
         if self._log_file:
             sink = FileSink(self.dir.log_path)
             self._sinks.append(sink)
             self._push("log file", sink.close)
         self.state = "created"
 
-    def _attach_network(self) -> tuple[tuple, tuple, tuple]:
+    def _attach_network(self):  # -> network.Attachment | None
         """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
 
         ``network.attach`` reserves what the sandbox needs (an address, names),
         records it in the record's ``network`` dict (so gc can undo it) and
-        returns an object with ``pre_ops`` (run before unshare, in the host's
-        namespaces), ``ops`` (run inside after pivot_root), ``binds`` (host
-        files shown read-only inside) and ``detach()``.
+        returns an Attachment: the plan's steps for it (``NetworkSteps``) and
+        ``detach()``.
         """
         if self.spec.network.mode in ("none", "host"):
-            return (), (), ()
+            return None
         from . import network
 
-        self.network = network.attach(self.spec, self.id, self._record)
-        self._push("network", self.network.detach)
-        return tuple(self.network.pre_ops), tuple(self.network.ops), tuple(self.network.binds)
+        attachment = network.attach(self.spec, self.id, self._record)
+        self._push("network", attachment.detach)
+        return attachment
 
     def _make_cgroup(self) -> None:
-        """Make the cgroup the plan names, limits written (spawn calls it: see there)."""
+        """Make the cgroup the plan names, limits written (the launcher calls it)."""
         assert self.cgroup is not None
         self.cgroup.make(self.spec.limits)
         self._push("cgroup", self._remove_cgroup)
@@ -164,9 +172,10 @@ class Sandbox:
             in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         try:
             self._spawned_at = time.perf_counter()
-            # spawn closes the child's ends here, also on error
-            self.process = spawn(self.plan, (status_w, in_r, out_w, err_w), self._target,
-                                 prepare=self._make_cgroup)
+            launcher = launcher_for(self.plan, self._target)
+            # the launcher closes the child's ends here, also on error
+            self.process = launcher.start(self.plan, ChildFds(status_w, in_r, out_w, err_w),
+                                          self._make_cgroup)
         except BaseException:
             for fd in (status_r, out_r, err_r, in_w):
                 if fd >= 0:
@@ -304,6 +313,38 @@ class Sandbox:
             what, exc = errors[0]
             raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {exc}") from exc
 
+    def run(self, *, on_started: Callable[[Sandbox], None] | None = None,
+            on_exited: Callable[[Sandbox], None] | None = None,
+            stop: StopHook | None = None) -> Result:
+        """Start (unless started), wait for the end, tear down, whatever happens: the Result.
+
+        The sandbox is watched from the calling thread (no monitor thread).
+        Hooks, for what callers add to the one lifecycle:
+
+        - ``on_started(sandbox)``: the command runs;
+        - ``on_exited(sandbox)``: it has ended, before the teardown;
+        - ``stop(stop_now)``: a context manager, entered before the sandbox
+          is made and left after its end, that calls ``stop_now()`` when the
+          caller wants the sandbox ended (a signal, a job's cancel): it is
+          killed at once, or as soon as it has started.
+        """
+        stopper = _Stopper(self)
+        with stop(stopper) if stop is not None else contextlib.nullcontext():
+            try:  # the teardown too runs under the stop hook: a signal then cannot cut it short
+                if self.state == "new":
+                    self.create()
+                if self.state == "created":
+                    self.start(background=False)
+                stopper.started()
+                if on_started is not None:
+                    on_started(self)
+                result = self.wait()
+                if on_exited is not None:
+                    on_exited(self)
+                return result
+            finally:
+                self.destroy()
+
     # -- conveniences ----------------------------------------------------------
 
     @property
@@ -324,10 +365,52 @@ class Sandbox:
 def run(spec: SandboxSpec, *, on_output: OutputCallback | None = None,
         sinks: Iterable[Sink] = (), log_file: bool = True) -> Result:
     """Create a sandbox, run its command to the end, tear it down; the Result."""
-    sandbox = Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file)
-    try:
-        sandbox.create()
-        sandbox.start(background=False)
-        return sandbox.wait()
-    finally:
-        sandbox.destroy()
+    return Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file).run()
+
+
+def dry_run(spec: SandboxSpec) -> Plan:
+    """The plan a run of ``spec`` would perform, with the id ``<id>``; nothing is made.
+
+    The same steps a run performs (cgroup and network included), named the
+    same way; only what a run reserves (its id, a network address) reads as
+    a placeholder.
+    """
+    image = images.get(spec.image)
+    ids = resolve_ids(spec, image)
+    hierarchy = host_cgroups()
+    sandbox_id = "<id>"
+    network = None
+    if spec.network.mode not in ("none", "host"):
+        from . import network as network_mod
+
+        network = network_mod.preview(spec, sandbox_id)
+    return _plan(spec, image, sandbox_id, str(state.sandboxes_dir() / sandbox_id),
+                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids)
+
+
+def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: str,
+          cgroup: Cgroup, hierarchy: CgroupHierarchy, network: NetworkSteps | None,
+          ids: tuple[int, int, tuple[int, ...], str]) -> Plan:
+    """The plan of one sandbox, for a run and for a dry run alike."""
+    return build_plan(spec, image, sandbox_id, state_path, cgroup,
+                      device_cgroup=hierarchy.version == 1, network=network, ids=ids,
+                      trace=os.environ.get("SANDBOX_TRACE") == "1")
+
+
+class _Stopper:
+    """What ``Sandbox.run`` hands a stop hook: ends the sandbox now, or once it has started."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.asked = False
+
+    def __call__(self) -> None:
+        self.asked = True
+        try:
+            self.sandbox.kill()
+        except (SandboxError, OSError):
+            pass  # not started yet (killed as soon as it is), or already torn down
+
+    def started(self) -> None:
+        if self.asked:
+            self.sandbox.kill()

@@ -4,7 +4,7 @@ import os
 
 from sandbox.logs import MemorySink, OutputLimiter
 from sandbox.monitor import Monitor
-from sandbox.process.spawner import ContainerProcess
+from sandbox.process.container import ContainerProcess
 
 
 def _watch(child_writes: bytes):

@@ -120,15 +120,16 @@ def test_subnet_overlapping_a_host_route_is_refused():
 def test_attachment_plan_ops_are_data():
     import struct
 
-    from sandbox.linux.netlink import INDEX_OFFSET, with_index
+    from sandbox.linux.rtnetlink import INDEX_OFFSET, with_index
     from sandbox.network.ipam import hosts_path
 
     net = Network("ops", "sbxops", "10.231.12.0/24")
     att = _connect(net, "0123456789ab", "10.231.12.2", "db", False, (), master=7)
     assert [op.kind for op in att.pre_ops] == ["host_netlink"]
     (plug,) = att.ops
-    veth, address, up, route = plug.args
-    assert plug.kind == "plug" and all(isinstance(r, bytes) for r in plug.args)
+    interface, veth, address, up, route = plug.args
+    assert plug.kind == "plug" and interface == "eth0"
+    assert all(isinstance(r, bytes) for r in plug.args[1:])
     # the veth request names both ends, the bridge and the peer's MAC (pyroute2's encoding)
     assert b"vsb0123456789ab" in veth and b"eth0" in veth and bytes.fromhex("025b0ae70c02") in veth
     assert bytes([10, 231, 12, 2]) in address and bytes([10, 231, 12, 1]) in route

@@ -1,4 +1,4 @@
-"""child.replace_environ: a forked target's environment made exactly the plan's (no root)."""
+"""Kernel.set_environ: a forked target's environment made exactly the plan's (no root)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import subprocess
 
 import pytest
 
-from sandbox.process.child import replace_environ
+from sandbox.process.kernel import Kernel
+
+
+def replace_environ(env):
+    Kernel().set_environ(env)
 
 
 @pytest.fixture

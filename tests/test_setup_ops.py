@@ -1,4 +1,4 @@
-"""The plan executor against a recording stand-in for the kernel seam (no root)."""
+"""The plan's steps against a recording stand-in for the Kernel (no root)."""
 
 import os
 
@@ -6,22 +6,25 @@ import pytest
 
 from sandbox import linux
 from sandbox.plan import Op
-from sandbox.process.setup import StepFailed, run_ops, secure_join
+from sandbox.process import steps
+from sandbox.process.steps import StepFailed
+from sandbox.securejoin import secure_join
+
+from .kernel_recorder import RecordingKernel
+
+MOUNTS = ("mount", "mount_setattr", "umount", "pivot_root")
 
 
-class Recorder:
-    """Records every call made through the kernel seam (as youki's TestHelperSyscall)."""
+def Recorder(fail_on: str | None = None, files_under: str | None = None) -> RecordingKernel:
+    return RecordingKernel(fail_on=fail_on, files_under=files_under)
 
-    def __init__(self, fail_on: str | None = None):
-        self.calls = []
-        self.fail_on = fail_on
 
-    def __getattr__(self, name):
-        def record(*args):
-            self.calls.append((name, *args))
-            if name == self.fail_on:
-                raise OSError(1, "Operation not permitted", args[1] if len(args) > 1 else None)
-        return record
+def run_ops(ops, sys):
+    steps.run(ops, sys)
+
+
+def mount_calls(rec: RecordingKernel) -> list[tuple]:
+    return [call for call in rec.calls if call[0] in MOUNTS]
 
 
 def test_bind_read_only_goes_all_the_way_down(tmp_path):
@@ -29,19 +32,20 @@ def test_bind_read_only_goes_all_the_way_down(tmp_path):
     src.mkdir()
     root = tmp_path / "root"
     root.mkdir()
-    rec = Recorder()
+    rec = Recorder(files_under=str(tmp_path))
     run_ops([Op("bind", (str(src), str(root), "/data", True), "bind")], sys=rec)
     assert (root / "data").is_dir()
-    assert rec.calls[0] == ("mount", str(src), str(root / "data"), None, linux.MS_BIND | linux.MS_REC, None)
-    name, path, attrs, recursive = rec.calls[1]
+    calls = mount_calls(rec)
+    assert calls[0] == ("mount", str(src), str(root / "data"), None, linux.MS_BIND | linux.MS_REC, None)
+    name, path, attrs, recursive = calls[1]
     assert name == "mount_setattr" and recursive and attrs & linux.MOUNT_ATTR_RDONLY
 
 
 def test_bind_read_write_is_not_read_only(tmp_path):
     (tmp_path / "root").mkdir()
-    rec = Recorder()
+    rec = Recorder(files_under=str(tmp_path))
     run_ops([Op("bind", (str(tmp_path), str(tmp_path / "root"), "/rw", False), "bind")], sys=rec)
-    assert not rec.calls[1][2] & linux.MOUNT_ATTR_RDONLY
+    assert not mount_calls(rec)[1][2] & linux.MOUNT_ATTR_RDONLY
 
 
 def test_a_symlink_in_the_image_cannot_lead_a_bind_out(tmp_path):

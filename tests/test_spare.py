@@ -10,7 +10,7 @@ from sandbox import CommandNotFound, Limits, NetworkSpec, SandboxSpec, SetupErro
 from sandbox import linux
 from sandbox.plan import ExecPlan, Op, Plan
 from sandbox.process.spare import fits, spare_flags
-from sandbox.process.spawner import Zygote
+from sandbox.process.launch_zygote import ZygoteClient
 
 from .helpers import wait_for
 
@@ -27,7 +27,7 @@ def test_a_spare_fits_plans_with_the_same_namespaces_and_nothing_to_run_on_the_h
     assert spare_flags(FLAGS | linux.CLONE_NEWCGROUP) == FLAGS
     assert fits(_plan(), FLAGS)
     assert not fits(_plan(flags=FLAGS & ~linux.CLONE_NEWNET | linux.CLONE_NEWCGROUP), FLAGS)
-    assert not fits(_plan(pre_ops=(Op("call", ("x.y",), "veth"),)), FLAGS)
+    assert not fits(_plan(pre_ops=(Op("hostname", ("h",), "a step in the host's namespaces"),)), FLAGS)
     assert fits(_plan()._replace(hold=True), FLAGS)  # a Python target's plan
 
 
@@ -67,7 +67,7 @@ def test_threaded_callers_run_through_the_spare_and_it_holds_only_its_socket():
     spec = SandboxSpec(image="busybox", command=["sh", "-c", "echo $$; cat /proc/self/cgroup"])
     with _threaded():
         results = [run(spec) for _ in range(3)]
-        zygote = Zygote.get().proc.pid
+        zygote = ZygoteClient.get().proc.pid
         (spare,) = wait_for(lambda: _spares_of(zygote))
         fds = sorted(os.listdir(f"/proc/{spare}/fd"), key=int)
         # /dev/null on 0-2, its socketpair end, and a netlink socket opened in the host's
@@ -101,7 +101,7 @@ def test_the_next_container_is_the_spare_handed_its_plan_by_the_owner():
     spec = SandboxSpec(image="busybox", command=["true"])
     with _threaded():
         assert run(spec).exit_code == 0
-        zygote = Zygote.get().proc.pid
+        zygote = ZygoteClient.get().proc.pid
         (spare,) = wait_for(lambda: _spares_of(zygote))
         with Sandbox(spec) as sb:
             assert sb.process.pid == spare
@@ -121,7 +121,7 @@ def test_a_spare_makes_proc_dev_and_sys_ahead_in_its_own_mount_namespace_only():
 
     with _threaded():
         assert run(spec).exit_code == 0
-        zygote = Zygote.get().proc.pid
+        zygote = ZygoteClient.get().proc.pid
         (spare,) = wait_for(lambda: _spares_of(zygote))
         wait_for(lambda: staged(spare))
         with open("/proc/self/mountinfo") as f:
@@ -139,7 +139,7 @@ def test_a_cgroup_that_cannot_be_made_while_the_spare_mounts_leaves_nothing():
     bad = SandboxSpec(image="busybox", command=["true"], limits=Limits(cpuset="63"))  # no such CPU
     with _threaded():
         assert run(ok).exit_code == 0
-        zygote = Zygote.get().proc.pid
+        zygote = ZygoteClient.get().proc.pid
         (spare,) = wait_for(lambda: _spares_of(zygote))
         with pytest.raises(LimitError, match="cpuset.cpus"):
             run(bad)

@@ -7,18 +7,18 @@ import sys
 import pytest
 
 from sandbox import HostError, SandboxSpec, run
-from sandbox.process.spawner import PACKAGE_DIR, ZYGOTE_BOOT
+from sandbox.process.launch_zygote import PACKAGE_DIR, ZYGOTE_BOOT
 
 from .helpers import REPO
 
 COUNT_ZYGOTES = """
 from sandbox import SandboxSpec, run
-from sandbox.process.spawner import Zygote
+from sandbox.process.launch_zygote import ZygoteClient
 spec = SandboxSpec(image="busybox", command=["true"])
 seen = []
 for _ in range(3):
     assert run(spec).exit_code == 0
-    seen.append(Zygote._instance is not None)
+    seen.append(ZygoteClient._instance is not None)
 print(seen)
 """
 
@@ -52,8 +52,8 @@ def test_the_zygote_loads_only_the_container_side_of_the_engine():
                           os.pathsep.join(p for p in sys.path if p)],
                          capture_output=True, text=True, check=True, timeout=60)
     modules = set(out.stdout.split())
-    assert {"sandbox.process.child", "sandbox.process.spare", "sandbox.plan"} <= modules
+    assert {"sandbox.process.init", "sandbox.process.spare", "sandbox.plan"} <= modules
     heavy = ("pyroute2", "sandbox.runtime", "sandbox.network", "sandbox.images", "sandbox.state",
-             "sandbox.process.spawner", "site", "dataclasses", "typing", "subprocess", "threading",
+             "sandbox.process.launcher", "sandbox.process.launch_zygote", "site", "dataclasses", "typing", "subprocess", "threading",
              "pathlib", "secrets")
     assert not {m for m in modules if m.startswith(heavy)}

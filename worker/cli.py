@@ -23,15 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from jobs.client import DEFAULT_QUEUE, redis_url
-    from sandbox.cli import fail
+    from sandbox import SandboxError
 
     from .main import configure_logging, serve, supervise
 
     url = redis_url(args.redis)
     if not url:
-        return fail("sandbox worker needs a Redis URL: --redis URL or SANDBOX_REDIS_URL")
+        raise SandboxError("sandbox worker needs a Redis URL: --redis URL or SANDBOX_REDIS_URL")
     if args.concurrency < 1:
-        return fail(f"invalid --concurrency {args.concurrency}: expected 1 or more")
+        raise SandboxError(f"invalid --concurrency {args.concurrency}: expected 1 or more")
     queues = args.queue or [DEFAULT_QUEUE]
     configure_logging()
     if args.concurrency > 1:

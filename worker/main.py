@@ -26,9 +26,9 @@ REAP_INTERVAL = 2.0
 def cleanup_host() -> None:
     """What a crashed worker left on this machine: sandboxes (`sandbox gc`) and job dirs."""
     from jobs import workspace
-    from sandbox import gc
+    from sandbox import collect_garbage
 
-    report = gc.collect()
+    report = collect_garbage()
     for item in report.removed:
         log.info("gc: removed sandbox %s left by a dead process", item)
     for err in report.errors:
@@ -85,7 +85,7 @@ def _start_reaper(url: str) -> None:
     conn = redis.Redis.from_url(url, socket_connect_timeout=3)
 
     def loop() -> None:
-        from sandbox.signals import leave_to_main_thread
+        from sandbox import leave_to_main_thread
 
         leave_to_main_thread()  # RQ's SIGTERM/SIGINT handlers: the main thread's, promptly
         while True:

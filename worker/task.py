@@ -21,7 +21,7 @@ from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RedisLogSink
 from jobs.result import ERROR, RUNNING
-from sandbox.signals import leave_to_main_thread
+from sandbox import leave_to_main_thread
 
 log = logging.getLogger("sandbox.worker")
 RENEW_INTERVAL = 0.25

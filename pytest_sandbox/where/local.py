@@ -32,17 +32,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import pytest
 
 import sandbox
-from sandbox import Mount, Sandbox, SandboxError, SpecError, images
-from sandbox.process.spawner import single_threaded
+from sandbox import Mount, Sandbox, SandboxError, SpecError, get_image, single_threaded
 
 from .. import crash
 from ..channel import INSIDE, ReportChannel
 from ..inner import ENV, inner_argv
+from ..options import wants_sandbox
 from ..settings import base_fields, build_spec, host_env
 from . import Outcome
 from .served import Forker
@@ -83,8 +83,8 @@ class LocalRunner:
         prepared = self._take_prepared(item)
         if prepared is not None:
             with prepared.channel as channel:
-                return self._run(item, prepared.box, channel, "fork",
-                                 begin=lambda: _go(prepared.go), nextitem=nextitem)
+                return self._run(item, prepared.box, channel, "fork", go=prepared.go,
+                                 **self._fork_hooks(item, nextitem))
         with ReportChannel() as channel:
             if self.fork and single_threaded():
                 return self._run_forked(item, nextitem, channel)
@@ -103,7 +103,7 @@ class LocalRunner:
             box = self._forked_box(item, nextitem, channel)
         except SpecError as exc:
             return Outcome(crash.complete(item, [], None, reason=f"sandbox spec: {exc}"), path="fork")
-        return self._run(item, box, channel, "fork", nextitem=nextitem)
+        return self._run(item, box, channel, "fork", **self._fork_hooks(item, nextitem))
 
     def _forked_box(self, item, nextitem, channel: ReportChannel, *, wait_for_go: bool = False,
                     stdin_fd: int | None = None) -> Sandbox:
@@ -131,26 +131,25 @@ class LocalRunner:
         return build_spec(self.config, item, fields)
 
     def _run(self, item, box: Sandbox, channel: ReportChannel, path: str, *,
-             begin=None, nextitem=None) -> Outcome:
-        """Start the sandbox (or let a prepared one go), wait for it, and turn
-        whatever happened into reports. On the fork path the next test's
-        sandbox is prepared while this one runs."""
+             go: int | None = None, ahead: Callable[[], None] = lambda: None,
+             exited: Callable[[], None] = lambda: None, keep_output: bool = False) -> Outcome:
+        """Run the sandbox to its end and turn whatever happened into reports.
+
+        ``go``: a prepared sandbox's pipe, written to let its test start;
+        ``ahead`` runs once pytest_sandbox_ready was called, ``exited`` once the
+        test ended, before the teardown (see ``_fork_hooks``); ``keep_output``:
+        the output pytest did not capture inside comes back too.
+        """
         result, reason = None, None
+
+        def on_started(_box: Sandbox) -> None:
+            if go is not None:
+                _go(go)
+            item.config.hook.pytest_sandbox_ready(item=item, sandbox=box)
+            ahead()
+
         try:
-            try:
-                if begin is None:
-                    box.create()
-                    box.start(background=False)  # wait() watches it here: no thread
-                else:
-                    begin()
-                item.config.hook.pytest_sandbox_ready(item=item, sandbox=box)
-                if path == "fork":
-                    self._prepare(item, nextitem)
-                result = box.wait()
-                if path == "fork":
-                    self._go_early(item, nextitem)
-            finally:
-                box.destroy()
+            result = box.run(on_started=on_started, on_exited=lambda _box: exited())
         except SandboxError as exc:
             reason = f"sandbox: could not run the test: {exc}"
         except STOPPED as exc:
@@ -159,16 +158,20 @@ class LocalRunner:
             item.config.hook.pytest_sandbox_result(item=item, result=result)
         reports = crash.complete(item, channel.read(item.config), result, reason=reason)
         output = {}
-        if path == "fork" and result is not None:
+        if keep_output and result is not None:
             output = {"stdout": result.stdout, "stderr": result.stderr}
         return Outcome(reports, result, path, output)
+
+    def _fork_hooks(self, item, nextitem) -> dict:
+        """What the fork path adds around a test: the next test's sandbox, made while
+        this one runs and let go as soon as this one has ended; the uncaptured output."""
+        return {"ahead": lambda: self._prepare(item, nextitem),
+                "exited": lambda: self._go_early(item, nextitem), "keep_output": True}
 
     # -- the next test's sandbox, made ahead -------------------------------------
 
     def _prepare(self, item, nextitem) -> None:
         """Make ``nextitem``'s sandbox now, its process held before the test, if that is safe."""
-        from ..plugin import wants_sandbox
-
         if (nextitem is None or self._next is not None or not wants_sandbox(nextitem)
                 or os.environ.get(PREPARE_ENV) == "0" or not single_threaded()):
             return
@@ -285,7 +288,7 @@ def _code_mounts(config, image: str) -> list[Mount]:
         candidates += [sys.prefix, sys.base_prefix]
     # what the host image binds already (its host paths, this Python, this package):
     # bound again, each would cost every sandbox a mount
-    shown = tuple(bind.target for bind in images.get("host").binds) if image == "host" else ()
+    shown = tuple(bind.target for bind in get_image("host").binds) if image == "host" else ()
     chosen: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates if p and os.path.isabs(p)}):
         if (path in NOT_MOUNTABLE or not os.path.isdir(path)

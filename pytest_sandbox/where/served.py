@@ -18,9 +18,7 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from sandbox import HostError, linux
-from sandbox.process.forkserver import ForkServer, ServedTarget
-from sandbox.process.spawner import single_threaded
+from sandbox import ForkServer, HostError, ServedTarget, single_threaded
 
 from .. import inside
 
@@ -57,7 +55,7 @@ class Forker:
                 or (nextitem is not None and next_position is None)):
             return local
         if self._server is None:
-            if not (linux.CAN_FORK_SIBLING and single_threaded()):
+            if not single_threaded():
                 return local
             try:
                 self._server = ForkServer(partial(_served, item.session.items))

@@ -197,6 +197,11 @@ class CgroupHierarchy(ABC):
             atexit.register(self.remove_parents)
         return cgroup
 
+    def name(self, sandbox_id: str, limits: Limits) -> Cgroup:
+        """The cgroup(s) a sandbox would get, named only: nothing is made or locked
+        (for ``sandbox run --dry-run``)."""
+        return self._plan(sandbox_id, limits)
+
     @abstractmethod
     def _plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
         """``plan`` with the parents locked: make any that is missing, name the cgroup."""
@@ -363,6 +368,3 @@ def read_keyed(path: str) -> dict[str, int]:
             out[parts[0]] = int(parts[1])
     return out
 
-
-def make_parent(path: str) -> None:
-    os.makedirs(path, exist_ok=True)

@@ -101,43 +101,17 @@ def _write(record) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..errors import SandboxError
     from ..runtime import Sandbox
+    from ..signals import StopOnSignals
 
     spec = spec_from_args(args)
     if args.dry_run:
         return _dry_run(spec)
-
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
-    received: list[int] = []
-
-    def terminate(signum: int, _frame: object) -> None:
-        """End the sandbox; wait() then returns and teardown runs as usual.
-
-        The sandbox is watched from this (the only) thread, in epoll: every
-        signal reaches it and runs this at once. With a monitor thread, a
-        signal the kernel gave that thread waited, unhandled, as long as the
-        main thread was blocked joining it. Raising here (SystemExit,
-        KeyboardInterrupt) could land inside a threading primitive and break it.
-        """
-        received.append(signum)
-        try:
-            sandbox.kill()
-        except (SandboxError, OSError):
-            pass  # not started yet (killed as soon as it is, below), or already torn down
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, terminate)
-    try:
-        sandbox.create()
-        sandbox.start(background=False)
-        if received:
-            sandbox.kill()
-        result = sandbox.wait()
-    finally:
-        sandbox.destroy()
-    if received:
-        return 128 + received[0]
+    signals = StopOnSignals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    result = sandbox.run(stop=signals)
+    if signals.received:
+        return 128 + signals.received[0]
     message = result.limit_message()
     if message:
         print(f"sandbox: {message}", file=sys.stderr)
@@ -147,9 +121,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec) -> int:
-    from .. import images
-    from ..planner import build_plan
+    from ..runtime import dry_run
 
-    plan = build_plan(spec, images.get(spec.image), "<id>", "<state>/<id>", None)
-    print(plan.describe())
+    print(dry_run(spec).describe())
     return 0

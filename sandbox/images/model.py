@@ -31,7 +31,7 @@ class Image:
         Binds cover layers; upper layers cover lower ones. Symlinks inside the
         image are resolved within it.
         """
-        from ..process.setup import secure_join
+        from ..securejoin import secure_join
 
         for bind in self.binds:
             if path == bind.target or path.startswith(bind.target.rstrip("/") + "/"):

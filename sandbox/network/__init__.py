@@ -6,8 +6,8 @@ namespace, or not, and brings lo up). For ``bridge`` and named networks:
 - ``attach`` (in the parent, before anything runs) leases an address,
   adds the member to the network's /etc/hosts, opens --egress and -p in the
   network's firewall table, and returns the plan steps that make the veth
-  pair from inside the container's setup (requests encoded by ``netlink``,
-  sent by ``sandbox.linux.netlink``);
+  pair from inside the container's setup (requests encoded by ``requests``,
+  sent by ``sandbox.linux.rtnetlink``);
 - the pair needs no undo: its container end lives in the container's
   namespace, and the kernel deletes both ends when that namespace dies;
 - ``Attachment.detach`` gives the lease and ports back; ``detach_record``
@@ -15,8 +15,8 @@ namespace, or not, and brings lo up). For ``bridge`` and named networks:
   ``collect`` removes what no record explains.
 
 Modules: ``model`` (data), ``registry`` (definitions, subnets), ``ipam``
-(leases, hosts file), ``bridge`` and ``firewall`` (host side), ``netlink``
-(the container side's requests), ``cli`` (`sandbox network ...`).
+(leases, hosts file), ``bridge`` and ``firewall`` (host side), ``requests``
+(the container side's requests, encoded), ``cli`` (`sandbox network ...`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 from ..errors import NetworkError
 from ..plan import Op
 from . import ipam, registry
-from .model import VETH_PREFIX, Network, mac_for, veth_name
+from .model import PEER_NAME, VETH_PREFIX, Network, mac_for, veth_name
 
-__all__ = ["Attachment", "attach", "detach_record", "collect", "persistent_links",
+__all__ = ["Attachment", "attach", "preview", "detach_record", "collect", "persistent_links",
            "create_network", "remove_network", "list_networks"]
 
 create_network = registry.create
@@ -62,6 +62,16 @@ class Attachment:
         """Close ports, give the address back, leave /etc/hosts; idempotent."""
         _release(self.network, self.address, self.sandbox_id, self.egress, self.publish)
 
+    def describe(self) -> str:
+        """What is reserved on the host for this sandbox, in one line (for plans)."""
+        text = (f"lease {self.address or '<address>'} on network {self.network.name} "
+                f"({self.network.bridge})")
+        if self.egress:
+            text += ", egress open"
+        if self.publish:
+            text += ", publish " + ", ".join(f"127.0.0.1:{h}->{p}" for h, p in self.publish)
+        return text
+
     def as_record(self) -> dict[str, Any]:
         return {"network": self.network.name, "bridge": self.network.bridge,
                 "address": self.address, "veth": self.veth, "egress": self.egress,
@@ -88,6 +98,20 @@ def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
     return attachment
 
 
+def preview(spec: Any, sandbox_id: str) -> Attachment:
+    """The Attachment ``attach`` would make, with its steps, reserving and making nothing.
+
+    For ``sandbox run --dry-run``: the steps are the ones a run performs, named
+    the same way, but the address is not leased (it reads ``<address>``) and
+    no request is encoded.
+    """
+    net_spec = spec.network
+    network = registry.get(net_spec.mode)
+    publish = tuple((p.host_port, p.port) for p in net_spec.publish)
+    return _connect(network, sandbox_id, None, net_spec.alias or spec.name, net_spec.egress,
+                    publish, 0)
+
+
 def _bridge_index(network: Network) -> int:
     try:
         return socket.if_nametoindex(network.bridge)
@@ -96,25 +120,30 @@ def _bridge_index(network: Network) -> int:
                            hint=f"sandbox network rm {network.name}, then create it again") from exc
 
 
-def _connect(network: Network, sandbox_id: str, address: str, alias: str | None,
+def _connect(network: Network, sandbox_id: str, address: str | None, alias: str | None,
              egress: bool, publish: tuple[tuple[int, int], ...], master: int) -> Attachment:
     """The Attachment with its plan steps (data, encoded here; nothing is done here).
 
     The first process opens a netlink socket in the host's namespace before
     unshare (a spare has one already), sends the veth request on it, and
-    configures eth0 from inside; the network's hosts file is bound read-only
-    on /etc/hosts (ipam rewrites it in place, so members see every change).
+    configures its end (PEER_NAME) from inside; the network's hosts file is
+    bound read-only on /etc/hosts (ipam rewrites it in place, so members see
+    every change). Without an ``address`` (a preview) no request is encoded.
     """
-    from . import netlink  # pyroute2's message classes: in the parent only
-
     where = f"network {network.name} ({network.bridge})"
     pre_ops = (Op("host_netlink", (), f"open a netlink socket for {where}"),)
-    requests = (netlink.veth_request(veth_name(sandbox_id), master, "eth0", mac_for(address)),
-                netlink.address_request(address, network.prefixlen),
-                netlink.link_up_request(), netlink.default_route_request(network.gateway))
-    ops = (Op("plug", requests, f"connect eth0 to {where} as {address}"),)
+    requests: tuple = ()
+    if address is not None:
+        from . import requests as rt  # pyroute2's message classes: in the parent only
+
+        requests = (rt.veth_request(veth_name(sandbox_id), master, PEER_NAME, mac_for(address)),
+                    rt.address_request(address, network.prefixlen),
+                    rt.link_up_request(), rt.default_route_request(network.gateway))
+    ops = (Op("plug", (PEER_NAME, *requests),
+              f"connect {PEER_NAME} to {where} as {address or '<address>'}"),)
     binds = ((str(ipam.hosts_path(network)), "/etc/hosts"),)
-    return Attachment(network, sandbox_id, address, alias, egress, publish, pre_ops, ops, binds)
+    return Attachment(network, sandbox_id, address or "", alias, egress, publish, pre_ops, ops,
+                      binds)
 
 
 def _open_ports(attachment: Attachment) -> None:

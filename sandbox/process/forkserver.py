@@ -15,7 +15,7 @@ only ask it for targets a fork of itself made now would run the same way
 target is named by a picklable key that the server turns into the callable
 with ``resolve``, a function of the owner's, copied along with the rest.
 
-The target's process is forked with CLONE_PARENT (``linux.fork_sibling``):
+The target's process is forked with CLONE_PARENT (``Kernel.fork_into_pidns``):
 it is the owner's child, as after a fork of its own, so the owner reaps it
 and gets its real wait status; the server never waits for it. The server
 has its own session and, once it is made, no fd but its socket (and
@@ -36,9 +36,13 @@ from .. import linux
 from ..errors import HostError
 from ..linux.proc import own_start_time
 from ..plan import Plan
-from .child import SETUP_FAILED, close_all_but, leave_parent
-from .fork import flush_stdio, own_pidns_fd
-from .target import target_main
+from . import fds as fdmod
+from .fds import ChildFds, flush_stdio
+from .handshake import SETUP_FAILED
+from .init import leave_parent
+from .kernel import Kernel
+from .launch_direct import own_pidns_fd
+from .target import enter_held
 
 Target = Callable[[], "int | None"]
 MAX_REQUEST = 1 << 20
@@ -61,9 +65,10 @@ class ForkServer:
                             "is only wired up for x86_64, aarch64 and riscv64")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         owner = (os.getpid(), own_start_time())
+        self.kernel = Kernel()
         flush_stdio()
         try:
-            pid = os.fork()
+            pid = self.kernel.fork()
         except BaseException:
             ours.close()
             theirs.close()
@@ -86,12 +91,12 @@ class ForkServer:
             self.close()
             raise HostError("the fork server exited as it started")
 
-    def fork_target(self, plan: Plan, fds: tuple[int, int, int, int], key: Hashable,
+    def fork_target(self, plan: Plan, fds: ChildFds, key: Hashable,
                     init_pidfd: int, sock_fd: int) -> tuple[int, int] | None:
         """Have the server fork target ``key`` into the held container: (pid, pidfd).
 
-        As ``target.fork_target``, whose arguments these are, except that
-        the target is named by its key. None when the server cannot: it is
+        As ``launch_held.HeldLauncher`` forks a target, except that the
+        target is named by its key. None when the server cannot: it is
         gone (then it is closed here) or could not resolve the key; the
         caller forks the target itself. Raises OSError as a fork would
         (ENOMEM: the container's init is exiting), HostError if the server
@@ -103,7 +108,7 @@ class ForkServer:
             # the plan is unpickled in the child, without the steps only its init runs
             slim = plan._replace(ops=(), hooks=(), pre_ops=())
             request = pickle.dumps((key, pickle.dumps(slim)))
-            socket.send_fds(self.sock, [request], [*fds, init_pidfd, sock_fd])
+            self.kernel.send_fds(self.sock, request, [*fds, init_pidfd, sock_fd])
         except OSError:
             self.close()
             return None
@@ -155,36 +160,33 @@ class ServedTarget:
     def __call__(self) -> int | None:
         return self.local()
 
-    def fork_elsewhere(self, plan: Plan, fds: tuple[int, int, int, int], init_pidfd: int,
+    def fork_elsewhere(self, plan: Plan, fds: ChildFds, init_pidfd: int,
                        sock_fd: int) -> tuple[int, int] | None:
-        """Used by ``target.fork_target``: (pid, pidfd) from the server, or None."""
+        """Used by ``launch_held``: (pid, pidfd) from the server, or None."""
         return self.server.fork_target(plan, fds, self.key, init_pidfd, sock_fd)
 
 
 def _serve(sock_fd: int, resolve: Callable[[Hashable], Target], owner: tuple[int, int | None]) -> None:
     """In the server: fork each requested target, until the owner closes the socket."""
     gc.disable()  # a collection would touch, and so copy, the whole heap the owner shares
+    kernel = Kernel()
     with open("/proc/self/comm") as f:
         owner_name = f.read().strip()
-    leave_parent(owner)
-    linux.set_name(NAME)
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    close_all_but((sock_fd,), above=2)
-    sock = socket.socket(fileno=sock_fd)
+    leave_parent(kernel, owner)
+    kernel.set_name(NAME)
+    sock = socket.socket(fileno=fdmod.only(kernel, sock_fd))
     sock.send(READY)
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 6)
+        msg, fds = kernel.recv_fds(sock, MAX_REQUEST, 6)
         if not msg:
-            os._exit(0)
-        pid, reply = _fork_one(msg, fds, resolve, owner_name)
+            kernel.exit(0)
+        pid, reply = _fork_one(kernel, msg, fds, resolve, owner_name)
         for fd in fds:
             os.close(fd)
         sock.send(pickle.dumps(reply))
 
 
-def _fork_one(msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
+def _fork_one(kernel: Kernel, msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
               owner_name: str) -> tuple[int, tuple]:
     """Fork one target (the child never returns); (pid, reply for the owner)."""
     try:
@@ -196,14 +198,16 @@ def _fork_one(msg: bytes, fds: list[int], resolve: Callable[[Hashable], Target],
         return -1, ("error", f"{type(exc).__name__}: {exc}")
     status_w, stdin_r, stdout_w, stderr_w, init_pidfd, held_fd = fds
     try:
-        pid = linux.fork_into_pid_ns(init_pidfd, own_pidns_fd(), fork=linux.fork_sibling)
+        pid = kernel.fork_into_pidns(init_pidfd, own_pidns_fd(), sibling=True)
     except OSError as exc:
         return -1, ("oserror", (exc.errno, exc.strerror))
     if pid == 0:  # the target's process: it must never go back to the server's loop
+        child = Kernel()
         try:
-            linux.set_name(owner_name)
+            child.set_name(owner_name)
             plan = pickle.loads(plan)
         except BaseException:  # noqa: BLE001 - its owner sees it exit before it started
-            os._exit(SETUP_FAILED)
-        target_main(plan, (status_w, stdin_r, stdout_w, stderr_w), target, init_pidfd, held_fd)
+            child.exit(SETUP_FAILED)
+        enter_held(plan, ChildFds(status_w, stdin_r, stdout_w, stderr_w), target, init_pidfd,
+                   held_fd, child)
     return pid, ("ok", pid)

@@ -1,49 +1,61 @@
-"""Messages from the container's init to the parent, one JSON object per line.
+"""Messages from a container's processes to the parent, one JSON object per line.
 
-The init writes to the *status pipe*:
+Written to the *status pipe* (fd 3 in the container's processes):
 
 - ``{"event": "error", "step": ..., "errno": ..., "detail": ...}``: setup failed
-  (then it exits); ``step == "exec"`` means the command could not be started.
-- ``{"event": "started", "pid": N}``: the command runs (N is its pid inside).
+  (then the process exits); ``step == "exec"`` means the command could not
+  be started.
+- ``{"event": "started", "pid": N}``: the command runs (N is its pid inside);
+  with tracing, ``"trace"``: each setup step and when it was done.
 - ``{"event": "exit", "status": S}``: the command ended; S is its wait status.
 
 A pipe that closes without an ``exit`` message means the init itself was
-killed (teardown, OOM killer, the parent's death).
+killed (teardown, the OOM killer, the parent's death). A process whose setup
+failed exits with SETUP_FAILED after its message (``fail_setup``). A held
+init says HELD on its owner's socket once the container is ready.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import namedtuple
+
+from .fds import STATUS_FD
+from .kernel import Kernel
+from .steps import StepFailed
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
+
+#: The exit status of a container process whose setup failed (Docker's 125).
+SETUP_FAILED = 125
+#: What a held init sends its owner's socket once the container is ready.
+HELD = b"held"
 
 #: One message: its kind ("error", "started", "exit") and the rest of its fields.
 Event = namedtuple("Event", ("kind", "data"))
 
 
-def send(fd: int, kind: str, **data: Any) -> None:
+def send(kernel: Kernel, fd: int, kind: str, **data: Any) -> None:
     """Write one message; best effort, the reader may be gone."""
     line = json.dumps({"event": kind, **data}).encode() + b"\n"
     try:
-        os.write(fd, line)
+        kernel.write(fd, line)
     except OSError:
         pass
 
 
-def send_started(fd: int, pid: int) -> None:
-    """``send(fd, "started", pid=pid)``, formatted by hand: a forked Python target sends
-    it, where json's first use would cost copied pages on top of its time."""
+def send_started(kernel: Kernel, fd: int, pid: int) -> None:
+    """``send(kernel, fd, "started", pid=pid)``, formatted by hand: a forked Python target
+    sends it, where json's first use would cost copied pages on top of its time."""
     try:
-        os.write(fd, b'{"event": "started", "pid": %d}\n' % pid)
+        kernel.write(fd, b'{"event": "started", "pid": %d}\n' % pid)
     except OSError:
         pass
 
 
-def send_error(fd: int, step: str, exc: BaseException, **extra: Any) -> None:
+def send_error(kernel: Kernel, fd: int, step: str, exc: BaseException, **extra: Any) -> None:
     err = getattr(exc, "errno", None)
     if isinstance(exc, OSError):
         detail = exc.strerror or str(exc)
@@ -51,7 +63,16 @@ def send_error(fd: int, step: str, exc: BaseException, **extra: Any) -> None:
             detail += f": {exc.filename}"
     else:
         detail = str(exc) or type(exc).__name__
-    send(fd, "error", step=step, errno=err, detail=detail, **extra)
+    send(kernel, fd, "error", step=step, errno=err, detail=detail, **extra)
+
+
+def fail_setup(kernel: Kernel, exc: BaseException) -> NoReturn:
+    """Report a failed setup on the status pipe (by step; "start" if unnamed) and exit."""
+    if isinstance(exc, StepFailed):
+        send_error(kernel, STATUS_FD, exc.step, exc.error)
+    else:
+        send_error(kernel, STATUS_FD, "start", exc)
+    kernel.exit(SETUP_FAILED)
 
 
 def read_events(buffer: bytes) -> tuple[list[Event], bytes]:

@@ -1,79 +1,73 @@
-"""A spare: the next container's first process, forked before it is asked for.
+"""A spare: the next container's init, made before it is asked for.
 
 Forking a Python process costs milliseconds on small VMs (page tables in the
-parent, page faults in the child before it first runs), and so does unshare.
-So the zygote (single-threaded and small: see ``spawner``) forks the *next*
-container's first process ahead of time, when its owner asks for it (after
-each container that fitted one): pid 1 of a new pid namespace,
-PR_SET_PDEATHSIG, its own session, garbage collection off, a netlink socket
-in the host's network namespace (for a bridge's veth), every namespace but
-the cgroup one already unshared, ``lo`` up, the init's signal handlers
-installed, and /proc, /dev and /sys made (with runc's masks) in a staging
-tmpfs of its own mount namespace, for the plan's ``pseudo_fs`` step to move
-into the new root. It holds no fd but its end of a socketpair and that netlink
-socket, and waits on the socketpair for (plan, fds). The zygote sends the other
-end, with a pidfd, to the owner.
+parent, page faults in the child before it first runs), and so does
+unshare. So the zygote (``zygote``: single-threaded and small) forks the
+*next* container's init ahead of time, when its owner asks (after each
+container that fitted one): pid 1 of a new pid namespace, PR_SET_PDEATHSIG,
+its own session, garbage collection off, a netlink socket in the host's
+network namespace (for a bridge's veth), every namespace but the cgroup one
+unshared, ``lo`` up, the init's signal handlers installed, and /proc, /dev
+and /sys made (with runc's masks) in a staging tmpfs of its own mount
+namespace, for the plan's ``pseudo_fs`` step to move into the new root. It
+holds no fd but its end of a socketpair and that netlink socket, and waits
+for (plan, fds). The zygote sends the other end, with a pidfd, to the owner,
+who hands the plan over itself, and the two sides work in parallel:
 
-The owner hands a plan over itself (``Spare.hand_over``, then
-``Spare.release``), and the two sides work in parallel:
-
-    owner                                   spare
+    owner (Spare.hand_over, release)        spare (spare_main)
     send (plan, fds)  ───────────────────►  make / private, walk the mounts
     write its pid to each cgroup.procs
     send "go" (or the join's error)  ─────► unshare(CLONE_NEWCGROUP): the cgroup
                                             namespace's root is the sandbox's cgroup
-                                            hooks, the command (as child.py)
+                                            init.finish: hooks, the command
 
 The command never runs before the spare is in the sandbox's cgroup, so the
 limits hold from its first instruction; a failed join comes back as the
 usual SetupError for step "join cgroup".
 
 While it waits, the spare's root is a *slave* of the host's (mounts made on
-the host later still show in it, unmounts reach it); the plan's first step
-makes it private, as for any container. It is not in any sandbox cgroup and
-is named ``sandbox-spare``. It dies with the zygote (pdeathsig) or when its
-socket closes (``discard``, or its owner's exit). A plan fits a spare when it
-has no steps to run in the host's namespaces (pre_ops) but those done ahead
-and unshares the same namespaces.
-
-A *hold* plan (a Python target's) keeps the socket open after the "go": the
-spare sends ``HELD`` on it once the container is ready, and exits when the
-owner closes its end (``child.hold``, ``target``).
+the host later still show in it); the plan's first step makes it private,
+as for any container. It is in no sandbox cgroup, is named
+``sandbox-spare``, and dies with the zygote (pdeathsig) or when its socket
+closes (``Spare.discard``, or its owner's exit). A plan fits a spare when it
+unshares the same namespaces and has no steps to run in the host's
+namespaces but those done ahead. A hold plan (a Python target's) keeps the
+socket open after the "go": the init says HELD on it (``init.hold``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import pickle
 import select
 import signal
 import socket
-import time
+
+from .. import linux
+from ..linux.proc import own_start_time
+from ..plan import Plan
+from . import fds as fdmod
+from . import steps
+from .fds import ChildFds
+from .handshake import SETUP_FAILED
+from .init import Forwarder, finish, install_forwarder, leave_parent, run_and_report
+from .kernel import Kernel
+from .steps import in_step
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
     from typing import NoReturn
 
-from .. import linux
-from ..plan import Plan
-from ..linux.proc import own_start_time
-from . import setup
-from .child import (SETUP_FAILED, Forwarder, arrange_fds, close_all_but, finish_setup, in_step,
-                    install_forwarder, join_cgroup, leave_parent, run_and_report)
-from .setup import run_ops
-
+NAME = "sandbox-spare"
 MAX_PLAN = 1 << 20
 GO = b"go"
+#: Steps in the host's namespaces that every spare has done ahead (see _get_ready).
+DONE_AHEAD = frozenset({"host_netlink"})
 
 
 class JoinFailed(Exception):
-    """The parent could not move the spare into the sandbox's cgroup."""
-
-
-#: Steps in the host's namespaces that every spare has done ahead (see spare_main).
-DONE_AHEAD = frozenset({"host_netlink"})
+    """The owner could not move the spare into the sandbox's cgroup."""
 
 
 def fits(plan: Plan, flags: int) -> bool:
@@ -90,24 +84,22 @@ def spare_flags(unshare_flags: int) -> int:
 class Spare:
     """The owner's handle on one waiting spare (the zygote, its parent, reaps it)."""
 
-    def __init__(self, pid: int, pidfd: int, sock: socket.socket, flags: int) -> None:
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket, flags: int,
+                 kernel: Kernel) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.sock = sock
         self.flags = flags
+        self.kernel = kernel
         self.owner = os.getpid()
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and not select.select([self.pidfd], [], [], 0)[0]
 
-    def hand_over(self, plan: Plan, fds: tuple[int, int, int, int], trace: bool) -> tuple[int, int]:
-        """Send the plan: the spare starts on its mounts; (pid, pidfd), now the caller's.
-
-        Raises OSError if the spare is gone before it got the plan (the
-        caller then forks a fresh one). Call ``release`` next.
-        """
-        socket.send_fds(self.sock, [pickle.dumps((plan, trace))], list(fds))
-        return self.pid, self.pidfd
+    def hand_over(self, plan: Plan, fds: ChildFds) -> None:
+        """Send the plan: the spare starts on its mounts; its pid and pidfd are now
+        the caller's. OSError if it is gone before it got the plan. Call ``release`` next."""
+        self.kernel.send_fds(self.sock, pickle.dumps(plan), fds)
 
     def release(self, plan: Plan) -> None:
         """Join the spare to the plan's cgroup, then let it go on (or fail at "join cgroup").
@@ -117,7 +109,7 @@ class Spare:
         how the container's init and its target meet.
         """
         try:
-            join_cgroup(plan.cgroup_procs, self.pid)
+            self.kernel.join_cgroup(plan.cgroup_procs, self.pid)
             reply = GO
         except OSError as exc:
             reply = pickle.dumps((exc.errno, exc.strerror, exc.filename))
@@ -132,7 +124,7 @@ class Spare:
         """End an unused spare and reap it."""
         self.sock.close()
         if self.owner != os.getpid():
-            return  # a forked copy of the parent: the spare is not ours
+            return  # a forked copy of the owner: the spare is not ours
         try:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         except ProcessLookupError:
@@ -144,90 +136,89 @@ class Spare:
         os.close(self.pidfd)
 
 
-def fork_spare(flags: int, own_pidns_fd: int, staging: str | None = None) -> Spare:
-    """Fork a spare that unshares ``flags``. Only from a single-threaded process.
+def fork_spare(kernel: Kernel, flags: int, own_pidns_fd: int,
+               staging: str | None = None) -> tuple[int, int, socket.socket]:
+    """Fork a spare that unshares ``flags``: (pid, pidfd, the owner's end of its socket).
 
-    ``staging``: an empty directory to make /proc, /dev and /sys under, ahead
-    (``setup.stage_pseudo_fs``); None to leave them to the plan.
+    Only from a single-threaded process. ``staging``: an empty directory to
+    make /proc, /dev and /sys under, ahead; None to leave them to the plan.
     """
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = (os.getpid(), own_start_time())
     try:
-        pid = linux.unshare_pid_and_fork(own_pidns_fd)
+        pid = kernel.fork_new_pidns(own_pidns_fd)
     except BaseException:
-        parent_sock.close()
-        child_sock.close()
+        ours.close()
+        theirs.close()
         raise
     if pid == 0:
-        spare_main(child_sock.fileno(), flags, parent, staging)
-    child_sock.close()
+        spare_main(theirs.fileno(), flags, parent, staging, Kernel())
+    theirs.close()
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = kernel.pidfd_open(pid)
     except BaseException:
-        parent_sock.close()
+        ours.close()
         raise
-    return Spare(pid, pidfd, parent_sock, flags)
+    return pid, pidfd, ours
 
 
-def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None],
-               staging: str | None = None) -> NoReturn:
-    """In the spare: get ready, wait for a plan, become its container."""
+def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None], staging: str | None,
+               kernel: Kernel) -> NoReturn:
+    """In the spare: get ready, wait for a plan, become its container's init."""
     gc.disable()  # a collection would touch, and so copy, the parent's whole heap
     try:
-        sock_fd = _only_fd(sock_fd)
-        leave_parent(parent)
-        linux.set_name("sandbox-spare")
-        forward = install_forwarder()
-        if flags & linux.CLONE_NEWNET:
-            setup.open_host_netlink()  # for a bridge plan's veth request, before unshare
-        linux.unshare(flags)
-        if flags & linux.CLONE_NEWNS:
-            linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE, None)
-        if flags & linux.CLONE_NEWNET:
-            linux.loopback_up()
-            setup.LOOPBACK_UP = True
-        if flags & linux.CLONE_NEWNS and staging:
-            setup.stage_pseudo_fs(staging)
+        sock_fd, forward = _get_ready(kernel, sock_fd, flags, parent, staging)
         sock = socket.socket(fileno=sock_fd)
-        msg, fds, _, _ = socket.recv_fds(sock, MAX_PLAN, 4)
+        msg, fds = kernel.recv_fds(sock, MAX_PLAN, 4)
         sock.detach()  # the fd stays open, for the "go"
-    except BaseException:  # noqa: BLE001 - the parent sees a dead spare and forks afresh
-        os._exit(SETUP_FAILED)
+    except BaseException:  # noqa: BLE001 - the owner sees a dead spare and forks afresh
+        kernel.exit(SETUP_FAILED)
     if not msg:
-        os._exit(0)  # discarded
-    plan, trace = pickle.loads(msg)
-    if trace:
-        setup.TRACE = [("spare got the plan", time.perf_counter())]
-    run_and_report(lambda: _become_container(plan, fds, sock_fd, forward))
+        kernel.exit(0)  # discarded
+    plan = pickle.loads(msg)
+    if plan.trace:
+        kernel.trace = []
+        kernel.mark("spare got the plan")
+    run_and_report(kernel, lambda: _become(plan, ChildFds(*fds), sock_fd, forward, kernel))
 
 
-def _only_fd(sock_fd: int) -> int:
-    """Close every inherited fd but the socket (moved above 3); /dev/null on 0, 1, 2."""
-    sock_fd = fcntl.fcntl(sock_fd, fcntl.F_DUPFD_CLOEXEC, 4)
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        if fd != null:
-            os.dup2(null, fd)
-    close_all_but((sock_fd,), above=2)
-    return sock_fd
+def _get_ready(kernel: Kernel, sock_fd: int, flags: int, parent: tuple[int, int | None],
+               staging: str | None) -> tuple[int, Forwarder]:
+    """Everything a spare does before its plan; its socket's fd (moved above 3)."""
+    sock_fd = fdmod.only(kernel, sock_fd)
+    leave_parent(kernel, parent)
+    kernel.set_name(NAME)
+    forward = install_forwarder(kernel)
+    if flags & linux.CLONE_NEWNET:
+        kernel.open_host_netlink()  # for a bridge plan's veth request, before unshare
+    kernel.unshare(flags)
+    if flags & linux.CLONE_NEWNS:
+        kernel.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE, None)
+    if flags & linux.CLONE_NEWNET:
+        kernel.loopback_up()
+    if flags & linux.CLONE_NEWNS and staging:
+        steps.stage_pseudo_fs(kernel, staging)
+    return sock_fd, forward
 
 
-def _become_container(plan: Plan, fds: list[int], sock_fd: int, forward: Forwarder) -> int:
-    in_step("start", arrange_fds, *fds, (sock_fd, *setup.held_fds()))
-    run_ops(plan.ops)
-    in_step("join cgroup", _wait_for_go, sock_fd, not plan.hold)
-    setup.mark("join cgroup")
+def _become(plan: Plan, fds: ChildFds, sock_fd: int, forward: Forwarder, kernel: Kernel) -> int:
+    """The plan's mounts, the owner's "go", the cgroup namespace, then init.finish."""
+    held = (kernel.host_netlink.fileno(),) if kernel.host_netlink is not None else ()
+    in_step("start", fdmod.arrange, kernel, fds, (sock_fd, *held))
+    steps.run(plan.ops, kernel)
+    in_step("join cgroup", _wait_for_go, kernel, sock_fd, not plan.hold)
+    kernel.mark("join cgroup")
     if plan.unshare_flags & linux.CLONE_NEWCGROUP:
-        in_step("unshare namespaces", linux.unshare, linux.CLONE_NEWCGROUP)
-    setup.mark("unshare")
-    return finish_setup(plan, forward=forward, hold_fd=sock_fd)
+        in_step("unshare namespaces", kernel.unshare, linux.CLONE_NEWCGROUP)
+    kernel.mark("unshare")
+    return finish(plan, kernel, forward=forward, hold_fd=sock_fd)
 
 
-def _wait_for_go(sock_fd: int, close: bool = True) -> None:
-    """Block until the parent has joined us to the cgroup; raise its error if it could not."""
-    reply = os.read(sock_fd, 4096)
+def _wait_for_go(kernel: Kernel, sock_fd: int, close: bool = True) -> None:
+    """Block until the owner has joined us to the cgroup; raise its error if it could not."""
+    reply = kernel.read(sock_fd, 4096)
     if close:
-        os.close(sock_fd)
+        kernel.close(sock_fd)
     if reply == GO:
         return
     if not reply:

@@ -1,14 +1,15 @@
-"""The zygote: a single-threaded helper that forks containers on request.
+"""The zygote: a small single-threaded process that forks containers on request.
 
-Started once per host process by ``spawner.Zygote`` (see there for why). It
-reads requests from its socket, each a pickled (kind, value):
+Started once per host process by ``launch_zygote`` (see there for why), with
+``python -S`` and only the container side of the package: every container
+it forks is a copy of it. It reads requests from its socket, each a pickled
+(kind, value):
 
-- ("spawn", plan), with the container's fds: forks its first process and
-  answers ("ok", pid) with a pidfd for it;
-- ("spare", (flags, staging)): forks a spare (``spare``) that unshares ``flags``
-  (and stages /proc, /dev and /sys on the ``staging`` directory) and
-  answers ("ok", (pid, flags)) with a pidfd and the spare's socket: the owner
-  hands the next plan to the spare itself.
+- ("spawn", plan), with the container's four fds: forks a fresh init
+  (``init.fresh_main``) and answers ("ok", pid) with a pidfd for it;
+- ("spare", (flags, staging)): forks a spare (``spare``) and answers
+  ("ok", (pid, flags)) with a pidfd and the spare's socket: the owner hands
+  the next plan to the spare itself.
 
 An error is answered ("error", text). It reaps its children (the inits and
 the spares) and exits when the socket closes, which SIGKILLs every one of
@@ -23,47 +24,34 @@ import select
 import signal
 import socket
 
-from .. import linux
-from . import child, execute, setup  # noqa: F401 - imported once here, not per fork
 from ..plan import Plan
-from .spare import fork_spare
-from .fork import flush_stdio, own_pidns_fd, reap_exited_children, start_container
+from . import init, spare  # noqa: F401 - loaded once here, not in every fork
+from .fds import ChildFds, flush_stdio
+from .kernel import Kernel
+from .launch_direct import fork_init, own_pidns_fd
 
 REAP_INTERVAL_MS = 200
+NAME = "sandbox-zygote"
 
 
-def import_steps(plan: Plan) -> None:
-    """Import here, once, the modules the plan's ``call`` steps need.
-
-    Imported in each forked child instead, they would cost every container
-    their import time (pyroute2's codecs, for a bridge network: ~200 ms).
-    They are not imported ahead: a zygote that never sees such a step stays
-    small, and so do the containers it forks.
-    """
-    for op in (*plan.pre_ops, *plan.ops, *plan.hooks):
-        if op.kind == "call":
-            __import__(op.args[0].rpartition(".")[0])
-
-
-def handle(kind: str, value: object, fds: list[int]) -> tuple[object, list[int]]:
+def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[object, list[int]]:
     """Carry out one request; (reply value, fds to send with it, then close here)."""
     if kind == "spawn":
         assert isinstance(value, Plan)
-        import_steps(value)
-        pid, pidfd = start_container(value, tuple(fds))
-        return pid, [pidfd]
+        pid = fork_init(kernel, value, ChildFds(*fds))
+        return pid, [kernel.pidfd_open(pid)]
     if kind == "spare":
-        flags, staging = value
+        flags, staging = value  # type: ignore[misc]
         flush_stdio()
-        spare = fork_spare(flags, own_pidns_fd(), staging)
-        return (spare.pid, spare.flags), [spare.pidfd, spare.sock.detach()]
+        pid, pidfd, sock = spare.fork_spare(kernel, flags, own_pidns_fd(), staging)
+        return (pid, flags), [pidfd, sock.detach()]
     raise ValueError(f"unknown request {kind!r}")
 
 
-def serve_one(sock: socket.socket) -> bool:
+def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
-        msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+        msg, fds = kernel.recv_fds(sock, 1 << 20, 4)
     except ConnectionResetError:
         return False
     if not msg:
@@ -71,14 +59,14 @@ def serve_one(sock: socket.socket) -> bool:
     out_fds: list[int] = []
     try:
         kind, value = pickle.loads(msg)
-        result, out_fds = handle(kind, value, fds)
+        result, out_fds = handle(kernel, kind, value, fds)
         reply = ("ok", result)
     except Exception as exc:  # noqa: BLE001 - sent back to the owner
         reply = ("error", f"{type(exc).__name__}: {exc}")
     for fd in fds:
         os.close(fd)
     try:
-        socket.send_fds(sock, [pickle.dumps(reply)], out_fds)
+        kernel.send_fds(sock, pickle.dumps(reply), out_fds)
     finally:
         for fd in out_fds:
             os.close(fd)
@@ -86,13 +74,15 @@ def serve_one(sock: socket.socket) -> bool:
 
 
 def main(fd: int) -> None:
+    """The zygote's loop, until its owner closes the socket."""
+    kernel = Kernel()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    linux.set_name("sandbox-zygote")
+    kernel.set_name(NAME)
     sock = socket.socket(fileno=fd)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     while True:
-        if poller.poll(REAP_INTERVAL_MS) and not serve_one(sock):
+        if poller.poll(REAP_INTERVAL_MS) and not serve_one(kernel, sock):
             break
-        reap_exited_children()
+        kernel.reap_exited()
     os._exit(0)

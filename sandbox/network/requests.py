@@ -2,7 +2,7 @@
 
 The parent encodes them (``sandbox.network.attach``) and the container's
 first process sends them on a plain NETLINK_ROUTE socket
-(``sandbox.linux.netlink``): pyroute2's IPRoute takes ~4 ms to open in a
+(``sandbox.linux.rtnetlink``): pyroute2's IPRoute takes ~4 ms to open in a
 freshly forked process and ~1.5 ms per request (it runs an asyncio loop),
 and importing pyroute2 at all would make the zygote, and so every
 container, several MB bigger. The interface index of the container's eth0

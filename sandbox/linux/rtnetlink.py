@@ -1,7 +1,7 @@
 """Sending rtnetlink requests that were encoded elsewhere (rtnetlink(7)).
 
 The parent encodes each request with pyroute2's message classes
-(``sandbox.network.netlink``); the container's first process only sends the
+(``sandbox.network.requests``); the container's first process only sends the
 bytes and reads the acks. So neither it nor the zygote (which every
 container is a copy of) loads pyroute2.
 """

@@ -1,0 +1,39 @@
+"""File descriptors passed between processes over unix sockets (unix(7), SCM_RIGHTS).
+
+``socket.recv_fds`` in Python 3.11 ignores its flags (cpython #128881), so the
+descriptors it receives are inheritable for a moment, and a fork meanwhile
+would carry them into a container. ``recv_fds`` here calls recvmsg with
+MSG_CMSG_CLOEXEC itself, so they are close-on-exec from the first instant.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+
+_INT_SIZE = array.array("i").itemsize
+
+
+def send_fds(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
+    """Send ``data`` with ``fds`` attached (a copy of each arrives at the other end)."""
+    socket.send_fds(sock, [data], list(fds))
+
+
+def recv_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message and the fds that came with it, each close-on-exec.
+
+    Descriptors beyond ``maxfds`` (or a truncated control message) are closed
+    here and refused with an OSError: a peer never leaves us fds we did not expect.
+    """
+    data, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
+                                           socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - (len(payload) % _INT_SIZE)])
+    if flags & socket.MSG_CTRUNC or len(fds) > maxfds:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(f"more file descriptors came with a message than the {maxfds} expected")
+    return data, list(fds)

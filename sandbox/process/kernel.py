@@ -1,0 +1,312 @@
+"""The one way from ``sandbox.process`` to the kernel: a Kernel object.
+
+Every change a container's processes make goes through one Kernel: forks and
+exec, namespaces, cgroup membership, mounts and the files of the new root,
+credentials, file descriptors, signal dispositions, netlink requests and the
+process's exit. Production code uses ``Kernel`` (over ``sandbox.linux`` and
+``os``); unit tests pass a recorder (``tests/kernel_recorder.py``) and check
+the whole order of a container's setup, for every start route, without root.
+What the setup only reads (stat, readlink, /proc) it reads itself.
+
+A Kernel also carries what its process did before it was given a plan (a
+spare: the namespaces unshared, ``lo`` up, /proc, /dev and /sys staged, a
+netlink socket opened in the host's network namespace): the steps ask it,
+so no module global changes what a step does. One Kernel per process; a
+forked child makes its own (``Kernel(trace=...)``).
+"""
+
+from __future__ import annotations
+
+import _signal  # signal's C module: no enum wrapping in freshly forked children
+import fcntl
+import os
+import resource
+import socket
+import stat
+import time
+
+from .. import linux
+from ..linux import rtnetlink
+from ..linux import unix
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+#: Every signal a command starts with at its default disposition.
+DEFAULT_SIGNALS = tuple(int(s) for s in _signal.valid_signals()
+                        if s not in (_signal.SIGKILL, _signal.SIGSTOP) and s < _signal.SIGRTMIN)
+RLIMITS = {
+    "nofile": resource.RLIMIT_NOFILE, "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE,
+    "nproc": resource.RLIMIT_NPROC, "stack": resource.RLIMIT_STACK,
+    "memlock": resource.RLIMIT_MEMLOCK, "cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS,
+}
+
+
+class Kernel:
+    """The syscalls of one container process, and what it did ahead of its plan."""
+
+    def __init__(self, *, trace: bool = False) -> None:
+        #: With tracing on: (step, time.perf_counter()) after each step.
+        self.trace: list[tuple[str, float]] | None = [] if trace else None
+        #: Where /proc, /dev and /sys were made ahead (a spare), or None.
+        self.staged: str | None = None
+        #: True once ``lo`` is up in this process's network namespace.
+        self.loopback_is_up = False
+        #: A NETLINK_ROUTE socket in the host's network namespace, opened before unshare.
+        self.host_netlink: socket.socket | None = None
+
+    def mark(self, step: str) -> None:
+        """Note that ``step`` is done (a no-op unless tracing)."""
+        if self.trace is not None:
+            self.trace.append((step, time.perf_counter()))
+
+    # -- this process ------------------------------------------------------------
+
+    def set_pdeathsig(self, sig: int) -> None:
+        linux.set_pdeathsig(sig)
+
+    def setsid(self) -> None:
+        os.setsid()
+
+    def set_name(self, name: str) -> None:
+        linux.set_name(name)
+
+    def set_dumpable(self, dumpable: bool) -> None:
+        linux.set_dumpable(dumpable)
+
+    def set_signal(self, sig: int, handler: object) -> None:
+        _signal.signal(sig, handler)
+
+    def reset_signals(self) -> None:
+        """Default dispositions and an empty mask: Python ignores SIGPIPE and the
+        zygote SIGINT, and exec would pass those ignores on."""
+        for sig in DEFAULT_SIGNALS:
+            if _signal.getsignal(sig) != _signal.SIG_DFL:  # None: set outside Python
+                try:
+                    _signal.signal(sig, _signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+
+    def set_environ(self, env: dict[str, str]) -> None:
+        """Make os.environ (and the C environment) exactly ``env``, changing only what differs."""
+        for name in [n for n in os.environ if n not in env]:
+            del os.environ[name]
+        for name, value in env.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
+
+    def exit(self, status: int) -> NoReturn:
+        os._exit(status)
+
+    # -- processes ---------------------------------------------------------------
+
+    def fork(self) -> int:
+        return os.fork()
+
+    def fork_new_pidns(self, own_pidns_fd: int) -> int:
+        """Fork a child that is pid 1 of a new pid namespace."""
+        return linux.unshare_pid_and_fork(own_pidns_fd)
+
+    def fork_into_pidns(self, pidfd: int, own_pidns_fd: int, sibling: bool = False) -> int:
+        """Fork a child into the pid namespace of ``pidfd``'s process; with ``sibling``
+        the child is our parent's (clone(CLONE_PARENT))."""
+        fork = linux.fork_sibling if sibling else os.fork
+        return linux.fork_into_pid_ns(pidfd, own_pidns_fd, fork=fork)
+
+    def spawn(self, path: str, argv: tuple[str, ...], env: dict[str, str]) -> int:
+        """posix_spawn (vfork + exec: far cheaper than forking a Python process), every
+        signal at its default disposition and none blocked."""
+        return os.posix_spawn(path, list(argv), env, setsigdef=DEFAULT_SIGNALS, setsigmask=())
+
+    def waitpid(self, pid: int) -> int:
+        """Wait for child ``pid``; its wait status."""
+        return os.waitpid(pid, 0)[1]
+
+    def kill(self, pid: int, sig: int) -> None:
+        os.kill(pid, sig)
+
+    def wait_any(self) -> tuple[int, int]:
+        """waitpid(-1): (pid, wait status); ChildProcessError when no child is left."""
+        return os.waitpid(-1, 0)
+
+    def reap_exited(self) -> None:
+        """Collect every child that has exited, without blocking."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def pidfd_open(self, pid: int) -> int:
+        return os.pidfd_open(pid)
+
+    # -- file descriptors --------------------------------------------------------
+
+    def pipe(self) -> tuple[int, int]:
+        """A close-on-exec pipe: (read end, write end)."""
+        return os.pipe2(os.O_CLOEXEC)
+
+    def dup(self, fd: int) -> int:
+        return os.dup(fd)
+
+    def dup_above(self, fd: int, lowest: int) -> int:
+        """A close-on-exec copy of ``fd`` numbered ``lowest`` or above."""
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+
+    def dup2(self, fd: int, to: int, inheritable: bool = True) -> None:
+        os.dup2(fd, to, inheritable=inheritable)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def close_range(self, low: int, high: int) -> None:
+        """Close every fd from ``low`` up to, not including, ``high``."""
+        os.closerange(low, high)
+
+    def open(self, path: str, flags: int) -> int:
+        return os.open(path, flags)
+
+    def read(self, fd: int, size: int) -> bytes:
+        return os.read(fd, size)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def send_fds(self, sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
+        unix.send_fds(sock, data, fds)
+
+    def recv_fds(self, sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+        """One message and the fds that came with it (close-on-exec)."""
+        return unix.recv_fds(sock, size, maxfds)
+
+    # -- namespaces and cgroups ----------------------------------------------------
+
+    def unshare(self, flags: int) -> None:
+        linux.unshare(flags)
+
+    def setns(self, fd: int, flags: int) -> None:
+        linux.setns(fd, flags)
+
+    def join_cgroup(self, procs_files: tuple[str, ...], pid: int = 0) -> None:
+        """Move process ``pid`` (0: this one) into the sandbox's cgroup(s), one
+        cgroup.procs file per hierarchy; an OSError names the file refused."""
+        data = str(pid).encode()
+        for procs in procs_files:
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                try:
+                    os.write(fd, data)
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, procs) from exc
+            finally:
+                os.close(fd)
+
+    # -- mounts and the files of the new root ----------------------------------------
+
+    def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
+              data: str | None) -> None:
+        linux.mount(source, target, fstype, flags, data)
+
+    def umount(self, target: str, flags: int) -> None:
+        linux.umount(target, flags)
+
+    def mount_setattr(self, path: str, attrs: int, recursive: bool) -> None:
+        linux.mount_setattr(path, attrs, recursive)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        linux.pivot_root(new_root, put_old)
+
+    def chdir(self, path: str) -> None:
+        os.chdir(path)
+
+    def mkdir(self, path: str, mode: int) -> None:
+        """Make a directory with exactly ``mode`` (the umask aside); an existing one is kept."""
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            return
+        os.chmod(path, mode)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def mknod(self, path: str, mode: int, major: int, minor: int) -> None:
+        os.mknod(path, stat.S_IFCHR | mode, os.makedev(major, minor))
+        os.chmod(path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        os.symlink(target, path)
+
+    def touch(self, path: str) -> None:
+        """Make an empty file unless one is there (a mount point for a file)."""
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+    def write_file(self, path: str, text: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+
+    # -- network -----------------------------------------------------------------------
+
+    def sethostname(self, name: str) -> None:
+        linux.sethostname(name)
+
+    def loopback_up(self) -> None:
+        linux.loopback_up()
+        self.loopback_is_up = True
+
+    def open_host_netlink(self) -> None:
+        """Open ``host_netlink`` in the current (the host's) network namespace, above fd 3
+        (0-3 become stdio and the status pipe)."""
+        if self.host_netlink is None:
+            sock = rtnetlink.open_socket()
+            if sock.fileno() <= 3:
+                high = self.dup_above(sock.fileno(), 4)
+                sock.close()
+                sock = socket.socket(fileno=high)
+            self.host_netlink = sock
+
+    def close_host_netlink(self) -> None:
+        if self.host_netlink is not None:
+            self.host_netlink.close()
+            self.host_netlink = None
+
+    def netlink_socket(self) -> socket.socket:
+        """A NETLINK_ROUTE socket in the current network namespace."""
+        return rtnetlink.open_socket()
+
+    def netlink_request(self, sock: socket.socket, data: bytes, what: str) -> None:
+        rtnetlink.request(sock, data, what)
+
+    def interface_index(self, name: str) -> int:
+        return socket.if_nametoindex(name)
+
+    # -- credentials ---------------------------------------------------------------------
+
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        """Lower an rlimit; a hard limit above the current one is clamped to it."""
+        res = RLIMITS[name]
+        _, current = resource.getrlimit(res)
+        if current != resource.RLIM_INFINITY:
+            hard = min(hard, current)
+        resource.setrlimit(res, (min(soft, hard), hard))
+
+    def drop_bounding_caps(self, keep_mask: int, last_cap: int) -> None:
+        linux.drop_bounding_caps(keep_mask, last_cap)
+
+    def clear_ambient_caps(self) -> None:
+        linux.clear_ambient_caps()
+
+    def set_ids(self, uid: int, gid: int, groups: tuple[int, ...]) -> None:
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+
+    def set_caps(self, effective: int, permitted: int, inheritable: int) -> None:
+        linux.set_caps(effective, permitted, inheritable)
+
+    def set_no_new_privs(self) -> None:
+        linux.set_no_new_privs()

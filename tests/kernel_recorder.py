@@ -1,0 +1,121 @@
+"""A stand-in for the Kernel (sandbox.process.kernel) that records every call (no root).
+
+As youki's TestHelperSyscall: each Kernel method is replaced by one that
+appends ``(name, *args)`` to ``calls`` and returns a harmless answer, so a
+start route's code runs in the test process and the test asserts on the
+order of what it would have done. Files under ``files_under`` (a test's tmp
+dir) are made for real, so steps that look at what earlier steps made see
+it. ``exit`` raises Exited, ``fail_on`` makes a method raise EPERM, and
+``replies`` scripts what ``read`` and ``recv_fds`` return.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+
+from sandbox.process.kernel import Kernel
+
+
+class Exited(BaseException):
+    """Kernel.exit was called (the process would have ended here)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class FakeSocket:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FakeSocket":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+#: Kernel methods that only ever touch files: done for real under ``files_under``.
+FILE_METHODS = {"mkdir", "makedirs", "touch", "symlink", "write_file"}
+#: Kernel methods that are not calls to the kernel (state kept on the object).
+NOT_RECORDED = {"mark"}
+
+
+class RecordingKernel(Kernel):
+    """Records every Kernel call; performs only file operations under ``files_under``."""
+
+    def __init__(self, *, files_under: str | None = None, fail_on: str | None = None,
+                 replies: dict[str, list] | None = None, trace: bool = False) -> None:
+        super().__init__(trace=trace)
+        self.calls: list[tuple] = []
+        self.files_under = files_under
+        self.fail_on = fail_on
+        self.replies = {name: list(values) for name, values in (replies or {}).items()}
+        self._fds = itertools.count(100)
+
+    def names(self) -> list[str]:
+        """The names of the calls, in order."""
+        return [call[0] for call in self.calls]
+
+    def _record(self, name: str, args: tuple) -> None:
+        self.calls.append((name, *args))
+        if name == self.fail_on:
+            raise OSError(errno.EPERM, "Operation not permitted", args[1] if len(args) > 1 else None)
+
+    def _answer(self, name: str, args: tuple):  # noqa: C901 - one answer per method
+        if name in FILE_METHODS:
+            path = args[-1] if name == "symlink" else args[0]
+            if self.files_under and os.path.abspath(path).startswith(self.files_under):
+                return getattr(Kernel, name)(self, *args)
+            return None
+        if name in self.replies and self.replies[name]:
+            return self.replies[name].pop(0)
+        if name == "exit":
+            raise Exited(args[0])
+        if name == "loopback_up":
+            self.loopback_is_up = True
+        elif name == "open_host_netlink":
+            self.host_netlink = FakeSocket(next(self._fds))  # type: ignore[assignment]
+        elif name == "close_host_netlink":
+            self.host_netlink = None
+        elif name in ("dup", "dup_above", "open", "pidfd_open"):
+            return next(self._fds)
+        elif name == "pipe":
+            return next(self._fds), next(self._fds)
+        elif name in ("fork", "fork_new_pidns", "fork_into_pidns"):
+            return 4242  # the parent's side: the child's code is called by the test itself
+        elif name == "spawn":
+            return 7
+        elif name == "wait_any":
+            return 7, 0
+        elif name in ("waitpid", "interface_index"):
+            return 2
+        elif name == "read":
+            return b""
+        elif name == "recv_fds":
+            return b"", []
+        elif name == "netlink_socket":
+            return FakeSocket(next(self._fds))
+        elif name == "write":
+            return len(args[1])
+        return None
+
+    def __getattribute__(self, name: str):
+        attr = object.__getattribute__(self, name)
+        if (name.startswith("_") or name in NOT_RECORDED or not callable(attr)
+                or name not in Kernel.__dict__):
+            return attr
+
+        def record(*args):
+            self._record(name, args)
+            return self._answer(name, args)
+
+        return record
