@@ -119,10 +119,10 @@ def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str],
 def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
          server_pid: int) -> tuple[float, CpuMeter, list, list]:
     """(jobs/s, CPU, [submit->first event], [submit->first output]) for trivial sandboxed jobs."""
+    import tomllib
+
     from jobs import connect, parse_job, submit, wait
     from jobs.logstream import follow
-
-    import tomllib
 
     spec = parse_job(tomllib.loads(TRIVIAL))[0]
     conn = connect(url)

@@ -176,7 +176,7 @@ def _remove_cgroups(parent: str) -> None:
         from sandbox.cgroups import host_cgroups
 
         host_cgroups().remove_parents()
-    except Exception as exc:  # noqa: BLE001 - report, do not hide the numbers
+    except Exception as exc:
         print(f"could not remove cgroup parent {parent}: {exc}")
 
 

@@ -33,7 +33,7 @@ _EXPORTS = {
     "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
     "Artifact": "result", "JobResult": "result", "StepResult": "result",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the names are the keys above
 
 
 def __getattr__(name: str) -> object:

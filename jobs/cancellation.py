@@ -9,8 +9,8 @@ without the runner's thread polling for it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 
 class Cancel:

@@ -9,7 +9,8 @@ live and the same JobResult at the end.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import store
 from .cancellation import Cancel

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
-KINDS = ("step-start", "out", "step-end", "note", "eof")
 _BASE = ("kind", "seq", "time", "step", "stream", "data")
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
 
@@ -28,8 +29,7 @@ from .errors import JobError
 from .events import JobLog
 from .junit import JUnitReport, parse_reports
 from .model import JobSpec, Step
-from .result import (CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, Artifact, JobResult,
-                     StepResult)
+from .result import CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, Artifact, JobResult, StepResult
 from .workspace import JobDir
 
 StoreArtifacts = Callable[[str, list[tuple[Artifact, "bytes | None"]]], object]
@@ -125,7 +125,7 @@ def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
     """Run one sandbox to its end, watched from this thread; (result, cancelled)."""
     fired: list[bool] = []
 
-    def stop(stop_now: Callable[[], None]) -> ContextManager[None]:
+    def stop(stop_now: Callable[[], None]) -> AbstractContextManager[None]:
         return cancel.watch(lambda: (fired.append(True), stop_now()))
 
     result = Sandbox(spec, on_output=on_output, log_file=False).run(stop=stop)

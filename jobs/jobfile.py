@@ -28,8 +28,9 @@ import itertools
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sandbox import Limits, SpecError, parse_duration
 

@@ -10,8 +10,9 @@ symlink that leaves it (a sandbox could point report.xml at /etc/shadow).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .workspace import matches as workspace_matches
 
@@ -99,7 +100,7 @@ def parse_reports(workspace: str, patterns: Iterable[str]) -> JUnitReport:
     for rel in rels:
         try:
             file_cases, seconds = _parse_file(os.path.join(workspace, rel))
-        except Exception as exc:  # noqa: BLE001 - any malformed report becomes a problem line
+        except Exception as exc:
             problems.append(f"{rel}: unreadable JUnit XML: {type(exc).__name__}: {exc}")
             continue
         if not file_cases:
@@ -148,4 +149,4 @@ def _first_lines(text: str, n: int = TRACEBACK_LINES) -> str:
     lines = text.strip("\n").splitlines()
     if len(lines) <= n:
         return "\n".join(lines)
-    return "\n".join(lines[:n] + [f"... ({len(lines) - n} more lines)"])
+    return "\n".join([*lines[:n], f"... ({len(lines) - n} more lines)"])

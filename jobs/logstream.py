@@ -9,7 +9,8 @@ attaches late (even after the job ended, until the log's TTL) sees it all.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from . import store
 from .events import LogEvent
@@ -54,7 +55,7 @@ def follow(conn: Any, job_id: str, *, follow: bool = True,
     store.require(conn, job_id)  # NoSuchJob early
     deadline = None if timeout is None else time.monotonic() + timeout
     last = "-"
-    for last, event in history(conn, job_id):
+    for last, event in history(conn, job_id):  # noqa: B007 - the last id is read after
         yield event
         if event.kind == "eof":
             return

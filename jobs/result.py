@@ -23,7 +23,6 @@ from .junit import JUnitReport
 QUEUED, RUNNING = "queued", "running"
 PASSED, FAILED, ERROR, TIMED_OUT, CANCELLED = "passed", "failed", "error", "timed_out", "cancelled"
 FINAL = (PASSED, FAILED, ERROR, TIMED_OUT, CANCELLED)
-STATUSES = (QUEUED, RUNNING, *FINAL)
 #: exit status of `sandbox submit --follow` / `sandbox jobs wait` per final status
 EXIT_STATUS = {PASSED: 0, FAILED: 1, ERROR: 2, TIMED_OUT: 124, CANCELLED: 130}
 

@@ -62,7 +62,7 @@ def _report(item, when: str, outcome: str, longrepr, result: Result | None) -> T
     duration = result.duration if (result is not None and when != "teardown") else 0.0
     start = result.started_at if result is not None else 0.0
     return TestReport(
-        item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome, longrepr, when,
+        item.nodeid, item.location, dict.fromkeys(item.keywords, 1), outcome, longrepr, when,
         sections=[], duration=duration, start=start, stop=start + duration,
         user_properties=list(item.user_properties),
     )

@@ -16,6 +16,7 @@ import faulthandler
 import os
 import tempfile
 from pathlib import Path
+
 from .channel import write_report
 
 _KEEP: list = []  # objects holding fds the engine closed: never let them be collected

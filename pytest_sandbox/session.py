@@ -18,7 +18,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sandbox import Mount, Result, Sandbox, SandboxError, SandboxSpec
 

@@ -34,8 +34,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import (CommandNotExecutable, CommandNotFound, HostError, ImageError, ImageNotFound,
-                     LimitError, NetworkError, SandboxError, SetupError, SpecError, StateError)
+from .errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    HostError,
+    ImageError,
+    ImageNotFound,
+    LimitError,
+    NetworkError,
+    SandboxError,
+    SetupError,
+    SpecError,
+    StateError,
+)
 from .logs import LogRecord
 from .result import Result
 from .runtime import Sandbox, dry_run, run
@@ -43,13 +54,45 @@ from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
 from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
-    "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "dry_run",
-    "Result", "LogRecord", "StopOnSignals", "single_threaded", "ForkServer", "ServedTarget",
-    "get_image", "import_image", "Image", "lib_dir", "run_dir", "process_alive", "own_start_time",
-    "collect_garbage", "why_unavailable", "leave_to_main_thread",
-    "parse_size", "parse_duration", "format_size", "format_duration",
-    "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError", "SetupError",
-    "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError", "LimitError",
+    "CommandNotExecutable",
+    "CommandNotFound",
+    "ForkServer",
+    "HostError",
+    "Image",
+    "ImageError",
+    "ImageNotFound",
+    "LimitError",
+    "Limits",
+    "LogRecord",
+    "Mount",
+    "NetworkError",
+    "NetworkSpec",
+    "Result",
+    "Sandbox",
+    "SandboxError",
+    "SandboxSpec",
+    "ServedTarget",
+    "SetupError",
+    "SpecError",
+    "StateError",
+    "StopOnSignals",
+    "Ulimit",
+    "collect_garbage",
+    "dry_run",
+    "format_duration",
+    "format_size",
+    "get_image",
+    "import_image",
+    "leave_to_main_thread",
+    "lib_dir",
+    "own_start_time",
+    "parse_duration",
+    "parse_size",
+    "process_alive",
+    "run",
+    "run_dir",
+    "single_threaded",
+    "why_unavailable",
 ]
 __version__ = "0.1.0"
 

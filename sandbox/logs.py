@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 STREAMS = ("stdout", "stderr")
 
@@ -80,7 +81,7 @@ class FileSink:
 
     def _open(self):
         if self._file is None:
-            self._file = open(self.path, "a", buffering=1)
+            self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed by close()
         return self._file
 
     def write(self, record: LogRecord) -> None:
@@ -123,7 +124,7 @@ class OutputLimiter:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.kept = 0
-        self.total = {s: 0 for s in STREAMS}
+        self.total = dict.fromkeys(STREAMS, 0)
         self.truncated = False
 
     @property

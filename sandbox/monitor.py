@@ -22,11 +22,11 @@ import os
 import selectors
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .logs import LogRecord, OutputLimiter, Sink
-from .process.handshake import read_events
 from .process.container import ContainerProcess
+from .process.handshake import read_events
 
 CHUNK = 65536
 SAMPLE_INTERVAL = 0.25
@@ -116,7 +116,7 @@ class Monitor:
     def _run(self, reraise: bool = False) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - re-raised here or by the waiter
+        except BaseException as exc:
             self.kill()
             self._close_all()
             if reraise:
@@ -222,7 +222,7 @@ class Monitor:
             for sink in list(self.sinks):
                 try:
                     sink.write(record)
-                except Exception as exc:  # noqa: BLE001 - a bad sink ends the run, not the loop
+                except Exception as exc:
                     self.sink_error = self.sink_error or exc
                     self.sinks.remove(sink)
                     self.kill()

@@ -78,4 +78,4 @@ def _under(path: str, tops: tuple[str, ...]) -> bool:
     return any(clean == top or clean.startswith(top + "/") for top in tops)
 
 
-__all__ = ["rootfs_ops", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]
+__all__ = ["DEVICES", "MASKED_PATHS", "READONLY_PATHS", "rootfs_ops"]

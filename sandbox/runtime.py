@@ -19,7 +19,8 @@ import contextlib
 import os
 import signal
 import time
-from typing import Callable, ContextManager, Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 from . import images, state
 from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
@@ -28,8 +29,8 @@ from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, 
 from .monitor import Monitor
 from .plan import Plan
 from .planner import NetworkSteps, build_plan, resolve_ids
-from .process.fds import ChildFds
 from .process.container import ContainerProcess
+from .process.fds import ChildFds
 from .process.launcher import launcher_for
 from .result import Result
 from .spec import SandboxSpec
@@ -37,7 +38,7 @@ from .spec import SandboxSpec
 OutputCallback = Callable[[LogRecord], None]
 #: A stop hook: given the function that stops the sandbox, a context manager
 #: that is entered before the sandbox is made and left after its end.
-StopHook = Callable[[Callable[[], None]], ContextManager[object]]
+StopHook = Callable[[Callable[[], None]], AbstractContextManager[object]]
 
 
 class Sandbox:
@@ -305,7 +306,7 @@ class Sandbox:
             what, undo = self._undo.pop()
             try:
                 undo()
-            except BaseException as exc:  # noqa: BLE001 - keep undoing, report after
+            except BaseException as exc:
                 errors.append((what, exc))
         if self.state not in ("exited", "failed"):
             self.state = "destroyed"

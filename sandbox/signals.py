@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 #: Signals the kernel may give any thread of a process, and Python handles in the main one.
 ASYNC_SIGNALS = frozenset({

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import StateError
 from .linux.proc import own_start_time, process_alive, process_start_time  # noqa: F401 - re-exported

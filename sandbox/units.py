@@ -94,7 +94,7 @@ def format_duration(seconds: float | None) -> str:
         return "unlimited"
     if seconds < 60:
         return f"{seconds:g}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     text = f"{hours}h" if hours else ""
     text += f"{minutes}m" if minutes else ""

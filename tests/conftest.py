@@ -44,7 +44,7 @@ def pytest_sessionfinish(session, exitstatus):
         from sandbox.network import remove_network
 
         remove_network("bridge")
-    except Exception:  # noqa: BLE001 - never used: nothing to remove
+    except Exception:
         pass
     shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
     shutil.rmtree(_RUN_ROOT, ignore_errors=True)
@@ -52,7 +52,7 @@ def pytest_sessionfinish(session, exitstatus):
         from sandbox.cgroups import host_cgroups
 
         host_cgroups().remove_parents()
-    except Exception:  # noqa: BLE001 - nothing was made
+    except Exception:
         pass
 
 
@@ -75,7 +75,7 @@ def _can_make_containers() -> str | None:
         from sandbox.cgroups import detect
 
         detect()
-    except Exception as exc:  # noqa: BLE001 - any failure is the reason
+    except Exception as exc:
         return f"no usable cgroups: {exc}"
     if not shutil.which("busybox") and not os.path.exists("/bin/busybox"):
         return "needs busybox-static (apt-get install busybox-static)"
@@ -121,7 +121,7 @@ def _cgroups() -> set[str]:
         from sandbox.cgroups import host_cgroups
 
         return set(host_cgroups().leftovers())
-    except Exception:  # noqa: BLE001 - no cgroups on this machine: nothing to leak
+    except Exception:
         return set()
 
 
@@ -225,7 +225,7 @@ def _persistent_links() -> set[str]:
         from sandbox.network import persistent_links
 
         return set(persistent_links())
-    except Exception:  # noqa: BLE001 - no network package yet
+    except Exception:
         return set()
 
 

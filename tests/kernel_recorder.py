@@ -5,7 +5,8 @@ appends ``(name, *args)`` to ``calls`` and returns a harmless answer, so a
 start route's code runs in the test process and the test asserts on the
 order of what it would have done. Files under ``files_under`` (a test's tmp
 dir) are made for real, so steps that look at what earlier steps made see
-it. ``exit`` raises Exited, ``fail_on`` makes a method raise EPERM, and
+it. ``exit`` raises Exited (and the first one is where the process ends: calls
+after it are not recorded), ``fail_on`` makes a method raise EPERM, and
 ``replies`` scripts what ``read`` and ``recv_fds`` return.
 """
 
@@ -60,26 +61,35 @@ class RecordingKernel(Kernel):
         self.fail_on = fail_on
         self.replies = {name: list(values) for name, values in (replies or {}).items()}
         self._fds = itertools.count(100)
+        #: The status of the first ``exit``: the process ends there, whatever the
+        #: code around it (a ``finally``, an ``except BaseException``) does with Exited.
+        self.exited: int | None = None
+        self.last_child = 7  # what wait_any reaps: the last process forked or spawned
 
     def names(self) -> list[str]:
         """The names of the calls, in order."""
         return [call[0] for call in self.calls]
 
     def _record(self, name: str, args: tuple) -> None:
+        if self.exited is not None:
+            raise Exited(self.exited)  # nothing runs after the process's end
         self.calls.append((name, *args))
         if name == self.fail_on:
             raise OSError(errno.EPERM, "Operation not permitted", args[1] if len(args) > 1 else None)
 
-    def _answer(self, name: str, args: tuple):  # noqa: C901 - one answer per method
+    def _answer(self, name: str, args: tuple):
         if name in FILE_METHODS:
             path = args[-1] if name == "symlink" else args[0]
             if self.files_under and os.path.abspath(path).startswith(self.files_under):
                 return getattr(Kernel, name)(self, *args)
             return None
-        if name in self.replies and self.replies[name]:
+        if self.replies.get(name):
             return self.replies[name].pop(0)
         if name == "exit":
+            self.exited = args[0]
             raise Exited(args[0])
+        if name == "child":
+            return self  # a forked child's calls follow in the same list
         if name == "loopback_up":
             self.loopback_is_up = True
         elif name == "open_host_netlink":
@@ -91,11 +101,13 @@ class RecordingKernel(Kernel):
         elif name == "pipe":
             return next(self._fds), next(self._fds)
         elif name in ("fork", "fork_new_pidns", "fork_into_pidns"):
+            self.last_child = 4242
             return 4242  # the parent's side: the child's code is called by the test itself
         elif name == "spawn":
+            self.last_child = 7
             return 7
         elif name == "wait_any":
-            return 7, 0
+            return self.last_child, 0
         elif name in ("waitpid", "interface_index"):
             return 2
         elif name == "read":
@@ -114,7 +126,8 @@ class RecordingKernel(Kernel):
                 or name not in Kernel.__dict__):
             return attr
 
-        def record(*args):
+        def record(*args, **kwargs):
+            args += tuple(kwargs.values())
             self._record(name, args)
             return self._answer(name, args)
 

@@ -188,7 +188,7 @@ def v2(tmp_path, monkeypatch):
 
 
 def test_v2_create_delegates_controllers_and_writes_exact_limits(v2):
-    hierarchy, kernel = v2
+    hierarchy, _kernel = v2
     limits = Limits(memory="256m", cpus=0.25, pids=64, cpuset="0")
     cgroup = hierarchy.create("abc123", limits)
     parent = os.path.join(hierarchy.root, PARENT)
@@ -242,7 +242,7 @@ def test_v2_cpu_max_for_a_cpu_share(v2, cpus, expected):
 
 
 def test_v2_kernel_without_swap_accounting_gets_no_swap_write(v2):
-    hierarchy, kernel = v2
+    hierarchy, _kernel = v2
     # the kernel makes memory.swap.max only with swap accounting; without it, nothing to write
     del V2_CONTROLLER_FILES["memory"]["memory.swap.max"]
     try:
@@ -255,7 +255,7 @@ def test_v2_kernel_without_swap_accounting_gets_no_swap_write(v2):
 
 
 def test_v2_an_existing_delegating_parent_is_reused(v2):
-    hierarchy, kernel = v2
+    hierarchy, _kernel = v2
     first = hierarchy.create("one", Limits())
     root_control = os.path.join(hierarchy.root, "cgroup.subtree_control")
     _write(root_control, "cpuset cpu memory pids\n")  # as the kernel shows it
@@ -501,7 +501,7 @@ def test_v1_devices_co_mounted_with_another_controller_keeps_its_own_directory(t
         mount = str(base / name)
         os.makedirs(mount)
         hierarchies[mount] = controllers
-        mounts.update({c: mount for c in controllers})
+        mounts.update(dict.fromkeys(controllers, mount))
     _write(os.path.join(mounts["devices"], "devices.list"), "a *:* rwm\n")
     FakeCgroupFS(monkeypatch, str(base), 1, hierarchies)
     cgroup = CgroupV1(mounts).create("cm", Limits())
@@ -571,7 +571,7 @@ def test_v1_co_mounted_cpu_and_cpuacct_share_one_directory(tmp_path, monkeypatch
         mount = str(base / name)
         os.makedirs(mount)
         hierarchies[mount] = controllers
-        mounts.update({c: mount for c in controllers})
+        mounts.update(dict.fromkeys(controllers, mount))
     _write(os.path.join(mounts["devices"], "devices.list"), "a *:* rwm\n")
     kernel = FakeCgroupFS(monkeypatch, str(base), 1, hierarchies)
     hierarchy = CgroupV1(mounts)

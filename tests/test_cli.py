@@ -65,3 +65,32 @@ def test_dry_run_prints_the_plan_without_running(tmp_path):
     assert out.returncode == 0 and b"pivot_root" in out.stdout and b"exec true" in out.stdout
     assert not os.listdir(os.path.join(os.environ["SANDBOX_RUN_DIR"], "sandboxes")) \
         if os.path.isdir(os.path.join(os.environ["SANDBOX_RUN_DIR"], "sandboxes")) else True
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("network", ["none", "bridge"])
+def test_the_dry_run_prints_exactly_the_plan_a_run_performs(network, tmp_path):
+    """The same steps, cgroup and network included; only the run's id and address differ."""
+    from sandbox import Limits, Mount, NetworkSpec, Sandbox, SandboxSpec
+
+    net = NetworkSpec(network, egress=network == "bridge",
+                      publish=("18473:80",) if network == "bridge" else ())
+    spec = SandboxSpec(image="busybox", command=["sh", "-c", "true"], network=net,
+                       mounts=(Mount(str(tmp_path), "/data"),), workdir="/work",
+                       limits=Limits(memory="64m", pids=32, cpus=0.5, timeout="30s"))
+    args = ["run", "--dry-run", "--network", network, "-v", f"{tmp_path}:/data", "-w", "/work",
+            "--memory", "64m", "--pids", "32", "--cpus", "0.5", "--timeout", "30s"]
+    if network == "bridge":
+        args += ["--egress", "-p", "18473:80"]
+    printed = sandbox_cli(*args, "busybox", "--", "sh", "-c", "true")
+    assert printed.returncode == 0, printed.stderr
+    with Sandbox(spec, log_file=False) as box:
+        ran = box.plan.describe().replace(box.id, "<id>")
+        if box.network is not None:
+            ran = ran.replace(box.network.address, "<address>")
+        assert box.wait().exit_code == 0
+    assert printed.stdout.decode().strip() == ran
+    assert "on the host: make cgroup" in ran and "join cgroup" in ran
+    if network == "bridge":
+        assert "on the host: lease <address> on network bridge" in ran
+        assert "connect eth0 to network bridge" in ran and "open a netlink socket" in ran

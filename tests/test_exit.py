@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from sandbox import (CommandNotExecutable, CommandNotFound, Mount, SandboxSpec, SetupError, run)
+from sandbox import CommandNotExecutable, CommandNotFound, Mount, SandboxSpec, SetupError, run
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("spawn_mode")]
 

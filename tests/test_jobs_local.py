@@ -6,6 +6,7 @@ import pytest
 
 from jobs import Cancel, load_job_file, run_job, run_local
 from jobs.artifacts import local_dir
+
 from .jobs_support import ROOT, job_file, sandbox_cmd
 
 pytestmark = pytest.mark.root

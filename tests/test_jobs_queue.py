@@ -7,11 +7,19 @@ import signal
 
 import pytest
 
-from jobs import connect, load_job_file, run_job, submit, wait
-from jobs import store
+from jobs import connect, load_job_file, run_job, store, submit, wait
 from jobs.logstream import follow
-from .jobs_support import (RedisServer, Workers, free_port, job_file, queue, redis_url,  # noqa: F401
-                           sandbox_cmd, workers)
+
+from .jobs_support import (  # noqa: F401
+    RedisServer,
+    Workers,
+    free_port,
+    job_file,
+    queue,
+    redis_url,
+    sandbox_cmd,
+    workers,
+)
 
 pytestmark = pytest.mark.root
 

@@ -13,6 +13,7 @@ import pytest
 from jobs import NoSuchJob, connect, parse_job, store
 from jobs.execute import new_job_id
 from jobs.result import JobResult
+
 from .jobs_support import redis_url  # noqa: F401
 
 

@@ -165,7 +165,7 @@ def test_cli_network_lifecycle_and_bad_input():
 def test_a_killed_owner_leaves_nothing_gc_does_not_remove():
     proc = popen_cli("run", "--network", "bridge", "--name", "tnet-crash", "busybox", "--", "sleep", "60")
     network = registry.get("bridge")
-    wait_for(lambda: any(l.alias == "tnet-crash" for l in ipam.members(network)))
+    wait_for(lambda: any(lease.alias == "tnet-crash" for lease in ipam.members(network)))
     wait_for(lambda: os.listdir(f"/sys/class/net/{network.bridge}/brif"))
     proc.send_signal(signal.SIGKILL)
     proc.wait()

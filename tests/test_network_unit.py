@@ -78,7 +78,7 @@ def test_only_the_holder_releases_an_address():
     net = Network("hold", "sbxhold", "10.231.10.0/24")
     address = ipam.allocate(net, "owner", None)
     ipam.release(net, address, "someone-else")
-    assert [l.address for l in ipam.members(net)] == [address]
+    assert [lease.address for lease in ipam.members(net)] == [address]
     ipam.release(net, address, "owner")
     assert ipam.members(net) == []
 
@@ -111,7 +111,7 @@ def test_unknown_network_is_one_clear_error():
 
 
 def test_subnet_overlapping_a_host_route_is_refused():
-    net, dev = next((n, d) for n, d in registry.host_routes() if n.prefixlen > 0)
+    net, _dev = next((n, d) for n, d in registry.host_routes() if n.prefixlen > 0)
     with pytest.raises(NetworkError, match=f"overlaps {net}"):
         registry.create("overlap", str(net))
     assert not (registry.networks_dir() / "overlap.json").exists()

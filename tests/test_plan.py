@@ -2,8 +2,7 @@
 
 import os
 
-from sandbox import SandboxSpec
-from sandbox import linux
+from sandbox import SandboxSpec, linux
 from sandbox.images import Image, ImageBind
 from sandbox.linux.caps import CAPABILITIES, mask
 from sandbox.planner import build_plan

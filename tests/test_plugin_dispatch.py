@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from jobs import connect, store, wait
+
 from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]

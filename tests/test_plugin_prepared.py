@@ -7,6 +7,7 @@ failure that stops the session). Each test runs pytest in a subprocess and
 compares against PYTEST_SANDBOX_PREPARE=0 where the answer could differ.
 """
 
+import itertools
 import os
 
 import pytest
@@ -42,7 +43,7 @@ def test_prepared_sandboxes_are_fresh_ones(pytester):
     namespaces = [line.split()[-1] for line in result.stdout.lines if line.startswith("pidns ")]
     # a test's sandbox exists while the one before runs: neighbours never share one
     # (the kernel reuses a freed namespace's number later)
-    assert len(namespaces) == 6 and all(a != b for a, b in zip(namespaces, namespaces[1:]))
+    assert len(namespaces) == 6 and all(a != b for a, b in itertools.pairwise(namespaces))
     assert os.readlink("/proc/self/ns/pid") not in namespaces
 
 

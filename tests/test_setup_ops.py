@@ -37,7 +37,7 @@ def test_bind_read_only_goes_all_the_way_down(tmp_path):
     assert (root / "data").is_dir()
     calls = mount_calls(rec)
     assert calls[0] == ("mount", str(src), str(root / "data"), None, linux.MS_BIND | linux.MS_REC, None)
-    name, path, attrs, recursive = calls[1]
+    name, _path, attrs, recursive = calls[1]
     assert name == "mount_setattr" and recursive and attrs & linux.MOUNT_ATTR_RDONLY
 
 

@@ -6,11 +6,10 @@ import threading
 
 import pytest
 
-from sandbox import CommandNotFound, Limits, NetworkSpec, SandboxSpec, SetupError, run
-from sandbox import linux
+from sandbox import CommandNotFound, Limits, NetworkSpec, SandboxSpec, SetupError, linux, run
 from sandbox.plan import ExecPlan, Op, Plan
-from sandbox.process.spare import fits, spare_flags
 from sandbox.process.launch_zygote import ZygoteClient
+from sandbox.process.spare import fits, spare_flags
 
 from .helpers import wait_for
 
@@ -141,7 +140,7 @@ def test_a_cgroup_that_cannot_be_made_while_the_spare_mounts_leaves_nothing():
         assert run(ok).exit_code == 0
         zygote = ZygoteClient.get().proc.pid
         (spare,) = wait_for(lambda: _spares_of(zygote))
-        with pytest.raises(LimitError, match="cpuset.cpus"):
+        with pytest.raises(LimitError, match=r"cpuset\.cpus"):
             run(bad)
         wait_for(lambda: not os.path.exists(f"/proc/{spare}/stat")
                  or open(f"/proc/{spare}/stat").read().split(") ")[1][0] == "Z")

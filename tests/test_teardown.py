@@ -23,10 +23,9 @@ def _ready(sb):
 
 
 def test_exception_in_the_with_block_tears_down():
-    with pytest.raises(RuntimeError):
-        with Sandbox(SLEEPER) as sb:
-            _ready(sb)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Sandbox(SLEEPER) as sb:
+        _ready(sb)
+        raise RuntimeError("boom")
     assert sb.state == "destroyed"
 
 

@@ -14,6 +14,7 @@ import pytest
 from jobs import connect, parse_job, store
 from jobs.execute import new_job_id
 from worker.task import Leases
+
 from .jobs_support import redis_url  # noqa: F401
 
 INTERVAL = 0.05
@@ -75,10 +76,9 @@ def test_a_held_job_keeps_its_lease_and_loses_it_after(conn, leases, running_job
 def test_a_cancel_request_reaches_the_watched_step(conn, leases, running_job):
     job_id = running_job()
     killed = threading.Event()
-    with leases.hold(conn, job_id, "w1") as cancel:
-        with cancel.watch(killed.set):
-            assert store.request_cancel(conn, job_id) == "running"
-            assert killed.wait(10) and cancel.is_set()
+    with leases.hold(conn, job_id, "w1") as cancel, cancel.watch(killed.set):
+        assert store.request_cancel(conn, job_id) == "running"
+        assert killed.wait(10) and cancel.is_set()
 
 
 def lease_threads() -> int:

@@ -92,7 +92,7 @@ def _start_reaper(url: str) -> None:
             try:
                 for job_id in store.reap(conn):
                     log.warning("job %s: its worker died mid-job; marked error", job_id)
-            except Exception as exc:  # noqa: BLE001 - Redis down: the worker logs it too
+            except Exception as exc:
                 log.debug("reaper: %s", exc)
             time.sleep(REAP_INTERVAL)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from jobs import store
 from jobs.cancellation import Cancel
@@ -101,7 +102,7 @@ class Leases:
         try:
             if store.renew(conn, job_id, worker) and not cancel.is_set():
                 cancel.set()
-        except Exception as exc:  # noqa: BLE001 - keep the job running through a Redis blip
+        except Exception as exc:
             log.warning("job %s: cannot renew lease: %s", job_id, exc)
 
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 

@@ -18,7 +18,6 @@ import shlex
 from dataclasses import fields as dataclass_fields
 
 from jobs import JobResult, JobSpec, ResultsSpec, Step
-
 from sandbox import Result, SandboxSpec, SpecError
 
 from .. import crash

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import sys
 
-import jobs
 import pytest
 import redis
-from jobs.client import DEFAULT_QUEUE
 
+import jobs
+from jobs.client import DEFAULT_QUEUE
 from sandbox import SpecError
 
 from .. import crash

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..errors import LimitError
 from ..spec import Limits
 
+
 def parent_name() -> str:
     """The parent of every sandbox cgroup, in each hierarchy (SANDBOX_CGROUP_PARENT).
 
@@ -104,7 +105,7 @@ class Cgroup(ABC):
     def stats(self) -> CgroupStats:
         """Usage and limit events so far."""
 
-    def sample(self) -> None:
+    def sample(self) -> None:  # noqa: B027 - a hook a backend may leave empty
         """Called now and then while running, for kernels that lack a peak file."""
 
     def remove(self, timeout: float = 5.0) -> None:

@@ -12,7 +12,16 @@ import signal
 import time
 
 from ..spec import Limits
-from .base import parent_name, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
+from .base import (
+    Cgroup,
+    CgroupHierarchy,
+    CgroupStats,
+    parent_name,
+    read,
+    read_int,
+    read_keyed,
+    write,
+)
 
 CFS_PERIOD_US = 100_000
 

@@ -14,7 +14,16 @@ import time
 
 from ..errors import LimitError
 from ..spec import Limits
-from .base import parent_name, Cgroup, CgroupHierarchy, CgroupStats, read, read_int, read_keyed, write
+from .base import (
+    Cgroup,
+    CgroupHierarchy,
+    CgroupStats,
+    parent_name,
+    read,
+    read_int,
+    read_keyed,
+    write,
+)
 
 CPU_PERIOD_US = 100_000
 WANTED = ("memory", "pids", "cpu", "cpuset")

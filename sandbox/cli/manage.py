@@ -33,7 +33,7 @@ def ps(args: argparse.Namespace) -> int:
     from .. import state
 
     rows = []
-    for sdir, record in state.iter_records():
+    for _sdir, record in state.iter_records():
         if record is None:
             continue
         alive = record.owner_alive
@@ -86,7 +86,7 @@ def logs(args: argparse.Namespace) -> int:
             return 0
         try:
             record = sdir.read_record()
-        except Exception:  # noqa: BLE001 - removed while following
+        except Exception:
             return 0
         if not record.owner_alive:
             return 0

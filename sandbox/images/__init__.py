@@ -16,7 +16,7 @@ from .builtin import BUILTIN, busybox_image, host_image
 from .model import Image, ImageBind
 from .store import import_image, list_images, remove_image, stored_image
 
-__all__ = ["Image", "ImageBind", "get", "list_images", "import_image", "remove_image"]
+__all__ = ["Image", "ImageBind", "get", "import_image", "list_images", "remove_image"]
 
 
 def get(name: str) -> Image:

@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import ImageError
@@ -60,7 +60,7 @@ def _build_busybox() -> None:
     work = Path(tempfile.mkdtemp(prefix=".build-busybox-", dir=store.images_dir()))
     try:
         root = work / "rootfs"
-        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc") + SKELETON_DIRS:
+        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", *SKELETON_DIRS):
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "tmp").chmod(0o1777)
         shutil.copy2(binary, root / "bin/busybox")
@@ -79,7 +79,7 @@ def _build_busybox() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _python_prefixes() -> tuple[str, ...]:
     """Where the running interpreter and this package live, outside the standard paths.
 

@@ -16,16 +16,49 @@ import socket
 import struct
 
 __all__ = [
-    "CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWPID",
-    "CLONE_NEWCGROUP", "CLONE_NEWUSER",
-    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND",
-    "MS_REC", "MS_PRIVATE", "MS_SLAVE", "MS_STRICTATIME", "MS_MOVE", "MNT_DETACH",
-    "mount", "umount", "pivot_root", "unshare", "setns", "sethostname",
-    "set_no_new_privs", "set_pdeathsig", "set_child_subreaper", "drop_bounding_caps",
-    "set_caps", "clear_ambient_caps", "loopback_up", "set_name", "pidfd_open",
-    "mount_setattr", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NODEV",
-    "MOUNT_ATTR_NOEXEC", "unshare_pid_and_fork", "fork_into_pid_ns", "set_dumpable",
-    "fork_sibling", "CAN_FORK_SIBLING",
+    "CAN_FORK_SIBLING",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUSER",
+    "CLONE_NEWUTS",
+    "MNT_DETACH",
+    "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_NOEXEC",
+    "MOUNT_ATTR_NOSUID",
+    "MOUNT_ATTR_RDONLY",
+    "MS_BIND",
+    "MS_MOVE",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_REMOUNT",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "clear_ambient_caps",
+    "drop_bounding_caps",
+    "fork_into_pid_ns",
+    "fork_sibling",
+    "loopback_up",
+    "mount",
+    "mount_setattr",
+    "pidfd_open",
+    "pivot_root",
+    "set_caps",
+    "set_dumpable",
+    "set_name",
+    "set_no_new_privs",
+    "set_pdeathsig",
+    "sethostname",
+    "setns",
+    "umount",
+    "unshare",
+    "unshare_pid_and_fork",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -53,7 +86,6 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
-PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -140,11 +172,6 @@ def set_pdeathsig(sig: int) -> None:
 def set_dumpable(dumpable: bool) -> None:
     """PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced by its own uid."""
     _prctl(PR_SET_DUMPABLE, int(dumpable))
-
-
-def set_child_subreaper() -> None:
-    """PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to us."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def set_name(name: str) -> None:

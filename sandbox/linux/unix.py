@@ -15,19 +15,28 @@ import socket
 _INT_SIZE = array.array("i").itemsize
 
 
-def send_fds(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
-    """Send ``data`` with ``fds`` attached (a copy of each arrives at the other end)."""
-    socket.send_fds(sock, [data], list(fds))
+def send_fds(sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
+    """Send ``data`` with ``fds`` attached on socket ``sock_fd`` (a copy of each
+    arrives at the other end)."""
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        socket.send_fds(sock, [data], list(fds))
+    finally:
+        sock.detach()
 
 
-def recv_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-    """One message and the fds that came with it, each close-on-exec.
+def recv_fds(sock_fd: int, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message on socket ``sock_fd`` and the fds that came with it, each close-on-exec.
 
     Descriptors beyond ``maxfds`` (or a truncated control message) are closed
     here and refused with an OSError: a peer never leaves us fds we did not expect.
     """
-    data, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
-                                           socket.MSG_CMSG_CLOEXEC)
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        data, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
+                                               socket.MSG_CMSG_CLOEXEC)
+    finally:
+        sock.detach()
     fds = array.array("i")
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

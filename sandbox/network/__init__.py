@@ -31,8 +31,17 @@ from ..plan import Op
 from . import ipam, registry
 from .model import PEER_NAME, VETH_PREFIX, Network, mac_for, veth_name
 
-__all__ = ["Attachment", "attach", "preview", "detach_record", "collect", "persistent_links",
-           "create_network", "remove_network", "list_networks"]
+__all__ = [
+    "Attachment",
+    "attach",
+    "collect",
+    "create_network",
+    "detach_record",
+    "list_networks",
+    "persistent_links",
+    "preview",
+    "remove_network",
+]
 
 create_network = registry.create
 remove_network = registry.remove
@@ -106,7 +115,7 @@ def preview(spec: Any, sandbox_id: str) -> Attachment:
     no request is encoded.
     """
     net_spec = spec.network
-    network = registry.get(net_spec.mode)
+    network = registry.get(net_spec.mode, define=False)
     publish = tuple((p.host_port, p.port) for p in net_spec.publish)
     return _connect(network, sandbox_id, None, net_spec.alias or spec.name, net_spec.egress,
                     publish, 0)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .. import state
 from ..errors import NetworkError
@@ -63,10 +63,10 @@ def allocate(network: Network, sandbox_id: str, alias: str | None) -> str:
     """Lease the next free address to ``sandbox_id``; rewrite the hosts file."""
     with lease_lock(network):
         leases = _read_leases(network)
-        if alias and any(l.alias == alias for l in leases):
+        if alias and any(lease.alias == alias for lease in leases):
             raise NetworkError(f"name {alias!r} is already taken on network {network.name!r}",
                                hint="choose another --name")
-        address = _next_free(network, {l.address for l in leases})
+        address = _next_free(network, {lease.address for lease in leases})
         _write_json(_leases_dir(network) / address, {"id": sandbox_id, "alias": alias})
         _write_hosts(network, [*leases, Lease(address, sandbox_id, alias)])
     return address
@@ -76,10 +76,10 @@ def release(network: Network, address: str, sandbox_id: str) -> None:
     """Give ``address`` back, only if ``sandbox_id`` still holds it."""
     with lease_lock(network):
         leases = _read_leases(network)
-        if not any(l.address == address and l.sandbox_id == sandbox_id for l in leases):
+        if not any(lease.address == address and lease.sandbox_id == sandbox_id for lease in leases):
             return
         (_leases_dir(network) / address).unlink(missing_ok=True)
-        _write_hosts(network, [l for l in leases if l.address != address])
+        _write_hosts(network, [lease for lease in leases if lease.address != address])
 
 
 def members(network: Network) -> list[Lease]:
@@ -90,7 +90,7 @@ def members(network: Network) -> list[Lease]:
 def live_members(network: Network) -> list[Lease]:
     """Leases whose sandbox still exists; the others are dropped (call under the lock)."""
     leases = _read_leases(network)
-    live = [l for l in leases if (state.sandboxes_dir() / l.sandbox_id).exists()]
+    live = [lease for lease in leases if (state.sandboxes_dir() / lease.sandbox_id).exists()]
     if len(live) != len(leases):
         for lease in leases:
             if lease not in live:
@@ -104,7 +104,7 @@ def prune(network: Network) -> list[Lease]:
     with lease_lock(network):
         before = _read_leases(network)
         live = live_members(network)
-    return [l for l in before if l not in live]
+    return [lease for lease in before if lease not in live]
 
 
 def forget(network: Network) -> None:
@@ -145,7 +145,7 @@ def _read_leases(network: Network) -> list[Lease]:
 
 def render_hosts(leases: list[Lease]) -> str:
     """/etc/hosts for the members: localhost, then one line per named member."""
-    lines = [f"{l.address}\t{l.alias}\n" for l in leases if l.alias]
+    lines = [f"{lease.address}\t{lease.alias}\n" for lease in leases if lease.alias]
     return HOSTS_HEADER + "".join(lines)
 
 

@@ -18,9 +18,9 @@ import ipaddress
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .. import state
 from ..errors import NetworkError
@@ -44,14 +44,15 @@ def _path(name: str) -> Path:
     return networks_dir() / f"{name}.json"
 
 
-def get(name: str) -> Network:
-    """The network of that name (the default one is defined on first use)."""
+def get(name: str, *, define: bool = True) -> Network:
+    """The network of that name (the default one is defined on first use; with
+    ``define=False`` it is only worked out, for a dry run: nothing is made)."""
     try:
         return _read(name)
     except FileNotFoundError:
         pass
     if name == DEFAULT:
-        return _define_default()
+        return _define_default() if define else _default()
     known = ", ".join(n.name for n in list_networks()) or "none yet"
     raise NetworkError(f"no such network: {name!r} (networks: none, host, bridge; defined: {known})",
                        hint=f"create it with `sandbox network create {name}`")
@@ -119,9 +120,14 @@ def _define_default() -> Network:
         subnet = os.environ.get("SANDBOX_BRIDGE_SUBNET")
         if subnet:
             _check_free(parse_subnet(subnet))
-        network = Network(DEFAULT, os.environ.get("SANDBOX_BRIDGE", DEFAULT_BRIDGE),
-                          subnet or _choose(DEFAULT_POOL))
-        return _make(network)
+        return _make(_default())
+
+
+def _default() -> Network:
+    """The default network as it would be defined now."""
+    subnet = os.environ.get("SANDBOX_BRIDGE_SUBNET")
+    return Network(DEFAULT, os.environ.get("SANDBOX_BRIDGE", DEFAULT_BRIDGE),
+                   subnet or _choose(DEFAULT_POOL))
 
 
 def _make(network: Network) -> Network:

@@ -2,12 +2,12 @@
 
 The parent encodes them (``sandbox.network.attach``) and the container's
 first process sends them on a plain NETLINK_ROUTE socket
-(``sandbox.linux.rtnetlink``): pyroute2's IPRoute takes ~4 ms to open in a
-freshly forked process and ~1.5 ms per request (it runs an asyncio loop),
-and importing pyroute2 at all would make the zygote, and so every
-container, several MB bigger. The interface index of the container's eth0
-is not known until the pair exists: the first process writes it into the
-address and link requests (``linux.netlink.with_index``). See rtnetlink(7).
+(``sandbox.linux.rtnetlink``): pyroute2's IPRoute is slow to open in a
+freshly forked process and runs an asyncio loop per request, and importing
+pyroute2 at all would make the zygote, and so every container, bigger. The
+interface index of the container's end is not known until the pair exists:
+the first process writes it into the address and link requests
+(``linux.rtnetlink.with_index``). See rtnetlink(7).
 """
 
 from __future__ import annotations

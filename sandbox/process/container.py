@@ -6,8 +6,9 @@ import os
 import select
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 #: A Python callable run in a sandbox in place of its command; its return value is
 #: the exit status.

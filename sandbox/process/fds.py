@@ -76,5 +76,5 @@ def flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BaseException:  # noqa: BLE001 - see above
+        except BaseException:
             pass

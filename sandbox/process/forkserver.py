@@ -3,9 +3,9 @@
 A Python target (a pytest test, say) needs its caller's memory, so its
 process is a fork of the caller (``target``). But a fork write-protects
 every page of the forking process, and each page it writes afterwards is
-copied (~3 us a page on small VMs): pytest writes ~1400 pages between two
-tests, so forking it once per test costs it ~4 ms per test on top of the
-fork itself. A fork server takes the forking off the owner: it is forked
+copied: a busy caller (pytest between two tests) that forks once per target
+pays for every page it touches in between (bench/README.md has the
+figures). A fork server takes the forking off the owner: it is forked
 from the owner once, then idles, and forks each target from its own,
 unchanging copy; the owner's pages stay its own.
 
@@ -30,7 +30,7 @@ import gc
 import os
 import pickle
 import socket
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 from .. import linux
 from ..errors import HostError
@@ -75,7 +75,7 @@ class ForkServer:
             raise
         if pid == 0:
             try:
-                _serve(theirs.fileno(), resolve, owner)
+                _serve(self.kernel.child(), theirs.fileno(), resolve, owner)
             finally:
                 os._exit(1)
         theirs.close()
@@ -108,7 +108,7 @@ class ForkServer:
             # the plan is unpickled in the child, without the steps only its init runs
             slim = plan._replace(ops=(), hooks=(), pre_ops=())
             request = pickle.dumps((key, pickle.dumps(slim)))
-            self.kernel.send_fds(self.sock, request, [*fds, init_pidfd, sock_fd])
+            self.kernel.send_fds(self.sock.fileno(), request, [*fds, init_pidfd, sock_fd])
         except OSError:
             self.close()
             return None
@@ -150,7 +150,7 @@ class ServedTarget:
     a fork of this process runs when the server cannot fork it.
     """
 
-    __slots__ = ("server", "key", "local")
+    __slots__ = ("key", "local", "server")
 
     def __init__(self, server: ForkServer, key: Hashable, local: Target) -> None:
         self.server = server
@@ -166,10 +166,10 @@ class ServedTarget:
         return self.server.fork_target(plan, fds, self.key, init_pidfd, sock_fd)
 
 
-def _serve(sock_fd: int, resolve: Callable[[Hashable], Target], owner: tuple[int, int | None]) -> None:
+def _serve(kernel: Kernel, sock_fd: int, resolve: Callable[[Hashable], Target],
+           owner: tuple[int, int | None]) -> None:
     """In the server: fork each requested target, until the owner closes the socket."""
     gc.disable()  # a collection would touch, and so copy, the whole heap the owner shares
-    kernel = Kernel()
     with open("/proc/self/comm") as f:
         owner_name = f.read().strip()
     leave_parent(kernel, owner)
@@ -177,10 +177,10 @@ def _serve(sock_fd: int, resolve: Callable[[Hashable], Target], owner: tuple[int
     sock = socket.socket(fileno=fdmod.only(kernel, sock_fd))
     sock.send(READY)
     while True:
-        msg, fds = kernel.recv_fds(sock, MAX_REQUEST, 6)
+        msg, fds = kernel.recv_fds(sock.fileno(), MAX_REQUEST, 6)
         if not msg:
             kernel.exit(0)
-        pid, reply = _fork_one(kernel, msg, fds, resolve, owner_name)
+        _pid, reply = _fork_one(kernel, msg, fds, resolve, owner_name)
         for fd in fds:
             os.close(fd)
         sock.send(pickle.dumps(reply))
@@ -194,7 +194,7 @@ def _fork_one(kernel: Kernel, msg: bytes, fds: list[int], resolve: Callable[[Has
             raise ValueError(f"{len(fds)} file descriptors came with the request, not 6")
         key, plan = pickle.loads(msg)  # the plan still pickled: every object made here
         target = resolve(key)             # costs this process a copied page per request
-    except Exception as exc:  # noqa: BLE001 - the owner forks the target itself
+    except Exception as exc:
         return -1, ("error", f"{type(exc).__name__}: {exc}")
     status_w, stdin_r, stdout_w, stderr_w, init_pidfd, held_fd = fds
     try:
@@ -202,11 +202,11 @@ def _fork_one(kernel: Kernel, msg: bytes, fds: list[int], resolve: Callable[[Has
     except OSError as exc:
         return -1, ("oserror", (exc.errno, exc.strerror))
     if pid == 0:  # the target's process: it must never go back to the server's loop
-        child = Kernel()
+        child = kernel.child()
         try:
             child.set_name(owner_name)
             plan = pickle.loads(plan)
-        except BaseException:  # noqa: BLE001 - its owner sees it exit before it started
+        except BaseException:
             child.exit(SETUP_FAILED)
         enter_held(plan, ChildFds(status_w, stdin_r, stdout_w, stderr_w), target, init_pidfd,
                    held_fd, child)

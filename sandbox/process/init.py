@@ -33,14 +33,15 @@ from . import fds as fdmod
 from . import handshake, steps
 from .credentials import become
 from .fds import STATUS_FD, ChildFds
-from .kernel import Kernel
-from .target import child_of_init
 from .handshake import HELD, SETUP_FAILED, fail_setup
+from .kernel import Kernel
 from .steps import in_step
+from .target import child_of_init
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn
+    from collections.abc import Callable
+    from typing import NoReturn
 
     Target = Callable[[], "int | None"]
 
@@ -119,7 +120,7 @@ def run_and_report(kernel: Kernel, setup_and_run: Callable[[], int]) -> NoReturn
     """Run the setup and the command; report a failure (by step) or the exit status; exit."""
     try:
         status = setup_and_run()
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent by name
+    except BaseException as exc:
         fail_setup(kernel, exc)
     handshake.send(kernel, STATUS_FD, "exit", status=status)
     kernel.exit(0)

@@ -12,7 +12,7 @@ A Kernel also carries what its process did before it was given a plan (a
 spare: the namespaces unshared, ``lo`` up, /proc, /dev and /sys staged, a
 netlink socket opened in the host's network namespace): the steps ask it,
 so no module global changes what a step does. One Kernel per process; a
-forked child makes its own (``Kernel(trace=...)``).
+forked child gets its own (``Kernel.child``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import stat
 import time
 
 from .. import linux
-from ..linux import rtnetlink
-from ..linux import unix
+from ..linux import rtnetlink, unix
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
@@ -55,6 +54,10 @@ class Kernel:
         self.loopback_is_up = False
         #: A NETLINK_ROUTE socket in the host's network namespace, opened before unshare.
         self.host_netlink: socket.socket | None = None
+
+    def child(self, *, trace: bool = False) -> Kernel:
+        """The Kernel of a process forked from this one (it starts with nothing done ahead)."""
+        return Kernel(trace=trace)
 
     def mark(self, step: str) -> None:
         """Note that ``step`` is done (a no-op unless tracing)."""
@@ -176,12 +179,13 @@ class Kernel:
     def write(self, fd: int, data: bytes) -> int:
         return os.write(fd, data)
 
-    def send_fds(self, sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
-        unix.send_fds(sock, data, fds)
+    def send_fds(self, sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
+        """Send one message with ``fds`` on unix socket ``sock_fd``."""
+        unix.send_fds(sock_fd, data, fds)
 
-    def recv_fds(self, sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-        """One message and the fds that came with it (close-on-exec)."""
-        return unix.recv_fds(sock, size, maxfds)
+    def recv_fds(self, sock_fd: int, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+        """One message on unix socket ``sock_fd`` and the fds that came with it (close-on-exec)."""
+        return unix.recv_fds(sock_fd, size, maxfds)
 
     # -- namespaces and cgroups ----------------------------------------------------
 

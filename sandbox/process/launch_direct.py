@@ -18,7 +18,7 @@ from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote (which imports this) stays small
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
     from .container import ContainerProcess, Target
 
@@ -48,7 +48,7 @@ def fork_init(kernel: Kernel, plan: Plan, fds: ChildFds, target: Target | None =
     parent = (os.getpid(), own_start_time())
     pid = kernel.fork_new_pidns(own_pidns_fd())
     if pid == 0:
-        fresh_main(plan, fds, parent, Kernel(trace=plan.trace), target)
+        fresh_main(plan, fds, parent, kernel.child(trace=plan.trace), target)
     return pid
 
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import HostError
 from ..plan import Plan
+from .container import ChildProcess, ContainerProcess, Target
 from .fds import ChildFds, flush_stdio
 from .kernel import Kernel
 from .launch_direct import own_pidns_fd
 from .launch_zygote import ZygoteClient, release_spare
-from .container import ChildProcess, ContainerProcess, Target
 from .spare import spare_flags
 from .target import enter_held
 
@@ -74,7 +74,7 @@ class HeldLauncher:
         flush_stdio()
         pid = self.kernel.fork_into_pidns(init_pidfd, own_pidns_fd())
         if pid == 0:
-            enter_held(plan, fds, self.target, init_pidfd, sock_fd, Kernel())
+            enter_held(plan, fds, self.target, init_pidfd, sock_fd, self.kernel.child())
         return ChildProcess(pid, self.kernel.pidfd_open(pid))
 
 

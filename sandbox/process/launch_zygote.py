@@ -26,14 +26,14 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import HostError
 from ..plan import Plan
 from ..state import run_dir
+from .container import ContainerProcess
 from .fds import ChildFds
 from .kernel import Kernel
-from .container import ContainerProcess
 from .spare import Spare, fits, spare_flags
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,7 @@ class ZygoteClient:
     def spawn(self, plan: Plan, fds: ChildFds) -> tuple[int, int]:
         """Have the zygote fork a fresh init: (pid, pidfd). Under self.lock."""
         try:
-            self.kernel.send_fds(self.sock, pickle.dumps(("spawn", plan)), fds)
+            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("spawn", plan)), fds)
         except OSError as exc:
             raise HostError(f"the zygote process failed: {exc}") from exc
         pid, (pidfd,) = self._reply()
@@ -155,7 +155,7 @@ class ZygoteClient:
     def _reply(self) -> tuple[object, list[int]]:
         """The next reply's value and fds; HostError if it is an error."""
         try:
-            reply, got_fds = self.kernel.recv_fds(self.sock, 65536, 2)
+            reply, got_fds = self.kernel.recv_fds(self.sock.fileno(), 65536, 2)
         except OSError as exc:
             raise HostError(f"the zygote process failed: {exc}") from exc
         if not reply:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from ..errors import HostError
 from ..plan import Plan

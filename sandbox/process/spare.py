@@ -99,7 +99,7 @@ class Spare:
     def hand_over(self, plan: Plan, fds: ChildFds) -> None:
         """Send the plan: the spare starts on its mounts; its pid and pidfd are now
         the caller's. OSError if it is gone before it got the plan. Call ``release`` next."""
-        self.kernel.send_fds(self.sock, pickle.dumps(plan), fds)
+        self.kernel.send_fds(self.sock.fileno(), pickle.dumps(plan), fds)
 
     def release(self, plan: Plan) -> None:
         """Join the spare to the plan's cgroup, then let it go on (or fail at "join cgroup").
@@ -152,7 +152,7 @@ def fork_spare(kernel: Kernel, flags: int, own_pidns_fd: int,
         theirs.close()
         raise
     if pid == 0:
-        spare_main(theirs.fileno(), flags, parent, staging, Kernel())
+        spare_main(theirs.fileno(), flags, parent, staging, kernel.child())
     theirs.close()
     try:
         pidfd = kernel.pidfd_open(pid)
@@ -168,10 +168,8 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None], staging
     gc.disable()  # a collection would touch, and so copy, the parent's whole heap
     try:
         sock_fd, forward = _get_ready(kernel, sock_fd, flags, parent, staging)
-        sock = socket.socket(fileno=sock_fd)
-        msg, fds = kernel.recv_fds(sock, MAX_PLAN, 4)
-        sock.detach()  # the fd stays open, for the "go"
-    except BaseException:  # noqa: BLE001 - the owner sees a dead spare and forks afresh
+        msg, fds = kernel.recv_fds(sock_fd, MAX_PLAN, 4)  # the fd stays open, for the "go"
+    except BaseException:
         kernel.exit(SETUP_FAILED)
     if not msg:
         kernel.exit(0)  # discarded

@@ -21,7 +21,8 @@ from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 
 class StepFailed(Exception):
@@ -39,7 +40,7 @@ def in_step(step: str, action: Callable[..., object], *args: object) -> None:
         action(*args)
     except StepFailed:
         raise  # it names the inner step already
-    except Exception as exc:  # noqa: BLE001 - reported to the parent by name
+    except Exception as exc:
         raise StepFailed(step, exc) from exc
 
 

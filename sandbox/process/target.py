@@ -47,7 +47,8 @@ from .steps import StepFailed, in_step
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn
+    from collections.abc import Callable
+    from typing import NoReturn
 
     Target = Callable[[], "int | None"]
 
@@ -94,7 +95,7 @@ def enter_held(plan: Plan, fds: ChildFds, target: Target, init_pidfd: int, sock_
         _enter(plan, fds, init_pidfd, sock_fd, kernel)
     except InitFailed:
         kernel.exit(SETUP_FAILED)  # the init reported why
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent by name
+    except BaseException as exc:
         fail_setup(kernel, exc)
     run_target(kernel, target)
 
@@ -139,7 +140,7 @@ def run_target(kernel: Kernel, target: Target) -> NoReturn:
             code = result if isinstance(result, int) else 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 - shown on the sandbox's stderr
+        except BaseException:
             _show_traceback(kernel)
         fdmod.flush_stdio()
     finally:

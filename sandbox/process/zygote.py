@@ -51,7 +51,7 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
 def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
-        msg, fds = kernel.recv_fds(sock, 1 << 20, 4)
+        msg, fds = kernel.recv_fds(sock.fileno(), 1 << 20, 4)
     except ConnectionResetError:
         return False
     if not msg:
@@ -61,12 +61,12 @@ def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
         kind, value = pickle.loads(msg)
         result, out_fds = handle(kernel, kind, value, fds)
         reply = ("ok", result)
-    except Exception as exc:  # noqa: BLE001 - sent back to the owner
+    except Exception as exc:
         reply = ("error", f"{type(exc).__name__}: {exc}")
     for fd in fds:
         os.close(fd)
     try:
-        kernel.send_fds(sock, pickle.dumps(reply), out_fds)
+        kernel.send_fds(sock.fileno(), pickle.dumps(reply), out_fds)
     finally:
         for fd in out_fds:
             os.close(fd)

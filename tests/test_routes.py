@@ -1,0 +1,196 @@
+"""Every way into a container, step by step, against a recording Kernel (no root).
+
+Each start route's processes run here, in the test process, with a
+RecordingKernel in place of the kernel: the test reads the whole order of
+what the container's processes would do, the init's steps included, and
+checks the order that matters for safety (no host fd left before anything
+else, the cgroup joined before the namespaces, capabilities dropped before
+the user changes, no_new_privs before exec, the command only after the
+owner's "go").
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+
+import pytest
+
+from sandbox import SandboxSpec, linux
+from sandbox.images import Image, ImageBind
+from sandbox.planner import build_plan
+from sandbox.process import init, spare, steps
+from sandbox.process.fds import ChildFds
+from sandbox.process.forkserver import _fork_one
+from sandbox.process.handshake import HELD, SETUP_FAILED
+from sandbox.process.launch_direct import DirectLauncher
+from sandbox.process.launch_held import HeldLauncher
+from sandbox.process.target import enter_held
+
+from .kernel_recorder import Exited, RecordingKernel
+
+IMAGE = Image("test", ("/images/test/rootfs",), binds=(ImageBind("/usr", "/usr"),))
+FDS = ChildFds(10, 11, 12, 13)
+PARENT = (os.getpid(), None)
+#: A process's own fds put on 0-3, every other one closed (fds.arrange); keeping two.
+ARRANGE = ["dup"] * 4 + ["dup2"] * 4 + ["close_range"]
+ARRANGE_KEEPING_2 = ["dup"] * 4 + ["dup2"] * 4 + ["close_range"] * 3
+#: /dev/null on 0-2 (fds.null_stdio).
+NULL_STDIO = ["open", "dup2", "dup2", "dup2", "close"]
+FORWARDED = ["set_signal"] * len(init.FORWARDED)
+#: become(): rlimits, capabilities, the user, no_new_privs, the workdir (a non-root user).
+CREDENTIALS = ["set_rlimit", "drop_bounding_caps", "clear_ambient_caps", "set_ids",
+               "set_no_new_privs", "chdir"]
+
+
+def make_plan(**changes):
+    spec = SandboxSpec(image="test", command=["sh", "-c", "true"], workdir="/work",
+                       user="1000:1000", **changes)
+    return build_plan(spec, IMAGE, "abc", "/run/sb/abc", None, ids=(1000, 1000, (1000,), "/"))
+
+
+def names_of(ops) -> list[str]:
+    """The Kernel calls ``steps.run(ops)`` makes, by name."""
+    kernel = RecordingKernel()
+    steps.run(ops, kernel)
+    return kernel.names()
+
+
+def run_until_exit(kernel: RecordingKernel, main, *args) -> int:
+    """Run a process's main function to its ``exit``; the exit status."""
+    with pytest.raises(Exited):
+        main(*args)
+    assert kernel.exited is not None
+    return kernel.exited
+
+
+def test_a_fresh_init_sets_up_runs_and_reports_in_this_order():
+    """Direct route, and the zygote's fresh forks: one process does everything."""
+    plan = make_plan()
+    kernel = RecordingKernel()
+    assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel) == 0
+    assert kernel.names() == [
+        *ARRANGE, "set_pdeathsig", "setsid", "join_cgroup", "unshare",
+        *names_of(plan.ops), *names_of(plan.hooks), "close_host_netlink", "set_name",
+        *FORWARDED, *CREDENTIALS, "set_dumpable", "spawn", "write",
+        *NULL_STDIO, "wait_any", "write", "exit"]
+    calls = kernel.calls
+    assert ("unshare", plan.unshare_flags) in calls and ("set_name", "sandbox-init") in calls
+    assert ("set_dumpable", False) in calls and calls[-1] == ("exit", 0)
+    assert kernel.calls[-2] == ("write", 3, b'{"event": "exit", "status": 0}\n')
+
+
+def test_a_setup_failure_is_reported_by_step_and_nothing_runs():
+    kernel = RecordingKernel(fail_on="pivot_root")
+    assert run_until_exit(kernel, init.fresh_main, make_plan(), FDS, PARENT, kernel) == SETUP_FAILED
+    assert "spawn" not in kernel.names() and "set_name" not in kernel.names()
+    name, fd, message = kernel.calls[-2]
+    assert (name, fd) == ("write", 3) and b'"step": "pivot_root"' in message
+
+
+def test_a_spare_does_ahead_what_needs_no_plan_and_runs_the_command_only_after_go():
+    flags = spare.spare_flags(make_plan().unshare_flags)
+    plan = make_plan()
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(FDS))],
+                                      "read": [spare.GO]})
+    assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == 0
+    names = kernel.names()
+    ahead = names[:names.index("recv_fds")]
+    assert ahead == ["dup_above", *NULL_STDIO, "close_range", "close_range", "set_pdeathsig",
+                     "setsid", "set_name", *FORWARDED, "open_host_netlink", "unshare", "mount",
+                     "loopback_up"]
+    assert ("unshare", flags) in kernel.calls and ("set_name", "sandbox-spare") in kernel.calls
+    assert "join_cgroup" not in names  # the owner joins it, and says "go"
+    after = names[names.index("recv_fds") + 1:]
+    go = after.index("read")
+    assert after[:go] == [*ARRANGE_KEEPING_2, *names_of(plan.ops)]
+    hooks = [n for n in names_of(plan.hooks) if n != "loopback_up"]  # lo is up already
+    assert after[go:] == ["read", "close", "unshare", *hooks, "close_host_netlink", "set_name",
+                          *CREDENTIALS, "set_dumpable", "spawn", "write", *NULL_STDIO,
+                          "wait_any", "write", "exit"]
+    assert ("unshare", linux.CLONE_NEWCGROUP) in kernel.calls
+
+
+def test_a_spare_the_owner_could_not_join_fails_at_join_cgroup():
+    plan = make_plan()
+    error = pickle.dumps((13, "Permission denied", "/sys/fs/cgroup/x/cgroup.procs"))
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(FDS))],
+                                      "read": [error]})
+    flags = spare.spare_flags(plan.unshare_flags)
+    assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == SETUP_FAILED
+    assert "spawn" not in kernel.names()
+    assert b'"step": "join cgroup"' in kernel.calls[-2][2]
+
+
+def test_a_held_init_makes_the_container_says_held_and_starts_nothing():
+    plan = make_plan()._replace(hold=True)
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(FDS))],
+                                      "read": [spare.GO, b""]})
+    flags = spare.spare_flags(plan.unshare_flags)
+    assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == 0
+    names = kernel.names()
+    tail = names[names.index("set_name", names.index("recv_fds")):]
+    assert tail == ["set_name", *NULL_STDIO, "set_signal", "write", "read", "exit"]
+    assert kernel.calls[-4][:2] == ("set_signal", signal.SIGCHLD)
+    assert kernel.calls[-3] == ("write", 100, HELD) and "spawn" not in names  # its socket, moved
+
+
+def test_a_target_forked_into_a_held_container_enters_it_then_becomes_its_user():
+    plan = make_plan()
+    kernel = RecordingKernel(replies={"read": [HELD]})
+    assert run_until_exit(kernel, enter_held, plan, FDS, lambda: 5, 21, 22, kernel) == 5
+    assert kernel.names() == [
+        "dup_above", "dup_above", *ARRANGE[:-1], "close_range", "close_range", "close_range",
+        "setsid", "join_cgroup", "read", "setns", "close_range", "reset_signals", *CREDENTIALS,
+        "set_environ", "write", "close", "exit"]
+    assert ("setns", 100, plan.unshare_flags) in kernel.calls  # the init's pidfd, moved above 3
+
+
+def test_a_target_whose_init_failed_ends_without_running():
+    kernel = RecordingKernel(replies={"read": [b""]})
+    ran = []
+    status = run_until_exit(kernel, enter_held, make_plan(), FDS, lambda: ran.append(1), 21, 22,
+                            kernel)
+    assert status == SETUP_FAILED and not ran and "setns" not in kernel.names()
+
+
+def test_the_first_target_is_forked_by_its_init_once_the_container_is_ready():
+    plan = make_plan()
+    kernel = RecordingKernel(replies={"fork": [0]})  # follow the child of the init's fork
+    assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel, lambda: 4) == 4
+    names = kernel.names()
+    assert names[names.index("set_name"):] == [
+        "set_name", *FORWARDED, "pipe", "fork", "close", "reset_signals", *CREDENTIALS,
+        "set_environ", "close", "exit"]
+
+    parent = RecordingKernel()  # the init's side of the same fork
+    assert run_until_exit(parent, init.fresh_main, plan, FDS, PARENT, parent, lambda: 4) == 0
+    names = parent.names()
+    assert names[names.index("pipe"):] == ["pipe", "fork", "close", "read", "close", "write",
+                                           *NULL_STDIO, "wait_any", "write", "exit"]
+
+
+def test_a_fork_server_names_the_target_after_its_owner_then_enters_the_container():
+    plan = make_plan()
+    kernel = RecordingKernel(replies={"fork_into_pidns": [0], "read": [HELD]})
+    msg = pickle.dumps(("key", pickle.dumps(plan)))
+    status = run_until_exit(kernel, _fork_one, kernel, msg, [10, 11, 12, 13, 21, 22],
+                            lambda key: (lambda: 6), "pytest")
+    assert status == 6
+    assert kernel.calls[0][:2] == ("fork_into_pidns", 21) and kernel.calls[0][3] is True
+    assert kernel.calls[1] == ("child",) and kernel.calls[2] == ("set_name", "pytest")
+    assert kernel.names()[3:5] == ["dup_above", "dup_above"]
+
+
+def test_the_owner_side_of_the_direct_and_held_routes():
+    made = []
+    kernel = RecordingKernel()
+    proc = DirectLauncher(kernel=kernel).start(make_plan(), FDS, lambda: made.append("cgroup"))
+    assert made == ["cgroup"] and (proc.pid, proc.direct) == (4242, True)
+    assert kernel.names() == ["fork_new_pidns", "pidfd_open", "close", "close", "close", "close"]
+
+    kernel = RecordingKernel()
+    child = HeldLauncher(lambda: 0, kernel=kernel)._fork(make_plan(), FDS, 21, 22)
+    assert child.pid == 4242 and kernel.names() == ["fork_into_pidns", "pidfd_open"]
+    assert kernel.calls[0][1] == 21  # into the held init's pid namespace
