@@ -113,9 +113,9 @@ class LocalRunner:
         return Sandbox(spec, target=target, log_file=False, stdin_fd=stdin_fd)
 
     def _run_subprocess(self, item, channel: ReportChannel) -> Outcome:
-        rootdir = str(item.config.rootpath)
+        started_in = str(item.config.invocation_params.dir)  # the inner pytest's arguments need it
         try:
-            spec = self._spec(item, channel, inner_argv(item), workdir=rootdir, env={ENV: INSIDE})
+            spec = self._spec(item, channel, inner_argv(item), workdir=started_in, env={ENV: INSIDE})
         except SpecError as exc:
             return Outcome(crash.complete(item, [], None, reason=f"sandbox spec: {exc}"),
                            path="subprocess")
