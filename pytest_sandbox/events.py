@@ -85,8 +85,13 @@ class Recorder:
         os.write(self._fd, line.encode())
 
 
-def parse_events(config, data: bytes) -> list[Event]:
-    """The events in an events file's contents; a line cut short by a crash ends them."""
+def parse_events(config, data: bytes, *, moved: tuple[str, str] | None = None) -> list[Event]:
+    """The events in an events file's contents; a line cut short by a crash ends them.
+
+    ``moved``: (there, here) when the test ran with the rootdir elsewhere
+    (a worker's workspace): the files its reports and warnings name are
+    named where they are here.
+    """
     events = []
     for line in data.decode("utf-8", "replace").splitlines():
         try:
@@ -96,8 +101,28 @@ def parse_events(config, data: bytes) -> list[Event]:
         kind = fields.pop("event", None) if isinstance(fields, dict) else None
         if kind not in HOOKS:
             continue  # from a newer version of this plugin: what this one knows still shows
+        if moved:
+            fields = _moved(fields, *moved)
         events.append(Event(kind, _kwargs(config, kind, fields)))
     return events
+
+
+#: The keys whose values name files, in serialized reports and warnings.
+_PATH_KEYS = ("path", "filename")
+
+
+def _moved(value, there: str, here: str, key: str = ""):
+    """``value`` with the files under ``there`` named under ``here``."""
+    if isinstance(value, dict):
+        return {k: _moved(v, there, here, k) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_moved(v, there, here) for v in value]
+        if key == "longrepr" and items and isinstance(items[0], str):  # a skip's (path, line, reason)
+            items[0] = _moved(items[0], there, here, "path")
+        return items
+    if key in _PATH_KEYS and isinstance(value, str) and value.startswith(there.rstrip("/") + "/"):
+        return here.rstrip("/") + value[len(there.rstrip("/")):]
+    return value
 
 
 def _kwargs(config, kind: str, fields: dict) -> dict:

@@ -106,8 +106,9 @@ def inner_argv(item, *, python: str = sys.executable, rootdir: str | None = None
     config = item.config
     there = rootdir or str(config.rootpath)
     argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", __name__,
-            *outer_args(config.invocation_params.args),
-            "--no-header", "--rootdir", there, "-o", f"cache_dir={CACHE_DIR}"]
+            *outer_args(config.invocation_params.args), "--no-header", "--rootdir", there]
+    if config.pluginmanager.has_plugin("cacheprovider"):  # else its ini name is unknown
+        argv += ["-o", f"cache_dir={CACHE_DIR}"]
     inifile = _inifile_there(config, there)
     if inifile:
         argv += ["-c", inifile]

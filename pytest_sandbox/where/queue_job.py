@@ -91,7 +91,8 @@ def outcome(item, job: JobResult, report: bytes | None, output: dict[str, bytes]
     result = engine_result(job, output)
     if result is not None:
         item.config.hook.pytest_sandbox_result(item=item, result=result)
-    events = parse_events(item.config, report) if report else []
+    moved = (WORKSPACE, str(item.config.rootpath))
+    events = parse_events(item.config, report, moved=moved) if report else []
     return Outcome(crash.complete(item, events, result, reason=why(job, report)), result, "remote")
 
 
