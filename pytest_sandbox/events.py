@@ -49,34 +49,36 @@ class Event(NamedTuple):
 class Recorder:
     """A pytest plugin: appends each reporting hook call of this process to ``directory``.
 
-    Made and registered where the test runs. Warnings recorded before
-    ``start`` (pluggy hands a plugin registered late every earlier call of
-    a historic hook) are the outer session's own, and ignored.
+    It records only once started, in the process that runs the test: the
+    pytest process that forks tests registers one early and never starts it
+    (its forked copies start theirs), so no forked test pays for registering
+    a plugin; and pluggy hands a plugin registered late every earlier call of
+    a historic hook (``pytest_warning_recorded``), which are not the test's.
     """
 
     def __init__(self, config, directory: str) -> None:
         self.config = config
         self.path = os.path.join(directory, EVENTS_FILE)
         self._fd = -1
-        self._started = False
-
-    def start(self) -> None:
-        self._started = True
+        self.started = False
 
     def pytest_runtest_logstart(self, nodeid: str, location) -> None:
-        self._send("logstart", {"nodeid": nodeid, "location": location})
+        if self.started:
+            self._send("logstart", {"nodeid": nodeid, "location": location})
 
     def pytest_runtest_logreport(self, report) -> None:
-        data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
-        self._send("report", {"report": data})
+        if self.started:
+            data = self.config.hook.pytest_report_to_serializable(config=self.config, report=report)
+            self._send("report", {"report": data})
 
     def pytest_warning_recorded(self, warning_message, when: str, nodeid: str, location) -> None:
-        if self._started:
+        if self.started:
             self._send("warning", {"warning_message": warning_to_json(warning_message),
                                    "when": when, "nodeid": nodeid, "location": location})
 
     def pytest_runtest_logfinish(self, nodeid: str, location) -> None:
-        self._send("logfinish", {"nodeid": nodeid, "location": location})
+        if self.started:
+            self._send("logfinish", {"nodeid": nodeid, "location": location})
 
     def _send(self, kind: str, kwargs: dict) -> None:
         line = json.dumps({"event": kind, **kwargs}, default=repr) + "\n"

@@ -24,8 +24,7 @@ import pytest
 
 from . import hookspecs
 from .channel import INSIDE
-from .events import Recorder
-from .inside import show_only_to
+from .inside import register_recorder, show_only_to
 
 #: The report directory inside the sandbox (set by the outer session).
 ENV = "PYTEST_SANDBOX_REPORTS"
@@ -80,7 +79,7 @@ def pytest_configure(config) -> None:
 def pytest_runtestloop(session) -> None:
     """Once every plugin and conftest is in: what shows the test goes to the report directory.
     Then pytest's own loop runs the test."""
-    show_only_to(session.config, Recorder(session.config, os.environ.get(ENV, INSIDE)))
+    show_only_to(session.config, register_recorder(session.config, os.environ.get(ENV, INSIDE)))
 
 
 def _item_path(config, nodeid: str) -> str:

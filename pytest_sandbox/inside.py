@@ -42,7 +42,7 @@ def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     _restart_faulthandler(config)
     _restart_capture(config)
     _make_basetemp(config)
-    show_only_to(config, Recorder(config, INSIDE))
+    show_only_to(config, config.pluginmanager.get_plugin(RECORDER) or register_recorder(config))
     if wait_for_go and not _wait_for_go(go):
         return 0
     run_protocol(item, nextitem, sys.modules.get(PLUGIN))
@@ -60,6 +60,16 @@ def _wait_for_go(fd: int) -> bool:
     return go == b"g"
 
 
+def register_recorder(config, directory: str = INSIDE) -> Recorder:
+    """The Recorder of this session, registered now (not started: see Recorder)."""
+    plugin = Recorder(config, directory)
+    config.pluginmanager.register(plugin, RECORDER)
+    return plugin
+
+
+RECORDER = "sandbox-recorder"
+
+
 def show_only_to(config, recorder: Recorder) -> None:
     """From now on the hooks that show a test reach ``recorder`` only, and the session.
 
@@ -70,8 +80,7 @@ def show_only_to(config, recorder: Recorder) -> None:
     there whether ``-x`` / ``--maxfail`` end the run (the teardown's next item).
     """
     pm = config.pluginmanager
-    pm.register(recorder, "sandbox-recorder")
-    recorder.start()
+    recorder.started = True
     keep = {recorder, pm.get_plugin("session")}
     for name in HOOKS.values():
         others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()

@@ -30,7 +30,7 @@ def subtest(outcome: str = "passed") -> SubtestReport:
 
 def record(config, tmp_path, send) -> list[Event]:
     recorder = Recorder(config, str(tmp_path))
-    recorder.start()
+    recorder.started = True
     send(recorder)
     return parse_events(config, (tmp_path / "reports.jsonl").read_bytes())
 
