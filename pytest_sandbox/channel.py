@@ -1,27 +1,27 @@
-"""How a test's reports come back from where it ran: one JSON line per report.
+"""How a test's reports come back from where it ran: a directory it writes them to.
 
-The side that runs the test appends each report, serialized with pytest's
-``pytest_report_to_serializable`` hook (as pytest-xdist sends them), to a file
-in a directory the sandbox sees read-write; the pytest process reads them
-back with ``pytest_report_from_serializable`` once the sandbox has ended
-(``ReportChannel.read``), or gets the file's bytes some other way (a remote
-worker's job artifact) and parses them (``parse_reports``). Where the test
-ran (a forked sandbox, a pytest subprocess in a sandbox, a remote worker)
-does not matter to this module.
+The side that runs the test appends its events (``pytest_sandbox.events``:
+each report, warning, start and end, one JSON line each) to a file in a
+directory the sandbox sees read-write; the pytest process reads them back
+once the sandbox has ended (``ReportChannel.read``), or gets the file's
+bytes some other way (a remote worker's job artifact) and parses them
+(``events.parse_events``). Where the test ran (a forked sandbox, a pytest
+subprocess in a sandbox, a remote worker) does not matter to this module.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 
 from sandbox import Mount, process_alive
 
+from .events import EVENTS_FILE, Event, parse_events
+
 #: Where the report directory appears inside a sandbox.
 INSIDE = "/run/pytest-sandbox"
-REPORTS = "reports.jsonl"
+REPORTS = EVENTS_FILE
 
 
 class ReportChannel:
@@ -44,11 +44,11 @@ class ReportChannel:
     def mount(self) -> Mount:
         return Mount(self.dir, INSIDE, read_only=False)
 
-    def read(self, config) -> list:
-        """The reports written so far, as pytest TestReport objects."""
+    def read(self, config) -> list[Event]:
+        """The events written so far (reports, warnings, ...), in order."""
         try:
             with open(os.path.join(self.dir, REPORTS), "rb") as f:
-                return parse_reports(config, f.read())
+                return parse_events(config, f.read())
         except FileNotFoundError:
             return []
 
@@ -103,28 +103,3 @@ def sweep(root: str | None = None) -> list[str]:
         shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         removed.append(name)
     return removed
-
-
-def parse_reports(config, data: bytes) -> list:
-    """The reports in a report file's contents, as pytest TestReport objects."""
-    reports = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        try:
-            fields = json.loads(line)
-        except ValueError:
-            break  # a line cut short by a crash: the reports before it stand
-        if isinstance(fields.get("longrepr"), list):  # a skip's (path, line, reason): JSON made it a list
-            fields["longrepr"] = tuple(fields["longrepr"])
-        reports.append(config.hook.pytest_report_from_serializable(config=config, data=fields))
-    return reports
-
-
-def write_report(config, report, directory: str = INSIDE) -> None:
-    """Append one report (called inside the sandbox, after each phase)."""
-    data = config.hook.pytest_report_to_serializable(config=config, report=report)
-    line = json.dumps(data, default=repr) + "\n"
-    fd = os.open(os.path.join(directory, REPORTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)

@@ -1,25 +1,47 @@
 """The pytest that runs one test inside a sandbox: its command and its plugin.
 
-``inner_argv`` is the command (``python -m pytest ... NODEID``) the slow
-local path and the job queue's workers run. It loads this module with
-``-p pytest_sandbox.inner`` (and ``-p no:sandbox``, so the test is not
-sandboxed again). The plugin registers the options, the marker and the
-hookspecs, so ini files, ``--strict-markers`` and conftest hooks behave as
-in the outer session, and appends each report to the report channel.
+``inner_argv`` is the command the slow local path and the job queue's
+workers run: ``python -m pytest`` with the arguments the outer session was
+given (as pytest-xdist gives its workers theirs), so ``-W``, ``--tb``,
+``-v``, plugins' options and the ini file shape the test here as there,
+and the one test to run (``--sandbox-item``), which replaces the outer's
+paths. It loads this module with ``-p pytest_sandbox.inner`` (and
+``-p no:sandbox``, so the test is not sandboxed again). The plugin
+registers the options, the marker and the hookspecs, turns off what only
+the outer session does (``OUTER_ONLY``: it writes the JUnit XML, hands
+tests to pytest-xdist's workers, ...), and sends what shows the test to
+the report directory, as the forked path does (``inside.show_only_to``).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from . import hookspecs
-from .channel import INSIDE, write_report
+from .channel import INSIDE
+from .inside import register_recorder, show_only_to
 from .options import MARKER_HELP, add_options
 
 #: The report directory inside the sandbox (set by the outer session).
 ENV = "PYTEST_SANDBOX_REPORTS"
+#: The option naming the test to run (its nodeid).
+ITEM_OPTION = "--sandbox-item"
+#: pytest's cache in here: the sandbox's own /tmp (the rootdir may be read-only here).
+CACHE_DIR = "/tmp/.pytest-sandbox-cache"
+#: Options only the outer session acts on, and their values in here.
+OUTER_ONLY = {
+    "xmlpath": None, "htmlpath": None, "report_log": None,  # report files
+    "numprocesses": None, "maxprocesses": None, "dist": "no", "tx": [],  # pytest-xdist
+    "looponfail": False,
+    "usepdb": False, "trace": False,  # a debugger needs the terminal
+    "lf": False, "failedfirst": False, "newfirst": False,  # which tests, in which order
+    "stepwise": False, "stepwise_skip": False, "cacheshow": False, "cacheclear": False,
+}
 
 
 def pytest_addhooks(pluginmanager) -> None:
@@ -28,23 +50,46 @@ def pytest_addhooks(pluginmanager) -> None:
 
 def pytest_addoption(parser) -> None:
     add_options(parser)
+    parser.addoption(ITEM_OPTION, dest="sandbox_item", help=argparse.SUPPRESS)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_cmdline_main(config):
+    """Before any plugin acts on its options: turn off what only the outer session does."""
+    for name, value in OUTER_ONLY.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
+    basetemp = config.option.basetemp
+    if basetemp and not _writable(Path(config.invocation_params.dir, basetemp)):
+        config.option.basetemp = None  # a fresh one under this sandbox's /tmp
+    return (yield)
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    config.pluginmanager.register(ReportWriter(config, os.environ.get(ENV, INSIDE)),
-                                  "sandbox-report-writer")
+    nodeid = config.getoption("sandbox_item")
+    if nodeid:
+        config.args = [_item_path(config, nodeid)]
 
 
-class ReportWriter:
-    """Sends every report of this inner session to the outer one."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session) -> None:
+    """Once every plugin and conftest is in: what shows the test goes to the report directory.
+    Then pytest's own loop runs the test."""
+    show_only_to(session.config, register_recorder(session.config, os.environ.get(ENV, INSIDE)))
 
-    def __init__(self, config, directory: str) -> None:
-        self.config = config
-        self.directory = directory
 
-    def pytest_runtest_logreport(self, report) -> None:
-        write_report(self.config, report, self.directory)
+def _item_path(config, nodeid: str) -> str:
+    """The nodeid (relative to the rootdir) as a collection argument from any directory."""
+    path, sep, rest = nodeid.partition("::")
+    return f"{config.rootpath / path}{sep}{rest}"
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` could be made, or emptied, here."""
+    while not path.exists():
+        path = path.parent
+    return os.access(path if path.is_dir() else path.parent, os.W_OK)
 
 
 def inner_argv(item, *, python: str = sys.executable, rootdir: str | None = None) -> list[str]:
@@ -57,13 +102,13 @@ def inner_argv(item, *, python: str = sys.executable, rootdir: str | None = None
     config = item.config
     there = rootdir or str(config.rootpath)
     argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", __name__,
-            "-p", "no:cacheprovider", "-o", "addopts=", "-q", "--no-header", "--rootdir", there]
+            *outer_args(config.invocation_params.args), "--no-header", "--rootdir", there]
+    if config.pluginmanager.has_plugin("cacheprovider"):  # else its ini name is unknown
+        argv += ["-o", f"cache_dir={CACHE_DIR}"]
     inifile = _inifile_there(config, there)
     if inifile:
         argv += ["-c", inifile]
-    for name in explicit_plugins(config.invocation_params.args):
-        argv += ["-p", name]
-    return [*argv, item.nodeid]
+    return [*argv, f"{ITEM_OPTION}={item.nodeid}"]
 
 
 def _inifile_there(config, rootdir: str) -> str | None:
@@ -78,13 +123,20 @@ def _inifile_there(config, rootdir: str) -> str | None:
         return None
 
 
-def explicit_plugins(args) -> list[str]:
-    """Plugins the outer session was given with ``-p NAME`` (except ``no:`` and this one)."""
+def outer_args(args) -> list[str]:
+    """The outer session's arguments, less those that load this plugin (``-p sandbox``)."""
     args = [str(a) for a in args]
-    names = []
+    kept: list[str] = []
+    skip = False
     for i, arg in enumerate(args):
-        if arg == "-p" and i + 1 < len(args):
-            names.append(args[i + 1])
-        elif arg.startswith("-p") and len(arg) > 2:
-            names.append(arg[2:])
-    return [n for n in names if not n.startswith("no:") and n not in ("sandbox", "pytest_sandbox.plugin")]
+        if skip:
+            skip = False
+            continue
+        if arg == "-p" and i + 1 < len(args) and args[i + 1] in THIS_PLUGIN:
+            skip = True
+        elif not (arg.startswith("-p") and arg[2:] in THIS_PLUGIN):
+            kept.append(arg)
+    return kept
+
+
+THIS_PLUGIN = ("sandbox", "pytest_sandbox.plugin")

@@ -5,19 +5,27 @@ The engine forks the pytest process into the sandbox and calls
 file descriptors (the engine closes every fd but 0-2, the sandbox's stdin,
 stdout and stderr), so the capture and faulthandler plumbing is made again
 first. A test whose sandbox was made ahead (``where.local``) then waits for
-its turn: one byte on stdin. Then the usual setup, call and teardown phases
-run, and each report is written to the report channel as soon as it
-exists, so a crash in the call phase still leaves the setup report behind.
+its turn: one byte on stdin. Then pytest's own ``pytest_runtest_protocol``
+runs, with every plugin's part in it (warnings, reruns, subtests, ...) but
+this plugin's, and everything it hands to the hooks that show a test goes
+to the report channel as it happens (``events.Recorder``), so a crash in the
+call phase still leaves the setup report behind. ``pytest_sandbox.inner``
+runs a test the same way in a pytest of its own.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from .channel import write_report
+from .channel import INSIDE
+from .events import HOOKS, Recorder
+
+#: The module registered as this plugin (by name: importing it here would close a cycle).
+PLUGIN = "pytest_sandbox.plugin"
 
 _KEEP: list = []  # objects holding fds the engine closed: never let them be collected
 
@@ -31,13 +39,13 @@ def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     config = item.config
     go = os.dup(0) if wait_for_go else -1  # the capture about to start puts /dev/null on 0
     _forget_parent_finalizers(item.session)
-    _restart_faulthandler()
+    _restart_faulthandler(config)
     _restart_capture(config)
     _make_basetemp(config)
+    show_only_to(config, config.pluginmanager.get_plugin(RECORDER) or register_recorder(config))
     if wait_for_go and not _wait_for_go(go):
         return 0
-    for report in protocol(item, nextitem):
-        write_report(config, report)
+    run_protocol(item, nextitem, sys.modules.get(PLUGIN))
     return 0
 
 
@@ -52,17 +60,40 @@ def _wait_for_go(fd: int) -> bool:
     return go == b"g"
 
 
-def protocol(item, nextitem):
-    """Setup, call, teardown, as pytest's runtestprotocol (without logging)."""
-    from _pytest.runner import call_and_report
+def register_recorder(config, directory: str = INSIDE) -> Recorder:
+    """The Recorder of this session, registered now (not started: see Recorder)."""
+    plugin = Recorder(config, directory)
+    config.pluginmanager.register(plugin, RECORDER)
+    return plugin
 
-    report = call_and_report(item, "setup", log=False)
-    yield report
-    if report.passed and not item.config.getoption("setuponly", False):
-        yield call_and_report(item, "call", log=False)
-    if item.session.shouldfail or item.session.shouldstop:
-        nextitem = None
-    yield call_and_report(item, "teardown", log=False, nextitem=nextitem)
+
+RECORDER = "sandbox-recorder"
+
+
+def show_only_to(config, recorder: Recorder) -> None:
+    """From now on the hooks that show a test reach ``recorder`` only, and the session.
+
+    Here they would print to the sandbox's stdout, write files, or change a
+    report (the terminal reporter marks a test with failed subtests failed):
+    the pytest process that shows the test calls them, with what ``recorder``
+    sends it. The session keeps its count of failures, which decides here as
+    there whether ``-x`` / ``--maxfail`` end the run (the teardown's next item).
+    """
+    pm = config.pluginmanager
+    recorder.started = True
+    keep = {recorder, pm.get_plugin("session")}
+    for name in HOOKS.values():
+        others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()
+                  if impl.plugin not in keep]
+        setattr(pm.hook, name, pm.subset_hook_caller(name, others))
+
+
+def run_protocol(item, nextitem, caller) -> None:
+    """pytest's ``pytest_runtest_protocol`` for ``item``, with every plugin but ``caller``
+    (the plugin that sent the test here, which would send it again)."""
+    pm = item.config.pluginmanager
+    protocol = pm.subset_hook_caller("pytest_runtest_protocol", [caller] if caller else [])
+    protocol(item=item, nextitem=nextitem)
 
 
 def _forget_parent_finalizers(session) -> None:
@@ -87,18 +118,23 @@ def _restart_capture(config) -> None:
     capman.suspend_global_capture()
 
 
-def _restart_faulthandler() -> None:
+def _restart_faulthandler(config) -> None:
     """Python tracebacks on stderr for a segfault or abort inside.
 
     The engine reset every signal handler before calling us, but
     faulthandler still believes it is enabled (and would not reinstall its
-    handlers), so it is disabled first.
+    handlers), so it is disabled first. pytest's ``faulthandler_timeout``
+    dumps to the fd pytest keeps in its stash: the new one, here.
     """
     # fd 2 itself is captured while the test runs. A bare fd, not a file object: one
     # less object to make, and pages to copy, in each forked test process.
     stderr = os.dup(2)
     faulthandler.disable()
     faulthandler.enable(stderr, all_threads=False)
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+    if fault_handler_stderr_fd_key in config.stash:
+        config.stash[fault_handler_stderr_fd_key] = stderr
 
 
 def _make_basetemp(config) -> None:

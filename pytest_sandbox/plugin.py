@@ -3,8 +3,9 @@
 A test marked ``@pytest.mark.sandbox(...)`` (or every test, with
 ``--sandbox``) is taken out of pytest's normal protocol here: a *runner*
 (``pytest_sandbox.where``) runs its setup, call and teardown somewhere
-isolated and returns the reports, which are then logged in this process as
-if the test had run here. Tests that use the ``sandbox`` fixtures are not
+isolated and returns everything the run reported (``events``), which is
+then replayed to this process's hooks as if the test had run here
+(``replay``). Tests that use the ``sandbox`` fixtures are not
 themselves sandboxed: for them the marker only sets the fixtures' options.
 """
 
@@ -18,6 +19,7 @@ from _pytest.runner import CallInfo
 from . import hookspecs, probe
 from .fixtures import sandbox, sandbox_factory, sandbox_images  # noqa: F401 - the fixtures
 from .options import MARKER_HELP, add_options, wants_sandbox
+from .replay import replay
 from .settings import option
 from .where import Outcome, Runner
 
@@ -83,8 +85,7 @@ def pytest_runtest_protocol(item, nextitem):
     else:
         outcome = runner.run(item, nextitem)
     _show_output(item, outcome)
-    for report in outcome.reports:
-        item.ihook.pytest_runtest_logreport(report=report)
+    replay(item, outcome.events)
     _teardown_here(item, nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True

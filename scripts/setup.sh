@@ -24,3 +24,5 @@ if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.jo
     pip_flags+=(--break-system-packages)
 fi
 python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e '.[test]'
+# what tests need from the package index, fetched now: nothing is fetched while they run
+bash scripts/test-cache.sh

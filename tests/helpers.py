@@ -42,3 +42,20 @@ def live_name(pid: int) -> str | None:
     except FileNotFoundError:
         return None
     return None if rest.split()[0] == "Z" else name.split("(", 1)[1]
+
+
+#: What scripts/test-cache.sh fetched at setup for the tests (nothing is fetched while they run).
+TEST_CACHE = os.environ.get("SANDBOX_TEST_CACHE", "/opt/sandbox-tests")
+
+
+def cached(*parts: str) -> str:
+    """A path in the test cache; skips the test, saying how to fill it, when it is missing."""
+    import glob
+
+    import pytest
+
+    found = sorted(glob.glob(os.path.join(TEST_CACHE, *parts)))
+    if not found:
+        pytest.skip(f"{os.path.join(TEST_CACHE, *parts)} is missing: run scripts/test-cache.sh "
+                    "(scripts/setup.sh does; SANDBOX_TEST_CACHE moves it)")
+    return found[-1]

@@ -1,8 +1,8 @@
 """Where a marked test runs: one small interface, one module per place.
 
-A *runner* takes one item and returns an Outcome: the item's reports
-(already complete: a crash has become a failed report) and the engine's
-Result when there was a local sandbox. How the reports travel back is the
+A *runner* takes one item and returns an Outcome: the item's events (its
+reports, warnings, ...; already complete: a crash has become a failed
+report) and the engine's Result when there was a local sandbox. How the reports travel back is the
 report channel's business (``pytest_sandbox.channel``), not the runner's.
 
 - ``local.LocalRunner``: a sandbox on this host; forks the pytest process
@@ -24,10 +24,14 @@ from sandbox import Result
 class Outcome:
     """What came back from running one item somewhere."""
 
-    reports: list
+    events: list  # of pytest_sandbox.events.Event, in the order they happened
     result: Result | None = None
     path: str = ""  # "fork", "subprocess", "remote": for debugging and tests
     output: dict = field(default_factory=dict)  # stream name -> text not captured by pytest
+
+    @property
+    def reports(self) -> list:
+        return [event.report for event in self.events if event.kind == "report"]
 
 
 class Runner(Protocol):

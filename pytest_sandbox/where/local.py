@@ -40,7 +40,7 @@ import pytest
 import sandbox
 from sandbox import Mount, Sandbox, SandboxError, SpecError, get_image, single_threaded
 
-from .. import crash
+from .. import crash, inside
 from ..channel import INSIDE, ReportChannel
 from ..inner import ENV, inner_argv
 from ..options import wants_sandbox
@@ -72,6 +72,7 @@ class LocalRunner:
     def __init__(self, config, *, fork: bool = True) -> None:
         self.config = config
         self.fork = fork
+        inside.register_recorder(config)  # once here, not in each forked test: see events.Recorder
         self._next: Prepared | None = None
         self._positions: dict | None = None
         self._forker = Forker()
@@ -114,9 +115,9 @@ class LocalRunner:
         return Sandbox(spec, target=target, log_file=False, stdin_fd=stdin_fd)
 
     def _run_subprocess(self, item, channel: ReportChannel) -> Outcome:
-        rootdir = str(item.config.rootpath)
+        started_in = str(item.config.invocation_params.dir)  # the inner pytest's arguments need it
         try:
-            spec = self._spec(item, channel, inner_argv(item), workdir=rootdir, env={ENV: INSIDE})
+            spec = self._spec(item, channel, inner_argv(item), workdir=started_in, env={ENV: INSIDE})
         except SpecError as exc:
             return Outcome(crash.complete(item, [], None, reason=f"sandbox spec: {exc}"),
                            path="subprocess")

@@ -7,21 +7,25 @@ file as the job's one artifact. The spec comes from the same sources as a
 local sandbox's (options, marker, ``pytest_sandbox_spec`` hooks); what only
 makes sense on this host (mounts, networks, hostname, user) is refused.
 
-Back: the report file's lines are the test's reports; a job that did not
+Back: the report file's lines are the test's events (reports, warnings,
+...); a job that did not
 end as passed or failed (timed_out, cancelled, error), or a test process
 that died before it reported, becomes a failure of that test saying so.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import fields as dataclass_fields
+from pathlib import PurePosixPath
 
 from jobs import JobResult, JobSpec, ResultsSpec, Step
 from sandbox import Result, SandboxSpec, SpecError
 
 from .. import crash
-from ..channel import REPORTS, parse_reports
+from ..channel import REPORTS
+from ..events import parse_events
 from ..inner import ENV, inner_argv
 from ..settings import base_fields, build_spec
 from . import Outcome
@@ -42,13 +46,29 @@ def job_spec(config, item) -> JobSpec:
     command = inner_argv(item, python="python3", rootdir=WORKSPACE)
     spec = build_spec(config, item, base_fields(config, item, command))
     _refuse_host_only(spec)
-    run = f"rm -rf {REPORT_DIR} && mkdir {REPORT_DIR} && exec {shlex.join(spec.command)}"
+    run = (f"rm -rf {REPORT_DIR} && mkdir {REPORT_DIR} && cd {shlex.quote(_invocation_dir(config))}"
+           f" && exec {shlex.join(spec.command)}")
     return JobSpec(
         name=item.nodeid, steps=(Step(STEP, run),), image=spec.image,
         workspace=str(config.rootpath), timeout=spec.limits.timeout or DEFAULT_TIMEOUT,
         limits={k: getattr(spec.limits, k) for k in JOB_LIMITS},
-        env={**spec.env, ENV: f"{WORKSPACE}/{REPORT_DIR}", "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**_pytest_env(), **spec.env, ENV: f"{WORKSPACE}/{REPORT_DIR}",
+             "PYTHONDONTWRITEBYTECODE": "1"},
         results=ResultsSpec(artifacts=(REPORT_FILE,)))
+
+
+def _invocation_dir(config) -> str:
+    """Where pytest was started, on the worker (the outer's paths are relative to it)."""
+    try:
+        return str(PurePosixPath(WORKSPACE, config.invocation_params.dir.relative_to(config.rootpath)))
+    except ValueError:
+        return WORKSPACE  # outside the rootdir, which is all that travels
+
+
+def _pytest_env() -> dict[str, str]:
+    """The environment variables of this session's arguments (PYTEST_ADDOPTS): the inner
+    pytest is given its arguments, and these, to be the same."""
+    return {k: os.environ[k] for k in ("PYTEST_ADDOPTS",) if k in os.environ}
 
 
 def _refuse_host_only(spec: SandboxSpec) -> None:
@@ -70,8 +90,9 @@ def outcome(item, job: JobResult, report: bytes | None, output: dict[str, bytes]
     result = engine_result(job, output)
     if result is not None:
         item.config.hook.pytest_sandbox_result(item=item, result=result)
-    reports = parse_reports(item.config, report) if report else []
-    return Outcome(crash.complete(item, reports, result, reason=why(job, report)), result, "remote")
+    moved = (WORKSPACE, str(item.config.rootpath))
+    events = parse_events(item.config, report, moved=moved) if report else []
+    return Outcome(crash.complete(item, events, result, reason=why(job, report)), result, "remote")
 
 
 def why(job: JobResult, report: bytes | None) -> str | None:
