@@ -13,9 +13,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     isub = p.add_subparsers(dest="image_verb", metavar="VERB", parser_class=type(p))
     isub.required = True
     q = isub.add_parser("import", help="import a directory or rootfs tarball as an image",
-                        description="Copy a directory, or unpack a rootfs tarball "
-                        "(.tar, .tar.gz, .tar.xz), into the image store as NAME.")
-    q.add_argument("path", metavar="PATH")
+                        description="Copy a directory, or unpack a rootfs tarball (plain, gzip, "
+                        "xz, bzip2 or zstd; - reads it from standard input), into the image "
+                        "store as NAME. Nothing is written outside the new image: members with "
+                        "absolute or '..' paths, hard links to anything but earlier members, "
+                        "writes through symbolic links and device nodes (outside dev/) are "
+                        "refused.",
+                        epilog="example: mkdir -p r/bin && cp /bin/busybox r/bin/ && "
+                        "r/bin/busybox --install -s r/bin && sandbox image import r mine")
+    q.add_argument("path", metavar="PATH", help="a directory, a tar archive, or - for stdin")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--replace", action="store_true", help="replace an image of that name")
     q.set_defaults(handler=import_)

@@ -6,13 +6,19 @@ import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .. import state
 from ..errors import ImageError, ImageNotFound
 from .model import Image
+
+if TYPE_CHECKING:
+    from .unpack import Bounds, Target
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 RESERVED = ("busybox", "host")
@@ -52,43 +58,119 @@ def list_images() -> list[Image]:
     return found
 
 
-def import_image(source: str, name: str, *, replace: bool = False) -> Image:
-    """Copy a directory or unpack a rootfs tarball into the store as ``name``.
+def import_image(source: str, name: str, *, replace: bool = False,
+                 bounds: "Bounds | None" = None) -> Image:
+    """Copy a directory, or unpack a tar archive (a path, or ``-`` for stdin), into the store.
 
-    The image appears atomically: it is assembled beside the store and renamed
-    into place, so a failed import leaves nothing behind.
+    Both go through ``unpack.apply_entry``: nothing is ever written outside the
+    new image (see ``unpack``). The image appears atomically: it is assembled
+    beside the store and renamed into place, so a failed import leaves nothing
+    behind (a killed one leaves a ``.import-*`` directory that `sandbox gc` removes).
     """
+    from .unpack import Bounds, Target, UnpackError
+
     check_name(name)
     if name in RESERVED:
         raise ImageError(f"image name {name!r} is reserved for the built-in image")
-    src = Path(source)
-    if not src.exists():
-        raise ImageError(f"cannot import {source!r}: no such file or directory")
     target = images_dir() / name
     if target.exists() and not replace:
         raise ImageError(f"image {name!r} already exists", hint="remove it with `sandbox image rm`")
-    images_dir().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=images_dir()))
+    kind, handle = open_source(source)
     try:
-        rootfs = work / "rootfs"
-        if src.is_dir():
-            shutil.copytree(src, rootfs, symlinks=True)
-        elif _tarfile().is_tarfile(src):
-            rootfs.mkdir()
-            with _tarfile().open(src) as tar:
-                tar.extractall(rootfs, filter="tar")
-        else:
-            raise ImageError(f"cannot import {source!r}: expected a directory or a tar archive")
-        rootfs.chmod(0o755)
-        commit_rootfs(work, name, replace=replace)
+        images_dir().mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=images_dir()))
+        try:
+            (work / "rootfs").mkdir(0o755)
+            with Target(work / "rootfs", bounds=bounds or Bounds()) as unpacked:
+                _unpack(kind, handle, unpacked)
+            (work / "rootfs").chmod(0o755)
+            commit_rootfs(work, name, replace=replace, size=unpacked.bytes)
+        except UnpackError as exc:
+            raise ImageError(f"cannot import {source}: {exc.message}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if kind == "directory":
+            os.close(handle)
+        elif source != "-":
+            handle.close()
     return stored_image(name)
 
 
-def commit_rootfs(work: Path, name: str, *, replace: bool = False, env: dict | None = None) -> None:
+#: What `image import` reads, for the message that refuses anything else.
+SOURCES = ("a directory, a tar archive (plain, gzip, xz, bzip2 or zstd) "
+           "or - for standard input")
+
+
+def open_source(source: str) -> tuple[str, Any]:
+    """("directory", fd) or ("archive", binary stream) for ``source``; anything else refused.
+
+    Checked with stat before it is opened, so a device or a FIFO is never
+    opened (a read from /dev/zero or a FIFO never ends); ``-`` is stdin.
+    """
+    if source == "-":
+        return "archive", sys.stdin.buffer
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise ImageError(f"cannot import {source}: {_strerror(exc)}") from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise ImageError(f"cannot import {source}: it is {_kind(st.st_mode)}; accepted: {SOURCES}")
+    if stat.S_ISDIR(st.st_mode):
+        _refuse_the_store(source)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageError(f"cannot import {source}: {_strerror(exc)}") from None
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise ImageError(f"cannot import {source}: it changed while it was being opened")
+    if stat.S_ISDIR(st.st_mode):
+        return "directory", fd
+    os.set_blocking(fd, True)
+    return "archive", os.fdopen(fd, "rb")
+
+
+def _unpack(kind: str, handle: Any, target: "Target") -> None:
+    from .tree import walk_directory
+    from .unpack import walk
+
+    if kind == "directory":
+        walk_directory(handle, target)
+    else:
+        walk(handle, target)
+
+
+def _refuse_the_store(source: str) -> None:
+    """A directory that holds the image store would be copied into itself, without end."""
+    store = os.path.realpath(images_dir())
+    real = os.path.realpath(source)
+    if store == real or store.startswith(real.rstrip("/") + "/"):
+        raise ImageError(f"cannot import {source}: it holds the image store ({store}), which "
+                         "an import writes to; accepted: a directory outside it")
+
+
+def _kind(mode: int) -> str:
+    for test, text in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return text
+    return "not a regular file"
+
+
+def _strerror(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or directory"
+    return (exc.strerror or str(exc)).lower()
+
+
+def commit_rootfs(work: Path, name: str, *, replace: bool = False, env: dict | None = None,
+                  size: int | None = None) -> None:
     """Write metadata into ``work`` and move it into the store as ``name``."""
-    size = sum(f.stat().st_size for f in (work / "rootfs").rglob("*") if f.is_file() and not f.is_symlink())
+    if size is None:
+        size = sum(f.stat().st_size for f in (work / "rootfs").rglob("*")
+                   if f.is_file() and not f.is_symlink())
     (work / "image.json").write_text(json.dumps({"name": name, "created": time.time(),
                                                  "size": size, "env": env or {}}))
     target = images_dir() / name
@@ -118,12 +200,3 @@ def _read_meta(path: Path) -> dict:
         return json.loads((path / "image.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _tarfile():
-    """tarfile, imported when an image is imported from an archive: every process that
-    runs sandboxes imports this module, and tarfile (with bz2 and lzma) would sit in its
-    memory, and in every fork of it, for nothing."""
-    import tarfile
-
-    return tarfile
