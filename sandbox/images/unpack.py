@@ -26,9 +26,10 @@ sandbox; owners are applied when unpacking as root; xattrs are not applied.
 
 ``Target`` holds the root (open by fd), the bounds, the on-disk format and what
 was unpacked so far. The format (``RootfsFormat`` by default) is the one place
-that decides special entries: device nodes, FIFOs and, for a layered store, OCI
-whiteouts. A bad member is an ``UnpackError`` (an ImageError): one line naming
-the member, what is wrong and what is accepted. Use::
+that decides special entries: device nodes, FIFOs and, for a layered store
+(``OverlayFormat``), OCI whiteouts as overlay whiteouts. A bad member is an
+``UnpackError`` (an ImageError): one line naming the member, what is wrong and
+what is accepted. Use::
 
     with Target(root, bounds=Bounds(members=10_000)) as target:
         walk(stream, target)
@@ -117,6 +118,70 @@ class RootfsFormat:
                 os.close(fd)
             return True
         return False
+
+
+#: The xattr that makes a directory of an overlay layer hide what lower layers hold there.
+OPAQUE_XATTR = "trusted.overlay.opaque"
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+
+class OverlayFormat(RootfsFormat):
+    """A layer of a layered store, to be an overlay lower dir (image-spec layer.md, overlayfs.rst).
+
+    OCI whiteouts become overlay whiteouts: ``.wh.NAME`` a 0:0 character
+    device at NAME, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` xattr on
+    its directory. A whiteout hides only what lower layers hold: a NAME this
+    same layer made earlier stays (a directory becomes opaque instead), and an
+    entry that comes after a whiteout of its name replaces it (a directory
+    then opaque, so the lower one stays hidden). Other ``.wh..wh.`` names
+    (AUFS bookkeeping) are left out. Making whiteouts and setting trusted
+    xattrs needs root.
+    """
+
+    def special(self, target: "Target", entry: Entry) -> bool:
+        base = entry.base
+        if base == OPAQUE_MARKER:
+            _set_opaque(entry.dir_fd, ".")
+            return True
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            return True
+        if base.startswith(WHITEOUT_PREFIX):
+            _whiteout(entry, base[len(WHITEOUT_PREFIX):])
+            return True
+        if entry.member.isdir() and _is_whiteout(entry.dir_fd, base):
+            os.unlink(base, dir_fd=entry.dir_fd)
+            os.mkdir(base, 0o700, dir_fd=entry.dir_fd)
+            _set_opaque(entry.dir_fd, base)  # the generic code then sets owner and mode
+        return super().special(target, entry)
+
+
+def _whiteout(entry: Entry, name: str) -> None:
+    if not name or name in (".", ".."):
+        raise UnpackError(entry.name, "a whiteout of nothing", "'.wh.' followed by a file name")
+    try:
+        st = os.stat(name, dir_fd=entry.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=entry.dir_fd)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _set_opaque(entry.dir_fd, name)  # made by this layer: it stays, lower content goes
+
+
+def _is_whiteout(dir_fd: int, name: str) -> bool:
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _set_opaque(dir_fd: int, name: str) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.setxattr(fd, OPAQUE_XATTR, b"y")
+    finally:
+        os.close(fd)
 
 
 class Target:
