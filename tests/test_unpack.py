@@ -20,8 +20,8 @@ import tarfile
 import pytest
 
 from sandbox import ImageError
-from sandbox.images import import_image, list_images, remove_image
-from sandbox.images.store import images_dir
+from sandbox.images import import_image, list_images, lookup, remove_image
+from sandbox.images.layout import root as images_dir
 from sandbox.images.tree import walk_directory
 from sandbox.images.unpack import Bounds, Target, UnpackError, apply_entry, clean_name, walk
 from sandbox.linux import files
@@ -285,7 +285,15 @@ def test_apply_entry_is_usable_alone(tmp_path):
 # -- through the store: sandbox image import ---------------------------------
 
 def _store_is_clean() -> bool:
-    return not [n for n in os.listdir(images_dir()) if n.startswith(".")] if images_dir().is_dir() else True
+    """No work dir and no half-written file left in the store."""
+    if not images_dir().is_dir():
+        return True
+    return not os.listdir(images_dir() / "tmp") and not [
+        n for n in os.listdir(images_dir()) if n.startswith(".")]
+
+
+def _tags() -> set[str]:
+    return {t for i in list_images() for t in i.tags}
 
 
 def test_import_refuses_the_issue_archive_and_leaves_nothing(tmp_path, host_file):
@@ -296,7 +304,7 @@ def test_import_refuses_the_issue_archive_and_leaves_nothing(tmp_path, host_file
     with pytest.raises(ImageError, match=r"^cannot import .*h\.tar: archive member 'hl': a hard link"):
         import_image(str(tar_path), "t")
     assert fingerprint(host_file) == before
-    assert "t" not in {i.name for i in list_images()} and _store_is_clean()
+    assert "t:latest" not in _tags() and _store_is_clean()
 
 
 def test_import_refuses_a_copy_of_the_store_into_itself(tmp_path):
@@ -313,8 +321,8 @@ def test_an_imported_image_is_out_of_reach_of_other_host_users(tmp_path):
     tar_path.write_bytes(archive(member("bin/su", data=b"#!/bin/sh\n", mode=0o4755)))
     image = import_image(str(tar_path), "suid")
     try:
-        assert stat.S_IMODE(os.lstat(os.path.join(image.layers[0], "bin/su")).st_mode) == 0o4755
-        assert stat.S_IMODE(os.stat(images_dir() / "suid").st_mode) & 0o077 == 0
+        assert stat.S_IMODE(os.lstat(os.path.join(image.layers[0].path, "bin/su")).st_mode) == 0o4755
+        assert stat.S_IMODE(os.stat(images_dir()).st_mode) & 0o077 == 0
     finally:
         remove_image("suid")
 
@@ -336,7 +344,7 @@ def test_the_cli_reads_an_archive_from_stdin_and_refuses_a_truncated_one(tmp_pat
     out = sandbox_cli("image", "import", "-", "fromstdin", input=whole)
     assert out.returncode == 0, out.stderr
     try:
-        layer = {i.name: i for i in list_images()}["fromstdin"].layers[0]
+        layer = lookup("fromstdin").layers[0].path
         assert open(os.path.join(layer, "etc/os-release"), "rb").read() == b"NAME=stdin\n"
     finally:
         remove_image("fromstdin")

@@ -96,19 +96,24 @@ def lookup(text: str | Reference) -> StoredImage:
         if len(ids) == 1:
             desc = next(iter(ids.values()))
             return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
-        raise ImageNotFound(text if isinstance(text, str) else str(text), sorted(tags))
+        raise ImageNotFound(text if isinstance(text, str) else str(text), _known(tags))
     if ref.digest:
         for name, desc in tags.items():
             if desc.digest == ref.digest and name.rsplit(":", 1)[0] == ref.name:
                 return load(desc, (name,))
-        raise ImageNotFound(str(ref), sorted(tags))
+        raise ImageNotFound(str(ref), _known(tags))
     desc = tags.get(str(ref))
     if desc is None:
-        raise ImageNotFound(str(text), sorted(tags))
+        raise ImageNotFound(str(text), _known(tags))
     return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
 
 
 _ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
+
+
+def _known(tags: dict) -> list[str]:
+    """The names to suggest: the built-ins and every tag (``:latest`` left out)."""
+    return sorted({"busybox", "host"} | {n.removesuffix(":latest") for n in tags})
 
 
 def _parse_or_id(text: str) -> Reference | str:
