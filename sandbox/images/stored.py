@@ -147,6 +147,7 @@ def write_image(layers: tuple[Layer, ...] | list[Layer], config: ImageConfig, *,
         raise ImageError(f"invalid base {base_name!r}: a stored image, 'host' or None")
     all_layers = (*base_layers, *layers)
     when = created or now_rfc3339()
+    history = [{"created": when, **entry} for entry in history]
     document = ConfigDocument(config, tuple(l.diff_id for l in all_layers),
                               (*base_history, *history), when)
     with layout.writing():
