@@ -85,7 +85,7 @@ def test_bad_input_is_one_line_exit_125_and_creates_nothing(tmp_path):
 
 
 def test_unknown_image_is_a_clear_error():
-    with pytest.raises(ImageNotFound, match=r"known: busybox, host"):
+    with pytest.raises(ImageNotFound, match=r"image 'nosuch' not found \(known: busybox, .*host"):
         run(SandboxSpec(image="nosuch", command=["true"]))
     out = sandbox_cli("run", "nosuch", "--", "true")
     assert out.returncode == 125 and b"image 'nosuch' not found" in out.stderr
