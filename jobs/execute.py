@@ -20,7 +20,7 @@ import secrets
 import time
 from typing import Callable
 
-from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
+from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec, host_caps
 
 from . import artifacts as artifacts_mod
 from .cancellation import Cancel
@@ -54,6 +54,8 @@ def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None 
             _fill_workspace(jdir, spec, packed_workspace)
         except JobError as exc:
             return JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc))
+        for note in host_caps(Limits(**spec.limits)):
+            log.emit("note", data=f"limits: {note}".encode())
         steps = _run_steps(spec, job_id, jdir, log, cancel, started)
         junit = _junit(spec, str(jdir.workspace), log)
         arts = _artifacts(spec, job_id, str(jdir.workspace), log, store_artifacts)

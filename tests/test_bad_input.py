@@ -1,0 +1,155 @@
+"""The bad inputs of issue 15, one test (or more) per item: one clear line, the right status,
+nothing left behind, nothing outside the sandbox touched.
+
+The archive attacks of item 1 are in test_unpack.py (one test per attack); this
+module drives the same inputs through the `sandbox` command as a user would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+from sandbox import SandboxSpec, SpecError
+
+from .helpers import sandbox_cli
+
+root = pytest.mark.root
+
+
+def one_line(out: subprocess.CompletedProcess, status: int = 125) -> str:
+    """The single stderr line of a refused command (asserting there is exactly one)."""
+    text = out.stderr.decode()
+    assert out.returncode == status, (out.returncode, text)
+    assert text.count("\n") == 1 and "Traceback" not in text, text
+    return text
+
+
+def tar_bytes(*members: tuple[str, bytes, str], gz: bool = False) -> bytes:
+    """An archive of (name, type, data-or-linkname) members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                info.size = len(value)
+                tar.addfile(info, io.BytesIO(value))
+            else:
+                info.linkname = value
+                tar.addfile(info)
+    return gzip.compress(buf.getvalue()) if gz else buf.getvalue()
+
+
+def store_leftovers() -> list[str]:
+    images = os.path.join(os.environ["SANDBOX_STATE_DIR"], "images")
+    return [n for n in os.listdir(images) if n.startswith(".")] if os.path.isdir(images) else []
+
+
+# -- 1, 10: image import of archives that reach out, or are broken -------------
+
+@pytest.mark.parametrize("members, says", [
+    ([("../x", tarfile.REGTYPE, b"out")], "archive member '../x': a path with '..'"),
+    ([("/abs", tarfile.REGTYPE, b"out")], "archive member '/abs': an absolute path"),
+    ([("evil", tarfile.SYMTYPE, "/tmp"), ("evil/planted", tarfile.REGTYPE, b"x")],
+     "archive member 'evil/planted': its parent 'evil' is a symbolic link"),
+    ([("hl", tarfile.LNKTYPE, "/etc/passwd")], "archive member 'hl': a hard link to '/etc/passwd'"),
+    ([("null", tarfile.CHRTYPE, "")], "archive member 'null': a device node"),
+])
+def test_image_import_refuses_members_that_reach_out(tmp_path, members, says):
+    (tmp_path / "bad.tar").write_bytes(tar_bytes(*members))
+    line = one_line(sandbox_cli("image", "import", str(tmp_path / "bad.tar"), "bad"))
+    assert line.startswith("sandbox: error: cannot import ") and says in line, line
+    assert "accepted:" in line and store_leftovers() == []
+    assert not os.path.exists("/abs") and not os.path.exists("/tmp/planted")
+
+
+def test_image_import_of_a_truncated_tar_gz_is_one_line(tmp_path):
+    whole = tar_bytes(("a", tarfile.REGTYPE, os.urandom(1 << 16)), gz=True)
+    (tmp_path / "cut.tar.gz").write_bytes(whole[: len(whole) // 2])
+    line = one_line(sandbox_cli("image", "import", str(tmp_path / "cut.tar.gz"), "cut"))
+    assert "truncated or corrupt" in line and store_leftovers() == []
+
+
+def test_image_import_of_the_store_itself_is_refused():
+    images = os.path.join(os.environ["SANDBOX_STATE_DIR"], "images")
+    os.makedirs(images, exist_ok=True)
+    line = one_line(sandbox_cli("image", "import", images, "self", timeout=30))
+    assert "it holds the image store" in line and store_leftovers() == []
+
+
+# -- 8, 9, 10, 11, 12: flags of `sandbox run` -----------------------------------
+
+@pytest.mark.parametrize("flags, says", [
+    (["--cpus", "inf"], "invalid cpus 'inf': expected a positive number"),
+    (["--cpus", "nan"], "invalid cpus 'nan'"),
+    (["--timeout", "inf"], "invalid timeout 'inf'"),
+    (["-v", ":/x"], "invalid volume ':/x': expected SRC:DST"),
+    (["-v", "/tmp:"], "invalid volume '/tmp:'"),
+    (["-v", "/dev:/dev"], "invalid mount target '/dev': expected a path other than /, /dev, /proc and /sys"),
+    (["-v", "/tmp:/proc/"], "invalid mount target '/proc/'"),
+    (["-v", "/tmp:/sys"], "invalid mount target '/sys'"),
+    (["-p", "8081:80"], "invalid publish 8081:80 on network none: expected --network bridge"),
+    (["--egress"], "invalid egress on network none: expected --network bridge"),
+    (["--name", "../x"], "invalid name '../x': expected letters"),
+    (["--network", "bridge", "-p", "8081:80", "-p", "8081:81"],
+     "invalid publish 8081:80 8081:81: expected each host port at most once"),
+    (["--user", "99999999999"], "invalid user '99999999999': expected UID[:GID] or NAME[:GROUP], "
+                                "numeric ids from 0 to 4294967294"),
+])
+def test_run_flags_are_refused_in_one_line_before_anything_runs(flags, says):
+    line = one_line(sandbox_cli("run", *flags, "busybox", "--", "sh", "-c", "echo ran"))
+    assert says in line, line
+    assert "Publish(" not in line and "(" not in line.split(":", 2)[2].split("expected")[0]
+
+
+def test_an_empty_command_is_named_as_typed():
+    line = one_line(sandbox_cli("run", "busybox", "--", ""))
+    assert "invalid command '': expected a program to run" in line and "('',)" not in line
+
+
+def test_non_finite_numbers_from_python_and_job_files_are_spec_errors():
+    for limits in ({"memory": float("inf")}, {"timeout": float("nan")}, {"pids": float("inf")},
+                   {"cpus": float("inf")}, {"disk": float("-inf")}):
+        with pytest.raises(SpecError):
+            SandboxSpec(image="busybox", command=["true"], limits=limits)
+
+
+@root
+def test_a_mount_over_dev_is_refused_before_the_command_runs():
+    out = sandbox_cli("run", "-v", "/dev:/dev", "busybox", "--", "sh", "-c", "echo hi")
+    assert out.stdout == b"" and "invalid mount target '/dev'" in one_line(out)
+
+
+@root
+def test_host_caps_are_said_once_on_stderr():
+    out = sandbox_cli("run", f"--cpus={os.cpu_count() + 997}", "--ulimit", "nofile=999999999",
+                      "busybox", "--", "sh", "-c", "ulimit -n")
+    assert out.returncode == 0, out.stderr
+    notes = out.stderr.decode().splitlines()
+    assert len(notes) == 2, notes
+    assert notes[0].startswith(f"sandbox: note: cpus {os.cpu_count() + 997} is more than the ")
+    assert "the sandbox gets at most" in notes[0]
+    assert notes[1].startswith("sandbox: note: ulimit nofile=999999999 is above this host's hard")
+    assert out.stdout.strip().isdigit() and int(out.stdout) < 999999999
+
+
+@root
+def test_dash_e_of_an_unset_variable_leaves_it_out(monkeypatch):
+    monkeypatch.delenv("SANDBOX_TEST_UNSET", raising=False)
+    monkeypatch.setenv("SANDBOX_TEST_SET", "here")
+    out = sandbox_cli("run", "-e", "SANDBOX_TEST_UNSET", "-e", "SANDBOX_TEST_SET", "busybox", "--", "env")
+    env = out.stdout.decode().splitlines()
+    assert "SANDBOX_TEST_SET=here" in env and not any(e.startswith("SANDBOX_TEST_UNSET") for e in env)
+
+
+@root
+def test_time_limits_are_rounded_in_messages():
+    out = sandbox_cli("run", "--timeout", "0.99873", "busybox", "--", "sleep", "5")
+    assert out.returncode == 137 and out.stderr == b"sandbox: killed: wall time limit 1s exceeded\n"
