@@ -153,3 +153,69 @@ def test_dash_e_of_an_unset_variable_leaves_it_out(monkeypatch):
 def test_time_limits_are_rounded_in_messages():
     out = sandbox_cli("run", "--timeout", "0.99873", "busybox", "--", "sleep", "5")
     assert out.returncode == 137 and out.stderr == b"sandbox: killed: wall time limit 1s exceeded\n"
+
+
+# -- 4: pid 1 inside shows as sandbox-init only ----------------------------------
+
+@root
+@pytest.mark.parametrize("spawn", ["direct", "zygote"])
+def test_pid_1_shows_no_host_command_line(spawn, monkeypatch):
+    from sandbox import run
+
+    monkeypatch.setenv("SANDBOX_SPAWN", spawn)
+    for _ in range(2):  # with zygote: the spare made ahead for the second one too
+        r = run(SandboxSpec(image="busybox", command=["sh", "-c", "cat /proc/1/cmdline; echo; "
+                                                     "cat /proc/1/comm; ps -o args | head -2"]))
+        assert r.exit_code == 0, r.stderr
+        cmdline, comm, _, ps_pid1 = r.stdout.split(b"\n")[:4]
+        assert (cmdline, comm, ps_pid1.strip()) == (b"sandbox-init\0", b"sandbox-init", b"sandbox-init")
+
+
+@root
+@pytest.mark.parametrize("way", ["direct", "zygote", "served"])
+def test_pid_1_of_a_python_target_shows_no_host_command_line(way, monkeypatch):
+    from sandbox import Sandbox
+    from sandbox.process.forkserver import ForkServer, ServedTarget
+
+    monkeypatch.setenv("SANDBOX_SPAWN", "direct" if way == "direct" else "zygote")
+
+    def target():
+        with open("/proc/1/cmdline", "rb") as f:
+            os.write(1, f.read())
+        return 0
+
+    for _ in range(2):  # the first target's init is forked here; later ones are spares
+        server = ForkServer(lambda key: target) if way == "served" else None
+        runnable = ServedTarget(server, "t", target) if server else target
+        try:
+            with Sandbox(SandboxSpec(image="host", command=["target"]), target=runnable,
+                         log_file=False) as box:
+                result = box.wait()
+        finally:
+            if server is not None:
+                server.close()
+        assert (result.exit_code, result.stdout) == (0, b"sandbox-init\0")
+
+
+@root
+def test_the_cli_run_does_not_leak_its_argv_to_pid_1():
+    out = sandbox_cli("run", "-e", "SECRET_TOKEN=x", "busybox", "--", "cat", "/proc/1/cmdline")
+    assert out.stdout == b"sandbox-init\0"
+
+
+def test_set_cmdline_replaces_the_whole_argv_in_a_child():
+    from sandbox.linux import set_cmdline
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        set_cmdline("sandbox-init")
+        with open("/proc/self/cmdline", "rb") as f:
+            os.write(w, f.read())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        seen = f.read()
+    os.waitpid(pid, 0)
+    assert seen == b"sandbox-init\0"
