@@ -25,11 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
     p.set_defaults(handler=submit)
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
-                          description="Inspect the jobs in Redis.")
+                          description="Inspect the jobs in Redis. --redis URL goes before "
+                          "or after the verb.")
     jobs.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
     verbs = jobs.add_subparsers(dest="jobs_verb", metavar="VERB", parser_class=sub._parser_class)
     verbs.required = True
     _register_verbs(verbs)
+    for verb in verbs.choices.values():  # `jobs list --redis URL` as well as `jobs --redis URL list`
+        verb.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
+                          help="Redis URL (default: SANDBOX_REDIS_URL)")
 
 
 def _register_verbs(verbs: argparse._SubParsersAction) -> None:

@@ -219,3 +219,119 @@ def test_set_cmdline_replaces_the_whole_argv_in_a_child():
         seen = f.read()
     os.waitpid(pid, 0)
     assert seen == b"sandbox-init\0"
+
+
+# -- 3, 11, 13, 14: Redis URLs, passwords, the worker ------------------------------
+
+PASSWORD = "s3cret-do-not-show"
+
+
+@pytest.fixture
+def locked_redis():
+    """A Redis of this test's own that wants a password."""
+    from .jobs_support import RedisServer
+
+    server = RedisServer(password=PASSWORD).start()
+    yield server
+    server.stop()
+
+
+def cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def test_redact_url_hides_passwords_everywhere_in_a_url():
+    from sandbox import redact_url
+
+    assert redact_url("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("redis://user:s3cret@h/1") == "redis://user:***@h/1"
+    assert redact_url("redis://h/0?password=s3cret&db=1") == "redis://h/0?password=***&db=1"
+    assert redact_url("unix://:s3cret@/run/redis.sock") == "unix://:***@/run/redis.sock"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+@root
+def test_worker_children_get_the_url_without_ps_seeing_the_password(locked_redis):
+    from .jobs_support import env
+
+    proc = subprocess.Popen([os.sys.executable, "-m", "sandbox", "worker", "--redis",
+                             locked_redis.url, "--concurrency", "2", "--queue", "q-ps"],
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        from .helpers import wait_for
+
+        kids = wait_for(lambda: len(children_of(proc.pid)) == 2 and children_of(proc.pid))
+        wait_for(lambda: b"***" in cmdline(proc.pid))
+        for pid in [proc.pid, *kids]:
+            assert PASSWORD.encode() not in cmdline(pid), cmdline(pid)
+        assert b"redis://:***@127.0.0.1" in cmdline(proc.pid)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert PASSWORD.encode() not in out
+
+
+@pytest.mark.parametrize("verb", [["jobs", "list"], ["submit", "JOB"], ["worker", "--burst"],
+                                  ["worker", "--concurrency", "2", "--burst"]])
+def test_a_wrong_redis_password_is_one_line_never_retried(locked_redis, tmp_path, verb):
+    job = tmp_path / "j.toml"
+    job.write_text('name = "t"\n[[steps]]\nname = "a"\nrun = "true"\n')
+    wrong = locked_redis.url.replace(PASSWORD, "wrong-password")
+    args = [str(job) if a == "JOB" else a for a in verb]
+    line = one_line(sandbox_cli(*args, "--redis", wrong, timeout=30))
+    assert "refused the credentials" in line and "redis://:***@127.0.0.1:" in line
+    assert "wrong-password" not in line and "start redis-server" not in line
+
+
+def test_an_unreachable_redis_is_named_without_its_password():
+    from .jobs_support import free_port
+
+    line = one_line(sandbox_cli("jobs", "list", "--redis",
+                                f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"))
+    assert "cannot reach Redis at redis://:***@127.0.0.1:" in line and PASSWORD not in line
+
+
+@pytest.mark.parametrize("verb", [["list"], ["show", "nosuchjob"], ["logs", "nosuchjob"],
+                                  ["cancel", "nosuchjob"], ["wait", "nosuchjob"],
+                                  ["artifacts", "nosuchjob"]])
+def test_jobs_verbs_take_redis_before_or_after_the_verb(locked_redis, verb):
+    before = sandbox_cli("jobs", "--redis", locked_redis.url, *verb)
+    after = sandbox_cli("jobs", *verb, "--redis", locked_redis.url)
+    assert (after.returncode, after.stdout) == (before.returncode, before.stdout)
+    assert b"unrecognized arguments" not in after.stderr and b"no queue" not in after.stderr
+    if verb != ["list"]:
+        assert b"no job 'nosuchjob'" in after.stderr
+    else:
+        assert after.returncode == 0 and after.stdout.startswith(b"ID")
+
+
+@root
+def test_a_supervisor_cleans_up_once_and_each_line_is_logged_once(locked_redis):
+    from .jobs_support import env
+
+    leftover = os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs", "0123456789ab")
+    os.makedirs(os.path.join(leftover, "workspace"))
+    with open(os.path.join(leftover, "owner"), "w") as f:
+        f.write('{"pid": 999999999, "start": 1}')
+    out = subprocess.run([os.sys.executable, "-m", "sandbox", "worker", "--concurrency", "2",
+                          "--burst", "--queue", "q-once"], env={**env(), "SANDBOX_REDIS_URL":
+                          locked_redis.url}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [line.split(" ", 3)[3] for line in out.stderr.splitlines()]
+    assert lines.count("INFO gc: removed the directory of job 0123456789ab left by a dead worker") == 1
+    assert len(lines) == len(set(lines)), lines
+    assert not os.path.exists(leftover)
