@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the live log and the summary; exit with the job's status")
     p.add_argument("--queue", default="default", metavar="NAME", help="queue (default: default)")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
+    p.add_argument("--workspace", metavar="DIR",
+                   help="copy DIR into /workspace instead of the job file's workspace (a job "
+                   "file may only name a directory of its own tree, reached through no link)")
     p.set_defaults(handler=submit)
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
                           description="Inspect the jobs in Redis. --redis URL goes before "
@@ -76,7 +79,7 @@ def submit(args: argparse.Namespace) -> int:
     from .client import redis_url
     from .jobfile import load
 
-    specs = load(args.jobfile)
+    specs = load(args.jobfile, workspace=args.workspace)
     if redis_url(args.redis) is None:
         return max(_run_here(spec) for spec in specs)
     from .client import submit as enqueue

@@ -4,7 +4,8 @@ The schema (see README.md, "The job file"); keys not listed are errors::
 
     name = "unit tests"          # required
     image = "host"               # any image the engine knows (default host)
-    workspace = "."              # directory copied into /workspace, relative to the file
+    workspace = "."              # directory copied into /workspace, relative to the file,
+                                 # inside the file's directory tree, reached through no link
     timeout = "10m"              # whole job, wall clock (default 10m)
     [limits]                     # memory, cpus, pids, output, disk (as `sandbox run`)
     [env]                        # NAME = "value", for every step
@@ -46,11 +47,21 @@ DEFAULT_TIMEOUT = 600.0
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load(path: str | os.PathLike) -> list[JobSpec]:
-    """The jobs a file describes: one, or one per matrix combination."""
+def load(path: str | os.PathLike, *, workspace: str | None = None) -> list[JobSpec]:
+    """The jobs a file describes: one, or one per matrix combination.
+
+    ``workspace``: a directory the submitter named (`sandbox submit
+    --workspace DIR`), used instead of the file's own: trusted as given.
+    """
     path = str(path)
     data = _read(path)
-    return parse(data, path=path, base_dir=os.path.dirname(os.path.abspath(path)))
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if workspace is not None:
+        if not os.path.isdir(workspace):
+            raise JobFileError(path, None, f"--workspace {workspace}: not a directory")
+        data = {**data, "workspace": os.path.realpath(workspace)}
+        return parse(data, path=path, base_dir=base_dir, trusted_workspace=True)
+    return parse(data, path=path, base_dir=base_dir)
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -80,14 +91,19 @@ def _read_yaml(path: str, text: bytes) -> dict[str, Any]:
     return data
 
 
-def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") -> list[JobSpec]:
-    """Validate a job file's data; one JobSpec per matrix combination."""
+def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
+          trusted_workspace: bool = False) -> list[JobSpec]:
+    """Validate a job file's data; one JobSpec per matrix combination.
+
+    ``trusted_workspace``: the workspace was named by the submitter, not the
+    file, and may be anywhere.
+    """
     v = _Validator(path)
     v.keys(data, TOP_KEYS, None)
     base = dict(
         name=v.string(data, "name", required=True),
         image=v.string(data, "image") or "host",
-        workspace=_workspace(v, data, base_dir),
+        workspace=_workspace(v, data, base_dir, trusted_workspace),
         timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
         limits=_limits(v, data.get("limits")),
         env=v.env(data.get("env"), "env"),
@@ -102,14 +118,46 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") 
                        "env": {**base["env"], **combo}, "matrix": combo}) for combo in combos]
 
 
-def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str) -> str | None:
+def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str,
+               trusted: bool = False) -> str | None:
+    """The workspace directory, which a job file may only take from its own tree.
+
+    A job file can come from an untrusted repository: a workspace that is a
+    link, passes through one, or lies outside the file's directory (``..``,
+    an absolute path, ``~``) would copy host files into the job. The
+    submitter can name any directory with `sandbox submit --workspace DIR`.
+    """
     rel = v.string(data, "workspace")
     if rel is None:
         return None
-    full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(rel)))
+    if trusted:
+        return rel
+    base = os.path.realpath(base_dir)
+    full = os.path.normpath(os.path.join(base, rel))
+    inside = "a directory inside the job file's directory, reached through no symbolic link"
+    hint = "(or pass --workspace DIR to sandbox submit to use another)"
+    if full != base and not full.startswith(base.rstrip("/") + "/"):
+        raise JobFileError(v.path, "workspace", f"{rel!r} is outside the job file's directory: "
+                           f"expected {inside} {hint}")
+    link = _first_link(base, full)
+    if link is not None:
+        raise JobFileError(v.path, "workspace", f"{rel!r}: {link} is a symbolic link (to "
+                           f"{os.readlink(link)}): expected {inside} {hint}")
     if not os.path.isdir(full):
         raise JobFileError(v.path, "workspace", f"{rel!r} is not a directory (resolved to {full})")
     return full
+
+
+def _first_link(base: str, path: str) -> str | None:
+    """The first component from ``base`` (excluded) down to ``path`` that is a symlink."""
+    current = base
+    for part in os.path.relpath(path, base).split(os.sep):
+        if part in (".", ""):
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return current
+    return None
 
 
 def _limits(v: "_Validator", table: object) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from .globbing import Budget
 from .workspace import matches as workspace_matches
 
 MAX_REPORT_BYTES = 64 << 20
@@ -76,11 +77,12 @@ class JUnitReport:
         return cls(**data)
 
 
-def find_reports(workspace: str, patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+def find_reports(workspace: str, patterns: Iterable[str],
+                 budget: Budget | None = None) -> tuple[list[str], list[str]]:
     """(paths relative to workspace, problems) for the globs, refusing escapes."""
     found, problems = [], []
     for pattern in patterns:
-        matched = workspace_matches(workspace, pattern)
+        matched = workspace_matches(workspace, pattern, budget)
         if not matched:
             problems.append(f"{pattern}: no such report")
         for rel, real, inside in matched:
@@ -91,9 +93,10 @@ def find_reports(workspace: str, patterns: Iterable[str]) -> tuple[list[str], li
     return found, problems
 
 
-def parse_reports(workspace: str, patterns: Iterable[str]) -> JUnitReport:
-    """Parse and merge every report the globs match; problems are listed, not raised."""
-    rels, problems = find_reports(workspace, patterns)
+def parse_reports(workspace: str, patterns: Iterable[str], budget: Budget | None = None) -> JUnitReport:
+    """Parse and merge every report the globs match; problems are listed, not raised
+    (but GlobStopped, when the budget runs out while looking for them)."""
+    rels, problems = find_reports(workspace, patterns, budget)
     cases: list[Case] = []
     suite_time = 0.0
     for rel in rels:

@@ -66,6 +66,9 @@ def collect(*, now: float | None = None) -> GcReport:
     _collect_stray_cgroups(live_ids, report)
     host_cgroups().remove_parents()  # left by a process killed before its exit: if unused
     _collect_stale_names(report)
+    from .images.store import collect_leftovers
+
+    report.removed += [f"image work dir {name}" for name in collect_leftovers()]
     try:
         from .network import collect as collect_network
 

@@ -205,6 +205,35 @@ def new_record(sandbox_id: str, spec: Any) -> Record:
     )
 
 
+#: A work directory that does not (yet) name its owner is left alone this long.
+OWNER_GRACE = 30.0
+
+
+def write_owner(directory: Path, name: str = "owner") -> None:
+    """Name this process (pid and start time) as the owner of ``directory``, for gc."""
+    owner = {"pid": os.getpid(), "start": own_start_time()}
+    (directory / name).write_text(json.dumps(owner))
+
+
+def owner_gone(directory: Path, name: str = "owner", *, now: float | None = None) -> bool:
+    """True when the process that owns ``directory`` is dead: its work there can go.
+
+    A directory without an owner file is taken as dead once older than
+    OWNER_GRACE (its maker may be between mkdir and writing the file).
+    """
+    try:
+        owner = json.loads((directory / name).read_text())
+    except FileNotFoundError:
+        try:
+            age = (now or time.time()) - os.stat(directory).st_mtime
+        except FileNotFoundError:
+            return False
+        return age > OWNER_GRACE
+    except (OSError, ValueError):
+        return False  # being written right now
+    return not process_alive(owner.get("pid"), owner.get("start"))
+
+
 def _unlink_quiet(path: Path) -> None:
     try:
         os.unlink(path)

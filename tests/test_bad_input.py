@@ -18,7 +18,7 @@ import pytest
 
 from sandbox import SandboxSpec, SpecError
 
-from .helpers import sandbox_cli
+from .helpers import REPO, sandbox_cli
 
 root = pytest.mark.root
 
@@ -335,3 +335,175 @@ def test_a_supervisor_cleans_up_once_and_each_line_is_logged_once(locked_redis):
     assert lines.count("INFO gc: removed the directory of job 0123456789ab left by a dead worker") == 1
     assert len(lines) == len(set(lines)), lines
     assert not os.path.exists(leftover)
+
+
+# -- 2: a job file's workspace that is a link, or outside its tree ---------------------
+
+def job_toml(tmp_path, workspace: str, run: str = "cat /workspace/shadow || true",
+             extra: str = "") -> str:
+    path = tmp_path / "job.toml"
+    path.write_text(f'name = "ws"\nimage = "busybox"\nworkspace = "{workspace}"\n{extra}'
+                    f'[[steps]]\nname = "s"\nrun = "{run}"\n')
+    return str(path)
+
+
+@pytest.mark.parametrize("workspace, says", [
+    ("wslink", "'wslink': {tmp}/wslink is a symbolic link (to /etc)"),
+    ("sub/inner", "'sub/inner': {tmp}/sub is a symbolic link"),
+    ("../", "'../' is outside the job file's directory"),
+    ("/etc", "'/etc' is outside the job file's directory"),
+])
+def test_a_job_file_cannot_take_its_workspace_from_outside_its_tree(tmp_path, workspace, says):
+    os.symlink("/etc", tmp_path / "wslink")
+    os.symlink(str(tmp_path / "elsewhere"), tmp_path / "sub")
+    (tmp_path / "elsewhere" / "inner").mkdir(parents=True)
+    line = one_line(sandbox_cli("submit", job_toml(tmp_path, workspace)))
+    assert f"job.toml: workspace: {says.format(tmp=os.path.realpath(tmp_path))}" in line, line
+    assert "pass --workspace DIR to sandbox submit" in line
+
+
+@root
+def test_the_submitter_can_name_any_workspace_on_the_command_line(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shadow").write_text("mine\n")
+    (tmp_path / "jobdir").mkdir()
+    os.symlink(str(elsewhere), tmp_path / "jobdir" / "wslink")
+    out = sandbox_cli("submit", "--workspace", str(tmp_path / "jobdir" / "wslink"),
+                      job_toml(tmp_path / "jobdir", "wslink"))
+    assert out.returncode == 0, out.stderr
+    assert b"mine\n" in out.stdout
+
+
+# -- 5: artifact globs through a link out of the workspace, bounded --------------------
+
+def test_globs_never_enter_a_symlinked_directory(tmp_path):
+    from jobs.globbing import match
+
+    (tmp_path / "ws/logs").mkdir(parents=True)
+    (tmp_path / "ws/logs/a.txt").write_text("a")
+    (tmp_path / "host/usr").mkdir(parents=True)
+    (tmp_path / "host/usr/secret").write_text("s")
+    os.symlink(str(tmp_path / "host"), tmp_path / "ws/r")
+    os.symlink("logs/a.txt", tmp_path / "ws/alink")
+    ws = str(tmp_path / "ws")
+    assert match(ws, "r/usr/**/*") == [] and match(ws, "r/usr/secret") == []
+    assert match(ws, "**/*") == ["alink", "logs", "logs/a.txt", "r"]  # as glob, links not entered
+    assert match(ws, "**/*.txt") == ["logs/a.txt"] and match(ws, "logs/*") == ["logs/a.txt"]
+
+
+def test_glob_walks_are_bounded_by_entries_time_and_cancel(tmp_path):
+    import time
+
+    from jobs.globbing import Budget, GlobStopped, match
+
+    for i in range(50):
+        (tmp_path / f"f{i}").write_text("x")
+    with pytest.raises(GlobStopped, match="files looked at"):
+        match(str(tmp_path), "**/*", Budget(entries=10))
+    with pytest.raises(GlobStopped, match="the job's timeout ran out"):
+        match(str(tmp_path), "*", Budget(deadline=time.monotonic() - 1))
+    with pytest.raises(GlobStopped, match="the job was cancelled"):
+        match(str(tmp_path), "*", Budget(stop=lambda: True))
+
+
+def test_a_collection_stopped_by_the_timeout_ends_the_job_timed_out(tmp_path):
+    import time
+
+    from jobs.cancellation import Cancel
+    from jobs.collection import collect
+    from jobs.events import JobLog
+    from jobs.execute import verdict
+    from jobs.globbing import Budget
+    from jobs.model import JobSpec, ResultsSpec, Step
+
+    (tmp_path / "a.txt").write_text("a")
+    spec = JobSpec(name="j", steps=(Step("s", "true"),), results=ResultsSpec(artifacts=("*.txt",)))
+    stored = []
+    done = collect(spec, "id", str(tmp_path), JobLog(), lambda _id, items: stored.append(items),
+                   Budget(deadline=time.monotonic() - 1))
+    assert done.stopped == "the job's timeout ran out" and stored == []
+    assert verdict(spec, [], done.junit, False, done.stopped) == (
+        "timed_out", "collecting the results stopped: the job's timeout ran out")
+    cancel = Cancel()
+    cancel.set()
+    done = collect(spec, "id", str(tmp_path), JobLog(), lambda *_: None, Budget(stop=cancel.is_set))
+    assert done.stopped == "the job was cancelled"
+
+
+@root
+def test_an_artifact_glob_through_a_link_to_the_host_finds_nothing(tmp_path):
+    import jobs
+
+    host = tmp_path / "host"
+    (host / "usr").mkdir(parents=True)
+    (host / "usr" / "secret").write_text("host file\n")
+    spec, = jobs.parse_job({"name": "glob", "image": "busybox", "timeout": "30s",
+                            "steps": [{"name": "s", "run": f"ln -s {host} /workspace/r"}],
+                            "results": {"artifacts": ["r/usr/**/*", "r/usr/secret"]}})
+    notes = []
+    result = jobs.run_local(spec, on_event=lambda e: notes.append(e) if e.kind == "note" else None)
+    assert result.status == "passed" and result.artifacts == ()
+    said = [e.data.decode() for e in notes]
+    assert "artifact r/usr/**/*: nothing matched" in said and "artifact r/usr/secret: nothing matched" in said
+
+
+# -- 6, 7: killed imports and killed in-process submits leave nothing gc cannot see -----
+
+@pytest.mark.parametrize("kind", ["chardev", "fifo"])
+def test_image_import_refuses_devices_and_fifos_without_reading_them(tmp_path, kind):
+    if kind == "fifo":
+        source = str(tmp_path / "fifo")
+        os.mkfifo(source)
+        says = "it is a FIFO"
+    else:
+        source, says = "/dev/zero", "it is a character device"
+    line = one_line(sandbox_cli("image", "import", source, "z", timeout=30))
+    assert says in line and "accepted: a directory, a tar archive" in line
+    assert store_leftovers() == []
+
+
+@root
+def test_gc_removes_a_killed_import(tmp_path):
+    import signal
+
+    from .helpers import popen_cli, wait_for
+
+    proc = subprocess.Popen([os.sys.executable, "-m", "sandbox", "image", "import", "-", "slow"],
+                            stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        proc.stdin.write(tar_bytes(("a", tarfile.REGTYPE, b"x" * 4096))[:1024])
+        proc.stdin.flush()
+        wait_for(lambda: store_leftovers())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdin.close()
+    left = store_leftovers()
+    assert left and left[0].startswith(".import-slow-")
+    out = sandbox_cli("gc")
+    assert out.returncode == 0 and f"removed image work dir {left[0]}".encode() in out.stdout
+    assert store_leftovers() == []
+
+
+@root
+def test_gc_removes_the_job_dir_of_a_killed_in_process_submit(tmp_path):
+    import signal
+
+    from .helpers import wait_for
+
+    jobs_dir = os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs")
+    path = job_toml(tmp_path, ".", run="sleep 60")
+    proc = subprocess.Popen([os.sys.executable, "-m", "sandbox", "submit", path],
+                            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        wait_for(lambda: os.path.isdir(jobs_dir) and os.listdir(jobs_dir))
+        (job_id,) = os.listdir(jobs_dir)
+        wait_for(lambda: os.listdir(os.path.join(os.environ["SANDBOX_RUN_DIR"], "sandboxes")))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    out = sandbox_cli("gc")
+    assert out.returncode == 0, out.stderr
+    assert f"removed job directory {job_id}".encode() in out.stdout
+    assert os.listdir(jobs_dir) == []

@@ -7,9 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 from functools import lru_cache
-from pathlib import Path
 
 from ..errors import ImageError
 from . import store
@@ -56,8 +54,7 @@ def is_static_elf(path: str) -> bool:
 
 def _build_busybox() -> None:
     binary = find_static_busybox()
-    store.images_dir().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-busybox-", dir=store.images_dir()))
+    work = store.work_dir(".build-busybox-")
     try:
         root = work / "rootfs"
         for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc") + SKELETON_DIRS:
@@ -128,8 +125,7 @@ def _host_image(root: str) -> Image:
 
 def _build_host_skeleton() -> None:
     """Empty directories and the host's top-level symlinks (merged /usr)."""
-    store.images_dir().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-host-", dir=store.images_dir()))
+    work = store.work_dir(".build-host-")
     try:
         root = work / "rootfs"
         root.mkdir(mode=0o755)

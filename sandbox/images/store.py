@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 RESERVED = ("busybox", "host")
+#: The owner file of a work directory (``work_dir``).
+OWNER = ".owner"
 
 
 def images_dir() -> Path:
@@ -77,8 +79,7 @@ def import_image(source: str, name: str, *, replace: bool = False,
         raise ImageError(f"image {name!r} already exists", hint="remove it with `sandbox image rm`")
     kind, handle = open_source(source)
     try:
-        images_dir().mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=images_dir()))
+        work = work_dir(f".import-{name}-")
         try:
             (work / "rootfs").mkdir(0o755)
             with Target(work / "rootfs", bounds=bounds or Bounds()) as unpacked:
@@ -165,9 +166,37 @@ def _strerror(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
+def work_dir(prefix: str) -> Path:
+    """A private directory beside the store to assemble an image in, naming its owner.
+
+    A process killed while it works leaves it: `sandbox gc` removes those
+    whose owner is dead (``collect_leftovers``).
+    """
+    images_dir().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=images_dir()))
+    state.write_owner(work, OWNER)
+    return work
+
+
+def collect_leftovers() -> list[str]:
+    """Remove what killed imports, builds and removals left in the store; their names."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(images_dir()) if n.startswith(".")]
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = images_dir() / name
+        if path.is_dir() and not path.is_symlink() and state.owner_gone(path, OWNER):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def commit_rootfs(work: Path, name: str, *, replace: bool = False, env: dict | None = None,
                   size: int | None = None) -> None:
     """Write metadata into ``work`` and move it into the store as ``name``."""
+    (work / OWNER).unlink(missing_ok=True)
     if size is None:
         size = sum(f.stat().st_size for f in (work / "rootfs").rglob("*")
                    if f.is_file() and not f.is_symlink())

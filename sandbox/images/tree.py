@@ -22,14 +22,19 @@ _TYPES = {stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFREG: tarfile.REGTYPE, stat.S_I
           stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE}
 
 
-def walk_directory(source_fd: int, target: Target) -> None:
-    """Apply every entry of the tree open at ``source_fd``, parents before children."""
+def walk_directory(source_fd: int, target: Target, *, exclude: tuple[str, ...] = ()) -> None:
+    """Apply every entry of the tree open at ``source_fd``, parents before children.
+
+    ``exclude``: names left out wherever they are (with all below them).
+    """
     device = os.fstat(source_fd).st_dev
     links: dict[tuple[int, int], str] = {}
     pending = [""]
     while pending:
         prefix = pending.pop()
         for name, st in _read_source(prefix or ".", _entries, source_fd, prefix):
+            if name.rpartition("/")[2] in exclude:
+                continue
             if (st.st_dev, st.st_ino) == target.root_id:
                 raise UnpackError(name, "is the image being made (the source holds the image store)",
                                   "a directory outside the image store")
