@@ -276,7 +276,8 @@ class Sandbox:
             started_at=started, ended_at=ended, duration=max(ended - started, 0.0),
             stdout=self._memory.data("stdout"), stderr=self._memory.data("stderr"),
             timed_out=mon.timed_out, oom_killed=bool(stats and stats.oom_kills),
-            output_truncated=mon.limiter.truncated,
+            output_truncated=mon.limiter.truncated, output_killed=mon.output_killed,
+            removed=self._removed_by_another(code),
             stdout_bytes=mon.limiter.total["stdout"], stderr_bytes=mon.limiter.total["stderr"],
             peak_memory=stats.peak_memory if stats else None,
             cpu_time=stats.cpu_total if stats else None,
@@ -288,6 +289,12 @@ class Sandbox:
             limits={"memory": limits.memory, "timeout": limits.timeout, "output": limits.output,
                     "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk},
         )
+
+    def _removed_by_another(self, code: int) -> bool:
+        """True when `sandbox rm -f` ended it: its marker is there, or the state dir is gone."""
+        if code != -signal.SIGKILL and code != 128 + signal.SIGKILL:
+            return False
+        return self.dir.removed_by_another() or not self.dir.path.exists()
 
     def destroy(self) -> None:
         """Undo everything create() and start() did, in reverse; idempotent."""

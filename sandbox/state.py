@@ -25,6 +25,7 @@ from .errors import StateError
 from .linux.proc import own_start_time, process_alive, process_start_time  # noqa: F401 - re-exported
 
 RECORD_NAME = "record.json"
+REMOVED_NAME = "removed"
 
 
 def lib_dir() -> Path:
@@ -113,6 +114,16 @@ class SandboxDir:
             raise StateError(f"no such sandbox: {self.id}") from None
         except (ValueError, TypeError) as exc:
             raise StateError(f"unreadable record for sandbox {self.id}: {exc}") from exc
+
+    def mark_removed(self) -> None:
+        """Say, before killing it, that another process removes this sandbox (`sandbox rm -f`)."""
+        try:
+            (self.path / REMOVED_NAME).write_text(str(os.getpid()))
+        except FileNotFoundError:
+            pass
+
+    def removed_by_another(self) -> bool:
+        return (self.path / REMOVED_NAME).exists()
 
     def remove(self) -> None:
         """Remove the directory and the files in it."""

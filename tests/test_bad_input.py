@@ -507,3 +507,56 @@ def test_gc_removes_the_job_dir_of_a_killed_in_process_submit(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"removed job directory {job_id}".encode() in out.stdout
     assert os.listdir(jobs_dir) == []
+
+
+# -- 15: output over the limit: one behaviour for sandbox run and job steps ---------------
+
+OVERFLOW = "head -c 100000 /dev/zero | tr '\\0' x; echo; echo still running"
+
+
+@root
+def test_output_over_the_limit_is_truncated_and_the_run_goes_on():
+    out = sandbox_cli("run", "--output-limit", "1k", "busybox", "--", "sh", "-c", OVERFLOW + "; exit 3")
+    assert out.returncode == 3 and len(out.stdout) == 1024
+    assert out.stderr == b"sandbox: output truncated: kept the first 1 KiB of 97.7 KiB\n"
+
+
+@root
+def test_runaway_output_is_killed_like_any_limit():
+    out = sandbox_cli("run", "--output-limit", "1k", "busybox", "--", "yes")
+    assert out.returncode == 137 and len(out.stdout) == 1024
+    assert out.stderr.startswith(b"sandbox: killed: output limit 1 KiB exceeded by more than 64 MiB")
+
+
+@root
+def test_job_steps_treat_output_over_the_limit_as_sandbox_run_does(tmp_path):
+    import jobs
+
+    spec, = jobs.parse_job({"name": "out", "image": "busybox", "limits": {"output": "1k"},
+                            "steps": [{"name": "over", "run": OVERFLOW},
+                                      {"name": "runaway", "run": "yes"}]})
+    result = jobs.run_local(spec)
+    over, runaway = result.steps
+    assert (over.status, over.exit_code, over.result["output_truncated"]) == ("passed", 0, True)
+    assert over.message == "output truncated: kept the first 1 KiB of 97.7 KiB"
+    assert (runaway.status, runaway.exit_code, runaway.result["output_killed"]) == ("failed", 137, True)
+    assert runaway.message.startswith("killed: output limit 1 KiB exceeded")
+
+
+# -- 16: sandbox rm -f of a running sandbox run ---------------------------------------------
+
+@root
+def test_a_run_removed_by_sandbox_rm_says_so():
+    from .helpers import popen_cli, wait_for
+
+    proc = popen_cli("run", "--name", "victim", "busybox", "--", "sleep", "60")
+    try:
+        wait_for(lambda: b"victim" in sandbox_cli("ps").stdout)
+        assert sandbox_cli("rm", "-f", "victim").returncode == 0
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 137
+    assert err == b"sandbox: killed: removed by `sandbox rm` while it ran\n"
