@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 from . import images, state
 from .cgroups import Cgroup, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
+from .hostlimits import check as check_host_limits
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
 from .planner import build_plan, resolve_ids
@@ -92,6 +93,7 @@ class Sandbox:
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
+        check_host_limits(self.spec.limits)
         image = images.get(self.spec.image)
         ids = resolve_ids(self.spec, image)
         hierarchy = host_cgroups()

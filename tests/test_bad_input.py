@@ -560,3 +560,101 @@ def test_a_run_removed_by_sandbox_rm_says_so():
             proc.communicate()
     assert proc.returncode == 137
     assert err == b"sandbox: killed: removed by `sandbox rm` while it ran\n"
+
+
+# -- 17: the JUnit summary's time ----------------------------------------------------------
+
+@pytest.mark.parametrize("suite_time, cases, shown", [
+    ('time="0.69"', ('time="0.30"', 'time="0.20"'), "in 0.69s"),  # the suite's own time
+    ('time="0.04"', ('time="0.03"', 'time="0.01"'), "in 0.04s"),  # not 0.0s
+    ("", ('time="0.30"', 'time="0.20"'), "in 0.50s"),  # no suite time: the cases'
+])
+def test_the_junit_summary_shows_the_suites_time(tmp_path, suite_time, cases, shown):
+    from jobs.junit import parse_reports
+
+    body = "".join(f'<testcase classname="t" name="c{i}" {t}/>' for i, t in enumerate(cases))
+    (tmp_path / "r.xml").write_text(f'<testsuites><testsuite name="s" tests="2" {suite_time}>'
+                                    f"{body}</testsuite></testsuites>")
+    assert parse_reports(str(tmp_path), ["r.xml"]).headline() == f"2 passed {shown}"
+
+
+def test_pytests_own_report_keeps_its_time(tmp_path):
+    from jobs.junit import parse_reports
+
+    (tmp_path / "test_t.py").write_text("import time\ndef test_a():\n    time.sleep(0.05)\n")
+    subprocess.run([os.sys.executable, "-m", "pytest", "-q", "-p", "no:sandbox", "-p",
+                    "no:cacheprovider", f"--junitxml={tmp_path}/r.xml", str(tmp_path / "test_t.py")],
+                   capture_output=True, check=True, cwd=tmp_path)
+    report = parse_reports(str(tmp_path), ["r.xml"])
+    assert report.time >= 0.05 and report.headline() == f"1 passed in {report.time:.2f}s"
+    assert not report.headline().endswith("in 0.0s")
+
+
+# -- 18: the tour's image import says where a rootfs comes from, and works ----------------
+
+@root
+def test_the_tours_rootfs_recipe_works_as_written(tmp_path):
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    tour = readme.split("## A short tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    start = tour.index("mkdir -p rootfs/bin")
+    recipe = tour[start:tour.index("\n", tour.index("sandbox image import"))]
+    assert "podman export" in tour and "busybox --list" in recipe
+    script = (f'sandbox() {{ PYTHONPATH={REPO} {os.sys.executable} -m sandbox "$@"; }}\n'
+              f"set -e\n{recipe}\nsandbox image rm myimage >/dev/null\n")
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(b"imported myimage") and int(out.stdout.split(b"\n")[1]) > 100
+
+
+# -- 19 and 11: the default bridge, published ports, cpusets --------------------------------
+
+@pytest.mark.parametrize("name, says", [
+    ("none", "'none' is a network mode, not a network: there is nothing to remove"),
+    ("host", "'host' is a network mode, not a network"),
+])
+def test_network_rm_of_a_mode_says_what_it_is(name, says):
+    assert says in one_line(sandbox_cli("network", "rm", name))
+
+
+@root
+def test_the_default_bridge_is_kept_while_used_and_its_removal_says_what_follows():
+    from sandbox import NetworkSpec, Sandbox
+
+    with Sandbox(SandboxSpec(image="busybox", command=["sleep", "30"], name="user1",
+                             network=NetworkSpec("bridge"))) as box:
+        line = one_line(sandbox_cli("network", "rm", "bridge"))
+        assert "network 'bridge' has 1 member(s): user1" in line
+        box.kill()
+        box.wait()
+    out = sandbox_cli("network", "rm", "bridge")
+    assert out.returncode == 0, out.stderr
+    assert b"it is made again, its subnet chosen afresh, the next time a sandbox uses " \
+           b"--network bridge" in out.stdout
+    again = one_line(sandbox_cli("network", "rm", "bridge"))
+    assert "does not exist now: it is made the first time a sandbox uses --network bridge" in again
+
+
+@root
+def test_a_host_port_another_sandbox_publishes_is_one_line():
+    import socket
+
+    from sandbox import NetworkSpec, Sandbox
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Sandbox(SandboxSpec(image="busybox", command=["sleep", "30"], name="first",
+                             network=NetworkSpec("bridge", publish=(f"{port}:80",)))) as box:
+        line = one_line(sandbox_cli("run", "--network", "bridge", "-p", f"{port}:81", "busybox",
+                                    "--", "true"))
+        assert f"host port {port} is already published by sandbox first" in line
+        assert "nft" not in line and "File exists" not in line
+        box.kill()
+        box.wait()
+
+
+def test_a_cpuset_beyond_this_hosts_cpus_is_one_line():
+    line = one_line(sandbox_cli("run", "--cpuset", "0-4095", "busybox", "--", "true"))
+    assert "invalid cpuset '0-4095': expected CPUs of this host: " in line
+    assert "/sys/fs/cgroup" not in line
