@@ -26,6 +26,7 @@ The schema (see README.md, "The job file"); keys not listed are errors::
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import tomllib
@@ -168,7 +169,7 @@ def _limits(v: "_Validator", table: object) -> dict[str, Any]:
         limits = Limits(**table)  # type: ignore[arg-type]
     except SpecError as exc:
         key = exc.field.split()[0]
-        raise JobFileError(v.path, f"limits.{key}", f"{exc.value!r}: expected {exc.accepted}") from None
+        raise JobFileError(v.path, f"limits.{key}", f"{_show(exc.value)}: expected {exc.accepted}") from None
     return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
 
 
@@ -216,6 +217,16 @@ def _matrix(v: "_Validator", table: object) -> list[dict[str, str]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
+def _show(value: Any) -> str:
+    """A value as the job file wrote it (TOML/JSON style), never a Python repr."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _matrix_name(name: str, combo: Mapping[str, str]) -> str:
     return f"{name} ({', '.join(f'{k}={v}' for k, v in combo.items())})"
 
@@ -245,7 +256,7 @@ class _Validator:
             return None
         value = table[key]
         if not check(value):
-            raise JobFileError(self.path, self._key(where, key), f"{value!r}: expected {accepted}")
+            raise JobFileError(self.path, self._key(where, key), f"{_show(value)}: expected {accepted}")
         return value
 
     def string(self, table: Mapping, key: str, *, required: bool = False,
@@ -266,7 +277,7 @@ class _Validator:
             seconds = None
         if seconds is None or seconds <= 0:
             raise JobFileError(self.path, self._key(where, key),
-                               f"{table[key]!r}: expected a duration like 90, \"30s\", \"10m\" or \"1h\"")
+                               f"{_show(table[key])}: expected a duration like 90, \"30s\", \"10m\" or \"1h\"")
         return seconds
 
     def env(self, table: object, where: str) -> dict[str, str]:
@@ -279,7 +290,7 @@ class _Validator:
                 raise JobFileError(self.path, f"{where}.{name}", "invalid name: expected letters, "
                                    "digits and _, not starting with a digit")
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise JobFileError(self.path, f"{where}.{name}", f"{value!r}: expected a string")
+                raise JobFileError(self.path, f"{where}.{name}", f"{_show(value)}: expected a string")
         return {str(k): str(val) for k, val in table.items()}
 
     def globs(self, table: Mapping, key: str, where: str) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from sandbox import state
 from .errors import WorkspaceError
 from .globbing import Budget, match
 
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_PACKED_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 2 << 30
 MAX_MEMBERS = 500_000
@@ -42,6 +44,8 @@ class JobDir:
     """The directory of one running job; a context manager that removes it."""
 
     def __init__(self, job_id: str) -> None:
+        if not _JOB_ID_RE.match(job_id or ""):  # it names a directory that is removed at the end
+            raise WorkspaceError(f"invalid job id {job_id!r}: expected letters, digits, '_', '-'")
         self.path = jobs_dir() / job_id
         self.workspace = self.path / "workspace"
 

@@ -255,7 +255,8 @@ class Sandbox:
         self._result = self._make_result()
         self.state = "exited"
         if self._monitor.sink_error is not None:
-            raise SandboxError(f"output handler failed: {self._monitor.sink_error!r}; "
+            error = self._monitor.sink_error
+            raise SandboxError(f"output handler failed: {type(error).__name__}: {error}; "
                                "the sandbox was killed") from self._monitor.sink_error
         return self._result
 

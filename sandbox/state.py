@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from .errors import StateError
 from .linux.proc import own_start_time, process_alive, process_start_time  # noqa: F401 - re-exported
 
 RECORD_NAME = "record.json"
+#: What a sandbox id or name may look like (spec names and hex ids): never a path.
+_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 REMOVED_NAME = "removed"
 
 
@@ -172,10 +175,20 @@ def release_name(name: str | None, sandbox_id: str) -> None:
 
 
 def resolve(ref: str) -> SandboxDir:
-    """The sandbox with this id, unique id prefix or name."""
+    """The sandbox with this id, unique id prefix or name.
+
+    ``ref`` comes from a command line (or a request): anything but an id or a
+    name is no sandbox, never a path (`sandbox rm -f ../../x` removed the files
+    of a directory outside the state root).
+    """
+    if not _REF_RE.match(ref or ""):
+        raise StateError(f"no such sandbox: {ref!r}",
+                         hint="give an id, an id prefix or a name, as `sandbox ps` lists them")
     link = names_dir() / ref
     if link.is_symlink():
         ref = os.readlink(link)
+        if not _REF_RE.match(ref):
+            raise StateError(f"the name {link.name!r} points at {ref!r}, which is no sandbox id")
     if (sandboxes_dir() / ref).is_dir():
         return SandboxDir(ref)
     matches = [d for d in list_ids() if d.startswith(ref)] if ref else []

@@ -658,3 +658,84 @@ def test_a_cpuset_beyond_this_hosts_cpus_is_one_line():
     line = one_line(sandbox_cli("run", "--cpuset", "0-4095", "busybox", "--", "true"))
     assert "invalid cpuset '0-4095': expected CPUs of this host: " in line
     assert "/sys/fs/cgroup" not in line
+
+
+# -- siblings: names that are paths, forged queue entries, reprs ---------------------------
+
+@pytest.mark.parametrize("verb", [["rm", "-f"], ["logs"]])
+def test_a_sandbox_reference_is_never_a_path(tmp_path, verb):
+    victim = os.path.join(os.environ["SANDBOX_RUN_DIR"], "victim")
+    os.makedirs(victim, exist_ok=True)
+    open(os.path.join(victim, "precious"), "w").close()
+    os.makedirs(os.path.join(os.environ["SANDBOX_RUN_DIR"], "sandboxes"), exist_ok=True)
+    try:
+        line = one_line(sandbox_cli(*verb, "../victim"))
+        assert "no such sandbox: '../victim'" in line
+        assert os.path.exists(os.path.join(victim, "precious"))
+    finally:
+        os.unlink(os.path.join(victim, "precious"))
+        os.rmdir(victim)
+
+
+def test_a_network_name_is_never_a_path(tmp_path):
+    outside = os.path.join(os.environ["SANDBOX_STATE_DIR"], "x.json")
+    with open(outside, "w") as f:
+        f.write('{"name": "x", "bridge": "lo", "subnet": "10.99.0.0/24"}')
+    try:
+        assert "no such network: '../x'" in one_line(sandbox_cli("network", "rm", "../x"))
+        assert os.path.exists(outside)
+    finally:
+        os.unlink(outside)
+
+
+def test_a_job_id_is_never_a_path():
+    from jobs.errors import WorkspaceError
+    from jobs.workspace import JobDir
+
+    for bad in ("../../etc", "a/b", "", ".hidden"):
+        with pytest.raises(WorkspaceError, match="invalid job id"):
+            JobDir(bad)
+
+
+@root
+def test_a_forged_queued_job_cannot_copy_a_host_directory_of_the_worker(tmp_path):
+    import uuid
+
+    import redis as redis_lib
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from jobs import client, store
+    from jobs.model import JobSpec, Step
+
+    from .jobs_support import RedisServer, env
+
+    secret = tmp_path / "worker-secret"
+    secret.mkdir()
+    (secret / "key").write_text("worker's own file\n")
+    server = RedisServer().start()
+    try:
+        conn = redis_lib.Redis.from_url(server.url)
+        queue, job_id = f"q-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:12]
+        spec = JobSpec(name="forged", image="busybox", workspace=str(secret),
+                       steps=(Step("look", "ls /workspace; cat /workspace/key || true"),))
+        store.create(conn, job_id, spec, queue, None)  # as a queue writer would, no packed workspace
+        Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(client.TASK, job_id,
+                                                                          job_id=job_id)
+        out = subprocess.run([os.sys.executable, "-m", "sandbox", "worker", "--redis", server.url,
+                              "--queue", queue, "--burst"], env=env(), capture_output=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        result = client.wait(client.connect(server.url), job_id, timeout=30)
+        logs = b"".join(e.data for e in __import__("jobs.logstream", fromlist=["follow"])
+                        .follow(conn, job_id) if e.kind == "out")
+        assert result.status == "passed" and b"worker's own file" not in logs
+    finally:
+        server.stop()
+
+
+def test_job_file_values_are_shown_as_written(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('name = "x"\ntimeout = true\n[[steps]]\nname = "s"\nrun = "true"\n')
+    line = one_line(sandbox_cli("submit", str(path)))
+    assert "timeout: true: expected a duration" in line and "True" not in line

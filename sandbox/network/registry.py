@@ -46,6 +46,8 @@ def _path(name: str) -> Path:
 
 def get(name: str) -> Network:
     """The network of that name (the default one is defined on first use)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):  # a name, never a path
+        raise NetworkError(f"invalid network name {name!r}: expected letters, digits, '_', '.', '-'")
     try:
         return _read(name)
     except FileNotFoundError:
@@ -163,6 +165,8 @@ def _read(name: str) -> Network:
 
 
 def _read_or_fail(name: str) -> Network:
+    if not isinstance(name, str) or not _NAME_RE.match(name):  # a name, never a path
+        raise NetworkError(f"no such network: {name!r}", hint="`sandbox network ls` lists them")
     try:
         return _read(name)
     except FileNotFoundError:
