@@ -156,18 +156,26 @@ def supervise(url: str, queues: list[str], *, burst: bool, concurrency: int) -> 
     cleanup_host()
     argv = [a for q in queues for a in ("--queue", q)] + (["--burst"] if burst else [])
     env = dict(os.environ, SANDBOX_REDIS_URL=url)
-    procs = [subprocess.Popen([sys.executable, "-m", "sandbox", "worker", *argv,
-                               "--concurrency", "1", "--no-cleanup"], env=env)
-             for _ in range(concurrency)]
+    procs: list[subprocess.Popen] = []
+    received: list[int] = []
 
     def forward(signum, _frame) -> None:
+        received.append(signum)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
+    # before the first child: a signal meanwhile would end this process and orphan them
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return max(proc.wait() for proc in procs)
+    for _ in range(concurrency):
+        if received:
+            break
+        procs.append(subprocess.Popen([sys.executable, "-m", "sandbox", "worker", *argv,
+                                       "--concurrency", "1", "--no-cleanup"], env=env))
+        if received:  # it came while this one was being started
+            procs[-1].send_signal(received[0])
+    return max((proc.wait() for proc in procs), default=128 + received[0] if received else 0)
 
 
 def configure_logging() -> None:
