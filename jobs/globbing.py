@@ -82,7 +82,8 @@ def _match(root: str, rel: str, segments: list[str], budget: Budget, found: set[
         _take(root, _join(rel, segment), rest, budget, found)
         return
     for name, is_dir in _entries(root, rel, budget):
-        if (name.startswith(".") and not segment.startswith(".")) or not fnmatch.fnmatchcase(name, segment):
+        hidden = name.startswith(".") and not segment.startswith(".")
+        if hidden or not fnmatch.fnmatchcase(name, segment):
             continue
         if not rest:
             found.add(_join(rel, name))

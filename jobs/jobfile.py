@@ -169,7 +169,8 @@ def _limits(v: "_Validator", table: object) -> dict[str, Any]:
         limits = Limits(**table)  # type: ignore[arg-type]
     except SpecError as exc:
         key = exc.field.split()[0]
-        raise JobFileError(v.path, f"limits.{key}", f"{_show(exc.value)}: expected {exc.accepted}") from None
+        raise JobFileError(v.path, f"limits.{key}",
+                           f"{_show(exc.value)}: expected {exc.accepted}") from None
     return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
 
 
@@ -277,7 +278,8 @@ class _Validator:
             seconds = None
         if seconds is None or seconds <= 0:
             raise JobFileError(self.path, self._key(where, key),
-                               f"{_show(table[key])}: expected a duration like 90, \"30s\", \"10m\" or \"1h\"")
+                               f"{_show(table[key])}: expected a duration like 90, "
+                               "\"30s\", \"10m\" or \"1h\"")
         return seconds
 
     def env(self, table: object, where: str) -> dict[str, str]:
