@@ -12,7 +12,9 @@ Everything not exported here is private to the engine.
 
 from .errors import (CommandNotExecutable, CommandNotFound, HostError, ImageError, ImageNotFound,
                      LimitError, NetworkError, SandboxError, SetupError, SpecError, StateError)
+from .hostlimits import capped as host_caps
 from .logs import LogRecord
+from .redact import redact_url
 from .result import Result
 from .runtime import Sandbox, run
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
@@ -21,6 +23,6 @@ __all__ = [
     "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "Result",
     "LogRecord", "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError",
     "SetupError", "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError",
-    "LimitError",
+    "LimitError", "host_caps", "redact_url",
 ]
 __version__ = "0.1.0"
