@@ -758,3 +758,21 @@ def test_a_directory_import_names_the_entry_it_refuses(tmp_path):
     line = one_line(sandbox_cli("image", "import", str(src), "withdev", timeout=60))
     assert "entry 'null': a device node; accepted: regular files" in line
     assert "archive member" not in line and store_leftovers() == []
+
+
+@root
+def test_an_image_whose_passwd_is_a_fifo_does_not_hang_the_host(tmp_path):
+    from sandbox.images import get
+
+    root_dir = tmp_path / "rootfs"
+    subprocess.run(["cp", "-a", get("busybox").layers[0], str(root_dir)], check=True)
+    os.unlink(root_dir / "etc" / "passwd")
+    os.mkfifo(root_dir / "etc" / "passwd")  # a FIFO survives an import: it is made, not read
+    assert sandbox_cli("image", "import", str(root_dir), "fifopasswd", timeout=60).returncode == 0
+    try:
+        out = sandbox_cli("run", "fifopasswd", "--", "true", timeout=60)
+        assert out.returncode == 0, out.stderr
+        named = one_line(sandbox_cli("run", "-u", "nobody", "fifopasswd", "--", "true", timeout=60))
+        assert "no user 'nobody' in the container's /etc/passwd" in named
+    finally:
+        sandbox_cli("image", "rm", "fifopasswd")
