@@ -22,11 +22,16 @@ engine:
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
 - images: ``get_image``, ``import_image``, ``Image``;
+- untrusted trees and archives copied into a directory without escaping it
+  (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
-  process's, for records that name it), ``collect_garbage`` (what
-  `sandbox gc` does), ``why_unavailable`` (why this host cannot make
-  sandboxes, or None), ``leave_to_main_thread`` (for helper threads);
+  process's, for records that name it), ``write_owner`` and ``owner_gone``
+  (a directory's owner file, for directories gc may remove),
+  ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
+  host cannot make sandboxes, or None), ``host_caps`` (the limits this host
+  caps, as lines to show), ``leave_to_main_thread`` (for helper threads);
+- ``redact_url``: a URL fit to print (no password);
 - errors: the SandboxError tree (``sandbox.errors`` draws it).
 """
 
@@ -47,7 +52,9 @@ from .errors import (
     SpecError,
     StateError,
 )
+from .hostlimits import capped as host_caps
 from .logs import LogRecord
+from .redact import redact_url
 from .result import Result
 from .runtime import Sandbox, dry_run, run
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
@@ -77,22 +84,29 @@ __all__ = [
     "StateError",
     "StopOnSignals",
     "Ulimit",
+    "UnpackError",
     "collect_garbage",
+    "copy_tree_into",
     "dry_run",
     "format_duration",
     "format_size",
     "get_image",
+    "host_caps",
     "import_image",
     "leave_to_main_thread",
     "lib_dir",
     "own_start_time",
+    "owner_gone",
     "parse_duration",
     "parse_size",
     "process_alive",
+    "redact_url",
     "run",
     "run_dir",
     "single_threaded",
+    "unpack_tar_into",
     "why_unavailable",
+    "write_owner",
 ]
 __version__ = "0.1.0"
 
@@ -112,6 +126,11 @@ _LAZY = {
     "own_start_time": (".linux.proc", "own_start_time"),
     "collect_garbage": (".gc", "collect"),
     "why_unavailable": (".doctor", "why_unavailable"),
+    "write_owner": (".state", "write_owner"),
+    "owner_gone": (".state", "owner_gone"),
+    "UnpackError": (".images.unpack", "UnpackError"),
+    "copy_tree_into": (".images.untrusted", "copy_tree_into"),
+    "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
 }
 
 

@@ -185,6 +185,18 @@ def check_busybox() -> Check:
     return Check("busybox image", True, f"static busybox at {path}", required=False)
 
 
+def check_deep_images() -> Check:
+    """Whether overlayfs takes lower dirs one by one (fsconfig lowerdir+, Linux 6.8+)."""
+    from .linux import lowerdir_plus_supported
+
+    if os.geteuid() == 0 and lowerdir_plus_supported():
+        return Check("deep images", True, "overlayfs takes lowerdir+ (images of up to 500 layers)",
+                     required=False)
+    return Check("deep images", False, "no fsconfig(lowerdir+): images deeper than about 300 "
+                 "layers cannot be mounted (shallower ones use short links)",
+                 "a Linux 6.8 or later kernel", required=False)
+
+
 def check_rlimits() -> Check:
     import resource
 
@@ -194,6 +206,9 @@ def check_rlimits() -> Check:
 
 
 def check_redis(url: str) -> Check:
+    from .redact import redact_url
+
+    shown = redact_url(url)
     try:
         import redis
 
@@ -201,8 +216,10 @@ def check_redis(url: str) -> Check:
     except ImportError:
         return Check("redis", False, "the redis package is not installed", "pip install redis")
     except Exception as exc:
-        return Check("redis", False, f"{url}: {exc}", "start redis-server or fix the URL")
-    return Check("redis", True, f"{url} answers")
+        fix = ("fix the password in the URL" if "auth" in type(exc).__name__.lower()
+               else "start redis-server or fix the URL")
+        return Check("redis", False, f"{shown}: {exc}", fix)
+    return Check("redis", True, f"{shown} answers")
 
 
 def run_checks(redis_url: str | None = None) -> Iterator[Check]:
@@ -211,7 +228,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("overlay", "modprobe overlay"),
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,
-        check_rlimits, check_migration_latency,
+        check_deep_images, check_rlimits, check_migration_latency,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

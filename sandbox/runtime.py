@@ -25,10 +25,11 @@ from contextlib import AbstractContextManager
 from . import images, state
 from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
+from .hostlimits import check as check_host_limits
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
 from .plan import Plan
-from .planner import NetworkSteps, build_plan, resolve_ids
+from .planner import NetworkSteps, build_plan, command_of, resolve_ids
 from .process.container import ContainerProcess
 from .process.fds import ChildFds
 from .process.launcher import launcher_for
@@ -104,21 +105,24 @@ class Sandbox:
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
-        image = images.get(self.spec.image)
-        ids = resolve_ids(self.spec, image)
-        hierarchy = host_cgroups()
-        self.state = "creating"
-        self.dir.create()
-        self._push("state dir", self.dir.remove)
-        if self.spec.name:
-            state.claim_name(self.spec.name, self.id)
-            self._push("name", lambda: state.release_name(self.spec.name, self.id))
-        self._record = state.new_record(self.id, self.spec)
-        self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
-        self._push("cgroup parents", self.cgroup.release_parents)  # if never made
-        self._record.cgroups = list(self.cgroup.paths)
-        self.network = self._attach_network()
-        self.dir.write_record(self._record)
+        check_host_limits(self.spec.limits)
+        with images.writing():  # the image cannot be swept until the record names it
+            image = images.get(self.spec.image)
+            command_of(self.spec, image)  # no command and no CMD: refused before anything exists
+            ids = resolve_ids(self.spec, image)
+            hierarchy = host_cgroups()
+            self.state = "creating"
+            self.dir.create()
+            self._push("state dir", self.dir.remove)
+            if self.spec.name:
+                state.claim_name(self.spec.name, self.id)
+                self._push("name", lambda: state.release_name(self.spec.name, self.id))
+            self._record = state.new_record(self.id, self.spec, image_id=image.id)
+            self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
+            self._push("cgroup parents", self.cgroup.release_parents)  # if never made
+            self._record.cgroups = list(self.cgroup.paths)
+            self.network = self._attach_network()
+            self.dir.write_record(self._record)
         self.plan = _plan(self.spec, image, self.id, str(self.dir.path), self.cgroup, hierarchy,
                           self.network, ids)
         if self._log_file:
@@ -263,7 +267,8 @@ class Sandbox:
         self._result = self._make_result()
         self.state = "exited"
         if self._monitor.sink_error is not None:
-            raise SandboxError(f"output handler failed: {self._monitor.sink_error!r}; "
+            error = self._monitor.sink_error
+            raise SandboxError(f"output handler failed: {type(error).__name__}: {error}; "
                                "the sandbox was killed") from self._monitor.sink_error
         return self._result
 
@@ -286,7 +291,8 @@ class Sandbox:
             started_at=started, ended_at=ended, duration=max(ended - started, 0.0),
             stdout=self._memory.data("stdout"), stderr=self._memory.data("stderr"),
             timed_out=mon.timed_out, oom_killed=bool(stats and stats.oom_kills),
-            output_truncated=mon.limiter.truncated,
+            output_truncated=mon.limiter.truncated, output_killed=mon.output_killed,
+            removed=self._removed_by_another(code),
             stdout_bytes=mon.limiter.total["stdout"], stderr_bytes=mon.limiter.total["stderr"],
             peak_memory=stats.peak_memory if stats else None,
             cpu_time=stats.cpu_total if stats else None,
@@ -298,6 +304,12 @@ class Sandbox:
             limits={"memory": limits.memory, "timeout": limits.timeout, "output": limits.output,
                     "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk},
         )
+
+    def _removed_by_another(self, code: int) -> bool:
+        """True when `sandbox rm -f` ended it: its marker is there, or the state dir is gone."""
+        if code != -signal.SIGKILL and code != 128 + signal.SIGKILL:
+            return False
+        return self.dir.removed_by_another() or not self.dir.path.exists()
 
     def destroy(self) -> None:
         """Undo everything create() and start() did, in reverse; idempotent."""

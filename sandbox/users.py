@@ -6,11 +6,22 @@ costs nothing and no container reads /etc/passwd at start.
 
 from __future__ import annotations
 
+import os
+import stat
+
 
 def _lookup(path: str, key: str, by_name: bool) -> list[str] | None:
-    """The colon-separated entry for key in passwd/group, or None."""
+    """The colon-separated entry for key in passwd/group, or None.
+
+    The file is the image's, read on the host: only a regular file is read
+    (an imported image may hold a FIFO there, whose read would never end).
+    """
     try:
-        with open(path) as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        with open(fd, errors="replace") as f:
             for line in f:
                 fields = line.rstrip("\n").split(":")
                 if len(fields) >= 3 and (fields[0] == key if by_name else fields[2] == key):

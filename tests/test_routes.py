@@ -18,7 +18,7 @@ import signal
 import pytest
 
 from sandbox import SandboxSpec, linux
-from sandbox.images import Image, ImageBind
+from sandbox.images import Image
 from sandbox.planner import build_plan
 from sandbox.process import init, spare, steps
 from sandbox.process.fds import ChildFds
@@ -30,7 +30,7 @@ from sandbox.process.target import enter_held
 
 from .kernel_recorder import Exited, RecordingKernel
 
-IMAGE = Image("test", ("/images/test/rootfs",), binds=(ImageBind("/usr", "/usr"),))
+IMAGE = Image("test", ("/images/test/rootfs",))
 FDS = ChildFds(10, 11, 12, 13)
 PARENT = (os.getpid(), None)
 #: A process's own fds put on 0-3, every other one closed (fds.arrange); keeping two.
@@ -73,10 +73,11 @@ def test_a_fresh_init_sets_up_runs_and_reports_in_this_order():
     assert kernel.names() == [
         *ARRANGE, "set_pdeathsig", "setsid", "join_cgroup", "unshare",
         *names_of(plan.ops), *names_of(plan.hooks), "close_host_netlink", "set_name",
-        *FORWARDED, *CREDENTIALS, "set_dumpable", "spawn", "write",
+        "set_cmdline", *FORWARDED, *CREDENTIALS, "set_dumpable", "spawn", "write",
         *NULL_STDIO, "wait_any", "write", "exit"]
     calls = kernel.calls
     assert ("unshare", plan.unshare_flags) in calls and ("set_name", "sandbox-init") in calls
+    assert ("set_cmdline", "sandbox-init") in calls  # no host path shows in /proc/1/cmdline
     assert ("set_dumpable", False) in calls and calls[-1] == ("exit", 0)
     assert kernel.calls[-2] == ("write", 3, b'{"event": "exit", "status": 0}\n')
 
@@ -107,7 +108,7 @@ def test_a_spare_does_ahead_what_needs_no_plan_and_runs_the_command_only_after_g
     assert after[:go] == [*ARRANGE_KEEPING_2, *names_of(plan.ops)]
     hooks = [n for n in names_of(plan.hooks) if n != "loopback_up"]  # lo is up already
     assert after[go:] == ["read", "close", "unshare", *hooks, "close_host_netlink", "set_name",
-                          *CREDENTIALS, "set_dumpable", "spawn", "write", *NULL_STDIO,
+                          "set_cmdline", *CREDENTIALS, "set_dumpable", "spawn", "write", *NULL_STDIO,
                           "wait_any", "write", "exit"]
     assert ("unshare", linux.CLONE_NEWCGROUP) in kernel.calls
 
@@ -131,7 +132,7 @@ def test_a_held_init_makes_the_container_says_held_and_starts_nothing():
     assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == 0
     names = kernel.names()
     tail = names[names.index("set_name", names.index("recv_fds")):]
-    assert tail == ["set_name", *NULL_STDIO, "set_signal", "write", "read", "exit"]
+    assert tail == ["set_name", "set_cmdline", *NULL_STDIO, "set_signal", "write", "read", "exit"]
     assert kernel.calls[-4][:2] == ("set_signal", signal.SIGCHLD)
     assert kernel.calls[-3] == ("write", 100, HELD) and "spawn" not in names  # its socket, moved
 
@@ -161,7 +162,7 @@ def test_the_first_target_is_forked_by_its_init_once_the_container_is_ready():
     assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel, lambda: 4) == 4
     names = kernel.names()
     assert names[names.index("set_name"):] == [
-        "set_name", *FORWARDED, "pipe", "fork", "close", "reset_signals", *CREDENTIALS,
+        "set_name", "set_cmdline", *FORWARDED, "pipe", "fork", "close", "reset_signals", *CREDENTIALS,
         "set_environ", "close", "exit"]
 
     parent = RecordingKernel()  # the init's side of the same fork

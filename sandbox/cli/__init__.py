@@ -66,6 +66,10 @@ def fail(message: str, status: int = USAGE_ERROR) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and any("@" in a or "password=" in a for a in sys.argv):
+        from ..redact import hide_secrets_from_ps
+
+        hide_secrets_from_ps(list(sys.orig_argv))  # `--redis redis://:pw@...`: not for ps(1)
     try:
         return int(args.handler(args) or 0)
     except SandboxError as exc:

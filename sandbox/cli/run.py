@@ -16,10 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = Limits()
     p = sub.add_parser(
         "run", help="run a command in a new sandbox",
-        description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or an "
-        "imported name), stream its output live, tear everything down, and exit with the "
+        description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or a "
+        "stored NAME[:TAG]), stream its output live, tear everything down, and exit with the "
         "command's status (128+N if signal N killed it; 125 setup error, 126 cannot "
-        "execute, 127 not found).",
+        "execute, 127 not found). Without COMMAND the image's CMD runs; the image's "
+        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker.",
         epilog="example: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
@@ -28,9 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--name", help="a unique name for `sandbox ps/logs/rm` and networks")
     g.add_argument("--hostname", default="sandbox", help="host name inside (default: sandbox)")
     g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="set an environment variable (KEY alone copies it from here)")
-    g.add_argument("-w", "--workdir", default="/", help="working directory inside (made if missing)")
-    g.add_argument("-u", "--user", default="0:0", help="UID[:GID] or NAME[:GROUP] (default 0:0)")
+                   help="set an environment variable (KEY alone copies it from here, "
+                   "if it is set here)")
+    g.add_argument("-w", "--workdir", default=None,
+                   help="working directory inside, made if missing (default: the image's, or /)")
+    g.add_argument("-u", "--user", default=None,
+                   help="UID[:GID] or NAME[:GROUP] (default: the image's USER, or 0:0)")
     g.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]",
                    help="bind mount a host path; read-only unless :rw")
     g.add_argument("--network", default="none",
@@ -61,19 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def spec_from_args(args: argparse.Namespace):
     """The SandboxSpec the flags describe (SpecError on bad values)."""
-    from ..errors import SpecError
     from ..linux.caps import CAPABILITIES
-    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec
+    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec, check_name
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
-        raise SpecError("command", "", "a command after the image, e.g. busybox -- sh -c 'echo hi'")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
-        env[key] = value if sep else os.environ.get(key, "")
+        if sep:
+            env[key] = value
+        elif key in os.environ:  # as Docker: a KEY unset here is left out
+            env[key] = os.environ[key]
+    check_name(args.name)  # before it is used as the network alias, so the error names --name
     caps = None
     if args.cap_drop or args.cap_add:
         drop = {c.upper().removeprefix("CAP_") for c in args.cap_drop}
@@ -107,6 +112,11 @@ def handle(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.dry_run:
         return _dry_run(spec)
+
+    from ..hostlimits import capped
+
+    for note in capped(spec.limits):
+        print(f"sandbox: note: {note}", file=sys.stderr)
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
     signals = StopOnSignals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     result = sandbox.run(stop=signals)

@@ -93,6 +93,7 @@ def finish(plan: Plan, kernel: Kernel, target: Target | None = None,
     steps.run(plan.hooks, kernel)
     kernel.close_host_netlink()  # if no step used it: it must never reach the command
     kernel.set_name(NAME)
+    kernel.set_cmdline(NAME)  # not the host's paths and command line, in /proc/1/cmdline
     if plan.hold:
         hold(kernel, hold_fd)
     return start_command(plan, kernel, target, forward or install_forwarder(kernel))

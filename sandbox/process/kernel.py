@@ -54,6 +54,9 @@ class Kernel:
         self.loopback_is_up = False
         #: A NETLINK_ROUTE socket in the host's network namespace, opened before unshare.
         self.host_netlink: socket.socket | None = None
+        #: An O_PATH fd on the writable layer's directory, held by the init for
+        #: `sandbox commit` (pivot_root leaves no path to it), or -1.
+        self.held_layer = -1
 
     def child(self, *, trace: bool = False) -> Kernel:
         """The Kernel of a process forked from this one (it starts with nothing done ahead)."""
@@ -73,7 +76,12 @@ class Kernel:
         os.setsid()
 
     def set_name(self, name: str) -> None:
+        """The process's name (comm)."""
         linux.set_name(name)
+
+    def set_cmdline(self, text: str) -> None:
+        """What /proc/PID/cmdline shows for this process."""
+        linux.set_cmdline(text)
 
     def set_dumpable(self, dumpable: bool) -> None:
         linux.set_dumpable(dumpable)
@@ -223,6 +231,12 @@ class Kernel:
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         linux.pivot_root(new_root, put_old)
+
+    def mount_overlay(self, target: str, lowers: tuple[str, ...], upper: str, work: str,
+                      options: tuple[tuple[str, str], ...], flags: int) -> None:
+        """An overlay through fsopen/fsconfig(lowerdir+): for stacks too deep for one
+        mount(2) option page."""
+        linux.mount_overlay(target, lowers, upper, work, options, flags)
 
     def chdir(self, path: str) -> None:
         os.chdir(path)

@@ -120,6 +120,42 @@ def _pivot_root(kernel: Kernel, root: str) -> None:
     kernel.chdir("/")
 
 
+#: overlay(2) options beyond the dirs: an upper dir must never hold a rename redirect or
+#: a metadata-only copy, so it can be packed as a layer (``images.pack``).
+OVERLAY_OPTIONS = (("redirect_dir", "off"), ("metacopy", "off"))
+#: mount(2) takes its options in one page; past this, fsconfig(lowerdir+) is used.
+MOUNT_DATA_MAX = 4000
+
+
+def _overlay(kernel: Kernel, root: str, path: str, lowers: tuple[str, ...], upper: str,
+             work: str, flags: int, hold: bool, links_base: str | None) -> None:
+    """Mount an overlay at ``path`` in ``root``: one mount(2) while its options fit a page,
+    else fsconfig(lowerdir+); ``links_base``: the lowers are short links relative to it.
+
+    With ``hold``, the init keeps the upper dir's parent open (``Kernel.held_layer``),
+    so `sandbox commit` can read it through /proc/<init>/fd after pivot_root
+    detached it from every path.
+    """
+    target = root if path == "/" else secure_join(root, path)
+    if path != "/":
+        kernel.makedirs(target)
+    options = ",".join(f"{k}={v}" for k, v in OVERLAY_OPTIONS)
+    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{options}"
+    if links_base is not None:
+        kernel.chdir(links_base)
+        try:
+            kernel.mount("overlay", target, "overlay", flags, data)
+        finally:
+            kernel.chdir("/")
+    elif len(data) < MOUNT_DATA_MAX:
+        kernel.mount("overlay", target, "overlay", flags, data)
+    else:
+        kernel.mount_overlay(target, lowers, upper, work, OVERLAY_OPTIONS, flags)
+    if hold:
+        kernel.held_layer = kernel.open(os.path.dirname(upper),
+                                        os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def _hostname(kernel: Kernel, name: str) -> None:
     kernel.sethostname(name)
 
@@ -194,5 +230,5 @@ STEPS: dict[str, Callable[..., Any]] = {
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
     "makedirs": _makedirs, "pseudo_fs": _pseudo_fs, "host_netlink": _host_netlink,
-    "plug": _plug,
+    "plug": _plug, "overlay": _overlay,
 }
