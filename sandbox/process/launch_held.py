@@ -49,11 +49,12 @@ class HeldLauncher:
             try:
                 proc.target = self._fork(plan, fds, spare.pidfd, spare.sock.fileno())
             except OSError as exc:
-                if exc.errno != errno.ENOMEM:
+                if exc.errno not in (errno.ENOMEM, errno.ESRCH):
                     _abandon(proc)
                     raise
-                # the pid namespace takes no new process: its init failed and is
-                # exiting, and its status pipe says why (read as for a command)
+                # the init failed and is exiting (its pid namespace takes no new
+                # process: ENOMEM) or is gone (setns: ESRCH); its status pipe says
+                # why, read as for a command
             except BaseException:
                 _abandon(proc)
                 raise
