@@ -15,6 +15,11 @@ cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
 if [ -n "$cgroup2_root" ]; then
     mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
 fi
+# --userns=auto: each sandbox leases 65536 host ids from the sandbox entries (4096 ranges);
+# ids far above any user's, never 0 (sandbox/security/subids.py)
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^sandbox:' "$f" 2>/dev/null || echo 'sandbox:2147483648:268435456' >> "$f"
+done
 if ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
 fi
