@@ -20,7 +20,7 @@ LOWERS = "lower"
 #: Per network namespace (only for sandboxes with their own): what root in the sandbox
 #: could do with the capabilities its user namespace cannot give it over the host's namespaces.
 SYSCTLS = (("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),
-           ("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"))
+           ("/proc/sys/net/ipv4/ping_group_range", "0 4294967294"))
 
 
 class Idmapping:
@@ -69,8 +69,8 @@ class Idmapping:
             ops.append(Op("sysctls", SYSCTLS, "let the namespace's users bind ports below 1024 "
                           "and ping (net.ipv4.ip_unprivileged_port_start, ping_group_range)"))
         ops.append(Op("userns", (ns.map_text(ns.uid_base), ns.map_text(ns.gid_base), self.mounter),
-                      f"make the user namespace ({ns}; its maps written from outside), and "
-                      "make files as its root from here on"))
+                      "make the user namespace (ids 0-65535: the leased host range; its maps "
+                      "written from outside), and make files as its root from here on"))
         ops.append(Op("idmap", tuple(copies), f"idmap the writable layer and {len(self._lowers)} "
                       "lower dirs (ids 0-65535 on disk show as the namespace's)"))
         return ops

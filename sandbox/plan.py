@@ -44,8 +44,7 @@ class UserNamespace(namedtuple("UserNamespace", ("uid_base", "gid_base", "size")
         return f"0 {base} {self.size}\n"
 
     def __str__(self) -> str:
-        return (f"root is uid {self.uid_base} (gid {self.gid_base}) on the host, "
-                f"{self.size} ids")
+        return f"ids 0-{self.size - 1}, root in it the leased range's first host uid"
 
 
 class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_caps", "ids",

@@ -156,8 +156,8 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
     if network is not None:
         host_steps.append(network.describe())
     if userns is not None:
-        host_steps.append(f"lease the uid range {userns.uid_base}-{userns.uid_base + userns.size - 1} "
-                          "(/etc/subuid, /etc/subgid)")
+        host_steps.append(f"lease {userns.size} host uids and gids for the user namespace "
+                          "(the sandbox entries of /etc/subuid and /etc/subgid)")
     return Plan(
         sandbox_id=sandbox_id,
         cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),

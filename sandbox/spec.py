@@ -287,7 +287,8 @@ class SandboxSpec:
     seccomp: str = "default"
     #: "host": the host's user namespace (root in the sandbox is root on the host, with
     #: Docker's capabilities); "auto": one of its own, root in it a range of host ids.
-    userns: str = "host"
+    #: None: $SANDBOX_USERNS, else "host".
+    userns: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image:
@@ -313,6 +314,8 @@ class SandboxSpec:
         if isinstance(self.network, str):
             _set(self, "network", NetworkSpec(self.network))
         _set(self, "capabilities", _check_caps(self.capabilities))
+        if self.userns is None:
+            _set(self, "userns", os.environ.get("SANDBOX_USERNS") or "host")
         _check_security(self.seccomp, self.userns)
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
@@ -360,7 +363,8 @@ def _check_security(seccomp: object, userns: object) -> None:
 
         load(seccomp)  # SpecError naming the file and what is wrong in it
     if userns not in USERNS_MODES:
-        raise SpecError("userns", userns, " or ".join(USERNS_MODES))
+        where = " (from SANDBOX_USERNS)" if userns == os.environ.get("SANDBOX_USERNS") else ""
+        raise SpecError("userns", userns, " or ".join(USERNS_MODES), shown=f"{userns!r}{where}")
 
 
 def _plain(value: Any) -> Any:

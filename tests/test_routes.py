@@ -42,8 +42,10 @@ ARRANGE_KEEPING_2 = ["dup"] * 4 + ["dup2"] * 4 + ["close_range"] * 3
 NULL_STDIO = ["open", "dup2", "dup2", "dup2", "close"]
 FORWARDED = ["set_signal"] * len(init.FORWARDED)
 #: become(): rlimits, capabilities, the user, no_new_privs, the workdir (a non-root user).
-CREDENTIALS = ["set_rlimit", "drop_bounding_caps", "clear_ambient_caps", "set_ids",
+CREDENTIALS = ["set_rlimit", "drop_bounding_caps", "clear_ambient_caps", "set_ids", "set_caps",
                "set_no_new_privs", "chdir"]
+#: After becoming the user: PR_SET_PDEATHSIG again (a credential change clears it), owner checked.
+REARM = ["set_pdeathsig", "reader_gone"]
 USERNS = UserNamespace(2147483648, 2147483648, 65536)
 
 
@@ -78,7 +80,7 @@ def test_a_fresh_init_sets_up_runs_and_reports_in_this_order():
     assert kernel.names() == [
         *ARRANGE, "set_pdeathsig", "setsid", "join_cgroup", "unshare",
         *names_of(plan.ops), *names_of(plan.hooks), "close_host_netlink", "set_name",
-        "set_cmdline", *FORWARDED, *CREDENTIALS, "set_dumpable", "load_seccomp", "spawn", "write",
+        "set_cmdline", *FORWARDED, *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn", "write",
         *NULL_STDIO, "wait_any", "write", "exit"]
     calls = kernel.calls
     assert ("unshare", plan.unshare_flags) in calls and ("set_name", "sandbox-init") in calls
@@ -113,7 +115,7 @@ def test_a_spare_does_ahead_what_needs_no_plan_and_runs_the_command_only_after_g
     assert after[:go] == [*ARRANGE_KEEPING_2, *names_of(plan.ops)]
     hooks = [n for n in names_of(plan.hooks) if n != "loopback_up"]  # lo is up already
     assert after[go:] == ["read", "close", "unshare", *hooks, "close_host_netlink", "set_name",
-                          "set_cmdline", *CREDENTIALS, "set_dumpable", "load_seccomp", "spawn", "write",
+                          "set_cmdline", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn", "write",
                           *NULL_STDIO, "wait_any", "write", "exit"]
     assert ("unshare", linux.CLONE_NEWCGROUP) in kernel.calls
 
@@ -209,6 +211,7 @@ def test_the_seccomp_filter_is_loaded_last_after_no_new_privs_and_only_when_conf
     run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel)
     names = kernel.names()
     assert names.index("set_no_new_privs") < names.index("load_seccomp") == names.index("spawn") - 1
+    assert names[names.index("set_dumpable"):names.index("load_seccomp")] == ["set_dumpable", *REARM]
     assert ("load_seccomp", plan.exec.seccomp.program, 0) in kernel.calls
 
     kernel = RecordingKernel()
@@ -234,9 +237,8 @@ def test_a_user_namespace_is_made_before_the_overlays_and_entered_before_the_use
     assert ("make_userns", "0 2147483648 65536\n", "0 2147483648 65536\n",
             (2147483648, 2147483648)) in kernel.calls
     assert names[names.index("set_cmdline"):names.index("spawn") + 1] == [
-        "set_cmdline", *FORWARDED, "enter_userns", *CREDENTIALS, "set_dumpable", "load_seccomp", "spawn"]
-    sysctls = [c for c in kernel.calls if c[0] == "write_file"]
-    assert ("write_file", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0") in sysctls
+        "set_cmdline", *FORWARDED, "enter_userns", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn"]
+    assert ("set_sysctl", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0") in kernel.calls
 
 
 def test_a_held_init_in_a_user_namespace_enters_it_before_it_says_held():
@@ -263,7 +265,7 @@ def test_a_target_joins_the_user_namespace_after_the_other_namespaces_then_is_co
 
 def test_the_dry_run_shows_the_user_namespace_and_the_filter():
     text = make_plan(userns="auto").describe()
-    assert "lease the uid range 2147483648-2147549183" in text
-    assert "make the user namespace (root is uid 2147483648" in text
+    assert "on the host: lease 65536 host uids and gids for the user namespace" in text
+    assert "make the user namespace (ids 0-65535" in text
     assert "enter the user namespace" in text
     assert text.index("load the seccomp filter (default profile") < text.index("exec sh -c true")

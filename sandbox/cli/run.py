@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE",
                    help="seccomp=PROFILE.json (Docker's format) or seccomp=unconfined "
                    "(default: Docker's default profile)")
-    g.add_argument("--userns", default="host", metavar="MODE",
+    g.add_argument("--userns", default=None, metavar="MODE",
                    help="auto: a user namespace of its own, root in it an unprivileged uid "
-                   "range of the host (default: host)")
+                   "range of the host; host: the host's (default: host)")
     g.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
     lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
     lim.add_argument("--memory", default=d.memory, help="memory limit, swap off (default 1g)")
@@ -105,7 +105,8 @@ def spec_from_args(args: argparse.Namespace):
         network=NetworkSpec(args.network, alias=args.name, egress=args.egress,
                             publish=tuple(args.publish),
                             allow_host_ports=tuple(args.allow_host_port)),
-        capabilities=caps, seccomp=seccomp_option(args.security_opt), userns=args.userns,
+        capabilities=caps, seccomp=seccomp_option(args.security_opt),
+        **({"userns": args.userns} if args.userns is not None else {}),
     )
 
 

@@ -82,6 +82,22 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> i
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        _forget_pid(pid)
+
+
+def _forget_pid(pid: int) -> None:
+    """In a pid namespace's init: hand the helper's pid out again next (ns_last_pid,
+    pid_namespaces(7)), so the command is still the init's first child, pid 2."""
+    if os.getpid() != 1:
+        return
+    try:
+        fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"%d" % (pid - 1))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # pids merely go on from the helper's
 
 
 def _pid_in_proc(pid: int) -> int:
@@ -105,10 +121,10 @@ def _pid_in_proc(pid: int) -> int:
 def _clone_helper(owner: tuple[int, int]) -> int:
     """Clone the paused helper into a new user namespace owned by ``owner``; its pid.
 
-    Every signal is blocked around the clone, so the helper (whose handlers
-    would be this process's) never runs anything but pause(3) until SIGKILL.
+    Nothing but this process's SIGKILL is ever sent to the helper (it is in
+    no session or process group of its own, and its pid is known only here),
+    so it runs nothing but pause(3) until then.
     """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     os.setegid(owner[1])
     os.seteuid(owner[0])  # the new namespace's owner; effective capabilities drop meanwhile
     try:
@@ -117,7 +133,6 @@ def _clone_helper(owner: tuple[int, int]) -> int:
     finally:
         os.seteuid(0)  # capabilities come back with uid 0 (capabilities(7))
         os.setegid(0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     if pid < 0:
         raise OSError(err, f"clone(CLONE_NEWUSER): {os.strerror(err)}")
     return pid

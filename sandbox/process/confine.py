@@ -19,7 +19,11 @@ write, exit_group); Docker's default does.
 
 from __future__ import annotations
 
+import _signal  # signal's C module: no enum wrapping in freshly forked children
+
 from ..plan import ExecPlan
+from .fds import STATUS_FD
+from .handshake import SETUP_FAILED
 from .kernel import Kernel
 from .steps import in_step
 
@@ -35,6 +39,20 @@ def join_user_namespace(plan: ExecPlan, kernel: Kernel, init_pidfd: int) -> None
     namespaces: theirs are owned by the host's, which this process can only enter first."""
     if plan.userns is not None:
         in_step("enter namespaces", kernel.join_userns, init_pidfd)
+
+
+def stay_tied_to_owner(kernel: Kernel) -> None:
+    """In an init that changed its credentials: die with its parent again, and end now
+    if the owner is gone already (its end of the status pipe is closed).
+
+    A change of the effective or filesystem ids, or of the user namespace,
+    clears PR_SET_PDEATHSIG (prctl(2)): becoming the command's user (and
+    making a user namespace) would otherwise leave the container running
+    after its owner was killed.
+    """
+    kernel.set_pdeathsig(_signal.SIGKILL)
+    if kernel.reader_gone(STATUS_FD):
+        kernel.exit(SETUP_FAILED)
 
 
 def load_seccomp(plan: ExecPlan, kernel: Kernel) -> None:

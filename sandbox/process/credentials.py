@@ -30,8 +30,10 @@ def become(plan: ExecPlan, kernel: Kernel) -> dict[str, str]:
     in_step("capabilities", kernel.drop_bounding_caps, plan.keep_caps, last_cap())
     in_step("capabilities", kernel.clear_ambient_caps)
     in_step(f"user {plan.user}", kernel.set_ids, uid, gid, tuple(groups))
-    if uid == 0:
-        in_step("capabilities", kernel.set_caps, plan.keep_caps, plan.keep_caps, 0)
+    # said, not left to setuid(2): in a user namespace entered as the host's root,
+    # a change to a non-root user does not clear the capabilities (capabilities(7))
+    caps = plan.keep_caps if uid == 0 else 0
+    in_step("capabilities", kernel.set_caps, caps, caps, 0)
     if plan.no_new_privs:
         in_step("no_new_privs", kernel.set_no_new_privs)
     in_step(f"workdir {plan.workdir}", kernel.chdir, plan.workdir)

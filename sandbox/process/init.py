@@ -185,6 +185,7 @@ def _spawn_command(plan: Plan, kernel: Kernel) -> int:
     """
     env = become(plan.exec, kernel)
     kernel.set_dumpable(False)
+    confine.stay_tied_to_owner(kernel)
     kernel.mark("become the user")
     confine.load_seccomp(plan.exec, kernel)  # last: the filter holds from the spawn on
     argv = plan.exec.argv

@@ -21,6 +21,7 @@ import _signal  # signal's C module: no enum wrapping in freshly forked children
 import fcntl
 import os
 import resource
+import select
 import socket
 import stat
 import time
@@ -333,6 +334,20 @@ class Kernel:
         """Enter the user namespace of ``pidfd``'s process (after its other namespaces)."""
         linux.setns(pidfd, linux.CLONE_NEWUSER)
         self.in_userns = True
+
+    def set_sysctl(self, path: str, value: str) -> None:
+        """Write a /proc/sys file (a setting of this process's namespaces)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+    def reader_gone(self, fd: int) -> bool:
+        """True when the read end of pipe ``fd`` (a write end) is closed (POLLERR)."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
 
     def load_seccomp(self, program: bytes, flags: int) -> None:
         seccomp.load_filter(program, flags)

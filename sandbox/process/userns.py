@@ -33,6 +33,7 @@ tmpfs; not NFS or FUSE).
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .. import linux
@@ -53,7 +54,13 @@ def idmap(kernel: Kernel, *mounts: tuple[str, str]) -> None:
 
 
 def bind_idmapped(kernel: Kernel, source: str, root: str, dest: str, read_only: bool) -> None:
-    """A bind mount of a host path (recursive), its ids mapped into the user namespace."""
+    """A bind mount of a host path (recursive), its ids mapped into the user namespace.
+
+    A tree with a mount below it that cannot be idmapped (proc, sysfs, NFS,
+    FUSE) is bound as it is when read-only (files owned by ids outside the
+    range show as nobody; what all may read stays readable); read-write, it
+    is refused.
+    """
     path = secure_join(root, dest)
     if os.path.isdir(source):
         kernel.makedirs(path)
@@ -63,13 +70,22 @@ def bind_idmapped(kernel: Kernel, source: str, root: str, dest: str, read_only: 
     attrs = linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV
     if read_only:
         attrs |= linux.MOUNT_ATTR_RDONLY
-    kernel.idmapped_mount(source, path, attrs, True)
+    try:
+        kernel.idmapped_mount(source, path, attrs, True)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        if not read_only:
+            raise OSError(errno.EINVAL, "a filesystem in this tree cannot be idmapped for the "
+                          "user namespace (bind it read-only, or run with userns=host)", source) from exc
+        kernel.mount(source, path, None, linux.MS_BIND | linux.MS_REC, None)
+        kernel.mount_setattr(path, attrs, True)
 
 
 def sysctls(kernel: Kernel, *settings: tuple[str, str]) -> None:
     """Write /proc/sys files of the sandbox's own namespaces (before pivot_root)."""
     for path, value in settings:
-        kernel.write_file(path, value)
+        kernel.set_sysctl(path, value)
 
 
 STEPS = {"userns": make_userns, "idmap": idmap, "bind_idmapped": bind_idmapped,

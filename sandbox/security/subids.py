@@ -8,9 +8,9 @@ host, a uid no host user has, so a process that escapes the sandbox's other
 walls is nobody on the host, and no two live sandboxes share an id (nor the
 per-user limits the kernel counts by uid: processes, inotify instances).
 
-A lease is a file ``$SANDBOX_RUN_DIR/userns/<n>`` holding the sandbox id,
-linked into place whole (no lock: link(2) fails if another process made it first), removed
-by the sandbox's teardown; ``sandbox gc`` removes those whose sandbox is
+A lease is a symlink ``$SANDBOX_RUN_DIR/userns/<n>`` whose target is the
+sandbox id (one atomic symlink(2), which fails if another process made it
+first: no lock), removed by the sandbox's teardown; ``sandbox gc`` removes those whose sandbox is
 gone. ``SANDBOX_SUBUID`` and ``SANDBOX_SUBGID`` name other files (tests).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-from pathlib import Path
 
 from .. import state
 from ..errors import HostError
@@ -32,42 +31,70 @@ SETUP_HINT = ("add a sandbox entry to /etc/subuid and /etc/subgid, e.g. "
               "(scripts/setup.sh does), or run with --userns=host")
 
 
-def leases_dir() -> Path:
-    return state.run_dir() / "userns"
+def leases_dir() -> str:
+    return f"{state.run_dir()}/userns"
 
 
-def _entries(path: str) -> list[tuple[int, int]]:
-    """(start, count) of each ``sandbox`` line of a subid file."""
-    found = []
+def _entries(path: str) -> tuple[tuple[int, int], ...]:
+    """(start, count) of each ``sandbox`` line of a subid file (read again when it changes)."""
     try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _PARSED.get(path)
+    if cached is None or cached[0] != key:
         with open(path) as f:
             lines = f.read().splitlines()
-    except FileNotFoundError:
-        return []
-    for line in lines:
-        name, _, rest = line.strip().partition(":")
-        start, _, count = rest.partition(":")
-        if name == ENTRY and start.isdigit() and count.isdigit() and int(start) > 0:
-            found.append((int(start), int(count)))
-    return found
+        found = []
+        for line in lines:
+            name, _, rest = line.strip().partition(":")
+            start, _, count = rest.partition(":")
+            if name == ENTRY and start.isdigit() and count.isdigit() and int(start) > 0:
+                found.append((int(start), int(count)))
+        cached = _PARSED[path] = (key, tuple(found))
+    return cached[1]
 
 
-def _ranges(entries: list[tuple[int, int]]) -> list[int]:
-    """The first id of every whole RANGE_SIZE range in the entries."""
-    return [start + i * RANGE_SIZE for start, count in entries for i in range(count // RANGE_SIZE)]
+_PARSED: dict[str, tuple[tuple, tuple[tuple[int, int], ...]]] = {}
 
 
-def available() -> list[UserNamespace]:
-    """Every range this host gives sandboxes, uid and gid ranges paired in order."""
-    uids = _ranges(_entries(os.environ.get("SANDBOX_SUBUID", "/etc/subuid")))
-    gids = _ranges(_entries(os.environ.get("SANDBOX_SUBGID", "/etc/subgid")))
-    return [UserNamespace(u, g, RANGE_SIZE) for u, g in zip(uids, gids)]
+class Ranges:
+    """The whole RANGE_SIZE ranges of the sandbox entries of a subuid and a subgid file,
+    paired in order: range ``n`` is the n-th of each."""
+
+    def __init__(self, uids: tuple[tuple[int, int], ...], gids: tuple[tuple[int, int], ...]) -> None:
+        self.uids = uids
+        self.gids = gids
+        self.count = min(_count(uids), _count(gids))
+
+    def __getitem__(self, index: int) -> UserNamespace:
+        return UserNamespace(_nth(self.uids, index), _nth(self.gids, index), RANGE_SIZE)
+
+
+def _count(entries: tuple[tuple[int, int], ...]) -> int:
+    return sum(count // RANGE_SIZE for _, count in entries)
+
+
+def _nth(entries: tuple[tuple[int, int], ...], index: int) -> int:
+    """The first id of the index-th whole range of the entries."""
+    for start, count in entries:
+        if index < count // RANGE_SIZE:
+            return start + index * RANGE_SIZE
+        index -= count // RANGE_SIZE
+    raise IndexError(index)
+
+
+def available() -> Ranges:
+    """Every range this host gives sandboxes."""
+    return Ranges(_entries(os.environ.get("SANDBOX_SUBUID", "/etc/subuid")),
+                  _entries(os.environ.get("SANDBOX_SUBGID", "/etc/subgid")))
 
 
 def preview() -> UserNamespace:
     """The first range, as a dry run shows it (nothing is leased); HostError if none."""
     ranges = available()
-    if not ranges:
+    if not ranges.count:
         raise HostError("no uid range for sandboxes in /etc/subuid and /etc/subgid",
                         hint=SETUP_HINT)
     return ranges[0]
@@ -76,35 +103,32 @@ def preview() -> UserNamespace:
 def allocate(sandbox_id: str) -> tuple[int, UserNamespace]:
     """Lease a free range for ``sandbox_id``: (its number, the range); HostError if none."""
     ranges = available()
-    if not ranges:
+    if not ranges.count:
         raise HostError("no uid range for sandboxes in /etc/subuid and /etc/subgid",
                         hint=SETUP_HINT)
     directory = leases_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    claim = directory / f".{sandbox_id}"  # the lease's content, linked into place whole
-    claim.write_text(sandbox_id)
-    try:
-        first = random.randrange(len(ranges))  # from anywhere: few collisions between processes
-        for step in range(len(ranges)):
-            index = (first + step) % len(ranges)
-            try:
-                os.link(claim, directory / str(index))
-            except FileExistsError:
-                continue
-            return index, ranges[index]
-    finally:
-        claim.unlink()
-    raise HostError(f"all {len(ranges)} uid ranges for sandboxes are in use",
+    first = random.randrange(ranges.count)  # from anywhere: few collisions between processes
+    for step in range(ranges.count):
+        index = (first + step) % ranges.count
+        try:
+            os.symlink(sandbox_id, f"{directory}/{index}")
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.symlink(sandbox_id, f"{directory}/{index}")  # EEXIST: a race on the first lease
+        return index, ranges[index]
+    raise HostError(f"all {ranges.count} uid ranges for sandboxes are in use",
                     hint="give the sandbox entry of /etc/subuid and /etc/subgid more ids, "
                     "or run `sandbox gc`")
 
 
 def release(index: int, sandbox_id: str) -> None:
     """Give a lease back (only if it is still this sandbox's)."""
-    path = leases_dir() / str(index)
+    path = f"{leases_dir()}/{index}"
     try:
-        if path.read_text() == sandbox_id:
-            path.unlink()
+        if os.readlink(path) == sandbox_id:
+            os.unlink(path)
     except FileNotFoundError:
         pass
 
@@ -117,13 +141,11 @@ def collect(removed: list[str], errors: list[str]) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        if name.startswith("."):
-            continue  # a lease being made
-        path = directory / name
+        path = f"{directory}/{name}"
         try:
-            holder = path.read_text()
-            if not holder or not (state.sandboxes_dir() / holder).exists():
-                path.unlink()
+            holder = os.readlink(path)
+            if not (state.sandboxes_dir() / holder).exists():
+                os.unlink(path)
                 removed.append(f"uid range {name}")
         except OSError as exc:
             if exc.errno != errno.ENOENT:
