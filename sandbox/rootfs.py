@@ -130,7 +130,9 @@ def host_dir_ops(image: Image, root: str, base: str, mapping: Idmapping | None =
     own = image.layers[:-1] if image.host_dirs else image.layers  # the last: the host skeleton
     view = mapping.uppers_view if mapping else base
     for i, path in enumerate(image.host_dirs):
-        stack = (*tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)), path)
+        mask = image.mask_for(path)  # the host's secrets, hidden right above it
+        stack = (*tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)),
+                 *((mask,) if mask else ()), path)
         lowers = mapping.lowers(stack) if mapping else stack
         links = mapping.links_base if mapping else None
         ops.append(Op("overlay", (root, path, lowers, f"{view}/h{i}-upper", f"{view}/h{i}-work",
