@@ -118,7 +118,8 @@ def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
            "HOME": "/root", **spec.env, **step.env}
     return SandboxSpec(image=step.image or spec.image, command=("sh", "-ec", step.run), env=env,
                        workdir="/workspace", mounts=(Mount(workspace, "/workspace", read_only=False),),
-                       limits=Limits(**{**spec.limits, "timeout": timeout}))
+                       limits=Limits(**{**spec.limits, "timeout": timeout}),
+                       seccomp=spec.seccomp, userns=spec.userns)
 
 
 def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],

@@ -10,6 +10,9 @@ The schema (see README.md, "The job file"); keys not listed are errors::
     [limits]                     # memory, cpus, pids, output, disk (as `sandbox run`)
     [env]                        # NAME = "value", for every step
     [matrix]                     # NAME = ["a", "b"]: one job per combination, values in env
+    [security]                   # as `sandbox run --security-opt` and `--userns`
+    seccomp = "default"          # Docker's default profile, or "unconfined" (no filter)
+    userns = "host"              # or "auto": a user namespace of its own for every step
     [[steps]]                    # at least one
     name = "test"                # required, unique
     run = "pytest -q"            # required, run with `sh -ec` in /workspace
@@ -34,12 +37,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox import Limits, SpecError, parse_duration
+from sandbox import USERNS_MODES, Limits, SpecError, parse_duration
 
 from .errors import JobFileError
 from .model import JobSpec, ResultsSpec, Step
 
-TOP_KEYS = ("name", "image", "workspace", "timeout", "limits", "env", "matrix", "steps", "results")
+TOP_KEYS = ("name", "image", "workspace", "timeout", "limits", "env", "matrix", "security", "steps",
+            "results")
+SECURITY_KEYS = ("seccomp", "userns")
+#: A job may run on any worker: a profile file (a host path) cannot travel with it.
+SECCOMP_CHOICES = ("default", "unconfined")
 STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
 RESULTS_KEYS = ("junit", "allow_empty", "artifacts")
 LIMIT_KEYS = ("memory", "cpus", "pids", "output", "disk")
@@ -110,6 +117,7 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
         steps=_steps(v, data.get("steps")),
         results=_results(v, data.get("results")),
         source=os.path.abspath(path) if path != "<job>" else None,
+        **_security(v, data.get("security")),
     )
     combos = _matrix(v, data.get("matrix"))
     if not combos:
@@ -171,6 +179,20 @@ def _limits(v: "_Validator", table: object) -> dict[str, Any]:
         raise JobFileError(v.path, f"limits.{key}",
                            f"{_show(exc.value)}: expected {exc.accepted}") from None
     return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
+
+
+def _security(v: "_Validator", table: object) -> dict[str, str]:
+    """The [security] table: the seccomp profile and the user namespace of every step."""
+    if table is None:
+        return {}
+    v.keys(table, SECURITY_KEYS, "security")
+    found = {}
+    for key, choices in (("seccomp", SECCOMP_CHOICES), ("userns", USERNS_MODES)):
+        value = v._get(table, key, lambda x, choices=choices: x in choices,
+                       " or ".join(f'"{c}"' for c in choices), "security")
+        if value is not None:
+            found[key] = value
+    return found
 
 
 def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:

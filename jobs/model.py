@@ -53,6 +53,10 @@ class JobSpec:
     results: ResultsSpec = field(default_factory=ResultsSpec)
     matrix: Mapping[str, str] = field(default_factory=dict)
     source: str | None = None
+    #: Every step's seccomp profile ("default" or "unconfined") and user namespace mode
+    #: ("host" or "auto"; None: the worker's default, $SANDBOX_USERNS or host).
+    seccomp: str = "default"
+    userns: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""

@@ -18,7 +18,8 @@ engine:
   Python target into a sandbox);
 - specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
-  ``format_size``, ``format_duration``);
+  ``format_size``, ``format_duration``); ``USERNS_MODES`` (what
+  ``SandboxSpec.userns`` takes);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
 - images: ``get_image``, ``import_image``, ``Image``;
@@ -57,10 +58,11 @@ from .logs import LogRecord
 from .redact import redact_url
 from .result import Result
 from .runtime import Sandbox, dry_run, run
-from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
+from .spec import USERNS_MODES, Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
 from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "USERNS_MODES",
     "CommandNotExecutable",
     "CommandNotFound",
     "ForkServer",

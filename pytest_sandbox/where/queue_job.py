@@ -54,7 +54,7 @@ def job_spec(config, item) -> JobSpec:
         limits={k: getattr(spec.limits, k) for k in JOB_LIMITS},
         env={**_pytest_env(), **spec.env, ENV: f"{WORKSPACE}/{REPORT_DIR}",
              "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(artifacts=(REPORT_FILE,)))
+        results=ResultsSpec(artifacts=(REPORT_FILE,)), seccomp=spec.seccomp, userns=spec.userns)
 
 
 def _invocation_dir(config) -> str:
@@ -79,6 +79,9 @@ def _refuse_host_only(spec: SandboxSpec) -> None:
     if spec.network != default.network:
         raise SpecError("network", spec.network.mode, "none with --sandbox-redis "
                         "(a job's steps have no network)")
+    if spec.seccomp not in ("default", "unconfined"):
+        raise SpecError("seccomp", spec.seccomp, "default or unconfined with --sandbox-redis "
+                        "(a profile file is a path of this host)")
     for name in ("hostname", "user"):
         if getattr(spec, name) != getattr(default, name):
             raise SpecError(name, getattr(spec, name), f"{getattr(default, name)!r} (the "
