@@ -8,6 +8,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc \
         umoci skopeo >/dev/null  # umoci, skopeo: peers that check the image store's OCI layout
+    # libseccomp2: seccomp filters; uidmap: /etc/subuid; the programs the security tests run
+    # under the default profile (and gcc builds their probe): gcc, git, node, a JVM
+    apt-get install -y -qq --no-install-recommends \
+        libseccomp2 uidmap gcc libc6-dev git nodejs default-jdk-headless >/dev/null
 fi
 # Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
 # mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.
