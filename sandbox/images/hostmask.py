@@ -12,7 +12,8 @@ they lie below a shown directory. What ``-v``/``mounts`` binds in is shown
 as asked.
 
 How: one *mask* directory tree per set of hidden paths, made once under
-the image store (``host/masks/<key>``), whose ``etc`` (say) lies between
+the image store (``host/masks/<key>``; in the run dir when the store lies
+below a shown dir), whose ``etc`` (say) lies between
 the sandbox's writable layer and the host's /etc in the /etc overlay: its
 empty files cover the originals, its directories are opaque (the
 ``trusted.overlay.opaque`` xattr) so nothing below shows. It costs a
@@ -25,10 +26,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shutil
 import stat
 from pathlib import Path
 
 from .. import state
+from ..errors import HostError
 from . import layout
 
 #: What holds secrets below the directories the host image shows (globs, from /):
@@ -59,7 +62,7 @@ def masks(host_dirs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     entries = hidden_entries(host_dirs)
     found: tuple[tuple[str, str], ...] = ()
     if entries:
-        top = _ensure_tree(entries)
+        top = _ensure_tree(entries, _masks_dir(host_dirs))
         found = tuple((d, f"{top}{d}") for d in host_dirs if any(_below(e[0], d) for e in entries))
     _CACHE[host_dirs] = (stamp, found)
     return found
@@ -104,20 +107,36 @@ def _below(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _ensure_tree(entries: tuple[Entry, ...]) -> Path:
+def _masks_dir(host_dirs: tuple[str, ...]) -> Path:
+    """Where the mask trees live: in the image store, or in the run dir when the store lies
+    below a shown dir (an overlay refuses a lower dir inside another of its lower dirs)."""
+    for candidate in (layout.root() / "host" / "masks", state.run_dir() / "masks"):
+        if not any(_below(str(candidate), d) for d in host_dirs):
+            return candidate
+    raise HostError(f"both {state.lib_dir()} and {state.run_dir()} lie below a directory the "
+                    "host image shows", hint="set SANDBOX_STATE_DIR or SANDBOX_RUN_DIR elsewhere "
+                    "(the defaults are /var/lib/sandbox and /run/sandbox)")
+
+
+def _ensure_tree(entries: tuple[Entry, ...], directory: Path) -> Path:
     """The mask tree for these entries, made once (content-keyed, placed whole)."""
     key = hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
-    top = layout.root() / "host" / "masks" / key
+    top = directory / key
     if top.is_dir():
         return top
-    layout.ensure()
-    with layout.work_dir("mask") as work:
-        tree = work / "tree"
-        tree.mkdir(mode=0o755)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work = directory / f".{key}.{os.getpid()}.{os.urandom(4).hex()}"
+    work.mkdir(mode=0o755)
+    try:
         for entry in entries:
-            _make_entry(tree, entry)
-        top.parent.mkdir(parents=True, exist_ok=True)
-        layout.place(tree, top)
+            _make_entry(work, entry)
+        os.rename(work, top)
+    except OSError:
+        if not top.is_dir():  # another process placed the same tree first: fine
+            raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
     return top
 
 
