@@ -108,7 +108,7 @@ class Sandbox:
         network_pre_ops, network_ops, network_binds = self._attach_network()
         self.dir.write_record(self._record)
         self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
-                               device_cgroup=hierarchy.version == 1, network_ops=network_ops,
+                               device_cgroup=hierarchy.controls_devices, network_ops=network_ops,
                                network_pre_ops=network_pre_ops, network_binds=network_binds,
                                ids=ids)
         if self._log_file:
