@@ -406,7 +406,7 @@ def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: s
           ids: tuple[int, int, tuple[int, ...], str]) -> Plan:
     """The plan of one sandbox, for a run and for a dry run alike."""
     return build_plan(spec, image, sandbox_id, state_path, cgroup,
-                      device_cgroup=hierarchy.version == 1, network=network, ids=ids,
+                      device_cgroup=hierarchy.controls_devices, network=network, ids=ids,
                       trace=os.environ.get("SANDBOX_TRACE") == "1")
 
 

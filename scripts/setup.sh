@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Install what sandbox needs on a Debian machine (as root) and the package itself.
+# --vm: also what the VM test lane needs (scripts/vm-test): qemu, the kernel pinned in
+# scripts/vm/config and virtme-ng.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+vm=0
+[ "${1:-}" = --vm ] && vm=1
 if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc \
         umoci skopeo >/dev/null  # umoci, skopeo: peers that check the image store's OCI layout
+    if [ "$vm" = 1 ]; then
+        # shellcheck source=vm/config
+        source scripts/vm/config
+        apt-get install -y -qq --no-install-recommends qemu-system-x86 "$VM_KERNEL_PACKAGE" \
+            >/dev/null || echo "setup.sh: cannot install qemu-system-x86 and $VM_KERNEL_PACKAGE" \
+            "(pinned in scripts/vm/config): the VM lane will say it cannot boot" >&2
+    fi
 fi
 # Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
 # mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.
@@ -24,6 +35,8 @@ pip_flags=()
 if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     pip_flags+=(--break-system-packages)
 fi
-python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e '.[test]'
+extras=test
+[ "$vm" = 1 ] && extras=test,vm
+python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e ".[$extras]"
 # what tests need from the package index, fetched now: nothing is fetched while they run
 bash scripts/test-cache.sh
