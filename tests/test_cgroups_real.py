@@ -111,7 +111,7 @@ def test_attaching_the_device_filter_again_replaces_it(cgroup_dir):
     filter_.attach(cgroup_dir)
     names = bpf.attached_prog_names(cgroup_dir, bpf.ATTACH_CGROUP_DEVICE)
     assert names == [devices.program_name()]
-    other = devices.DeviceFilter(devices.DEVICE_RULES + ("c 1:1 r",))
+    other = devices.DeviceFilter((*devices.DEVICE_RULES, "c 1:1 r"))
     assert not other.attached(cgroup_dir)  # another rule list: another name
     other.attach(cgroup_dir)
     assert bpf.attached_prog_names(cgroup_dir, bpf.ATTACH_CGROUP_DEVICE) == \
