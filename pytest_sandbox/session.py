@@ -79,7 +79,7 @@ class SandboxSession:
         script = command if isinstance(command, str) else shlex.join(command)
         if env:
             script = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()) + script
-        number = self._send(script, input, cwd or self.spec.workdir)
+        number = self._send(script, input, cwd or self.spec.workdir or "/")
         started = time.time()
         code = self._wait_for(number, timeout)
         ended = time.time()

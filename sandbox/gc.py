@@ -5,7 +5,9 @@ SIGKILLed; its container died with it, by PR_SET_PDEATHSIG). What cannot
 vanish by itself is found from its record: the cgroup directories, the
 network attachment, the state directory and the name. Cgroup directories
 without any record (a crash between mkdir and the record's update) are
-removed too, once nothing runs in them.
+removed too, once nothing runs in them. In the image store, the work dirs of
+dead processes (a killed import or build) and whatever no tag, build cache
+entry or live sandbox needs are removed (``images.remove.sweep``).
 """
 
 from __future__ import annotations
@@ -72,7 +74,20 @@ def collect(*, now: float | None = None) -> GcReport:
         collect_network(report)
     except ImportError:
         pass
+    _collect_images(report)
     return report
+
+
+def _collect_images(report: GcReport) -> None:
+    """Work dirs of killed imports and builds, and what no tag, cache entry or sandbox needs."""
+    from .images.remove import sweep
+    from .units import format_size
+
+    swept = sweep(wait=False)
+    if swept.work_dirs or swept.blobs or swept.layers:
+        report.removed.append(f"images: {swept.work_dirs} work dirs, {swept.blobs} blobs, "
+                              f"{swept.layers} layers ({format_size(swept.freed)})")
+    report.errors += swept.errors
 
 
 def _collect_stray_cgroups(live_ids: set[str], report: GcReport) -> None:

@@ -6,7 +6,7 @@ import os
 
 from . import linux
 from .cgroups import Cgroup
-from .errors import SetupError
+from .errors import SetupError, SpecError
 from .images import Image
 from .process.execute import resolve_user
 from .linux.caps import mask
@@ -38,13 +38,33 @@ def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
     return mask(names)
 
 
+def command_of(spec: SandboxSpec, image: Image) -> tuple[str, ...]:
+    """The argv, as Docker makes it: the image's ENTRYPOINT, then the spec's command or
+    else the image's CMD."""
+    argv = image.config.entrypoint + (spec.command or image.config.cmd)
+    if not argv:
+        raise SpecError("command", (), f"a command (image {image.name} has no CMD or ENTRYPOINT)")
+    return argv
+
+
+def workdir_of(spec: SandboxSpec, image: Image) -> str:
+    """The spec's workdir, else the image's WORKDIR, else /."""
+    return spec.workdir or image.config.workdir or "/"
+
+
+def user_of(spec: SandboxSpec, image: Image) -> str:
+    """The spec's user, else the image's USER, else 0:0."""
+    return spec.user or image.config.user or "0:0"
+
+
 def resolve_ids(spec: SandboxSpec, image: Image) -> tuple[int, int, tuple[int, ...], str]:
-    """uid, gid, groups and home of spec.user, read from the image's own files.
+    """uid, gid, groups and home of the user (``user_of``), read from the image's own files.
 
     Done in the parent, before anything is created, so a bad user costs
     nothing and the container does not read /etc/passwd at every start.
     """
-    key = (image.layers, image.binds, spec.user)
+    user = user_of(spec, image)
+    key = (image.layers, image.host_dirs, user)
     cached = _IDS.get(key)
     if cached and cached[0] == _identity(cached[1]):
         return cached[2]
@@ -53,9 +73,9 @@ def resolve_ids(spec: SandboxSpec, image: Image) -> tuple[int, int, tuple[int, .
     files = (passwd, group)
     seen = _identity(files)
     try:
-        uid, gid, groups, home = resolve_user(spec.user, passwd, group)
+        uid, gid, groups, home = resolve_user(user, passwd, group)
     except (LookupError, ValueError) as exc:
-        raise SetupError(f"user {spec.user}", str(exc)) from exc
+        raise SetupError(f"user {user}", str(exc)) from exc
     ids = uid, gid, tuple(groups), home
     _IDS[key] = (seen, files, ids)
     return ids
@@ -94,13 +114,14 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
     if spec.network.isolated:
         hooks.append(Op("loopback_up", (), "bring up lo"))
     hooks += list(network_ops)
-    if spec.workdir != "/":
-        hooks.append(Op("makedirs", (spec.workdir,), f"workdir {spec.workdir}"))
+    workdir = workdir_of(spec, image)
+    if workdir != "/":
+        hooks.append(Op("makedirs", (workdir,), f"workdir {workdir}"))
     exec_plan = ExecPlan(
-        argv=spec.command,
+        argv=command_of(spec, image),
         env=environment(spec, image),
-        user=spec.user,
-        workdir=spec.workdir,
+        user=user_of(spec, image),
+        workdir=workdir,
         keep_caps=capabilities(spec, device_cgroup=device_cgroup),
         rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
         ids=ids if ids is not None else resolve_ids(spec, image),

@@ -6,6 +6,15 @@ the container's own mount namespace, so it is thrown away by the kernel when
 that namespace dies, even after SIGKILL, and costs the host disk nothing.
 The container's /tmp lives on the same tmpfs, so one disk limit covers both.
 tmpfs pages are memory: what the container writes counts against --memory.
+An image with host dirs (``host``) gets one overlay more per host dir, the
+host dir its lowest layer, its upper dir on the same tmpfs. A spec with
+``upper_dir`` (a build step) keeps the upper dirs there instead, on the
+host, where the caller turns them into a layer (``upper_parts``).
+
+Deep images: one mount(2) takes the lower dirs when its options fit a page;
+deeper stacks go through ``fsconfig(lowerdir+)`` (Linux 6.8+), or, on older
+kernels, by the layers' short links relative to the store (as overlay2's
+``l/``). ``SANDBOX_OVERLAY_MOUNT=links`` picks the links on any kernel.
 Then /proc (with runc's default masked and read-only paths), a
 minimal /dev with devpts, read-only /sys (``pseudofs``: one ``pseudo_fs``
 step, which a spare has done ahead), tmpfs /tmp, the image's and the spec's
@@ -20,6 +29,9 @@ from __future__ import annotations
 
 import posixpath
 
+import os
+
+from .errors import ImageError
 from .images import Image
 from .linux import MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
 from .plan import Op
@@ -38,22 +50,19 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
     root = f"{layer}/root"
     disk = spec.limits.disk
     size = f",size={disk}" if disk else ""
+    uppers = spec.upper_dir or layer
     ops = [
         Op("propagation", ("/", MS_REC | MS_PRIVATE), "make / private"),
         Op("mount", ("sandbox-layer", layer, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700{size}"),
            "mount the writable layer (tmpfs)"),
-        Op("mkdirs", ((f"{layer}/upper", 0o755), (f"{layer}/work", 0o700), (root, 0o755),
-                      (f"{layer}/tmp", 0o1777), (f"{layer}/empty", 0o555)), "make overlay dirs"),
-        Op("mount", ("overlay", root, "overlay", 0,
-                     f"lowerdir={':'.join(image.layers)},upperdir={layer}/upper,"
-                     f"workdir={layer}/work"), f"mount the {image.name} image (overlay)"),
+        Op("mkdirs", ((root, 0o755), (f"{layer}/tmp", 0o1777), (f"{layer}/empty", 0o555),
+                      *_upper_dirs(image, uppers)), "make overlay dirs"),
+        root_overlay_op(image, root, uppers),
     ]
     ops.append(Op("mkdirs", ((f"{root}/proc", 0o555), (f"{root}/sys", 0o555), (f"{root}/dev", 0o755),
                              (f"{root}/tmp", 0o1777)), "make mount points"))
-    binds = [(bind.source, bind.target, True, f"bind {bind.source} (image {image.name})")
-             for bind in image.binds]
-    binds += [(m.source, m.target, m.read_only, f"bind mount {m.source}:{m.target}")
-              for m in spec.mounts]
+    binds = [(m.source, m.target, m.read_only, f"bind mount {m.source}:{m.target}")
+             for m in spec.mounts]
     binds += [(source, target, True, f"bind {source} on {target}") for source, target in extra_binds]
     # /proc and /sys masked before the binds unless one goes into them (then after, as
     # runc does, so a bind cannot unmask): the common case can be staged by a spare
@@ -64,6 +73,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
         ops += mount_ops(root)
     ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
     # after /tmp, so that a host path under /tmp (a checkout there) is not hidden by it
+    ops += host_dir_ops(image, root, uppers)
     for source, target, read_only, step in binds:
         ops.append(Op("bind", (source, root, target, read_only), step))
     if not staged:
@@ -72,10 +82,75 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
     return ops
 
 
+#: mount(2) copies at most a page of options; overlayfs stacks at most 500 lower dirs.
+PAGE = 4096
+MAX_LAYERS = 500
+
+
+def upper_parts(image: Image, base: str) -> list[tuple[str, str]]:
+    """(container path, upper dir) of each overlay a sandbox of ``image`` writes to,
+    the writable layer's dirs under ``base`` (a spec's ``upper_dir``): what
+    ``images.layer_from_upper`` takes."""
+    return [("/", f"{base}/upper")] + [(path, f"{base}/h{i}/upper")
+                                       for i, path in enumerate(image.host_dirs)]
+
+
+def _upper_dirs(image: Image, base: str) -> tuple[tuple[str, int], ...]:
+    dirs = [(f"{base}/upper", 0o755), (f"{base}/work", 0o700)]
+    for i, _ in enumerate(image.host_dirs):
+        dirs += [(f"{base}/h{i}", 0o700), (f"{base}/h{i}/upper", 0o755), (f"{base}/h{i}/work", 0o700)]
+    return tuple(dirs)
+
+
+def root_overlay_op(image: Image, root: str, base: str) -> Op:
+    """The root overlay: the image's layers, the upper dir under ``base``."""
+    lowers, links = _root_lowers(image)
+    how = ", by short links" if links else ""
+    return Op("overlay", (root, "/", lowers, f"{base}/upper", f"{base}/work", 0, True, links),
+              f"mount the {image.name} image (overlay of {len(lowers)} layers{how})")
+
+
+def host_dir_ops(image: Image, root: str, base: str) -> list[Op]:
+    """One overlay per host dir (parents first): the image's layers there over the host's."""
+    ops = []
+    own = image.layers[:-1] if image.host_dirs else image.layers  # the last: the host skeleton
+    for i, path in enumerate(image.host_dirs):
+        stack = tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)) + (path,)
+        ops.append(Op("overlay", (root, path, stack, f"{base}/h{i}/upper", f"{base}/h{i}/work",
+                                  MS_NOSUID | MS_NODEV, False, None), f"mount host {path} (overlay)"))
+    return ops
+
+
+def _root_lowers(image: Image) -> tuple[tuple[str, ...], str | None]:
+    """The lower dirs as mount(2) or fsconfig gets them, or short links and their base."""
+    if len(image.layers) > MAX_LAYERS:
+        raise ImageError(f"image {image.name} has {len(image.layers)} layers: overlayfs "
+                         f"stacks at most {MAX_LAYERS}")
+    forced = os.environ.get("SANDBOX_OVERLAY_MOUNT") == "links"
+    if not forced and (len(":".join(image.layers)) < PAGE - 512 or _fsconfig_ok()):
+        return image.layers, None
+    if not image.links or len(":".join(image.links)) >= PAGE - 512 or image.link_base is None:
+        raise ImageError(f"image {image.name} has {len(image.layers)} layers: too many to mount "
+                         "with this kernel (Linux 6.8 or later mounts up to 500)")
+    return image.links, image.link_base
+
+
+def _fsconfig_ok() -> bool:
+    from .linux import lowerdir_plus_supported
+
+    return lowerdir_plus_supported()
+
+
+def _real_dir(layer: str, path: str) -> bool:
+    """True when ``layer`` holds ``path`` as a directory reached through no symlink."""
+    candidate = f"{layer}{path}"
+    return os.path.isdir(candidate) and os.path.realpath(candidate) == os.path.realpath(layer) + path
+
+
 def _under(path: str, tops: tuple[str, ...]) -> bool:
     """True when path is one of tops or below one (normalized as a path in the image)."""
     clean = posixpath.normpath("/" + path.lstrip("/"))
     return any(clean == top or clean.startswith(top + "/") for top in tops)
 
 
-__all__ = ["rootfs_ops", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]
+__all__ = ["rootfs_ops", "root_overlay_op", "host_dir_ops", "upper_parts", "MASKED_PATHS", "READONLY_PATHS", "DEVICES"]

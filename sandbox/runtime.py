@@ -92,21 +92,22 @@ class Sandbox:
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
-        image = images.get(self.spec.image)
-        ids = resolve_ids(self.spec, image)
-        hierarchy = host_cgroups()
-        self.state = "creating"
-        self.dir.create()
-        self._push("state dir", self.dir.remove)
-        if self.spec.name:
-            state.claim_name(self.spec.name, self.id)
-            self._push("name", lambda: state.release_name(self.spec.name, self.id))
-        self._record = state.new_record(self.id, self.spec)
-        self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
-        self._push("cgroup parents", self.cgroup.release_parents)  # if never made
-        self._record.cgroups = list(self.cgroup.paths)
-        network_pre_ops, network_ops, network_binds = self._attach_network()
-        self.dir.write_record(self._record)
+        with images.writing():  # the image cannot be swept until the record names it
+            image = images.get(self.spec.image)
+            ids = resolve_ids(self.spec, image)
+            hierarchy = host_cgroups()
+            self.state = "creating"
+            self.dir.create()
+            self._push("state dir", self.dir.remove)
+            if self.spec.name:
+                state.claim_name(self.spec.name, self.id)
+                self._push("name", lambda: state.release_name(self.spec.name, self.id))
+            self._record = state.new_record(self.id, self.spec, image_id=image.id)
+            self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
+            self._push("cgroup parents", self.cgroup.release_parents)  # if never made
+            self._record.cgroups = list(self.cgroup.paths)
+            network_pre_ops, network_ops, network_binds = self._attach_network()
+            self.dir.write_record(self._record)
         self.plan = build_plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
                                device_cgroup=hierarchy.version == 1, network_ops=network_ops,
                                network_pre_ops=network_pre_ops, network_binds=network_binds,

@@ -221,10 +221,10 @@ class SandboxSpec:
     """Everything needed to create one sandbox. Validated on construction."""
 
     image: str
-    command: tuple[str, ...]
+    command: tuple[str, ...] = ()  # empty: the image's CMD (after its ENTRYPOINT, as Docker)
     env: Mapping[str, str] = field(default_factory=dict)
-    workdir: str = "/"
-    user: str = "0:0"
+    workdir: str | None = None  # None: the image's WORKDIR, else /
+    user: str | None = None  # None: the image's USER, else 0:0
     hostname: str = "sandbox"
     name: str | None = None
     mounts: tuple[Mount, ...] = ()
@@ -232,18 +232,25 @@ class SandboxSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     capabilities: tuple[str, ...] | None = None  # None: Docker's default set
     stdin: bytes | None = None
+    #: A host directory for the writable layer's upper dirs instead of the throwaway tmpfs,
+    #: so they outlive the sandbox (a build step turns them into a layer; see rootfs.upper_parts).
+    upper_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image:
             raise SpecError("image", self.image, "an image name such as busybox or host")
         _set(self, "command", _check_command(self.command))
         _set(self, "env", _check_env(self.env))
-        if not isinstance(self.workdir, str) or not self.workdir.startswith("/"):
+        if self.workdir is not None and (not isinstance(self.workdir, str)
+                                         or not self.workdir.startswith("/")):
             raise SpecError("workdir", self.workdir, "an absolute container path")
-        if not isinstance(self.user, str):
+        if self.user is not None and not isinstance(self.user, str):
             _set(self, "user", str(self.user))
-        if not _USER_RE.match(self.user):
+        if self.user is not None and not _USER_RE.match(self.user):
             raise SpecError("user", self.user, "UID[:GID] or NAME[:GROUP]")
+        if self.upper_dir is not None and (not isinstance(self.upper_dir, str)
+                                           or not self.upper_dir.startswith("/")):
+            raise SpecError("upper_dir", self.upper_dir, "an absolute host path")
         if not isinstance(self.hostname, str) or not _HOSTNAME_RE.match(self.hostname):
             raise SpecError("hostname", self.hostname, "letters, digits and '-', at most 63")
         if self.name is not None and not _NAME_RE.match(self.name):
@@ -288,9 +295,9 @@ def _check_command(command: object) -> tuple[str, ...]:
     try:
         args = tuple(command)  # type: ignore[arg-type]
     except TypeError:
-        raise SpecError("command", command, "a non-empty list of strings") from None
-    if not args or not all(isinstance(a, str) for a in args) or not args[0]:
-        raise SpecError("command", command, "a non-empty list of strings")
+        raise SpecError("command", command, "a list of strings") from None
+    if not all(isinstance(a, str) for a in args) or (args and not args[0]):
+        raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
     if any("\0" in a for a in args):
         raise SpecError("command", command, "arguments without NUL bytes")
     return args

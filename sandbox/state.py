@@ -63,6 +63,7 @@ class Record:
     owner_start: int | None
     cgroups: list[str] = field(default_factory=list)
     network: dict[str, Any] = field(default_factory=dict)
+    image_id: str | None = None  # the stored image mounted (kept by the image sweep)
 
     @property
     def owner_alive(self) -> bool:
@@ -192,9 +193,10 @@ def iter_records() -> Iterator[tuple[SandboxDir, Record | None]]:
             yield sdir, None
 
 
-def new_record(sandbox_id: str, spec: Any) -> Record:
+def new_record(sandbox_id: str, spec: Any, image_id: str | None = None) -> Record:
     """The record of a sandbox about to be created by this process."""
     return Record(
+        image_id=image_id,
         id=sandbox_id,
         name=spec.name,
         image=spec.image,

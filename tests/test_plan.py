@@ -4,18 +4,21 @@ import os
 
 from sandbox import SandboxSpec
 from sandbox import linux
-from sandbox.images import Image, ImageBind
+import pytest
+
+from sandbox import ImageError, SpecError
+from sandbox.images import Image, ImageConfig
 from sandbox.linux.caps import CAPABILITIES, mask
 from sandbox.planner import build_plan
 from sandbox.pseudofs import MASKED_PATHS, READONLY_PATHS, pseudo_fs_ops
 from sandbox.spec import DEFAULT_CAPABILITIES, Mount
 
-IMAGE = Image("test", ("/images/test/rootfs",), binds=(ImageBind("/usr", "/usr"),))
+IMAGE = Image("test", ("/images/test/rootfs",))
 
 
-def plan_for(**changes):
-    spec = SandboxSpec(image="test", command=["sh", "-c", "true"], **changes)
-    return build_plan(spec, IMAGE, "abc", "/run/sb/abc", None)
+def plan_for(image=IMAGE, **changes):
+    spec = SandboxSpec(image="test", **{"command": ["sh", "-c", "true"], **changes})
+    return build_plan(spec, image, "abc", "/run/sb/abc", None)
 
 
 def test_mounts_come_in_order_and_end_with_pivot_root():
@@ -23,18 +26,59 @@ def test_mounts_come_in_order_and_end_with_pivot_root():
     kinds = [op.kind for op in ops]
     assert kinds[0] == "propagation" and ops[0].args == ("/", linux.MS_REC | linux.MS_PRIVATE)
     assert kinds[-1] == "pivot_root"
-    overlay = next(op for op in ops if op.args[:1] == ("overlay",))
-    assert "lowerdir=/images/test/rootfs" in overlay.args[4]
-    assert "upperdir=/run/sb/abc/upper" in overlay.args[4]
+    (overlay,) = [op for op in ops if op.kind == "overlay"]
+    root, path, lowers, upper, work, flags, hold, links = overlay.args
+    assert (root, path, lowers) == ("/run/sb/abc/root", "/", ("/images/test/rootfs",))
+    assert (upper, work, hold, links) == ("/run/sb/abc/upper", "/run/sb/abc/work", True, None)
     steps = [op.step for op in ops]
-    assert steps.index("mount the writable layer (tmpfs)") < steps.index("mount the test image (overlay)")
+    assert steps.index("mount the writable layer (tmpfs)") < steps.index(overlay.step)
 
 
-def test_image_binds_and_spec_mounts_are_read_only_unless_asked(tmp_path):
+def test_spec_mounts_are_read_only_unless_asked(tmp_path):
     ops = plan_for(mounts=[Mount(str(tmp_path), "/rw", read_only=False),
                            Mount(str(tmp_path), "/ro")]).ops
     binds = {op.args[2]: op.args[3] for op in ops if op.kind == "bind"}
-    assert binds == {"/usr": True, "/rw": False, "/ro": True}
+    assert binds == {"/rw": False, "/ro": True}
+
+
+def test_host_dirs_get_an_overlay_each_with_the_image_layers_above_the_host(tmp_path):
+    layer, skeleton = tmp_path / "layer", tmp_path / "skeleton"
+    (layer / "usr/lib").mkdir(parents=True)
+    (layer / "opt").symlink_to("/root")  # a link in a layer never makes a host path a lower dir
+    skeleton.mkdir()
+    image = Image("onhost", (str(layer), str(skeleton)), host_dirs=("/usr", "/opt"))
+    overlays = [op.args for op in plan_for(image).ops if op.kind == "overlay"]
+    assert [a[1:3] for a in overlays] == [
+        ("/", (str(layer), str(skeleton))), ("/usr", (f"{layer}/usr", "/usr")), ("/opt", ("/opt",))]
+    assert overlays[1][3:7] == ("/run/sb/abc/h0/upper", "/run/sb/abc/h0/work",
+                                linux.MS_NOSUID | linux.MS_NODEV, False)
+
+
+def test_deep_images_mount_by_short_links_when_asked_or_refuse_past_the_stack_limit(monkeypatch):
+    layers = tuple(f"/store/layers/{i:064x}/rootfs" for i in range(120))
+    links = tuple(f"l/{i:010d}" for i in range(120))
+    deep = Image("deep", layers, links=links, link_base="/store")
+    (overlay,) = [op for op in plan_for(deep).ops if op.kind == "overlay"]
+    assert overlay.args[2] == layers and overlay.args[7] is None  # fsconfig on this kernel
+    monkeypatch.setenv("SANDBOX_OVERLAY_MOUNT", "links")
+    (overlay,) = [op for op in plan_for(deep).ops if op.kind == "overlay"]
+    assert overlay.args[2] == links and overlay.args[7] == "/store" and "short links" in overlay.step
+    with pytest.raises(ImageError, match="at most 500"):
+        plan_for(Image("too-deep", layers * 5))
+
+
+def test_the_image_config_gives_command_workdir_and_user_unless_the_spec_does(tmp_path):
+    config = ImageConfig(entrypoint=("/bin/tool",), cmd=("--help",), workdir="/app", user="1:1",
+                         env=("A=image",))
+    image = Image("app", (str(tmp_path),), config=config, env=config.env_dict())
+    plan = plan_for(image, command=[])
+    assert plan.exec.argv == ("/bin/tool", "--help") and plan.exec.workdir == "/app"
+    assert plan.exec.user == "1:1" and plan.exec.env["A"] == "image"
+    plan = plan_for(image, command=["run"], workdir="/", user="0:0", env={"A": "spec"})
+    assert plan.exec.argv == ("/bin/tool", "run") and plan.exec.workdir == "/"
+    assert plan.exec.user == "0:0" and plan.exec.env["A"] == "spec"
+    with pytest.raises(SpecError, match="has no CMD or ENTRYPOINT"):
+        plan_for(command=[])
 
 
 def _masks_and_read_only(ops):

@@ -58,7 +58,7 @@ def test_spec_validation(tmp_path):
     assert spec.command == ("true",) and spec.limits.memory == 64 << 20
     assert isinstance(spec.network, NetworkSpec)
     bad = [
-        dict(command="echo hi"), dict(command=[]), dict(command=[1]), dict(workdir="tmp"),
+        dict(command="echo hi"), dict(command=[""]), dict(command=[1]), dict(workdir="tmp"),
         dict(hostname="bad_host!"), dict(env={"1A": "x"}), dict(env={"A": 1}), dict(user="a:b:c"),
         dict(name="has space"), dict(capabilities=["CAP_NOPE"]), dict(image=""),
     ]

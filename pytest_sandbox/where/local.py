@@ -285,7 +285,7 @@ def _code_mounts(config, image: str) -> list[Mount]:
         candidates += [sys.prefix, sys.base_prefix]
     # what the host image binds already (its host paths, this Python, this package):
     # bound again, each would cost every sandbox a mount
-    shown = tuple(bind.target for bind in images.get("host").binds) if image == "host" else ()
+    shown = images.get("host").host_dirs if image == "host" else ()
     chosen: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates if p and os.path.isabs(p)}):
         if (path in NOT_MOUNTABLE or not os.path.isdir(path)

@@ -1,62 +1,169 @@
-"""`sandbox image import|ls|rm` and `sandbox images`."""
+"""The image verbs: `images`, `image import|ls|rm|inspect|history|prune`, `tag`, `rmi`, `commit`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from ..units import format_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("image", help="manage images", description="Manage images.")
+    p = sub.add_parser("image", help="manage images", description="Manage the image store.")
     isub = p.add_subparsers(dest="image_verb", metavar="VERB", parser_class=type(p))
     isub.required = True
     q = isub.add_parser("import", help="import a directory or rootfs tarball as an image",
-                        description="Copy a directory, or unpack a rootfs tarball "
-                        "(.tar, .tar.gz, .tar.xz), into the image store as NAME.")
-    q.add_argument("path", metavar="PATH")
-    q.add_argument("name", metavar="NAME")
-    q.add_argument("--replace", action="store_true", help="replace an image of that name")
+                        description="Copy a directory, or unpack a rootfs tarball (plain, gzip, "
+                        "xz, bzip2 or zstd; - reads it from standard input), into the image "
+                        "store as a one-layer image NAME[:TAG]. Nothing is written outside the "
+                        "new image: members with absolute or '..' paths, hard links to anything "
+                        "but earlier members, writes through symbolic links and device nodes "
+                        "(outside dev/) are refused.",
+                        epilog="example: mkdir -p r/bin && cp /bin/busybox r/bin/ && "
+                        "r/bin/busybox --install -s r/bin && sandbox image import r mine:1")
+    q.add_argument("path", metavar="PATH", help="a directory, a tar archive, or - for stdin")
+    q.add_argument("name", metavar="NAME[:TAG]")
+    q.add_argument("--replace", action="store_true", help="move the tag if it exists")
     q.set_defaults(handler=import_)
-    q = isub.add_parser("ls", help="list images")
-    q.set_defaults(handler=ls)
-    q = isub.add_parser("rm", help="remove an image")
-    q.add_argument("names", nargs="+", metavar="NAME")
-    q.set_defaults(handler=rm)
-    p = sub.add_parser("images", help="list images (same as `image ls`)")
-    p.set_defaults(handler=ls)
+    isub.add_parser("ls", help="list images (as `sandbox images`)").set_defaults(handler=ls)
+    q = isub.add_parser("rm", help="remove images (as `sandbox rmi`)")
+    _rmi_arguments(q)
+    q = isub.add_parser("inspect", help="an image's config, layers and history as JSON")
+    q.add_argument("refs", nargs="+", metavar="IMAGE")
+    q.set_defaults(handler=inspect)
+    q = isub.add_parser("history", help="the steps that made an image, newest first")
+    q.add_argument("ref", metavar="IMAGE")
+    q.add_argument("--no-trunc", action="store_true", help="do not shorten the steps")
+    q.set_defaults(handler=history)
+    q = isub.add_parser("prune", help="remove the build cache and every unused layer",
+                        description="Drop the build cache and delete every blob and unpacked "
+                        "layer that no tag and no live sandbox needs; say how much that freed.")
+    q.set_defaults(handler=prune)
+    sub.add_parser("images", help="list images (NAME, TAG, ID, SIZE, CREATED)").set_defaults(handler=ls)
+    q = sub.add_parser("tag", help="give an image another NAME[:TAG]",
+                       description="Point TARGET (NAME[:TAG]) at the image SOURCE names.")
+    q.add_argument("source", metavar="SOURCE")
+    q.add_argument("target", metavar="TARGET")
+    q.set_defaults(handler=tag)
+    _rmi_arguments(sub.add_parser("rmi", help="remove images",
+                                  description="Remove tags; an image whose last tag goes is "
+                                  "deleted with the layers nothing else uses. Refused while a "
+                                  "live sandbox runs the image, unless -f."))
+    q = sub.add_parser("commit", help="make an image of a live sandbox's changes",
+                       description="Store what the live sandbox NAME changed as a new layer "
+                       "over its image, tagged IMAGE[:TAG]. The sandbox is paused meanwhile.")
+    q.add_argument("sandbox", metavar="ID|NAME")
+    q.add_argument("target", metavar="IMAGE[:TAG]")
+    q.add_argument("-m", "--message", default="", help="a comment for the image's history")
+    q.set_defaults(handler=commit)
+
+
+def _rmi_arguments(q: argparse.ArgumentParser) -> None:
+    q.add_argument("refs", nargs="+", metavar="IMAGE")
+    q.add_argument("-f", "--force", action="store_true", help="untag even while a sandbox uses it")
+    q.set_defaults(handler=rmi)
 
 
 def import_(args: argparse.Namespace) -> int:
     from ..images import import_image
 
     image = import_image(args.path, args.name, replace=args.replace)
-    print(f"imported {image.name} ({format_size(image.size or 0)})")
+    print(f"imported {image.tags[0]} {image.id}")
     return 0
 
 
 def ls(args: argparse.Namespace) -> int:
     from ..images import list_images
+    from ..images.digest import short_id
+    from ..images.layers import unpacked_size
 
-    found = {i.name: i for i in list_images()}
-    print(f"{'NAME':<20} {'SIZE':>10}  CREATED")
-    for name in sorted(set(found) | {"busybox", "host"}):
-        image = found.get(name)
-        if name == "host":
-            print(f"{name:<20} {'-':>10}  (read-only view of this host)")
-        elif image is None:
-            print(f"{name:<20} {'-':>10}  (made on first use)")
-        else:
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.created or 0))
-            print(f"{name:<20} {format_size(image.size or 0):>10}  {created}")
+    rows = [("NAME", "TAG", "ID", "SIZE", "CREATED")]
+    for image in list_images():
+        size = format_size(sum(unpacked_size(layer.diff_id) for layer in image.layers))
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.created or 0))
+        for ref in image.tags:
+            name, _, tag = ref.rpartition(":")
+            rows.append((name, tag, short_id(image.id), size, created))
+    if not any(r[0] == "busybox" for r in rows):
+        rows.append(("busybox", "latest", "-", "-", "made on first use"))
+    rows.append(("host", "-", "-", "-", "a view of this host"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0
 
 
-def rm(args: argparse.Namespace) -> int:
+def inspect(args: argparse.Namespace) -> int:
+    from ..images import lookup
+
+    out = []
+    for ref in args.refs:
+        image = lookup(ref)
+        out.append({"Id": image.id, "RepoTags": list(image.tags), "Created": image.config.created,
+                    "Architecture": image.config.architecture, "Os": image.config.os,
+                    "Base": image.base or ("scratch" if not image.layers else None),
+                    "Config": image.config.config.to_json(),
+                    "RootFS": {"Type": "layers", "Layers": list(image.config.diff_ids)},
+                    "Layers": [d.to_json() for d in image.manifest.layers],
+                    "History": list(image.config.history)})
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    from ..images import lookup
+    from ..images.digest import short_id
+    from ..images.layers import unpacked_size
+
+    image = lookup(args.ref)
+    layers = list(image.layers)
+    rows = []
+    for entry in image.config.history:
+        size = "0B"
+        if not entry.get("empty_layer") and layers:
+            size = format_size(unpacked_size(layers.pop(0).diff_id))
+        by = str(entry.get("created_by", ""))
+        rows.append((str(entry.get("created", ""))[:19].replace("T", " "),
+                     by if args.no_trunc or len(by) <= 45 else by[:44] + "…",
+                     size, str(entry.get("comment", ""))))
+    print(f"IMAGE {short_id(image.id)}  {' '.join(image.tags)}")
+    header = ("CREATED", "CREATED BY", "SIZE", "COMMENT")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *reversed(rows)]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def tag(args: argparse.Namespace) -> int:
+    from ..images import tag_image
+
+    image = tag_image(args.source, args.target)
+    print(f"tagged {image.id[:19]} as {args.target}")
+    return 0
+
+
+def rmi(args: argparse.Namespace) -> int:
     from ..images import remove_image
 
-    for name in args.names:
-        remove_image(name)
-        print(f"removed {name}")
+    for ref in args.refs:
+        image, report = remove_image(ref, force=args.force)
+        print(f"untagged {ref} ({image.id[:19]}); freed {format_size(report.freed)}")
+    return 0
+
+
+def prune(args: argparse.Namespace) -> int:
+    from ..images import prune as prune_store
+
+    report = prune_store()
+    print(f"removed {report.cache_entries} build cache entries, {report.layers} layers, "
+          f"{report.blobs} blobs, {report.work_dirs} work dirs; freed {format_size(report.freed)}")
+    return 0
+
+
+def commit(args: argparse.Namespace) -> int:
+    from ..images.commit import commit_sandbox
+
+    image = commit_sandbox(args.sandbox, args.target, message=args.message)
+    print(f"committed {args.sandbox} as {image.tags[0]} {image.id}")
     return 0

@@ -16,10 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = Limits()
     p = sub.add_parser(
         "run", help="run a command in a new sandbox",
-        description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or an "
-        "imported name), stream its output live, tear everything down, and exit with the "
+        description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or a "
+        "stored NAME[:TAG]), stream its output live, tear everything down, and exit with the "
         "command's status (128+N if signal N killed it; 125 setup error, 126 cannot "
-        "execute, 127 not found).",
+        "execute, 127 not found). Without COMMAND the image's CMD runs; the image's "
+        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker.",
         epilog="example: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
@@ -29,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hostname", default="sandbox", help="host name inside (default: sandbox)")
     g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set an environment variable (KEY alone copies it from here)")
-    g.add_argument("-w", "--workdir", default="/", help="working directory inside (made if missing)")
-    g.add_argument("-u", "--user", default="0:0", help="UID[:GID] or NAME[:GROUP] (default 0:0)")
+    g.add_argument("-w", "--workdir", default=None,
+                   help="working directory inside, made if missing (default: the image's, or /)")
+    g.add_argument("-u", "--user", default=None,
+                   help="UID[:GID] or NAME[:GROUP] (default: the image's USER, or 0:0)")
     g.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro|rw]",
                    help="bind mount a host path; read-only unless :rw")
     g.add_argument("--network", default="none",
@@ -61,15 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def spec_from_args(args: argparse.Namespace):
     """The SandboxSpec the flags describe (SpecError on bad values)."""
-    from ..errors import SpecError
     from ..linux.caps import CAPABILITIES
     from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    if not command:
-        raise SpecError("command", "", "a command after the image, e.g. busybox -- sh -c 'echo hi'")
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")

@@ -1,32 +1,85 @@
-"""Images: what a sandbox's root filesystem is made of.
+"""Images: what a sandbox's root filesystem is made of, stored as OCI images.
 
-One small interface, ``get(name) -> Image``: an Image is a stack of read-only
-lower directories (topmost first) plus read-only host binds. The overlay in
-``rootfs`` needs nothing else, so a layered, content-addressed store can take
-the place of the directory store without touching the engine.
+For the engine, one call: ``get(ref) -> Image`` (lower dirs, host dirs,
+runtime config). Everything else is the store, an OCI image layout under
+``$SANDBOX_STATE_DIR/images`` (``layout`` draws it): blobs by digest, one
+manifest and config per image, each layer unpacked once by diffID and shared,
+tags in index.json. ``busybox`` is made on first use; ``host`` is a view of
+this host with a throwaway writable layer.
 
-Known names: ``busybox`` (made from Debian's busybox-static on first use),
-``host`` (a read-only view of the host's toolchains) and any name imported
-with ``sandbox image import PATH NAME``.
+The store API (what `sandbox build`, `commit` and `image import` use)::
+
+    from sandbox import images
+
+    with images.writing():                      # content made here is safe from prune
+        base = images.lookup("busybox")         # StoredImage: id, manifest, config, layers
+        layer = images.layer_from_upper(upper)  # an overlay upper dir -> Layer (diffID, blob)
+        layer = images.layer_from_tar(stream)   # a tar stream (plain or compressed) -> Layer
+        layer = images.layer_from_directory(d)  # a plain tree (COPY, import) -> Layer
+        image = images.write_image([layer], config, base=base,       # or base="host" / None
+                                   history=[{"created_by": "RUN make"}], tag="app:1")
+    images.cache_put(key, image.descriptor); images.cache_get(key)   # build cache
+    images.tag_image("app:1", "app:latest"); images.remove_image("app:1", force=False)
+    images.prune() -> PruneReport; images.list_images() -> [StoredImage]
+
+``ImageConfig`` is the runtime part of an image config (Env, Cmd,
+Entrypoint, WorkingDir, User, Labels, ExposedPorts); a new image's config is
+the whole of it (start from ``base.config.config``). A sandbox whose writable
+layer should become a layer after it ends sets ``SandboxSpec.upper_dir``
+(see ``rootfs``); ``rootfs.upper_parts(image, upper_dir)`` says which upper
+dir holds which container path, for ``layer_from_upper``.
+
+Every digest from outside is validated before it names a path and checked
+as the bytes are read; layers are unpacked only by ``unpack`` (never outside
+their root). Errors are ImageError / ImageNotFound, one line each.
 """
 
 from __future__ import annotations
 
-from .builtin import BUILTIN, busybox_image, host_image
-from .model import Image, ImageBind
-from .store import import_image, list_images, remove_image, stored_image
+import os
 
-__all__ = ["Image", "ImageBind", "get", "list_images", "import_image", "remove_image"]
+from .builtin import BUILTIN, ensure_busybox, host_image
+from .cache import get as cache_get, put as cache_put
+from .layers import Layer, layer_from_tar
+from .layout import writing
+from .model import Image
+from .oci import ImageConfig
+from .pack import layer_from_directory, layer_from_upper
+from .reference import Reference, parse_reference
+from .remove import PruneReport, prune, remove_image
+from .stored import StoredImage, list_images, lookup, tag_image, write_image
+
+__all__ = [
+    "Image", "ImageConfig", "Layer", "StoredImage", "Reference", "PruneReport", "get", "lookup",
+    "list_images", "write_image", "tag_image", "remove_image", "prune", "layer_from_tar",
+    "layer_from_upper", "layer_from_directory", "writing", "cache_get", "cache_put",
+    "parse_reference", "import_image", "BUILTIN",
+]
 
 
-def get(name: str) -> Image:
-    """The image called ``name``, made on first use for the built-in ones."""
-    if name == "busybox":
-        return busybox_image()
-    if name == "host":
+def get(ref: str) -> Image:
+    """The image ``ref`` names, ready to mount (busybox made on first use)."""
+    if ref == "host":
         return host_image()
-    return stored_image(name)
+    if ref in ("busybox", "busybox:latest"):
+        ensure_busybox()
+    from .engine import engine_image
+
+    return engine_image(ref)
+
+
+def import_image(source: str, ref: str, *, replace: bool = False) -> StoredImage:
+    """A rootfs tarball or directory as a one-layer image tagged ``ref``."""
+    from .importer import import_rootfs
+
+    return import_rootfs(source, ref, replace=replace)
 
 
 def names() -> list[str]:
-    return sorted(set(BUILTIN) | {i.name for i in list_images()})
+    return sorted(set(BUILTIN) | {t for i in list_images() for t in i.tags})
+
+
+def store_path() -> str:
+    from .layout import root
+
+    return os.fspath(root())

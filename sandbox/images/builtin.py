@@ -1,4 +1,17 @@
-"""The built-in images: ``busybox`` and ``host``."""
+"""The built-in images: ``busybox`` and ``host``.
+
+``busybox`` is a stored image like any other (``busybox:latest``, one layer),
+made from Debian's busybox-static the first time it is asked for, under a
+lock, so concurrent first uses make it once. ``host`` is not stored: it is a
+view of this host, made per sandbox: a skeleton root (empty directories and
+the host's merged-/usr links) and, over each of the host's system
+directories (``/usr``, ``/etc``, ``/opt``, ...) and this Python's prefix, an
+overlay whose lower dir is the host directory and whose upper dir lies on
+the sandbox's throwaway tmpfs. So a sandbox can write anywhere (``pip
+install`` into the host's Python works) and the host never changes. It
+shows what the read-only binds showed before, minus whatever is mounted
+below those directories on the host (an overlay does not cross mounts).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +20,35 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ImageError
-from . import store
-from .model import Image, ImageBind
+from . import layout
+from .model import Image
+from .oci import ImageConfig
 
 BUILTIN = ("busybox", "host")
 
-#: Host paths the ``host`` image shows, read-only, when they exist.
+#: Host directories the ``host`` image shows, writable through an overlay, when they exist.
 HOST_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 SKELETON_DIRS = ("proc", "sys", "dev", "tmp", "root", "home", "run", "var/tmp", "mnt", "srv", "workspace")
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
+BUSYBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def busybox_image() -> Image:
-    """Debian's busybox-static with every applet linked, made on first use."""
-    root = store.images_dir() / "busybox" / "rootfs"
-    if not root.is_dir():
-        _build_busybox()
-    return Image("busybox", (str(root),))
+def ensure_busybox() -> None:
+    """Store ``busybox:latest`` from the host's static busybox, unless it is there."""
+    from .refs import read_index
+
+    if "busybox:latest" in read_index():
+        return
+    layout.ensure()
+    with layout.flocked("busybox"):
+        if "busybox:latest" not in read_index():
+            _build_busybox()
 
 
 def find_static_busybox() -> str:
@@ -55,28 +73,38 @@ def is_static_elf(path: str) -> bool:
 
 
 def _build_busybox() -> None:
+    from .pack import layer_from_directory
+    from .stored import write_image
+
     binary = find_static_busybox()
-    store.images_dir().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-busybox-", dir=store.images_dir()))
-    try:
+    with layout.writing(), layout.work_dir("busybox") as work:
         root = work / "rootfs"
-        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc") + SKELETON_DIRS:
-            (root / d).mkdir(parents=True, exist_ok=True)
-        (root / "tmp").chmod(0o1777)
-        shutil.copy2(binary, root / "bin/busybox")
-        applets = subprocess.run([binary, "--list-full"], capture_output=True, text=True, check=True)
-        for rel in applets.stdout.split():
-            link = root / rel
-            if rel != "bin/busybox" and not link.exists():
-                link.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink("/bin/busybox", link)
-        (root / "etc/passwd").write_text(PASSWD)
-        (root / "etc/group").write_text(GROUP)
-        (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
-        root.chmod(0o755)
-        store.commit_rootfs(work, "busybox")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _busybox_tree(binary, root)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            layer = layer_from_directory(fd)
+        finally:
+            os.close(fd)
+        write_image([layer], ImageConfig(env=(f"PATH={BUSYBOX_PATH}",), cmd=("sh",)),
+                    history=[{"created_by": f"sandbox: busybox from {binary}"}], tag="busybox:latest", builtin=True)
+
+
+def _busybox_tree(binary: str, root: Path) -> None:
+    """The busybox rootfs: every applet linked, minimal /etc, the usual empty dirs."""
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc") + SKELETON_DIRS:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    shutil.copy2(binary, root / "bin/busybox")
+    applets = subprocess.run([binary, "--list-full"], capture_output=True, text=True, check=True)
+    for rel in applets.stdout.split():
+        link = root / rel
+        if rel != "bin/busybox" and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink("/bin/busybox", link)
+    (root / "etc/passwd").write_text(PASSWD)
+    (root / "etc/group").write_text(GROUP)
+    (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+    root.chmod(0o755)
 
 
 @lru_cache(maxsize=None)
@@ -97,40 +125,39 @@ def _python_prefixes() -> tuple[str, ...]:
 
 
 def host_image() -> Image:
-    """A read-only view of the host's /usr, /etc, libraries and this Python.
+    """The view of the host's /usr, /etc, libraries and this Python, each writable by overlay.
 
     Worked out once per process and state root: it stats every host path,
     and the pytest plugin asks for it once per test.
     """
-    root = os.path.join(store.images_dir(), "host", "rootfs")
+    root = os.path.join(layout.root(), "host", "rootfs")
     if not os.path.isdir(root):
         _build_host_skeleton()
     image = _HOST_IMAGES.get(root)
     if image is None:
-        image = _HOST_IMAGES[root] = _host_image(root)
+        image = _HOST_IMAGES[root] = Image("host", (root,), host_dirs=host_dirs(), env=host_env())
     return image
 
 
 _HOST_IMAGES: dict[str, Image] = {}
 
 
-def _host_image(root: str) -> Image:
-    binds = []
-    for path in HOST_PATHS:
-        if os.path.isdir(path) and not os.path.islink(path):
-            binds.append(ImageBind(path, path))
-    binds += [ImageBind(p, p) for p in _python_prefixes()]
-    env = {"PATH": ":".join([os.path.join(p, "bin") for p in _python_prefixes()
-                             if os.path.isdir(os.path.join(p, "bin"))] +
-                            ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])}
-    return Image("host", (root,), binds=tuple(binds), env=env)
+def host_dirs() -> tuple[str, ...]:
+    """The host directories the host image shows (parents before children)."""
+    dirs = [p for p in HOST_PATHS if os.path.isdir(p) and not os.path.islink(p)]
+    return tuple(dirs + [p for p in _python_prefixes() if p not in dirs])
+
+
+def host_env() -> dict[str, str]:
+    """PATH with this Python's prefixes first."""
+    bins = [os.path.join(p, "bin") for p in _python_prefixes() if os.path.isdir(os.path.join(p, "bin"))]
+    return {"PATH": ":".join(bins + BUSYBOX_PATH.split(":"))}
 
 
 def _build_host_skeleton() -> None:
     """Empty directories and the host's top-level symlinks (merged /usr)."""
-    store.images_dir().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-host-", dir=store.images_dir()))
-    try:
+    layout.ensure()
+    with layout.work_dir("host") as work:
         root = work / "rootfs"
         root.mkdir(mode=0o755)
         for path in HOST_PATHS:
@@ -143,6 +170,5 @@ def _build_host_skeleton() -> None:
             (root / d).mkdir(parents=True, exist_ok=True)
         (root / "tmp").chmod(0o1777)
         (root / "var/tmp").chmod(0o1777)
-        store.commit_rootfs(work, "host")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        (layout.root() / "host").mkdir(exist_ok=True)
+        layout.place(root, layout.root() / "host" / "rootfs")

@@ -3,42 +3,56 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class ImageBind:
-    """A host path shown read-only at the same path inside the container."""
-
-    source: str
-    target: str
+from .oci import ImageConfig
 
 
 @dataclass(frozen=True)
 class Image:
-    """Read-only lower directories (topmost first), host binds and defaults."""
+    """What a sandbox's root is made of, and what applies when it runs.
+
+    ``layers``: the overlay's lower dirs, topmost first. ``links``: the same
+    layers by short name, relative to ``link_base`` (for deep stacks on
+    kernels without ``fsconfig(lowerdir+)``), or empty. ``host_dirs``: host
+    directories shown at the same path, each under a writable overlay of its
+    own (the ``host`` image and images built on it); the layers' own
+    content under such a path lies over the host's. ``env`` is the image's
+    environment (its config's Env, or the host image's PATH).
+    """
 
     name: str
     layers: tuple[str, ...]
-    binds: tuple[ImageBind, ...] = ()
+    host_dirs: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    config: ImageConfig = field(default_factory=ImageConfig)
+    id: str | None = None
+    links: tuple[str, ...] = ()
+    link_base: str | None = None
     size: int | None = None
     created: float | None = None
 
     def host_path(self, path: str) -> str | None:
         """Where the file the container will see at ``path`` lives on the host, if any.
 
-        Binds cover layers; upper layers cover lower ones. Symlinks inside the
-        image are resolved within it.
+        Host dirs cover layers; upper layers cover lower ones; a whiteout
+        hides what lies below it. Symlinks inside the image are resolved
+        within it.
         """
         from ..process.setup import secure_join
 
-        for bind in self.binds:
-            if path == bind.target or path.startswith(bind.target.rstrip("/") + "/"):
-                candidate = bind.source + path[len(bind.target.rstrip("/")):]
-                return candidate if os.path.exists(candidate) else None
         for layer in self.layers:
             candidate = secure_join(layer, path)
-            if os.path.lexists(candidate):
-                return candidate
+            try:
+                st = os.lstat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None  # deleted in this layer
+            return candidate
+        for top in self.host_dirs:
+            if path == top or path.startswith(top.rstrip("/") + "/"):
+                candidate = top + path[len(top.rstrip("/")):]
+                return candidate if os.path.exists(candidate) else None
         return None

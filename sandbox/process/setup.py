@@ -140,6 +140,41 @@ def _pivot_root(sys: Any, root: str) -> None:
     os.chdir("/")
 
 
+#: overlay(2) options beyond the dirs: an upper dir must never hold a rename redirect or
+#: a metadata-only copy, so it can be packed as a layer (``images.pack``).
+OVERLAY_OPTIONS = (("redirect_dir", "off"), ("metacopy", "off"))
+#: An O_PATH fd on the writable layer's dir, held by the init for `sandbox commit`.
+HELD_LAYER = -1
+
+
+def _overlay(sys: Any, root: str, path: str, lowers: tuple[str, ...], upper: str, work: str,
+             flags: int, hold: bool, links_base: str | None) -> None:
+    """Mount an overlay at ``path`` in ``root``: one mount(2) while its options fit a page,
+    else fsconfig(lowerdir+); ``links_base``: the lowers are short links relative to it.
+
+    With ``hold``, the init keeps the upper dir's parent open, so `sandbox commit`
+    can read it through /proc/<init>/fd after pivot_root detached it from every path.
+    """
+    target = root if path == "/" else secure_join(root, path)
+    if path != "/":
+        os.makedirs(target, exist_ok=True)
+    options = ",".join(f"{k}={v}" for k, v in OVERLAY_OPTIONS)
+    data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{options}"
+    if links_base is not None:
+        os.chdir(links_base)
+        try:
+            sys.mount("overlay", target, "overlay", flags, data)
+        finally:
+            os.chdir("/")
+    elif len(data) < 4000:
+        sys.mount("overlay", target, "overlay", flags, data)
+    else:
+        sys.mount_overlay(target, lowers, upper, work, OVERLAY_OPTIONS, flags)
+    if hold:
+        global HELD_LAYER
+        HELD_LAYER = os.open(os.path.dirname(upper), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def _hostname(sys: Any, name: str) -> None:
     sys.sethostname(name)
 
@@ -264,7 +299,7 @@ OPS: dict[str, Callable[..., None]] = {
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
     "write_file": _write_file, "makedirs": _makedirs, "call": _call, "pseudo_fs": _pseudo_fs,
-    "host_netlink": _host_netlink, "plug": _plug,
+    "host_netlink": _host_netlink, "plug": _plug, "overlay": _overlay,
 }
 
 

@@ -1,0 +1,147 @@
+"""Layers: stored once as a blob, unpacked once by diffID, shared by every image.
+
+A layer's blob is its tar stream as given (plain or compressed; ours are
+plain, so blob digest == diffID); its unpacked form lives in
+``layers/<hex of diffID>/rootfs``, an overlay lower dir in which OCI
+whiteouts became overlay whiteouts (``unpack.OverlayFormat``). Each layer
+also gets a short name, ``l/<10 letters>`` -> its rootfs, so a deep stack
+can be mounted with lower dirs that fit one page on kernels without
+``fsconfig(lowerdir+)``.
+
+Layers are untrusted: they are unpacked only by ``unpack.walk`` (which
+never writes outside the root), and the diffID and blob digest are computed
+from the bytes as they are read, then checked against what the manifest
+says. Everything is assembled in a work dir and renamed into place, under
+the shared content lock, so a killed writer leaves only its work dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ImageError
+from . import layout
+from .digest import Digester, encoded
+from .oci import MEDIA_LAYER, Descriptor
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A stored layer: its diffID (uncompressed tar), and its blob's digest, size, type."""
+
+    diff_id: str
+    digest: str
+    size: int
+    media_type: str = MEDIA_LAYER
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size)
+
+    @property
+    def path(self) -> str:
+        """The overlay lower dir of this layer."""
+        return str(layout.layer_path(self.diff_id) / "rootfs")
+
+
+def layer_from_tar(stream: BinaryIO, bounds=None) -> Layer:
+    """Store a tar stream (plain or compressed) as a layer; its blob is the plain tar."""
+    from .unpack import walk
+
+    with layout.writing(), layout.work_dir("layer") as work:
+        digester = Digester()
+        with open(work / "blob", "wb") as blob:
+            def tee(data: bytes) -> None:
+                digester.update(data)
+                blob.write(data)
+
+            unpack_into(work / "layer", lambda target: walk(stream, target, tee=tee), bounds)
+        store_unpacked(work / "layer", work / "blob", digester.digest)
+        return Layer(digester.digest, digester.digest, digester.size)
+
+
+def store_unpacked(work_layer: Path, blob: Path, diff_id: str) -> None:
+    """Move a layer made in a work dir into the store: its plain tar ``blob`` (whose
+    digest, the diffID, the caller computed) and its unpacked ``work_layer``."""
+    layout.put_blob_file(blob, diff_id)
+    _place(work_layer, diff_id)
+
+
+def unpack_blob(desc: Descriptor, diff_id: str) -> Layer:
+    """Unpack a stored layer blob (if not yet unpacked), checking its digest and diffID."""
+    layer = Layer(diff_id, desc.digest, desc.size, desc.media_type)
+    if is_unpacked(diff_id):
+        return layer
+    with layout.writing(), layout.work_dir("unpack") as work:
+        digester = Digester()
+        reader = layout.open_blob(desc.digest, desc.size, what="layer")
+        try:
+            _unpack(reader, work / "layer", digester.update)
+            reader.drain()
+        finally:
+            reader._raw.close()
+        if digester.digest != diff_id:
+            raise ImageError(f"layer {desc.digest} unpacks to {digester.digest}, "
+                             f"not the diffID {diff_id} its image names")
+        _place(work / "layer", diff_id)
+    return layer
+
+
+def is_unpacked(diff_id: str) -> bool:
+    return (layout.layer_path(diff_id) / "link").is_file()
+
+
+def short_link(diff_id: str) -> str:
+    """The layer's short name, relative to the store's root (``l/XXXXXXXXXX``)."""
+    name = (layout.layer_path(diff_id) / "link").read_text().strip()
+    if len(name) != 10 or not name.isalnum():
+        raise ImageError(f"layer {diff_id} has a damaged short link {name!r}")
+    return f"l/{name}"
+
+
+def unpacked_size(diff_id: str) -> int:
+    try:
+        return int((layout.layer_path(diff_id) / "size").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _unpack(stream: BinaryIO, dest: Path, tee) -> None:
+    from .unpack import walk
+
+    unpack_into(dest, lambda target: walk(stream, target, tee=tee))
+
+
+def unpack_into(dest: Path, fill, bounds=None) -> None:
+    """Make ``dest/rootfs`` an overlay lower dir filled by ``fill(target)``, and its size file."""
+    from .unpack import Bounds, OverlayFormat, Target
+
+    rootfs = dest / "rootfs"
+    rootfs.mkdir(parents=True, mode=0o755)
+    with Target(rootfs, bounds=bounds or Bounds(), disk_format=OverlayFormat()) as target:
+        fill(target)
+        size = target.bytes
+    os.chmod(rootfs, 0o755)
+    (dest / "size").write_text(str(size))
+
+
+def _place(work_layer: Path, diff_id: str) -> None:
+    """Give the unpacked layer its short link and rename it into layers/ (unless there)."""
+    dest = layout.layer_path(diff_id)
+    if is_unpacked(diff_id):
+        return
+    links = layout.root() / "l"
+    while True:
+        name = base64.b32encode(os.urandom(10)).decode()[:10]
+        try:
+            os.symlink(f"../layers/{encoded(diff_id)}/rootfs", links / name)
+            break
+        except FileExistsError:
+            continue
+    (work_layer / "link").write_text(name)
+    if not layout.place(work_layer, dest):
+        os.unlink(links / name)
