@@ -56,13 +56,13 @@ class Source:
 class Context:
     """An open build context; use as a context manager. Errors are ValueError, one line."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, ignore_file: bool = True) -> None:
         self.root = os.path.realpath(root)
         try:
             self.fd = os.open(self.root, _DIR)
         except OSError as exc:
             raise ValueError(f"the build context {root!r} cannot be opened: {exc.strerror}") from None
-        self.rules = ignore.load(self.fd)
+        self.rules = ignore.load(self.fd) if ignore_file else ignore.IgnoreRules([])
 
     def __enter__(self) -> "Context":
         return self
@@ -211,14 +211,14 @@ class Context:
             if stat.S_ISDIR(st.st_mode):
                 dir_fd = os.open(".", _DIR, dir_fd=fd)
                 try:
-                    yield _entry("", st), None
+                    yield entry_of("", st), None
                     yield from self._walk(dir_fd, path)
                 finally:
                     os.close(dir_fd)
             elif stat.S_ISREG(st.st_mode):
                 file_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    yield _entry("", os.fstat(file_fd)), file_fd
+                    yield entry_of("", os.fstat(file_fd)), file_fd
                 finally:
                     os.close(file_fd)
             else:
@@ -243,19 +243,19 @@ class Context:
             try:
                 below = list(self._walk(sub, top, child)) if self.rules.ignored(full) else None
                 if below is None or below:  # an ignored dir only carries what an exception kept
-                    yield _entry(child, os.fstat(sub)), None
+                    yield entry_of(child, os.fstat(sub)), None
                 yield from below if below is not None else self._walk(sub, top, child)
             finally:
                 os.close(sub)
         elif stat.S_ISLNK(st.st_mode):
-            yield _entry(child, st, os.readlink(name, dir_fd=dir_fd)), None
+            yield entry_of(child, st, os.readlink(name, dir_fd=dir_fd)), None
         elif stat.S_ISREG(st.st_mode):
             fd = os.open(name, _FILE, dir_fd=dir_fd)
             try:
                 fst = os.fstat(fd)
                 if not stat.S_ISREG(fst.st_mode):
                     raise ValueError(f"{full!r} changed while the build read it")
-                yield _entry(child, fst), fd
+                yield entry_of(child, fst), fd
             finally:
                 os.close(fd)
         else:
@@ -278,7 +278,7 @@ class Context:
         return h.hexdigest()
 
 
-def _entry(rel: str, st: os.stat_result, link: str | None = None) -> Entry:
+def entry_of(rel: str, st: os.stat_result, link: str | None = None) -> Entry:
     kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" if link is not None else "file"
     size = st.st_size if kind == "file" else 0
     return Entry(rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, link)
