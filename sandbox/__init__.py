@@ -7,20 +7,36 @@ The public API::
     with Sandbox(spec, on_output=callback) as sb:
         result = sb.wait()
 
-Everything not exported here is private to the engine.
+Everything not exported here is private to the engine. ``Sandbox``, ``run``,
+``Result`` and ``LogRecord`` are imported when first used (PEP 562): a
+command that never runs a container (``sandbox build`` with every step
+cached, ``sandbox images``) does not pay for loading the runtime.
 """
 
-from .errors import (CommandNotExecutable, CommandNotFound, HostError, ImageError, ImageNotFound,
-                     LimitError, NetworkError, SandboxError, SetupError, SpecError, StateError)
-from .logs import LogRecord
-from .result import Result
-from .runtime import Sandbox, run
+from importlib import import_module
+from typing import Any
+
+from .errors import (BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound,
+                     HostError, ImageError, ImageNotFound, LimitError, NetworkError, SandboxError,
+                     SetupError, SpecError, StateError)
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
+
+#: Public names loaded on first use, and the module that holds each.
+_LAZY = {"Sandbox": "runtime", "run": "runtime", "Result": "result", "LogRecord": "logs"}
 
 __all__ = [
     "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "Result",
     "LogRecord", "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError",
     "SetupError", "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError",
-    "LimitError",
+    "LimitError", "BuildFileError", "BuildStepFailed",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

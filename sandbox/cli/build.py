@@ -76,7 +76,8 @@ def handle(args: argparse.Namespace) -> int:
         return _file_error(exc, request.file)
     except BuildStepFailed as exc:
         if exc.tail:
-            print(f"------ the last {len(exc.tail)} lines of output", file=sys.stderr)
+            lines = "line" if len(exc.tail) == 1 else f"{len(exc.tail)} lines"
+            print(f"------ the last {lines} of its output", file=sys.stderr)
             print("\n".join(f"  {line}" for line in exc.tail), file=sys.stderr)
             print("------", file=sys.stderr)
         print(f"sandbox: error: {exc}", file=sys.stderr)
@@ -98,9 +99,9 @@ def _file_error(exc, path: str) -> int:
 
 def _dry_run(request) -> int:
     from ..images.build.frontend import dump, plan_text, read_file
-    from ..images.build.storage import base_config
+    from ..images.build.storage import Bases
 
-    plan = plan_text(read_file(request.file), request.shown_file, base_config=base_config,
+    plan = plan_text(read_file(request.file), request.shown_file, base_config=Bases().config,
                      build_args=request.build_args, target=request.target)
     sys.stdout.write(dump(plan))
     return 0

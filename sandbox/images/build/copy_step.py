@@ -45,6 +45,12 @@ class LayerTar:
         for n in range(1, len(parts) + 1):
             self._dir("/".join(parts[:n]), None)
 
+    def directory(self, path: str) -> None:
+        """``path`` (absolute, canonical) as a directory: the image's, or a new one (0755)."""
+        if path.strip("/"):
+            self.parents(path)
+            self._dir(path.strip("/"), None)
+
     def _dir(self, rel: str, entry: Entry | None) -> None:
         if rel in self.dirs:
             return
@@ -139,9 +145,8 @@ def _add_archive(layer: LayerTar, ctx: Context, source: Source, dest: str, image
         with os.fdopen(os.dup(fd), "rb") as stream, Target(staging) as target:
             walk(stream, target)
     target_dir = imagefs.canonical(image, dest)
+    layer.directory(target_dir)
     with Context(str(staging), ignore_file=False) as unpacked:
         for entry, fd in unpacked.entries(""):
-            if entry.rel:
+            if entry.rel:  # the staging dir itself is ours, not the archive's
                 layer.add(posixpath.join(target_dir, entry.rel), entry, fd, as_is=True)
-            elif target_dir != "/":
-                layer.add(target_dir, entry, fd)

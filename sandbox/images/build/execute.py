@@ -17,6 +17,8 @@ steps (``image prune`` removes them) and no image.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -32,7 +34,7 @@ from .imagefs import ImageSource
 from .plan import BuildPlan, Stage, chain_key
 from .progress import Progress
 from .steps import ConfigAction, CopyAction, FromAction, RunAction, Step
-from .storage import State, StoredImage, base_config, base_state, cached, commit_step, finish, sandbox_ref
+from .storage import Bases, State, StoredImage, cached, commit_step, finish, sandbox_ref
 
 
 @dataclass(frozen=True)
@@ -66,21 +68,23 @@ class StageResult:
 
 def build(request: BuildRequest, progress: Progress | None = None, *, quiet: bool = False) -> BuildResult:
     """Build the image; BuildFileError (a file line), BuildStepFailed or another SandboxError."""
+    started = time.monotonic()
     shown = request.shown_file or request.file
     text = read_file(request.file)
     for tag in request.tags:
         _check_tag(tag)
     with images.writing():
-        plan = plan_text(text, shown, base_config=base_config, build_args=request.build_args,
+        bases = Bases()
+        plan = plan_text(text, shown, base_config=bases.config, build_args=request.build_args,
                          target=request.target)
-        progress = progress or Progress(plan.total, quiet=quiet)
+        progress = progress or Progress(plan.total, quiet=quiet, started=started)
         try:
             context = Context(request.context)
         except ValueError as exc:
             raise BuildFileError(str(exc), file=shown) from None
         with context:
-            image = Builder(request, plan, context, progress, shown).run()
-    progress.finished(image.id, request.tags)
+            image = Builder(request, plan, context, progress, shown, bases).run()
+    progress.finished(image.id, image.tags)
     return BuildResult(image, plan.total, progress.cached)
 
 
@@ -94,9 +98,9 @@ class Builder:
     """Runs one plan's stages in order; ``run()`` returns the target's image."""
 
     def __init__(self, request: BuildRequest, plan: BuildPlan, context: Context,
-                 progress: Progress, shown: str) -> None:
+                 progress: Progress, shown: str, bases: Bases) -> None:
         self.request, self.plan, self.context, self.progress = request, plan, context, progress
-        self.shown = shown
+        self.shown, self.bases = shown, bases
         self.results: dict[int, StageResult] = {}
         self.labels = {s.index: s.label for s in plan.stages} if len(plan.stages) > 1 else {}
 
@@ -105,7 +109,9 @@ class Builder:
             self.results[stage.index] = self._stage(stage)
         target = self.plan.stage(self.plan.target)
         result = self.results[target.index]
-        return finish(result.state, target.config, result.history, self.request.tags)
+        what = json.dumps([target.config.to_oci(), result.history], sort_keys=True)
+        key = chain_key(result.key, "image", what)
+        return finish(result.state, target.config, result.history, self.request.tags, key)
 
     def _stage(self, stage: Stage) -> StageResult:
         label = self.labels.get(stage.index)
@@ -138,7 +144,7 @@ class Builder:
         if action.stage is not None:
             base = self.results[action.stage]
             return StageResult(base.state, chain_key(base.key, step.what), list(base.history))
-        state, identity = base_state(action.image or "scratch")
+        state, identity = self.bases.state(action.image or "scratch")
         return StageResult(state, chain_key("", step.what, identity), [])
 
     def _step(self, step: Step, result: StageResult, label: str | None) -> StageResult:
@@ -167,7 +173,7 @@ class Builder:
         if action.stage is not None:
             return "stage:" + self.results[action.stage].key
         if action.image is not None:
-            return "image:" + base_state(action.image)[1]
+            return "image:" + self.bases.state(action.image)[1]
         return self.context.digest(action.sources)
 
     def _make_layer(self, step: Step, state: State, work: Path) -> images.Layer | None:
@@ -190,7 +196,7 @@ class Builder:
         image = images.get(sandbox_ref(state)) if state is not None else None
         reader = self.context
         if action.stage is not None or action.image is not None:
-            origin = self.results[action.stage].state if action.stage is not None else base_state(
+            origin = self.results[action.stage].state if action.stage is not None else self.bases.state(
                 action.image or "")[0]
             reader = ImageSource(images.get(sandbox_ref(origin)))  # type: ignore[assignment]
         owner = _owner(action.chown, image)

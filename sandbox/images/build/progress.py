@@ -23,12 +23,14 @@ TAIL_LINES = 12
 class Progress:
     """The build's output to ``out`` (stdout); one object per build."""
 
-    def __init__(self, total: int, *, out: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(self, total: int, *, out: TextIO | None = None, quiet: bool = False,
+                 started: float | None = None) -> None:
         self.total = total
         self.out = out or sys.stdout
         self.quiet = quiet
-        self.started = time.monotonic()
+        self.started = started if started is not None else time.monotonic()
         self.cached = 0
+        self.ran = 0
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._partial = b""
         self._step_started = 0.0
@@ -69,6 +71,7 @@ class Progress:
     def done(self, note: str = "") -> None:
         """The running step ended well."""
         self._flush_partial()
+        self.ran += 1
         elapsed = time.monotonic() - self._step_started
         self._print(f"{self._prefix} DONE {elapsed:.2f}s{note}")
 
@@ -91,4 +94,4 @@ class Progress:
         elapsed = time.monotonic() - self.started
         named = f" as {', '.join(tags)}" if tags else ""
         self._print(f"built {image_id}{named} in {elapsed:.2f}s "
-                    f"({self.cached} of {self.total} steps cached)")
+                    f"({self.ran} steps run, {self.cached} cached)")

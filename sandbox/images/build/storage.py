@@ -9,11 +9,12 @@ ImageConfig and the store's OCI one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 from ... import images
 from ...errors import BuildFileError, ImageError, ImageNotFound
+from .. import refs
 from ..oci import ImageConfig as OciConfig
 from ..stored import StoredImage, load
 from .config import ImageConfig
@@ -21,34 +22,40 @@ from .config import ImageConfig
 State = Union[StoredImage, str, None]
 
 
-def base_config(ref: str) -> ImageConfig:
-    """The config an image starts a stage with (the plan's resolver)."""
-    if ref == "host":
-        return ImageConfig(env=tuple(images.host_image().env.items()))
-    return to_plan_config(base_image(ref).config.config)
+class Bases:
+    """The images FROM and COPY --from name, each looked up once per build."""
 
+    def __init__(self) -> None:
+        self._found: dict[str, StoredImage] = {}
 
-def base_image(ref: str) -> StoredImage:
-    """A stored image a FROM names (busybox made on first use)."""
-    try:
-        if ref in ("busybox", "busybox:latest"):
-            images.get("busybox")
-        return images.lookup(ref)
-    except ImageNotFound as exc:
-        known = ", ".join(["scratch", "host", *images.names()])
-        raise BuildFileError(f"image {ref!r} not found (known: {known}); make it with "
-                             "`sandbox build`, `sandbox image import` or `sandbox image bootstrap`"
-                             ) from exc
+    def config(self, ref: str) -> ImageConfig:
+        """The config an image starts a stage with (the plan's resolver)."""
+        if ref == "host":
+            return ImageConfig(env=tuple(images.host_image().env.items()))
+        return to_plan_config(self.image(ref).config.config)
 
+    def image(self, ref: str) -> StoredImage:
+        """A stored image (busybox made on first use)."""
+        if ref not in self._found:
+            try:
+                if ref in ("busybox", "busybox:latest"):
+                    images.ensure_busybox()
+                self._found[ref] = images.lookup(ref)
+            except ImageNotFound as exc:
+                known = ", ".join(["scratch", "host", *images.names()])
+                raise BuildFileError(f"image {ref!r} not found (known: {known}); make it with "
+                                     "`sandbox build`, `sandbox image import` or `sandbox image "
+                                     "bootstrap`") from exc
+        return self._found[ref]
 
-def base_state(ref: str) -> tuple[State, str]:
-    """What FROM ``ref`` starts from, and what of it goes into the cache key (its id)."""
-    if ref == "scratch":
-        return None, "scratch"
-    if ref == "host":
-        return "host", "host"
-    image = base_image(ref)
-    return image, image.id
+    def state(self, ref: str) -> tuple[State, str]:
+        """What FROM ``ref`` starts from, and what of it goes into the cache key (its id)."""
+        if ref == "scratch":
+            return None, "scratch"
+        if ref == "host":
+            return "host", "host"
+        image = self.image(ref)
+        return image, image.id
 
 
 def cached(key: str) -> StoredImage | None:
@@ -84,13 +91,21 @@ def commit_step(state: State, layer: images.Layer | None, key: str,
     return image
 
 
-def finish(state: State, config: ImageConfig, history: list[dict], tags: tuple[str, ...]) -> StoredImage:
-    """The final image: the stage's layers, the plan's config, one history entry per config step."""
-    image = images.write_image([], to_oci_config(config), base=state, history=history,
-                               tag=tags[0] if tags else None)
-    for tag in tags[1:]:
-        images.tag_image(image.id, tag)
-    return image
+def finish(state: State, config: ImageConfig, history: list[dict], tags: tuple[str, ...],
+           key: str) -> StoredImage:
+    """The final image (the stage's layers, the plan's config, the config steps' history),
+    kept in the cache under ``key`` like a step: a rebuild with nothing changed gives the
+    same image id and writes nothing but the tags that moved."""
+    image = cached(key)
+    if image is None:
+        image = images.write_image([], to_oci_config(config), base=state, history=history)
+        images.cache_put(key, image.descriptor)
+    tagged = refs.read_index()
+    for tag in tags:
+        ref = images.parse_reference(tag)
+        if getattr(tagged.get(str(ref)), "digest", None) != image.id:
+            refs.set_tag(ref, image.id, image.size)
+    return replace(image, tags=tuple(str(images.parse_reference(t)) for t in tags))
 
 
 def sandbox_ref(state: State) -> str:
