@@ -64,7 +64,8 @@ class Progress:
             self._line(raw)
 
     def _line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
+        # what a terminal would show of a line redrawn with carriage returns: its last draw
+        line = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
         self.tail.append(line)
         self._print(INDENT + line)
 
