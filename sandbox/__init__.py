@@ -2,13 +2,14 @@
 
 The public API::
 
-    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox
+    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox, build_image
     result = run(SandboxSpec(image="busybox", command=["sh", "-c", "echo hi"]))
     with Sandbox(spec, on_output=callback) as sb:
         result = sb.wait()
+    image = build_image("path/to/context", tags=("app:1",))   # a Sandboxfile, built
 
 Everything not exported here is private to the engine. ``Sandbox``, ``run``,
-``Result`` and ``LogRecord`` are imported when first used (PEP 562): a
+``Result``, ``LogRecord`` and ``build_image`` are imported when first used (PEP 562): a
 command that never runs a container (``sandbox build`` with every step
 cached, ``sandbox images``) does not pay for loading the runtime.
 """
@@ -22,13 +23,14 @@ from .errors import (BuildFileError, BuildStepFailed, CommandNotExecutable, Comm
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
 
 #: Public names loaded on first use, and the module that holds each.
-_LAZY = {"Sandbox": "runtime", "run": "runtime", "Result": "result", "LogRecord": "logs"}
+_LAZY = {"Sandbox": "runtime", "run": "runtime", "Result": "result", "LogRecord": "logs",
+         "build_image": "images.build"}
 
 __all__ = [
     "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "Result",
     "LogRecord", "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError",
     "SetupError", "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError",
-    "LimitError", "BuildFileError", "BuildStepFailed",
+    "LimitError", "BuildFileError", "BuildStepFailed", "build_image",
 ]
 __version__ = "0.1.0"
 

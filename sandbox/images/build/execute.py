@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TextIO
 
 from ... import images
 from ...errors import BuildFileError, BuildStepFailed
@@ -66,8 +66,9 @@ class StageResult:
     history: list[dict]  # config steps after the last layer, for the image written next
 
 
-def build(request: BuildRequest, progress: Progress | None = None, *, quiet: bool = False) -> BuildResult:
-    """Build the image; BuildFileError (a file line), BuildStepFailed or another SandboxError."""
+def build(request: BuildRequest, *, out: TextIO | None = None, quiet: bool = False) -> BuildResult:
+    """Build the image, its progress on ``out``; BuildFileError (a file line),
+    BuildStepFailed or another SandboxError."""
     started = time.monotonic()
     shown = request.shown_file or request.file
     text = read_file(request.file)
@@ -77,7 +78,7 @@ def build(request: BuildRequest, progress: Progress | None = None, *, quiet: boo
         bases = Bases()
         plan = plan_text(text, shown, base_config=bases.config, build_args=request.build_args,
                          target=request.target)
-        progress = progress or Progress(plan.total, quiet=quiet, started=started)
+        progress = Progress(plan.total, out=out, quiet=quiet, started=started)
         try:
             context = Context(request.context)
         except ValueError as exc:
