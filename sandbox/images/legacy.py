@@ -17,10 +17,17 @@ from . import layout
 STORE_ENTRIES = ("blobs", "layers", "l", "cache", "tmp", "locks", "host", "empty")
 
 
+#: Store roots this process has looked at already.
+_CHECKED: set[str] = set()
+
+
 def migrate_if_needed() -> None:
-    """Move old images in, if the store has never been laid out (one stat otherwise)."""
+    """Move old images in (the store's root is listed once per process)."""
     top = layout.root()
-    if (top / "index.json").exists() or not top.is_dir():
+    if str(top) in _CHECKED:
+        return
+    _CHECKED.add(str(top))
+    if not top.is_dir() or not _old_images(top):
         return
     layout.ensure()
     with layout.flocked("migrate"):
@@ -31,6 +38,10 @@ def migrate_if_needed() -> None:
             if name != "busybox":
                 _migrate(name, old)
             layout.remove_tree(old)
+
+
+def _old_images(top) -> list[str]:
+    return [n for n in os.listdir(top) if n not in STORE_ENTRIES and (top / n / "image.json").is_file()]
 
 
 def _migrate(name: str, old) -> None:

@@ -19,7 +19,8 @@ from .digest import parse_digest
 
 DEFAULT_TAG = "latest"
 _COMPONENT = r"[a-z0-9][a-z0-9_.-]{0,127}"
-_NAME_RE = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?"
+_NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 ACCEPTED = ("NAME[:TAG] with a lowercase NAME (letters, digits, '.', '_', '-', '/') and a TAG "
             "of at most 128 letters, digits, '_', '.', '-'")

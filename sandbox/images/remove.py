@@ -5,8 +5,9 @@ follows, which deletes every blob and unpacked layer that nothing needs:
 neither a tag, nor a build cache entry, nor a live sandbox (its record names
 the image id it mounts). The sweep holds the content lock exclusive, so no
 import, build or starting sandbox is between writing content and naming it.
-`rmi` refuses an image a live sandbox uses, unless forced; then the tag
-goes and the content stays until that sandbox has ended.
+`rmi` refuses to remove the last tag of an image a live sandbox uses,
+unless forced; then the tag goes and the content stays until that sandbox
+has ended.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ def users_of(image_id: str) -> list[str]:
 def remove_image(ref: str, *, force: bool = False) -> tuple[StoredImage, PruneReport]:
     """Untag ``ref`` (or every tag of an image id) and sweep what nothing needs any more."""
     image = lookup(ref)
-    users = users_of(image.id)
+    named = [t for t in image.tags if t == str(_ref_or_none(ref))] or list(image.tags)
+    users = users_of(image.id) if set(image.tags) <= set(named) else []  # its last tag goes
     if users and not force:
         raise ImageError(f"image {ref} is in use by sandbox {', '.join(users)}",
                          hint="remove the sandbox first, or use -f to untag it anyway")
-    named = [t for t in image.tags if t == str(_ref_or_none(ref))] or list(image.tags)
     for tag in named:
         refs.remove_tag(refs.parse_reference(tag))
     return image, sweep()
