@@ -66,7 +66,7 @@ RUN cat /out
 
 @pytest.mark.parametrize("change, rebuilt_from", [
     ("file b", 5),          # a changed file: its COPY and what follows
-    ("arg", 4),             # a changed ARG: from its declaration in the stage on
+    ("arg", 6),             # a changed ARG: from its first use on (RUN has it in its env)
     ("instruction", 6),     # a changed instruction: itself and what follows
     ("file a", 2),
 ])

@@ -1,8 +1,9 @@
 """A Debian base made with debootstrap, and apt-get in a build step over the bridge.
 
 The image is bootstrapped once per machine: its layer is kept in
-SANDBOX_BOOTSTRAP_CACHE (default /var/cache/sandbox/bootstrap, filled by
-scripts/setup.sh) and taken from there by each run. The packages the build
+SANDBOX_BOOTSTRAP_CACHE (default /var/cache/sandbox/bootstrap) and taken from
+there by each run. The first run fills it (scripts/test-isolated does before it
+leaves the host's network; a run on the host's network bootstraps here). The packages the build
 installs come from a small apt repository this test serves on the bridge's
 gateway, so the test needs no internet (the suite may run in a private
 network namespace): the step reaches it with --network bridge, as a step
@@ -33,8 +34,9 @@ def debian():
     made = sandbox_cli("image", "bootstrap", "debian:bookworm", "--cache", CACHE, timeout=1200)
     if made.returncode != 0:
         pytest.skip(f"no debian:bookworm: nothing cached in {CACHE} and the bootstrap failed "
-                    f"({made.stderr.decode().strip().splitlines()[-1:]}); scripts/setup.sh fills "
-                    "the cache")
+                    f"({made.stderr.decode().strip().splitlines()[-1:]}); run `sandbox image "
+                    f"bootstrap debian:bookworm --cache {CACHE}` where the Debian archive is "
+                    "reachable")
     return "debian:bookworm"
 
 

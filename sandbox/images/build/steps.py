@@ -6,7 +6,8 @@ else their defaults, else the global ARG of that name), and the image config
 (ENV, WORKDIR, USER, SHELL, CMD, ...). Each instruction becomes a Step whose
 action holds the values after expansion; that action, as canonical JSON
 (``Step.what``), is what the cache key is made of. RUN gets the stage's ARGs
-and ENV in its environment (ENV wins), as Docker gives them.
+and ENV in its environment (ENV wins), as Docker gives them; an ARG step keys
+on its names only, so a new value misses the cache where it is used.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ class StageWalker:
             else:
                 value = self.global_args.get(name)
             self.args[name] = value
-        shown = " ".join(f"{n}={v}" if v is not None else n for n, v in
-                         ((n, self.args[n]) for n, _ in cmd.items))
-        return ConfigAction(f"ARG {shown}")
+        # only the names: as Docker has it, a changed value misses the cache where it is
+        # used (every RUN after it gets it in its environment), not where it is declared
+        return ConfigAction("ARG " + " ".join(name for name, _ in cmd.items))
 
     def _on_env(self, cmd: ins.Env, escape: str) -> Action:
         pairs = {}
