@@ -169,6 +169,18 @@ def check_busybox() -> Check:
     return Check("busybox image", True, f"static busybox at {path}", required=False)
 
 
+def check_deep_images() -> Check:
+    """Whether overlayfs takes lower dirs one by one (fsconfig lowerdir+, Linux 6.8+)."""
+    from .linux import lowerdir_plus_supported
+
+    if os.geteuid() == 0 and lowerdir_plus_supported():
+        return Check("deep images", True, "overlayfs takes lowerdir+ (images of up to 500 layers)",
+                     required=False)
+    return Check("deep images", False, "no fsconfig(lowerdir+): images deeper than about 300 "
+                 "layers cannot be mounted (shallower ones use short links)",
+                 "a Linux 6.8 or later kernel", required=False)
+
+
 def check_rlimits() -> Check:
     import resource
 
@@ -195,7 +207,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("overlay", "modprobe overlay"),
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,
-        check_rlimits, check_migration_latency,
+        check_deep_images, check_rlimits, check_migration_latency,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

@@ -91,14 +91,14 @@ def upper_parts(image: Image, base: str) -> list[tuple[str, str]]:
     """(container path, upper dir) of each overlay a sandbox of ``image`` writes to,
     the writable layer's dirs under ``base`` (a spec's ``upper_dir``): what
     ``images.layer_from_upper`` takes."""
-    return [("/", f"{base}/upper")] + [(path, f"{base}/h{i}/upper")
+    return [("/", f"{base}/upper")] + [(path, f"{base}/h{i}-upper")
                                        for i, path in enumerate(image.host_dirs)]
 
 
 def _upper_dirs(image: Image, base: str) -> tuple[tuple[str, int], ...]:
     dirs = [(f"{base}/upper", 0o755), (f"{base}/work", 0o700)]
     for i, _ in enumerate(image.host_dirs):
-        dirs += [(f"{base}/h{i}", 0o700), (f"{base}/h{i}/upper", 0o755), (f"{base}/h{i}/work", 0o700)]
+        dirs += [(f"{base}/h{i}-upper", 0o755), (f"{base}/h{i}-work", 0o700)]
     return tuple(dirs)
 
 
@@ -116,7 +116,7 @@ def host_dir_ops(image: Image, root: str, base: str) -> list[Op]:
     own = image.layers[:-1] if image.host_dirs else image.layers  # the last: the host skeleton
     for i, path in enumerate(image.host_dirs):
         stack = tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)) + (path,)
-        ops.append(Op("overlay", (root, path, stack, f"{base}/h{i}/upper", f"{base}/h{i}/work",
+        ops.append(Op("overlay", (root, path, stack, f"{base}/h{i}-upper", f"{base}/h{i}-work",
                                   MS_NOSUID | MS_NODEV, False, None), f"mount host {path} (overlay)"))
     return ops
 

@@ -21,7 +21,7 @@ from .cgroups import Cgroup, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
-from .planner import build_plan, resolve_ids
+from .planner import build_plan, command_of, resolve_ids
 from .process.spawner import ContainerProcess, spawn
 from .result import Result
 from .spec import SandboxSpec
@@ -94,6 +94,7 @@ class Sandbox:
         self._created_at = time.time()
         with images.writing():  # the image cannot be swept until the record names it
             image = images.get(self.spec.image)
+            command_of(self.spec, image)  # no command and no CMD: refused before anything exists
             ids = resolve_ids(self.spec, image)
             hierarchy = host_cgroups()
             self.state = "creating"

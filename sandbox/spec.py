@@ -234,6 +234,9 @@ class SandboxSpec:
     stdin: bytes | None = None
     #: A host directory for the writable layer's upper dirs instead of the throwaway tmpfs,
     #: so they outlive the sandbox (a build step turns them into a layer; see rootfs.upper_parts).
+    #: Empty, owned by the caller (who removes it), on a filesystem overlayfs takes as an upper
+    #: (ext4, xfs, tmpfs): best a ``images.layout.work_dir``, which gc removes after a crash.
+    #: The disk limit does not apply to it.
     upper_dir: str | None = None
 
     def __post_init__(self) -> None:

@@ -44,6 +44,7 @@ def image_on_busybox(tag: str, *layers: bytes, config=None) -> images.StoredImag
 def store_is_consistent() -> list[str]:
     """Problems found: blobs not matching their names, tags naming what is gone, work left."""
     problems = []
+    layout.ensure()
     blobs = layout.root() / "blobs" / "sha256"
     for name in os.listdir(blobs):
         if hashlib.sha256((blobs / name).read_bytes()).hexdigest() != name:

@@ -41,7 +41,7 @@ def test_stdin_with_dash_i():
 @pytest.mark.parametrize("args, fragment", [
     (["run", "--memory", "lots", "busybox", "--", "true"], b"invalid memory 'lots'"),
     (["run", "--cpus", "-1", "busybox", "--", "true"], b"invalid cpus"),
-    (["run", "busybox"], b"invalid command"),
+    (["run", "host"], b"image host has no CMD or ENTRYPOINT"),
     (["run", "-v", "/nonexistent:/x", "busybox", "--", "true"], b"invalid mount source"),
     (["run", "--bogus", "busybox", "--", "true"], b"unrecognized arguments"),
     (["frobnicate"], b"invalid choice"),

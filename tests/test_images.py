@@ -61,6 +61,7 @@ def test_import_a_tarball_through_the_cli_and_list_it(tmp_path):
 
 
 def test_bad_input_is_one_line_exit_125_and_creates_nothing(tmp_path):
+    layout.ensure()
     (tmp_path / "notatar").write_text("hello")
     with pytest.raises(ImageError, match="expected a directory or a tar archive"):
         import_image(str(tmp_path / "notatar"), "bad")
@@ -85,7 +86,7 @@ def test_bad_input_is_one_line_exit_125_and_creates_nothing(tmp_path):
 
 
 def test_unknown_image_is_a_clear_error():
-    with pytest.raises(ImageNotFound, match=r"known: busybox, host"):
+    with pytest.raises(ImageNotFound, match=r"image 'nosuch' not found \(known: busybox, .*host"):
         run(SandboxSpec(image="nosuch", command=["true"]))
     out = sandbox_cli("run", "nosuch", "--", "true")
     assert out.returncode == 125 and b"image 'nosuch' not found" in out.stderr

@@ -50,7 +50,7 @@ def test_host_dirs_get_an_overlay_each_with_the_image_layers_above_the_host(tmp_
     overlays = [op.args for op in plan_for(image).ops if op.kind == "overlay"]
     assert [a[1:3] for a in overlays] == [
         ("/", (str(layer), str(skeleton))), ("/usr", (f"{layer}/usr", "/usr")), ("/opt", ("/opt",))]
-    assert overlays[1][3:7] == ("/run/sb/abc/h0/upper", "/run/sb/abc/h0/work",
+    assert overlays[1][3:7] == ("/run/sb/abc/h0-upper", "/run/sb/abc/h0-work",
                                 linux.MS_NOSUID | linux.MS_NODEV, False)
 
 

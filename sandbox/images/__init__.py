@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 
-from .builtin import BUILTIN, ensure_busybox, host_image
+from .builtin import BUILTIN, host_image
 from .cache import get as cache_get, put as cache_put
 from .layers import Layer, layer_from_tar
 from .layout import writing
@@ -61,8 +61,6 @@ def get(ref: str) -> Image:
     """The image ``ref`` names, ready to mount (busybox made on first use)."""
     if ref == "host":
         return host_image()
-    if ref in ("busybox", "busybox:latest"):
-        ensure_busybox()
     from .engine import engine_image
 
     return engine_image(ref)
