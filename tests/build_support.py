@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .helpers import sandbox_cli
 
 _STEP = re.compile(rb"^\[(?:\S+ )?(\d+)/\d+\] (CACHED|DONE|ERROR)\b", re.M)
@@ -46,3 +48,18 @@ def store_work_dirs() -> list[str]:
         return [n for n in os.listdir(path) if not n.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+@pytest.fixture
+def forget_new_tags():
+    """Remove the tags a test made and prune what only they and the build cache held, so
+    the store holds for the next test what it held before."""
+    from sandbox.images import list_images, prune, remove_image
+
+    before = {tag for image in list_images() for tag in image.tags}
+    yield
+    for image in list_images():
+        for tag in image.tags:
+            if tag not in before:
+                remove_image(tag, force=True)
+    prune()

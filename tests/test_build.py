@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from .build_support import build, built_id, make_context, step_states, store_work_dirs
+from .build_support import forget_new_tags  # noqa: F401 - a fixture, used by pytestmark
 from .helpers import sandbox_cli
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
 APP = """\
 FROM busybox
@@ -221,3 +222,24 @@ def test_dry_run_prints_the_plan_and_builds_nothing(tmp_path):
     assert out.stdout.startswith(b"target stage-0, 7 steps\n")
     assert b"copy [\"files\"] from context to path /srv/files" in out.stdout
     assert b"dry" not in sandbox_cli("images").stdout
+
+
+def test_a_run_whose_command_cannot_start_fails_as_a_shell_would(tmp_path):
+    ctx = make_context(tmp_path, {"Sandboxfile": 'FROM busybox\nRUN ["/no/such/tool"]\n'})
+    out = build(ctx, "-t", "nocmd")
+    assert out.returncode == 127
+    last = out.stderr.decode().splitlines()[-1]
+    assert last.startswith("sandbox: error: ") and "Sandboxfile:2: RUN" in last
+    assert "command not found: '/no/such/tool'" in last
+
+
+@pytest.mark.parametrize("args, message", [
+    (("-t", "Bad Name"), b"invalid"),
+    (("-t", "busybox"), b"reserved"),
+    (("--network", "none", "--egress"), b"egress"),
+    (("-f", "/nonexistent/Sandboxfile"), b"/nonexistent/Sandboxfile: cannot read"),
+])
+def test_bad_options_get_one_line_and_125(tmp_path, args, message):
+    ctx = make_context(tmp_path, {"Sandboxfile": "FROM busybox\n"})
+    out = build(ctx, *args)
+    assert out.returncode == 125 and out.stderr.count(b"\n") == 1 and message in out.stderr, out.stderr

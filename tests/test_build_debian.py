@@ -22,9 +22,10 @@ from functools import partial
 import pytest
 
 from .build_support import build, make_context
+from .build_support import forget_new_tags  # noqa: F401 - a fixture, used by pytestmark
 from .helpers import sandbox_cli
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
 CACHE = os.environ.get("SANDBOX_BOOTSTRAP_CACHE", "/var/cache/sandbox/bootstrap")
 
@@ -37,7 +38,8 @@ def debian():
                     f"({made.stderr.decode().strip().splitlines()[-1:]}); run `sandbox image "
                     f"bootstrap debian:bookworm --cache {CACHE}` where the Debian archive is "
                     "reachable")
-    return "debian:bookworm"
+    yield "debian:bookworm"
+    sandbox_cli("rmi", "-f", "debian:bookworm")
 
 
 def test_the_bootstrapped_image_is_debian(debian):

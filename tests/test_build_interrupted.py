@@ -13,9 +13,10 @@ import signal
 import pytest
 
 from .build_support import build, built_id, make_context, store_work_dirs
+from .build_support import forget_new_tags  # noqa: F401 - a fixture, used by pytestmark
 from .helpers import popen_cli, sandbox_cli, wait_for
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
 SLOW = """\
 FROM busybox
@@ -28,13 +29,13 @@ def _start(ctx):
     proc = popen_cli("build", "-t", "interrupted", str(ctx))
     lines = []
 
-    def running() -> bool:
+    def running() -> bool:  # the step's own output: its sandbox and work dir exist
         line = proc.stdout.readline()
         lines.append(line)
-        return b"started" in line or line == b""
+        return line.strip() == b"started" or line == b""
 
     wait_for(running, timeout=60, interval=0)
-    assert b"started" in lines[-1], b"".join(lines)
+    assert lines[-1].strip() == b"started", b"".join(lines)
     return proc
 
 

@@ -9,7 +9,9 @@ import pytest
 from jobs import load_job_file, run_job
 from .jobs_support import ROOT, job_file, queue, redis_url, workers  # noqa: F401
 
-pytestmark = pytest.mark.root
+from .build_support import forget_new_tags  # noqa: F401 - a fixture, used by pytestmark
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
 
 def test_the_example_job_builds_its_image_and_runs_its_steps_in_it():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from .build_support import build, make_context
+from .build_support import forget_new_tags  # noqa: F401 - a fixture, used by pytestmark
 
 pytest_plugins = ["pytester"]
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
 
 def test_marker_and_fixtures_use_a_built_image_by_name(pytester, tmp_path):

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Mapping, TextIO
 
 from ... import images
-from ...errors import BuildFileError, BuildStepFailed
+from ...errors import (BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound,
+                       ImageError, SandboxError)
 from ...spec import Limits, NetworkSpec
 from .. import layout
 from .context import Context
@@ -122,21 +123,38 @@ class Builder:
         return result
 
     def _located(self, step: Step, call):
-        """Run ``call``; a ValueError becomes a BuildFileError at the step's lines."""
+        """Run ``call``; any error it raises names the step's file and line.
+
+        A ValueError (bad input met while running) becomes a BuildFileError; a
+        command that cannot be started fails the step with 127 or 126, as in a
+        shell; an OSError (a full disk) becomes one ImageError line.
+        """
+        keyword = step.text.split()[0]
         try:
             return call()
         except ValueError as exc:
-            keyword = step.text.split()[0]
             raise BuildFileError(f"{keyword}: {exc}", line=step.loc.start, end_line=step.loc.end,
                                  file=self.shown) from None
         except BuildFileError as exc:
             exc.file, exc.line = exc.file or self.shown, exc.line or step.loc.start
             raise
+        except (CommandNotFound, CommandNotExecutable) as exc:
+            failed = BuildStepFailed(f"{step.text}: {exc.message}", exit_status=exc.exit_status)
+            raise self._failed(step, failed) from exc
         except BuildStepFailed as exc:
-            self.progress.failed(exc.message.rsplit(": ", 1)[-1])
-            exc.tail = tuple(self.progress.tail)
-            exc.message = f"{self.shown}:{step.loc.start}: {exc.message}"
+            raise self._failed(step, exc) from None
+        except SandboxError as exc:
+            exc.message = f"{self.shown}:{step.loc.start}: {keyword}: {exc.message}"
             raise
+        except OSError as exc:
+            raise ImageError(f"{self.shown}:{step.loc.start}: {keyword}: "
+                             f"{exc.strerror or exc}") from exc
+
+    def _failed(self, step: Step, exc: BuildStepFailed) -> BuildStepFailed:
+        self.progress.failed(exc.message.rsplit(": ", 1)[-1])
+        exc.tail = tuple(self.progress.tail)
+        exc.message = f"{self.shown}:{step.loc.start}: {exc.message}"
+        return exc
 
     def _from(self, step: Step, label: str | None) -> StageResult:
         action = step.action

@@ -38,9 +38,7 @@ class Bases:
         """A stored image (busybox made on first use)."""
         if ref not in self._found:
             try:
-                if ref in ("busybox", "busybox:latest"):
-                    images.ensure_busybox()
-                self._found[ref] = images.lookup(ref)
+                self._found[ref] = images.lookup(ref)  # busybox made on first use
             except ImageNotFound as exc:
                 known = ", ".join(["scratch", "host", *images.names()])
                 raise BuildFileError(f"image {ref!r} not found (known: {known}); make it with "
