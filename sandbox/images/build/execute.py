@@ -113,7 +113,8 @@ class Builder:
         result = self.results[target.index]
         what = json.dumps([target.config.to_oci(), result.history], sort_keys=True)
         key = chain_key(result.key, "image", what)
-        return finish(result.state, target.config, result.history, self.request.tags, key)
+        return finish(result.state, target.config, result.history, self.request.tags, key,
+                      reuse=not self.request.no_cache)
 
     def _stage(self, stage: Stage) -> StageResult:
         label = self.labels.get(stage.index)

@@ -90,11 +90,11 @@ def commit_step(state: State, layer: images.Layer | None, key: str,
 
 
 def finish(state: State, config: ImageConfig, history: list[dict], tags: tuple[str, ...],
-           key: str) -> StoredImage:
+           key: str, *, reuse: bool = True) -> StoredImage:
     """The final image (the stage's layers, the plan's config, the config steps' history),
     kept in the cache under ``key`` like a step: a rebuild with nothing changed gives the
-    same image id and writes nothing but the tags that moved."""
-    image = cached(key)
+    same image id and writes nothing but the tags that moved (``reuse=False``: a new one)."""
+    image = cached(key) if reuse else None
     if image is None:
         image = images.write_image([], to_oci_config(config), base=state, history=history)
         images.cache_put(key, image.descriptor)
