@@ -106,3 +106,14 @@ def test_digest_follows_content_modes_and_names_not_times(context):
     (context / "node_modules/x/i.js").write_text("ignored anyway")
     os.rename(context / "src/sub/b.py", context / "src/sub/c.py")
     assert digest() not in (first, changed)
+
+
+def test_sandboxignore_is_read_before_dockerignore(tmp_path):
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    (tmp_path / ".dockerignore").write_text("a\n")
+    (tmp_path / ".sandboxignore").write_text("b\n")
+    with Context(str(tmp_path)) as ctx:
+        assert [s.path for s in ctx.sources("a")] == ["a"]
+        with pytest.raises(ValueError, match="excluded"):
+            ctx.sources("b")
