@@ -15,7 +15,7 @@ The store API (what `sandbox build`, `commit` and `image import` use)::
         base = images.lookup("busybox")         # StoredImage: id, manifest, config, layers
         layer = images.layer_from_upper(upper)  # an overlay upper dir -> Layer (diffID, blob)
         layer = images.layer_from_tar(stream)   # a tar stream (plain or compressed) -> Layer
-        layer = images.layer_from_directory(d)  # a plain tree (COPY, import) -> Layer
+        layer = images.layer_from_directory(fd) # a plain tree open by fd (COPY, import) -> Layer
         image = images.write_image([layer], config, base=base,       # or base="host" / None
                                    history=[{"created_by": "RUN make"}], tag="app:1")
     images.cache_put(key, image.descriptor); images.cache_get(key)   # build cache
@@ -25,9 +25,11 @@ The store API (what `sandbox build`, `commit` and `image import` use)::
 ``ImageConfig`` is the runtime part of an image config (Env, Cmd,
 Entrypoint, WorkingDir, User, Labels, ExposedPorts); a new image's config is
 the whole of it (start from ``base.config.config``). A sandbox whose writable
-layer should become a layer after it ends sets ``SandboxSpec.upper_dir``
-(see ``rootfs``); ``rootfs.upper_parts(image, upper_dir)`` says which upper
-dir holds which container path, for ``layer_from_upper``.
+layer should become a layer after it ends sets ``SandboxSpec.upper_dir`` (an
+empty dir, best made with ``layout.work_dir``); ``rootfs.upper_parts(image,
+upper_dir)`` says which upper dir holds which container path, for
+``layer_from_upper``. A tag a user gives is checked early with
+``refs.check_taggable(parse_reference(text))`` (busybox and host are reserved).
 
 Every digest from outside is validated before it names a path and checked
 as the bytes are read; layers are unpacked only by ``unpack`` (never outside
