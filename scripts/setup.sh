@@ -25,3 +25,14 @@ if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.jo
     pip_flags+=(--break-system-packages)
 fi
 python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e '.[test]'
+# A Debian base for tests/test_build_debian.py, bootstrapped once per machine while the
+# network is there (scripts/test-isolated runs the suite without one): its layer is kept in
+# the cache and `sandbox image bootstrap` takes it from there afterwards.
+bootstrap_cache=${SANDBOX_BOOTSTRAP_CACHE:-/var/cache/sandbox/bootstrap}
+if [ "${SANDBOX_SKIP_APT:-0}" != 1 ] && [ ! -f "$bootstrap_cache/debian-bookworm.tar" ]; then
+    state=$(mktemp -d)
+    SANDBOX_STATE_DIR="$state" SANDBOX_RUN_DIR="$state/run" python3 -m sandbox image bootstrap \
+        debian:bookworm --cache "$bootstrap_cache" >/dev/null 2>"$state.log" \
+        || echo "setup: debian:bookworm could not be bootstrapped (see $state.log)" >&2
+    rm -rf "$state"
+fi

@@ -2,8 +2,9 @@
 
 The image is bootstrapped once per machine: its layer is kept in
 SANDBOX_BOOTSTRAP_CACHE (default /var/cache/sandbox/bootstrap) and taken from
-there by each run. The first run fills it (scripts/test-isolated does before it
-leaves the host's network; a run on the host's network bootstraps here). The packages the build
+there by each run. scripts/setup.sh fills it while the network is there (the
+suite may run in a private network namespace, as scripts/test-isolated runs it); a
+run on the host's network bootstraps it here if it is missing. The packages the build
 installs come from a small apt repository this test serves on the bridge's
 gateway, so the test needs no internet (the suite may run in a private
 network namespace): the step reaches it with --network bridge, as a step
