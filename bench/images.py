@@ -7,7 +7,7 @@ What is measured:
 - ``run(SandboxSpec(image=..., command=["true"]))`` in this process, wall time from
   "start it" to "torn down", for ``busybox`` (one layer) and for ``ten`` (busybox plus
   nine small layers, each a file and a changed /etc/motd, one with a whiteout), alternated
-  run by run after a warm-up. Printed: median and p90 of each, and the ratio of the
+  run by run after a warm-up, each first in every other pair. Printed: median and p90 of each, and the ratio of the
   medians (target: at most 1.1).
 - The store's size on disk (st_blocks, hard links once) with busybox alone, then with two
   images on busybox that share its layer and add 1 MiB each: the shared layer is stored
@@ -79,8 +79,9 @@ def compare(n: int) -> None:
         for _ in range(10):
             run(spec, log_file=False)
     times: dict[str, list[float]] = {name: [] for name in specs}
-    for _ in range(n):
-        for name, spec in specs.items():
+    for i in range(n):
+        pair = list(specs.items())
+        for name, spec in pair if i % 2 else reversed(pair):  # neither always goes first
             t0 = time.perf_counter()
             result = run(spec, log_file=False)
             times[name].append((time.perf_counter() - t0) * 1000)

@@ -26,7 +26,7 @@ _EXPORTS = {
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
     "pack_workspace": ("workspace", "pack"), "Cancel": ("cancellation", "Cancel"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
-    "QueueUnavailable": "errors", "WorkspaceError": "errors",
+    "QueueUnavailable": "errors", "QueueAuthFailed": "errors", "WorkspaceError": "errors",
     "LogEvent": "events", "execute_job": "execute",
     "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
     "Case": "junit", "JUnitReport": "junit",

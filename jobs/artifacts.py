@@ -10,7 +10,9 @@ Where they are stored (the choice, documented in README.md):
 - embedded runs: under ``$SANDBOX_STATE_DIR/artifacts/<job id>/``.
 
 Only regular files inside the workspace are taken; a symlink that leaves it
-is refused (the workspace was written by untrusted code).
+is refused (the workspace was written by untrusted code), and the globs never
+enter a symlinked directory. Finding, reading and hashing spend the job's
+``Budget`` (its timeout, its cancel): GlobStopped ends the collection.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Iterable
 
 from sandbox import state
 
+from .globbing import Budget
 from .result import Artifact
 from .workspace import matches as workspace_matches
 
@@ -29,13 +32,15 @@ MAX_FILE_BYTES = 8 << 20
 MAX_TOTAL_BYTES = 32 << 20
 
 
-def collect(workspace: str, patterns: Iterable[str]) -> tuple[list[tuple[Artifact, bytes | None]], list[str]]:
+def collect(workspace: str, patterns: Iterable[str], budget: Budget | None = None,
+            ) -> tuple[list[tuple[Artifact, bytes | None]], list[str]]:
     """([(Artifact, content or None when over a cap)], problems) for the globs."""
+    budget = budget or Budget()
     found: list[tuple[Artifact, bytes | None]] = []
     problems: list[str] = []
     seen, total = set(), 0
     for pattern in patterns:
-        matched = workspace_matches(workspace, pattern)
+        matched = workspace_matches(workspace, pattern, budget)
         if not matched:
             problems.append(f"artifact {pattern}: nothing matched")
         for rel, real, inside in matched:
@@ -49,14 +54,17 @@ def collect(workspace: str, patterns: Iterable[str]) -> tuple[list[tuple[Artifac
             fits = size <= MAX_FILE_BYTES and total + size <= MAX_TOTAL_BYTES
             data = Path(real).read_bytes() if fits else None
             total += size if fits else 0
-            found.append((Artifact(rel, size, _sha256(real), stored=fits), data))
+            found.append((Artifact(rel, size, _sha256(real, budget), stored=fits), data))
     return found, problems
 
 
-def _sha256(path: str) -> str:
+def _sha256(path: str, budget: Budget) -> str:
+    """The file's digest, read a MiB at a time, each checked against the budget (a step
+    can leave a 1 TiB sparse file)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
+            budget.check()
             digest.update(block)
     return digest.hexdigest()
 

@@ -42,11 +42,15 @@ class _LogWriter(io.TextIOBase):
 
 
 def build_job_image(spec: BuildSpec, *, source_workspace: str | None, workspace: str,
-                    limits: Limits, log: JobLog) -> str:
-    """Build the job's image; its id. BuildFailed when it cannot be built."""
+                    limits: Limits, log: JobLog, queued: bool = False) -> str:
+    """Build the job's image; its id. BuildFailed when it cannot be built.
+
+    ``queued``: the job came through the queue, so the Sandboxfile must be in
+    its workspace: a worker never builds from a path of its own host a job names.
+    """
     from sandbox import BuildFileError, BuildStepFailed, SandboxError, build_image
 
-    path = _located(spec.file, source_workspace, workspace)
+    path = _located(spec.file, source_workspace, workspace, queued)
     log.emit("note", data=f"building the image from {os.path.basename(path)}".encode())
     try:
         image = build_image(os.path.dirname(path), file=path, tags=(spec.tag,) if spec.tag else (),
@@ -59,13 +63,13 @@ def build_job_image(spec: BuildSpec, *, source_workspace: str | None, workspace:
     return image.id
 
 
-def _located(path: str, source_workspace: str | None, workspace: str) -> str:
+def _located(path: str, source_workspace: str | None, workspace: str, queued: bool) -> str:
     """The Sandboxfile in the job's copy of the workspace when it lies in the workspace."""
     if source_workspace:
         rel = os.path.relpath(path, source_workspace)
         if rel != ".." and not rel.startswith("../"):
             return os.path.join(workspace, rel)
-    if not os.path.isfile(path):
-        raise BuildFailed(f"build: {path} is not on this worker: keep the Sandboxfile in the "
-                          "job's workspace so any worker has it", failed=False)
+    if queued:
+        raise BuildFailed(f"build: {path} is not in the job's workspace: a queued job builds "
+                          "only a Sandboxfile of its workspace", failed=False)
     return path

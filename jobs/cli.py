@@ -23,13 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the live log and the summary; exit with the job's status")
     p.add_argument("--queue", default="default", metavar="NAME", help="queue (default: default)")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
+    p.add_argument("--workspace", metavar="DIR",
+                   help="copy DIR into /workspace instead of the job file's workspace (a job "
+                   "file may only name a directory of its own tree, reached through no link)")
     p.set_defaults(handler=submit)
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
-                          description="Inspect the jobs in Redis.")
+                          description="Inspect the jobs in Redis. --redis URL goes before "
+                          "or after the verb.")
     jobs.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
     verbs = jobs.add_subparsers(dest="jobs_verb", metavar="VERB", parser_class=sub._parser_class)
     verbs.required = True
     _register_verbs(verbs)
+    for verb in verbs.choices.values():  # `jobs list --redis URL` as well as `jobs --redis URL list`
+        verb.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
+                          help="Redis URL (default: SANDBOX_REDIS_URL)")
 
 
 def _register_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -72,7 +79,7 @@ def submit(args: argparse.Namespace) -> int:
     from .client import redis_url
     from .jobfile import load
 
-    specs = load(args.jobfile)
+    specs = load(args.jobfile, workspace=args.workspace)
     if redis_url(args.redis) is None:
         return max(_run_here(spec) for spec in specs)
     from .client import submit as enqueue

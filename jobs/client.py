@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import store
 from .cancellation import Cancel
-from .errors import JobError, QueueUnavailable
+from .errors import JobError, QueueAuthFailed, QueueUnavailable
 from .events import JobLog, LogEvent
 from .execute import execute_job, new_job_id
 from .model import JobSpec
@@ -32,15 +32,32 @@ def redis_url(explicit: str | None = None) -> str | None:
 
 
 def connect(url: str) -> Any:
-    """A Redis client for ``url`` that has answered a PING; QueueUnavailable if not."""
+    """A Redis client for ``url`` that has answered a PING.
+
+    QueueAuthFailed when Redis refuses the URL's credentials (retrying cannot
+    help), QueueUnavailable when it cannot be reached.
+    """
     import redis
 
     try:
         conn = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
         conn.ping()
     except (redis.RedisError, ValueError, OSError) as exc:
+        if is_auth_error(exc):
+            raise QueueAuthFailed(url, exc) from exc
         raise QueueUnavailable(url, exc) from exc
     return conn
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Redis refused the username or password (a wrong one, or none where one is needed)."""
+    import redis
+
+    if isinstance(exc, redis.AuthenticationError):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis.ResponseError) and text.startswith(("NOAUTH", "WRONGPASS",
+                                                                     "ERR AUTH", "NOPERM"))
 
 
 def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,

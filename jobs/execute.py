@@ -22,20 +22,18 @@ import secrets
 import time
 from typing import Callable
 
-from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec
+from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec, host_caps
 
 from . import artifacts as artifacts_mod
 from .build import BuildFailed, build_job_image
 from .cancellation import Cancel
+from .collection import StoreArtifacts, budget_for, collect
 from .errors import JobError
 from .events import JobLog
-from .junit import JUnitReport, parse_reports
+from .junit import JUnitReport
 from .model import JobSpec, Step
-from .result import (CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, Artifact, JobResult,
-                     StepResult)
+from .result import CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, JobResult, StepResult
 from .workspace import JobDir
-
-StoreArtifacts = Callable[[str, list[tuple[Artifact, "bytes | None"]]], object]
 
 
 def new_job_id() -> str:
@@ -55,18 +53,20 @@ def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None 
     with JobDir(job_id) as jdir:
         try:
             _fill_workspace(jdir, spec, packed_workspace)
-            image = _build(spec, jdir, log)
+            image = _build(spec, jdir, log, queued=packed_workspace is not None)
         except BuildFailed as exc:
             return JobResult(**base, status=FAILED if exc.failed else ERROR, ended_at=time.time(),
                              error=str(exc))
         except JobError as exc:
             return JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc))
+        for note in host_caps(Limits(**spec.limits)):
+            log.emit("note", data=f"limits: {note}".encode())
         steps = _run_steps(spec, job_id, jdir, log, cancel, started, image)
-        junit = _junit(spec, str(jdir.workspace), log)
-        arts = _artifacts(spec, job_id, str(jdir.workspace), log, store_artifacts)
-    status, error = verdict(spec, steps, junit, cancel.is_set())
+        done = collect(spec, job_id, str(jdir.workspace), log, store_artifacts,
+                       budget_for(spec, started, cancel))
+    status, error = verdict(spec, steps, done.junit, cancel.is_set(), done.stopped)
     return JobResult(**base, status=status, ended_at=time.time(), steps=tuple(steps),
-                     junit=junit, artifacts=tuple(arts), error=error)
+                     junit=done.junit, artifacts=tuple(done.artifacts), error=error)
 
 
 def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
@@ -76,13 +76,13 @@ def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
         jdir.copy_from(spec.workspace)
 
 
-def _build(spec: JobSpec, jdir: JobDir, log: JobLog) -> str | None:
+def _build(spec: JobSpec, jdir: JobDir, log: JobLog, *, queued: bool) -> str | None:
     """The id of the image the job builds first, or None when it builds none."""
     if spec.build is None:
         return None
     limits = Limits(**{**spec.limits, "timeout": spec.timeout})
     return build_job_image(spec.build, source_workspace=spec.workspace,
-                           workspace=str(jdir.workspace), limits=limits, log=log)
+                           workspace=str(jdir.workspace), limits=limits, log=log, queued=queued)
 
 
 def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
@@ -167,29 +167,12 @@ def _step_result(step: Step, result: Result, cancelled: bool) -> StepResult:
                       peak_memory=result.peak_memory, message=message, result=result.to_dict())
 
 
-def _junit(spec: JobSpec, workspace: str, log: JobLog) -> JUnitReport | None:
-    if not spec.results.junit:
-        return None
-    report = parse_reports(workspace, spec.results.junit)
-    for problem in report.problems:
-        log.emit("note", data=f"JUnit: {problem}".encode())
-    return report
-
-
-def _artifacts(spec: JobSpec, job_id: str, workspace: str, log: JobLog,
-               store: StoreArtifacts) -> list[Artifact]:
-    if not spec.results.artifacts:
-        return []
-    items, problems = artifacts_mod.collect(workspace, spec.results.artifacts)
-    for problem in problems:
-        log.emit("note", data=problem.encode())
-    store(job_id, items)
-    return [art for art, _ in items]
-
-
 def verdict(spec: JobSpec, steps: list[StepResult], junit: JUnitReport | None,
-            cancelled: bool) -> tuple[str, str | None]:
-    """The job's status and, when not passed, one line saying why."""
+            cancelled: bool, stopped: str | None = None) -> tuple[str, str | None]:
+    """The job's status and, when not passed, one line saying why.
+
+    ``stopped``: why collecting the reports and artifacts stopped early, if it did.
+    """
     if cancelled:
         return CANCELLED, "cancelled on request"
     blocking = [s for s, st in zip(steps, spec.steps) if s.status not in (PASSED, "skipped")
@@ -198,6 +181,9 @@ def verdict(spec: JobSpec, steps: list[StepResult], junit: JUnitReport | None,
         first = blocking[0]
         why = f"step {first.name!r} {first.status}" + (f": {first.message}" if first.message else "")
         return {TIMED_OUT: TIMED_OUT, ERROR: ERROR}.get(first.status, FAILED), why
+    if stopped is not None:
+        why = f"collecting the results stopped: {stopped}"
+        return (TIMED_OUT if "timeout" in stopped else FAILED), why
     return _junit_verdict(spec, junit)
 
 

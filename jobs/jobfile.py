@@ -5,12 +5,14 @@ The schema (see README.md, "The job file"); keys not listed are errors::
     name = "unit tests"          # required
     image = "host"               # any image the engine knows (default host); with build,
                                  # the name the built image gets
-    build = "Sandboxfile"        # optional: build this Sandboxfile (relative to the file; its
-                                 # directory is the context) before the steps, which then run
-                                 # in it; cached like `sandbox build`. Or a table:
+    build = "Sandboxfile"        # optional: build this Sandboxfile (in the file's directory
+                                 # tree, through no link; its directory is the context) before
+                                 # the steps, which then run in it; cached like `sandbox
+                                 # build`; in the workspace, so queued jobs have it. Or a table:
                                  # build = { file = "Sandboxfile", args = { V = "1" },
                                  #           network = "bridge", egress = true, target = "test" }
-    workspace = "."              # directory copied into /workspace, relative to the file
+    workspace = "."              # directory copied into /workspace, relative to the file,
+                                 # inside the file's directory tree, reached through no link
     timeout = "10m"              # whole job, wall clock (default 10m)
     [limits]                     # memory, cpus, pids, output, disk (as `sandbox run`)
     [env]                        # NAME = "value", for every step
@@ -31,6 +33,7 @@ The schema (see README.md, "The job file"); keys not listed are errors::
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import tomllib
@@ -54,11 +57,21 @@ DEFAULT_TIMEOUT = 600.0
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load(path: str | os.PathLike) -> list[JobSpec]:
-    """The jobs a file describes: one, or one per matrix combination."""
+def load(path: str | os.PathLike, *, workspace: str | None = None) -> list[JobSpec]:
+    """The jobs a file describes: one, or one per matrix combination.
+
+    ``workspace``: a directory the submitter named (`sandbox submit
+    --workspace DIR`), used instead of the file's own: trusted as given.
+    """
     path = str(path)
     data = _read(path)
-    return parse(data, path=path, base_dir=os.path.dirname(os.path.abspath(path)))
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if workspace is not None:
+        if not os.path.isdir(workspace):
+            raise JobFileError(path, None, f"--workspace {workspace}: not a directory")
+        data = {**data, "workspace": os.path.realpath(workspace)}
+        return parse(data, path=path, base_dir=base_dir, trusted_workspace=True)
+    return parse(data, path=path, base_dir=base_dir)
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -88,8 +101,13 @@ def _read_yaml(path: str, text: bytes) -> dict[str, Any]:
     return data
 
 
-def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") -> list[JobSpec]:
-    """Validate a job file's data; one JobSpec per matrix combination."""
+def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
+          trusted_workspace: bool = False) -> list[JobSpec]:
+    """Validate a job file's data; one JobSpec per matrix combination.
+
+    ``trusted_workspace``: the workspace was named by the submitter, not the
+    file, and may be anywhere.
+    """
     v = _Validator(path)
     v.keys(data, TOP_KEYS, None)
     image = v.string(data, "image")
@@ -97,7 +115,7 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") 
         name=v.string(data, "name", required=True),
         image=image or "host",
         build=_build(v, data.get("build"), base_dir, image),
-        workspace=_workspace(v, data, base_dir),
+        workspace=_workspace(v, data, base_dir, trusted_workspace),
         timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
         limits=_limits(v, data.get("limits")),
         env=v.env(data.get("env"), "env"),
@@ -112,11 +130,31 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".") 
                        "env": {**base["env"], **combo}, "matrix": combo}) for combo in combos]
 
 
-def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str) -> str | None:
+def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str,
+               trusted: bool = False) -> str | None:
+    """The workspace directory, which a job file may only take from its own tree.
+
+    A job file can come from an untrusted repository: a workspace that is a
+    link, passes through one, or lies outside the file's directory (``..``,
+    an absolute path, ``~``) would copy host files into the job. The
+    submitter can name any directory with `sandbox submit --workspace DIR`.
+    """
     rel = v.string(data, "workspace")
     if rel is None:
         return None
-    full = os.path.normpath(os.path.join(base_dir, os.path.expanduser(rel)))
+    if trusted:
+        return rel
+    base = os.path.realpath(base_dir)
+    full = os.path.normpath(os.path.join(base, rel))
+    inside = "a directory inside the job file's directory, reached through no symbolic link"
+    hint = "(or pass --workspace DIR to sandbox submit to use another)"
+    if full != base and not full.startswith(base.rstrip("/") + "/"):
+        raise JobFileError(v.path, "workspace", f"{rel!r} is outside the job file's directory: "
+                           f"expected {inside} {hint}")
+    link = _first_link(base, full)
+    if link is not None:
+        raise JobFileError(v.path, "workspace", f"{rel!r}: {link} is a symbolic link (to "
+                           f"{os.readlink(link)}): expected {inside} {hint}")
     if not os.path.isdir(full):
         raise JobFileError(v.path, "workspace", f"{rel!r} is not a directory (resolved to {full})")
     return full
@@ -129,16 +167,38 @@ def _build(v: "_Validator", value: object, base_dir: str, tag: str | None) -> Bu
     table = {"file": value} if isinstance(value, str) else value
     v.keys(table, BUILD_KEYS, "build")
     rel = v.string(table, "file", required=True, where="build")
-    path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(rel)))
+    key = "build" if isinstance(value, str) else "build.file"
+    base = os.path.realpath(base_dir)
+    path = os.path.normpath(os.path.join(base, rel))
+    inside = "a Sandboxfile inside the job file's directory, reached through no symbolic link"
+    if not path.startswith(base.rstrip("/") + "/"):
+        raise JobFileError(v.path, key, f"{rel!r} is outside the job file's directory: "
+                           f"expected {inside}")
+    link = _first_link(base, path)
+    if link is not None:
+        raise JobFileError(v.path, key, f"{rel!r}: {link} is a symbolic link: expected {inside}")
     if not os.path.isfile(path):
-        raise JobFileError(v.path, "build" if isinstance(value, str) else "build.file",
-                           f"{rel!r} is not a file (resolved to {path}): expected a Sandboxfile")
+        raise JobFileError(v.path, key, f"{rel!r} is not a file (resolved to {path}): "
+                           f"expected {inside}")
     network = v.string(table, "network", where="build") or "none"
     if network == "host":
-        raise JobFileError(v.path, "build.network", "'host': expected none, bridge or a network name")
+        raise JobFileError(v.path, "build.network",
+                           "'host': expected none, bridge or a network name")
     return BuildSpec(file=path, args=v.env(table.get("args"), "build.args"), network=network,
                      egress=v.boolean(table, "egress", where="build"),
                      target=v.string(table, "target", where="build"), tag=tag)
+
+
+def _first_link(base: str, path: str) -> str | None:
+    """The first component from ``base`` (excluded) down to ``path`` that is a symlink."""
+    current = base
+    for part in os.path.relpath(path, base).split(os.sep):
+        if part in (".", ""):
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return current
+    return None
 
 
 def _limits(v: "_Validator", table: object) -> dict[str, Any]:
@@ -149,7 +209,8 @@ def _limits(v: "_Validator", table: object) -> dict[str, Any]:
         limits = Limits(**table)  # type: ignore[arg-type]
     except SpecError as exc:
         key = exc.field.split()[0]
-        raise JobFileError(v.path, f"limits.{key}", f"{exc.value!r}: expected {exc.accepted}") from None
+        raise JobFileError(v.path, f"limits.{key}",
+                           f"{_show(exc.value)}: expected {exc.accepted}") from None
     return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
 
 
@@ -197,6 +258,16 @@ def _matrix(v: "_Validator", table: object) -> list[dict[str, str]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
+def _show(value: Any) -> str:
+    """A value as the job file wrote it (TOML/JSON style), never a Python repr."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _matrix_name(name: str, combo: Mapping[str, str]) -> str:
     return f"{name} ({', '.join(f'{k}={v}' for k, v in combo.items())})"
 
@@ -226,7 +297,7 @@ class _Validator:
             return None
         value = table[key]
         if not check(value):
-            raise JobFileError(self.path, self._key(where, key), f"{value!r}: expected {accepted}")
+            raise JobFileError(self.path, self._key(where, key), f"{_show(value)}: expected {accepted}")
         return value
 
     def string(self, table: Mapping, key: str, *, required: bool = False,
@@ -247,7 +318,8 @@ class _Validator:
             seconds = None
         if seconds is None or seconds <= 0:
             raise JobFileError(self.path, self._key(where, key),
-                               f"{table[key]!r}: expected a duration like 90, \"30s\", \"10m\" or \"1h\"")
+                               f"{_show(table[key])}: expected a duration like 90, "
+                               "\"30s\", \"10m\" or \"1h\"")
         return seconds
 
     def env(self, table: object, where: str) -> dict[str, str]:
@@ -260,7 +332,7 @@ class _Validator:
                 raise JobFileError(self.path, f"{where}.{name}", "invalid name: expected letters, "
                                    "digits and _, not starting with a digit")
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise JobFileError(self.path, f"{where}.{name}", f"{value!r}: expected a string")
+                raise JobFileError(self.path, f"{where}.{name}", f"{_show(value)}: expected a string")
         return {str(k): str(val) for k, val in table.items()}
 
     def globs(self, table: Mapping, key: str, where: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from .globbing import Budget
 from .workspace import matches as workspace_matches
 
 MAX_REPORT_BYTES = 64 << 20
@@ -57,12 +58,13 @@ class JUnitReport:
         return [c for c in self.cases if c.outcome in ("failed", "error")]
 
     def headline(self) -> str:
-        """``3 failed, 1 skipped, 120 passed in 12.3s`` (pytest's order of words)."""
+        """``3 failed, 1 skipped, 120 passed in 12.30s`` (pytest's order of words and its
+        two decimals: a 40 ms suite is 0.04s, not 0.0s)."""
         parts = [f"{n} {word}" for n, word in ((self.failures, "failed"), (self.errors, "errors"),
                                               (self.skipped, "skipped"), (self.passed, "passed")) if n]
         if self.errors == 1:
             parts = [p.replace("1 errors", "1 error") for p in parts]
-        return f"{', '.join(parts) or 'no tests ran'} in {self.time:.1f}s"
+        return f"{', '.join(parts) or 'no tests ran'} in {self.time:.2f}s"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,11 +78,12 @@ class JUnitReport:
         return cls(**data)
 
 
-def find_reports(workspace: str, patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+def find_reports(workspace: str, patterns: Iterable[str],
+                 budget: Budget | None = None) -> tuple[list[str], list[str]]:
     """(paths relative to workspace, problems) for the globs, refusing escapes."""
     found, problems = [], []
     for pattern in patterns:
-        matched = workspace_matches(workspace, pattern)
+        matched = workspace_matches(workspace, pattern, budget)
         if not matched:
             problems.append(f"{pattern}: no such report")
         for rel, real, inside in matched:
@@ -91,9 +94,10 @@ def find_reports(workspace: str, patterns: Iterable[str]) -> tuple[list[str], li
     return found, problems
 
 
-def parse_reports(workspace: str, patterns: Iterable[str]) -> JUnitReport:
-    """Parse and merge every report the globs match; problems are listed, not raised."""
-    rels, problems = find_reports(workspace, patterns)
+def parse_reports(workspace: str, patterns: Iterable[str], budget: Budget | None = None) -> JUnitReport:
+    """Parse and merge every report the globs match; problems are listed, not raised
+    (but GlobStopped, when the budget runs out while looking for them)."""
+    rels, problems = find_reports(workspace, patterns, budget)
     cases: list[Case] = []
     suite_time = 0.0
     for rel in rels:
@@ -125,8 +129,23 @@ def _parse_file(path: str) -> tuple[list[Case], float]:
     xml = JUnitXml.fromfile(path, parse_func=SafeET.parse)
     suites = [xml] if isinstance(xml, TestSuite) else list(xml)
     cases = [_case(case) for suite in suites for case in suite]
-    seconds = sum(float(suite.time or 0) for suite in suites)
-    return cases, seconds
+    return cases, sum(_suite_time(suite) for suite in suites)
+
+
+def _suite_time(suite: Any) -> float:
+    """The suite's time attribute; the sum of its cases' when it has none."""
+    try:
+        seconds = float(suite.time or 0)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    return seconds if seconds > 0 else sum(_seconds(case.time) for case in suite)
+
+
+def _seconds(value: Any) -> float:
+    try:
+        return max(float(value or 0), 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _case(case: Any) -> Case:
@@ -141,7 +160,7 @@ def _case(case: Any) -> Case:
         if kind != "skipped":
             break
     return Case(classname=case.classname or "", name=case.name or "", outcome=outcome,
-                time=float(case.time or 0), message=message, text=_first_lines(text))
+                time=_seconds(case.time), message=message, text=_first_lines(text))
 
 
 def _first_lines(text: str, n: int = TRACEBACK_LINES) -> str:

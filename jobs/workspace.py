@@ -1,21 +1,25 @@
 """The per-job directory on the worker's host, and moving workspaces around.
 
-Each running job owns ``$SANDBOX_RUN_DIR/jobs/<job id>/``: an ``owner`` file
-(pid and start time of the process running the job) and ``workspace/``,
-bind-mounted read-write at /workspace into every step. It is removed when the
-job ends; ``collect()`` (run by every worker at start, like `sandbox gc`)
-removes the directories of owners that died.
+Each running job owns ``$SANDBOX_RUN_DIR/jobs/<job id>/`` (mode 0700: what a
+job leaves there, setuid files included, is for its sandboxes only): an
+``owner`` file (pid and start time of the process running the job) and
+``workspace/``, bind-mounted read-write at /workspace into every step. It is
+removed when the job ends; ``collect()`` (run by every worker at start and by
+`sandbox gc`) removes the directories of owners that died.
 
 A queued job's workspace travels inside Redis as a gzipped tar (capped at
-MAX_PACKED_BYTES), so a worker on another machine can run it.
+MAX_PACKED_BYTES), so a worker on another machine can run it. Copying a
+directory in and unpacking a packed workspace both go through the engine's
+image unpacker (``sandbox.images.unpack``): nothing is written outside the
+workspace, no link is followed, device nodes are refused, and an unpacked
+workspace is bounded (MAX_UNPACKED_BYTES, MAX_MEMBERS: a gzip bomb stops there).
 """
 
 from __future__ import annotations
 
-import glob
 import io
-import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -23,8 +27,12 @@ from pathlib import Path
 from sandbox import state
 
 from .errors import WorkspaceError
+from .globbing import Budget, match
 
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_PACKED_BYTES = 64 << 20
+MAX_UNPACKED_BYTES = 2 << 30
+MAX_MEMBERS = 500_000
 IGNORED = (".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node_modules")
 
 
@@ -36,13 +44,15 @@ class JobDir:
     """The directory of one running job; a context manager that removes it."""
 
     def __init__(self, job_id: str) -> None:
+        if not _JOB_ID_RE.match(job_id or ""):  # it names a directory that is removed at the end
+            raise WorkspaceError(f"invalid job id {job_id!r}: expected letters, digits, '_', '-'")
         self.path = jobs_dir() / job_id
         self.workspace = self.path / "workspace"
 
     def __enter__(self) -> "JobDir":
-        self.path.mkdir(parents=True, exist_ok=False)
-        owner = {"pid": os.getpid(), "start": state.own_start_time()}
-        (self.path / "owner").write_text(json.dumps(owner))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700)
+        state.write_owner(self.path)
         self.workspace.mkdir()
         return self
 
@@ -50,20 +60,32 @@ class JobDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def copy_from(self, source: str) -> None:
-        """Copy a host directory in (symlinks stay links; ignored: .git, caches)."""
+        """Copy a host directory in (symlinks stay links, never followed; ignored: .git, caches)."""
+        from sandbox.images.tree import walk_directory
+        from sandbox.images.unpack import Target, UnpackError
+
         try:
-            shutil.copytree(source, self.workspace, symlinks=True, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(*IGNORED))
-        except (OSError, shutil.Error) as exc:
-            raise WorkspaceError(f"cannot copy workspace {source}: {exc}") from exc
+            fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot copy workspace {source}: {exc.strerror}") from exc
+        try:
+            with Target(self.workspace) as target:
+                walk_directory(fd, target, exclude=IGNORED)
+        except UnpackError as exc:
+            raise WorkspaceError(f"cannot copy workspace {source}: {exc.message}") from exc
+        finally:
+            os.close(fd)
 
     def unpack(self, data: bytes) -> None:
-        """Extract a packed workspace; tar's 'data' filter refuses escapes and devices."""
+        """Unpack a packed workspace: the unpacker refuses escapes and devices, and bounds it."""
+        from sandbox.images.unpack import Bounds, Target, UnpackError, walk
+
+        bounds = Bounds(members=MAX_MEMBERS, bytes=MAX_UNPACKED_BYTES)
         try:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-                tar.extractall(self.workspace, filter="data")
-        except (OSError, tarfile.TarError) as exc:
-            raise WorkspaceError(f"cannot unpack the job's workspace: {exc}") from exc
+            with Target(self.workspace, bounds=bounds) as target:
+                walk(io.BytesIO(data), target)
+        except UnpackError as exc:
+            raise WorkspaceError(f"cannot unpack the job's workspace: {exc.message}") from exc
 
 
 def pack(source: str) -> bytes:
@@ -97,39 +119,35 @@ def pack(source: str) -> bytes:
     return buf.getvalue()
 
 
-def matches(workspace: str, pattern: str) -> list[tuple[str, str, bool]]:
+def matches(workspace: str, pattern: str, budget: Budget | None = None) -> list[tuple[str, str, bool]]:
     """What a glob matches in a workspace: (relative path, real path, inside), sorted.
 
-    ``inside`` is False when the real path (links resolved) leaves the
-    workspace, which untrusted code wrote: callers refuse those.
+    No symlinked directory is entered on the way (``globbing``); a matched
+    link is resolved, and ``inside`` is False when it leads out of the
+    workspace, which untrusted code wrote: callers refuse those. GlobStopped
+    when ``budget`` runs out.
     """
     root = os.path.realpath(workspace)
     found = []
-    for rel in sorted(glob.glob(pattern, root_dir=root, recursive=True)):
+    for rel in match(root, pattern, budget):
         real = os.path.realpath(os.path.join(root, rel))
         found.append((rel, real, real.startswith(root + os.sep)))
     return found
 
 
 def collect() -> list[str]:
-    """Remove the directories of jobs whose owner process died; their ids."""
+    """Remove the directories of jobs whose owner process died; their ids.
+
+    Run by every worker at start and by `sandbox gc` (a killed in-process
+    `sandbox submit` leaves one too).
+    """
     removed = []
     try:
         entries = list(jobs_dir().iterdir())
     except FileNotFoundError:
         return removed
     for path in entries:
-        if not _owner_alive(path / "owner"):
+        if state.owner_gone(path):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed
-
-
-def _owner_alive(owner_file: Path) -> bool:
-    try:
-        owner = json.loads(owner_file.read_text())
-    except FileNotFoundError:
-        return False  # never got an owner: a crash between mkdir and write
-    except (OSError, ValueError):
-        return True  # being written right now
-    return state.process_alive(owner.get("pid"), owner.get("start"))

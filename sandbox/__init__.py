@@ -20,6 +20,8 @@ from typing import Any
 from .errors import (BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound,
                      HostError, ImageError, ImageNotFound, LimitError, NetworkError, SandboxError,
                      SetupError, SpecError, StateError)
+from .hostlimits import capped as host_caps
+from .redact import redact_url
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
 
 #: Public names loaded on first use, and the module that holds each.
@@ -30,7 +32,7 @@ __all__ = [
     "SandboxSpec", "Limits", "Mount", "NetworkSpec", "Ulimit", "Sandbox", "run", "Result",
     "LogRecord", "SandboxError", "SpecError", "ImageError", "ImageNotFound", "HostError",
     "SetupError", "CommandNotFound", "CommandNotExecutable", "NetworkError", "StateError",
-    "LimitError", "BuildFileError", "BuildStepFailed", "build_image",
+    "LimitError", "BuildFileError", "BuildStepFailed", "build_image", "host_caps", "redact_url",
 ]
 __version__ = "0.1.0"
 

@@ -190,6 +190,9 @@ def check_rlimits() -> Check:
 
 
 def check_redis(url: str) -> Check:
+    from .redact import redact_url
+
+    shown = redact_url(url)
     try:
         import redis
 
@@ -197,8 +200,10 @@ def check_redis(url: str) -> Check:
     except ImportError:
         return Check("redis", False, "the redis package is not installed", "pip install redis")
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
-        return Check("redis", False, f"{url}: {exc}", "start redis-server or fix the URL")
-    return Check("redis", True, f"{url} answers")
+        fix = ("fix the password in the URL" if "auth" in type(exc).__name__.lower()
+               else "start redis-server or fix the URL")
+        return Check("redis", False, f"{shown}: {exc}", fix)
+    return Check("redis", True, f"{shown} answers")
 
 
 def run_checks(redis_url: str | None = None) -> Iterator[Check]:

@@ -41,13 +41,29 @@ class SandboxError(Exception):
 
 
 class SpecError(SandboxError, ValueError):
-    """A SandboxSpec field holds a value the engine cannot accept."""
+    """A SandboxSpec field holds a value the engine cannot accept.
 
-    def __init__(self, field: str, value: object, accepted: str) -> None:
-        super().__init__(f"invalid {field} {value!r}: expected {accepted}")
+    The message shows the value as the user wrote it (``shown``, or a plain
+    rendering of ``value``), never a Python repr of a tuple or dataclass.
+    """
+
+    def __init__(self, field: str, value: object, accepted: str, *, shown: str | None = None) -> None:
+        super().__init__(f"invalid {field} {shown if shown is not None else show(value)}: "
+                         f"expected {accepted}")
         self.field = field
         self.value = value
         self.accepted = accepted
+
+
+def show(value: object) -> str:
+    """A value as a user would have typed it: strings quoted, sequences space-separated."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " ".join(show(v) for v in value) or "(empty)"
+    return str(value)
 
 
 class ImageError(SandboxError):

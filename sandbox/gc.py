@@ -36,6 +36,8 @@ def remove(sdir: state.SandboxDir, record: state.Record | None, *, force: bool =
         raise StateError(f"sandbox {sdir.id} is running (owner pid {record.owner_pid})",
                          hint="use `sandbox rm -f` to kill it")
     if record is not None:
+        if record.owner_alive:
+            sdir.mark_removed()  # its owner then says why its run ended
         if record.cgroups:  # killing the cgroup kills the init, and so its pid namespace
             cgroup = host_cgroups().open(record.cgroups)
             cgroup.kill()

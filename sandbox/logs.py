@@ -107,9 +107,8 @@ class CallbackSink:
         pass
 
 
-#: After the limit, this much more is drained and counted before the pipes are
-#: closed, so a writer that never stops (``yes``) gets EPIPE instead of
-#: spinning a host core forever.
+#: After the limit, this much more is drained and counted; then the sandbox is
+#: killed, so a writer that never stops (``yes``) cannot spin a host core forever.
 DRAIN_ALLOWANCE = 64 << 20
 
 
@@ -117,7 +116,7 @@ class OutputLimiter:
     """Passes on the first ``limit`` bytes (both streams together), counts the rest.
 
     What comes after the limit is drained and counted up to DRAIN_ALLOWANCE
-    bytes; then ``exhausted`` is true and the reader closes the pipes.
+    bytes; then ``exhausted`` is true and the monitor kills the sandbox.
     """
 
     def __init__(self, limit: int | None) -> None:
@@ -128,7 +127,7 @@ class OutputLimiter:
 
     @property
     def exhausted(self) -> bool:
-        """True once the drained excess passed the allowance: stop reading."""
+        """True once the drained excess passed the allowance: end the sandbox."""
         return self.truncated and sum(self.total.values()) - self.kept > DRAIN_ALLOWANCE
 
     def admit(self, stream: str, data: bytes) -> bytes:

@@ -60,6 +60,7 @@ class Monitor:
         self.command_started_at: float | None = None
         self.ended_at: float | None = None
         self.timed_out = False
+        self.output_killed = False
         self.killed = False
         self.sink_error: BaseException | None = None
         self._status_buf = b""
@@ -215,8 +216,9 @@ class Monitor:
             self._on_status(data)
             return True
         kept = self.limiter.admit(self.streams[fd], data)
-        if self.limiter.exhausted:
-            return False
+        if self.limiter.exhausted and not self.output_killed:
+            self.output_killed = True  # a limit like the others: kill, then read to EOF
+            self.kill()
         if kept:
             record = LogRecord(self.streams[fd], time.time(), kept)
             for sink in list(self.sinks):

@@ -6,6 +6,7 @@ import signal as _signal
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .logs import DRAIN_ALLOWANCE
 from .units import format_duration, format_size
 
 
@@ -15,7 +16,13 @@ class Result:
 
     ``exit_code`` is the command's exit status, or 128+N when signal N ended
     it (as shells and Docker report it). ``cause`` is one of ``exited``,
-    ``signaled``, ``oom_killed``, ``timed_out``.
+    ``signaled``, ``oom_killed``, ``timed_out``, ``output_limit``, ``removed``.
+
+    Output: the first ``limits["output"]`` bytes of both streams together are
+    kept, the rest counted and dropped (``output_truncated``); the command runs
+    on. One that writes DRAIN_ALLOWANCE (64 MiB) more is killed like by any
+    other limit (``output_killed``, exit 137). ``removed``: another process
+    removed the running sandbox (`sandbox rm -f`).
     """
 
     id: str
@@ -29,6 +36,8 @@ class Result:
     timed_out: bool = False
     oom_killed: bool = False
     output_truncated: bool = False
+    output_killed: bool = False
+    removed: bool = False
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     peak_memory: int | None = None
@@ -50,6 +59,10 @@ class Result:
             return "timed_out"
         if self.oom_killed:
             return "oom_killed"
+        if self.output_killed:
+            return "output_limit"
+        if self.removed:
+            return "removed"
         return "signaled" if self.signal else "exited"
 
     @property
@@ -69,8 +82,14 @@ class Result:
             peak = format_size(self.peak_memory) if self.peak_memory else "unknown"
             return (f"killed: memory limit {format_size(self.limits.get('memory'))} exceeded "
                     f"(peak {peak})")
+        if self.removed:
+            return "killed: removed by `sandbox rm` while it ran"
+        total = self.stdout_bytes + self.stderr_bytes
+        if self.output_killed:
+            return (f"killed: output limit {format_size(self.limits.get('output'))} exceeded "
+                    f"by more than {format_size(DRAIN_ALLOWANCE)} (kept the first "
+                    f"{format_size(self.limits.get('output'))} of {format_size(total)})")
         if self.output_truncated:
-            total = self.stdout_bytes + self.stderr_bytes
             return (f"output truncated: kept the first {format_size(self.limits.get('output'))} "
                     f"of {format_size(total)}")
         if self.pids_limited:

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 from . import images, state
 from .cgroups import Cgroup, CgroupStats, host_cgroups
 from .errors import SandboxError, SetupError, StateError
+from .hostlimits import check as check_host_limits
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
 from .planner import build_plan, command_of, resolve_ids
@@ -92,6 +93,7 @@ class Sandbox:
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
         self._created_at = time.time()
+        check_host_limits(self.spec.limits)
         with images.writing():  # the image cannot be swept until the record names it
             image = images.get(self.spec.image)
             command_of(self.spec, image)  # no command and no CMD: refused before anything exists
@@ -255,7 +257,8 @@ class Sandbox:
         self._result = self._make_result()
         self.state = "exited"
         if self._monitor.sink_error is not None:
-            raise SandboxError(f"output handler failed: {self._monitor.sink_error!r}; "
+            error = self._monitor.sink_error
+            raise SandboxError(f"output handler failed: {type(error).__name__}: {error}; "
                                "the sandbox was killed") from self._monitor.sink_error
         return self._result
 
@@ -278,7 +281,8 @@ class Sandbox:
             started_at=started, ended_at=ended, duration=max(ended - started, 0.0),
             stdout=self._memory.data("stdout"), stderr=self._memory.data("stderr"),
             timed_out=mon.timed_out, oom_killed=bool(stats and stats.oom_kills),
-            output_truncated=mon.limiter.truncated,
+            output_truncated=mon.limiter.truncated, output_killed=mon.output_killed,
+            removed=self._removed_by_another(code),
             stdout_bytes=mon.limiter.total["stdout"], stderr_bytes=mon.limiter.total["stderr"],
             peak_memory=stats.peak_memory if stats else None,
             cpu_time=stats.cpu_total if stats else None,
@@ -290,6 +294,12 @@ class Sandbox:
             limits={"memory": limits.memory, "timeout": limits.timeout, "output": limits.output,
                     "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk},
         )
+
+    def _removed_by_another(self, code: int) -> bool:
+        """True when `sandbox rm -f` ended it: its marker is there, or the state dir is gone."""
+        if code != -signal.SIGKILL and code != 128 + signal.SIGKILL:
+            return False
+        return self.dir.removed_by_another() or not self.dir.path.exists()
 
     def destroy(self) -> None:
         """Undo everything create() and start() did, in reverse; idempotent."""

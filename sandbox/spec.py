@@ -8,6 +8,7 @@ and are normalised to bytes and seconds.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -33,6 +34,10 @@ _USER_RE = re.compile(r"^([A-Za-z0-9_.-]+)(?::([A-Za-z0-9_.-]+))?$")
 _CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Container paths every sandbox mounts itself: a bind over one would break the sandbox.
+OWN_MOUNTS = ("/", "/dev", "/proc", "/sys")
+#: The largest uid or gid (4294967295 is -1, "no change", to the kernel).
+MAX_ID = 0xFFFFFFFE
 
 
 def _set(obj: object, name: str, value: object) -> None:
@@ -54,10 +59,14 @@ class Mount:
             raise SpecError("mount source", self.source, "an existing host path")
         if not isinstance(self.target, str) or not self.target.startswith("/"):
             raise SpecError("mount target", self.target, "an absolute container path")
-        if ".." in self.target.split("/") or self.target == "/":
+        if ".." in self.target.split("/"):
             raise SpecError("mount target", self.target, "a container path below / without '..'")
+        target = os.path.normpath(self.target).replace("//", "/")
+        if target in OWN_MOUNTS:
+            raise SpecError("mount target", self.target, "a path other than /, /dev, /proc and "
+                            "/sys, which every sandbox mounts itself")
         _set(self, "source", os.path.realpath(self.source))
-        _set(self, "target", os.path.normpath(self.target))
+        _set(self, "target", target)
 
     @classmethod
     def parse(cls, text: str) -> "Mount":
@@ -66,8 +75,9 @@ class Mount:
         mode = "ro"
         if len(parts) == 3:
             mode = parts.pop()
-        if len(parts) != 2 or mode not in ("ro", "rw"):
-            raise SpecError("volume", text, "SRC:DST, SRC:DST:ro or SRC:DST:rw")
+        if len(parts) != 2 or mode not in ("ro", "rw") or not all(parts):
+            raise SpecError("volume", text, "SRC:DST, SRC:DST:ro or SRC:DST:rw, with a host "
+                            "path SRC and a container path DST")
         return cls(os.path.abspath(parts[0]), parts[1], read_only=(mode == "ro"))
 
 
@@ -144,7 +154,7 @@ def _parse_cpus(value: object) -> float | None:
         cpus = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise SpecError("cpus", value, accepted) from None
-    if cpus < 0 or cpus != cpus or isinstance(value, bool):
+    if cpus < 0 or not math.isfinite(cpus) or isinstance(value, bool):
         raise SpecError("cpus", value, accepted)
     if 0 < cpus < 0.01:
         raise SpecError("cpus", value, "at least 0.01")
@@ -157,7 +167,7 @@ def _parse_pids(value: object) -> int | None:
         return None
     try:
         pids = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SpecError("pids", value, accepted) from None
     if pids < 0 or isinstance(value, bool):
         raise SpecError("pids", value, accepted)
@@ -170,6 +180,9 @@ class Publish:
 
     host_port: int
     port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_port}:{self.port}"
 
     @classmethod
     def parse(cls, text: str) -> "Publish":
@@ -205,10 +218,17 @@ class NetworkSpec:
             raise SpecError("network alias", self.alias, "a host name like db or web-1")
         publish = tuple(p if isinstance(p, Publish) else Publish.parse(p) for p in self.publish)
         _set(self, "publish", publish)
+        needs = "--network bridge or a named network"
         if self.egress and self.mode in ("none", "host"):
-            raise SpecError("egress", self.egress, "only with a bridge or named network")
+            raise SpecError("egress", self.egress, needs, shown=f"on network {self.mode}")
         if self.publish and self.mode in ("none", "host"):
-            raise SpecError("publish", self.publish, "only with a bridge or named network")
+            raise SpecError("publish", self.publish, needs,
+                            shown=f"{' '.join(map(str, publish))} on network {self.mode}")
+        ports = [p.host_port for p in publish]
+        for port in ports:
+            if ports.count(port) > 1:
+                raise SpecError("publish", self.publish, "each host port at most once",
+                                shown=" ".join(str(p) for p in publish if p.host_port == port))
 
     @property
     def isolated(self) -> bool:
@@ -249,15 +269,14 @@ class SandboxSpec:
             raise SpecError("workdir", self.workdir, "an absolute container path")
         if self.user is not None and not isinstance(self.user, str):
             _set(self, "user", str(self.user))
-        if self.user is not None and not _USER_RE.match(self.user):
-            raise SpecError("user", self.user, "UID[:GID] or NAME[:GROUP]")
+        if self.user is not None:
+            check_user(self.user)
         if self.upper_dir is not None and (not isinstance(self.upper_dir, str)
                                            or not self.upper_dir.startswith("/")):
             raise SpecError("upper_dir", self.upper_dir, "an absolute host path")
         if not isinstance(self.hostname, str) or not _HOSTNAME_RE.match(self.hostname):
             raise SpecError("hostname", self.hostname, "letters, digits and '-', at most 63")
-        if self.name is not None and not _NAME_RE.match(self.name):
-            raise SpecError("name", self.name, "letters, digits, '_', '.', '-', at most 63")
+        check_name(self.name)
         _set(self, "mounts", _check_mounts(self.mounts))
         if isinstance(self.limits, Mapping):
             _set(self, "limits", Limits(**self.limits))
@@ -282,6 +301,23 @@ class SandboxSpec:
         return out
 
 
+def check_name(name: object) -> None:
+    """A sandbox name: letters, digits, '_', '.', '-' (None: no name)."""
+    if name is not None and (not isinstance(name, str) or not _NAME_RE.match(name)):
+        raise SpecError("name", name, "letters, digits, '_', '.', '-', at most 63, "
+                        "starting with a letter or digit")
+
+
+def check_user(user: str) -> None:
+    """``UID[:GID]`` or ``NAME[:GROUP]``, numeric ids in the kernel's range."""
+    accepted = f"UID[:GID] or NAME[:GROUP], numeric ids from 0 to {MAX_ID}"
+    match = _USER_RE.match(user)
+    if not match:
+        raise SpecError("user", user, accepted)
+    if any(part and part.isdigit() and int(part) > MAX_ID for part in match.groups()):
+        raise SpecError("user", user, accepted)
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
@@ -298,9 +334,12 @@ def _check_command(command: object) -> tuple[str, ...]:
     try:
         args = tuple(command)  # type: ignore[arg-type]
     except TypeError:
-        raise SpecError("command", command, "a list of strings") from None
-    if not all(isinstance(a, str) for a in args) or (args and not args[0]):
+        raise SpecError("command", command, "a list of strings (empty: the image's CMD)") from None
+    if not all(isinstance(a, str) for a in args):
         raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
+    if args and not args[0]:
+        raise SpecError("command", command, "a program to run as its first word, "
+                        "e.g. busybox -- sh -c 'echo hi'")
     if any("\0" in a for a in args):
         raise SpecError("command", command, "arguments without NUL bytes")
     return args

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from .errors import StateError
 from .linux.proc import own_start_time, process_alive, process_start_time  # noqa: F401 - re-exported
 
 RECORD_NAME = "record.json"
+#: What a sandbox id or name may look like (spec names and hex ids): never a path.
+_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+REMOVED_NAME = "removed"
 
 
 def lib_dir() -> Path:
@@ -115,6 +119,16 @@ class SandboxDir:
         except (ValueError, TypeError) as exc:
             raise StateError(f"unreadable record for sandbox {self.id}: {exc}") from exc
 
+    def mark_removed(self) -> None:
+        """Say, before killing it, that another process removes this sandbox (`sandbox rm -f`)."""
+        try:
+            (self.path / REMOVED_NAME).write_text(str(os.getpid()))
+        except FileNotFoundError:
+            pass
+
+    def removed_by_another(self) -> bool:
+        return (self.path / REMOVED_NAME).exists()
+
     def remove(self) -> None:
         """Remove the directory and the files in it."""
         path = str(self.path)
@@ -162,10 +176,20 @@ def release_name(name: str | None, sandbox_id: str) -> None:
 
 
 def resolve(ref: str) -> SandboxDir:
-    """The sandbox with this id, unique id prefix or name."""
+    """The sandbox with this id, unique id prefix or name.
+
+    ``ref`` comes from a command line (or a request): anything but an id or a
+    name is no sandbox, never a path (`sandbox rm -f ../../x` removed the files
+    of a directory outside the state root).
+    """
+    if not _REF_RE.match(ref or ""):
+        raise StateError(f"no such sandbox: {ref!r}",
+                         hint="give an id, an id prefix or a name, as `sandbox ps` lists them")
     link = names_dir() / ref
     if link.is_symlink():
         ref = os.readlink(link)
+        if not _REF_RE.match(ref):
+            raise StateError(f"the name {link.name!r} points at {ref!r}, which is no sandbox id")
     if (sandboxes_dir() / ref).is_dir():
         return SandboxDir(ref)
     matches = [d for d in list_ids() if d.startswith(ref)] if ref else []
@@ -205,6 +229,35 @@ def new_record(sandbox_id: str, spec: Any, image_id: str | None = None) -> Recor
         owner_pid=os.getpid(),
         owner_start=own_start_time(),
     )
+
+
+#: A work directory that does not (yet) name its owner is left alone this long.
+OWNER_GRACE = 30.0
+
+
+def write_owner(directory: Path, name: str = "owner") -> None:
+    """Name this process (pid and start time) as the owner of ``directory``, for gc."""
+    owner = {"pid": os.getpid(), "start": own_start_time()}
+    (directory / name).write_text(json.dumps(owner))
+
+
+def owner_gone(directory: Path, name: str = "owner", *, now: float | None = None) -> bool:
+    """True when the process that owns ``directory`` is dead: its work there can go.
+
+    A directory without an owner file is taken as dead once older than
+    OWNER_GRACE (its maker may be between mkdir and writing the file).
+    """
+    try:
+        owner = json.loads((directory / name).read_text())
+    except FileNotFoundError:
+        try:
+            age = (now or time.time()) - os.stat(directory).st_mtime
+        except FileNotFoundError:
+            return False
+        return age > OWNER_GRACE
+    except (OSError, ValueError):
+        return False  # being written right now
+    return not process_alive(owner.get("pid"), owner.get("start"))
 
 
 def _unlink_quiet(path: Path) -> None:

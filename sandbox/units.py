@@ -7,6 +7,7 @@ durations like ``30s``, ``10m`` or ``1h30m``. ``0`` and ``none`` mean
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import SpecError
@@ -30,7 +31,7 @@ def parse_size(field: str, value: object, *, allow_unlimited: bool = True) -> in
     if isinstance(value, bool):
         raise SpecError(field, value, SIZE_ACCEPTED)
     if isinstance(value, (int, float)):
-        if value < 0:
+        if value < 0 or not math.isfinite(value):
             raise SpecError(field, value, SIZE_ACCEPTED)
         if value == 0:
             if allow_unlimited:
@@ -57,7 +58,7 @@ def parse_duration(field: str, value: object) -> float | None:
     if isinstance(value, bool):
         raise SpecError(field, value, DURATION_ACCEPTED)
     if isinstance(value, (int, float)):
-        if value < 0:
+        if value < 0 or not math.isfinite(value):
             raise SpecError(field, value, DURATION_ACCEPTED)
         return float(value) or None
     if isinstance(value, str):
@@ -71,7 +72,7 @@ def parse_duration(field: str, value: object) -> float | None:
             if not parts or "".join(n + u for n, u in parts) != text:
                 raise SpecError(field, value, DURATION_ACCEPTED) from None
             seconds = sum(float(n) * _DUR_MULT[u] for n, u in parts)
-        if seconds < 0:
+        if seconds < 0 or not math.isfinite(seconds):
             raise SpecError(field, value, DURATION_ACCEPTED)
         return seconds or None
     raise SpecError(field, value, DURATION_ACCEPTED)
@@ -89,11 +90,17 @@ def format_size(n: int | None) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``1.5s`` / ``2m30s`` style text for messages."""
+    """``250ms`` / ``1.5s`` / ``12s`` / ``2m30s`` style text for messages, rounded to two
+    significant digits under a minute.
+
+    A job step's time limit is what is left of the job's (1.99873 s): it is
+    shown as 2s, never with every digit.
+    """
     if seconds is None:
         return "unlimited"
-    if seconds < 60:
-        return f"{seconds:g}s"
+    if seconds < 59.5:
+        seconds = float(f"{seconds:.2g}")  # two significant digits
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     text = f"{hours}h" if hours else ""

@@ -76,21 +76,23 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway redis-server on a free loopback port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
         self.port = port or free_port()
+        self.password = password
         self.dir = tempfile.mkdtemp(prefix="sandbox-redis-")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
+        auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir], stdout=subprocess.DEVNULL)
+             "--appendonly", "no", "--dir", self.dir, *auth], stdout=subprocess.DEVNULL)
         import redis
 
         for _ in range(200):
             try:
-                redis.Redis(port=self.port).ping()
+                redis.Redis(port=self.port, password=self.password).ping()
                 return self
             except redis.ConnectionError:
                 time.sleep(0.02)

@@ -65,3 +65,19 @@ def test_a_queued_job_builds_from_its_workspace_on_the_worker(redis_url, queue, 
     assert result.status == "passed", result.error
     out = [e.data for e in events if e.kind == "out" and e.step == "use"]
     assert b"".join(out) == b"from the workspace\nfrom the workspace\n"
+
+
+def test_a_queued_job_builds_only_a_sandboxfile_of_its_workspace(redis_url, queue, workers, tmp_path):
+    workers.start()
+    (tmp_path / "Sandboxfile").write_text("FROM busybox\n")
+    (spec,) = load_job_file(job_file(tmp_path, """
+        name = "outside"
+        workspace = "ws"
+        build = "Sandboxfile"
+        [[steps]]
+        name = "never"
+        run = "true"
+    """, {"data.txt": "x"}))
+    result = run_job(spec, redis=redis_url, queue=queue, timeout=120)
+    assert result.status == "error" and "not in the job's workspace" in result.error
+    assert run_job(spec).status == "passed"  # here, the submitter's own file is fine

@@ -27,7 +27,7 @@ def test_totals_failures_by_name_and_the_headline(tmp_path):
     report(tmp_path, "r.xml", extra='<testcase classname="tests.test_a" name="test_ok2" time="0"/>')
     junit = parse_reports(str(tmp_path), ["r.xml"])
     assert (junit.tests, junit.failures, junit.errors, junit.skipped, junit.passed) == (4, 1, 0, 1, 2)
-    assert junit.headline() == "1 failed, 1 skipped, 2 passed in 1.5s"
+    assert junit.headline() == "1 failed, 1 skipped, 2 passed in 1.50s"
     (bad,) = junit.bad_cases
     assert bad.nodeid == "tests.test_a::test_bad"
     assert bad.message == "AssertionError: assert 1 == 2" and "assert 1 == 2" in bad.text
@@ -39,7 +39,7 @@ def test_reports_are_merged(tmp_path):
     report(tmp_path, "b.xml", time="2", extra=err)
     junit = parse_reports(str(tmp_path), ["*.xml"])
     assert junit.files == ("a.xml", "b.xml")
-    assert junit.headline() == "2 failed, 1 error, 2 skipped, 2 passed in 3.5s"
+    assert junit.headline() == "2 failed, 1 error, 2 skipped, 2 passed in 3.50s"
 
 
 def test_a_missing_report_is_a_problem_not_an_exception(tmp_path):

@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "worker", help="run workers that execute queued jobs",
         description="Take jobs from the queue (Redis + RQ) and run each in sandboxes, "
         "streaming their logs back. Removes what crashed workers left on this machine "
-        "at start; retries its Redis connection with backoff.")
+        "at start; retries an unreachable Redis with backoff; a Redis that refuses the "
+        "URL's password ends it (status 125).")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
     p.add_argument("--queue", action="append", metavar="NAME",
                    help="queue to take jobs from, in priority order (default: default)")
@@ -18,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes to run (default 1)")
     p.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     p.add_argument("--name", help="worker name (default: RQ's)")
+    p.add_argument("--no-cleanup", action="store_true", help=argparse.SUPPRESS)  # a supervisor did it
     p.set_defaults(handler=handle)
 
 
@@ -35,6 +37,5 @@ def handle(args: argparse.Namespace) -> int:
     queues = args.queue or [DEFAULT_QUEUE]
     configure_logging()
     if args.concurrency > 1:
-        argv = ["--redis", url, *[a for q in queues for a in ("--queue", q)]]
-        return supervise(argv + (["--burst"] if args.burst else []), args.concurrency)
-    return serve(url, queues, burst=args.burst, name=args.name)
+        return supervise(url, queues, burst=args.burst, concurrency=args.concurrency)
+    return serve(url, queues, burst=args.burst, name=args.name, cleanup=not args.no_cleanup)

@@ -5,7 +5,12 @@ itself, no fork per job. The sandbox already isolates the job's code, so
 RQ's fork buys nothing but cost (bench/jobs.py measures both), and the
 worker runs threads (lease renewal, the reaper) that must not be forked.
 
-``--concurrency N`` starts N such processes and supervises them.
+``--concurrency N`` starts N such processes and supervises them: it cleans
+up after crashes once, for all of them, and hands them the Redis URL in the
+environment, never on a command line every user can read in ps(1). Every
+message names the URL redacted (``redis://:***@host``). A Redis that refuses
+the URL's password ends the worker (retrying cannot help); one that cannot be
+reached is retried with backoff.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from sandbox import redact_url
 
 log = logging.getLogger("sandbox.worker")
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
@@ -37,9 +44,18 @@ def cleanup_host() -> None:
         log.info("gc: removed the directory of job %s left by a dead worker", job_id)
 
 
-def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None = None) -> int:
-    """Run one RQ SimpleWorker until stopped (or the queues are empty, with burst)."""
-    cleanup_host()
+def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None = None,
+          cleanup: bool = True) -> int:
+    """Run one RQ SimpleWorker until stopped (or the queues are empty, with burst).
+
+    QueueAuthFailed (raised) when Redis refuses the URL's credentials.
+    ``cleanup``: False when a supervisor has already cleaned up for it.
+    """
+    from jobs.client import is_auth_error
+    from jobs.errors import QueueAuthFailed, QueueUnavailable
+
+    if cleanup:
+        cleanup_host()
     _start_reaper(url)
     delay = BACKOFF_START
     while True:
@@ -53,7 +69,10 @@ def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None 
                 return 0
             log.warning("worker %s stopped unexpectedly; starting again", worker.name)
         except _connection_errors() as exc:
-            log.warning("Redis at %s unreachable (%s); retrying in %.1fs", url, exc, delay)
+            if is_auth_error(exc):  # refused mid-run (the password changed): as at the start
+                raise QueueAuthFailed(url, exc) from exc
+            why = exc.__cause__ if isinstance(exc, QueueUnavailable) else exc
+            log.warning("Redis at %s unreachable (%s); retrying in %.1fs", redact_url(url), why, delay)
         time.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -67,13 +86,34 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 def _make_worker(url: str, queues: list[str], name: str | None):
-    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     from jobs.client import connect
 
     conn = connect(url)
-    return SimpleWorker(queues, connection=conn, serializer=JSONSerializer, name=name)
+    return _worker_class()(queues, connection=conn, serializer=JSONSerializer, name=name)
+
+
+def _worker_class() -> type:
+    """RQ's SimpleWorker, stopping its pubsub thread without waiting for it.
+
+    RQ's thread waits for messages in 60-second sleeps, and redis-py 7+'s
+    stop() joins it: a worker's exit (--burst, SIGTERM) took up to a minute.
+    The thread is a daemon; it ends with the process.
+    """
+    from rq import SimpleWorker
+
+    class Worker(SimpleWorker):
+        def unsubscribe(self) -> None:
+            thread = self.pubsub_thread
+            if thread:
+                self.pubsub.unsubscribe()
+                try:
+                    thread.stop(timeout=0.1)
+                except TypeError:  # redis-py before 7: stop() does not wait
+                    thread.stop()
+
+    return Worker
 
 
 def _start_reaper(url: str) -> None:
@@ -99,19 +139,43 @@ def _start_reaper(url: str) -> None:
     threading.Thread(target=loop, name="reaper", daemon=True).start()
 
 
-def supervise(argv: list[str], concurrency: int) -> int:
-    """Start ``concurrency`` single worker processes; forward SIGINT/SIGTERM; the worst status."""
-    procs = [subprocess.Popen([sys.executable, "-m", "sandbox", "worker", *argv, "--concurrency", "1"])
-             for _ in range(concurrency)]
+def supervise(url: str, queues: list[str], *, burst: bool, concurrency: int) -> int:
+    """Start ``concurrency`` single worker processes; forward SIGINT/SIGTERM; the worst status.
+
+    Cleans up once for all of them (each would log the same lines again),
+    and refuses a URL whose password Redis refuses before starting any.
+    The URL goes to them in SANDBOX_REDIS_URL, not on their command lines.
+    """
+    from jobs.client import connect
+    from jobs.errors import QueueUnavailable
+
+    try:
+        connect(url).close()
+    except QueueUnavailable:
+        pass  # each worker retries with backoff, and says so
+    cleanup_host()
+    argv = [a for q in queues for a in ("--queue", q)] + (["--burst"] if burst else [])
+    env = dict(os.environ, SANDBOX_REDIS_URL=url)
+    procs: list[subprocess.Popen] = []
+    received: list[int] = []
 
     def forward(signum, _frame) -> None:
+        received.append(signum)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
+    # before the first child: a signal meanwhile would end this process and orphan them
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return max(proc.wait() for proc in procs)
+    for _ in range(concurrency):
+        if received:
+            break
+        procs.append(subprocess.Popen([sys.executable, "-m", "sandbox", "worker", *argv,
+                                       "--concurrency", "1", "--no-cleanup"], env=env))
+        if received:  # it came while this one was being started
+            procs[-1].send_signal(received[0])
+    return max((proc.wait() for proc in procs), default=128 + received[0] if received else 0)
 
 
 def configure_logging() -> None:

@@ -9,6 +9,7 @@ timeout, a shutdown signal, a bug), the job ends with a verdict and an `eof`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -37,6 +38,8 @@ def run(job_id: str) -> str:
     if claimed is None:
         return "skipped: cancelled before it started"
     spec, packed = claimed
+    if packed is None and spec.workspace:  # submit() packs every workspace: this one is forged
+        spec = dataclasses.replace(spec, workspace=None)  # never copy a host directory of the worker
     job_log = JobLog(RedisLogSink(conn, job_id))
     with LEASES.hold(conn, job_id, worker) as cancel:
         try:
@@ -44,8 +47,8 @@ def run(job_id: str) -> str:
                                  packed_workspace=packed, worker=worker,
                                  store_artifacts=functools.partial(store.save_artifacts, conn))
         except BaseException as exc:
-            store.end_unrun(conn, job_id, ERROR, f"the worker failed running it: {exc!r}",
-                            (RUNNING,))
+            store.end_unrun(conn, job_id, ERROR, "the worker failed running it: "
+                            f"{type(exc).__name__}: {exc}", (RUNNING,))
             raise
     if not store.finish(conn, result, seq=job_log.seq + 1):
         log.warning("job %s was ended by someone else before it finished", job_id)

@@ -23,7 +23,7 @@ import pytest
 import redis
 from jobs.client import DEFAULT_QUEUE
 
-from sandbox import SpecError
+from sandbox import SpecError, redact_url
 
 from .. import crash
 from . import Outcome
@@ -37,14 +37,16 @@ class QueueRunner:
 
     def __init__(self, config, url: str, *, queue: str | None = None) -> None:
         self.config = config
-        self.url = url
+        self.url = redact_url(url)  # for messages: never the password
         self.queue = queue or DEFAULT_QUEUE
         try:
             self.conn = jobs.connect(url)
+        except jobs.QueueAuthFailed as exc:
+            raise pytest.UsageError(f"--sandbox-redis: {exc}") from exc
         except jobs.QueueUnavailable as exc:
             raise pytest.UsageError(
                 f"--sandbox-redis: {exc.message.rstrip('.')}; start Redis there (and `sandbox worker "
-                f"--redis {url}`), or run without --sandbox-redis to sandbox marked tests "
+                f"--redis {self.url}`), or run without --sandbox-redis to sandbox marked tests "
                 "on this host") from exc
         self.jobs: dict = {}  # item -> the id of its job, until its result is in
         self.problems: dict = {}  # item -> why its job could not be submitted

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=rm)
     p = sub.add_parser("gc", help="remove what crashed processes left behind",
                        description="Remove sandboxes whose owner died, stray cgroups and "
-                       "network links. Safe to run any time; workers run it at start.")
+                       "network links, half-made images of killed imports and the job "
+                       "directories of killed workers and `sandbox submit`s. Safe to run any "
+                       "time; workers run it at start.")
     p.set_defaults(handler=gc)
 
 
@@ -113,10 +115,23 @@ def rm(args: argparse.Namespace) -> int:
     return status
 
 
+#: Packages built on the engine whose leftovers gc removes too, imported if installed:
+#: (module with ``collect() -> list of ids``, what an id names).
+GC_EXTENSIONS = (("jobs.workspace", "job directory"),)
+
+
 def gc(args: argparse.Namespace) -> int:
+    import importlib
+
     from .. import gc as gc_mod
 
     report = gc_mod.collect()
+    for module, what in GC_EXTENSIONS:
+        try:
+            collect = importlib.import_module(module).collect
+        except ModuleNotFoundError:
+            continue
+        report.removed += [f"{what} {item}" for item in collect()]
     for item in report.removed:
         print(f"removed {item}")
     for err in report.errors:

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--name", help="a unique name for `sandbox ps/logs/rm` and networks")
     g.add_argument("--hostname", default="sandbox", help="host name inside (default: sandbox)")
     g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="set an environment variable (KEY alone copies it from here)")
+                   help="set an environment variable (KEY alone copies it from here, "
+                   "if it is set here)")
     g.add_argument("-w", "--workdir", default=None,
                    help="working directory inside, made if missing (default: the image's, or /)")
     g.add_argument("-u", "--user", default=None,
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def spec_from_args(args: argparse.Namespace):
     """The SandboxSpec the flags describe (SpecError on bad values)."""
     from ..linux.caps import CAPABILITIES
-    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec
+    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec, check_name
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -73,7 +74,11 @@ def spec_from_args(args: argparse.Namespace):
     env = {}
     for item in args.env:
         key, sep, value = item.partition("=")
-        env[key] = value if sep else os.environ.get(key, "")
+        if sep:
+            env[key] = value
+        elif key in os.environ:  # as Docker: a KEY unset here is left out
+            env[key] = os.environ[key]
+    check_name(args.name)  # before it is used as the network alias, so the error names --name
     caps = None
     if args.cap_drop or args.cap_add:
         drop = {c.upper().removeprefix("CAP_") for c in args.cap_drop}
@@ -108,6 +113,10 @@ def handle(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(spec)
 
+    from ..hostlimits import capped
+
+    for note in capped(spec.limits):
+        print(f"sandbox: note: {note}", file=sys.stderr)
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
     received: list[int] = []
 

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import os
 
-from .builtin import BUILTIN, host_image
+from . import stored as _stored
+from .builtin import BUILTIN, BUSYBOX_REFS, ensure_busybox, host_image
 from .cache import get as cache_get, put as cache_put
 from .layers import Layer, layer_from_tar
 from .layout import writing
@@ -49,7 +50,7 @@ from .oci import ImageConfig
 from .pack import layer_from_directory, layer_from_upper
 from .reference import Reference, parse_reference
 from .remove import PruneReport, prune, remove_image
-from .stored import StoredImage, list_images, lookup, tag_image, write_image
+from .stored import StoredImage, list_images, write_image
 
 __all__ = [
     "Image", "ImageConfig", "Layer", "StoredImage", "Reference", "PruneReport", "get", "lookup",
@@ -66,6 +67,20 @@ def get(ref: str) -> Image:
     from .engine import engine_image
 
     return engine_image(ref)
+
+
+def lookup(ref: str) -> StoredImage:
+    """The stored image ``ref`` names (``busybox`` made on first use); ImageNotFound if none."""
+    if ref in BUSYBOX_REFS:
+        ensure_busybox()
+    return _stored.lookup(ref)
+
+
+def tag_image(source: str, target: str) -> StoredImage:
+    """Point ``target`` (NAME[:TAG]) at the image ``source`` names."""
+    if source in BUSYBOX_REFS:
+        ensure_busybox()
+    return _stored.tag_image(source, target)
 
 
 def import_image(source: str, ref: str, *, replace: bool = False) -> StoredImage:

@@ -29,6 +29,8 @@ from .model import Image
 from .oci import ImageConfig
 
 BUILTIN = ("busybox", "host")
+#: The references that name the built-in busybox image.
+BUSYBOX_REFS = ("busybox", "busybox:latest")
 
 #: Host directories the ``host`` image shows, writable through an overlay, when they exist.
 HOST_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")

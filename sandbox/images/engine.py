@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from . import layout
-from .builtin import host_image
+from .builtin import BUSYBOX_REFS, ensure_busybox, host_image
 from .layers import short_link, unpacked_size
 from .legacy import migrate_if_needed
 from .model import Image
@@ -25,6 +25,8 @@ def engine_image(ref: str) -> Image:
     cached = _CACHE.get(ref)
     if cached and cached[0] == seen and os.path.isdir(cached[1].layers[0]):
         return cached[1]
+    if ref in BUSYBOX_REFS:
+        ensure_busybox()
     stored = lookup(ref)
     ensure_unpacked(stored)
     image = to_image(stored, ref)

@@ -88,14 +88,7 @@ def list_images() -> list[StoredImage]:
 
 
 def lookup(text: str | Reference) -> StoredImage:
-    """The stored image a reference names: ``NAME[:TAG]``, ``NAME@DIGEST``, or an id (prefix).
-
-    ``busybox`` is made on first use.
-    """
-    if text in ("busybox", "busybox:latest"):
-        from .builtin import ensure_busybox
-
-        ensure_busybox()
+    """The stored image a reference names: ``NAME[:TAG]``, ``NAME@DIGEST``, or an id (prefix)."""
     ref = text if isinstance(text, Reference) else _parse_or_id(text)
     tags = refs.read_index()
     if isinstance(ref, str):  # an image id or a unique prefix of one

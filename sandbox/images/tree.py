@@ -16,23 +16,29 @@ import stat
 import tarfile
 
 from ..linux.files import open_dir_beneath
-from .unpack import Target, UnpackError, apply_entry
+from .unpack import Target, UnpackError
+from .unpack import apply_entry as _apply_member
 
 _TYPES = {stat.S_IFDIR: tarfile.DIRTYPE, stat.S_IFREG: tarfile.REGTYPE, stat.S_IFLNK: tarfile.SYMTYPE,
           stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE}
 
 
-def walk_directory(source_fd: int, target: Target) -> None:
-    """Apply every entry of the tree open at ``source_fd``, parents before children."""
+def walk_directory(source_fd: int, target: Target, *, exclude: tuple[str, ...] = ()) -> None:
+    """Apply every entry of the tree open at ``source_fd``, parents before children.
+
+    ``exclude``: names left out wherever they are (with all below them).
+    """
     device = os.fstat(source_fd).st_dev
     links: dict[tuple[int, int], str] = {}
     pending = [""]
     while pending:
         prefix = pending.pop()
         for name, st in _read_source(prefix or ".", _entries, source_fd, prefix):
+            if name.rpartition("/")[2] in exclude:
+                continue
             if (st.st_dev, st.st_ino) == target.root_id:
                 raise UnpackError(name, "is the image being made (the source holds the image store)",
-                                  "a directory outside the image store")
+                                  "a directory outside the image store", label="entry")
             if stat.S_IFMT(st.st_mode) not in _TYPES:
                 continue  # a socket: as tar, left out
             info = _member(name, st)
@@ -48,12 +54,22 @@ def walk_directory(source_fd: int, target: Target) -> None:
                 apply_entry(target, info)
 
 
+def apply_entry(target: Target, info: tarfile.TarInfo, data=None) -> None:
+    """``unpack.apply_entry``, its refusals naming a directory entry, not an archive member."""
+    try:
+        _apply_member(target, info, data)
+    except UnpackError as exc:
+        if exc.member is None:
+            raise
+        raise UnpackError(exc.member, exc.problem, exc.accepted, label="entry") from None
+
+
 def _read_source(name: str, read, *args):
     """``read(*args)``, an OSError on the source side made an UnpackError naming ``name``."""
     try:
         return read(*args)
     except OSError as exc:
-        raise UnpackError(name, f"cannot read it: {exc.strerror or exc}") from None
+        raise UnpackError(name, f"cannot read it: {exc.strerror or exc}", label="entry") from None
 
 
 def _entries(source_fd: int, prefix: str) -> list[tuple[str, os.stat_result]]:
@@ -108,7 +124,7 @@ def _open_file(source_fd: int, name: str, st: os.stat_result):
     now = os.fstat(fd)
     if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(now.st_mode):
         os.close(fd)
-        raise UnpackError(name, "changed while it was being imported")
+        raise UnpackError(name, "changed while it was being imported", label="entry")
     return os.fdopen(fd, "rb")
 
 

@@ -63,11 +63,13 @@ CHUNK = 1 << 20
 class UnpackError(ImageError):
     """A member refused, or an archive that cannot be read: one line naming the member."""
 
-    def __init__(self, member: str | None, problem: str, accepted: str | None = None) -> None:
-        text = f"archive member {member!r}: {problem}" if member is not None else problem
+    def __init__(self, member: str | None, problem: str, accepted: str | None = None, *,
+                 label: str = "archive member") -> None:
+        text = f"{label} {member!r}: {problem}" if member is not None else problem
         super().__init__(text + (f"; accepted: {accepted}" if accepted else ""))
         self.member = member
         self.problem = problem
+        self.accepted = accepted
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ through an object with the same names (the module itself in production, a
 recorder in unit tests), so most logic is testable without root.
 """
 
+from .cmdline import set_cmdline
 from .mountapi import lowerdir_plus_supported, mount_overlay  # noqa: F401
 from .syscalls import *  # noqa: F401,F403
-from .syscalls import __all__ as _syscalls
+from .syscalls import __all__ as _SYSCALLS
 
-__all__ = [*_syscalls, "mount_overlay", "lowerdir_plus_supported"]
+__all__ = [*_SYSCALLS, "set_cmdline", "mount_overlay", "lowerdir_plus_supported"]

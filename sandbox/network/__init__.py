@@ -130,14 +130,36 @@ def _open_ports(attachment: Attachment) -> None:
 
 
 def _check_host_ports(publish: tuple[tuple[int, int], ...]) -> None:
-    """Refuse a host port something on 127.0.0.1 already listens on."""
+    """Refuse a host port something on 127.0.0.1 listens on, or another sandbox publishes.
+
+    A published port is a DNAT rule, not a listening socket: the bind probe
+    alone cannot see another sandbox's -p.
+    """
+    if not publish:
+        return
+    taken = _published_ports()
     for host_port, _ in publish:
+        if host_port in taken:
+            raise NetworkError(f"host port {host_port} is already published by sandbox "
+                               f"{taken[host_port]}", hint="choose another -p HOSTPORT")
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", host_port))
             except OSError:
                 raise NetworkError(f"host port {host_port} on 127.0.0.1 is already in use",
                                    hint="choose another -p HOSTPORT") from None
+
+
+def _published_ports() -> dict[int, str]:
+    """Host port -> the live sandbox (name or id) that publishes it."""
+    from .. import state
+
+    taken = {}
+    for _sdir, record in state.iter_records():
+        if record is not None and record.network and record.owner_alive:
+            for host_port, _port in record.network.get("publish", ()):
+                taken[int(host_port)] = record.name or record.id
+    return taken
 
 
 def _release(network: Network, address: str, sandbox_id: str, egress: bool,

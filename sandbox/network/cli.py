@@ -20,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=create)
     q = nsub.add_parser("ls", help="list networks")
     q.set_defaults(handler=ls)
-    q = nsub.add_parser("rm", help="remove networks (refused while they have members)")
+    q = nsub.add_parser("rm", help="remove networks (refused while they have members)",
+                        description="Remove networks, their bridges and firewall tables; "
+                        "refused while a sandbox uses one. The default network `bridge` "
+                        "can be removed too: it is made again on its next use.")
     q.add_argument("names", nargs="+", metavar="NAME")
     q.set_defaults(handler=rm)
 
@@ -47,8 +50,14 @@ def ls(args: argparse.Namespace) -> int:
 
 def rm(args: argparse.Namespace) -> int:
     from . import registry
+    from .model import DEFAULT
 
     for name in args.names:
-        registry.remove(name)
-        print(f"removed {name}")
+        network = registry.remove(name)
+        if name == DEFAULT:
+            print(f"removed {name} (bridge {network.bridge}, its firewall and addresses); it is "
+                  "made again, its subnet chosen afresh, the next time a sandbox uses "
+                  "--network bridge")
+        else:
+            print(f"removed {name}")
     return 0

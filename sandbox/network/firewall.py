@@ -97,7 +97,14 @@ def open_ports(network: Network, address: str, egress: bool,
     if script:
         if egress:
             enable_forwarding()
-        nft(script, what=f"opening egress/ports for {address}")
+        try:
+            nft(script, what=f"opening egress/ports for {address}")
+        except NetworkError as exc:
+            if "File exists" in str(exc) and publish:  # a port another sandbox took meanwhile
+                ports = ", ".join(str(h) for h, _ in publish)
+                raise NetworkError(f"host port {ports} is already published by another sandbox",
+                                   hint="choose another -p HOSTPORT") from exc
+            raise
 
 
 def close_ports(network: Network, address: str, egress: bool,

@@ -46,6 +46,8 @@ def _path(name: str) -> Path:
 
 def get(name: str) -> Network:
     """The network of that name (the default one is defined on first use)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):  # a name, never a path
+        raise NetworkError(f"invalid network name {name!r}: expected letters, digits, '_', '.', '-'")
     try:
         return _read(name)
     except FileNotFoundError:
@@ -93,11 +95,30 @@ def remove(name: str) -> Network:
         if members:
             listing = ", ".join(m.alias or m.sandbox_id for m in members)
             raise NetworkError(f"network {name!r} has {len(members)} member(s): {listing}",
-                               hint="stop them first (`sandbox rm -f`)")
+                               hint="stop them first with `sandbox rm -f`")
+        ports = _bridge_ports(network.bridge)
+        if ports:  # members of another state directory, on the same host-wide bridge
+            raise NetworkError(f"network {name!r} is in use: {len(ports)} link(s) on its bridge "
+                               f"{network.bridge} ({', '.join(ports)})",
+                               hint="stop the sandboxes that use it first")
         bridge.delete(network)
         ipam.forget(network)
         _path(name).unlink(missing_ok=True)
     return network
+
+
+def _bridge_ports(bridge_name: str, settle: float = 2.0) -> list[str]:
+    """The links on a bridge that stay there for ``settle`` seconds: the kernel deletes a
+    dead sandbox's veth a little after its namespace, so a just-ended member's may linger."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            ports = sorted(os.listdir(f"/sys/class/net/{bridge_name}/brif"))
+        except FileNotFoundError:
+            return []
+        if not ports or time.monotonic() > deadline:
+            return ports
+        time.sleep(0.02)
 
 
 def ensure(network: Network) -> None:
@@ -144,10 +165,18 @@ def _read(name: str) -> Network:
 
 
 def _read_or_fail(name: str) -> Network:
+    if not isinstance(name, str) or not _NAME_RE.match(name):  # a name, never a path
+        raise NetworkError(f"no such network: {name!r}", hint="`sandbox network ls` lists them")
     try:
         return _read(name)
     except FileNotFoundError:
-        raise NetworkError(f"no such network: {name!r}", hint="`sandbox network ls` lists them") from None
+        pass
+    if name in ("none", "host"):
+        raise NetworkError(f"{name!r} is a network mode, not a network: there is nothing to remove")
+    if name == DEFAULT:
+        raise NetworkError(f"network {name!r} does not exist now: it is made the first time a "
+                           "sandbox uses --network bridge")
+    raise NetworkError(f"no such network: {name!r}", hint="`sandbox network ls` lists them")
 
 
 # -- subnets -------------------------------------------------------------------

@@ -128,6 +128,7 @@ def finish_setup(plan: Plan, target: Target | None = None,
     run_ops(plan.hooks)
     setup.close_host_netlink()  # if no step used it: it must never reach the command
     linux.set_name("sandbox-init")
+    linux.set_cmdline("sandbox-init")  # not the host's paths and command line, in /proc/1/cmdline
     if plan.hold:
         hold(hold_fd)
     return start_command(plan, target, forward or install_forwarder())
