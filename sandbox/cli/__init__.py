@@ -73,10 +73,11 @@ def fail(message: str, status: int = USAGE_ERROR) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
-    if argv is None and any("@" in a or "password=" in a for a in sys.argv):
+    from_command_line = argv is None
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
+    if from_command_line and any("@" in a or "password=" in a for a in sys.argv):
         from ..redact import hide_secrets_from_ps
 
         hide_secrets_from_ps(list(sys.orig_argv))  # `--redis redis://:pw@...`: not for ps(1)
