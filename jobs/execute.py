@@ -6,8 +6,10 @@ What it needs from its caller arrives as plain arguments: a JobLog to write
 events to, a Cancel that asks it to stop, the packed workspace when the job
 came through the queue, and a function that stores artifacts.
 
-Every step runs in its own sandbox with the job's limits, sharing one
-workspace directory bind-mounted at /workspace. The sandbox is watched from
+A job with ``build`` first builds its image from a Sandboxfile (``jobs.build``:
+cached as `sandbox build` is; a failed RUN fails the job, a build that cannot
+run is an error) and runs its steps in it. Every step runs in its own sandbox
+with the job's limits, sharing one workspace directory bind-mounted at /workspace. The sandbox is watched from
 this thread (no monitor thread per step). Each sandbox is ended in every
 path: normal exit, its timeout, cancellation (the Cancel kills it at once),
 or an exception raised in this thread (RQ's own timeout, a signal): it is
@@ -24,6 +26,7 @@ from contextlib import AbstractContextManager
 from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec, host_caps
 
 from . import artifacts as artifacts_mod
+from .build import BuildFailed, build_job_image
 from .cancellation import Cancel
 from .collection import StoreArtifacts, budget_for, collect
 from .errors import JobError
@@ -51,11 +54,15 @@ def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None 
     with JobDir(job_id) as jdir:
         try:
             _fill_workspace(jdir, spec, packed_workspace)
+            image = _build(spec, jdir, log, queued=packed_workspace is not None)
+        except BuildFailed as exc:
+            return JobResult(**base, status=FAILED if exc.failed else ERROR, ended_at=time.time(),
+                             error=str(exc))
         except JobError as exc:
             return JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc))
         for note in host_caps(Limits(**spec.limits)):
             log.emit("note", data=f"limits: {note}".encode())
-        steps = _run_steps(spec, job_id, jdir, log, cancel, started)
+        steps = _run_steps(spec, job_id, jdir, log, cancel, started, image)
         done = collect(spec, job_id, str(jdir.workspace), log, store_artifacts,
                        budget_for(spec, started, cancel))
     status, error = verdict(spec, steps, done.junit, cancel.is_set(), done.stopped)
@@ -70,8 +77,17 @@ def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
         jdir.copy_from(spec.workspace)
 
 
+def _build(spec: JobSpec, jdir: JobDir, log: JobLog, *, queued: bool) -> str | None:
+    """The id of the image the job builds first, or None when it builds none."""
+    if spec.build is None:
+        return None
+    limits = Limits(**{**spec.limits, "timeout": spec.timeout})
+    return build_job_image(spec.build, source_workspace=spec.workspace,
+                           workspace=str(jdir.workspace), limits=limits, log=log, queued=queued)
+
+
 def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
-               cancel: Cancel, started: float) -> list[StepResult]:
+               cancel: Cancel, started: float, image: str | None) -> list[StepResult]:
     results: list[StepResult] = []
     stopped = False
     for index, step in enumerate(spec.steps, 1):
@@ -80,7 +96,7 @@ def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
             continue
         fields = dict(index=index, count=len(spec.steps))
         log.emit("step-start", step=step.name, run=step.run, **fields)
-        res = _run_step(spec, step, job_id, jdir, log, cancel, started)
+        res = _run_step(spec, step, job_id, jdir, log, cancel, started, image)
         log.emit("step-end", step=step.name, status=res.status, exit_code=res.exit_code,
                  duration=f"{res.duration:.3f}", message=res.message, **fields)
         results.append(res)
@@ -89,7 +105,7 @@ def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
 
 
 def _run_step(spec: JobSpec, step: Step, job_id: str, jdir: JobDir, log: JobLog,
-              cancel: Cancel, started: float) -> StepResult:
+              cancel: Cancel, started: float, image: str | None) -> StepResult:
     t0 = time.time()
     timeout = _step_timeout(spec, step, started)
     if timeout is not None and timeout <= 0:
@@ -99,7 +115,7 @@ def _run_step(spec: JobSpec, step: Step, job_id: str, jdir: JobDir, log: JobLog,
         log.emit("out", step=step.name, stream=rec.stream, data=rec.data)
 
     try:
-        sb_spec = _sandbox_spec(spec, step, job_id, str(jdir.workspace), timeout)
+        sb_spec = _sandbox_spec(spec, step, job_id, str(jdir.workspace), timeout, image)
         result, cancelled = _run_sandbox(sb_spec, on_output, cancel)
     except SandboxError as exc:
         return StepResult(step.name, ERROR, duration=time.time() - t0, message=str(exc))
@@ -113,10 +129,10 @@ def _step_timeout(spec: JobSpec, step: Step, started: float) -> float | None:
 
 
 def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
-                  timeout: float | None) -> SandboxSpec:
+                  timeout: float | None, image: str | None = None) -> SandboxSpec:
     env = {"CI": "true", "SANDBOX_JOB_ID": job_id, "SANDBOX_STEP": step.name,
            "HOME": "/root", **spec.env, **step.env}
-    return SandboxSpec(image=step.image or spec.image, command=("sh", "-ec", step.run), env=env,
+    return SandboxSpec(image=step.image or image or spec.image, command=("sh", "-ec", step.run), env=env,
                        workdir="/workspace", mounts=(Mount(workspace, "/workspace", read_only=False),),
                        limits=Limits(**{**spec.limits, "timeout": timeout}))
 

@@ -3,7 +3,14 @@
 The schema (see README.md, "The job file"); keys not listed are errors::
 
     name = "unit tests"          # required
-    image = "host"               # any image the engine knows (default host)
+    image = "host"               # any image the engine knows (default host); with build,
+                                 # the name the built image gets
+    build = "Sandboxfile"        # optional: build this Sandboxfile (in the file's directory
+                                 # tree, through no link; its directory is the context) before
+                                 # the steps, which then run in it; cached like `sandbox
+                                 # build`; in the workspace, so queued jobs have it. Or a table:
+                                 # build = { file = "Sandboxfile", args = { V = "1" },
+                                 #           network = "bridge", egress = true, target = "test" }
     workspace = "."              # directory copied into /workspace, relative to the file,
                                  # inside the file's directory tree, reached through no link
     timeout = "10m"              # whole job, wall clock (default 10m)
@@ -37,9 +44,11 @@ from typing import Any
 from sandbox import Limits, SpecError, parse_duration
 
 from .errors import JobFileError
-from .model import JobSpec, ResultsSpec, Step
+from .model import BuildSpec, JobSpec, ResultsSpec, Step
 
-TOP_KEYS = ("name", "image", "workspace", "timeout", "limits", "env", "matrix", "steps", "results")
+TOP_KEYS = ("name", "image", "build", "workspace", "timeout", "limits", "env", "matrix", "steps",
+            "results")
+BUILD_KEYS = ("file", "args", "network", "egress", "target")
 STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
 RESULTS_KEYS = ("junit", "allow_empty", "artifacts")
 LIMIT_KEYS = ("memory", "cpus", "pids", "output", "disk")
@@ -100,9 +109,11 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
     """
     v = _Validator(path)
     v.keys(data, TOP_KEYS, None)
+    image = v.string(data, "image")
     base = dict(
         name=v.string(data, "name", required=True),
-        image=v.string(data, "image") or "host",
+        image=image or "host",
+        build=_build(v, data.get("build"), base_dir, image),
         workspace=_workspace(v, data, base_dir, trusted_workspace),
         timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
         limits=_limits(v, data.get("limits")),
@@ -146,6 +157,35 @@ def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str,
     if not os.path.isdir(full):
         raise JobFileError(v.path, "workspace", f"{rel!r} is not a directory (resolved to {full})")
     return full
+
+
+def _build(v: "_Validator", value: object, base_dir: str, tag: str | None) -> BuildSpec | None:
+    """``build = "path"`` or ``build = { file = "path", args, network, egress, target }``."""
+    if value is None:
+        return None
+    table = {"file": value} if isinstance(value, str) else value
+    v.keys(table, BUILD_KEYS, "build")
+    rel = v.string(table, "file", required=True, where="build")
+    key = "build" if isinstance(value, str) else "build.file"
+    base = os.path.realpath(base_dir)
+    path = os.path.normpath(os.path.join(base, rel))
+    inside = "a Sandboxfile inside the job file's directory, reached through no symbolic link"
+    if not path.startswith(base.rstrip("/") + "/"):
+        raise JobFileError(v.path, key, f"{rel!r} is outside the job file's directory: "
+                           f"expected {inside}")
+    link = _first_link(base, path)
+    if link is not None:
+        raise JobFileError(v.path, key, f"{rel!r}: {link} is a symbolic link: expected {inside}")
+    if not os.path.isfile(path):
+        raise JobFileError(v.path, key, f"{rel!r} is not a file (resolved to {path}): "
+                           f"expected {inside}")
+    network = v.string(table, "network", where="build") or "none"
+    if network == "host":
+        raise JobFileError(v.path, "build.network",
+                           "'host': expected none, bridge or a network name")
+    return BuildSpec(file=path, args=v.env(table.get("args"), "build.args"), network=network,
+                     egress=v.boolean(table, "egress", where="build"),
+                     target=v.string(table, "target", where="build"), tag=tag)
 
 
 def _first_link(base: str, path: str) -> str | None:

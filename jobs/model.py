@@ -34,8 +34,29 @@ class ResultsSpec:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """The image a job builds before its steps (``build`` in the job file).
+
+    ``file`` is an absolute host path; when it lies in the job's workspace the
+    build reads it (and its context, the file's directory) from the job's copy
+    of the workspace, so a queued job builds the same on any worker. ``tag``
+    names the image (the job file's ``image``), else it stays untagged.
+    """
+
+    file: str
+    args: Mapping[str, str] = field(default_factory=dict)
+    network: str = "none"
+    egress: bool = False
+    target: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A whole job: where it runs, with which limits, which steps, what it reports.
+
+    With ``build``, the steps run in the image built first (a step's own
+    ``image`` still wins); ``image`` is then only the name given to it.
 
     ``workspace`` is an absolute host path (copied, never mounted as is) or
     None for an empty workspace. ``limits`` holds keyword arguments of
@@ -53,6 +74,7 @@ class JobSpec:
     results: ResultsSpec = field(default_factory=ResultsSpec)
     matrix: Mapping[str, str] = field(default_factory=dict)
     source: str | None = None
+    build: BuildSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
@@ -68,4 +90,6 @@ class JobSpec:
         results = dict(data.get("results") or {})
         data["results"] = ResultsSpec(**{k: tuple(v) if isinstance(v, list) else v
                                          for k, v in results.items()})
+        if data.get("build") is not None:
+            data["build"] = BuildSpec(**data["build"])
         return cls(**data)

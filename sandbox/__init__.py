@@ -2,11 +2,12 @@
 
 The public API::
 
-    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox
+    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox, build_image
     result = run(SandboxSpec(image="busybox", command=["sh", "-c", "echo hi"]))
     with Sandbox(spec, on_output=callback) as sb:
         result = sb.wait()
     result = Sandbox(spec).run(on_started=..., stop=StopOnSignals(signal.SIGTERM))
+    image = build_image("path/to/context", tags=("app:1",))   # a Sandboxfile, built
 
 What the packages built on the engine (jobs, worker, pytest_sandbox, server)
 use, they import from here; everything not exported here is private to the
@@ -21,7 +22,8 @@ engine:
   ``format_size``, ``format_duration``);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
-- images: ``get_image``, ``import_image``, ``Image``;
+- images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
+  Sandboxfile built into the store);
 - untrusted trees and archives copied into a directory without escaping it
   (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
@@ -33,6 +35,10 @@ engine:
   caps, as lines to show), ``leave_to_main_thread`` (for helper threads);
 - ``redact_url``: a URL fit to print (no password);
 - errors: the SandboxError tree (``sandbox.errors`` draws it).
+
+Most names are imported when first used (PEP 562): a command that never runs
+a container (``sandbox build`` with every step cached, ``sandbox images``)
+does not pay for loading the runtime.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import (
+    BuildFileError,
+    BuildStepFailed,
     CommandNotExecutable,
     CommandNotFound,
     HostError,
@@ -53,14 +61,13 @@ from .errors import (
     StateError,
 )
 from .hostlimits import capped as host_caps
-from .logs import LogRecord
 from .redact import redact_url
-from .result import Result
-from .runtime import Sandbox, dry_run, run
 from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
 from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "BuildFileError",
+    "BuildStepFailed",
     "CommandNotExecutable",
     "CommandNotFound",
     "ForkServer",
@@ -85,6 +92,7 @@ __all__ = [
     "StopOnSignals",
     "Ulimit",
     "UnpackError",
+    "build_image",
     "collect_garbage",
     "copy_tree_into",
     "dry_run",
@@ -112,6 +120,12 @@ __version__ = "0.1.0"
 
 #: Exported names loaded on first use: (module, attribute).
 _LAZY = {
+    "Sandbox": (".runtime", "Sandbox"),
+    "run": (".runtime", "run"),
+    "dry_run": (".runtime", "dry_run"),
+    "Result": (".result", "Result"),
+    "LogRecord": (".logs", "LogRecord"),
+    "build_image": (".images.build", "build_image"),
     "StopOnSignals": (".signals", "StopOnSignals"),
     "leave_to_main_thread": (".signals", "leave_to_main_thread"),
     "single_threaded": (".process.launcher", "single_threaded"),

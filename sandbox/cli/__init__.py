@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "manage", "images", "doctor")
+BUILTIN = ("run", "manage", "images", "build", "doctor")
 #: Verb modules of the packages built on the engine, imported if installed.
 EXTENSIONS = ("sandbox.network.cli", "jobs.cli", "worker.cli")
 
@@ -34,12 +34,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> Parser:
+#: Verbs whose parser is built alone when they are the command (startup time: registering
+#: every verb costs more than some verbs' own work), and the module declaring each.
+ALONE = {"run": "run", "build": "build"}
+
+
+def build_parser(verb: str | None = None) -> Parser:
+    """The whole parser, or only ``verb``'s when it is one of ALONE."""
     parser = Parser(prog="sandbox", description="Run commands in isolated Linux containers "
                     "that start in milliseconds and leave nothing behind.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    if verb in ALONE:
+        importlib.import_module(f"{__name__}.{ALONE[verb]}").register(sub)
+        return parser
     for name in BUILTIN:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for module in EXTENSIONS:
@@ -64,9 +73,11 @@ def fail(message: str, status: int = USAGE_ERROR) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if argv is None and any("@" in a or "password=" in a for a in sys.argv):
+    from_command_line = argv is None
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
+    if from_command_line and any("@" in a or "password=" in a for a in sys.argv):
         from ..redact import hide_secrets_from_ps
 
         hide_secrets_from_ps(list(sys.orig_argv))  # `--redis redis://:pw@...`: not for ps(1)

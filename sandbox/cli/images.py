@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Drop the build cache and delete every blob and unpacked "
                         "layer that no tag and no live sandbox needs; say how much that freed.")
     q.set_defaults(handler=prune)
+    from .bootstrap import register as register_bootstrap
+
+    register_bootstrap(isub)
     sub.add_parser("images", help="list images (NAME, TAG, ID, SIZE, CREATED)").set_defaults(handler=ls)
     q = sub.add_parser("tag", help="give an image another NAME[:TAG]",
                        description="Point TARGET (NAME[:TAG]) at the image SOURCE names.")

@@ -95,6 +95,8 @@ def lookup(text: str | Reference) -> StoredImage:
         if len(ids) == 1:
             desc = next(iter(ids.values()))
             return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
+        if len(ref) == 71 and layout.has_blob(ref):  # a whole id, untagged: a build step's image
+            return load(Descriptor(MEDIA_MANIFEST, ref, layout.blob_path(ref).stat().st_size))
         raise ImageNotFound(text if isinstance(text, str) else str(text), _known(tags))
     if ref.digest:
         for name, desc in tags.items():
@@ -116,10 +118,13 @@ def _known(tags: dict) -> list[str]:
 
 
 def _parse_or_id(text: str) -> Reference | str:
-    """An image id (or a 12+ digit prefix of one) if a tagged image has it, else a reference."""
+    """An image id (or a 12+ digit prefix of one) if a tagged image has it, or a whole id
+    of an untagged image (the build cache's), else a reference."""
     match = _ID_RE.match(text)
     if match and any(d.digest.startswith("sha256:" + match.group(1))
                      for d in refs.read_index().values()):
+        return "sha256:" + match.group(1)
+    if match and len(match.group(1)) == 64 and layout.has_blob("sha256:" + match.group(1)):
         return "sha256:" + match.group(1)
     return parse_reference(text)
 
