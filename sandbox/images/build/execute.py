@@ -233,7 +233,7 @@ def _owner(chown: str | None, image: images.Image | None) -> tuple[int, int] | N
     user, _, group = chown.partition(":")
     if user.isdigit() and (not group or group.isdigit()):
         return int(user), int(group or user)
-    from ...process.execute import resolve_user
+    from ...users import resolve_user
 
     passwd = image.host_path("/etc/passwd") if image else None
     groups = image.host_path("/etc/group") if image else None
