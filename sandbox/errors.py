@@ -22,6 +22,7 @@ translated at the boundary with ``raise ... from exc``.
 from __future__ import annotations
 
 import errno as _errno
+from typing import Any
 
 
 class SandboxError(Exception):
@@ -133,7 +134,7 @@ class SetupError(SandboxError):
         self.errno = errno
 
     @classmethod
-    def from_report(cls, report: dict) -> "SetupError":
+    def from_report(cls, report: dict[str, Any]) -> "SetupError":
         """Rebuild the error the child reported through the setup pipe."""
         step = report.get("step", "?")
         err = report.get("errno")

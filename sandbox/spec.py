@@ -167,7 +167,7 @@ def _parse_pids(value: object) -> int | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "0", "max")):
         return None
     try:
-        pids = int(value)  # type: ignore[arg-type]
+        pids = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError, OverflowError):
         raise SpecError("pids", value, accepted) from None
     if pids < 0 or isinstance(value, bool):
@@ -332,10 +332,9 @@ def _plain(value: Any) -> Any:
 def _check_command(command: object) -> tuple[str, ...]:
     if isinstance(command, str):
         raise SpecError("command", command, "a list of arguments, e.g. ['sh', '-c', 'echo hi']")
-    try:
-        args = tuple(command)  # type: ignore[arg-type]
-    except TypeError:
-        raise SpecError("command", command, "a list of strings (empty: the image's CMD)") from None
+    if not isinstance(command, Iterable):
+        raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
+    args = tuple(command)
     if not all(isinstance(a, str) for a in args):
         raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
     if args and not args[0]:
@@ -374,7 +373,7 @@ def _check_caps(caps: object) -> tuple[str, ...] | None:
     if isinstance(caps, str):
         caps = [c for c in caps.split(",") if c]
     names = []
-    for cap in caps:  # type: ignore[union-attr]
+    for cap in caps:  # type: ignore[attr-defined]
         name = str(cap).upper().removeprefix("CAP_")
         if name not in CAPABILITIES:
             raise SpecError("capability", cap, "a Linux capability name such as NET_ADMIN")

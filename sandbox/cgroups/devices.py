@@ -60,7 +60,7 @@ def _rule_block(rule: str) -> list[bytes]:
     tests = [(3, kind)] + [(reg, v) for reg, v in ((4, major), (5, minor)) if v is not None]
     tail = [_insn(_MOV_X, 6, 2), _insn(_AND_K, 6, imm=~allowed & 0xFFFF), None,
             _insn(_MOV_K, 0, imm=1), _insn(_EXIT)]
-    block: list[bytes | None] = [None] * len(tests) + tail
+    block: list[bytes | None] = [*([None] * len(tests)), *tail]
     for i, (reg, value) in enumerate(tests):  # each jump skips to the end of the block
         block[i] = _insn(_JNE_K, reg, off=len(block) - i - 1, imm=value)
     skip = block.index(None)
