@@ -7,7 +7,9 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc \
-        umoci skopeo >/dev/null  # umoci, skopeo: peers that check the image store's OCI layout
+        umoci skopeo buildah podman docker-registry apache2-utils >/dev/null
+    # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users
 fi
 # Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
 # mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.
