@@ -42,8 +42,9 @@ class Destination(Protocol):
     def has_image(self, digest: str) -> bool:
         """True when the image ``digest`` is there whole and named as asked (nothing to do)."""
 
-    def has_blob(self, desc: Descriptor, diff_id: str) -> bool:
-        """True when the blob (for the store: and its unpacked layer) is there already."""
+    def has_blob(self, desc: Descriptor, diff_id: str | None) -> bool:
+        """True when the blob (for the store: and its unpacked layer) is there already;
+        ``diff_id`` None: the blob is a config."""
 
     def mount_blob(self, desc: Descriptor) -> str | None:
         """Make the blob appear without copying it; where it came from, or None."""
@@ -71,7 +72,8 @@ def copy_image(source: Source, destination: Destination, *, progress: Progress =
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageError(f"{source.name}: its manifest lists {len(manifest.layers)} layers, its config "
                          f"{len(config.diff_ids)} diffIDs", hint="the image is damaged")
-    destination.put_blob(manifest.config, None, _bytes_opener(config_data))
+    if not destination.has_blob(manifest.config, None) and not destination.mount_blob(manifest.config):
+        destination.put_blob(manifest.config, None, _bytes_opener(config_data))
     for desc, diff_id in zip(manifest.layers, config.diff_ids):
         copy_layer(source, destination, desc, diff_id, progress)
     destination.put_manifest(data, digest)

@@ -50,8 +50,8 @@ class StoreDestination:
         self.image = dataclasses.replace(image, tags=(self.name,))
         return True
 
-    def has_blob(self, desc: Descriptor, diff_id: str) -> bool:
-        return layout.has_blob(desc.digest) and is_unpacked(diff_id)
+    def has_blob(self, desc: Descriptor, diff_id: str | None) -> bool:
+        return layout.has_blob(desc.digest) and (diff_id is None or is_unpacked(diff_id))
 
     def mount_blob(self, desc: Descriptor) -> str | None:
         return None
@@ -67,6 +67,10 @@ class StoreDestination:
                     layer_from_blob(reader, desc, diff_id, self.bounds)
         except OSError as exc:
             raise _store_error(exc, desc) from None
+        except ImageError as exc:  # the unpacker names the member it could not write
+            if isinstance(exc.__cause__, OSError) and exc.__cause__.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _store_error(exc.__cause__, desc) from None
+            raise
         if self.origin is not None:
             locations.remember(desc.digest, *self.origin)
 

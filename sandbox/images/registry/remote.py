@@ -158,7 +158,7 @@ class RegistryDestination:
                                        headers={"Accept": ACCEPT}, missing_ok=True)
         return response.status_code == 200 and response.headers.get("Docker-Content-Digest") == digest
 
-    def has_blob(self, desc: Descriptor, diff_id: str) -> bool:
+    def has_blob(self, desc: Descriptor, diff_id: str | None) -> bool:
         response = self.client.request("HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes,
                                        what=f"blob {desc.digest} in {self.name}", missing_ok=True)
         found = response.status_code == 200
