@@ -208,13 +208,14 @@ def containers() -> Iterator[Containers]:
     root = Path(tempfile.mkdtemp(prefix="pytest-sandbox-containers-"))
     for sub in ("tmp", "xdg"):
         (root / sub).mkdir(mode=0o700)
+    tools = Containers(root)
     try:
-        yield Containers(root)
+        yield tools
     finally:
-        for flags in (["buildah", "rm", "--all"], ["podman", "rm", "--all", "--force"]):
-            if shutil.which(flags[0]):
-                subprocess.run([flags[0], "--root", str(root / "root"), "--runroot", str(root / "run"), *flags[1:]],
-                               capture_output=True, timeout=120)
+        if shutil.which("buildah"):
+            tools.buildah("rm", "--all", check=False)
+        if shutil.which("podman") and (root / "root" / "libpod").exists():  # podman was used
+            tools.podman("rm", "--all", "--force", check=False)
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
