@@ -417,3 +417,16 @@ def test_a_push_by_digest_is_refused_in_one_line():
     assert out.returncode == 125 and b"a push names a tag, not a digest" in out.stderr
 
 
+
+
+def test_a_pull_by_digest_is_pinned_and_checked(plain):
+    image = _image("pinned:1")
+    images.tag_image("pinned:1", plain.ref("pinned:1"))
+    registry.push(plain.ref("pinned:1"))
+    ref = plain.ref(f"pinned@{image.id}")
+    assert registry.pull(ref).id == image.id
+    out = sandbox_cli("run", ref, "--", "cat", "/app/hello.txt")
+    assert out.returncode == 0 and out.stdout == b"hello pinned:1\n", out.stderr
+    assert b"<none>" in sandbox_cli("images").stdout
+    with pytest.raises(ImageError, match=r"no manifest 'sha256:0{64}' in pinned"):
+        registry.pull(plain.ref("pinned@sha256:" + "0" * 64))
