@@ -19,7 +19,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo >/dev/null  # umoci, skopeo: peers that check the image store's OCI layout
+        umoci skopeo buildah podman docker-registry apache2-utils >/dev/null
+    # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
+    # debootstrap: `sandbox image bootstrap debian:SUITE`
     if [ "$vm" = 1 ]; then
         # shellcheck source=vm/config
         source scripts/vm/config

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "manage", "images", "build", "doctor")
+BUILTIN = ("run", "manage", "images", "build", "transfer", "doctor")
 #: Verb modules of the packages built on the engine, imported if installed.
 EXTENSIONS = ("sandbox.network.cli", "jobs.cli", "worker.cli")
 

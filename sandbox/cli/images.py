@@ -86,7 +86,8 @@ def ls(args: argparse.Namespace) -> int:
         size = format_size(sum(unpacked_size(layer.diff_id) for layer in image.layers))
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.created or 0))
         for ref in image.tags:
-            name, _, tag = ref.rpartition(":")
+            name, _, tag = ref.partition("@") if "@" in ref else ref.rpartition(":")
+            tag = "<none>" if "@" in ref else tag  # pulled by digest: the ID column says which
             rows.append((name, tag, short_id(image.id), size, created))
     if not any(r[0] == "busybox" for r in rows):
         rows.append(("busybox", "latest", "-", "-", "made on first use"))

@@ -117,6 +117,7 @@ def handle(args: argparse.Namespace) -> int:
 
     for note in capped(spec.limits):
         print(f"sandbox: note: {note}", file=sys.stderr)
+    _pull_if_missing(spec.image)
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
     signals = StopOnSignals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     result = sandbox.run(stop=signals)
@@ -128,6 +129,16 @@ def handle(args: argparse.Namespace) -> int:
     if args.stats:
         print(f"sandbox: {result.summary()}", file=sys.stderr)
     return result.exit_code
+
+
+def _pull_if_missing(ref: str) -> None:
+    """A registry reference the store lacks is pulled first, with progress on stderr."""
+    from ..images.registry import for_stream, is_remote
+
+    if is_remote(ref):
+        from ..images import pull_if_missing
+
+        pull_if_missing(ref, progress=for_stream(sys.stderr))
 
 
 def _dry_run(spec) -> int:

@@ -94,6 +94,15 @@ class VerifiedReader:
                              f"(got {self._seen.digest}): the store or the source is corrupt")
         self.verified = True
 
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "VerifiedReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def drain(self) -> None:
         """Read what is left, so the digest is checked."""
         while self.read(1 << 20):

@@ -119,6 +119,9 @@ def _sweep() -> PruneReport:
     for name in _listdir(top / "l"):
         if not os.path.exists(top / "l" / name):
             (top / "l" / name).unlink()
+    from .registry.locations import forget_missing
+
+    forget_missing()
     return report
 
 

@@ -21,7 +21,17 @@ from ..errors import ImageError, ImageNotFound
 from . import layout, refs
 from .digest import parse_digest
 from .layers import Layer, unpack_blob
-from .oci import BASE, MEDIA_CONFIG, MEDIA_MANIFEST, ConfigDocument, Descriptor, ImageConfig, Manifest, now_rfc3339
+from .oci import (
+    BASE,
+    CONFIG_TYPES,
+    MEDIA_CONFIG,
+    MEDIA_MANIFEST,
+    ConfigDocument,
+    Descriptor,
+    ImageConfig,
+    Manifest,
+    now_rfc3339,
+)
 from .reference import Reference, parse_reference
 
 
@@ -48,7 +58,7 @@ class StoredImage:
 
     @property
     def descriptor(self) -> Descriptor:
-        return Descriptor(MEDIA_MANIFEST, self.id, self.size)
+        return Descriptor(self.manifest.media_type, self.id, self.size)
 
     @property
     def created(self) -> float | None:
@@ -61,7 +71,7 @@ class StoredImage:
 def load(desc: Descriptor, tags: tuple[str, ...] = ()) -> StoredImage:
     """Read and check the manifest a descriptor points at, and its config."""
     manifest = Manifest.from_json(layout.read_document(desc.digest, desc.size, what="manifest"))
-    if manifest.config.media_type != MEDIA_CONFIG:
+    if manifest.config.media_type not in CONFIG_TYPES:
         raise ImageError(f"manifest {desc.digest}: config media type "
                          f"{manifest.config.media_type!r} is not an image config")
     config = ConfigDocument.from_json(layout.read_document(
@@ -100,7 +110,7 @@ def lookup(text: str | Reference) -> StoredImage:
         raise ImageNotFound(text if isinstance(text, str) else str(text), _known(tags))
     if ref.digest:
         for name, desc in tags.items():
-            if desc.digest == ref.digest and name.rsplit(":", 1)[0] == ref.name:
+            if desc.digest == ref.digest and (name == str(ref) or name.rsplit(":", 1)[0] == ref.name):
                 return load(desc, (name,))
         raise ImageNotFound(str(ref), _known(tags))
     desc = tags.get(str(ref))
@@ -166,13 +176,31 @@ def write_image(layers: tuple[Layer, ...] | list[Layer], config: ImageConfig, *,
     return load(Descriptor(MEDIA_MANIFEST, digest, size), (str(tag),) if tag else ())
 
 
+def store_manifest(data: bytes, tag: Reference | None = None) -> StoredImage:
+    """Store a manifest from outside (a pull, an archive) as it is, and tag it if asked.
+
+    Its config and layers must be stored already: the manifest is read back
+    and checked (``load``) before the tag names it. The image's id is the
+    digest of ``data``, the one its registry or archive names.
+    """
+    if len(data) > layout.MAX_DOCUMENT:
+        raise ImageError(f"a manifest of {len(data)} bytes: at most {layout.MAX_DOCUMENT} accepted")
+    with layout.writing():
+        digest, size = layout.put_blob(data)
+        image = load(Descriptor(MEDIA_MANIFEST, digest, size))
+        if tag is not None:
+            refs.set_tag(tag, digest, size, media_type=image.manifest.media_type)
+    return StoredImage(image.id, image.manifest, image.config, image.size,
+                       (str(tag),) if tag is not None else ())
+
+
 def tag_image(source: str, target: str) -> StoredImage:
     """Point the reference ``target`` at the image ``source`` names."""
     image = lookup(source)
     ref = parse_reference(target)
     if ref.digest:
         raise ImageError(f"cannot tag {target!r}: expected NAME[:TAG]")
-    refs.set_tag(ref, image.id, image.size)
+    refs.set_tag(ref, image.id, image.size, media_type=image.manifest.media_type)
     return image
 
 
@@ -193,6 +221,7 @@ __all__ = [
     "load",
     "lookup",
     "parse_digest",
+    "store_manifest",
     "tag_image",
     "write_image",
 ]
