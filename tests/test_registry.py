@@ -204,6 +204,27 @@ def test_an_index_gives_this_hosts_platform_or_says_which_there_are(plain):
 
 # -- errors a user can act on -----------------------------------------------------
 
+def test_a_build_from_a_registry_reference_pulls_it_first(plain, tmp_path):
+    _image("frombase:1")
+    images.tag_image("frombase:1", plain.ref("frombase:1"))
+    registry.push(plain.ref("frombase:1"))
+    images.remove_image(plain.ref("frombase:1"))
+    images.remove_image("frombase:1")
+    (tmp_path / "Sandboxfile").write_text(
+        f"FROM {plain.ref('frombase:1')}\nRUN cp /app/hello.txt /seen\n")
+    try:
+        out = sandbox_cli("build", "-t", "fromreg:1", str(tmp_path), timeout=300)
+        assert out.returncode == 0, out.stderr
+        seen = sandbox_cli("run", "fromreg:1", "--", "cat", "/seen")
+        assert seen.stdout == b"hello frombase:1\n"
+        assert lookup(plain.ref("frombase:1")).tags == (plain.ref("frombase:1"),)
+    finally:
+        for ref in ("fromreg:1", plain.ref("frombase:1")):
+            images.remove_image(ref, force=True)
+        images.prune()
+    assert store_is_consistent() == []
+
+
 def test_unknown_repository_and_tag_are_named(plain):
     _image("known:1")
     images.tag_image("known:1", plain.ref("known:1"))

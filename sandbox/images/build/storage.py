@@ -34,10 +34,11 @@ class Bases:
         return to_plan_config(self.image(ref).config.config)
 
     def image(self, ref: str) -> StoredImage:
-        """A stored image (busybox made on first use)."""
+        """A stored image (busybox made on first use; one that names a registry is pulled
+        first when it is not stored, once however many builds ask)."""
         if ref not in self._found:
             try:
-                self._found[ref] = images.lookup(ref)  # busybox made on first use
+                self._found[ref] = images.pull_if_missing(ref)
             except ImageNotFound as exc:
                 known = ", ".join(["scratch", "host", *images.names()])
                 raise BuildFileError(f"image {ref!r} not found (known: {known}); make it with "
