@@ -10,6 +10,7 @@ no mark (an in-process test client) is treated as TCP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,9 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .engine import Engine
 from .errors import ApiError
+from .errors import body as error_body
 from .tokens import Token
 
 TRANSPORT_KEY = "sandbox.transport"
+UNAUTHORIZED = ("this daemon needs a valid token: send Authorization: Bearer TOKEN (make one "
+                "with `sandbox daemon token create`; the CLI reads SANDBOX_TOKEN)")
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,7 @@ def authenticate(connection: HTTPConnection, engine: EngineDep) -> Caller:
     if not header and connection.scope.get(TRANSPORT_KEY) == "unix":
         return LOCAL
     if scheme.lower() != "bearer" or not secret.strip():
-        raise ApiError(401, "this daemon needs a token: send Authorization: Bearer TOKEN "
-                       "(make one with `sandbox daemon token create`; the CLI reads SANDBOX_TOKEN)",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     token = engine.tokens.check(secret.strip())
     if token is None:
         raise ApiError(401, "invalid token (revoked, or never made on this daemon)",
@@ -90,11 +92,39 @@ ImageAdmin = Annotated[Caller, Depends(require("images"))]
 
 
 def mark_transport(app: ASGIApp, transport: str) -> ASGIApp:
-    """The app, with each request marked as having come through ``transport`` (unix or tcp)."""
+    """The app, each request marked as come through ``transport`` (unix or tcp).
+
+    On TCP nothing is served without a valid token, not even the OpenAPI
+    document or /v1/health: a request without one is answered 401 here.
+    """
 
     async def marked(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope = {**scope, TRANSPORT_KEY: transport}
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        scope = {**scope, TRANSPORT_KEY: transport}
+        if transport != "unix" and not _token_valid(app, scope):
+            await _refuse(scope, send)
+            return
         await app(scope, receive, send)
 
     return marked
+
+
+def _token_valid(app: ASGIApp, scope: Scope) -> bool:
+    header = dict(scope.get("headers") or ()).get(b"authorization", b"").decode("latin-1")
+    scheme, _, secret = header.partition(" ")
+    engine = getattr(getattr(app, "state", None), "engine", None)
+    return (scheme.lower() == "bearer" and engine is not None
+            and engine.tokens.check(secret.strip()) is not None)
+
+
+async def _refuse(scope: Scope, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": "a token is needed"})
+        return
+    body = json.dumps(error_body(UNAUTHORIZED, kind="ApiError")).encode()
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", b"Bearer")]})
+    await send({"type": "http.response.body", "body": body})

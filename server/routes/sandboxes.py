@@ -147,9 +147,9 @@ def ended(held: Held) -> dict[str, Any]:
 def parse_signal(name: str) -> int:
     text = name.upper()
     try:
-        return int(text) if text.isdigit() else int(signals.Signals(
-            text if text.startswith("SIG") else f"SIG{text}"))
-    except ValueError:
+        return int(text) if text.isdigit() else int(signals.Signals[
+            text if text.startswith("SIG") else f"SIG{text}"])
+    except (KeyError, ValueError):
         raise ApiError(400, f"invalid signal {name!r}: expected a name like SIGTERM or TERM, "
                        "or a number", field="signal") from None
 
