@@ -82,7 +82,10 @@ class SandboxCreate(Strict):
         check_name(self.name)
         caps = self.capabilities if self.capabilities is not None else capabilities_from(
             self.cap_add, self.cap_drop)
-        limits = Limits(**(self.limits.model_dump(exclude_unset=True) if self.limits else {}))
+        given = self.limits.model_dump(exclude_unset=True) if self.limits else {}
+        if "ulimits" in given and given["ulimits"] is None:
+            given["ulimits"] = ()  # null: no rlimit lowered
+        limits = Limits(**given)
         return SandboxSpec(
             image=self.image, command=tuple(self.command), env=self.env, workdir=self.workdir,
             user=self.user, hostname=self.hostname, name=self.name,
@@ -223,3 +226,13 @@ class Version(BaseModel):
     version: str
     api: str
     python: str
+
+
+#: The error answers every route may give, for the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what} for status, what in (
+        (400, "a bad value, with the field; or a command that could not start (exit_status)"),
+        (401, "no valid token (TCP)"), (403, "the token lacks a scope"),
+        (404, "no such sandbox, image, network or job (or not the caller's)"),
+        (409, "the wrong state: running, not running, in use"),
+        (413, "an upload over its cap"), (503, "this host cannot run sandboxes"))}

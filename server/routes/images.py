@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from sandbox import image_rows, inspect_image, remove_image
 
 from ..deps import ImageAdmin, Reader
-from ..models import ImageRemoved, ImageRow
+from ..models import ERRORS, ImageRemoved, ImageRow
 
-router = APIRouter(prefix="/images", tags=["images"])
+router = APIRouter(prefix="/images", tags=["images"], responses=ERRORS)
 
 
 @router.get("", response_model=list[ImageRow])

@@ -27,10 +27,11 @@ from jobs import FINAL, LogEvent
 from ..deps import Caller, EngineDep, Reader
 from ..engine import Engine
 from ..errors import ApiError
+from ..models import ERRORS
 from ..streams import SSE_HEADERS, render, sse
 from .jobs import visible_fields
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)
 
 
 @router.get("/{job_id}/log", response_class=StreamingResponse,

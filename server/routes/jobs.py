@@ -26,9 +26,9 @@ from jobs import JobResult, NoSuchJob, load_job_text
 from ..deps import Caller, EngineDep, Reader, Submitter
 from ..engine import Engine
 from ..errors import ApiError
-from ..models import ArtifactInfo, JobCancelled, JobsSubmitted
+from ..models import ERRORS, ArtifactInfo, JobCancelled, JobsSubmitted
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)
 MAX_JOB_FILE = 1 << 20
 MAX_WORKSPACE = 64 << 20  # what a queued job may carry (jobs.workspace.MAX_PACKED_BYTES)
 STATUSES = ("queued", "running", "passed", "failed", "error", "timed_out", "cancelled")

@@ -16,9 +16,9 @@ from sandbox import create_network, network_rows, remove_network
 
 from ..deps import Reader, Runner
 from ..errors import ApiError
-from ..models import NetworkCreate, NetworkRemoved, NetworkRow
+from ..models import ERRORS, NetworkCreate, NetworkRemoved, NetworkRow
 
-router = APIRouter(prefix="/networks", tags=["networks"])
+router = APIRouter(prefix="/networks", tags=["networks"], responses=ERRORS)
 #: Who made which network through this daemon (name -> token name).
 MADE_BY: dict[str, str] = {}
 

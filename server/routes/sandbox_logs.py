@@ -31,10 +31,11 @@ from sandbox import LogRecord, read_log, sandbox_log
 from ..deps import Caller, EngineDep, Reader, authenticate
 from ..errors import ApiError
 from ..held import Held
+from ..models import ERRORS
 from ..streams import MULTIPLEXED, SSE_HEADERS, frame, record_sse, text
 from .sandboxes import ended, find, parse_signal
 
-router = APIRouter(prefix="/sandboxes", tags=["sandboxes"])
+router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 FORMATS = ("text", "sse", "multiplexed")
 POLL = 0.1
 

@@ -22,6 +22,7 @@ from ..engine import Engine
 from ..errors import ApiError
 from ..held import Held
 from ..models import (
+    ERRORS,
     Removed,
     SandboxCreate,
     SandboxCreated,
@@ -30,7 +31,7 @@ from ..models import (
     WaitResponse,
 )
 
-router = APIRouter(prefix="/sandboxes", tags=["sandboxes"])
+router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 
 
 def no_such(ref: str) -> StateError:

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from sandbox import __version__, host_checks
 
 from ..deps import EngineDep, Reader
-from ..models import Health, Version
+from ..models import ERRORS, Health, Version
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], responses=ERRORS)
 API_VERSION = "v1"
 
 
