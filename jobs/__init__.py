@@ -13,6 +13,13 @@ The public API::
     result = wait(conn, job_id)
     data = artifact(conn, job_id, "report.xml")     # a stored artifact's bytes (or None)
 
+For adapters (the daemon): ``load_job_text`` (a job file sent over the
+network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
+and ``follow_log`` read the store; ``collect_job_dirs`` removes the directories of dead runners (gc);
+``JobLog`` numbers the events of a job run
+here; ``Renderer`` and ``summary`` print them as the CLI does; ``EXIT_STATUS``
+and ``FINAL`` say what a status means.
+
 The names below are imported on first use (PEP 562), so `sandbox --help`,
 which imports jobs.cli, stays fast. Everything else is private to the package.
 """
@@ -29,6 +36,11 @@ _EXPORTS = {
     "QueueUnavailable": "errors", "QueueAuthFailed": "errors", "WorkspaceError": "errors",
     "LogEvent": "events", "execute_job": "execute",
     "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
+    "load_job_text": ("jobfile", "loads"),
+    "job_fields": ("store", "read"), "list_jobs": ("store", "list_jobs"),
+    "job_result": ("store", "result_of"), "job_artifacts": ("store", "artifacts"),
+    "follow_log": ("logstream", "follow"), "collect_job_dirs": ("workspace", "collect"), "JobLog": "events",
+    "Renderer": "render", "summary": "render", "EXIT_STATUS": "result", "FINAL": "result",
     "Case": "junit", "JUnitReport": "junit",
     "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
     "Artifact": "result", "JobResult": "result", "StepResult": "result",

@@ -62,11 +62,12 @@ def is_auth_error(exc: BaseException) -> bool:
 
 
 def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
-           packed: bytes | None = None) -> str:
+           packed: bytes | None = None, owner: str | None = None) -> str:
     """Record the job, put it on the RQ queue (JSON, no pickle); its id.
 
     ``packed`` is the job's workspace already packed (``jobs.pack_workspace``),
     for a caller that submits many jobs of one directory and packs it once.
+    ``owner``: who submitted it (the daemon's token name), kept in its record.
     """
     import redis
     from rq import Queue
@@ -76,7 +77,7 @@ def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
         packed = pack(spec.workspace)
     job_id = new_job_id()
     try:
-        store.create(conn, job_id, spec, queue, packed)
+        store.create(conn, job_id, spec, queue, packed, owner=owner)
         Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(
             TASK, job_id, job_id=job_id, description=spec.name,
             job_timeout=int(spec.timeout or 0) + RQ_TIMEOUT_MARGIN,

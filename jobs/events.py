@@ -15,11 +15,12 @@ straight to the terminal (``jobs.render``) for embedded ones.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 _BASE = ("kind", "seq", "time", "step", "stream", "data")
 
@@ -51,6 +52,24 @@ class LogEvent:
                    stream=_s(text.get("stream", b"")),
                    data=data if isinstance(data, bytes) else data.encode(),
                    fields={k: _s(v) for k, v in text.items() if k not in _BASE})
+
+
+    def to_json(self) -> dict[str, object]:
+        """As JSON (the daemon's SSE data): bytes as ``data`` if UTF-8, else ``b64``."""
+        try:
+            body: dict[str, object] = {"data": self.data.decode("utf-8")}
+        except UnicodeDecodeError:
+            body = {"b64": base64.b64encode(self.data).decode()}
+        return {"kind": self.kind, "seq": self.seq, "time": self.time, "step": self.step,
+                "stream": self.stream, **body, "fields": dict(self.fields)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LogEvent":
+        """The inverse of to_json."""
+        raw = base64.b64decode(data["b64"]) if "b64" in data else str(data.get("data", "")).encode()
+        return cls(str(data.get("kind", "")), int(data.get("seq", 0)), float(data.get("time", 0)),
+                   str(data.get("step", "")), str(data.get("stream", "")), raw,
+                   {str(k): str(v) for k, v in (data.get("fields") or {}).items()})
 
 
 def _s(value: bytes | str) -> str:

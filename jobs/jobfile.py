@@ -1,4 +1,4 @@
-"""Reading job files (TOML, or YAML): one clear error per mistake.
+"""Reading job files (TOML, YAML or JSON): one clear error per mistake.
 
 The schema (see README.md, "The job file"); keys not listed are errors::
 
@@ -73,13 +73,36 @@ def load(path: str | os.PathLike, *, workspace: str | None = None) -> list[JobSp
     return parse(data, path=path, base_dir=base_dir)
 
 
+def loads(text: bytes, name: str, *, workspace_uploaded: bool = False) -> list[JobSpec]:
+    """The jobs of a job file that came over the network (the daemon): TOML, YAML or
+    JSON as its ``name`` ends, validated as ``load`` does, errors naming ``name``.
+
+    Its workspace can never be a directory of this host: the submitter packs
+    it and sends it along (``workspace_uploaded``), and a file that names one
+    without it is refused.
+    """
+    data = _decode(name, text)
+    if data.get("workspace") is not None and not workspace_uploaded:
+        raise JobFileError(name, "workspace", f"{_show(data['workspace'])} is a directory of the "
+                           "submitter's: send it packed (tar.gz) beside the job file, as "
+                           "`sandbox submit` does (curl: -F workspace=@ws.tar.gz)")
+    return parse({k: v for k, v in data.items() if k != "workspace"}, path=name)
+
+
 def _read(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_bytes()
     except OSError as exc:
         raise JobFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    return _decode(path, text)
+
+
+def _decode(path: str, text: bytes) -> dict[str, Any]:
+    """A job file's data: YAML or JSON as its name ends, else TOML."""
     if path.endswith((".yaml", ".yml")):
         return _read_yaml(path, text)
+    if path.endswith(".json"):
+        return _read_json(path, text)
     try:
         return tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -97,6 +120,16 @@ def _read_yaml(path: str, text: bytes) -> dict[str, Any]:
         raise JobFileError(path, None, f"invalid YAML: {exc}".replace("\n", " ")) from exc
     if not isinstance(data, dict):
         raise JobFileError(path, None, "expected a mapping of keys at the top level")
+    return data
+
+
+def _read_json(path: str, text: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobFileError(path, None, f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise JobFileError(path, None, "expected an object of keys at the top level")
     return data
 
 

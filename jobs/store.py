@@ -2,7 +2,7 @@
 
 Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
 
-    sandbox:job:<id>             hash: id, name, queue, status, spec (JSON), worker,
+    sandbox:job:<id>             hash: id, name, queue, status, spec (JSON), worker, owner,
                                  submitted_at, started_at, ended_at, error, result (JSON)
     sandbox:job:<id>:log         stream: the job's events (jobs.events), ends with `eof`
     sandbox:job:<id>:workspace   the packed workspace, deleted when a worker takes the job
@@ -76,13 +76,16 @@ def key(job_id: str, part: str = "") -> str:
     return f"{PREFIX}job:{job_id}" + (f":{part}" if part else "")
 
 
-def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None) -> None:
+def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None,
+           owner: str | None = None) -> None:
     """Record a new queued job (before it is put on the RQ queue)."""
     now = time.time()
+    fields = {"id": job_id, "name": spec.name, "queue": queue, "status": QUEUED,
+              "submitted_at": now, "spec": json.dumps(spec.to_dict())}
+    if owner:
+        fields["owner"] = owner
     with conn.pipeline() as pipe:
-        pipe.hset(key(job_id), mapping={"id": job_id, "name": spec.name, "queue": queue,
-                                        "status": QUEUED, "submitted_at": now,
-                                        "spec": json.dumps(spec.to_dict())})
+        pipe.hset(key(job_id), mapping=fields)
         if packed is not None:
             pipe.set(key(job_id, "workspace"), packed, ex=JOB_TTL)
         pipe.zadd(INDEX, {job_id: now})

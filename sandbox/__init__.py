@@ -33,37 +33,21 @@ engine:
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
   caps, as lines to show), ``leave_to_main_thread`` (for helper threads);
+- what exists on this host as plain data, for the listing verbs and the
+  daemon alike (``sandbox.inventory``): ``sandbox_rows``, ``remove_sandbox``,
+  ``sandbox_log``, ``image_rows``, ``inspect_image``, ``remove_image``,
+  ``network_rows``, ``create_network``, ``remove_network``; ``read_log`` (a
+  sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
+- spec helpers for requests: ``check_name`` (a sandbox name) and
+  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
 - ``redact_url``: a URL fit to print (no password);
-- errors: the SandboxError tree (``sandbox.errors`` draws it).
-
-Most names are imported when first used (PEP 562): a command that never runs
-a container (``sandbox build`` with every step cached, ``sandbox images``)
-does not pay for loading the runtime.
+- errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
+  and ``BuildStepFailed`` among them.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from .errors import (
-    BuildFileError,
-    BuildStepFailed,
-    CommandNotExecutable,
-    CommandNotFound,
-    HostError,
-    ImageError,
-    ImageNotFound,
-    LimitError,
-    NetworkError,
-    SandboxError,
-    SetupError,
-    SpecError,
-    StateError,
-)
-from .hostlimits import capped as host_caps
-from .redact import redact_url
-from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
-from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
     "BuildFileError",
@@ -93,24 +77,37 @@ __all__ = [
     "Ulimit",
     "UnpackError",
     "build_image",
+    "capabilities_from",
+    "check_name",
     "collect_garbage",
     "copy_tree_into",
+    "create_network",
     "dry_run",
     "format_duration",
     "format_size",
     "get_image",
     "host_caps",
+    "host_checks",
+    "image_rows",
     "import_image",
+    "inspect_image",
     "leave_to_main_thread",
     "lib_dir",
+    "network_rows",
     "own_start_time",
     "owner_gone",
     "parse_duration",
     "parse_size",
     "process_alive",
+    "read_log",
     "redact_url",
+    "remove_image",
+    "remove_network",
+    "remove_sandbox",
     "run",
     "run_dir",
+    "sandbox_log",
+    "sandbox_rows",
     "single_threaded",
     "unpack_tar_into",
     "why_unavailable",
@@ -118,14 +115,40 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-#: Exported names loaded on first use: (module, attribute).
+#: Every exported name is loaded on first use (PEP 562): (module, attribute). So
+#: ``import sandbox`` costs nothing, and a thin client of the daemon that imports
+#: ``sandbox.cli`` or ``sandbox.client`` never loads the engine.
 _LAZY = {
-    "Sandbox": (".runtime", "Sandbox"),
-    "run": (".runtime", "run"),
-    "dry_run": (".runtime", "dry_run"),
-    "Result": (".result", "Result"),
-    "LogRecord": (".logs", "LogRecord"),
+    "BuildFileError": (".errors", "BuildFileError"),
+    "BuildStepFailed": (".errors", "BuildStepFailed"),
     "build_image": (".images.build", "build_image"),
+    "CommandNotExecutable": (".errors", "CommandNotExecutable"),
+    "CommandNotFound": (".errors", "CommandNotFound"),
+    "HostError": (".errors", "HostError"),
+    "ImageError": (".errors", "ImageError"),
+    "ImageNotFound": (".errors", "ImageNotFound"),
+    "LimitError": (".errors", "LimitError"),
+    "NetworkError": (".errors", "NetworkError"),
+    "SandboxError": (".errors", "SandboxError"),
+    "SetupError": (".errors", "SetupError"),
+    "SpecError": (".errors", "SpecError"),
+    "StateError": (".errors", "StateError"),
+    "host_caps": (".hostlimits", "capped"),
+    "LogRecord": (".logs", "LogRecord"),
+    "redact_url": (".redact", "redact_url"),
+    "Result": (".result", "Result"),
+    "Sandbox": (".runtime", "Sandbox"),
+    "dry_run": (".runtime", "dry_run"),
+    "run": (".runtime", "run"),
+    "Limits": (".spec", "Limits"),
+    "Mount": (".spec", "Mount"),
+    "NetworkSpec": (".spec", "NetworkSpec"),
+    "SandboxSpec": (".spec", "SandboxSpec"),
+    "Ulimit": (".spec", "Ulimit"),
+    "format_duration": (".units", "format_duration"),
+    "format_size": (".units", "format_size"),
+    "parse_duration": (".units", "parse_duration"),
+    "parse_size": (".units", "parse_size"),
     "StopOnSignals": (".signals", "StopOnSignals"),
     "leave_to_main_thread": (".signals", "leave_to_main_thread"),
     "single_threaded": (".process.launcher", "single_threaded"),
@@ -139,6 +162,19 @@ _LAZY = {
     "process_alive": (".linux.proc", "process_alive"),
     "own_start_time": (".linux.proc", "own_start_time"),
     "collect_garbage": (".gc", "collect"),
+    "host_checks": (".doctor", "run_checks"),
+    "read_log": (".logs", "read_log"),
+    "check_name": (".spec", "check_name"),
+    "capabilities_from": (".spec", "capabilities_from"),
+    "sandbox_rows": (".inventory", "sandbox_rows"),
+    "remove_sandbox": (".inventory", "remove_sandbox"),
+    "sandbox_log": (".inventory", "sandbox_log"),
+    "image_rows": (".inventory", "image_rows"),
+    "inspect_image": (".inventory", "inspect_image"),
+    "remove_image": (".inventory", "remove_image"),
+    "network_rows": (".inventory", "network_rows"),
+    "create_network": (".inventory", "create_network"),
+    "remove_network": (".inventory", "remove_network"),
     "why_unavailable": (".doctor", "why_unavailable"),
     "write_owner": (".state", "write_owner"),
     "owner_gone": (".state", "owner_gone"),

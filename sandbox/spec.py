@@ -309,6 +309,22 @@ def check_name(name: object) -> None:
                         "starting with a letter or digit")
 
 
+def capabilities_from(add: Iterable[str] = (), drop: Iterable[str] = ()) -> tuple[str, ...] | None:
+    """The capability set Docker's ``--cap-add``/``--cap-drop`` describe (None: the defaults).
+
+    ``ALL`` in ``drop`` starts from none; names may carry ``CAP_`` and any case.
+    The names are checked when the SandboxSpec is made.
+    """
+    from .linux.caps import CAPABILITIES
+
+    drop_set = {str(c).upper().removeprefix("CAP_") for c in drop}
+    add_set = {str(c).upper().removeprefix("CAP_") for c in add}
+    if not drop_set and not add_set:
+        return None
+    base = set() if "ALL" in drop_set else set(DEFAULT_CAPABILITIES) - drop_set
+    return tuple(sorted(base | add_set, key=lambda c: CAPABILITIES.get(c, 99)))
+
+
 def check_user(user: str) -> None:
     """``UID[:GID]`` or ``NAME[:GROUP]``, numeric ids in the kernel's range."""
     accepted = f"UID[:GID] or NAME[:GROUP], numeric ids from 0 to {MAX_ID}"

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "manage", "images", "build", "transfer", "doctor")
+BUILTIN = ("run", "manage", "images", "build", "transfer", "doctor", "network")
 #: Verb modules of the packages built on the engine, imported if installed.
-EXTENSIONS = ("sandbox.network.cli", "jobs.cli", "worker.cli")
+EXTENSIONS = ("jobs.cli", "worker.cli", "server.cli")
 
 USAGE_ERROR = 125
 
@@ -44,6 +45,10 @@ def build_parser(verb: str | None = None) -> Parser:
     parser = Parser(prog="sandbox", description="Run commands in isolated Linux containers "
                     "that start in milliseconds and leave nothing behind.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-H", "--host", metavar="URL",
+                        help="a daemon to send the command to: unix:///PATH, tcp://HOST:PORT "
+                        "(with SANDBOX_TOKEN) or https://HOST:PORT (default: SANDBOX_HOST; "
+                        "unset: run here)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     if verb in ALONE:
@@ -82,13 +87,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hide_secrets_from_ps(list(sys.orig_argv))  # `--redis redis://:pw@...`: not for ps(1)
     try:
-        return int(args.handler(args) or 0)
+        host = args.host or os.environ.get("SANDBOX_HOST")
+        remote = getattr(args, "remote", None)
+        if not host or remote == "local":
+            return int(args.handler(args) or 0)
+        return _remote(args, host, remote)
     except SandboxError as exc:
         return fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _remote(args: argparse.Namespace, host: str, remote) -> int:
+    """The verb through a daemon (``--host``/SANDBOX_HOST): same output, same exit status."""
+    from ..client import Client, DaemonError
+
+    verb = " ".join(v for v in (args.verb, *(getattr(args, f"{args.verb}_verb", None),)) if v)
+    if remote is None:
+        return fail(f"`sandbox {verb}` does not go through a daemon yet: run it without "
+                    "SANDBOX_HOST/--host, on the daemon's host")
+    client = Client.from_env(host)
+    try:
+        return int(remote(args, client) or 0)
+    except DaemonError as exc:
+        return fail(str(exc), exc.exit_status)
+    finally:
+        client.close()
 
 
 def entry() -> None:
