@@ -23,7 +23,11 @@ engine:
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
 - images: ``get_image``, ``import_image``, ``Image``;
 - untrusted trees and archives copied into a directory without escaping it
-  (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
+  (a job's workspace, its caches): ``copy_tree_into``, ``unpack_tar_into``,
+  ``UnpackError``;
+- networks a process makes for its own sandboxes (a job's services and
+  steps): ``create_network`` (``temporary=True``: `sandbox gc` removes it
+  once its maker is gone) and ``remove_network``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
   process's, for records that name it), ``write_owner`` and ``owner_gone``
@@ -31,7 +35,8 @@ engine:
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
   caps, as lines to show), ``leave_to_main_thread`` (for helper threads);
-- ``redact_url``: a URL fit to print (no password);
+- ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
+  process's command line shown to ps(1) with some values hidden;
 - errors: the SandboxError tree (``sandbox.errors`` draws it).
 """
 
@@ -87,10 +92,12 @@ __all__ = [
     "UnpackError",
     "collect_garbage",
     "copy_tree_into",
+    "create_network",
     "dry_run",
     "format_duration",
     "format_size",
     "get_image",
+    "hide_from_ps",
     "host_caps",
     "import_image",
     "leave_to_main_thread",
@@ -101,6 +108,7 @@ __all__ = [
     "parse_size",
     "process_alive",
     "redact_url",
+    "remove_network",
     "run",
     "run_dir",
     "single_threaded",
@@ -131,6 +139,9 @@ _LAZY = {
     "UnpackError": (".images.unpack", "UnpackError"),
     "copy_tree_into": (".images.untrusted", "copy_tree_into"),
     "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
+    "create_network": (".network", "create_network"),
+    "remove_network": (".network", "remove_network"),
+    "hide_from_ps": (".redact", "hide_from_ps"),
 }
 
 
