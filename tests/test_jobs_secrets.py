@@ -113,3 +113,33 @@ def test_an_embedded_job_masks_its_secret_on_the_console(tmp_path):
     assert SECRET not in ran.stdout + ran.stderr
     assert "token: ***" in ran.stdout and "[unset] for nobody" in ran.stdout
     assert "artifact out-***.txt" in ran.stdout
+
+
+def test_a_secret_given_on_the_command_line_is_hidden_from_ps(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from .jobs_support import env
+
+    path = job_file(tmp_path, """
+        name = "slow"
+        image = "busybox"
+        [[steps]]
+        name = "wait"
+        secrets = ["TOKEN"]
+        run = "echo started; sleep 30"
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "submit", "--secret",
+                             f"TOKEN={SECRET}", path], env=env(), stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line == "started\n":
+                break
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            shown = f.read().replace(b"\0", b" ")
+        assert SECRET.encode() not in shown and b"--secret TOKEN=***" in shown
+    finally:
+        proc.send_signal(signal.SIGINT)  # cancels the job cleanly
+        proc.wait(30)
+        proc.stdout.close()
