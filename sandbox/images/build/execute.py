@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from ... import images
 from ...errors import BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound, ImageError, SandboxError
@@ -33,7 +32,7 @@ from .copy_step import write_copy_tar
 from .frontend import plan_text, read_file
 from .imagefs import ImageSource
 from .plan import BuildPlan, Stage, chain_key
-from .progress import Progress
+from .progress import Progress, TextOut
 from .steps import ConfigAction, CopyAction, FromAction, RunAction, Step
 from .storage import Bases, State, StoredImage, cached, commit_step, finish, sandbox_ref
 
@@ -67,7 +66,7 @@ class StageResult:
     history: list[dict]  # config steps after the last layer, for the image written next
 
 
-def build(request: BuildRequest, *, out: TextIO | None = None, quiet: bool = False) -> BuildResult:
+def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = False) -> BuildResult:
     """Build the image, its progress on ``out``; BuildFileError (a file line),
     BuildStepFailed or another SandboxError."""
     started = time.monotonic()
