@@ -27,7 +27,7 @@ from ... import images
 from ...errors import BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound, ImageError, SandboxError
 from ...spec import Limits, NetworkSpec
 from .. import layout
-from .context import Context
+from .context import Context, Files
 from .copy_step import write_copy_tar
 from .frontend import plan_text, read_file
 from .imagefs import ImageSource
@@ -213,11 +213,11 @@ class Builder:
 
     def _copy(self, action: CopyAction, state: State, work: Path) -> images.Layer:
         image = images.get(sandbox_ref(state)) if state is not None else None
-        reader = self.context
+        reader: Files = self.context
         if action.stage is not None or action.image is not None:
             origin = self.results[action.stage].state if action.stage is not None else self.bases.state(
                 action.image or "")[0]
-            reader = ImageSource(images.get(sandbox_ref(origin)))  # type: ignore[assignment]
+            reader = ImageSource(images.get(sandbox_ref(origin)))
         owner = _owner(action.chown, image)
         tar_path = work / "layer.tar"
         write_copy_tar(tar_path, action, reader, image, owner, work)
