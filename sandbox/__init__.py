@@ -17,7 +17,8 @@ engine:
   ``Result``, ``LogRecord``, ``StopOnSignals`` (a stop hook for
   ``Sandbox.run``), ``single_threaded`` (whether this process may fork a
   Python target into a sandbox);
-- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
+- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
+  published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
   ``format_size``, ``format_duration``);
 - Python targets forked by a copy of the caller: ``ForkServer``,
@@ -98,7 +99,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .result import Result
     from .runtime import Sandbox, dry_run, run
     from .signals import StopOnSignals, leave_to_main_thread
-    from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit, capabilities_from, check_name
+    from .spec import Limits, Mount, NetworkSpec, Publish, SandboxSpec, Ulimit, capabilities_from, check_name
     from .state import lib_dir, owner_gone, run_dir, write_owner
     from .units import format_duration, format_size, parse_duration, parse_size
 
@@ -118,6 +119,7 @@ __all__ = [
     "Mount",
     "NetworkError",
     "NetworkSpec",
+    "Publish",
     "Result",
     "Sandbox",
     "SandboxError",
@@ -199,6 +201,7 @@ _LAZY = {
     "NetworkSpec": (".spec", "NetworkSpec"),
     "SandboxSpec": (".spec", "SandboxSpec"),
     "Ulimit": (".spec", "Ulimit"),
+    "Publish": (".spec", "Publish"),
     "format_duration": (".units", "format_duration"),
     "format_size": (".units", "format_size"),
     "parse_duration": (".units", "parse_duration"),
