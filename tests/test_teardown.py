@@ -115,7 +115,7 @@ OWNER = textwrap.dedent("""
     if threaded:  # a threaded owner goes through the zygote
         threading.Thread(target=lambda: threading.Event().wait(), daemon=True).start()
     sb = Sandbox(SandboxSpec(image="busybox", command=["sh", "-c",
-        "(setsid sleep 1000 &); echo ready; exec sleep 1000"], **json.loads(sys.argv[2])))
+        "(setsid sleep 1000 &); echo ready; exec sleep 1000"], **json.loads((sys.argv[2:] or ["{}"])[0])))
     sb.__enter__()
     while b"ready" not in sb.stdout:
         pass

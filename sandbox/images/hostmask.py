@@ -79,7 +79,7 @@ def _patterns() -> tuple[str, ...]:
 def _stamp(host_dirs: tuple[str, ...]) -> tuple:
     """What changes when a hidden entry comes or goes: the mtimes of their parent dirs."""
     parents = sorted({os.path.dirname(p) for p in _patterns()})
-    out = [tuple(host_dirs), str(layout.root())]
+    out: list[object] = [tuple(host_dirs), str(layout.root())]
     for parent in parents:
         try:
             out.append(os.stat(parent).st_mtime_ns)

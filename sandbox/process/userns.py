@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
+from typing import Any
 
 from .. import linux
 from ..securejoin import secure_join
@@ -88,5 +90,5 @@ def sysctls(kernel: Kernel, *settings: tuple[str, str]) -> None:
         kernel.set_sysctl(path, value)
 
 
-STEPS = {"userns": make_userns, "idmap": idmap, "bind_idmapped": bind_idmapped,
-         "sysctls": sysctls}
+STEPS: dict[str, Callable[..., Any]] = {"userns": make_userns, "idmap": idmap, "bind_idmapped": bind_idmapped,
+                                        "sysctls": sysctls}

@@ -150,7 +150,7 @@ def _add(compiler: libseccomp.Compiler, rule: Rule, action: int, native: int) ->
     sub-architecture has (x86's socketcall) gets a negative pseudo number,
     which libseccomp places in that architecture's part of the program.
     """
-    conditions = tuple((a.index, libseccomp.COMPARE_OPS[a.op], a.value, a.value_two)
+    conditions = tuple((a.position, libseccomp.COMPARE_OPS[a.op], a.value, a.value_two)
                        for a in rule.args)
     indexes = [c[0] for c in conditions]
     split = len(set(indexes)) != len(indexes)

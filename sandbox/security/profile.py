@@ -54,10 +54,10 @@ MAX_PROFILE = 4 << 20
 
 
 class Arg(NamedTuple):
-    """A condition on one argument: ``op`` compares argument ``index`` with ``value``
+    """A condition on one argument: ``op`` compares argument ``position`` with ``value``
     (for SCMP_CMP_MASKED_EQ: ``arg & value == value_two``)."""
 
-    index: int
+    position: int
     value: int
     value_two: int
     op: str
@@ -257,13 +257,13 @@ def _applies(call: dict, caps: frozenset[str], arch: str, kernel: tuple[int, int
 def _arches(data: dict, arch: str) -> tuple[str, ...]:
     """The SCMP_ARCH_* names the filter covers: this one and its sub-architectures."""
     native = SCMP_ARCHES.get(arch)
-    if "architectures" in data:
-        listed = tuple(data["architectures"])
-        return (native, *(a for a in listed if a != native)) if native in listed else listed
+    listed: tuple[str, ...] = tuple(data.get("architectures") or ())
+    if native is None or "architectures" in data:
+        return (native, *(a for a in listed if a != native)) if native and native in listed else listed
     for entry in data.get("archMap") or []:
         if entry["architecture"] == native:
             return (native, *(entry.get("subArchitectures") or ()))
-    return (native,) if native else ()
+    return (native,)
 
 
 def to_oci(resolved: Resolved) -> dict[str, Any]:
@@ -279,7 +279,7 @@ def to_oci(resolved: Resolved) -> dict[str, Any]:
         if rule.errno is not None:
             entry["errnoRet"] = rule.errno
         if rule.args:
-            entry["args"] = [{"index": a.index, "value": a.value, "valueTwo": a.value_two,
+            entry["args"] = [{"index": a.position, "value": a.value, "valueTwo": a.value_two,
                               "op": a.op} for a in rule.args]
         out["syscalls"].append(entry)
     return out
