@@ -45,7 +45,8 @@ engine:
   ``network_rows``, ``create_network``, ``remove_network``; ``read_log`` (a
   sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
 - spec helpers for requests: ``check_name`` (a sandbox name) and
-  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
+  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set),
+  ``DEFAULT_CAPABILITIES`` (the set a sandbox gets when it asks for none);
 - ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
   process's command line shown to ps(1) with some values hidden;
 - errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .runtime import Sandbox, dry_run, run
     from .signals import StopOnSignals, leave_to_main_thread
     from .spec import (
+        DEFAULT_CAPABILITIES,
         USERNS_MODES,
         Limits,
         Mount,
@@ -115,6 +117,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_CAPABILITIES",
     "USERNS_MODES",
     "BuildFileError",
     "BuildStepFailed",
@@ -210,6 +213,7 @@ _LAZY = {
     "run": (".runtime", "run"),
     "Limits": (".spec", "Limits"),
     "USERNS_MODES": (".spec", "USERNS_MODES"),
+    "DEFAULT_CAPABILITIES": (".spec", "DEFAULT_CAPABILITIES"),
     "Mount": (".spec", "Mount"),
     "NetworkSpec": (".spec", "NetworkSpec"),
     "SandboxSpec": (".spec", "SandboxSpec"),

@@ -190,8 +190,16 @@ def spec_body(args: argparse.Namespace) -> dict:
             "user": args.user, "hostname": args.hostname, "name": args.name,
             "mounts": [_absolute_volume(v) for v in args.volume], "limits": limits,
             "network": {"mode": args.network, "alias": args.name, "egress": args.egress,
-                        "publish": list(args.publish)},
-            "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop)}
+                        "publish": list(args.publish),
+                        "allow_host_ports": [_port(p) for p in args.allow_host_port]},
+            "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop),
+            "seccomp": seccomp_option(args.security_opt), "userns": args.userns}
+
+
+def _port(text: str) -> int | str:
+    """A port number as the daemon's JSON takes it (anything else is sent as is, and refused)."""
+    return int(text) if text.isdigit() else text
+
 
 
 def _absolute_volume(text: str) -> str:
