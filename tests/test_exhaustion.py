@@ -3,11 +3,19 @@
 The hostile ones, all at once: one fills /dev/shm (which counts against its
 memory, so it is OOM-killed), one fork-bombs (its pids limit), one opens
 files until its nofile rlimit says no and holds them, one writes until its
---disk says no space. While they hold what they took, a normal sandbox
+--disk says no space, one (in a user namespace of its own) takes inotify
+instances until the kernel says no and holds them. While they hold what
+they took, a normal sandbox
 forks, writes to /dev/shm and to its disk, opens files and watches a file
 with inotify, and finishes its work. (No assertion on time: the normal
 sandbox ending with all its work done, and each hostile one stopped by its
 own limit, is the claim.)
+
+inotify instances are counted per user of the host (fs.inotify.max_user_instances,
+128 by default): a sandbox in the host's user namespace is root there and can take
+every instance root has, from the other sandboxes and from the host's own root
+processes. Only a user namespace of its own (``userns="auto"``: root inside is an
+unprivileged id of the host) makes them its own; so the inotify hog here runs in one.
 """
 
 from __future__ import annotations
@@ -36,6 +44,17 @@ OPEN_FILES = textwrap.dedent("""
     time.sleep(600)
 """)
 
+#: Takes inotify instances until the kernel refuses, says how many, and holds them.
+INOTIFY = textwrap.dedent("""
+    import ctypes, os, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    held = []
+    while (fd := libc.inotify_init1(0)) >= 0:
+        held.append(fd)
+    print("inotify", len(held), os.strerror(ctypes.get_errno()), flush=True)
+    time.sleep(600)
+""")
+
 #: What a CI job does: processes, /dev/shm, disk, open files, inotify.
 NORMAL = textwrap.dedent("""
     import ctypes, os, subprocess
@@ -55,8 +74,10 @@ NORMAL = textwrap.dedent("""
 """)
 
 
-def hostile(script: tuple[str, ...], image: str = "busybox", **limits) -> Sandbox:
-    return Sandbox(SandboxSpec(image=image, command=script, limits=Limits(timeout="5m", **limits)))
+def hostile(script: tuple[str, ...], image: str = "busybox", userns: str = "host",
+            **limits) -> Sandbox:
+    return Sandbox(SandboxSpec(image=image, command=script, userns=userns,
+                               limits=Limits(timeout="5m", **limits)))
 
 
 def wait_for(sandbox: Sandbox, text: bytes) -> None:
@@ -81,16 +102,17 @@ def test_a_hostile_sandbox_beside_a_normal_one_takes_only_what_it_was_given():
                   ulimits=(Ulimit("nofile", 256, 256), Ulimit("core", 0, 0)))
     disk = hostile(("sh", "-c", "dd if=/dev/zero of=/big bs=1M count=1024; echo full; sleep 600"),
                    disk="32m")
-    with shm, bomb, fds, disk:
+    inotify = hostile(("python3", "-c", INOTIFY), image="host", userns="auto")
+    with shm, bomb, fds, disk, inotify:
         for sandbox, text in ((shm, b"survived"), (bomb, b"bombed"), (fds, b"opened"),
-                              (disk, b"full")):
+                              (disk, b"full"), (inotify, b"inotify")):
             wait_for(sandbox, text)
         normal = run(SandboxSpec(image="host", command=("python3", "-c", NORMAL),
                                  limits=Limits(timeout="5m")), log_file=False)
-        for sandbox in (bomb, fds, disk):
+        for sandbox in (bomb, fds, disk, inotify):
             sandbox.kill()
         ended = {name: sb.wait() for name, sb in
-                 (("shm", shm), ("bomb", bomb), ("fds", fds), ("disk", disk))}
+                 (("shm", shm), ("bomb", bomb), ("fds", fds), ("disk", disk), ("inotify", inotify))}
     assert (normal.exit_code, normal.stdout.decode().split("\n")) == (0, [
         "forked 32", f"wrote {12 * MiB}", "opened 200", "inotify ok", ""]), normal.stderr[-2000:]
     assert ended["shm"].oom_killed and b"survived" not in ended["shm"].stdout, ended["shm"].to_dict()
@@ -98,3 +120,5 @@ def test_a_hostile_sandbox_beside_a_normal_one_takes_only_what_it_was_given():
     opened = ended["fds"].stdout.split()
     assert opened[0] == b"opened" and int(opened[1]) < 256 and b"Too many open files" in ended["fds"].stdout
     assert b"No space left on device" in ended["disk"].stderr, ended["disk"].to_dict()
+    took = ended["inotify"].stdout.split()
+    assert took[0] == b"inotify" and int(took[1]) > 0 and b"Too many open files" in ended["inotify"].stdout
