@@ -20,6 +20,8 @@ The schema (see README.md, "The job file"); keys not listed are errors::
     [security]                   # as `sandbox run --security-opt` and `--userns`
     seccomp = "default"          # Docker's default profile, or "unconfined" (no filter)
     userns = "host"              # or "auto": a user namespace of its own for every step
+    allow_host_ports = [5432]    # ports of the worker's host the job's steps and services
+                                 # on its network may connect to (as --allow-host-port)
     [[steps]]                    # at least one
     name = "test"                # required, unique
     run = "pytest -q"            # required, run with `sh -ec` in /workspace
@@ -59,7 +61,7 @@ from .validator import show as _show
 TOP_KEYS = ("name", "image", "build", "workspace", "timeout", "limits", "env", "matrix", "security",
             "steps", "results")
 BUILD_KEYS = ("file", "args", "network", "egress", "target")
-SECURITY_KEYS = ("seccomp", "userns")
+SECURITY_KEYS = ("seccomp", "userns", "allow_host_ports")
 #: A job may run on any worker: a profile file (a host path) cannot travel with it.
 SECCOMP_CHOICES = ("default", "unconfined")
 STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
@@ -279,7 +281,16 @@ def _security(v: "_Validator", table: object) -> dict[str, Any]:
         value = v._get(checked, key, _one_of(choices), " or ".join(f'"{c}"' for c in choices), "security")
         if value is not None:
             found[key] = value
+    ports = v._get(checked, "allow_host_ports", _port_list, "a list of TCP/UDP ports from 1 to 65535",
+                   "security")
+    if ports:
+        found["allow_host_ports"] = tuple(dict.fromkeys(ports))
     return found
+
+
+def _port_list(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in value)
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[object], bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .daemon_support import tcp_daemon  # noqa: F401 - fixture
+from .daemon_support import tcp_daemon, wait_status  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.root
 
@@ -113,3 +113,19 @@ def test_the_cli_through_the_daemon_keeps_the_security_options(tcp_daemon):
     refused = tcp_daemon.cli("run", "--network", "bridge", "--allow-host-port", "6379", "busybox",
                              "--", "true", token=runner)
     assert refused.returncode == 125 and b"allow_host_ports" in refused.stderr
+
+
+def test_a_job_that_weakens_its_walls_needs_an_admin_token(tcp_daemon):
+    submitter, admin = tcp_daemon.token("ci", "jobs"), tcp_daemon.token("teacher", "admin")
+    base = 'name = "j"\nimage = "busybox"\nnetwork = "bridge"\n[[steps]]\nname = "s"\nrun = "true"\n'
+    for security, field in (('seccomp = "unconfined"', "security.seccomp"),
+                            ("allow_host_ports = [6379]", "security.allow_host_ports")):
+        job = f"{base}[security]\n{security}\n".encode()
+        with tcp_daemon.tcp(submitter) as c:
+            refused = c.post("/v1/jobs", files={"job": ("j.toml", job)})
+            assert refused.status_code == 403 and refused.json()["field"] == field, refused.text
+            assert c.get("/v1/jobs").json() == []  # nothing queued
+        with tcp_daemon.tcp(admin) as c:
+            made = c.post("/v1/jobs", files={"job": ("j.toml", job)})
+            assert made.status_code == 201, made.text
+            assert wait_status(c, made.json()["jobs"][0]["id"])["status"] == "passed"

@@ -180,3 +180,52 @@ def test_a_job_s_network_keeps_its_steps_and_services_off_the_host(host_service,
                           and name in (e.step, e.fields.get("service")))
            for name in ("on the job's network", "with egress", "prober")}
     assert out == dict.fromkeys(out, b"tcp-blocked\nudp-blocked\n")
+
+
+def test_a_job_s_allow_host_ports_open_that_port_for_its_steps_and_services(host_service, tmp_path):
+    from jobs import load_job_file, run_job
+
+    from .jobs_support import job_file
+
+    (spec,) = load_job_file(job_file(tmp_path, f"""
+        name = "allowed"
+        image = "host"
+        workspace = "ws"
+        [security]
+        allow_host_ports = [{host_service}]
+        [services.prober]
+        command = 'python3 -c "$PROBE"; touch /tmp/probed; exec sleep 60'
+        ready = "test -e /tmp/probed"
+        env = {{ PROBE = "PROBE_TEXT" }}
+        [[steps]]
+        name = "on the job's network"
+        network = "bridge"
+        run = "python3 probe.py"
+    """.replace("PROBE_TEXT", PROBE.replace("PORT", str(host_service)).replace("\n", "\\n")
+                 .replace('"', '\\"')),
+        {"probe.py": PROBE.replace("PORT", str(host_service))}))
+    assert spec.allow_host_ports == (host_service,)
+    events = []
+    result = run_job(spec, on_event=events.append)
+    assert result.status == "passed", [(e.step, e.data) for e in events if e.data]
+    out = {name: b"".join(e.data for e in events if e.kind == "out"
+                          and name in (e.step, e.fields.get("service")))
+           for name in ("on the job's network", "prober")}
+    assert out == dict.fromkeys(out, b"tcp-reached\nudp-reached\n")
+
+
+@pytest.mark.parametrize("security, says", [
+    ("allow_host_ports = [0]", "a list of TCP/UDP ports from 1 to 65535"),
+    ("allow_host_ports = ['http']", "a list of TCP/UDP ports from 1 to 65535"),
+    ("allow_host_ports = 80", "a list of TCP/UDP ports from 1 to 65535"),
+    ("allow_host_ports = [80]", "given in a job without a network"),
+])
+def test_a_job_file_s_allow_host_ports_must_be_ports_on_a_network(tmp_path, security, says):
+    from jobs import JobFileError, load_job_file
+
+    job = tmp_path / "job.toml"
+    job.write_text(f'name = "j"\n[security]\n{security}\n[[steps]]\nname = "s"\nrun = "true"\n')
+    with pytest.raises(JobFileError) as info:
+        load_job_file(job)
+    assert "security.allow_host_ports" in str(info.value) and says in str(info.value)
+    assert "\n" not in str(info.value)
