@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from typing import Any
 
 from .. import linux
 from ..securejoin import secure_join
 from .kernel import Kernel
+
+TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def make_userns(kernel: Kernel, uid_map: str, gid_map: str, owner: tuple[int, int]) -> None:
