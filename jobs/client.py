@@ -42,25 +42,27 @@ def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT, retries: int = 
     """A Redis client for ``url`` that has answered a PING.
 
     QueueAuthFailed when Redis refuses the URL's credentials (retrying cannot
-    help), QueueUnavailable when it cannot be reached. Its commands wait
-    through a short outage (``retries``, see connection_options) and notice a
-    dead link within seconds instead of TCP's minutes.
+    help), QueueUnavailable when it cannot be reached: at once, for a first
+    contact. From then on its commands wait through a short outage
+    (``retries``, see connection_options) and notice a dead link within
+    seconds instead of TCP's minutes.
     """
     import redis
 
     try:
         conn = redis.Redis.from_url(url, **connection_options(
-            url, socket_timeout=socket_timeout, retries=retries))
+            url, socket_timeout=socket_timeout, retries=0))
         conn.ping()
     except (redis.RedisError, ValueError, OSError) as exc:
         if is_auth_error(exc):
             raise QueueAuthFailed(url, exc) from exc
         raise QueueUnavailable(url, exc) from exc
+    conn.set_retry(_retry(retries))
     return conn
 
 
 def connection_options(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT,
-                       retries: int = RETRIES) -> dict[str, Any]:
+                       retries: int = RETRIES, connect_timeout: float = 3.0) -> dict[str, Any]:
     """redis-py options that make a lost Redis an error within seconds, the same in every version.
 
     A Redis that restarts refuses connections for a moment: each command is
@@ -74,19 +76,23 @@ def connection_options(url: str, *, socket_timeout: float | None = SOCKET_TIMEOU
     import socket
 
     import redis
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
 
     options: dict[str, Any] = dict(
-        socket_connect_timeout=3, socket_timeout=socket_timeout, health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, health_check_interval=30,
+        retry=_retry(retries), retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     if url.startswith(("redis://", "rediss://")):  # TCP (a unix socket has no keepalive)
         probes = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             probes[socket.TCP_USER_TIMEOUT] = DEAD_LINK_MS
         options.update(socket_keepalive=True, socket_keepalive_options=probes)
     return options
+
+
+def _retry(retries: int) -> Any:
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)
 
 
 def is_auth_error(exc: BaseException) -> bool:

@@ -57,15 +57,13 @@ class RedisLogSink:
         self.fenced = False  # the log has an eof someone else wrote: write nothing more
 
     def write(self, event: LogEvent) -> None:
-        while not self.fenced:
+        while not self.fenced and not (self.give_up is not None and self.give_up()):
             try:
                 self._append(event)
                 return
             except connection_lost():
                 if self.give_up is None:
                     raise
-                if self.give_up():
-                    return
                 time.sleep(RETRY_DELAY)
 
     def _append(self, event: LogEvent) -> None:

@@ -3,19 +3,29 @@
 # --vm: also what the VM test lane needs (scripts/vm-test): qemu, the kernel pinned in
 # scripts/vm/config and virtme-ng. --tests: also what the test suite takes from the
 # network ahead of time (scripts/test-cache.sh, a bootstrapped Debian base), as .ci/run does.
+# --runtime: only what a worker or a daemon runs with (the Containerfile's image): no peers,
+# no test extra, the package installed as a copy rather than editable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 vm=0
 tests=0
+runtime=0
 for arg in "$@"; do
     case "$arg" in
         --vm) vm=1 ;;
         --tests) tests=1 ;;
-        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests)" >&2; exit 2 ;;
+        --runtime) runtime=1 ;;
+        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests, --runtime)" >&2; exit 2 ;;
     esac
 done
-if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+if [ "$runtime" = 1 ] && [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+    apt-get update -qq
+    # busybox-static: the busybox image; iproute2, nftables: networks; redis-tools: redis-cli
+    # for a compose healthcheck and debugging; debootstrap: `sandbox image bootstrap`
+    apt-get install -y -qq --no-install-recommends busybox-static iproute2 nftables \
+        redis-tools debootstrap python3 python3-pip ca-certificates >/dev/null
+elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
@@ -45,6 +55,10 @@ fi
 pip_flags=()
 if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     pip_flags+=(--break-system-packages)
+fi
+if [ "$runtime" = 1 ]; then
+    python3 -m pip install -q --disable-pip-version-check --no-cache-dir "${pip_flags[@]}" .
+    exit 0
 fi
 extras=test
 [ "$vm" = 1 ] && extras=test,vm

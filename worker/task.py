@@ -36,7 +36,7 @@ from sandbox import leave_to_main_thread
 log = logging.getLogger("sandbox.worker")
 RENEW_INTERVAL = 0.25
 T = TypeVar("T")
-#: a lease renewal's reply must come within this, so a dead link is seen in time
+#: a lease renewal's connect and reply must come within this, so a dead link is seen in time
 LEASE_SOCKET_TIMEOUT = 1.0
 
 
@@ -60,7 +60,7 @@ class Connections:
 
         self.jobs = redis.Redis.from_url(url, **connection_options(url, retries=0))
         self.leases = redis.Redis.from_url(url, **connection_options(
-            url, socket_timeout=LEASE_SOCKET_TIMEOUT, retries=0))
+            url, socket_timeout=LEASE_SOCKET_TIMEOUT, connect_timeout=LEASE_SOCKET_TIMEOUT, retries=0))
 
 
 CONNECTIONS = Connections()
