@@ -1,19 +1,29 @@
-"""Benchmark: trivial sandboxed jobs through the queue vs bare RQ no-op jobs.
+"""Benchmark: trivial jobs through a queue, ours against the queues a user would build by hand.
 
 Everything runs in this one invocation against one private redis-server, with
-the same number of worker processes on each side:
+the same number of worker processes on each side and the same trivial job
+(``echo hi`` in the same busybox root filesystem):
 
-- bare RQ: no-op jobs (``os.getpid``, JSON serializer) through SimpleWorker,
-  and through RQ's default forking Worker (the worker class choice);
-- ours: trivial jobs (busybox ``echo hi``) submitted with jobs.submit and run by
-  ``sandbox worker`` (SimpleWorker + a sandbox per step).
+- ours: jobs.submit, run by ``sandbox worker`` (RQ SimpleWorker + a sandbox per
+  step, with its limits, an overlay root, the live log stream in Redis and the
+  job's record);
+- RQ + podman: an RQ SimpleWorker whose job runs ``podman run --rm`` (runc, the
+  flags of bench/startup.py) on that rootfs, imported (what most people would do);
+- RQ + bwrap: an RQ SimpleWorker whose job runs ``bwrap --unshare-all`` on that
+  rootfs (no limits, no overlay, no log stream, no record beyond RQ's result);
+- bare RQ: no-op jobs (``os.getpid``), through SimpleWorker and RQ's default
+  forking Worker: the queue's own cost, for reference.
 
-It prints throughput (jobs/s) and its ratio to bare RQ, the median latency
-from submit to the first log event and to the first output line at a client
-following the job, and where the CPU of one job goes (/proc: the workers, the
-sandboxes' zygotes with the containers they reaped, redis-server, this
-client, and the whole machine), which is what limits throughput on a small
-host.
+Throughput is the number of jobs over the time from the first job's start to
+the last one's end, as the jobs' own records say (RQ's started_at/ended_at, our
+JobResult), so neither starting the workers nor submitting is in it. Targets:
+ours at least 10x RQ + podman and at least 0.7x RQ + bwrap. It also prints the
+median latency from submit to the first log event and to the first output line
+at a client following the job, and where the CPU of one job goes (/proc: the
+workers, with the commands they ran for the peers; the sandboxes' zygotes with
+the containers they reaped; redis-server; this client; the whole machine, where
+podman's conmon and containers show), which is what limits throughput on a
+small host.
 
     python3 bench/jobs.py [--workers 2] [--jobs 200] [--latency-runs 30]
 """
@@ -30,6 +40,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -37,6 +48,7 @@ from proc_cpu import children_named, cpu_seconds, machine_busy_seconds  # noqa: 
 
 RQ_WORKER = """
 import sys
+sys.path.insert(0, sys.argv[4])  # bench/: the peers' jobs
 from redis import Redis
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
@@ -63,10 +75,15 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 class CpuMeter:
-    """CPU milliseconds per job, by who spent them, over one throughput run."""
+    """CPU milliseconds per job, by who spent them, over one throughput run.
 
-    def __init__(self, server_pid: int, workers: list[subprocess.Popen]) -> None:
-        self.groups = {"workers": [p.pid for p in workers], "redis": [server_pid]}
+    ``commands``: count the processes the workers ran and reaped (a peer's
+    bwrap or podman) with the workers.
+    """
+
+    def __init__(self, server_pid: int, workers: list[subprocess.Popen], *, commands: bool = False) -> None:
+        self.workers = "workers+commands" if commands else "workers"
+        self.groups = {self.workers: [p.pid for p in workers], "redis": [server_pid]}
         zygotes = [z for p in workers for z in children_named("sandbox-zygote", p.pid)]
         if zygotes:  # self and reaped children: the spares and inits they forked
             self.groups["zygotes+containers"] = zygotes
@@ -91,29 +108,47 @@ class CpuMeter:
                          for name in self.after)
 
 
-def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str],
-            server_pid: int) -> tuple[float, CpuMeter]:
-    """(jobs/s, CPU) of no-op RQ jobs with ``workers`` RQ workers of one class."""
+def throughput(spans: list[tuple[float, float]]) -> float:
+    """Jobs per second from the first job's start to the last one's end."""
+    return len(spans) / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def rq_side(url: str, qname: str, kind: str, task: tuple, workers: int, jobs: int,
+            env: dict[str, str], server_pid: int) -> tuple[float, CpuMeter]:
+    """(jobs/s, CPU) of ``task`` (a function's name and its arguments) run by plain RQ workers."""
     from redis import Redis
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    qname = f"bare-{kind}"
     conn = Redis.from_url(url)
     queue = Queue(qname, connection=conn, serializer=JSONSerializer)
-    procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname], workers, env)
+    procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname, BENCH], workers, env)
     try:
-        queue.enqueue("os.getpid").latest_result(timeout=30)  # workers are up
-        with CpuMeter(server_pid, procs) as cpu:
-            t0 = time.perf_counter()
-            pending = [queue.enqueue("os.getpid") for _ in range(jobs)]
-            while pending:  # poll gently: the workers share this machine's cores
-                pending = [job for job in pending if job.get_status() != "finished"]
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - t0
-        return jobs / elapsed, cpu
+        wait_rq([queue.enqueue(*task)], timeout=120)  # workers are up, caches warm
+        with CpuMeter(server_pid, procs, commands=task[0] != "os.getpid") as cpu:
+            done = wait_rq([queue.enqueue(*task) for _ in range(jobs)], timeout=600)
+        return throughput([(j.started_at.timestamp(), j.ended_at.timestamp()) for j in done]), cpu
     finally:
         stop(procs)
+
+
+def wait_rq(pending: list, timeout: float) -> list:
+    """Wait for RQ jobs to finish (a failed one raises); them, refreshed."""
+    done, deadline = [], time.monotonic() + timeout
+    while pending:  # poll gently: the workers share this machine's cores
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} RQ jobs did not finish")
+        still = []
+        for job in pending:
+            status = job.get_status()
+            if status == "failed":
+                raise RuntimeError(f"RQ job {job.func_name} failed: {job.latest_result().exc_string}")
+            (done if status == "finished" else still).append(job)
+        pending = still
+        time.sleep(0.02)
+    for job in done:
+        job.refresh()
+    return done
 
 
 def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
@@ -141,14 +176,45 @@ def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
                 first_line.append(time.perf_counter() - t0)
             wait(conn, job_id, timeout=60)
         with CpuMeter(server_pid, procs) as cpu:
-            t0 = time.perf_counter()
             ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
-            for job_id in ids:
-                assert wait(conn, job_id, timeout=120).status == "passed"
-            elapsed = time.perf_counter() - t0
-        return jobs / elapsed, cpu, first_event, first_line
+            results = [wait(conn, job_id, timeout=120) for job_id in ids]
+        assert all(r.status == "passed" for r in results)
+        return throughput([(r.started_at, r.ended_at) for r in results]), cpu, first_event, first_line
     finally:
         stop(procs)
+
+
+def fair_peers(url: str, workers: int, jobs: int, env: dict[str, str], server_pid: int,
+               tmp: str) -> dict[str, tuple[float, CpuMeter] | str]:
+    """RQ + bwrap and RQ + podman on our busybox rootfs: (jobs/s, CPU), or why one was skipped."""
+    import shutil
+    from pathlib import Path
+
+    from peers import peer_cgroups, podman_image, remove_peer_cgroups
+
+    from sandbox import images
+
+    rootfs = images.get("busybox").layers[0]
+    out: dict[str, tuple[float, CpuMeter] | str] = {}
+    if shutil.which("bwrap"):
+        out["RQ + bwrap"] = rq_side(url, "peer-bwrap", "simple", ("peers.bwrap_job", rootfs),
+                                    workers, jobs, env, server_pid)
+    else:
+        out["RQ + bwrap"] = "skipped: bwrap is not installed (apt-get install bubblewrap)"
+    if not shutil.which("podman"):
+        out["RQ + podman"] = "skipped: podman is not installed (apt-get install podman)"
+        return out
+    cleanup: list[list[str]] = []
+    before = peer_cgroups()
+    try:
+        image = podman_image(rootfs, cleanup, Path(tmp))
+        out["RQ + podman"] = rq_side(url, "peer-podman", "simple", ("peers.podman_job", image),
+                                     workers, jobs, env, server_pid)
+    finally:
+        for argv in cleanup:
+            subprocess.run(argv, capture_output=True)
+        remove_peer_cgroups(before)
+    return out
 
 
 def main() -> None:
@@ -167,23 +233,48 @@ def main() -> None:
     try:
         assert server.proc is not None
         pid = server.proc.pid
-        simple, simple_cpu = bare_rq(server.url, "simple", args.workers, args.jobs, env, pid)
-        fork, _ = bare_rq(server.url, "fork", args.workers, args.jobs, env, pid)
-        ours_tput, ours_cpu, first_event, first_line = ours(server.url, args.workers, args.jobs,
-                                                            args.latency_runs, env, pid)
+        simple, simple_cpu = rq_side(server.url, "bare-simple", "simple", ("os.getpid",),
+                                     args.workers, args.jobs, env, pid)
+        fork, _ = rq_side(server.url, "bare-fork", "fork", ("os.getpid",), args.workers, args.jobs,
+                          env, pid)
+        ours_tput, ours_cpu, first_event, first_out = ours(server.url, args.workers, args.jobs,
+                                                           args.latency_runs, env, pid)
+        peers = fair_peers(server.url, args.workers, args.jobs, env, pid, tmp)
     finally:
         server.stop()
         subprocess.run(["rm", "-rf", tmp])
+    report(args, simple, simple_cpu, fork, (ours_tput, ours_cpu), peers, first_event, first_out)
+
+
+#: ours over each peer's throughput, at least
+TARGETS = {"RQ + podman": 10.0, "RQ + bwrap": 0.7}
+
+
+def report(args: argparse.Namespace, simple: float, simple_cpu: CpuMeter, fork: float,
+           ours: tuple[float, CpuMeter], peers: dict, first_event: list, first_out: list) -> None:
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-    print(f"workers: {args.workers}, jobs per throughput run: {args.jobs}")
-    print(f"bare RQ no-op, SimpleWorker:   {simple:8.1f} jobs/s  ({1000 * args.workers / simple:.1f} ms/job/worker)")
-    print(f"bare RQ no-op, forking Worker: {fork:8.1f} jobs/s  ({1000 * args.workers / fork:.1f} ms/job/worker)")
-    print(f"sandboxed trivial jobs:        {ours_tput:8.1f} jobs/s  "
-          f"(ratio to bare SimpleWorker {ours_tput / simple:.2f}; target >= 0.5)")
+    tput, cpu = ours
+    print(f"workers: {args.workers}, jobs per throughput run: {args.jobs} "
+          "(jobs/s from the first job's start to the last one's end)")
+    print(f"bare RQ no-op, SimpleWorker:   {simple:8.1f} jobs/s")
+    print(f"bare RQ no-op, forking Worker: {fork:8.1f} jobs/s")
+    print(f"ours, sandboxed `echo hi`:     {tput:8.1f} jobs/s  (limits, overlay root, live log, job record)")
+    for name, measured in peers.items():
+        if isinstance(measured, str):
+            print(f"{name + ':':<31}{measured}")
+            continue
+        ratio = tput / measured[0]
+        verdict = "met" if ratio >= TARGETS[name] else "NOT met"
+        print(f"{name + ', `echo hi`:':<31}{measured[0]:8.1f} jobs/s  "
+              f"ours / this = {ratio:.2f} (target >= {TARGETS[name]}: {verdict})")
     print(f"submit -> first log event (step start), median: {ms(first_event):6.1f} ms")
-    print(f"submit -> first output line, median:            {ms(first_line):6.1f} ms  (target < 30 ms)")
-    print(f"CPU ms per job, bare RQ SimpleWorker: {simple_cpu.per_job(args.jobs)}")
-    print(f"CPU ms per job, sandboxed:            {ours_cpu.per_job(args.jobs)}")
+    print(f"submit -> first output line, median:            {ms(first_out):6.1f} ms  (target < 30 ms)")
+    print("CPU ms per job:")
+    print(f"  bare RQ SimpleWorker: {simple_cpu.per_job(args.jobs)}")
+    print(f"  ours:                 {cpu.per_job(args.jobs)}")
+    for name, measured in peers.items():
+        if not isinstance(measured, str):
+            print(f"  {name + ':':<21} {measured[1].per_job(args.jobs)}")
 
 
 if __name__ == "__main__":
