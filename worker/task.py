@@ -71,12 +71,14 @@ def run(job_id: str) -> str:
     from rq import get_current_job
 
     rq_job = get_current_job()
+    if rq_job is None:
+        raise RuntimeError("worker.task.run is the entry point of an RQ job: called outside one")
     conn = CONNECTIONS.jobs or rq_job.connection
     worker = rq_job.worker_name or "worker"
     claimed = _retrying(lambda: store.claim(conn, job_id, worker))
     if claimed is None:
         return _not_claimed(conn, job_id, worker)
-    spec, packed = claimed
+    spec, packed, secrets = claimed
     if packed is None and spec.workspace:  # submit() packs every workspace: this one is forged
         spec = dataclasses.replace(spec, workspace=None)  # never copy a host directory of the worker
     with LEASES.hold(CONNECTIONS.leases or conn, job_id, worker) as lease:
@@ -84,12 +86,12 @@ def run(job_id: str) -> str:
         job_log = JobLog(sink)
         try:
             result = execute_job(spec, job_id=job_id, log=job_log, cancel=lease.cancel,
-                                 packed_workspace=packed, worker=worker,
+                                 packed_workspace=packed, worker=worker, secrets=secrets,
                                  store_artifacts=functools.partial(_save_artifacts, conn, lease))
         except BaseException as exc:
             try:
-                store.end_unrun(conn, job_id, ERROR, "the worker failed running it: "
-                                f"{type(exc).__name__}: {exc}", (RUNNING,))
+                store.end_unrun(conn, job_id, ERROR, job_log.secrets.mask(
+                    f"the worker failed running it: {type(exc).__name__}: {exc}"), (RUNNING,))
             except connection_lost():
                 pass  # the reapers end it once its lease runs out
             raise
