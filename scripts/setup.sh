@@ -21,16 +21,18 @@ for arg in "$@"; do
 done
 if [ "$runtime" = 1 ] && [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
-    # busybox-static: the busybox image; iproute2, nftables: networks; redis-tools: redis-cli
-    # for a compose healthcheck and debugging; debootstrap: `sandbox image bootstrap`
+    # busybox-static: the busybox image; iproute2, nftables: networks; redis-server: the
+    # Redis of compose.yaml runs from this image too (redis-cli: its healthcheck);
+    # debootstrap: `sandbox image bootstrap`
     apt-get install -y -qq --no-install-recommends busybox-static iproute2 nftables \
-        redis-tools debootstrap python3 python3-pip ca-certificates >/dev/null
+        redis-server debootstrap python3 python3-pip ca-certificates >/dev/null
 elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman docker-registry apache2-utils >/dev/null
+        umoci skopeo buildah podman catatonit docker-registry apache2-utils >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`
     if [ "$vm" = 1 ]; then
@@ -76,4 +78,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ] && [ ! -f "$bootstrap_cache/debian-bookworm
         debian:bookworm --cache "$bootstrap_cache" >/dev/null 2>"$state.log" \
         || echo "setup: debian:bookworm could not be bootstrapped (see $state.log)" >&2
     rm -rf "$state"
+fi
+# The base image compose.yaml's Containerfile builds on (tests/test_compose.py builds and
+# runs compose.yaml with podman, without the network): made now, from that Debian layer.
+if command -v podman >/dev/null && ! podman image exists localhost/sandbox-base:bookworm; then
+    SANDBOX_BOOTSTRAP_CACHE="$bootstrap_cache" bash deploy/build-base.sh podman \
+        || echo "setup: the compose base image could not be built (deploy/build-base.sh)" >&2
 fi

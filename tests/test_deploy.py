@@ -1,6 +1,6 @@
 """The ways to deploy: compose.yaml, the Containerfile, the systemd units in deploy/.
 
-No Docker engine runs here, so these check what can be checked without one:
+No Docker engine runs here: tests/test_compose.py runs compose.yaml with podman. These check
 compose.yaml against the compose specification's JSON schema (check-jsonschema's
 vendored copy) and against what this repository runs (every service's command
 parses as the CLI's; the volumes and mounts a worker needs); the systemd units
@@ -87,17 +87,32 @@ def test_each_service_command_is_one_the_cli_accepts(compose, service):
         assert args.listen.startswith("tcp://")
 
 
-def test_the_containerfile_builds_from_debian_bookworm_with_setup_sh():
+def test_nothing_is_pulled_from_a_registry(compose):
+    """Every service runs the image Containerfile builds; its base, from a local Debian layer."""
+    for name, service in compose["services"].items():
+        assert service["image"] == "${SANDBOX_IMAGE:-localhost/sandbox:latest}", name
+        assert service["pull_policy"] == "never" and service["build"]["dockerfile"] == "Containerfile"
     with open(os.path.join(ROOT, "Containerfile")) as f:
-        text = f.read()
-    assert re.search(r"^FROM docker\.io/library/debian:bookworm$", text, re.M)
-    assert "scripts/setup.sh --runtime" in text
-    entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', text, re.M).group(1)
+        containerfile = f.read()
+    with open(os.path.join(ROOT, "deploy", "Containerfile.base")) as f:
+        base = f.read()
+    assert re.findall(r"^FROM (.+)$", containerfile, re.M) == ["${BASE}"]
+    assert "ARG BASE=localhost/sandbox-base:bookworm" in containerfile
+    assert re.findall(r"^FROM (.+)$", base, re.M) == ["${DEBIAN}"]
+    assert "ARG DEBIAN=localhost/debian:bookworm" in base and "scripts/setup.sh --runtime" in base
+    with open(os.path.join(ROOT, "deploy", "build-base.sh")) as f:
+        script = f.read()
+    assert "sandbox image bootstrap" in script and "localhost/debian:bookworm" in script
+
+
+def test_the_image_scripts_parse():
+    with open(os.path.join(ROOT, "Containerfile")) as f:
+        entry = re.search(r'^ENTRYPOINT \["([^"]+)"\]', f.read(), re.M).group(1)
     local = os.path.join(ROOT, os.path.relpath(entry, "/opt/sandbox"))
     assert os.access(local, os.X_OK)
-    for script in (local, os.path.join(ROOT, "scripts", "setup.sh")):
-        shell = "sh" if script == local else "bash"
-        assert subprocess.run([shell, "-n", script]).returncode == 0
+    for shell, script in (("sh", local), ("bash", os.path.join(ROOT, "scripts", "setup.sh")),
+                          ("bash", os.path.join(ROOT, "deploy", "build-base.sh"))):
+        assert subprocess.run([shell, "-n", script]).returncode == 0, script
 
 
 @pytest.mark.parametrize("unit", UNITS)
