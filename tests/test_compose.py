@@ -114,13 +114,14 @@ def project(image: str, tmp_path) -> Iterator[Project]:
 
 
 def redis_up(url: str, timeout: float = 120) -> Any:
-    conn = connect(url)
+    """A client once Redis's container answers (connect() refuses a first contact that fails)."""
+    from jobs.errors import QueueUnavailable
+
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn.ping()
-            return conn
-        except Exception:
+            return connect(url)
+        except QueueUnavailable:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
