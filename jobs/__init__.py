@@ -15,7 +15,8 @@ The public API::
 
 For adapters (the daemon): ``load_job_text`` (a job file sent over the
 network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
-and ``follow_log`` read the store; ``collect_job_dirs`` removes the directories of dead runners (gc);
+and ``follow_log`` read the store (``junit_totals``: a report's totals as a listing
+shows them); ``collect_job_dirs`` removes the directories of dead runners (gc);
 ``JobLog`` numbers the events of a job run
 here; ``Renderer`` and ``summary`` print them as the CLI does; ``EXIT_STATUS``
 and ``FINAL`` say what a status means.
@@ -41,7 +42,7 @@ _EXPORTS = {
     "job_result": ("store", "result_of"), "job_artifacts": ("store", "artifacts"),
     "follow_log": ("logstream", "follow"), "collect_job_dirs": ("workspace", "collect"), "JobLog": "events",
     "Renderer": "render", "summary": "render", "EXIT_STATUS": "result", "FINAL": "result",
-    "Case": "junit", "JUnitReport": "junit",
+    "Case": "junit", "JUnitReport": "junit", "junit_totals": ("junit", "totals"),
     "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
     "Artifact": "result", "JobResult": "result", "StepResult": "result",
 }

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from .errors import NoSuchJob
+from .junit import totals as junit_totals
 from .model import JobSpec
 from .result import CANCELLED, ERROR, FINAL, QUEUED, RUNNING, JobResult
 
@@ -226,7 +227,8 @@ def require(conn: Any, job_id: str) -> None:
 
 
 def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
-    """The newest jobs first (ids whose hash expired are dropped from the index)."""
+    """The newest jobs first (ids whose hash expired are dropped from the index), each with
+    its JUnit totals (``junit``, jobs.junit.totals) instead of the whole result."""
     rows = []
     for raw in conn.zrevrange(INDEX, 0, limit - 1):
         job_id = raw.decode()
@@ -236,7 +238,8 @@ def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
             conn.zrem(INDEX, job_id)
             continue
         fields.pop("spec", None)
-        fields.pop("result", None)
+        result = fields.pop("result", None)
+        fields["junit"] = junit_totals(json.loads(result).get("junit")) if result else ""
         rows.append(fields)
     return rows
 

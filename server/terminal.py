@@ -1,0 +1,195 @@
+"""A held sandbox's terminal, shared by everyone looking at it: who is connected, who types.
+
+The browser's terminal (xterm.js) talks to it through a WebSocket that
+carries raw bytes, as Docker's attach does with a tty: the daemon sends the
+output (first the last REPLAY_BYTES of it, so a page that reconnects shows
+the screen again), the page sends keystrokes. What is not bytes goes beside
+it over HTTP: a resize, a signal, who is connected.
+
+The sandbox's side has two shapes, told apart by ``ENGINE_PTY``:
+
+- with a pty made inside the sandbox (the engine's ``SandboxSpec.tty``,
+  branch ``pty``), keystrokes go to the pty as they are typed, the shell
+  edits its own line, Ctrl-C is a byte, resize reaches it (SIGWINCH);
+- without one (until then), the command's stdin is a pipe: the page edits
+  a line itself (``terminal.js``'s LineEditor) and sends it whole, Ctrl-C
+  is sent as SIGINT, and resize has no effect.
+
+Roles: the sandbox's ``owner`` (for a class seat, the student) types;
+someone else may ``take over`` the keyboard (the teacher), and the owner's
+keys are dropped until they let go. Watchers only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from sandbox import SandboxSpec, StateError
+
+if TYPE_CHECKING:
+    from .classes.recording import Recorder
+    from .held import Held
+
+#: Whether the engine makes a pty inside a sandbox (branch `pty`): the one switch between the
+#: two shapes above. It turns on by itself once the engine's SandboxSpec has ``tty``.
+ENGINE_PTY = "tty" in {f.name for f in dataclasses.fields(SandboxSpec)}
+#: How much of the output a (re)connecting page is sent first.
+REPLAY_BYTES = 256 << 10
+#: Most output records sent in one WebSocket message (a flood is sent in large messages).
+BATCH = 512
+#: WebSocket close codes the pages act on: the sandbox ended, or was replaced by a reset.
+CLOSE_ENDED = 4000
+CLOSE_RESET = 4001
+
+
+def terminal_spec(spec: SandboxSpec) -> SandboxSpec:
+    """The spec with a terminal, when the engine makes one (else unchanged: a stdin pipe)."""
+    return spec.with_changes(tty=True, interactive=True) if ENGINE_PTY else spec
+
+
+class Terminal:
+    """One held sandbox's screen and keyboard; made once per sandbox (``of``)."""
+
+    def __init__(self, held: Held, recorder: Recorder | None = None) -> None:
+        self.held = held
+        self.recorder = recorder
+        self.connected: dict[str, int] = {}
+        self.holder: str | None = None  # who took the keyboard over (None: its owner types)
+        self.size = (24, 80)
+        self.replaced = False  # a reset made another sandbox for the same seat
+
+    @classmethod
+    def of(cls, held: Held) -> "Terminal":
+        if held.terminal is None:
+            held.terminal = cls(held)
+        return held.terminal
+
+    @property
+    def mode(self) -> str:
+        return "pty" if ENGINE_PTY and getattr(self.held.spec, "tty", False) else "pipe"
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.held.id, "mode": self.mode, "status": self.held.status,
+                "connected": dict(self.connected), "holder": self.holder,
+                "rows": self.size[0], "cols": self.size[1]}
+
+    @contextlib.contextmanager
+    def connection(self, role: str, *, take_over: bool = False) -> Iterator[None]:
+        """Count a page as connected while it is; ``take_over``: its keys are the ones typed."""
+        self.connected[role] = self.connected.get(role, 0) + 1
+        if take_over:
+            self.holder = role
+        try:
+            yield
+        finally:
+            self.connected[role] -= 1
+            if not self.connected[role]:
+                del self.connected[role]
+                if self.holder == role:
+                    self.holder = None
+
+    def may_type(self, role: str) -> bool:
+        return role == self.holder if self.holder else role == "owner"
+
+    def type(self, role: str, data: bytes) -> bool:
+        """Pass keystrokes (or, without a pty, a line) on; False when ``role`` may not type now."""
+        if not self.may_type(role) or self.held.status != "running":
+            return False
+        if ENGINE_PTY and hasattr(self.held.sandbox, "write_stdin") and self.mode == "pty":
+            self.held.sandbox.write_stdin(data)
+        else:
+            self.held.write_stdin(data)
+        if self.recorder is not None:
+            self.recorder.input(data)
+        return True
+
+    def resize(self, rows: int, cols: int) -> None:
+        if not (0 < rows < 1000 and 0 < cols < 1000):
+            raise StateError(f"invalid terminal size {rows}x{cols}: expected rows and columns "
+                             "from 1 to 999")
+        self.size = (rows, cols)
+        if self.mode == "pty":
+            self.held.sandbox.resize(rows, cols)
+        if self.recorder is not None:
+            self.recorder.resize(rows, cols)
+
+    def interrupt(self, role: str, name: str = "SIGINT") -> bool:
+        """Ctrl-C without a pty: the signal to the shell (with one, Ctrl-C is a byte)."""
+        if not self.may_type(role) or self.held.status != "running":
+            return False
+        self.held.sandbox.kill(int(signal.Signals[name]))
+        return True
+
+    def replay_start(self) -> int:
+        """The index of the first output record within the last REPLAY_BYTES."""
+        items = self.held.logs.items
+        index, size = len(items), 0
+        while index > 0 and size + len(items[index - 1].data) <= REPLAY_BYTES:
+            index -= 1
+            size += len(items[index].data)
+        return index
+
+    def end_reason(self) -> tuple[int, str]:
+        if self.replaced:
+            return CLOSE_RESET, "reset: a new sandbox is ready"
+        result = self.held.result
+        code = result.exit_code if result is not None else "?"
+        return CLOSE_ENDED, f"ended (exit status {code})"
+
+
+async def serve(websocket: WebSocket, terminal: Terminal, role: str, *, write: bool,
+                take_over: bool = False) -> None:
+    """Run one page's connection: output out (replayed tail first), keystrokes in."""
+    await websocket.accept()
+    with terminal.connection(role, take_over=take_over):
+        reader = asyncio.create_task(_keys(websocket, terminal, role)) if write else None
+        try:
+            await _send_output(websocket, terminal)
+            await terminal.held.wait_ended()
+            code, reason = terminal.end_reason()
+            await websocket.close(code=code, reason=reason)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            if reader is not None:
+                reader.cancel()
+
+
+async def _send_output(websocket: WebSocket, terminal: Terminal) -> None:
+    logs = terminal.held.logs
+    index = terminal.replay_start()
+    while True:
+        items = logs.items
+        if index < len(items):
+            batch = items[index:index + BATCH]
+            index += len(batch)
+            await websocket.send_bytes(b"".join(r.data for r in batch))
+            continue
+        if logs.closed:
+            return
+        await logs.wait_beyond(index)
+
+
+async def _keys(websocket: WebSocket, terminal: Terminal, role: str) -> None:
+    """Keystrokes from the page (binary or text messages alike), until it closes."""
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None and message.get("text") is not None:
+                data = message["text"].encode()
+            if data:
+                await run_in_threadpool(terminal.type, role, data)
+    except (WebSocketDisconnect, RuntimeError, OSError, StateError):
+        return
