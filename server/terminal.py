@@ -54,6 +54,14 @@ def terminal_spec(spec: SandboxSpec) -> SandboxSpec:
     return spec.with_changes(tty=True, interactive=True) if ENGINE_PTY else spec
 
 
+class Connection:
+    """One page connected to a terminal, in a role (owner, teacher)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.open = True
+
+
 class Terminal:
     """One held sandbox's screen and keyboard; made once per sandbox (``of``)."""
 
@@ -61,7 +69,7 @@ class Terminal:
         self.held = held
         self.recorder = recorder
         self.connected: dict[str, int] = {}
-        self.holder: str | None = None  # who took the keyboard over (None: its owner types)
+        self._holder: Connection | None = None  # the page that took the keyboard over
         self.size = (24, 80)
         self.replaced = False  # a reset made another sandbox for the same seat
 
@@ -81,28 +89,39 @@ class Terminal:
                 "rows": self.size[0], "cols": self.size[1]}
 
     @contextlib.contextmanager
-    def connection(self, role: str, *, take_over: bool = False) -> Iterator[None]:
-        """Count a page as connected while it is; ``take_over``: its keys are the ones typed."""
+    def connection(self, role: str, *, take_over: bool = False) -> Iterator[Connection]:
+        """Count a page as connected while it is; ``take_over``: its keys are the ones typed
+        (everyone else's are dropped) until it closes."""
+        conn = Connection(role)
         self.connected[role] = self.connected.get(role, 0) + 1
+        previous = self._holder
         if take_over:
-            self.holder = role
+            self._holder = conn
         try:
-            yield
+            yield conn
         finally:
             self.connected[role] -= 1
             if not self.connected[role]:
                 del self.connected[role]
-                if self.holder == role:
-                    self.holder = None
+            if self._holder is conn:
+                self._holder = previous if previous is not None and previous.open else None
+            conn.open = False
 
-    def may_type(self, role: str) -> bool:
-        return role == self.holder if self.holder else role == "owner"
+    @property
+    def holder(self) -> str | None:
+        """The role of whoever took the keyboard over (None: the owner types)."""
+        return self._holder.role if self._holder is not None else None
 
-    def type(self, role: str, data: bytes) -> bool:
-        """Pass keystrokes (or, without a pty, a line) on; False when ``role`` may not type now."""
-        if not self.may_type(role) or self.held.status != "running":
+    def may_type(self, role: str, conn: Connection | None = None) -> bool:
+        if self._holder is not None:
+            return conn is self._holder if conn is not None else role == self._holder.role
+        return role == "owner"
+
+    def type(self, conn: Connection, data: bytes) -> bool:
+        """Pass keystrokes (or, without a pty, a line) on; False when ``conn`` may not type now."""
+        if not self.may_type(conn.role, conn) or self.held.status != "running":
             return False
-        if ENGINE_PTY and hasattr(self.held.sandbox, "write_stdin") and self.mode == "pty":
+        if self.mode == "pty":
             self.held.sandbox.write_stdin(data)
         else:
             self.held.write_stdin(data)
@@ -146,20 +165,28 @@ class Terminal:
 
 async def serve(websocket: WebSocket, terminal: Terminal, role: str, *, write: bool,
                 take_over: bool = False) -> None:
-    """Run one page's connection: output out (replayed tail first), keystrokes in."""
+    """Run one page's connection: output out (replayed tail first), keystrokes in, until the
+    sandbox ends (the page is told how) or the page goes (its keyboard is let go at once)."""
     await websocket.accept()
-    with terminal.connection(role, take_over=take_over):
-        reader = asyncio.create_task(_keys(websocket, terminal, role)) if write else None
+    with terminal.connection(role, take_over=take_over) as conn:
+        sender = asyncio.create_task(_send_until_end(websocket, terminal))
+        reader = asyncio.create_task(_keys(websocket, terminal, conn if write else None))
         try:
-            await _send_output(websocket, terminal)
-            await terminal.held.wait_ended()
-            code, reason = terminal.end_reason()
-            await websocket.close(code=code, reason=reason)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if reader is not None:
-                reader.cancel()
+            for task in (sender, reader):
+                task.cancel()
+            await asyncio.gather(sender, reader, return_exceptions=True)
+
+
+async def _send_until_end(websocket: WebSocket, terminal: Terminal) -> None:
+    try:
+        await _send_output(websocket, terminal)
+        await terminal.held.wait_ended()
+        code, reason = terminal.end_reason()
+        await websocket.close(code=code, reason=reason)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
 
 
 async def _send_output(websocket: WebSocket, terminal: Terminal) -> None:
@@ -177,8 +204,9 @@ async def _send_output(websocket: WebSocket, terminal: Terminal) -> None:
         await logs.wait_beyond(index)
 
 
-async def _keys(websocket: WebSocket, terminal: Terminal, role: str) -> None:
-    """Keystrokes from the page (binary or text messages alike), until it closes."""
+async def _keys(websocket: WebSocket, terminal: Terminal, conn: Connection | None) -> None:
+    """Keystrokes from the page (binary or text messages alike; dropped without ``conn``),
+    until it closes."""
     from starlette.concurrency import run_in_threadpool
 
     try:
@@ -189,7 +217,10 @@ async def _keys(websocket: WebSocket, terminal: Terminal, role: str) -> None:
             data = message.get("bytes")
             if data is None and message.get("text") is not None:
                 data = message["text"].encode()
-            if data:
-                await run_in_threadpool(terminal.type, role, data)
-    except (WebSocketDisconnect, RuntimeError, OSError, StateError):
+            if data and conn is not None:
+                try:
+                    await run_in_threadpool(terminal.type, conn, data)
+                except (OSError, StateError):  # the command ended: the sender says how
+                    pass
+    except (WebSocketDisconnect, RuntimeError):
         return
