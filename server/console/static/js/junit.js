@@ -23,10 +23,12 @@ export function renderReport(report) {
     for (const c of suite.cases) cases.push({ ...c, suite: suite.name, rank: ORDER[c.outcome] ?? 9 });
   }
   cases.sort((a, b) => a.rank - b.rank || b.time - a.time);
+  const suiteRow = (s) => el("tr", {}, el("td", {}, s.name || "–"),
+    ...[s.tests, s.failures, s.errors, s.skipped].map((n) => el("td", { class: "num" }, String(n))));
   parts.push(el("h3", {}, `Suites (${report.suites.length})`),
-    el("table", { id: "suites" }, el("thead", {}, el("tr", {}, ...["Suite", "Tests", "Failures", "Errors", "Skipped"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, ...report.suites.map((s) => el("tr", {}, el("td", {}, s.name || "–"), el("td", { class: "num" }, String(s.tests)),
-        el("td", { class: "num" }, String(s.failures)), el("td", { class: "num" }, String(s.errors)), el("td", { class: "num" }, String(s.skipped))))))),
+    el("table", { id: "suites" },
+      el("thead", {}, el("tr", {}, ...["Suite", "Tests", "Failures", "Errors", "Skipped"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...report.suites.map(suiteRow))),
     el("h3", {}, `Cases (${cases.length})`),
     sortableTable([
       { title: "Outcome", key: "rank", num: false, render: (c) => c.outcome },

@@ -102,7 +102,10 @@ export class LogView {
     details.open = true;
     details.dataset.step = step;
     const summary = document.createElement("summary");
-    summary.textContent = title + (run ? `: ${run}` : "");
+    const first = run.split("\n")[0];
+    const shown = first.length > 120 || run.includes("\n") ? `${first.slice(0, 120)} …` : first;
+    summary.textContent = title + (run ? `: ${shown}` : "");
+    if (run) summary.title = run;
     details.append(summary);
     this.root.append(details);
     this.section = details;
