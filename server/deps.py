@@ -177,7 +177,7 @@ def _token_valid(app: ASGIApp, scope: Scope) -> bool:
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or ()}
     secret, _cookie = secret_of(headers, _cookies(headers.get("cookie", "")))
     engine = getattr(getattr(app, "state", None), "engine", None)
-    return bool(secret) and engine is not None and caller_for(engine, secret) is not None
+    return bool(secret) and engine is not None and caller_for(engine, secret or "") is not None
 
 
 def _cookies(header: str) -> dict[str, str]:

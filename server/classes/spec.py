@@ -23,7 +23,7 @@ NETWORKS = ("none", "class")
 SHELL = ("/bin/sh", "-i")
 HOME = "/root"
 #: Limits a student's sandbox gets unless the class says otherwise (a shell, not a build).
-DEFAULT_LIMITS = {"memory": "256m", "cpus": 0.25, "disk": "512m", "pids": 256}
+DEFAULT_LIMITS: dict[str, Any] = {"memory": "256m", "cpus": 0.25, "disk": "512m", "pids": 256}
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ class ClassSpec:
     def from_request(cls, body: dict[str, Any]) -> "ClassSpec":
         """From the API's JSON (the CLI's flags by the same names); limits left out keep
         DEFAULT_LIMITS, null is unlimited."""
-        given = {k: body[k] for k in ("memory", "cpus", "disk", "pids") if k in body}
-        limits = Limits(**{**DEFAULT_LIMITS, **given})
+        given: dict[str, Any] = {k: body[k] for k in ("memory", "cpus", "disk", "pids") if k in body}
+        limits = Limits(**(DEFAULT_LIMITS | given))
         shell = body.get("shell")
         return cls(name=body.get("name"), students=body.get("students"), image=body.get("image"),  # type: ignore[arg-type]
                    ttl=body.get("ttl") or DEFAULT_TTL, limits=limits,
