@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a persistent home per student, kept across a reset")
     c.add_argument("--keep-recordings", action="store_true",
                    help="keep the session recordings (asciicast) after the class ends")
-    c.add_argument("--userns", action="store_true",
-                   help="a user namespace per student sandbox (needs the engine's support)")
+    c.add_argument("--userns", action=argparse.BooleanOptionalAction, default=None,
+                   help="a user namespace per student sandbox (default: on when the engine has "
+                   "them; --userns is refused when it has not)")
     _verb(c, create)
     _verb(verbs.add_parser("ls", help="list the classes"), list_classes)
     s = verbs.add_parser("show", help="a class's students: state, connections, usage")
@@ -94,7 +95,8 @@ def create(args: argparse.Namespace, client) -> int:
         "name": args.name, "students": args.students, "image": args.image, "ttl": args.ttl,
         "memory": args.memory, "cpus": args.cpus, "disk": args.disk, "pids": args.pids,
         "network": args.network, "home_volume": args.home_volume,
-        "keep_recordings": args.keep_recordings, "userns": args.userns})
+        "keep_recordings": args.keep_recordings,
+        **({} if args.userns is None else {"userns": args.userns})})
     ends = time.strftime("%H:%M", time.localtime(room["expires"]))
     print(f"class {room['name']}: {len(room['students'])} students on {room['image']}, until {ends}; "
           f"teacher's page: /console/classes/{room['name']}")

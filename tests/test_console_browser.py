@@ -124,10 +124,10 @@ def test_a_job_from_the_form_shows_its_live_log_then_its_failures(browser, conso
     failure = page.locator("#failures .failure").first
     assert "FAILED t::test_bad" in failure.inner_text() and "assert 1 == 2" in failure.locator("pre").inner_text()
     assert page.locator("#cases tbody tr").first.inner_text().startswith("failed")
-    page.click("#cases th:has-text('Duration')")  # sortable: shortest first
-    assert page.locator("#cases tbody tr").first.locator("td").nth(2).inner_text() == "test_skip"
     assert page.locator("#artifacts a", has_text="report.xml").count() == 1
     page.locator("#report").screenshot(path=os.path.join(shots, "job-report.png"))
+    page.click("#cases th:has-text('Duration')")  # sortable: shortest first
+    assert page.locator("#cases tbody tr").first.locator("td").nth(2).inner_text() == "test_skip"
     # the log's tools: sections fold, lines link to themselves, search marks lines
     sections = page.locator("#log details")
     assert sections.count() == 2 and "[2/2] test" in sections.nth(1).locator("summary").inner_text()
@@ -184,6 +184,17 @@ def test_a_student_types_in_their_terminal_and_only_theirs(browser, console, sho
     lines = [line.strip() for line in wait_screen(page, "\nhi").splitlines()]
     assert "hi" in lines and any(line.endswith("echo hi") for line in lines)
     page.screenshot(path=os.path.join(shots, "terminal.png"))
+    # a reload, then a dropped connection: the page connects again, the shell is the same one
+    page.keyboard.type("KEPT=still-here")
+    page.keyboard.press("Enter")
+    sockets = []
+    page.route_web_socket("**/terminal", lambda ws: sockets.append((ws, ws.connect_to_server())))
+    _drop(page, sockets)
+    page.locator("#term-status", has_text="connected").wait_for(timeout=30_000)
+    page.click("#terminal")
+    page.keyboard.type("echo $KEPT")
+    page.keyboard.press("Enter")
+    wait_screen(page, "\nstill-here")
     # the second student's token on the first one's page: refused, no terminal
     other = student_page(browser, console, one["url"].split("#")[0] + "#" + two["token"])
     other.locator("#refused").wait_for()
@@ -193,6 +204,22 @@ def test_a_student_types_in_their_terminal_and_only_theirs(browser, console, sho
     page.context.close()
     with console.tcp(teacher) as c:
         c.delete(f"/v1/classes/{name}")
+
+
+def _drop(page, sockets: list) -> None:
+    """Cut the page's terminal connection (routed through Playwright from now on) as a
+    network would, and wait for the page to have made a new one."""
+    page.reload()  # route_web_socket applies to sockets opened after it: open one through it
+    deadline = time.monotonic() + 30
+    while not sockets and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    wait_screen(page, "root@student-01")
+    page_side, daemon_side = sockets[0]
+    page_side.close(code=1011, reason="network trouble")
+    daemon_side.close()
+    while len(sockets) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(sockets) == 2, "the page did not connect again"
 
 
 def test_reset_gives_the_student_a_fresh_sandbox(browser, console):

@@ -9,7 +9,7 @@ sandbox of each student is made from it by ``student_spec``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sandbox import Limits, Mount, NetworkSpec, SandboxSpec, SpecError, parse_duration
@@ -22,6 +22,11 @@ NETWORKS = ("none", "class")
 #: The shell each student gets, and where a persistent home (``home_volume``) is mounted.
 SHELL = ("/bin/sh", "-i")
 HOME = "/root"
+#: Whether the engine gives a sandbox a user namespace of its own (``SandboxSpec.userns``,
+#: branch `security`). The switch for class sandboxes is ``ClassSpec.userns``: on by default
+#: once the engine has them; until then a class that asks for one is refused (never run
+#: without it).
+USERNS_AVAILABLE = "userns" in {f.name for f in fields(SandboxSpec)}
 #: Limits a student's sandbox gets unless the class says otherwise (a shell, not a build).
 DEFAULT_LIMITS: dict[str, Any] = {"memory": "256m", "cpus": 0.25, "disk": "512m", "pids": 256}
 
@@ -36,7 +41,7 @@ class ClassSpec:
     reset (removed with the class). ``keep_recordings``: the session
     recordings stay on disk after the class ends. ``userns``: the students'
     sandboxes get a user namespace of their own (refused until the engine
-    has them: see ``server.classes.table.USERNS_AVAILABLE``).
+    has them: see ``USERNS_AVAILABLE``).
     """
 
     name: str
@@ -47,7 +52,7 @@ class ClassSpec:
     network: str = "none"
     home_volume: bool = False
     keep_recordings: bool = False
-    userns: bool = False
+    userns: bool = USERNS_AVAILABLE
     shell: tuple[str, ...] = SHELL
 
     def __post_init__(self) -> None:
@@ -80,7 +85,7 @@ class ClassSpec:
                    network=body.get("network") or "none",
                    home_volume=bool(body.get("home_volume")),
                    keep_recordings=bool(body.get("keep_recordings")),
-                   userns=bool(body.get("userns")),
+                   userns=USERNS_AVAILABLE if body.get("userns") is None else bool(body["userns"]),
                    shell=tuple(shell) if shell else SHELL)
 
     def student_names(self) -> list[str]:
@@ -106,6 +111,8 @@ def student_spec(spec: ClassSpec, student: str, home: str | None) -> SandboxSpec
     network = (NetworkSpec("none") if spec.network == "none"
                else NetworkSpec(spec.network_name(), alias=student))
     mounts = (Mount(home, HOME, read_only=False),) if home else ()
+    security = {"userns": "auto"} if spec.userns and USERNS_AVAILABLE else {}
     return SandboxSpec(image=spec.image, command=spec.shell, name=f"{spec.name}-{student}",
                        hostname=student, limits=spec.limits, network=network, mounts=mounts,
-                       env={"HOME": HOME, "TERM": "xterm-256color", "PS1": r"\u@\h:\w\$ "})
+                       env={"HOME": HOME, "TERM": "xterm-256color", "PS1": r"\u@\h:\w\$ "},
+                       **security)

@@ -28,13 +28,9 @@ from ..held import SandboxTable
 from ..terminal import ENGINE_PTY, Terminal, terminal_spec
 from .recording import Recorder
 from .room import Classroom, Seat, digest, new_secret
-from .spec import ClassSpec, student_spec
+from .spec import USERNS_AVAILABLE, ClassSpec, student_spec
 
 log = logging.getLogger("sandbox.daemon")
-#: Whether the engine gives a sandbox a user namespace of its own (branch `security`): until
-#: then a class asking for one (``userns``) is refused, never run without it. The switch for
-#: class sandboxes is ``ClassSpec.userns``; once the engine has it, this turns it on by default.
-USERNS_AVAILABLE = False
 #: Sandboxes made at once when a class starts.
 STARTERS = 8
 #: How often the reaper looks for classes past their TTL (seconds).

@@ -49,7 +49,8 @@ class ClassCreate(Strict):
     network: str = Field(default="none", description="none, or class (one bridge for the class)")
     home_volume: bool = False
     keep_recordings: bool = False
-    userns: bool = False
+    userns: bool | None = Field(default=None, description="a user namespace per student sandbox "
+                                "(default: on when the engine has them; refused when it has not)")
     shell: list[str] | None = None
 
 

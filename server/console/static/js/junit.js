@@ -27,7 +27,8 @@ export function renderReport(report) {
     ...[s.tests, s.failures, s.errors, s.skipped].map((n) => el("td", { class: "num" }, String(n))));
   parts.push(el("h3", {}, `Suites (${report.suites.length})`),
     el("table", { id: "suites" },
-      el("thead", {}, el("tr", {}, ...["Suite", "Tests", "Failures", "Errors", "Skipped"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, el("th", {}, "Suite"),
+        ...["Tests", "Failures", "Errors", "Skipped"].map((h) => el("th", { class: "num" }, h)))),
       el("tbody", {}, ...report.suites.map(suiteRow))),
     el("h3", {}, `Cases (${cases.length})`),
     sortableTable([
