@@ -270,6 +270,30 @@ def test_at_the_ttl_the_page_says_so_and_the_sandbox_is_gone(browser, console):
     page.context.close()
 
 
+def test_a_new_shell_from_the_sandboxes_page(browser, console):
+    token = console.token("dev", "run")
+    page = signed_in(browser, console, token, "/console/sandboxes")
+    page.click("#new-shell")
+    page.wait_for_url("**/console/sandboxes/*")
+    sandbox = page.url.rsplit("/", 1)[1]
+    wait_screen(page, "# ")
+    page.click("#terminal")
+    page.keyboard.type("echo from-the-page")
+    page.keyboard.press("Enter")
+    wait_screen(page, "\nfrom-the-page")
+    page.goto(f"{console.url}/console/sandboxes")
+    row = page.locator(f"tr[data-sandbox='{sandbox}']")
+    row.wait_for()
+    assert "running" in row.inner_text() and "/bin/sh -i" in row.inner_text()
+    row.locator("button.danger").click()
+    row.wait_for(state="detached", timeout=30_000)
+    with console.tcp(token) as c:
+        assert c.get(f"/v1/sandboxes/{sandbox}").status_code == 404
+    page.goto(f"{console.url}/console/images")
+    page.locator("#images td", has_text="busybox").first.wait_for()
+    page.context.close()
+
+
 def test_screenshots_reach_the_docs(shots):
     """The screenshots of this run, where the README shows them from (docs/console/)."""
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "console")
