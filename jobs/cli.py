@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace", metavar="DIR",
                    help="copy DIR into /workspace instead of the job file's workspace (a job "
                    "file may only name a directory of its own tree, reached through no link)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter the job file declares under [params] (repeatable)")
+    p.add_argument("--secret", action="append", default=[], metavar="NAME[=@FILE|=VALUE]",
+                   help="pass a secret to the steps that list it in `secrets`: its value from "
+                   "the environment variable NAME, from FILE, or as given (repeatable); "
+                   "masked as *** in the logs and results")
     p.set_defaults(handler=submit, remote=remote_submit)
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
                           description="Inspect the jobs in Redis. --redis URL goes before "
@@ -34,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = jobs.add_subparsers(dest="jobs_verb", metavar="VERB", parser_class=sub._parser_class)
     verbs.required = True
     _register_verbs(verbs)
+    from .cache_cli import register as register_cache
+
+    register_cache(sub)
     for verb in verbs.choices.values():  # `jobs list --redis URL` as well as `jobs --redis URL list`
         verb.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
                           help="Redis URL (default: SANDBOX_REDIS_URL)")
@@ -50,6 +59,8 @@ def _register_verbs(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("logs", help="a job's log")
     p.add_argument("id")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument("--service", metavar="NAME",
+                   help="only the output of the job's service NAME (folded in the job's log)")
     p.set_defaults(handler=logs, remote=remote_logs)
     p = verbs.add_parser("cancel", help="cancel a queued or running job")
     p.add_argument("id")
@@ -78,14 +89,18 @@ def _conn(args: argparse.Namespace):
 def submit(args: argparse.Namespace) -> int:
     from .client import redis_url
     from .jobfile import load
+    from .secrets import read_secret_args
 
-    specs = load(args.jobfile, workspace=args.workspace)
+    secrets = read_secret_args(args.secret)
+    _hide_given_secrets(args.secret, secrets)
+    specs = load(args.jobfile, workspace=args.workspace, params=_params(args.param),
+                 secrets=secrets.keys())
     if redis_url(args.redis) is None:
-        return max(_run_here(spec) for spec in specs)
+        return max(_run_here(spec, secrets) for spec in specs)
     from .client import submit as enqueue
 
     conn = _conn(args)
-    ids = [enqueue(conn, spec, queue=args.queue) for spec in specs]
+    ids = [enqueue(conn, spec, queue=args.queue, secrets=secrets) for spec in specs]
     for job_id, spec in zip(ids, specs):
         print(f"{job_id}  {spec.name}", flush=True)
     if not args.follow:
@@ -93,7 +108,31 @@ def submit(args: argparse.Namespace) -> int:
     return max(_follow(conn, job_id) for job_id in ids)
 
 
-def _run_here(spec) -> int:
+def _params(given: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` arguments as a dict (JobError on a malformed one)."""
+    from .errors import JobError
+    from .validator import ENV_KEY_RE
+
+    params: dict[str, str] = {}
+    for arg in given:
+        name, sep, value = arg.partition("=")
+        if not sep or not ENV_KEY_RE.match(name):
+            raise JobError(f"--param {arg}: expected NAME=VALUE, NAME of letters, digits and _")
+        params[name] = value
+    return params
+
+
+def _hide_given_secrets(args: list[str], secrets: dict[str, str]) -> None:
+    """Values given on the command line (--secret NAME=VALUE) shown to ps(1) as ***."""
+    literal = [secrets[name] for name, sep, given in (a.partition("=") for a in args)
+               if sep and not given.startswith("@")]
+    if literal:
+        from sandbox import hide_from_ps
+
+        hide_from_ps(literal)
+
+
+def _run_here(spec, secrets=None) -> int:
     """The embedded mode: run in this process; first Ctrl-C cancels the job cleanly."""
     from .cancellation import Cancel
     from .client import run_local
@@ -103,7 +142,7 @@ def _run_here(spec) -> int:
     cancel = Cancel()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        result = run_local(spec, on_event=Renderer().write, cancel=cancel)
+        result = run_local(spec, on_event=Renderer().write, cancel=cancel, secrets=secrets)
     finally:
         signal.signal(signal.SIGINT, previous)
     print(summary(result), flush=True)
@@ -168,7 +207,7 @@ def logs(args: argparse.Namespace) -> int:
     from .logstream import follow
     from .render import Renderer
 
-    renderer = Renderer()
+    renderer = Renderer(service=args.service)
     for event in follow(_conn(args), args.id, follow=args.follow):
         renderer.write(event)
     return 0
@@ -231,9 +270,13 @@ def remote_submit(args: argparse.Namespace, client) -> int:
     """Validated and packed here (the same errors as here), run where the daemon runs jobs."""
     from pathlib import Path
 
+    from .errors import JobError
     from .jobfile import load
     from .workspace import pack
 
+    if args.param or args.secret:
+        raise JobError("--param and --secret do not go through a daemon yet: submit with "
+                       "--redis URL, or without SANDBOX_HOST")
     specs = load(args.jobfile, workspace=args.workspace)
     packed = pack(specs[0].workspace) if specs[0].workspace else None
     answer = client.jobs.submit(args.jobfile, Path(args.jobfile).read_bytes(), workspace=packed,
@@ -289,9 +332,13 @@ def remote_show(args: argparse.Namespace, client) -> int:
 
 
 def remote_logs(args: argparse.Namespace, client) -> int:
+    from .errors import JobError
     from .events import LogEvent
     from .render import Renderer
 
+    if args.service:
+        raise JobError("--service does not go through a daemon yet: read the job's log "
+                       "with --redis URL, or without SANDBOX_HOST")
     renderer = Renderer()
     for data in client.jobs.events(args.id, follow=args.follow):
         renderer.write(LogEvent.from_json(data))

@@ -25,7 +25,11 @@ engine:
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
   Sandboxfile built into the store);
 - untrusted trees and archives copied into a directory without escaping it
-  (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
+  (a job's workspace, its caches): ``copy_tree_into``, ``unpack_tar_into``,
+  ``UnpackError``;
+- networks a process makes for its own sandboxes (a job's services and
+  steps): ``create_network`` (``temporary=True``: `sandbox gc` removes it
+  once its maker is gone) and ``remove_network``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
   process's, for records that name it), ``write_owner`` and ``owner_gone``
@@ -40,7 +44,8 @@ engine:
   sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
 - spec helpers for requests: ``check_name`` (a sandbox name) and
   ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
-- ``redact_url``: a URL fit to print (no password);
+- ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
+  process's command line shown to ps(1) with some values hidden;
 - errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
   and ``BuildStepFailed`` among them.
 """
@@ -86,6 +91,7 @@ __all__ = [
     "format_duration",
     "format_size",
     "get_image",
+    "hide_from_ps",
     "host_caps",
     "host_checks",
     "image_rows",
@@ -181,6 +187,7 @@ _LAZY = {
     "UnpackError": (".images.unpack", "UnpackError"),
     "copy_tree_into": (".images.untrusted", "copy_tree_into"),
     "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
+    "hide_from_ps": (".redact", "hide_from_ps"),
 }
 
 

@@ -120,11 +120,14 @@ def network_rows() -> list[dict[str, Any]]:
              "members": len(ipam.members(n))} for n in registry.list_networks()]
 
 
-def create_network(name: str, subnet: str | None = None) -> dict[str, Any]:
-    """Make a named network and its bridge (`sandbox network create`)."""
+def create_network(name: str, subnet: str | None = None, *,
+                   temporary: bool = False) -> dict[str, Any]:
+    """Make a named network and its bridge (`sandbox network create`); ``temporary``: it
+    belongs to this process, and `sandbox gc` removes it once the process is gone (a
+    job's private network)."""
     from .network import registry
 
-    network = registry.create(name, subnet)
+    network = registry.create(name, subnet, temporary=temporary)
     return {"name": network.name, "bridge": network.bridge, "subnet": network.subnet}
 
 

@@ -123,7 +123,7 @@ def _rm(args: argparse.Namespace, remove, error: type[Exception]) -> int:
 
 #: Packages built on the engine whose leftovers gc removes too, imported if installed:
 #: (module with ``collect() -> list of ids``, what an id names).
-GC_EXTENSIONS = (("jobs.workspace", "job directory"),)
+GC_EXTENSIONS = (("jobs.workspace", "job directory"), ("jobs.cache", "cache work dir"))
 
 
 def gc(args: argparse.Namespace) -> int:
