@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from sandbox import Limits, SpecError
 
@@ -58,8 +58,26 @@ _KEY_PART_RE = re.compile(r"\{([a-z]+):([^{}]*)\}|([A-Za-z0-9._-]+)|(.)", re.S)
 _GLOB_RE = re.compile(r"^[A-Za-z0-9._*?\[\]/-]+$")
 
 
+class JobFields(TypedDict):
+    """The JobSpec fields the CI keys give."""
+
+    network: str
+    egress: bool
+    services: tuple[ServiceSpec, ...]
+    cache: CacheSpec | None
+    params: dict[str, str]
+
+
+class StepFields(TypedDict):
+    """The Step fields the CI keys give (None: the job's)."""
+
+    network: str | None
+    egress: bool | None
+    secrets: tuple[str, ...]
+
+
 def job_fields(v: Validator, data: Mapping[str, Any], params: Mapping[str, str] | None,
-               ) -> dict[str, Any]:
+               ) -> JobFields:
     """The JobSpec fields of the CI keys (``params`` holds `--param` values)."""
     services = _services(v, data.get("services"))
     egress = v.boolean(data, "egress")
@@ -72,18 +90,18 @@ def job_fields(v: Validator, data: Mapping[str, Any], params: Mapping[str, str] 
     elif network == "none" and services:
         raise JobFileError(v.path, "network", "'none' in a job with [services]: expected "
                            "\"bridge\" (the steps reach the services on the job's network)")
-    return dict(network=network, egress=egress, services=services,
-                cache=_cache(v, data.get("cache")), params=_params(v, data.get("params"), params))
+    return JobFields(network=network, egress=egress, services=services,
+                     cache=_cache(v, data.get("cache")), params=_params(v, data.get("params"), params))
 
 
-def step_fields(v: Validator, step: Mapping[str, Any], where: str) -> dict[str, Any]:
+def step_fields(v: Validator, step: Mapping[str, Any], where: str) -> StepFields:
     """The Step fields of the CI keys."""
     network = _network(v, step, "network", where)
     egress = v._get(step, "egress", lambda x: isinstance(x, bool), "true or false", where)
     if network == "none" and egress:
         raise JobFileError(v.path, f"{where}.egress", "true with network = \"none\": expected "
                            "network = \"bridge\" (or leave network out)")
-    return dict(network=network, egress=egress, secrets=v.names(step, "secrets", where))
+    return StepFields(network=network, egress=egress, secrets=v.names(step, "secrets", where))
 
 
 def check(v: Validator, spec: JobSpec, secrets: Collection[str] | None) -> None:
@@ -150,8 +168,7 @@ def _params(v: Validator, table: object, given: Mapping[str, str] | None) -> dic
 def _cache(v: Validator, table: object) -> CacheSpec | None:
     if table is None:
         return None
-    v.keys(table, CACHE_KEYS, "cache")
-    assert isinstance(table, dict)
+    table = v.keys(table, CACHE_KEYS, "cache")
     key = str(v.string(table, "key", required=True, where="cache"))
     check_key_template(v, key)
     paths = table.get("paths")
@@ -226,8 +243,7 @@ def _service(v: Validator, name: str, body: object) -> ServiceSpec:
     if not _HOSTNAME_RE.match(name) or name == "localhost":
         raise JobFileError(v.path, where, f"{name!r} is not a valid host name: expected lower-case "
                            "letters, digits and '-' (at most 63, not starting or ending with '-')")
-    v.keys(body, SERVICE_KEYS, where)
-    assert isinstance(body, dict)
+    body = v.keys(body, SERVICE_KEYS, where)
     ready, port = v.string(body, "ready", where=where), v.port(body, "ready_port", where)
     if ready is not None and port is not None:
         raise JobFileError(v.path, f"{where}.ready_port", "given with ready: expected one "
@@ -260,8 +276,7 @@ def limits(v: Validator, table: object, where: str) -> dict[str, Any]:
     """A limits table (memory, cpus, pids, output, disk), normalised as ``sandbox.Limits`` does."""
     if table is None:
         return {}
-    v.keys(table, LIMIT_KEYS, where)
-    assert isinstance(table, dict)
+    table = v.keys(table, LIMIT_KEYS, where)
     try:
         made = Limits(**table)
     except SpecError as exc:

@@ -188,12 +188,11 @@ def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
         if stopped or cancel.is_set():
             results.append(StepResult(step.name, "cancelled" if cancel.is_set() else "skipped"))
             continue
-        fields = dict(index=index, count=len(spec.steps))
-        log.emit("step-start", step=step.name, run=step.run, **fields)
+        log.emit("step-start", step=step.name, run=step.run, index=index, count=len(spec.steps))
         res = _run_step(spec, step, job_id, jdir, log, cancel, started, setup)
         log.end_output(step=step.name)
         log.emit("step-end", step=step.name, status=res.status, exit_code=res.exit_code,
-                 duration=f"{res.duration:.3f}", message=res.message, **fields)
+                 duration=f"{res.duration:.3f}", message=res.message, index=index, count=len(spec.steps))
         results.append(res)
         stopped = res.status != PASSED and not step.continue_on_error
     return results
@@ -243,7 +242,10 @@ def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
     fired: list[bool] = []
 
     def stop(stop_now: Callable[[], None]) -> AbstractContextManager[None]:
-        return cancel.watch(lambda: (fired.append(True), stop_now()))
+        def fire() -> None:
+            fired.append(True)
+            stop_now()
+        return cancel.watch(fire)
 
     result = Sandbox(spec, on_output=on_output, log_file=False).run(stop=stop)
     return result, bool(fired)

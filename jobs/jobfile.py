@@ -40,6 +40,7 @@ import json
 import os
 import tomllib
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,12 @@ def load(path: str | os.PathLike, *, workspace: str | None = None,
     path = str(path)
     data = _read(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    extra = dict(params=params, secrets=secrets)
     if workspace is not None:
         if not os.path.isdir(workspace):
             raise JobFileError(path, None, f"--workspace {workspace}: not a directory")
         data = {**data, "workspace": os.path.realpath(workspace)}
-        return parse(data, path=path, base_dir=base_dir, trusted_workspace=True, **extra)
-    return parse(data, path=path, base_dir=base_dir, **extra)
+    return parse(data, path=path, base_dir=base_dir, trusted_workspace=workspace is not None,
+                 params=params, secrets=secrets)
 
 
 def loads(text: bytes, name: str, *, workspace_uploaded: bool = False) -> list[JobSpec]:
@@ -153,26 +153,25 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
     v = _Validator(path)
     v.keys(data, TOP_KEYS + ci_keys.TOP_KEYS, None)
     image = v.string(data, "image")
-    base = dict(
-        name=v.string(data, "name", required=True),
-        image=image or "host",
-        build=_build(v, data.get("build"), base_dir, image),
-        workspace=_workspace(v, data, base_dir, trusted_workspace),
-        timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
-        limits=_limits(v, data.get("limits")),
-        env=v.env(data.get("env"), "env"),
-        steps=_steps(v, data.get("steps")),
-        results=_results(v, data.get("results")),
-        source=os.path.abspath(path) if path != "<job>" else None,
-    )
-    base.update(ci_keys.job_fields(v, data, params))
-    base["env"] = _with_params(v, base["params"], base["env"])
+    name = v.string(data, "name", required=True)
+    build = _build(v, data.get("build"), base_dir, image)
+    workspace = _workspace(v, data, base_dir, trusted_workspace)
+    timeout = v.duration(data, "timeout", DEFAULT_TIMEOUT)
+    limits = _limits(v, data.get("limits"))
+    env = v.env(data.get("env"), "env")
+    steps = _steps(v, data.get("steps"))
+    results = _results(v, data.get("results"))
+    ci_fields = ci_keys.job_fields(v, data, params)
+    base = JobSpec(name=name, image=image or "host", build=build, workspace=workspace,
+                   timeout=timeout, limits=limits, env=_with_params(v, ci_fields["params"], env),
+                   steps=steps, results=results,
+                   source=os.path.abspath(path) if path != "<job>" else None, **ci_fields)
     combos = _matrix(v, data.get("matrix"))
     if not combos:
-        specs = [JobSpec(**base)]
+        specs = [base]
     else:
-        specs = [JobSpec(**{**base, "name": _matrix_name(base["name"], combo),
-                            "env": {**base["env"], **combo}, "matrix": combo}) for combo in combos]
+        specs = [replace(base, name=_matrix_name(base.name, combo), env={**base.env, **combo},
+                         matrix=combo) for combo in combos]
     for spec in specs:
         ci_keys.check(v, spec, secrets)
     return specs
@@ -221,8 +220,7 @@ def _build(v: "_Validator", value: object, base_dir: str, tag: str | None) -> Bu
     """``build = "path"`` or ``build = { file = "path", args, network, egress, target }``."""
     if value is None:
         return None
-    table = {"file": value} if isinstance(value, str) else value
-    v.keys(table, BUILD_KEYS, "build")
+    table = v.keys({"file": value} if isinstance(value, str) else value, BUILD_KEYS, "build")
     rel = v.string(table, "file", required=True, where="build")
     key = "build" if isinstance(value, str) else "build.file"
     base = os.path.realpath(base_dir)
@@ -286,7 +284,7 @@ def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:
 def _results(v: "_Validator", table: object) -> ResultsSpec:
     if table is None:
         return ResultsSpec()
-    v.keys(table, RESULTS_KEYS, "results")
+    table = v.keys(table, RESULTS_KEYS, "results")
     return ResultsSpec(junit=v.globs(table, "junit", "results"),
                        allow_empty=v.boolean(table, "allow_empty", where="results"),
                        artifacts=v.globs(table, "artifacts", "results"))

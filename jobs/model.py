@@ -129,7 +129,8 @@ class JobSpec:
     @property
     def secret_names(self) -> tuple[str, ...]:
         """Every secret a step or service lists, each once, in order."""
-        names = [n for part in (*self.steps, *self.services) for n in part.secrets]
+        parts: tuple[Step | ServiceSpec, ...] = (*self.steps, *self.services)
+        names = [n for part in parts for n in part.secrets]
         return tuple(dict.fromkeys(names))
 
     def to_dict(self) -> dict[str, Any]:

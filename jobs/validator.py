@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from sandbox import SpecError, parse_duration
 
@@ -35,13 +35,15 @@ class Validator:
     def _key(self, where: str | None, key: str) -> str:
         return f"{where}.{key}" if where else key
 
-    def keys(self, table: object, allowed: tuple[str, ...], where: str | None) -> None:
+    def keys(self, table: object, allowed: tuple[str, ...], where: str | None) -> dict[str, Any]:
+        """``table`` itself once it is a table whose keys are all in ``allowed``."""
         if not isinstance(table, dict):
             raise JobFileError(self.path, where, "expected a table")
         for key in table:
             if key not in allowed:
                 raise JobFileError(self.path, self._key(where, str(key)),
                                    f"unknown key (accepted: {', '.join(allowed)})")
+        return table
 
     def _get(self, table: Mapping, key: str, check: Callable[[Any], bool], accepted: str,
              where: str | None, required: bool = False) -> Any:
@@ -53,6 +55,14 @@ class Validator:
         if not check(value):
             raise JobFileError(self.path, self._key(where, key), f"{show(value)}: expected {accepted}")
         return value
+
+    @overload
+    def string(self, table: Mapping, key: str, *, required: Literal[True],
+               where: str | None = None) -> str: ...
+
+    @overload
+    def string(self, table: Mapping, key: str, *, required: bool = False,
+               where: str | None = None) -> str | None: ...
 
     def string(self, table: Mapping, key: str, *, required: bool = False,
                where: str | None = None) -> str | None:

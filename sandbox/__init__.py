@@ -17,7 +17,8 @@ engine:
   ``Result``, ``LogRecord``, ``StopOnSignals`` (a stop hook for
   ``Sandbox.run``), ``single_threaded`` (whether this process may fork a
   Python target into a sandbox);
-- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
+- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
+  published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
   ``format_size``, ``format_duration``);
 - Python targets forked by a copy of the caller: ``ForkServer``,
@@ -52,7 +53,55 @@ engine:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them at run time
+    from .doctor import run_checks as host_checks
+    from .doctor import why_unavailable
+    from .errors import (
+        BuildFileError,
+        BuildStepFailed,
+        CommandNotExecutable,
+        CommandNotFound,
+        HostError,
+        ImageError,
+        ImageNotFound,
+        LimitError,
+        NetworkError,
+        SandboxError,
+        SetupError,
+        SpecError,
+        StateError,
+    )
+    from .gc import collect as collect_garbage
+    from .hostlimits import capped as host_caps
+    from .images import Image, import_image
+    from .images import get as get_image
+    from .images.build import build_image
+    from .images.unpack import UnpackError
+    from .images.untrusted import copy_tree_into, unpack_tar_into
+    from .inventory import (
+        create_network,
+        image_rows,
+        inspect_image,
+        network_rows,
+        remove_image,
+        remove_network,
+        remove_sandbox,
+        sandbox_log,
+        sandbox_rows,
+    )
+    from .linux.proc import own_start_time, process_alive
+    from .logs import LogRecord, read_log
+    from .process.forkserver import ForkServer, ServedTarget
+    from .process.launcher import single_threaded
+    from .redact import hide_from_ps, redact_url
+    from .result import Result
+    from .runtime import Sandbox, dry_run, run
+    from .signals import StopOnSignals, leave_to_main_thread
+    from .spec import Limits, Mount, NetworkSpec, Publish, SandboxSpec, Ulimit, capabilities_from, check_name
+    from .state import lib_dir, owner_gone, run_dir, write_owner
+    from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
     "BuildFileError",
@@ -70,6 +119,7 @@ __all__ = [
     "Mount",
     "NetworkError",
     "NetworkSpec",
+    "Publish",
     "Result",
     "Sandbox",
     "SandboxError",
@@ -151,6 +201,7 @@ _LAZY = {
     "NetworkSpec": (".spec", "NetworkSpec"),
     "SandboxSpec": (".spec", "SandboxSpec"),
     "Ulimit": (".spec", "Ulimit"),
+    "Publish": (".spec", "Publish"),
     "format_duration": (".units", "format_duration"),
     "format_size": (".units", "format_size"),
     "parse_duration": (".units", "parse_duration"),

@@ -152,7 +152,7 @@ def _parse_cpus(value: object) -> float | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "0")):
         return None
     try:
-        cpus = float(value)  # type: ignore[arg-type]
+        cpus = float(value)  # type: ignore[arg-type]  # any value: what float() refuses is caught
     except (TypeError, ValueError):
         raise SpecError("cpus", value, accepted) from None
     if cpus < 0 or not math.isfinite(cpus) or isinstance(value, bool):
@@ -167,7 +167,7 @@ def _parse_pids(value: object) -> int | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "0", "max")):
         return None
     try:
-        pids = int(value)  # type: ignore[call-overload]
+        pids = int(value)  # type: ignore[call-overload]  # any value: what int() refuses is caught
     except (TypeError, ValueError, OverflowError):
         raise SpecError("pids", value, accepted) from None
     if pids < 0 or isinstance(value, bool):
@@ -388,8 +388,11 @@ def _check_caps(caps: object) -> tuple[str, ...] | None:
         return None
     if isinstance(caps, str):
         caps = [c for c in caps.split(",") if c]
+    if not isinstance(caps, Iterable):
+        raise SpecError("capabilities", caps, "a list of Linux capability names such as NET_ADMIN "
+                        "(or None: Docker's default set)")
     names = []
-    for cap in caps:  # type: ignore[attr-defined]
+    for cap in caps:
         name = str(cap).upper().removeprefix("CAP_")
         if name not in CAPABILITIES:
             raise SpecError("capability", cap, "a Linux capability name such as NET_ADMIN")

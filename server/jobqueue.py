@@ -82,10 +82,9 @@ class QueuedJobs:
     async def events(self, job_id: str, after: int = 0, *, follow: bool = True) -> AsyncIterator[LogEvent]:
         """The events with a sequence number over ``after``, read by a thread of FOLLOWERS."""
         iterator = follow_log(self.conn, job_id, follow=follow)
-        done = object()
         while True:
-            event = await anyio.to_thread.run_sync(next, iterator, done, limiter=FOLLOWERS)
-            if event is done:
+            event = await anyio.to_thread.run_sync(next, iterator, None, limiter=FOLLOWERS)
+            if event is None:
                 return
             if event.seq > after or event.kind == "eof":
                 yield event

@@ -18,6 +18,7 @@ from sandbox import (
     Limits,
     Mount,
     NetworkSpec,
+    Publish,
     SandboxSpec,
     SpecError,
     capabilities_from,
@@ -98,7 +99,7 @@ class SandboxCreate(Strict):
         if body is None or isinstance(body, str):
             return NetworkSpec(body or "none", alias=self.name)
         return NetworkSpec(body.mode, alias=body.alias or self.name, egress=body.egress,
-                           publish=tuple(body.publish))
+                           publish=tuple(Publish.parse(p) for p in body.publish))
 
 
 def _mount(value: str | MountBody) -> Mount:

@@ -64,4 +64,4 @@ def render(events: list[LogEvent]) -> bytes:
     for event in events:
         renderer.write(event)
     out.flush()
-    return out.buffer.getvalue()  # type: ignore[attr-defined]
+    return out.buffer.getvalue()

@@ -146,6 +146,14 @@ class Outside:
     GATEWAY, ADDRESS, PREFIX = "10.251.7.1", "10.251.7.2", 24
     LINK, PEER = "tpl-out0", "tpl-out1"
 
+    # http.server's own main looks its address up in DNS (getfqdn) before it listens,
+    # and this namespace's resolver is unreachable: serve without naming the address.
+    SERVER = ("import functools, http.server as h, socketserver, sys; "
+              "S = type(\"S\", (h.ThreadingHTTPServer,), "
+              "{\"server_bind\": lambda s: socketserver.TCPServer.server_bind(s)}); "
+              "H = functools.partial(h.SimpleHTTPRequestHandler, directory=sys.argv[3]); "
+              "S((sys.argv[1], int(sys.argv[2])), H).serve_forever()")
+
     def __init__(self, directory: str, port: int = 8765) -> None:
         self.directory, self.port = directory, port
         self.url = f"http://{self.ADDRESS}:{port}"
@@ -156,8 +164,7 @@ class Outside:
         script = (f"while ! ip link show {self.PEER} >/dev/null 2>&1; do sleep 0.02; done; "
                   f"ip link set lo up; ip addr add {self.ADDRESS}/{self.PREFIX} dev {self.PEER}; "
                   f"ip link set {self.PEER} up; ip route add default via {self.GATEWAY}; "
-                  f"exec {sys.executable} -m http.server --bind {self.ADDRESS} {self.port} "
-                  f"--directory {self.directory}")
+                  f"exec {sys.executable} -c '{self.SERVER}' {self.ADDRESS} {self.port} {self.directory}")
         self.proc = subprocess.Popen(["unshare", "--net", "--", "sh", "-c", script],
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         ours = os.readlink("/proc/self/ns/net")
@@ -168,6 +175,8 @@ class Outside:
                     f"link set {self.LINK} up"):
             subprocess.run(["ip", *cmd.split()], check=True)
         for _ in range(250):
+            if self.proc.poll() is not None:  # its links went with it: nothing here to wait for
+                break
             try:
                 socket.create_connection((self.ADDRESS, self.port), timeout=0.2).close()
                 return self

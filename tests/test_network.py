@@ -178,7 +178,7 @@ def test_a_temporary_network_goes_with_the_process_that_made_it():
     import sys
 
     made = subprocess.run([sys.executable, "-c", "from sandbox import create_network; "
-                           "print(create_network('tnet-tmp', temporary=True).bridge)"],
+                           "print(create_network('tnet-tmp', temporary=True)['bridge'])"],
                           capture_output=True, text=True, check=True)
     bridge = made.stdout.strip()
     assert registry.is_temporary("tnet-tmp") and os.path.exists(f"/sys/class/net/{bridge}")

@@ -34,6 +34,8 @@ def run(job_id: str) -> str:
     from rq import get_current_job
 
     rq_job = get_current_job()
+    if rq_job is None:
+        raise RuntimeError("worker.task.run is the entry point of an RQ job: called outside one")
     conn, worker = rq_job.connection, rq_job.worker_name or "worker"
     claimed = store.claim(conn, job_id, worker)
     if claimed is None:

@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..errors import SandboxError
 
@@ -31,7 +32,7 @@ USAGE_ERROR = 125
 class Parser(argparse.ArgumentParser):
     """argparse, but bad input exits 125 with one line, as Docker's CLI does."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

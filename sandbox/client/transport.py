@@ -212,7 +212,8 @@ def iter_lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
 
 def iter_sse(response: http.client.HTTPResponse) -> Iterator[tuple[str, str, str]]:
     """(event, id, data) for each Server-Sent Event of a streamed body."""
-    event, ident, data = "message", "", []
+    event, ident = "message", ""
+    data: list[str] = []
     for raw in iter_lines(response):
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

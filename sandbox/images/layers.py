@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +28,7 @@ from ..errors import ImageError
 from . import layout
 from .digest import Digester, VerifiedReader, encoded
 from .oci import MEDIA_LAYER, Descriptor
+from .streams import Readable, ReadCloser
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Layer:
         return str(layout.layer_path(self.diff_id) / "rootfs")
 
 
-def layer_from_tar(stream: BinaryIO, bounds=None, *, diff_id: str | None = None) -> Layer:
+def layer_from_tar(stream: Readable, bounds=None, *, diff_id: str | None = None) -> Layer:
     """Store a tar stream (plain or compressed) as a layer; its blob is the plain tar.
 
     ``diff_id``: what the stream must unpack to (a docker-archive's config
@@ -69,7 +71,7 @@ def layer_from_tar(stream: BinaryIO, bounds=None, *, diff_id: str | None = None)
         return Layer(digester.digest, digester.digest, digester.size)
 
 
-def layer_from_blob(stream: BinaryIO, desc: Descriptor, diff_id: str, bounds=None) -> Layer:
+def layer_from_blob(stream: ReadCloser, desc: Descriptor, diff_id: str, bounds=None) -> Layer:
     """Store a layer blob from outside (a registry, an OCI archive) as it is, unpacked.
 
     One pass: the bytes go to the blob file and, decompressed, to the
@@ -102,7 +104,7 @@ def _check_diff_id(seen: str, expected: str | None, what: str) -> None:
 class _Copying:
     """A readable stream that writes every byte it hands out to ``sink``."""
 
-    def __init__(self, stream: BinaryIO, sink: BinaryIO) -> None:
+    def __init__(self, stream: ReadCloser, sink: BinaryIO) -> None:
         self._stream = stream
         self._sink = sink
 
@@ -110,6 +112,10 @@ class _Copying:
         data = self._stream.read(size)
         self._sink.write(data)
         return data
+
+    def close(self) -> None:
+        """Close the stream it reads (the sink is the caller's)."""
+        self._stream.close()
 
 
 def store_unpacked(work_layer: Path, blob: Path, diff_id: str) -> None:
@@ -156,7 +162,7 @@ def unpacked_size(diff_id: str) -> int:
         return 0
 
 
-def _unpack(stream: BinaryIO, dest: Path, tee) -> None:
+def _unpack(stream: Readable, dest: Path, tee: Callable[[bytes], None]) -> None:
     from .unpack import walk
 
     unpack_into(dest, lambda target: walk(stream, target, tee=tee))

@@ -102,7 +102,7 @@ class ImageConfig:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        pairs = (("User", self.user), ("Env", list(self.env)),
+        pairs: tuple[tuple[str, object], ...] = (("User", self.user), ("Env", list(self.env)),
                  ("Entrypoint", list(self.entrypoint) or None), ("Cmd", list(self.cmd) or None),
                  ("WorkingDir", self.workdir), ("Labels", dict(self.labels)),
                  ("ExposedPorts", {p: {} for p in self.exposed_ports}),

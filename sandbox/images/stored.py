@@ -82,6 +82,17 @@ def load(desc: Descriptor, tags: tuple[str, ...] = ()) -> StoredImage:
     return StoredImage(desc.digest, manifest, config, desc.size, tags)
 
 
+def load_id(image_id: str) -> StoredImage:
+    """The stored image whose manifest is the blob ``image_id``, where no descriptor gives
+    its size (a sandbox's record names only the id): the size is the stored blob's."""
+    try:
+        size = layout.blob_path(image_id).stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"manifest {image_id} is missing from the store",
+                         hint="the store is damaged: remove the image and import it again") from None
+    return load(Descriptor(MEDIA_MANIFEST, image_id, size))
+
+
 def list_images() -> list[StoredImage]:
     """Every tagged image, one entry per image id with all its tags."""
     by_id: dict[str, list[tuple[str, Descriptor]]] = {}
@@ -106,17 +117,17 @@ def lookup(text: str | Reference) -> StoredImage:
             desc = next(iter(ids.values()))
             return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
         if len(ref) == 71 and layout.has_blob(ref):  # a whole id, untagged: a build step's image
-            return load(Descriptor(MEDIA_MANIFEST, ref, layout.blob_path(ref).stat().st_size))
+            return load_id(ref)
         raise ImageNotFound(text if isinstance(text, str) else str(text), _known(tags))
     if ref.digest:
         for name, desc in tags.items():
             if desc.digest == ref.digest and (name == str(ref) or name.rsplit(":", 1)[0] == ref.name):
                 return load(desc, (name,))
         raise ImageNotFound(str(ref), _known(tags))
-    desc = tags.get(str(ref))
-    if desc is None:
+    named = tags.get(str(ref))
+    if named is None:
         raise ImageNotFound(str(text), _known(tags))
-    return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
+    return load(named, tuple(sorted(n for n, d in tags.items() if d.digest == named.digest)))
 
 
 _ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")

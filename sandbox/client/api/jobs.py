@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import os
@@ -36,7 +37,8 @@ class JobsAPI:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.t.request("POST", f"/v1/jobs/{segment(job_id)}/cancel")
 
-    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+    # builtins.list: in this class, list is the method above
+    def artifacts(self, job_id: str) -> builtins.list[dict[str, Any]]:
         return self.t.request("GET", f"/v1/jobs/{segment(job_id)}/artifacts")
 
     def artifact(self, job_id: str, path: str) -> bytes:

@@ -32,6 +32,7 @@ from ..registry.copy import copy_image
 from ..registry.local import StoreDestination
 from ..registry.manifests import check_digest, choose_platform, is_index, parse_document
 from ..stored import StoredImage, store_manifest
+from ..streams import BlobReader
 from ..unpack import UnpackError
 from .members import ArchiveMembers
 
@@ -146,7 +147,7 @@ class _ArchiveSource:
         check_digest(data, desc.digest, f"manifest {desc.digest} of {self.name}")
         return data
 
-    def open_blob(self, desc: Descriptor) -> BinaryIO:
+    def open_blob(self, desc: Descriptor) -> BlobReader:
         if desc.size != self.members.size(_blob_name(desc.digest)):
             raise ImageError(f"cannot load {self.members.source}: blob {desc.digest} has "
                              f"{self.members.size(_blob_name(desc.digest))} bytes, its descriptor says {desc.size}")

@@ -18,7 +18,7 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ...errors import ImageError
 from ..compression import ACCEPTED, decompressed, read_errors, sniff
@@ -37,7 +37,7 @@ class ArchiveMembers:
         try:
             self._tar = tarfile.open(fileobj=self._file, mode="r:")  # noqa: SIM115 - closed in close()
             self.members = self._index()
-        except (*read_errors(), OSError) as exc:
+        except read_errors() + (OSError,) as exc:
             self._file.close()
             raise ImageError(f"cannot load {source}: not a readable tar archive ({exc}); expected {ACCEPTED}"
                              " holding a docker-archive or an OCI image layout") from None
@@ -48,19 +48,21 @@ class ArchiveMembers:
             if count >= MAX_MEMBERS:
                 raise ImageError(f"cannot load {self.source}: more than {MAX_MEMBERS} members")
             found[clean(member.name, self.source)] = member
-            self._tar.members.clear()  # the index above is all that is kept
+            # the index above is all that is kept; TarFile.members is undocumented, so
+            # typeshed leaves it out
+            self._tar.members.clear()  # type: ignore[attr-defined]
         return found
 
     def has(self, name: str) -> bool:
         return name in self.members
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> IO[bytes]:
         """A reader of the regular file ``name`` (links inside the archive followed)."""
         member = self._resolve(name)
         reader = self._tar.extractfile(member)
         if reader is None:
             raise ImageError(f"cannot load {self.source}: {name!r} is not a file")
-        return reader  # type: ignore[return-value]
+        return reader
 
     def size(self, name: str) -> int:
         return self._resolve(name).size
@@ -118,7 +120,7 @@ def _seekable(stream: BinaryIO, work: Path, source: str) -> BinaryIO:
     copy = open(work / "archive.tar", "w+b")  # noqa: SIM115 - returned open
     try:
         shutil.copyfileobj(decompressed(stream), copy, 1 << 20)
-    except (*read_errors(), OSError) as exc:
+    except read_errors() + (OSError,) as exc:
         copy.close()
         raise ImageError(f"cannot load {source}: the archive is truncated or corrupt ({exc}); "
                          f"expected {ACCEPTED}") from None

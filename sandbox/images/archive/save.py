@@ -82,7 +82,7 @@ def _info(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInf
 
 def _add_blob(tar: tarfile.TarFile, name: str, desc: Descriptor) -> None:
     with layout.open_blob(desc.digest, desc.size) as reader:
-        tar.addfile(_info(name, desc.size), reader)  # type: ignore[arg-type]
+        tar.addfile(_info(name, desc.size), reader)
         reader.drain()
 
 
@@ -131,7 +131,8 @@ def _oci_manifest(image: StoredImage) -> bytes:
 
 def _write_docker(tar: tarfile.TarFile, images: list[StoredImage], names: list[str | None]) -> None:
     written: set[str] = set()
-    entries, repositories = [], {}
+    entries: list[dict[str, object]] = []
+    repositories: dict[str, dict[str, str]] = {}
     for image, name in zip(images, names):
         config = image.manifest.config
         config_name = f"{encoded(config.digest)}.json"
@@ -163,7 +164,7 @@ def _add_layer_tar(tar: tarfile.TarFile, name: str, layer) -> None:
         plain = Path(work) / "layer.tar"
         digester = Digester()
         with layout.open_blob(layer.digest, layer.size, what="layer") as reader, open(plain, "wb") as out:
-            stream = decompressed(reader)  # type: ignore[arg-type]
+            stream = decompressed(reader)
             while chunk := stream.read(1 << 20):
                 digester.update(chunk)
                 out.write(chunk)

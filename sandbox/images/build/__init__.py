@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING
 
 from ...spec import Limits, NetworkSpec
+
+if TYPE_CHECKING:  # not at run time: the build's modules load when a build starts
+    from .progress import TextOut
+    from .storage import StoredImage
 
 
 def build_image(context: str, *, tags: tuple[str, ...] = (), file: str | None = None,
                 build_args: Mapping[str, str] | None = None, target: str | None = None,
                 network: str = "none", egress: bool = False, limits: Limits | None = None,
-                no_cache: bool = False, out: TextIO | None = None, quiet: bool = False):
+                no_cache: bool = False, out: TextOut | None = None, quiet: bool = False) -> StoredImage:
     """Build the Sandboxfile ``file`` (default: the context's) and tag it; the StoredImage.
 
     Progress goes to ``out`` (stdout by default). Raises BuildFileError for a

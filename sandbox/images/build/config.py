@@ -69,7 +69,7 @@ class ImageConfig:
         data = data or {}
         env = tuple(tuple(item.split("=", 1)) for item in data.get("Env") or () if "=" in item)
         return cls(
-            env=env,  # type: ignore[arg-type]
+            env=env,
             workdir=data.get("WorkingDir") or "",
             user=data.get("User") or "",
             cmd=tuple(data["Cmd"]) if data.get("Cmd") is not None else None,

@@ -20,8 +20,9 @@ import fnmatch
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import ignore
 
@@ -51,6 +52,19 @@ class Source:
 
     name: str
     path: str
+
+
+class Files(Protocol):
+    """What COPY reads from: a build Context, or an image (``imagefs.ImageSource``)."""
+
+    def sources(self, pattern: str) -> list[Source]:
+        """The sources ``pattern`` names; ValueError when it names nothing."""
+        ...
+
+    def entries(self, path: str) -> Generator[tuple[Entry, int | None]]:
+        """(Entry, fd or None) for ``path`` and everything below it; each fd is open
+        until the next item is asked for."""
+        ...
 
 
 class Context:
@@ -199,7 +213,7 @@ class Context:
 
     # -- walking ------------------------------------------------------------------------
 
-    def entries(self, path: str) -> Iterator[tuple[Entry, int | None]]:
+    def entries(self, path: str) -> Generator[tuple[Entry, int | None]]:
         """The source at ``path`` (resolved) and, for a directory, everything below it.
 
         Yields (entry, fd): a file's fd is open for reading until the next item.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..model import Image
 from . import imagefs
-from .context import Context, Entry, Source
+from .context import Context, Entry, Files, Source
 from .steps import CopyAction
 
 ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
@@ -90,7 +90,7 @@ class LayerTar:
             self.tar.addfile(info, data)
 
 
-def write_copy_tar(out: Path, action: CopyAction, ctx: Context, image: Image | None,
+def write_copy_tar(out: Path, action: CopyAction, ctx: Files, image: Image | None,
                    owner: tuple[int, int] | None, work: Path) -> None:
     """The layer of a COPY/ADD from the context, as a tar at ``out``."""
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -104,7 +104,7 @@ def write_copy_tar(out: Path, action: CopyAction, ctx: Context, image: Image | N
                 _copy_source(layer, ctx, source, action.dest, into_dir, image)
 
 
-def _copy_source(layer: LayerTar, ctx: Context, source: Source, dest: str, into_dir: bool,
+def _copy_source(layer: LayerTar, ctx: Files, source: Source, dest: str, into_dir: bool,
                  image: Image | None) -> None:
     top = None
     for entry, fd in ctx.entries(source.path):
@@ -123,7 +123,7 @@ def _copy_source(layer: LayerTar, ctx: Context, source: Source, dest: str, into_
         layer.add(posixpath.join(target, entry.rel), entry, fd)
 
 
-def _is_archive(ctx: Context, source: Source) -> bool:
+def _is_archive(ctx: Files, source: Source) -> bool:
     """A regular file whose first bytes say tar (plain, gzip, bzip2, xz or zstd)."""
     with closing(ctx.entries(source.path)) as entries:
         entry, fd = next(entries)
@@ -133,7 +133,7 @@ def _is_archive(ctx: Context, source: Source) -> bool:
     return head.startswith(ARCHIVE_MAGIC) or head[257:262] == b"ustar"
 
 
-def _add_archive(layer: LayerTar, ctx: Context, source: Source, dest: str, image: Image | None,
+def _add_archive(layer: LayerTar, ctx: Files, source: Source, dest: str, image: Image | None,
                  work: Path) -> None:
     """Unpack the archive with the store's unpacker, then carry its tree into the layer."""
     from ..unpack import Target, walk

@@ -22,18 +22,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from ... import images
 from ...errors import BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound, ImageError, SandboxError
 from ...spec import Limits, NetworkSpec
 from .. import layout
-from .context import Context
+from .context import Context, Files
 from .copy_step import write_copy_tar
 from .frontend import plan_text, read_file
 from .imagefs import ImageSource
 from .plan import BuildPlan, Stage, chain_key
-from .progress import Progress
+from .progress import Progress, TextOut
 from .steps import ConfigAction, CopyAction, FromAction, RunAction, Step
 from .storage import Bases, State, StoredImage, cached, commit_step, finish, sandbox_ref
 
@@ -67,7 +66,7 @@ class StageResult:
     history: list[dict]  # config steps after the last layer, for the image written next
 
 
-def build(request: BuildRequest, *, out: TextIO | None = None, quiet: bool = False) -> BuildResult:
+def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = False) -> BuildResult:
     """Build the image, its progress on ``out``; BuildFileError (a file line),
     BuildStepFailed or another SandboxError."""
     started = time.monotonic()
@@ -214,11 +213,11 @@ class Builder:
 
     def _copy(self, action: CopyAction, state: State, work: Path) -> images.Layer:
         image = images.get(sandbox_ref(state)) if state is not None else None
-        reader = self.context
+        reader: Files = self.context
         if action.stage is not None or action.image is not None:
             origin = self.results[action.stage].state if action.stage is not None else self.bases.state(
                 action.image or "")[0]
-            reader = ImageSource(images.get(sandbox_ref(origin)))  # type: ignore[assignment]
+            reader = ImageSource(images.get(sandbox_ref(origin)))
         owner = _owner(action.chown, image)
         tar_path = work / "layer.tar"
         write_copy_tar(tar_path, action, reader, image, owner, work)

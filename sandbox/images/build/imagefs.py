@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from ..model import Image
 from .context import Entry, Source, entry_of
@@ -147,7 +147,7 @@ class ImageSource:
             raise ValueError(f"nothing in the image matches {pattern!r}")
         return [Source(n, canonical(self.image, f"{parent}/{n}")) for n in names]
 
-    def entries(self, path: str, rel: str = "") -> Iterator[tuple[Entry, int | None]]:
+    def entries(self, path: str, rel: str = "") -> Generator[tuple[Entry, int | None]]:
         """(Entry, fd) for ``path`` and, for a directory, everything below it, sorted."""
         host = lookup(self.image, [p for p in path.split("/") if p]) if path != "/" else None
         st = os.lstat(host) if host else os.stat(self.image.layers[0])
@@ -155,11 +155,11 @@ class ImageSource:
             yield entry_of(rel, st), None
             for name, _full in sorted(listdir(self.image, path).items()):
                 yield from self.entries(f"{path.rstrip('/')}/{name}", f"{rel}/{name}" if rel else name)
-        elif stat.S_ISLNK(st.st_mode):
+        elif host is not None and stat.S_ISLNK(st.st_mode):  # host None: the root, a directory
             if not rel:  # the source itself: canonical() resolved it already
                 raise ValueError(f"{path!r} is a link that leads nowhere in the image")
             yield entry_of(rel, st, os.readlink(host)), None
-        elif stat.S_ISREG(st.st_mode):
+        elif host is not None and stat.S_ISREG(st.st_mode):
             fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 yield entry_of(rel, os.fstat(fd)), fd

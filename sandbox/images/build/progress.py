@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import TextIO
+from typing import Protocol
 
 from .steps import Step
 
@@ -20,13 +20,22 @@ INDENT = "      "
 TAIL_LINES = 12
 
 
+class TextOut(Protocol):
+    """Where a build's progress goes: a text stream (sys.stdout), or any object that
+    takes its lines (a job's log)."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class Progress:
     """The build's output to ``out`` (stdout); one object per build."""
 
-    def __init__(self, total: int, *, out: TextIO | None = None, quiet: bool = False,
+    def __init__(self, total: int, *, out: TextOut | None = None, quiet: bool = False,
                  started: float | None = None) -> None:
         self.total = total
-        self.out = out or sys.stdout
+        self.out: TextOut = out or sys.stdout
         self.quiet = quiet
         self.started = started if started is not None else time.monotonic()
         self.cached = 0

@@ -129,7 +129,7 @@ class _Lexer:
         return value
 
     def _double_quoted(self) -> str:
-        out = []
+        out: list[str] = []
         while True:
             ch = self._next()
             if ch == "":
@@ -173,17 +173,17 @@ class _Lexer:
             raise ValueError(f"bad substitution in ${{{name}...}}: expected }}, :-, -, :+, +, :? or ?")
         word = self._word_until_brace()
         value = self.env.get(name)
-        is_set = value is not None and (value != "" or not colon)
+        set_value = value if value is not None and (value != "" or not colon) else None
         if op == "-":
-            return value if is_set else word  # type: ignore[return-value]
+            return set_value if set_value is not None else word
         if op == "+":
-            return word if is_set else ""
-        if not is_set:
+            return word if set_value is not None else ""
+        if set_value is None:
             raise ValueError(f"{name}: {word or 'is not set'}")
-        return value  # type: ignore[return-value]
+        return set_value
 
     def _word_until_brace(self) -> str:
-        out = []
+        out: list[str] = []
         while True:
             if self._peek() == "":
                 raise ValueError("bad substitution: missing }")

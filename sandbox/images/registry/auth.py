@@ -145,7 +145,9 @@ def _from_auths(config: dict, registry: str, path: Path) -> Credential | None:
 
 
 def _from_helper(config: dict, registry: str, path: Path) -> Credential | None:
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
+    helpers = config.get("credHelpers")
+    if not isinstance(helpers, dict):
+        helpers = {}
     helper = next((helpers[k] for k in _keys(registry) if isinstance(helpers.get(k), str)), None)
     if helper is None and isinstance(config.get("credsStore"), str):
         helper = config["credsStore"]
@@ -187,8 +189,8 @@ def forget_credential(registry: str) -> bool:
     """Drop the login file's entry for ``registry``; False if there was none."""
     path = auth_file()
     config = _read_config(path)
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
-    if registry not in auths:
+    auths = config.get("auths")
+    if not isinstance(auths, dict) or registry not in auths:
         return False
     del auths[registry]
     _write_private(path, json.dumps(config, indent=1).encode())

@@ -204,7 +204,7 @@ class Client:
         realm = challenge.params["realm"]
         if not realm.startswith(("https://", "http://")):
             raise ImageError(f"registry {self.registry} names a token server that is not a URL")
-        params = [("service", challenge.params.get("service", ""))] + [("scope", s) for s in scopes if s]
+        params = (("service", challenge.params.get("service", "")), *(("scope", s) for s in scopes if s))
         try:
             if cred is not None and not cred.username:  # an identity token: OAuth2 refresh
                 response = self._http.post(realm, data={
@@ -282,7 +282,7 @@ def _registry_errors(response: httpx.Response) -> tuple[set[str], str]:
         errors = doc.get("errors") if isinstance(doc, dict) else None
         if not isinstance(errors, list):
             return set(), ""
-        codes = {e.get("code") for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
+        codes = {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
         message = next((e.get("message") for e in errors if isinstance(e, dict)
                         and isinstance(e.get("message"), str)), "")
         return codes, str(message)[:200]

@@ -13,10 +13,11 @@ Progress goes to a callback as typed events (``progress``).
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from ...errors import ImageError
 from ..oci import ConfigDocument, Descriptor, Manifest
+from ..streams import BlobReader
 from .manifests import check_digest, parse_document
 from .progress import BlobAdvanced, BlobDone, BlobSkipped, BlobStarted, ImageDone, Progress, silent
 
@@ -29,7 +30,7 @@ class Source(Protocol):
     def manifest(self) -> tuple[bytes, str]:
         """The image manifest's bytes (for this host's platform) and their digest, checked."""
 
-    def open_blob(self, desc: Descriptor) -> BinaryIO:
+    def open_blob(self, desc: Descriptor) -> BlobReader:
         """A reader of the blob ``desc`` names (the caller closes it)."""
 
 
@@ -57,7 +58,7 @@ class Destination(Protocol):
 
 
 class Opener(Protocol):
-    def __call__(self) -> BinaryIO: ...
+    def __call__(self) -> BlobReader: ...
 
 
 def copy_image(source: Source, destination: Destination, *, progress: Progress = silent) -> str:
@@ -106,8 +107,8 @@ def copy_layer(source: Source, destination: Destination, desc: Descriptor, diff_
         return
     progress(BlobStarted(desc.digest, desc.size, "layer"))
 
-    def opener() -> BinaryIO:
-        return Counting(source.open_blob(desc), desc, progress)  # type: ignore[return-value]
+    def opener() -> BlobReader:
+        return Counting(source.open_blob(desc), desc, progress)
 
     destination.put_blob(desc, diff_id, opener)
     progress(BlobDone(desc.digest, desc.size))
@@ -122,7 +123,7 @@ def _bytes_opener(data: bytes) -> Opener:
 class Counting:
     """A reader that reports how many bytes of a blob went by."""
 
-    def __init__(self, raw: BinaryIO, desc: Descriptor, progress: Progress) -> None:
+    def __init__(self, raw: BlobReader, desc: Descriptor, progress: Progress) -> None:
         self._raw = raw
         self._desc = desc
         self._progress = progress

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from typing import BinaryIO
 
 from ...errors import ImageError, ImageNotFound
 from .. import layout
@@ -21,6 +20,7 @@ from ..layers import is_unpacked, layer_from_blob
 from ..oci import Descriptor
 from ..reference import Reference
 from ..stored import StoredImage, lookup, store_manifest
+from ..streams import BlobReader
 from ..unpack import Bounds
 from . import locations
 from .copy import Opener
@@ -98,5 +98,5 @@ class StoreSource:
             data = reader.read()
         return data, self.image.id
 
-    def open_blob(self, desc: Descriptor) -> BinaryIO:
-        return layout.open_blob(desc.digest, desc.size)  # type: ignore[return-value]
+    def open_blob(self, desc: Descriptor) -> BlobReader:
+        return layout.open_blob(desc.digest, desc.size)

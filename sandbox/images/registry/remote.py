@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from ...errors import ImageError
 from ..oci import Descriptor
+from ..streams import BlobReader, Readable
 from . import locations
 from .client import Client, RemoteNotFound, pull_scope, push_scope
 from .copy import Opener
@@ -87,11 +87,11 @@ class RegistrySource:
         what = "no manifest" if selector.startswith("sha256:") else "no tag"
         return RemoteNotFound(f"{self.name}: {what} {selector!r} in {repo} on registry {registry} (tags: {shown})")
 
-    def open_blob(self, desc: Descriptor) -> BinaryIO:
+    def open_blob(self, desc: Descriptor) -> BlobReader:
         what = f"blob {desc.digest} of {self.name}"
         response = self.client.request("GET", f"/v2/{self.ref.repository}/blobs/{desc.digest}",
                                        scopes=self.scopes, what=what, stream=True)
-        return ResponseReader(response, what)  # type: ignore[return-value]
+        return ResponseReader(response, what)
 
 
 class ResponseReader:
@@ -277,7 +277,7 @@ def _with_digest(location: str, digest: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _read_full(reader: BinaryIO, size: int) -> bytes:
+def _read_full(reader: Readable, size: int) -> bytes:
     out = io.BytesIO()
     while out.tell() < size:
         data = reader.read(size - out.tell())
@@ -287,7 +287,7 @@ def _read_full(reader: BinaryIO, size: int) -> bytes:
     return out.getvalue()
 
 
-def _drain(reader: BinaryIO) -> None:
+def _drain(reader: Readable) -> None:
     """Read to the end, so a verifying reader checks the digest before the upload is closed."""
     while reader.read(_READ):
         pass
