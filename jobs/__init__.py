@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads t
     from .jobfile import loads as load_job_text
     from .jobfile import parse as parse_job
     from .junit import Case, JUnitReport
+    from .junit import totals as junit_totals
     from .logstream import follow as follow_log
     from .model import JobSpec, ResultsSpec, Step
     from .render import Renderer, summary
@@ -81,6 +82,7 @@ __all__ = [
     "job_artifacts",
     "job_fields",
     "job_result",
+    "junit_totals",
     "list_jobs",
     "load_job_file",
     "load_job_text",

@@ -6,14 +6,8 @@ output (first the last REPLAY_BYTES of it, so a page that reconnects shows
 the screen again), the page sends keystrokes. What is not bytes goes beside
 it over HTTP: a resize, a signal, who is connected.
 
-The sandbox's side has two shapes, told apart by ``ENGINE_PTY``:
-
-- with a pty made inside the sandbox (the engine's ``SandboxSpec.tty``,
-  branch ``pty``), keystrokes go to the pty as they are typed, the shell
-  edits its own line, Ctrl-C is a byte, resize reaches it (SIGWINCH);
-- without one (until then), the command's stdin is a pipe: the page edits
-  a line itself (``terminal.js``'s LineEditor) and sends it whole, Ctrl-C
-  is sent as SIGINT, and resize has no effect.
+How keys, a resize and Ctrl-C reach the shell (a pty or a stdin pipe) is
+``tty``'s job, the one seam to the engine's terminals.
 
 Roles: the sandbox's ``owner`` (for a class seat, the student) types;
 someone else may ``take over`` the keyboard (the teacher), and the owner's
@@ -24,22 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sandbox import SandboxSpec, StateError
+from sandbox import StateError
+
+from . import tty
 
 if TYPE_CHECKING:
     from .classes.recording import Recorder
     from .held import Held
 
-#: Whether the engine makes a pty inside a sandbox (branch `pty`): the one switch between the
-#: two shapes above. It turns on by itself once the engine's SandboxSpec has ``tty``.
-ENGINE_PTY = "tty" in {f.name for f in dataclasses.fields(SandboxSpec)}
 #: How much of the output a (re)connecting page is sent first.
 REPLAY_BYTES = 256 << 10
 #: Most output records sent in one WebSocket message (a flood is sent in large messages).
@@ -47,11 +38,6 @@ BATCH = 512
 #: WebSocket close codes the pages act on: the sandbox ended, or was replaced by a reset.
 CLOSE_ENDED = 4000
 CLOSE_RESET = 4001
-
-
-def terminal_spec(spec: SandboxSpec) -> SandboxSpec:
-    """The spec with a terminal, when the engine makes one (else unchanged: a stdin pipe)."""
-    return spec.with_changes(tty=True, interactive=True) if ENGINE_PTY else spec
 
 
 class Connection:
@@ -81,7 +67,7 @@ class Terminal:
 
     @property
     def mode(self) -> str:
-        return "pty" if ENGINE_PTY and getattr(self.held.spec, "tty", False) else "pipe"
+        return tty.mode(self.held)
 
     def info(self) -> dict[str, Any]:
         return {"id": self.held.id, "mode": self.mode, "status": self.held.status,
@@ -121,10 +107,7 @@ class Terminal:
         """Pass keystrokes (or, without a pty, a line) on; False when ``conn`` may not type now."""
         if not self.may_type(conn.role, conn) or self.held.status != "running":
             return False
-        if self.mode == "pty":
-            self.held.sandbox.write_stdin(data)
-        else:
-            self.held.write_stdin(data)
+        tty.send_keys(self.held, data)
         if self.recorder is not None:
             self.recorder.input(data)
         return True
@@ -134,8 +117,7 @@ class Terminal:
             raise StateError(f"invalid terminal size {rows}x{cols}: expected rows and columns "
                              "from 1 to 999")
         self.size = (rows, cols)
-        if self.mode == "pty":
-            self.held.sandbox.resize(rows, cols)
+        tty.resize(self.held, rows, cols)
         if self.recorder is not None:
             self.recorder.resize(rows, cols)
 
@@ -143,7 +125,7 @@ class Terminal:
         """Ctrl-C without a pty: the signal to the shell (with one, Ctrl-C is a byte)."""
         if not self.may_type(role) or self.held.status != "running":
             return False
-        self.held.sandbox.kill(int(signal.Signals[name]))
+        tty.interrupt(self.held, name)
         return True
 
     def replay_start(self) -> int:

@@ -111,8 +111,7 @@ def student_spec(spec: ClassSpec, student: str, home: str | None) -> SandboxSpec
     network = (NetworkSpec("none") if spec.network == "none"
                else NetworkSpec(spec.network_name(), alias=student))
     mounts = (Mount(home, HOME, read_only=False),) if home else ()
-    security = {"userns": "auto"} if spec.userns and USERNS_AVAILABLE else {}
-    return SandboxSpec(image=spec.image, command=spec.shell, name=f"{spec.name}-{student}",
-                       hostname=student, limits=spec.limits, network=network, mounts=mounts,
-                       env={"HOME": HOME, "TERM": "xterm-256color", "PS1": r"\u@\h:\w\$ "},
-                       **security)
+    sandbox = SandboxSpec(image=spec.image, command=spec.shell, name=f"{spec.name}-{student}",
+                          hostname=student, limits=spec.limits, network=network, mounts=mounts,
+                          env={"HOME": HOME, "TERM": "xterm-256color", "PS1": r"\u@\h:\w\$ "})
+    return sandbox.with_changes(userns="auto") if spec.userns and USERNS_AVAILABLE else sandbox

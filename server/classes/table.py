@@ -25,7 +25,8 @@ from pathlib import Path
 from sandbox import StateError, create_network, lib_dir, owner_gone, remove_network, write_owner
 
 from ..held import SandboxTable
-from ..terminal import ENGINE_PTY, Terminal, terminal_spec
+from ..terminal import Terminal
+from ..tty import needs_stdin_pipe, terminal_spec
 from .recording import Recorder
 from .room import Classroom, Seat, digest, new_secret
 from .spec import USERNS_AVAILABLE, ClassSpec, student_spec
@@ -106,7 +107,7 @@ class ClassTable:
         recorder = Recorder(room.recordings / f"{seat.name}.{seat.generation}.cast",
                             title=f"{room.name}/{seat.name} #{seat.generation}")
         try:
-            held = self.sandboxes.create(sandbox_spec, room.owner, stdin=not ENGINE_PTY,
+            held = self.sandboxes.create(sandbox_spec, room.owner, stdin=needs_stdin_pipe(),
                                          sinks=(recorder,))
         except BaseException:
             recorder.close()
