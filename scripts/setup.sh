@@ -19,11 +19,11 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman docker-registry apache2-utils chromium >/dev/null
+        umoci skopeo buildah podman docker-registry apache2-utils chromium fonts-dejavu-core >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
-    # (Playwright drives it: no browser is downloaded)
+    # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it
     if ! command -v npm >/dev/null; then
         apt-get install -y -qq --no-install-recommends npm >/dev/null
     fi
