@@ -101,17 +101,15 @@ export class TermSession {
   }
 
   // Ctrl+Shift+C copies the selection, Ctrl+Shift+V pastes (plain Ctrl+C stays the terminal's).
+  // The paste is the browser's own (its paste event reaches xterm.js, which types the text):
+  // nothing here reads the clipboard, which would paste it twice and ask for a permission.
   clipboard(event) {
     if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey) return true;
     if (event.code === "KeyC" && this.term.hasSelection()) {
       navigator.clipboard?.writeText(this.term.getSelection());
       return false;
     }
-    if (event.code === "KeyV" && this.write) {
-      navigator.clipboard?.readText().then((text) => this.term.paste(text)).catch(() => {});
-      return false;
-    }
-    return true;
+    return event.code !== "KeyV";  // not a ^V to the shell; the browser pastes
   }
 
   connect() {
