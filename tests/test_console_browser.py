@@ -1,31 +1,31 @@
-"""The web console in a real browser: Debian's chromium, driven by Playwright.
+"""The web console in a real browser (tests.browser_support: Debian's chromium, Playwright).
 
 A job submitted through the form shows its log lines while they are
-printed and its JUnit failures once it ended; a student's page runs a
-command in its terminal and sees the output; another student's token does
-not open it; a reset and the TTL remove the sandbox. Screenshots of the job
-page, the report and a terminal are saved (tests.console_support.
-screenshots_dir); docs/console/ holds copies for the README.
-
-Chromium is never downloaded: it is /usr/bin/chromium (scripts/setup.sh).
+printed and its JUnit failures once it ended; the jobs list follows a job
+and filters; a sandbox's page follows its output, stops and removes it; a
+new shell from the sandboxes page is a terminal that copies and pastes.
+Screenshots of the job page and the report are saved and kept in docs/console/.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
-import tarfile
-import time
+import re
+from pathlib import Path
 
 import pytest
 
-from .console_support import class_name, console, screenshots_dir  # noqa: F401 - fixture
+from .browser_support import (  # noqa: F401 - fixtures
+    browser,
+    shots,
+    shots_reach_the_docs,
+    signed_in,
+    wait_screen,
+    workspace,
+)
+from .console_support import console  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.root
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 JOB = """\
 name = "browser job"
@@ -47,52 +47,6 @@ exit 1'''
 junit = ["report.xml"]
 artifacts = ["report.xml"]
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (scripts/setup.sh installs Debian's chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e .[test])")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    return screenshots_dir(tmp_path_factory)
-
-
-def watched(page):
-    """The page, its console messages and errors printed (pytest shows them when a test fails)."""
-    page.on("console", lambda message: print(f"console {message.type}: {message.text}"))
-    page.on("pageerror", lambda error: print(f"page error: {error}"))
-    return page
-
-
-def signed_in(browser, console, token: str, path: str):
-    """A fresh browser context signed in with ``token``, at ``path``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = watched(context.new_page())
-    page.goto(f"{console.url}/console/login#{token}")
-    page.wait_for_url(f"{console.url}/console/")
-    page.goto(f"{console.url}{path}")
-    return page
-
-
-def workspace(tmp_path) -> str:
-    path = tmp_path / "ws.tar.gz"
-    data = b"hello from the workspace\n"
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("greeting.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def job_status(console, token: str, job_id: str) -> str:
@@ -150,126 +104,6 @@ def test_a_job_from_the_form_shows_its_live_log_then_its_failures(browser, conso
     page.context.close()
 
 
-def student_page(browser, console, url: str):
-    context = browser.new_context(viewport={"width": 1000, "height": 600})
-    page = watched(context.new_page())
-    page.goto(url)
-    return page
-
-
-def screen(page) -> str:
-    return page.locator("#terminal .xterm-rows").inner_text()
-
-
-def wait_screen(page, needle: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = screen(page) if page.locator("#terminal .xterm-rows").count() else ""
-        if needle in text:
-            return text
-        time.sleep(0.1)
-    raise AssertionError(f"{needle!r} is not on the terminal: {text!r}")
-
-
-def test_a_student_types_in_their_terminal_and_only_theirs(browser, console, shots):
-    teacher = console.token("teacher", "run")
-    name = class_name()
-    one, two = console.make_class(teacher, name, students=2)["students"]
-    page = student_page(browser, console, one["url"])
-    wait_screen(page, "root@student-01")
-    assert "#" not in page.url  # the token left the address bar
-    page.click("#terminal")
-    page.keyboard.type("echo hi")
-    page.keyboard.press("Enter")
-    lines = [line.strip() for line in wait_screen(page, "\nhi").splitlines()]
-    assert "hi" in lines and any(line.endswith("echo hi") for line in lines)
-    page.screenshot(path=os.path.join(shots, "terminal.png"))
-    # a reload, then a dropped connection: the page connects again, the shell is the same one
-    page.keyboard.type("KEPT=still-here")
-    page.keyboard.press("Enter")
-    sockets = []
-    page.route_web_socket("**/terminal", lambda ws: sockets.append((ws, ws.connect_to_server())))
-    _drop(page, sockets)
-    page.locator("#term-status", has_text="connected").wait_for(timeout=30_000)
-    page.click("#terminal")
-    page.keyboard.type("echo $KEPT")
-    page.keyboard.press("Enter")
-    wait_screen(page, "\nstill-here")
-    # the second student's token on the first one's page: refused, no terminal
-    other = student_page(browser, console, one["url"].split("#")[0] + "#" + two["token"])
-    other.locator("#refused").wait_for()
-    assert "not yours" in other.locator("#refused").inner_text()
-    assert other.locator("#terminal .xterm-rows").count() == 0
-    other.context.close()
-    page.context.close()
-    with console.tcp(teacher) as c:
-        c.delete(f"/v1/classes/{name}")
-
-
-def _drop(page, sockets: list) -> None:
-    """Cut the page's terminal connection (routed through Playwright from now on) as a
-    network would, and wait for the page to have made a new one."""
-    page.reload()  # route_web_socket applies to sockets opened after it: open one through it
-    deadline = time.monotonic() + 30
-    while not sockets and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    wait_screen(page, "root@student-01")
-    page_side, daemon_side = sockets[0]
-    page_side.close(code=1011, reason="network trouble")
-    daemon_side.close()
-    while len(sockets) < 2 and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    assert len(sockets) == 2, "the page did not connect again"
-
-
-def test_reset_gives_the_student_a_fresh_sandbox(browser, console):
-    teacher = console.token("teacher", "run")
-    name = class_name()
-    student = console.make_class(teacher, name, students=1)["students"][0]
-    page = student_page(browser, console, student["url"])
-    wait_screen(page, "root@student-01")
-    with console.tcp(teacher) as c:
-        before = c.get(f"/v1/classes/{name}/students/student-01").json()["sandbox"]
-    desk = signed_in(browser, console, teacher, f"/console/classes/{name}")
-    desk.on("dialog", lambda dialog: dialog.accept())
-    desk.locator("tr[data-seat='student-01'] button.reset").click()
-    deadline = time.monotonic() + 30
-    after = before
-    with console.tcp(teacher) as c:
-        while after == before and time.monotonic() < deadline:
-            after = c.get(f"/v1/classes/{name}/students/student-01").json()["sandbox"]
-            time.sleep(0.2)
-        assert after != before
-        assert before not in {r["id"] for r in c.get("/v1/sandboxes?all=true").json()}
-    # the student's page followed to the new sandbox by itself; the teacher watches it
-    wait_screen(page, "root@student-01")
-    page.click("#terminal")
-    page.keyboard.type("echo after-reset")
-    page.keyboard.press("Enter")
-    wait_screen(page, "\nafter-reset")
-    desk.locator("tr[data-seat='student-01'] button.watch").click()
-    wait_screen(desk, "after-reset")
-    page.context.close()
-    desk.context.close()
-    with console.tcp(teacher) as c:
-        c.delete(f"/v1/classes/{name}")
-
-
-def test_at_the_ttl_the_page_says_so_and_the_sandbox_is_gone(browser, console):
-    teacher = console.token("teacher", "run")
-    name = class_name()
-    student = console.make_class(teacher, name, students=1, ttl="8s")["students"][0]
-    page = student_page(browser, console, student["url"])
-    wait_screen(page, "root@student-01")
-    with console.tcp(teacher) as c:
-        sandbox = c.get(f"/v1/classes/{name}/students/student-01").json()["sandbox"]
-    page.locator("#term-status", has_text="ended").wait_for(timeout=60_000)
-    with console.tcp(teacher) as c:
-        assert c.get("/v1/classes").json() == []
-        assert sandbox not in {r["id"] for r in c.get("/v1/sandboxes?all=true").json()}
-    page.context.close()
-
-
 def test_a_new_shell_from_the_sandboxes_page(browser, console):
     token = console.token("dev", "run")
     page = signed_in(browser, console, token, "/console/sandboxes")
@@ -294,11 +128,81 @@ def test_a_new_shell_from_the_sandboxes_page(browser, console):
     page.context.close()
 
 
+def test_copy_and_paste_in_a_terminal(browser, console):
+    """Ctrl+Shift+C copies the terminal's selection, Ctrl+Shift+V types the clipboard."""
+    token = console.token("dev", "run")
+    page = signed_in(browser, console, token, "/console/sandboxes")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.url)
+    page.click("#new-shell")
+    page.wait_for_url("**/console/sandboxes/*")
+    sandbox = page.url.rsplit("/", 1)[1]
+    wait_screen(page, "# ")
+    page.click("#terminal")
+    page.keyboard.type("echo copy-me-42")
+    page.keyboard.press("Enter")
+    wait_screen(page, "\ncopy-me-42")
+    row = page.locator("#terminal .xterm-rows > div", has_text=re.compile(r"^copy-me-42"))
+    box = row.bounding_box()
+    page.mouse.dblclick(box["x"] + 20, box["y"] + box["height"] / 2)  # selects the word
+    page.keyboard.press("Control+Shift+C")
+    assert page.evaluate("navigator.clipboard.readText()") == "copy-me-42"
+    page.evaluate("navigator.clipboard.writeText('echo pasted-$((6*7))')")
+    page.click("#terminal")
+    page.keyboard.press("Control+Shift+V")
+    page.keyboard.press("Enter")
+    assert wait_screen(page, "\npasted-42").count("echo pasted-$((6*7))") == 1  # pasted once
+    with console.tcp(token) as c:
+        assert c.delete(f"/v1/sandboxes/{sandbox}?force=true").status_code in (200, 204)
+    page.context.close()
+
+
+def test_a_sandboxs_page_follows_its_output_then_stops_and_removes_it(browser, console):
+    token = console.token("dev", "run")
+    loop = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.3; done"
+    with console.tcp(token) as c:
+        r = c.post("/v1/sandboxes?start=true", json={"image": "busybox", "command": ["sh", "-c", loop]})
+        assert r.status_code == 201, r.text
+        sandbox = r.json()["id"]
+    page = signed_in(browser, console, token, "/console/sandboxes")
+    page.locator(f"tr[data-sandbox='{sandbox}']", has_text="running").wait_for(timeout=30_000)
+    page.goto(f"{console.url}/console/sandboxes/{sandbox}")
+    page.locator("#sandbox-log .l", has_text="tick-1").first.wait_for(timeout=30_000)
+    seen = page.locator("#sandbox-log .l").count()
+    page.locator("#sandbox-log .l", has_text=f"tick-{seen + 3}").wait_for(timeout=30_000)  # live
+    page.click("#stop")
+    page.locator("#facts dt", has_text="Exit status").wait_for(timeout=30_000)
+    assert page.locator("#stop").count() == 0
+    page.click("#remove")
+    page.wait_for_url(f"{console.url}/console/sandboxes")
+    with console.tcp(token) as c:
+        assert c.get(f"/v1/sandboxes/{sandbox}").status_code == 404
+    page.context.close()
+
+
+def test_the_jobs_list_follows_a_job_and_filters(browser, console, tmp_path):
+    token = console.token("ci", "jobs")
+    page = signed_in(browser, console, token, "/console/")
+    page.locator("#jobs").wait_for()
+    job = JOB.replace('name = "browser job"', 'name = "listed job"')
+    with console.tcp(token) as c:
+        r = c.post("/v1/jobs", files={"job": ("job.toml", job), "workspace": ("ws.tar.gz", Path(workspace(tmp_path)).read_bytes())})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["jobs"][0]["id"]
+    row = page.locator(f"tr[data-job='{job_id}']")
+    row.wait_for(timeout=30_000)  # shown without a reload
+    assert "listed job" in row.inner_text()
+    row.locator("span.status.failed").wait_for(timeout=90_000)  # and its end
+    assert "1 failed, 1 skipped, 1 passed" in row.inner_text()
+    page.select_option("#filter-status", "passed")
+    row.wait_for(state="detached", timeout=30_000)
+    page.select_option("#filter-status", "")
+    page.fill("#filter-name", "listed")
+    row.wait_for(timeout=30_000)
+    page.fill("#filter-name", "no-such-name")
+    row.wait_for(state="detached", timeout=30_000)
+    assert "?name=no-such-name" in page.url
+    page.context.close()
+
+
 def test_screenshots_reach_the_docs(shots):
-    """The screenshots of this run, where the README shows them from (docs/console/)."""
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "console")
-    for name in ("job-log.png", "job-report.png", "terminal.png"):
-        assert os.path.getsize(os.path.join(shots, name)) > 5000
-        if os.environ.get("SANDBOX_UPDATE_DOCS") == "1":
-            shutil.copy(os.path.join(shots, name), os.path.join(docs, name))
-        assert os.path.exists(os.path.join(docs, name)), f"docs/console/{name} is missing"
+    shots_reach_the_docs(shots, ("job-log.png", "job-report.png"))
