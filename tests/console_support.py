@@ -75,7 +75,12 @@ class TerminalClient:
         if cookie:
             headers["Cookie"] = cookie
         self.ws = connect(url, additional_headers=headers, origin=origin, open_timeout=30).__enter__()
-        self.seen = b""
+        self.raw = b""
+
+    @property
+    def seen(self) -> bytes:
+        """What the terminal showed, lines ending in \\n (a pty ends them in \\r\\n)."""
+        return self.raw.replace(b"\r\n", b"\n")
 
     def send(self, text: str) -> None:
         self.ws.send(text)
@@ -90,14 +95,15 @@ class TerminalClient:
                 message = self.ws.recv(timeout=left)
             except TimeoutError:
                 continue
-            self.seen += message if isinstance(message, bytes) else message.encode()
+            self.raw += message if isinstance(message, bytes) else message.encode()
         return self.seen
 
     def run(self, command: str, marker: str | None = None, timeout: float = 30) -> bytes:
-        """Type a command line; the output up to ``marker`` (echoed by the command after it)."""
+        """Type a command line; the output up to ``marker`` (echoed by the command after it,
+        quoted in two parts so that a pty's echo of the line typed is not taken for it)."""
         marker = marker or f"done-{uuid.uuid4().hex[:6]}"
         start = len(self.seen)
-        self.send(f"{command}; echo {marker}\n")
+        self.send(f"{command}; echo '{marker[:3]}''{marker[3:]}'\n")
         self.read_until(f"{marker}\n".encode(), timeout)
         return self.seen[start:]
 
