@@ -119,7 +119,7 @@ class ClassTable:
     def get(self, name: str) -> Classroom:
         with self._lock:
             room = self._rooms.get(name)
-        if room is None:
+        if room is None or room.ended:  # an ending class is listed, but takes no more changes
             raise StateError(f"no such class: {name}", hint="`sandbox class ls` lists them")
         return room
 
@@ -163,21 +163,24 @@ class ClassTable:
             if room.ended:
                 return
             room.ended = True
-            self._rooms.pop(room.name, None)
             for seat in room.seats.values():
                 self._by_token.pop(seat.token_sha256, None)
-        for seat in room.seats.values():
-            if seat.held is not None:
+        try:
+            for seat in room.seats.values():
+                if seat.held is not None:
+                    try:
+                        self.sandboxes.remove(seat.held, force=True)
+                    except Exception as exc:
+                        log.warning("class %s: removing %s's sandbox: %s", room.name, seat.name, exc)
+            if room.network:
                 try:
-                    self.sandboxes.remove(seat.held, force=True)
+                    remove_network(room.network)
                 except Exception as exc:
-                    log.warning("class %s: removing %s's sandbox: %s", room.name, seat.name, exc)
-        if room.network:
-            try:
-                remove_network(room.network)
-            except Exception as exc:
-                log.warning("class %s: removing its network: %s", room.name, exc)
-        remove_files(room.directory, keep_recordings=room.spec.keep_recordings)
+                    log.warning("class %s: removing its network: %s", room.name, exc)
+            remove_files(room.directory, keep_recordings=room.spec.keep_recordings)
+        finally:
+            with self._lock:  # listed until everything of it is gone
+                self._rooms.pop(room.name, None)
 
     def _reap(self) -> None:
         while not self._stop.wait(REAP_EVERY):
