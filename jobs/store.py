@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import NoSuchJob
+from .junit import totals as junit_totals
 from .model import JobSpec
 from .result import CANCELLED, ERROR, FINAL, QUEUED, RUNNING, JobResult
 
@@ -264,7 +265,8 @@ def require(conn: Any, job_id: str) -> None:
 
 def list_jobs(conn: Any, limit: int = 50, *, status: str | None = None, name: str | None = None,
               since: float | None = None, scan: int = LIST_SCAN) -> list[dict[str, str]]:
-    """The newest jobs first, at most ``limit``, without their spec and result.
+    """The newest jobs first, at most ``limit``, without their spec, and with their JUnit
+    totals (``junit``, jobs.junit.totals) instead of the whole result.
 
     Only those in ``status``, whose name holds ``name``, submitted at or after
     ``since`` (epoch seconds); of the newest ``scan`` jobs at most. Ids whose
@@ -284,6 +286,8 @@ def list_jobs(conn: Any, limit: int = 50, *, status: str | None = None, name: st
                 continue
             fields = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()
                       if k not in (b"spec", b"result")}
+            result = raw.get(b"result")
+            fields["junit"] = junit_totals(json.loads(result).get("junit")) if result else ""
             if (status is None or fields.get("status") == status) and (
                     name is None or name in fields.get("name", "")):
                 rows.append(fields)

@@ -30,11 +30,15 @@ elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman catatonit docker-registry apache2-utils >/dev/null
+        umoci skopeo buildah podman catatonit docker-registry apache2-utils chromium fonts-dejavu-core >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
     # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
-    # debootstrap: `sandbox image bootstrap debian:SUITE`
+    # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
+    # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it
+    if ! command -v npm >/dev/null; then
+        apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
     if [ "$vm" = 1 ]; then
         # shellcheck source=vm/config
         source scripts/vm/config
@@ -65,6 +69,9 @@ fi
 extras=test
 [ "$vm" = 1 ] && extras=test,vm
 python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e ".[$extras]"
+# the web console's xterm.js and its add-ons, from the npm registry, as the lock file pins them;
+# the daemon serves them from there (nothing is fetched while it runs)
+npm ci --prefix server/console/vendor --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
 [ "$tests" = 1 ] || exit 0
 # what tests need from the package index, fetched now: nothing is fetched while they run
 bash scripts/test-cache.sh
