@@ -143,6 +143,8 @@ class SandboxSummary(BaseModel):
 
 class SandboxDetail(SandboxSummary):
     spec: dict[str, Any] | None = None
+    terminal: str | None = Field(default=None, description="pty or pipe: it takes input "
+                                 "(its terminal WebSocket types into it); null: it does not")
     exit_code: int | None = None
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -205,8 +205,17 @@ def _uid_ranges() -> set[str]:
         return set()
 
 
+def _class_dirs() -> set[str]:
+    """What the daemon's classes keep on disk (server.classes): gone with each class."""
+    path = os.path.join(os.environ["SANDBOX_STATE_DIR"], "classes")
+    try:
+        return set(os.listdir(path))
+    except FileNotFoundError:
+        return set()
+
+
 SNAPSHOTS = {
-    "mounts": _mounts, "cgroups": _cgroups, "state dirs": _state_dirs,
+    "mounts": _mounts, "classes": _class_dirs, "cgroups": _cgroups, "state dirs": _state_dirs,
     "sandbox processes": _sandbox_processes, "fork servers": _fork_servers,
     "network links": _links, "named netns": _named_netns,
     "temp dirs": _temp_dirs, "uid ranges": _uid_ranges,

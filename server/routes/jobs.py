@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, show, cancel, artifacts, JUnit; the log in ``job_logs``.
+"""/v1/jobs: submit, list, show, cancel, re-run, artifacts, JUnit; the log in ``job_logs``.
 
 Submit is multipart, as curl sends it::
 
@@ -55,8 +55,27 @@ async def submit(caller: Submitter, engine: EngineDep,
         _check_security(caller, specs)
 
     def enqueue() -> list[dict[str, str]]:
-        return [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
+        made = [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
                  "name": spec.name} for spec in specs]
+        engine.workspaces.keep([job["id"] for job in made], packed)
+        return made
+
+    return {"jobs": await run_in_threadpool(enqueue), "queued": engine.jobs.queued}
+
+
+@router.post("/{job_id}/rerun", status_code=201, response_model=JobsSubmitted)
+async def rerun(job_id: str, caller: Submitter, engine: EngineDep) -> dict[str, Any]:
+    """Submit the job again: the same spec, the same workspace, on the same queue (409 when
+    this daemon no longer keeps the workspace it was submitted with)."""
+    fields = await run_in_threadpool(visible_fields, engine, caller, job_id)
+
+    def enqueue() -> list[dict[str, str]]:
+        packed = engine.workspaces.get(job_id)
+        spec = JobSpec.from_dict(json.loads(fields["spec"]))
+        new_id = engine.jobs.submit(spec, owner=caller.name, queue=fields.get("queue") or "default",
+                                    packed=packed)
+        engine.workspaces.keep([new_id], packed)
+        return [{"id": new_id, "name": spec.name}]
 
     return {"jobs": await run_in_threadpool(enqueue), "queued": engine.jobs.queued}
 

@@ -143,7 +143,8 @@ async def inspect(ref: str, caller: Reader, engine: EngineDep) -> dict[str, Any]
         if row is None:
             raise no_such(ref)
         return row
-    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error}
+    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error,
+              "terminal": takes_input(held)}
     if held.result is not None:
         detail.update(exit_code=held.result.exit_code, result=held.result.to_dict())
     return detail
@@ -164,6 +165,13 @@ async def wait(ref: str, caller: Reader, engine: EngineDep, remove: bool = False
     if remove and caller.allows("run"):
         engine.sandboxes.drop(held)
     return ended(held)
+
+
+def takes_input(held: Held) -> str | None:
+    """How the sandbox takes input: ``pty``, ``pipe`` (its stdin), or None."""
+    if getattr(held.spec, "tty", False):
+        return "pty"
+    return "pipe" if held.stdin_w is not None else None
 
 
 def ended(held: Held) -> dict[str, Any]:
