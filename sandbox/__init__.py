@@ -26,7 +26,8 @@ engine:
   (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
-  process's, for records that name it), ``write_owner`` and ``owner_gone``
+  process's, for records that name it), ``die_with_parent`` (a helper process
+  that ends with the process that started it), ``write_owner`` and ``owner_gone``
   (a directory's owner file, for directories gc may remove),
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
@@ -87,6 +88,7 @@ __all__ = [
     "UnpackError",
     "collect_garbage",
     "copy_tree_into",
+    "die_with_parent",
     "dry_run",
     "format_duration",
     "format_size",
@@ -124,6 +126,7 @@ _LAZY = {
     "run_dir": (".state", "run_dir"),
     "process_alive": (".linux.proc", "process_alive"),
     "own_start_time": (".linux.proc", "own_start_time"),
+    "die_with_parent": (".linux.proc", "die_with_parent"),
     "collect_garbage": (".gc", "collect"),
     "why_unavailable": (".doctor", "why_unavailable"),
     "write_owner": (".state", "write_owner"),
