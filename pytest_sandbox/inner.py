@@ -36,7 +36,8 @@ CACHE_DIR = "/tmp/.pytest-sandbox-cache"
 #: Options only the outer session acts on, and their values in here.
 OUTER_ONLY = {
     "xmlpath": None, "htmlpath": None, "report_log": None,  # report files
-    "numprocesses": None, "maxprocesses": None, "dist": "no", "tx": [],  # pytest-xdist
+    "numprocesses": None, "maxprocesses": None, "dist": "no", "distload": False,  # pytest-xdist
+    "tx": [],
     "looponfail": False,
     "usepdb": False, "trace": False,  # a debugger needs the terminal
     "lf": False, "failedfirst": False, "newfirst": False,  # which tests, in which order
@@ -56,13 +57,18 @@ def pytest_addoption(parser) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_cmdline_main(config):
     """Before any plugin acts on its options: turn off what only the outer session does."""
-    for name, value in OUTER_ONLY.items():
-        if hasattr(config.option, name):
-            setattr(config.option, name, value)
+    not_outer(config)
     basetemp = config.option.basetemp
     if basetemp and not _writable(Path(config.invocation_params.dir, basetemp)):
         config.option.basetemp = None  # a fresh one under this sandbox's /tmp
     return (yield)
+
+
+def not_outer(config) -> None:
+    """Turn off the options only the outer session acts on (``OUTER_ONLY``)."""
+    for name, value in OUTER_ONLY.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
 
 
 def pytest_configure(config) -> None:

@@ -11,6 +11,11 @@ this plugin's, and everything it hands to the hooks that show a test goes
 to the report channel as it happens (``events.Recorder``), so a crash in the
 call phase still leaves the setup report behind. ``pytest_sandbox.inner``
 runs a test the same way in a pytest of its own.
+
+A prepared test learns with its go which test comes after it (its position
+in ``session.items``): what its teardown ends depends on it, and the
+session that runs it may not know it yet when the sandbox is made (a
+pytest-xdist worker's twin learns a worker's tests one by one).
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ _KEEP: list = []  # objects holding fds the engine closed: never let them be col
 def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     """Run the protocol of ``item``; its reports go to the channel. Exit status 0.
 
-    ``wait_for_go``: wait for a byte on stdin before the test (end of file:
-    it is not to run after all); pytest's capture reads /dev/null meanwhile.
+    ``wait_for_go``: wait for the go on stdin before the test, which names
+    the next item (end of file: it is not to run after all); pytest's
+    capture reads /dev/null meanwhile.
     """
     config = item.config
     go = os.dup(0) if wait_for_go else -1  # the capture about to start puts /dev/null on 0
@@ -43,21 +49,29 @@ def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     _restart_capture(config)
     _make_basetemp(config)
     show_only_to(config, config.pluginmanager.get_plugin(RECORDER) or register_recorder(config))
-    if wait_for_go and not _wait_for_go(go):
-        return 0
+    if wait_for_go:
+        after = _wait_for_go(go)
+        if after is None:
+            return 0
+        nextitem = item.session.items[after] if after >= 0 else None
     run_protocol(item, nextitem, sys.modules.get(PLUGIN))
     return 0
 
 
-def _wait_for_go(fd: int) -> bool:
-    """Block until the pytest process says go (on ``fd``, a copy of stdin); False if it
-    closed its end instead."""
+def _wait_for_go(fd: int) -> int | None:
+    """Block until the pytest process says go (on ``fd``, a copy of stdin): the position of
+    the item after this one (-1: none); None if it closed its end instead."""
     try:
-        go = os.read(fd, 1)
+        go = os.read(fd, 32)  # one short write: it comes whole
     except OSError:
         go = b""
     os.close(fd)
-    return go == b"g"
+    if not go.startswith(b"g"):
+        return None
+    try:
+        return int(go[1:])
+    except ValueError:
+        return None
 
 
 def register_recorder(config, directory: str = INSIDE) -> Recorder:

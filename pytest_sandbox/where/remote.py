@@ -57,6 +57,9 @@ class QueueRunner:
         for item in items:
             self._submit(item)
 
+    def collected(self, items: list) -> None:
+        pass  # each test is submitted when its turn comes
+
     def run(self, item, nextitem) -> Outcome:
         if item not in self.jobs and item not in self.problems:
             self._submit(item)
