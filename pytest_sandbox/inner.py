@@ -24,7 +24,7 @@ import pytest
 
 from . import hookspecs
 from .channel import INSIDE
-from .inside import register_recorder, show_only_to
+from .inside import prepare, register_recorder, show_only_to
 from .options import MARKER_HELP, add_options
 
 #: The report directory inside the sandbox (set by the outer session).
@@ -82,7 +82,9 @@ def pytest_configure(config) -> None:
 def pytest_runtestloop(session) -> None:
     """Once every plugin and conftest is in: what shows the test goes to the report directory.
     Then pytest's own loop runs the test."""
-    show_only_to(session.config, register_recorder(session.config, os.environ.get(ENV, INSIDE)))
+    config = session.config
+    recorder = register_recorder(config, os.environ.get(ENV, INSIDE))
+    show_only_to(config, recorder, prepare(config))
 
 
 def _item_path(config, nodeid: str) -> str:

@@ -12,6 +12,10 @@ to the report channel as it happens (``events.Recorder``), so a crash in the
 call phase still leaves the setup report behind. ``pytest_sandbox.inner``
 runs a test the same way in a pytest of its own.
 
+Every object a forked process makes, and every one whose reference count
+it changes, costs it a copied page: the hook callers it uses are made in the
+pytest process before it forks (``prepare``), not in each test's process.
+
 A prepared test learns with its go which test comes after it (its position
 in ``session.items``): what its teardown ends depends on it, and the
 session that runs it may not know it yet when the sandbox is made (a
@@ -25,6 +29,8 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from .channel import INSIDE
 from .events import HOOKS, Recorder
@@ -48,13 +54,15 @@ def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     _restart_faulthandler(config)
     _restart_capture(config)
     _make_basetemp(config)
-    show_only_to(config, config.pluginmanager.get_plugin(RECORDER) or register_recorder(config))
+    made = config.stash.get(_CALLERS, None)  # by the pytest process, before it forked this one
+    callers = made[1] if made is not None else prepare(config)
+    show_only_to(config, config.pluginmanager.get_plugin(RECORDER), callers)
     if wait_for_go:
         after = _wait_for_go(go)
         if after is None:
             return 0
         nextitem = item.session.items[after] if after >= 0 else None
-    run_protocol(item, nextitem, sys.modules.get(PLUGIN))
+    callers[PROTOCOL](item=item, nextitem=nextitem)
     return 0
 
 
@@ -84,7 +92,36 @@ def register_recorder(config, directory: str = INSIDE) -> Recorder:
 RECORDER = "sandbox-recorder"
 
 
-def show_only_to(config, recorder: Recorder) -> None:
+def prepare(config) -> dict:
+    """The hook callers a test's process calls, by hook name: those of the hooks that show
+    a test reach the recorder and the session only (``show_only_to``), pytest's protocol
+    every plugin but the one that sent the test here (which would send it again).
+
+    Called in the pytest process before it forks a test's process, which finds them
+    made; made again when the plugins changed (a test registered one).
+    """
+    pm = config.pluginmanager
+    plugins = frozenset(map(id, pm.get_plugins()))
+    made = config.stash.get(_CALLERS, None)
+    if made is not None and made[0] == plugins:
+        return made[1]
+    keep = {pm.get_plugin(RECORDER), pm.get_plugin("session")}
+    callers = {}
+    for name in HOOKS.values():
+        others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()
+                  if impl.plugin not in keep]
+        callers[name] = pm.subset_hook_caller(name, others)
+    caller = sys.modules.get(PLUGIN)
+    callers[PROTOCOL] = pm.subset_hook_caller(PROTOCOL, [caller] if caller else [])
+    config.stash[_CALLERS] = (plugins, callers)
+    return callers
+
+
+PROTOCOL = "pytest_runtest_protocol"
+_CALLERS = pytest.StashKey[tuple]()
+
+
+def show_only_to(config, recorder: Recorder, callers: dict) -> None:
     """From now on the hooks that show a test reach ``recorder`` only, and the session.
 
     Here they would print to the sandbox's stdout, write files, or change a
@@ -92,22 +129,16 @@ def show_only_to(config, recorder: Recorder) -> None:
     the pytest process that shows the test calls them, with what ``recorder``
     sends it. The session keeps its count of failures, which decides here as
     there whether ``-x`` / ``--maxfail`` end the run (the teardown's next item).
+    ``callers``: from ``prepare``. ``config.hook`` keeps the callers it was
+    asked for before (the pytest process asked for some): replaced there too.
     """
-    pm = config.pluginmanager
     recorder.started = True
-    keep = {recorder, pm.get_plugin("session")}
+    hook = config.pluginmanager.hook
+    cached = getattr(config.hook, "__dict__", None) if config.hook is not hook else None
     for name in HOOKS.values():
-        others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()
-                  if impl.plugin not in keep]
-        setattr(pm.hook, name, pm.subset_hook_caller(name, others))
-
-
-def run_protocol(item, nextitem, caller) -> None:
-    """pytest's ``pytest_runtest_protocol`` for ``item``, with every plugin but ``caller``
-    (the plugin that sent the test here, which would send it again)."""
-    pm = item.config.pluginmanager
-    protocol = pm.subset_hook_caller("pytest_runtest_protocol", [caller] if caller else [])
-    protocol(item=item, nextitem=nextitem)
+        setattr(hook, name, callers[name])
+        if cached is not None:
+            cached[name] = callers[name]
 
 
 def _forget_parent_finalizers(session) -> None:

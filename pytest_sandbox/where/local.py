@@ -158,6 +158,7 @@ class LocalRunner:
         """``item``'s sandbox, its process a fork of this one; ``wait_for_go``: it waits for
         its turn, when it learns its ``nextitem`` (``_go``)."""
         spec = self._spec(item, channel, ["pytest", item.nodeid], workdir=os.getcwd())
+        inside.prepare(self.config)  # what the forked process calls, made here, once
         positions = (self._position(item), None if nextitem is None else self._position(nextitem))
         target = self._forker.target(item, nextitem, positions, wait_for_go)
         return Sandbox(spec, target=target, log_file=False, stdin_fd=stdin_fd)
