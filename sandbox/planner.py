@@ -20,9 +20,14 @@ from .users import resolve_user
 class NetworkSteps(Protocol):
     """What a network attachment adds to a plan (``sandbox.network.Attachment``)."""
 
-    pre_ops: tuple[Op, ...]
-    ops: tuple[Op, ...]
-    binds: tuple[tuple[str, str], ...]
+    @property
+    def pre_ops(self) -> tuple[Op, ...]: ...
+
+    @property
+    def ops(self) -> tuple[Op, ...]: ...
+
+    @property
+    def binds(self) -> tuple[tuple[str, str], ...]: ...
 
     def describe(self) -> str:
         """What the owner reserves on the host for it, in one line."""
@@ -102,7 +107,7 @@ _IDS: dict[tuple, tuple] = {}
 
 def _identity(paths: tuple[str, ...]) -> tuple:
     """What tells whether a file changed: inode, size, mtime (None if missing)."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)

@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from . import images, state
 from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
@@ -35,6 +36,9 @@ from .process.fds import ChildFds
 from .process.launcher import launcher_for
 from .result import Result
 from .spec import SandboxSpec
+
+if TYPE_CHECKING:
+    from .network import Attachment
 
 OutputCallback = Callable[[LogRecord], None]
 #: A stop hook: given the function that stops the sandbox, a context manager
@@ -64,7 +68,7 @@ class Sandbox:
         self.dir = state.SandboxDir(self.id)
         self.state = "new"
         self.cgroup: Cgroup | None = None
-        self.network = None
+        self.network: Attachment | None = None
         self.process: ContainerProcess | None = None
         self._memory = MemorySink()
         self._sinks: list[Sink] = [self._memory, *sinks]
@@ -131,7 +135,7 @@ class Sandbox:
             self._push("log file", sink.close)
         self.state = "created"
 
-    def _attach_network(self):  # -> network.Attachment | None
+    def _attach_network(self) -> Attachment | None:
         """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
 
         ``network.attach`` reserves what the sandbox needs (an address, names),
@@ -323,8 +327,8 @@ class Sandbox:
         if self.state not in ("exited", "failed"):
             self.state = "destroyed"
         if errors:
-            what, exc = errors[0]
-            raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {exc}") from exc
+            what, first = errors[0]
+            raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {first}") from first
 
     def run(self, *, on_started: Callable[[Sandbox], None] | None = None,
             on_exited: Callable[[Sandbox], None] | None = None,

@@ -66,7 +66,7 @@ UNKNOWN = False
 class Prepared(NamedTuple):
     """A sandbox made ahead for ``item``: its process waits for a byte on ``go``."""
 
-    item: object
+    item: pytest.Item
     box: Sandbox
     channel: ReportChannel
     go: int

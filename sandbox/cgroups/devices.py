@@ -58,14 +58,13 @@ def _rule_block(rule: str) -> list[bytes]:
     else fall through to the next rule."""
     kind, major, minor, allowed = parse_rule(rule)
     tests = [(3, kind)] + [(reg, v) for reg, v in ((4, major), (5, minor)) if v is not None]
-    tail = [_insn(_MOV_X, 6, 2), _insn(_AND_K, 6, imm=~allowed & 0xFFFF), None,
-            _insn(_MOV_K, 0, imm=1), _insn(_EXIT)]
-    block: list[bytes | None] = [None] * len(tests) + tail
-    for i, (reg, value) in enumerate(tests):  # each jump skips to the end of the block
-        block[i] = _insn(_JNE_K, reg, off=len(block) - i - 1, imm=value)
-    skip = block.index(None)
-    block[skip] = _insn(_JNE_K, 6, off=len(block) - skip - 1, imm=0)
-    return block  # type: ignore[return-value]
+    allow = [_insn(_MOV_X, 6, 2), _insn(_AND_K, 6, imm=~allowed & 0xFFFF),
+             _insn(_JNE_K, 6, off=2, imm=0),  # asks more than allowed: skip the last two
+             _insn(_MOV_K, 0, imm=1), _insn(_EXIT)]
+    size = len(tests) + len(allow)
+    # each test that fails jumps past the end of the block
+    jumps = [_insn(_JNE_K, reg, off=size - i - 1, imm=value) for i, (reg, value) in enumerate(tests)]
+    return jumps + allow
 
 
 def device_program(rules: tuple[str, ...] = DEVICE_RULES) -> bytes:

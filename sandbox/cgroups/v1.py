@@ -94,7 +94,7 @@ class CgroupV1(CgroupHierarchy):
         return SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
 
     def open(self, paths: list[str]) -> "SandboxCgroupV1":
-        by_controller = {}
+        by_controller: dict[str, str] = {}
         for path in paths:
             for controller, mount in self.mounts.items():
                 if os.path.dirname(os.path.dirname(path)) == mount:

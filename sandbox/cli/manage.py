@@ -12,64 +12,56 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List the sandboxes on this host, from any process.")
     p.add_argument("-a", "--all", action="store_true", help="include orphans left by a crash")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.set_defaults(handler=ps)
+    p.set_defaults(handler=ps, remote=remote_ps)
     p = sub.add_parser("logs", help="print a sandbox's output",
                        description="Print the captured STDOUT/STDERR of a live sandbox.")
     p.add_argument("sandbox", metavar="ID|NAME")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
-    p.set_defaults(handler=logs)
+    p.set_defaults(handler=logs, remote=remote_logs)
     p = sub.add_parser("rm", help="remove sandboxes",
                        description="Remove sandboxes: kill what runs and remove every trace.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-f", "--force", action="store_true", help="also kill running ones")
-    p.set_defaults(handler=rm)
+    p.set_defaults(handler=rm, remote=remote_rm)
     p = sub.add_parser("gc", help="remove what crashed processes left behind",
                        description="Remove sandboxes whose owner died, stray cgroups and "
                        "network links, half-made images of killed imports and the job "
                        "directories of killed workers and `sandbox submit`s. Safe to run any "
                        "time; workers run it at start.")
-    p.set_defaults(handler=gc)
+    p.set_defaults(handler=gc, remote="local")
 
 
 def ps(args: argparse.Namespace) -> int:
-    from .. import state
+    from ..inventory import sandbox_rows
 
-    rows = []
-    for _sdir, record in state.iter_records():
-        if record is None:
-            continue
-        alive = record.owner_alive
-        if not alive and not args.all:
-            continue
-        status = "running" if alive else "orphaned"
-        rows.append((record.id, record.name or "-", record.image, status,
-                     _ago(record.created), " ".join(record.command)[:40]))
+    return _print_ps(args, sandbox_rows(include_orphans=args.all))
+
+
+def remote_ps(args: argparse.Namespace, client) -> int:
+    return _print_ps(args, client.sandboxes.list(all=args.all))
+
+
+def _print_ps(args: argparse.Namespace, rows: list[dict]) -> int:
+    from .tables import ago, print_table
+
     if args.quiet:
-        print("\n".join(r[0] for r in rows))
+        print("\n".join(r["id"] for r in rows))
         return 0
-    header = ("ID", "NAME", "IMAGE", "STATUS", "CREATED", "COMMAND")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print_table(("ID", "NAME", "IMAGE", "STATUS", "CREATED", "COMMAND"),
+                [(r["id"], r["name"] or "-", r["image"], r["status"], ago(r["created"]),
+                  " ".join(r["command"])[:40]) for r in rows])
     return 0
 
 
-def _ago(created: float) -> str:
-    secs = max(0, int(time.time() - created))
-    if secs < 60:
-        return f"{secs}s ago"
-    return f"{secs // 60}m ago" if secs < 3600 else f"{secs // 3600}h ago"
-
-
 def logs(args: argparse.Namespace) -> int:
-    from .. import state
+    from ..inventory import sandbox_log
     from ..logs import LogRecord
 
-    sdir = state.resolve(args.sandbox)
+    _id, log_path, running = sandbox_log(args.sandbox)
     pos = 0
     while True:
         try:
-            with open(sdir.log_path) as f:
+            with open(log_path) as f:
                 f.seek(pos)
                 for line in f:
                     if not line.endswith("\n"):
@@ -78,38 +70,52 @@ def logs(args: argparse.Namespace) -> int:
                     if '"stream": "sandbox"' in line:
                         continue
                     rec = LogRecord.from_json(line)
-                    out = sys.stdout.buffer if rec.stream == "stdout" else sys.stderr.buffer
-                    out.write(rec.data)
-                    out.flush()
+                    _write(rec.stream, rec.data)
         except FileNotFoundError:  # nothing printed yet, or the sandbox is gone
-            if not sdir.path.exists():
+            if not log_path.parent.exists():
                 return 0
-        if not args.follow:
-            return 0
-        try:
-            record = sdir.read_record()
-        except Exception:
-            return 0
-        if not record.owner_alive:
+        if not args.follow or not running():
             return 0
         time.sleep(0.1)
 
 
-def rm(args: argparse.Namespace) -> int:
-    from .. import gc, state
-    from ..errors import StateError
+def remote_logs(args: argparse.Namespace, client) -> int:
+    from ..client.api.sandboxes import frames
 
+    response = client.sandboxes.logs(args.sandbox, follow=args.follow)
+    try:
+        for stream, data in frames(response):
+            _write(stream, data)
+    finally:
+        response.close()
+    return 0
+
+
+def _write(stream: str, data: bytes) -> None:
+    out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    out.write(data)
+    out.flush()
+
+
+def rm(args: argparse.Namespace) -> int:
+    from ..errors import StateError
+    from ..inventory import remove_sandbox
+
+    return _rm(args, lambda ref: remove_sandbox(ref, force=args.force), StateError)
+
+
+def remote_rm(args: argparse.Namespace, client) -> int:
+    from ..client import DaemonError
+
+    return _rm(args, lambda ref: client.sandboxes.remove(ref, force=args.force)["id"], DaemonError)
+
+
+def _rm(args: argparse.Namespace, remove, error: type[Exception]) -> int:
     status = 0
     for ref in args.sandboxes:
         try:
-            sdir = state.resolve(ref)
-            try:
-                record = sdir.read_record()
-            except StateError:
-                record = None
-            gc.remove(sdir, record, force=args.force)
-            print(sdir.id)
-        except StateError as exc:
+            print(remove(ref))
+        except error as exc:
             print(f"sandbox: error: {exc}", file=sys.stderr)
             status = 125
     return status
@@ -117,7 +123,7 @@ def rm(args: argparse.Namespace) -> int:
 
 #: Packages built on the engine whose leftovers gc removes too, imported if installed:
 #: (module with ``collect() -> list of ids``, what an id names).
-GC_EXTENSIONS = (("jobs.workspace", "job directory"),)
+GC_EXTENSIONS = (("jobs.workspace", "job directory"), ("jobs.cache", "cache work dir"))
 
 
 def gc(args: argparse.Namespace) -> int:

@@ -133,7 +133,9 @@ class ZygoteClient:
             return None
         self._spare_asked = False
         try:
-            (pid, flags), (pidfd, sock_fd) = self._reply()  # type: ignore[misc]
+            value, (pidfd, sock_fd) = self._reply()
+            assert isinstance(value, tuple)
+            pid, flags = value
         except HostError:
             return None  # no spare this time: the zygote forks afresh
         spare = Spare(pid, pidfd, socket.socket(fileno=sock_fd), flags, self.kernel)

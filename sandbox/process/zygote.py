@@ -41,7 +41,8 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
         pid = fork_init(kernel, value, ChildFds(*fds))
         return pid, [kernel.pidfd_open(pid)]
     if kind == "spare":
-        flags, staging = value  # type: ignore[misc]
+        assert isinstance(value, tuple)
+        flags, staging = value
         flush_stdio()
         pid, pidfd, sock = spare.fork_spare(kernel, flags, own_pidns_fd(), staging)
         return (pid, flags), [pidfd, sock.detach()]
