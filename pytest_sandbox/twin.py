@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,7 @@ def _no_status_server() -> None:
     """pytest-rerunfailures beside pytest-xdist serves its failure counts from a thread in
     every session that is not an xdist worker; a session whose counts stay in the process
     (as without xdist) starts none."""
-    module = sys.modules.get("pytest_rerunfailures")
+    module: Any = sys.modules.get("pytest_rerunfailures")  # untyped: its flag is set as found
     if getattr(module, "HAS_PYTEST_HANDLECRASHITEM", False):
         module.HAS_PYTEST_HANDLECRASHITEM = False
 

@@ -32,8 +32,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+from typing import IO
 
-import pytest
+from _pytest.outcomes import Exit  # pytest.exit.Exception, named for the type checker
 
 from .. import wire
 from . import STOPPED, Ran
@@ -52,7 +53,7 @@ class TwinError(Exception):
     """The twin could not start, or ended."""
 
 
-class ControllerGone(pytest.exit.Exception):
+class ControllerGone(Exit):
     """This pytest-xdist worker's controller has gone: the worker's session ends."""
 
 
@@ -63,7 +64,7 @@ class Twin:
         self.config = config
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
-        self._log = None  # the twin's stdout and stderr: an unnamed temp file
+        self._log: IO[bytes] | None = None  # the twin's stdout and stderr: an unnamed temp file
         self._unusable: str | None = None  # why no twin can start in this session
         self._env: dict | None = None  # the environment the twin was last given
         self._ready = False  # it has collected and waits for tests
@@ -100,6 +101,7 @@ class Twin:
             return None
         request = (item.nodeid, None if nextitem is None else nextitem.nodeid, self._changed_env(),
                    os.getcwd())
+        assert self._sock is not None  # ready() started it
         try:
             self._busy = True
             wire.send(self._sock, request)
@@ -158,6 +160,7 @@ class Twin:
         wire.send(ours, {"workerinput": getattr(self.config, "workerinput", None)})
 
     def _await_ready(self) -> None:
+        assert self._sock is not None
         reply = wire.receive(self._sock)  # once it has collected
         if reply is None:
             raise TwinError(self._ended_how())
@@ -213,15 +216,17 @@ class Twin:
         return self._log.read().decode("utf-8", "replace").strip()
 
     def _signal(self, sig: int) -> None:
+        if self.proc is None:
+            return
         try:
             self.proc.send_signal(sig)
-        except (OSError, AttributeError):
+        except OSError:
             pass
 
     def _await_reply(self) -> None:
         """Return once the twin's answer is there; ControllerGone when this pytest-xdist
         worker's controller has gone meanwhile."""
-        if self._controller is None:
+        if self._controller is None or self._sock is None:
             return
         while not select.select([self._sock], [], [], WATCH_INTERVAL)[0]:
             if os.getppid() != self._controller:
