@@ -114,7 +114,11 @@ def test_the_twin_and_the_subprocess_path_report_the_same(pytester, args):
         pass
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers", *args)
-    result.assert_outcomes(passed=2, failed=3)
+    outcomes = result.parseoutcomes()
+    # the limit ends test_loops in its call, or (the slow path, when the inner pytest took
+    # those 8s to start on a loaded machine) in its setup: a failure or an error, as a
+    # plain sandbox's limit would report it at that point
+    assert outcomes.get("passed") == 2 and outcomes.get("failed", 0) + outcomes.get("errors", 0) == 3
     result.stdout.fnmatch_lines_random([
         "E       AssertionError: assert 'yes' == 'no'", "captured inside",
         "*killed: wall time limit 8s exceeded*", "*killed: memory limit 64 MiB exceeded*",
