@@ -92,7 +92,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         sandbox_log,
         sandbox_rows,
     )
-    from .linux.proc import own_start_time, process_alive
+    from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
