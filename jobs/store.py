@@ -11,6 +11,8 @@ Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
     sandbox:job:<id>:artifacts   hash: path -> bytes (jobs.artifacts)
     sandbox:job:<id>:lease       the running worker's name; expires LEASE_TTL after its last renewal
     sandbox:job:<id>:cancel      set by `sandbox jobs cancel` while the job runs
+    sandbox:job:<id>:inbox       list: lines for the running job's steps (``tell``), until
+                                 its worker moves them into the workspace's inbox file
     sandbox:jobs                 sorted set: every job id by submit time
     sandbox:jobs:running         set: ids in status `running` (where `reap` looks)
 
@@ -139,12 +141,34 @@ def claim(conn: Any, job_id: str, worker: str,
     return JobSpec.from_dict(json.loads(spec)), packed, secrets
 
 
-def renew(conn: Any, job_id: str, worker: str) -> bool:
-    """Renew the lease of a running job; True if cancellation was requested."""
+def renew(conn: Any, job_id: str, worker: str, *, inbox: bool = False) -> tuple[bool, list[bytes]]:
+    """Renew the lease of a running job: whether cancellation was requested, and (with
+    ``inbox``: the job can take them now) the lines told to it since, taken out."""
     with conn.pipeline() as pipe:
         pipe.set(key(job_id, "lease"), worker, ex=LEASE_TTL)
         pipe.exists(key(job_id, "cancel"))
-        return bool(pipe.execute()[1])
+        if inbox:
+            pipe.lrange(key(job_id, "inbox"), 0, -1)
+            pipe.delete(key(job_id, "inbox"))
+        replies = pipe.execute()
+    return bool(replies[1]), (replies[2] if inbox else [])
+
+
+#: A line told to a job: at most this long; a job's inbox holds at most this many.
+MAX_TOLD = 4096
+MAX_INBOX = 1000
+
+
+def tell(conn: Any, job_id: str, line: str) -> None:
+    """Add a line to the job's inbox: its worker writes it into the inbox file of the job's
+    workspace within a lease renewal (while the job runs; a queued job gets it at start)."""
+    if "\n" in line or len(line.encode()) > MAX_TOLD:
+        raise ValueError(f"a line told to a job: one line of at most {MAX_TOLD} bytes")
+    with conn.pipeline() as pipe:
+        pipe.rpush(key(job_id, "inbox"), line)
+        pipe.ltrim(key(job_id, "inbox"), -MAX_INBOX, -1)
+        pipe.expire(key(job_id, "inbox"), JOB_TTL)
+        pipe.execute()
 
 
 def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:

@@ -23,6 +23,7 @@ from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RedisLogSink
 from jobs.result import ERROR, RUNNING
+from jobs.workspace import deliver, has_workspace
 from sandbox import leave_to_main_thread
 
 log = logging.getLogger("sandbox.worker")
@@ -64,8 +65,9 @@ class Leases:
     """One thread per worker process renews the leases of the jobs it runs.
 
     Every RENEW_INTERVAL it renews each held job's lease and, when someone
-    asked to cancel that job, sets the job's Cancel (which kills its sandbox).
-    One long-lived thread instead of one per job: a trivial job costs less.
+    asked to cancel that job, sets the job's Cancel (which kills its sandbox);
+    lines told to the job go to its workspace's inbox file. One long-lived
+    thread instead of one per job: a trivial job costs less.
     """
 
     def __init__(self) -> None:
@@ -105,8 +107,11 @@ class Leases:
     @staticmethod
     def _renew(conn: Any, job_id: str, worker: str, cancel: Cancel) -> None:
         try:
-            if store.renew(conn, job_id, worker) and not cancel.is_set():
+            cancelled, lines = store.renew(conn, job_id, worker, inbox=has_workspace(job_id))
+            if cancelled and not cancel.is_set():
                 cancel.set()
+            if lines:
+                deliver(job_id, lines)
         except Exception as exc:
             log.warning("job %s: cannot renew lease: %s", job_id, exc)
 
