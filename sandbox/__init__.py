@@ -23,6 +23,8 @@ engine:
   ``format_size``, ``format_duration``);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
+- inside a sandbox, a copy of a process in namespaces nested in the
+  sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``);
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
   Sandboxfile built into the store);
 - untrusted trees and archives copied into a directory without escaping it
@@ -94,6 +96,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     )
     from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
+    from .nested import fork_nested
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
     from .redact import hide_from_ps, redact_url
@@ -140,6 +143,7 @@ __all__ = [
     "create_network",
     "die_with_parent",
     "dry_run",
+    "fork_nested",
     "format_duration",
     "format_size",
     "get_image",
@@ -213,6 +217,7 @@ _LAZY = {
     "single_threaded": (".process.launcher", "single_threaded"),
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
+    "fork_nested": (".nested", "fork_nested"),
     "get_image": (".images", "get"),
     "import_image": (".images", "import_image"),
     "Image": (".images", "Image"),
