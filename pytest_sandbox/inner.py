@@ -65,6 +65,12 @@ def pytest_cmdline_main(config):
     return (yield)
 
 
+def item_path(config, nodeid: str) -> str:
+    """The nodeid (relative to the rootdir) as a collection argument from any directory."""
+    path, sep, rest = nodeid.partition("::")
+    return f"{config.rootpath / path}{sep}{rest}"
+
+
 def not_outer(config) -> None:
     """Turn off the options only the outer session acts on (``OUTER_ONLY``)."""
     for name, value in OUTER_ONLY.items():
@@ -76,7 +82,7 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     nodeid = config.getoption("sandbox_item")
     if nodeid:
-        config.args = [_item_path(config, nodeid)]
+        config.args = [item_path(config, nodeid)]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -86,12 +92,6 @@ def pytest_runtestloop(session) -> None:
     config = session.config
     recorder = register_recorder(config, os.environ.get(ENV, INSIDE))
     show_only_to(config, recorder, prepare(config))
-
-
-def _item_path(config, nodeid: str) -> str:
-    """The nodeid (relative to the rootdir) as a collection argument from any directory."""
-    path, sep, rest = nodeid.partition("::")
-    return f"{config.rootpath / path}{sep}{rest}"
 
 
 def _writable(path: Path) -> bool:
@@ -108,16 +108,22 @@ def inner_argv(item, *, python: str = sys.executable, rootdir: str | None = None
     path in a local sandbox (the default), ``/workspace`` on a worker. The
     ini file is passed along when the sandbox can see it.
     """
-    config = item.config
+    return [*session_argv(item.config, python=python, rootdir=rootdir, plugin=__name__),
+            f"{ITEM_OPTION}={item.nodeid}"]
+
+
+def session_argv(config, *, python: str, rootdir: str | None, plugin: str) -> list[str]:
+    """``python -m pytest`` with this session's arguments and ini file, where the
+    rootdir appears at ``rootdir`` (None: here), without this plugin but with ``plugin``."""
     there = rootdir or str(config.rootpath)
-    argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", __name__,
+    argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", plugin,
             *outer_args(config.invocation_params.args), "--no-header", "--rootdir", there]
     if config.pluginmanager.has_plugin("cacheprovider"):  # else its ini name is unknown
         argv += ["-o", f"cache_dir={CACHE_DIR}"]
     inifile = _inifile_there(config, there)
     if inifile:
         argv += ["-c", inifile]
-    return [*argv, f"{ITEM_OPTION}={item.nodeid}"]
+    return argv
 
 
 def _inifile_there(config, rootdir: str) -> str | None:
