@@ -86,6 +86,26 @@ def test_a_test_over_its_time_limit_fails_alone_saying_so(pytester, redis_url, q
     result.stdout.fnmatch_lines(["sandbox killed: wall time limit 2s exceeded"])
 
 
+def test_a_test_over_the_memory_limit_fails_alone(pytester, redis_url, queue, workers):
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    result = dispatch(pytester, redis_url, queue, """
+        import pytest
+
+        @pytest.mark.sandbox(memory="128m")
+        def test_hogs():
+            chunks = []
+            while True:
+                chunks.append(bytearray(16 << 20))
+
+        @pytest.mark.sandbox(memory="128m")
+        def test_next_one_runs():  # in the same batch, after it
+            pass
+    """)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_hogs*", "*SIGKILL*"])
+
+
 def test_a_job_in_error_fails_that_test_saying_so(pytester, redis_url, queue, workers):
     workers.start()
     result = dispatch(pytester, redis_url, queue, """
