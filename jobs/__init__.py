@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads them at run time
     from .cancellation import Cancel
-    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, wait
+    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, tell, wait
     from .errors import JobError, JobFileError, NoSuchJob, QueueAuthFailed, QueueUnavailable, WorkspaceError
     from .events import JobLog, LogEvent
     from .execute import execute_job
@@ -95,13 +95,14 @@ __all__ = [
     "run_local",
     "submit",
     "summary",
+    "tell",
     "wait",
 ]
 
 #: Where each exported name is loaded from on first use: module, or (module, attribute).
 _EXPORTS = {
     "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
-    "connection_options": "client",
+    "connection_options": "client", "tell": "client",
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
     "pack_workspace": ("workspace", "pack"), "Cancel": ("cancellation", "Cancel"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",

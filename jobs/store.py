@@ -11,6 +11,8 @@ Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
     sandbox:job:<id>:artifacts   hash: path -> bytes (jobs.artifacts)
     sandbox:job:<id>:lease       the running worker's name; expires LEASE_TTL after its last renewal
     sandbox:job:<id>:cancel      set by `sandbox jobs cancel` while the job runs
+    sandbox:job:<id>:inbox       list: lines for the running job's steps (``tell``), until
+                                 its worker moves them into the workspace's inbox file
     sandbox:jobs                 sorted set: every job id by submit time
     sandbox:jobs:running         set: ids in status `running` (where `reap` looks)
 
@@ -154,17 +156,44 @@ def claim(conn: Any, job_id: str, worker: str,
     return JobSpec.from_dict(json.loads(spec)), packed, secrets
 
 
-def renew(conn: Any, job_id: str, worker: str) -> bool | None:
-    """Renew the lease of a job this worker runs: True if cancellation was requested.
+def renew(conn: Any, job_id: str, worker: str, *,
+          inbox: bool = False) -> tuple[bool | None, list[bytes]]:
+    """Renew the lease of a job this worker runs: whether cancellation was requested, and
+    (with ``inbox``: the job can take them now) the lines told to it since, taken out.
 
-    None when the job is no longer this worker's to run (a reaper ended it
-    after the lease ran out, or it was claimed again after a Redis crash lost
-    the claim): the worker must stop it and store nothing. A lease that ran
-    out is renewed while nobody has ended the job yet.
+    None instead of the bool when the job is no longer this worker's to run (a
+    reaper ended it after the lease ran out, or it was claimed again after a
+    Redis crash lost the claim): the worker must stop it and store nothing. A
+    lease that ran out is renewed while nobody has ended the job yet.
     """
     keys = [key(job_id), key(job_id, "lease"), key(job_id, "cancel")]
     answer = conn.eval(_RENEW, len(keys), *keys, worker, LEASE_TTL)
-    return None if answer < 0 else bool(answer)
+    if answer < 0:
+        return None, []
+    lines: list[bytes] = []
+    if inbox:
+        with conn.pipeline() as pipe:
+            pipe.lrange(key(job_id, "inbox"), 0, -1)
+            pipe.delete(key(job_id, "inbox"))
+            lines = pipe.execute()[0]
+    return bool(answer), lines
+
+
+#: A line told to a job: at most this long; a job's inbox holds at most this many.
+MAX_TOLD = 4096
+MAX_INBOX = 1000
+
+
+def tell(conn: Any, job_id: str, line: str) -> None:
+    """Add a line to the job's inbox: its worker writes it into the inbox file of the job's
+    workspace within a lease renewal (while the job runs; a queued job gets it at start)."""
+    if "\n" in line or len(line.encode()) > MAX_TOLD:
+        raise ValueError(f"a line told to a job: one line of at most {MAX_TOLD} bytes")
+    with conn.pipeline() as pipe:
+        pipe.rpush(key(job_id, "inbox"), line)
+        pipe.ltrim(key(job_id, "inbox"), -MAX_INBOX, -1)
+        pipe.expire(key(job_id, "inbox"), JOB_TTL)
+        pipe.execute()
 
 
 def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:

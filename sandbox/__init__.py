@@ -24,6 +24,8 @@ engine:
   ``SandboxSpec.userns`` takes);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
+- inside a sandbox, a copy of a process in namespaces nested in the
+  sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``);
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
   Sandboxfile built into the store);
 - untrusted trees and archives copied into a directory without escaping it
@@ -34,7 +36,8 @@ engine:
   once its maker is gone) and ``remove_network``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
-  process's, for records that name it), ``write_owner`` and ``owner_gone``
+  process's, for records that name it), ``die_with_parent`` (a helper process
+  that ends with the process that started it), ``write_owner`` and ``owner_gone``
   (a directory's owner file, for directories gc may remove),
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
@@ -93,8 +96,9 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         sandbox_log,
         sandbox_rows,
     )
-    from .linux.proc import own_start_time, process_alive
+    from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
+    from .nested import fork_nested
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
     from .redact import hide_from_ps, redact_url
@@ -152,7 +156,9 @@ __all__ = [
     "collect_garbage",
     "copy_tree_into",
     "create_network",
+    "die_with_parent",
     "dry_run",
+    "fork_nested",
     "format_duration",
     "format_size",
     "get_image",
@@ -228,6 +234,7 @@ _LAZY = {
     "single_threaded": (".process.launcher", "single_threaded"),
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
+    "fork_nested": (".nested", "fork_nested"),
     "get_image": (".images", "get"),
     "import_image": (".images", "import_image"),
     "Image": (".images", "Image"),
@@ -235,6 +242,7 @@ _LAZY = {
     "run_dir": (".state", "run_dir"),
     "process_alive": (".linux.proc", "process_alive"),
     "own_start_time": (".linux.proc", "own_start_time"),
+    "die_with_parent": (".linux.proc", "die_with_parent"),
     "collect_garbage": (".gc", "collect"),
     "host_checks": (".doctor", "run_checks"),
     "read_log": (".logs", "read_log"),

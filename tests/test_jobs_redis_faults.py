@@ -59,7 +59,7 @@ def test_a_worker_that_lost_its_job_writes_nothing_after_the_eof(conn):
     assert store.reap(conn) == []  # its lease holds
     conn.delete(store.key(job_id, "lease"))  # as if its worker was cut off for the lease's time
     assert store.reap(conn) == [job_id]
-    assert store.renew(conn, job_id, "w1") is None  # the worker learns it at its next renewal
+    assert store.renew(conn, job_id, "w1")[0] is None  # the worker learns it at its next renewal
     log.emit("note", data=b"after")  # what it still sends once its link is back
     assert sink.fenced
     events = list(follow(conn, job_id, follow=False))

@@ -31,6 +31,7 @@ from jobs.events import JobLog
 from jobs.execute import execute_job
 from jobs.logstream import RETRY_DELAY, RedisLogSink, connection_lost
 from jobs.result import ERROR, RUNNING, JobResult
+from jobs.workspace import deliver, has_workspace
 from sandbox import leave_to_main_thread
 
 log = logging.getLogger("sandbox.worker")
@@ -178,10 +179,11 @@ class Leases:
     """One thread per worker process renews the leases of the jobs it runs.
 
     Every RENEW_INTERVAL it renews each held job's lease and, when someone
-    asked to cancel that job, sets the job's Cancel (which kills its sandbox).
-    A lease not renewed for store.LEASE_TTL, or whose job someone else ended,
-    is lost: the job's Cancel is set too, and ``lost``.
-    One long-lived thread instead of one per job: a trivial job costs less.
+    asked to cancel that job, sets the job's Cancel (which kills its sandbox);
+    lines told to the job go to its workspace's inbox file. A lease not renewed
+    for store.LEASE_TTL, or whose job someone else ended, is lost: the job's
+    Cancel is set too, and ``lost``. One long-lived thread instead of one per
+    job: a trivial job costs less.
     """
 
     def __init__(self) -> None:
@@ -225,7 +227,10 @@ class Leases:
         if sent - lease.renewed >= store.LEASE_TTL:
             return _lose(lease, f"its lease ran out: no answer from Redis for {store.LEASE_TTL}s")
         try:
-            answer = store.renew(lease.conn, lease.job_id, lease.worker)
+            answer, lines = store.renew(lease.conn, lease.job_id, lease.worker,
+                                        inbox=has_workspace(lease.job_id))
+            if lines:
+                deliver(lease.job_id, lines)
         except Exception as exc:
             log.warning("job %s: cannot renew lease: %s", lease.job_id, exc)
             return None
