@@ -20,7 +20,8 @@ engine:
 - specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
   published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
-  ``format_size``, ``format_duration``);
+  ``format_size``, ``format_duration``); ``USERNS_MODES`` (what
+  ``SandboxSpec.userns`` takes);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
 - inside a sandbox, a copy of a process in namespaces nested in the
@@ -47,7 +48,8 @@ engine:
   ``network_rows``, ``create_network``, ``remove_network``; ``read_log`` (a
   sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
 - spec helpers for requests: ``check_name`` (a sandbox name) and
-  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
+  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set),
+  ``DEFAULT_CAPABILITIES`` (the set a sandbox gets when it asks for none);
 - ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
   process's command line shown to ps(1) with some values hidden;
 - errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
@@ -103,11 +105,24 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .result import Result
     from .runtime import Sandbox, dry_run, run
     from .signals import StopOnSignals, leave_to_main_thread
-    from .spec import Limits, Mount, NetworkSpec, Publish, SandboxSpec, Ulimit, capabilities_from, check_name
+    from .spec import (
+        DEFAULT_CAPABILITIES,
+        USERNS_MODES,
+        Limits,
+        Mount,
+        NetworkSpec,
+        Publish,
+        SandboxSpec,
+        Ulimit,
+        capabilities_from,
+        check_name,
+    )
     from .state import lib_dir, owner_gone, run_dir, write_owner
     from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_CAPABILITIES",
+    "USERNS_MODES",
     "BuildFileError",
     "BuildStepFailed",
     "CommandNotExecutable",
@@ -203,6 +218,8 @@ _LAZY = {
     "dry_run": (".runtime", "dry_run"),
     "run": (".runtime", "run"),
     "Limits": (".spec", "Limits"),
+    "USERNS_MODES": (".spec", "USERNS_MODES"),
+    "DEFAULT_CAPABILITIES": (".spec", "DEFAULT_CAPABILITIES"),
     "Mount": (".spec", "Mount"),
     "NetworkSpec": (".spec", "NetworkSpec"),
     "SandboxSpec": (".spec", "SandboxSpec"),

@@ -23,9 +23,9 @@ if [ "$runtime" = 1 ] && [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     # busybox-static: the busybox image; iproute2, nftables: networks; redis-server: the
     # Redis of compose.yaml runs from this image too (redis-cli: its healthcheck);
-    # debootstrap: `sandbox image bootstrap`
+    # debootstrap: `sandbox image bootstrap`; libseccomp2: every sandbox's seccomp filter
     apt-get install -y -qq --no-install-recommends busybox-static iproute2 nftables \
-        redis-server debootstrap python3 python3-pip ca-certificates >/dev/null
+        redis-server debootstrap python3 python3-pip ca-certificates libseccomp2 >/dev/null
 elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
@@ -36,6 +36,10 @@ elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
     # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it
+    # libseccomp2: seccomp filters; uidmap: /etc/subuid; the programs the security tests run
+    # under the default profile (and gcc builds their probe): gcc, git, node, a JVM
+    apt-get install -y -qq --no-install-recommends \
+        libseccomp2 uidmap gcc libc6-dev git nodejs default-jdk-headless >/dev/null
     if ! command -v npm >/dev/null; then
         apt-get install -y -qq --no-install-recommends npm >/dev/null
     fi
@@ -53,6 +57,11 @@ cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
 if [ -n "$cgroup2_root" ]; then
     mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
 fi
+# --userns=auto: each sandbox leases 65536 host ids from the sandbox entries (4096 ranges);
+# ids far above any user's, never 0 (sandbox/security/subids.py)
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^sandbox:' "$f" 2>/dev/null || echo 'sandbox:2147483648:268435456' >> "$f"
+done
 if ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
 fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -10,8 +11,6 @@ from sandbox import SpecError, StateError
 from server.classes.recording import Recorder, read_events
 from server.classes.room import digest, new_secret
 from server.classes.spec import DEFAULT_LIMITS, USERNS_AVAILABLE, ClassSpec, student_spec
-from server.classes.table import ClassTable
-from server.held import SandboxTable
 from server.reruns import Workspaces
 
 
@@ -46,16 +45,13 @@ def test_a_class_network_and_a_home(tmp_path):
     assert box.mounts[0].target == "/root" and not box.mounts[0].read_only
 
 
-def test_userns_is_refused_until_the_engine_has_it():
-    if USERNS_AVAILABLE:
-        pytest.skip("the engine has user namespaces: classes use them")
-    table = ClassTable(SandboxTable())
-    try:
-        with pytest.raises(StateError, match="user namespaces"):
-            table.create(ClassSpec("intro", 2, "busybox", userns=True), "teacher")
-        assert table.all() == []
-    finally:
-        table.shutdown()
+def test_students_sandboxes_get_a_user_namespace_of_their_own_by_default():
+    """The engine has user namespaces (branch security): a class uses them unless told not to."""
+    assert USERNS_AVAILABLE
+    assert ClassSpec("intro", 2, "busybox").userns is True
+    assert student_spec(ClassSpec("intro", 2, "busybox"), "student-01", None).userns == "auto"
+    off = student_spec(ClassSpec("intro", 2, "busybox", userns=False), "student-01", None)
+    assert off.userns == (os.environ.get("SANDBOX_USERNS") or "host")
 
 
 def test_student_tokens_are_kept_as_digests():

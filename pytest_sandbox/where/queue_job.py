@@ -60,7 +60,7 @@ def test_spec(config, item) -> SandboxSpec:
 
 def batch_key(spec: SandboxSpec) -> tuple:
     """Tests whose specs give the same key can share a batch (and its sandbox)."""
-    return (spec.image, spec.limits, tuple(sorted(spec.env.items())))
+    return (spec.image, spec.limits, tuple(sorted(spec.env.items())), spec.seccomp, spec.userns)
 
 
 def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
@@ -81,7 +81,7 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
         workspace=str(config.rootpath),
         timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
         limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec())
+        results=ResultsSpec(), seccomp=spec.seccomp, userns=spec.userns)
 
 
 def fits(nodeids: list[str]) -> bool:
@@ -111,6 +111,9 @@ def _refuse_host_only(spec: SandboxSpec) -> None:
     if spec.network != default.network:
         raise SpecError("network", spec.network.mode, "none with --sandbox-redis "
                         "(a job's steps have no network)")
+    if spec.seccomp not in ("default", "unconfined"):
+        raise SpecError("seccomp", spec.seccomp, "default or unconfined with --sandbox-redis "
+                        "(a profile file is a path of this host)")
     for name in ("hostname", "user"):
         if getattr(spec, name) != getattr(default, name):
             raise SpecError(name, getattr(spec, name), f"{getattr(default, name)!r} (the "

@@ -14,6 +14,7 @@ request path. A token sees only the jobs it submitted, unless admin.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from typing import Annotated, Any
 
@@ -50,6 +51,8 @@ async def submit(caller: Submitter, engine: EngineDep,
     text = await _read_capped(job, MAX_JOB_FILE, "job")
     packed = await _read_capped(workspace, MAX_WORKSPACE, "workspace") if workspace else None
     specs = load_job_text(text, job.filename or "job.toml", workspace_uploaded=packed is not None)
+    if not caller.admin:
+        _check_security(caller, specs)
 
     def enqueue() -> list[dict[str, str]]:
         made = [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
@@ -75,6 +78,21 @@ async def rerun(job_id: str, caller: Submitter, engine: EngineDep) -> dict[str, 
         return [{"id": new_id, "name": spec.name}]
 
     return {"jobs": await run_in_threadpool(enqueue), "queued": engine.jobs.queued}
+
+
+def _check_security(caller: Caller, specs: list[JobSpec]) -> None:
+    """403 for a [security] only an admin token may ask (as for a sandbox: see
+    ``sandboxes.check_rights``): no seccomp filter, ports of the host, the host's user
+    namespace where the daemon's default is its own."""
+    for spec in specs:
+        for asked, field, what in (
+                (spec.seccomp == "unconfined", "security.seccomp", "run without a seccomp filter"),
+                (bool(spec.allow_host_ports), "security.allow_host_ports", "connect to ports of the host"),
+                (spec.userns == "host" and os.environ.get("SANDBOX_USERNS") == "auto", "security.userns",
+                 "run in the host's user namespace")):
+            if asked:
+                raise ApiError(403, f"token {caller.name!r} may not {what}: that needs an admin "
+                               "token", field=field)
 
 
 def visible_fields(engine: Engine, caller: Caller, job_id: str) -> dict[str, str]:
