@@ -20,10 +20,15 @@ pytestmark = pytest.mark.root
 
 #: The workers import this checkout (PYTHONPATH), and the host image shows it;
 #: the inner pytest on a worker must import the same pytest_sandbox, even when
-#: the editable install points at another checkout.
+#: the editable install points at another checkout. A batch forks each test into
+#: nested namespaces, which Docker's default seccomp profile refuses (it denies
+#: user namespaces inside a sandbox): these tests of the batch's workings run
+#: unconfined; test_under_the_default_profile_a_batch_shares_its_namespaces shows
+#: what the default profile gives.
 CONFTEST = f"""
 def pytest_sandbox_spec(item, fields):
     fields["env"]["PYTHONPATH"] = {ROOT!r}
+    fields["seccomp"] = "unconfined"
 """
 
 SUITE = """
@@ -214,6 +219,32 @@ def test_a_batch_runs_each_test_in_namespaces_of_its_own(pytester, redis_url, qu
     result.assert_outcomes(passed=2)
     (batch,) = queued_jobs(connect(redis_url), queue)  # one worker: one batch, collected once
     assert batch["name"].endswith("::test_leaves_a_file_in_tmp and 1 more")
+
+
+def test_under_the_default_profile_a_batch_shares_its_namespaces(pytester, redis_url, queue,
+                                                                workers):
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    pytester.makeconftest(f"""
+        def pytest_sandbox_spec(item, fields):
+            fields["env"]["PYTHONPATH"] = {ROOT!r}
+    """)
+    pytester.makepyfile("""
+        import os, pytest
+
+        @pytest.mark.sandbox
+        def test_leaves_a_file_in_tmp():
+            open("/tmp/left", "w").close()
+
+        @pytest.mark.sandbox
+        def test_sees_it_and_is_confined():
+            assert os.path.exists("/tmp/left")  # the batch's /tmp: no namespaces of its own
+            with open("/proc/self/status") as f:
+                assert "Seccomp:\t2" in f.read()  # still under the batch's filter
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--sandbox-redis",
+                                           redis_url, "--sandbox-queue", queue, timeout=300)
+    result.assert_outcomes(passed=2)
 
 
 def test_a_free_worker_steals_the_second_half_of_a_slow_batch(pytester, redis_url, queue,
