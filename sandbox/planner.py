@@ -16,6 +16,22 @@ from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, Limits, SandboxSpec
 from .units import format_duration, format_size
 from .users import resolve_user
 
+#: The size of a sandbox's terminal when none is given (rows, cols), as a VT100's.
+DEFAULT_TTY_SIZE = (24, 80)
+
+
+def check_tty_size(size: object) -> tuple[int, int]:
+    """(rows, cols), each 1 to 65535 (SpecError otherwise)."""
+    try:
+        rows, cols = size  # type: ignore[misc]
+        ok = all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536
+                 for n in (rows, cols))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SpecError("terminal size", size, "(rows, columns), each from 1 to 65535")
+    return rows, cols  # type: ignore[return-value]
+
 
 class NetworkSteps(Protocol):
     """What a network attachment adds to a plan (``sandbox.network.Attachment``)."""
@@ -116,13 +132,14 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
                network: NetworkSteps | None = None,
                ids: tuple[int, int, tuple[int, ...], str] | None = None,
-               trace: bool = False) -> Plan:
+               trace: bool = False, tty_size: tuple[int, int] | None = None) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
     The network's ``pre_ops`` run in the host's namespaces before unshare
     (to open a netlink socket there); its ``ops`` inside, after pivot_root;
     its ``binds`` (host file, container path) are bound read-only after the
-    spec's own mounts.
+    spec's own mounts. With ``spec.tty``, the command's pty starts at
+    ``tty_size`` (default 24x80).
     """
     hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
     if spec.network.isolated:
@@ -140,6 +157,7 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         keep_caps=capabilities(spec, device_cgroup=device_cgroup),
         rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
         ids=ids if ids is not None else resolve_ids(spec, image),
+        tty=(tty_size or DEFAULT_TTY_SIZE) if spec.tty else None,
     )
     host_steps = []
     if cgroup is not None:

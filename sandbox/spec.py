@@ -122,6 +122,8 @@ class Limits:
     cpuset: str | None = None
     pids: int | None = 4096
     timeout: float | None = None
+    #: End the sandbox after this long without output or input (an interactive session).
+    idle_timeout: float | None = None
     output: int | None = 16 << 20
     disk: int | None = 1 << 30
     ulimits: tuple[Ulimit, ...] = (Ulimit("core", 0, 0),)
@@ -134,6 +136,7 @@ class Limits:
         _set(self, "output", parse_size("output limit", self.output))
         _set(self, "disk", parse_size("disk", self.disk))
         _set(self, "timeout", parse_duration("timeout", self.timeout))
+        _set(self, "idle_timeout", parse_duration("idle timeout", self.idle_timeout))
         _set(self, "cpus", _parse_cpus(self.cpus))
         _set(self, "pids", _parse_pids(self.pids))
         if self.cpuset is not None and not _CPUSET_RE.match(str(self.cpuset)):
@@ -253,6 +256,11 @@ class SandboxSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     capabilities: tuple[str, ...] | None = None  # None: Docker's default set
     stdin: bytes | None = None
+    #: The command gets a pty, made inside the sandbox, as its controlling terminal and
+    #: stdio (``sandbox run -t``); what it writes there is its STDOUT.
+    tty: bool = False
+    #: Its stdin stays open for live input (``Sandbox.write_stdin``; ``sandbox run -i``).
+    interactive: bool = False
     #: A host directory for the writable layer's upper dirs instead of the throwaway tmpfs,
     #: so they outlive the sandbox (a build step turns them into a layer; see rootfs.upper_parts).
     #: Empty, owned by the caller (who removes it), on a filesystem overlayfs takes as an upper
@@ -286,6 +294,13 @@ class SandboxSpec:
         _set(self, "capabilities", _check_caps(self.capabilities))
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
+        for flag in ("tty", "interactive"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(flag, getattr(self, flag), "true or false")
+        if self.stdin is not None and (self.tty or self.interactive):
+            raise SpecError("stdin", f"{len(self.stdin)} bytes", "no stdin data with tty or "
+                            "interactive: write the input with Sandbox.write_stdin instead",
+                            shown=f"{len(self.stdin)} bytes")
 
     def with_changes(self, **changes: Any) -> "SandboxSpec":
         """A copy with some fields replaced (and validated again)."""
