@@ -68,10 +68,16 @@ def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
     return mask(names)
 
 
+#: What a sandbox on a terminal runs when neither it nor its image names a command.
+DEFAULT_SHELL = ("/bin/sh",)
+
+
 def command_of(spec: SandboxSpec, image: Image) -> tuple[str, ...]:
     """The argv, as Docker makes it: the image's ENTRYPOINT, then the spec's command or
-    else the image's CMD."""
+    else the image's CMD; on a terminal, else /bin/sh."""
     argv = image.config.entrypoint + (spec.command or image.config.cmd)
+    if not argv and spec.tty:
+        argv = DEFAULT_SHELL
     if not argv:
         raise SpecError("command", (), f"a command (image {image.name} has no CMD or ENTRYPOINT)")
     return argv

@@ -306,6 +306,25 @@ class SandboxSpec:
         """A copy with some fields replaced (and validated again)."""
         return replace(self, **changes)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SandboxSpec":
+        """The spec ``to_dict`` gave (stdin, kept there as a length only, is left out)."""
+        fields_ = dict(data)
+        fields_.pop("stdin", None)
+        limits = dict(fields_.get("limits") or {})
+        if "ulimits" in limits:
+            limits["ulimits"] = tuple(Ulimit(**u) for u in limits["ulimits"])
+        network = dict(fields_.get("network") or {})
+        network["publish"] = tuple(Publish(**p) for p in network.get("publish", ()))
+        fields_.update(
+            limits=Limits(**limits), network=NetworkSpec(**network),
+            mounts=tuple(Mount(**m) for m in fields_.get("mounts", ())),
+            command=tuple(fields_.get("command", ())),
+            capabilities=(tuple(fields_["capabilities"])
+                          if fields_.get("capabilities") is not None else None))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in fields_.items() if k in known})
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (records, job results)."""
         out: dict[str, Any] = {}

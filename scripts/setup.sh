@@ -7,7 +7,8 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc \
-        umoci skopeo >/dev/null  # umoci, skopeo: peers that check the image store's OCI layout
+        umoci skopeo tmux >/dev/null  # umoci, skopeo: peers that check the image store's OCI
+        # layout; tmux: the real terminal the interactive tests type into
 fi
 # Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
 # mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.

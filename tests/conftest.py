@@ -5,8 +5,8 @@
 - ``needs_root`` skips with the reason on a machine that cannot run containers;
   with SANDBOX_MUST_WORK=1 (set by .ci/run) every skip is turned into a failure.
 - The autouse ``leak_check`` fixture snapshots what a sandbox could leave
-  behind (mounts, cgroups, state dirs, sandbox processes, network links,
-  named netns) before each test and fails the test if anything new remains.
+  behind (mounts, cgroups, state dirs, sandbox processes, supervisors, network
+  links, named netns) before each test and fails the test if anything new remains.
 """
 
 from __future__ import annotations
@@ -162,6 +162,12 @@ def _fork_servers() -> set[int]:
     return set(_processes_named("sandbox-forker"))
 
 
+def _supervisors() -> set[int]:
+    """Supervisors of sandboxes (sandbox.supervisor) and processes started in sandboxes by
+    `sandbox exec` (their first process, outside the sandbox's pid namespace)."""
+    return set(_processes_named("sandbox-supervi")) | set(_processes_named("sandbox-exec"))
+
+
 def _links() -> set[str]:
     try:
         return {name for name in os.listdir("/sys/class/net")
@@ -198,6 +204,7 @@ def _temp_dirs() -> set[str]:
 SNAPSHOTS = {
     "mounts": _mounts, "cgroups": _cgroups, "state dirs": _state_dirs,
     "sandbox processes": _sandbox_processes, "fork servers": _fork_servers,
+    "supervisors and execs": _supervisors,
     "network links": _links, "named netns": _named_netns,
     "temp dirs": _temp_dirs,
 }

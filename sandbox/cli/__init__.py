@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "manage", "images", "doctor")
+BUILTIN = ("run", "lifecycle", "manage", "images", "doctor")
 #: Verb modules of the packages built on the engine, imported if installed.
 EXTENSIONS = ("sandbox.network.cli", "jobs.cli", "worker.cli")
 
@@ -61,6 +62,18 @@ def fail(message: str, status: int = USAGE_ERROR) -> int:
     """Print one error line; return the exit status."""
     print(f"sandbox: error: {message}", file=sys.stderr)
     return status
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``-e KEY=VALUE`` (and ``-e KEY``: its value here, if it is set here) as a dict."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+        elif key in os.environ:  # as Docker: a KEY unset here is left out
+            env[key] = os.environ[key]
+    return env
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,20 +6,32 @@ import argparse
 import sys
 import time
 
+from ..errors import SandboxError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ps", help="list live sandboxes",
                        description="List the sandboxes on this host, from any process.")
-    p.add_argument("-a", "--all", action="store_true", help="include orphans left by a crash")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="include stopped ones (with their exit status) and orphans left by a crash")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.set_defaults(handler=ps)
     p = sub.add_parser("logs", help="print a sandbox's output",
-                       description="Print the captured STDOUT/STDERR of a live sandbox.")
+                       description="Print the captured STDOUT/STDERR of a sandbox, running or "
+                       "stopped (kept until `sandbox rm`), across its restarts.")
     p.add_argument("sandbox", metavar="ID|NAME")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it stops")
+    p.add_argument("--since", default=None, metavar="TIME",
+                   help="only what came after TIME: a duration ago (10m, 1h) or epoch seconds")
+    p.add_argument("-t", "--timestamps", action="store_true",
+                   help="start each line with the time it came (RFC 3339, UTC)")
+    p.add_argument("--stdin", action="store_true",
+                   help="also what was typed, if it was logged (`run --log-stdin`)")
     p.set_defaults(handler=logs)
     p = sub.add_parser("rm", help="remove sandboxes",
-                       description="Remove sandboxes: kill what runs and remove every trace.")
+                       description="Remove sandboxes: kill what runs and remove every trace "
+                       "(a stopped one's writable layer and log too). A running one only "
+                       "with -f.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-f", "--force", action="store_true", help="also kill running ones")
     p.set_defaults(handler=rm)
@@ -33,17 +45,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def ps(args: argparse.Namespace) -> int:
     from .. import state
+    from ..supervisor.status import read_status, supervisor_alive
 
     rows = []
-    for _sdir, record in state.iter_records():
-        if record is None:
+    for sdir in (state.SandboxDir(i) for i in state.list_ids()):
+        try:
+            status = read_status(sdir)
+            record = sdir.read_record() if (sdir.path / state.RECORD_NAME).exists() else None
+        except SandboxError:
             continue
-        alive = record.owner_alive
-        if not alive and not args.all:
+        if status is not None:
+            what, live = _supervised_status(status, supervisor_alive(sdir))
+            spec = status.spec
+            row = (sdir.id, spec.get("name") or "-", spec.get("image", "?"), what,
+                   _ago(status.created), " ".join(spec.get("command") or ())[:40])
+        elif record is not None:
+            live = record.owner_alive
+            what = "running" if live else "orphaned"
+            row = (record.id, record.name or "-", record.image, what, _ago(record.created),
+                   " ".join(record.command)[:40])
+        else:
             continue
-        status = "running" if alive else "orphaned"
-        rows.append((record.id, record.name or "-", record.image, status,
-                     _ago(record.created), " ".join(record.command)[:40]))
+        if live or args.all:
+            rows.append(row)
     if args.quiet:
         print("\n".join(r[0] for r in rows))
         return 0
@@ -52,6 +76,17 @@ def ps(args: argparse.Namespace) -> int:
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _supervised_status(status, alive: bool) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
+    """What `ps` says of a supervised sandbox, and whether it counts as running."""
+    if alive and status.state in ("running", "restarting", "removing"):
+        return status.state, True
+    if status.state == "created":
+        return "created", False
+    if status.live:  # its supervisor died: `sandbox gc` says so in its status
+        return "dead", False
+    return f"exited ({status.exit_code}) {_ago(status.finished_at or status.created)}", False
 
 
 def _ago(created: float) -> str:
@@ -63,53 +98,26 @@ def _ago(created: float) -> str:
 
 def logs(args: argparse.Namespace) -> int:
     from .. import state
-    from ..logs import LogRecord
+    from .logview import LogView
 
     sdir = state.resolve(args.sandbox)
-    pos = 0
+    view = LogView(sdir, since=args.since, timestamps=args.timestamps, stdin=args.stdin)
     while True:
-        try:
-            with open(sdir.log_path) as f:
-                f.seek(pos)
-                for line in f:
-                    if not line.endswith("\n"):
-                        break
-                    pos += len(line.encode())
-                    if '"stream": "sandbox"' in line:
-                        continue
-                    rec = LogRecord.from_json(line)
-                    out = sys.stdout.buffer if rec.stream == "stdout" else sys.stderr.buffer
-                    out.write(rec.data)
-                    out.flush()
-        except FileNotFoundError:  # nothing printed yet, or the sandbox is gone
-            if not sdir.path.exists():
-                return 0
-        if not args.follow:
-            return 0
-        try:
-            record = sdir.read_record()
-        except Exception:
-            return 0
-        if not record.owner_alive:
+        view.print_new()
+        if not args.follow or not view.still_running():
+            view.print_new()  # what came as it stopped
             return 0
         time.sleep(0.1)
 
 
 def rm(args: argparse.Namespace) -> int:
-    from .. import gc, state
-    from ..errors import StateError
+    from ..supervisor import lifecycle
 
     status = 0
     for ref in args.sandboxes:
         try:
-            sdir = state.resolve(ref)
-            try:
-                record = sdir.read_record()
-            except StateError:
-                record = None
-            gc.remove(sdir, record, force=args.force)
-            print(sdir.id)
-        except StateError as exc:
+            print(lifecycle.remove(ref, force=args.force))
+        except SandboxError as exc:
             print(f"sandbox: error: {exc}", file=sys.stderr)
             status = 125
     return status

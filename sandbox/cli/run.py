@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
@@ -20,8 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stored NAME[:TAG]), stream its output live, tear everything down, and exit with the "
         "command's status (128+N if signal N killed it; 125 setup error, 126 cannot "
         "execute, 127 not found). Without COMMAND the image's CMD runs; the image's "
-        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker.",
-        epilog="example: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'")
+        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker. With -it the command "
+        "(default: the image's CMD, else /bin/sh) runs on a terminal made inside the sandbox, "
+        "this terminal in raw mode until it ends or you detach (Ctrl-P Ctrl-Q): Ctrl-C and "
+        "Ctrl-Z act inside. With -d it runs in the background, owned by a supervisor "
+        "process: `sandbox attach`, `exec`, `logs`, `stop`, `start`, `rm` take it from there.",
+        epilog="examples: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'; "
+        "sandbox run -it busybox; sandbox run -d --name web --restart on-failure:3 IMAGE")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="the command and its arguments (after --)")
@@ -45,7 +49,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
                    help="drop a capability (ALL drops every one)")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
-    g.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
+    g.add_argument("-i", "--interactive", action="store_true",
+                   help="pass this terminal's stdin in (with -d: keep stdin open for `attach`)")
+    g.add_argument("-t", "--tty", action="store_true",
+                   help="run the command on a terminal made inside the sandbox (with -i: "
+                   "this terminal, raw, until the command ends or you detach)")
+    life = p.add_argument_group("a sandbox that outlives this command (-d, or -t)")
+    life.add_argument("-d", "--detach", action="store_true",
+                      help="start it in the background and print its id; it is kept (stopped) "
+                      "after its command ends, until `sandbox rm`")
+    life.add_argument("--rm", action="store_true",
+                      help="with -d: remove it when its command ends (runs without -d always are)")
+    life.add_argument("--restart", default="no", metavar="POLICY",
+                      help="with -d: no (default), always, or on-failure[:N] (at most N times)")
+    life.add_argument("--detach-keys", default=None, metavar="KEYS",
+                      help="with -t: keys that detach from the session (default ctrl-p,ctrl-q; "
+                      "'' for none)")
+    life.add_argument("--log-stdin", action="store_true",
+                      help="keep what is typed in the sandbox's log too (off: keys can be secrets)")
+    life.add_argument("--record", default=None, metavar="FILE",
+                      help="with -t: save the session as an asciicast v2 file (asciinema play FILE)")
     lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
     lim.add_argument("--memory", default=d.memory, help="memory limit, swap off (default 1g)")
     lim.add_argument("--memory-swap", default=None, help="swap allowed on top of --memory")
@@ -53,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lim.add_argument("--cpuset", default=None, help="pin to CPUs, e.g. 0 or 0-1")
     lim.add_argument("--pids", default=d.pids, help="process limit (default 4096)")
     lim.add_argument("--timeout", default=None, help="wall-clock limit, e.g. 30s (default: none)")
+    lim.add_argument("--idle-timeout", default=None,
+                     help="end it after this long without output or input, e.g. 15m (default: none)")
     lim.add_argument("--output-limit", default=d.output, help="bytes of output kept (default 16m)")
     lim.add_argument("--disk", default=d.disk, help="size of the writable layer (default 1g)")
     lim.add_argument("--ulimit", action="append", default=None, metavar="NAME=SOFT[:HARD]",
@@ -71,13 +96,9 @@ def spec_from_args(args: argparse.Namespace):
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-        elif key in os.environ:  # as Docker: a KEY unset here is left out
-            env[key] = os.environ[key]
+    from . import parse_env
+
+    env = parse_env(args.env)
     check_name(args.name)  # before it is used as the network alias, so the error names --name
     caps = None
     if args.cap_drop or args.cap_add:
@@ -87,7 +108,7 @@ def spec_from_args(args: argparse.Namespace):
         caps = tuple(sorted(base | add, key=lambda c: CAPABILITIES.get(c, 99)))
     limits = Limits(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                     cpuset=args.cpuset, pids=args.pids, timeout=args.timeout,
-                    output=args.output_limit, disk=args.disk,
+                    idle_timeout=args.idle_timeout, output=args.output_limit, disk=args.disk,
                     **({"ulimits": tuple(args.ulimit)} if args.ulimit is not None else {}))
     return SandboxSpec(
         image=args.image, command=tuple(command), env=env, workdir=args.workdir,
@@ -95,7 +116,8 @@ def spec_from_args(args: argparse.Namespace):
         mounts=tuple(Mount.parse(v) for v in args.volume), limits=limits,
         network=NetworkSpec(args.network, alias=args.name, egress=args.egress,
                             publish=tuple(args.publish)),
-        capabilities=caps,
+        capabilities=caps, tty=args.tty,
+        interactive=bool(args.interactive and (args.tty or args.detach)),
     )
 
 
@@ -112,6 +134,18 @@ def handle(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.dry_run:
         return _dry_run(spec)
+    if args.detach or args.tty:
+        from .sessions import run_supervised
+
+        return run_supervised(args, spec)
+    for flag, given in (("--rm", args.rm), ("--restart", args.restart != "no"),
+                        ("--detach-keys", args.detach_keys is not None),
+                        ("--record", args.record), ("--log-stdin", args.log_stdin)):
+        if given:
+            from . import fail
+
+            return fail(f"{flag} needs -d or -t (a sandbox run without them is removed at its "
+                        "end, and has no terminal)")
 
     from ..hostlimits import capped
 
@@ -132,6 +166,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _dry_run(spec) -> int:
     from ..runtime import dry_run
+    from .sessions import terminal_size
 
-    print(dry_run(spec).describe())
+    print(dry_run(spec, terminal_size()).describe())
     return 0
