@@ -16,6 +16,17 @@ engine:
   ``Result``, ``LogRecord``, ``StopOnSignals`` (a stop hook for
   ``Sandbox.run``), ``single_threaded`` (whether this process may fork a
   Python target into a sandbox);
+- interactive programs: ``spawn(spec)`` (a new sandbox whose command runs on
+  a terminal) and ``Sandbox.spawn(command)`` return a ``Spawned``, driven as
+  pexpect drives a program (``send``, ``expect``; ``ExpectTimeout``,
+  ``ExpectEOF``); ``Exec`` and ``exec_into`` (a process in a running sandbox,
+  by object or by id or name: `sandbox exec`);
+- sandboxes that outlive their client (``sandbox.supervisor``), for the CLI
+  and the daemon alike: ``run_detached(spec, SupervisorOptions(...))``
+  (``RestartPolicy``), ``attach_to(id)`` (the frames a WebSocket carries:
+  ``sandbox.supervisor.protocol``), and the verbs ``start_sandbox``,
+  ``stop_sandbox``, ``restart_sandbox``, ``kill_sandbox``, ``wait_sandbox``,
+  ``remove_sandbox``;
 - specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
   ``format_size``, ``format_duration``);
@@ -63,6 +74,9 @@ from .units import format_duration, format_size, parse_duration, parse_size
 __all__ = [
     "CommandNotExecutable",
     "CommandNotFound",
+    "Exec",
+    "ExpectEOF",
+    "ExpectTimeout",
     "ForkServer",
     "HostError",
     "Image",
@@ -74,25 +88,31 @@ __all__ = [
     "Mount",
     "NetworkError",
     "NetworkSpec",
+    "RestartPolicy",
     "Result",
     "Sandbox",
     "SandboxError",
     "SandboxSpec",
     "ServedTarget",
     "SetupError",
+    "Spawned",
     "SpecError",
     "StateError",
     "StopOnSignals",
+    "SupervisorOptions",
     "Ulimit",
     "UnpackError",
+    "attach_to",
     "collect_garbage",
     "copy_tree_into",
     "dry_run",
+    "exec_into",
     "format_duration",
     "format_size",
     "get_image",
     "host_caps",
     "import_image",
+    "kill_sandbox",
     "leave_to_main_thread",
     "lib_dir",
     "own_start_time",
@@ -101,10 +121,17 @@ __all__ = [
     "parse_size",
     "process_alive",
     "redact_url",
+    "remove_sandbox",
+    "restart_sandbox",
     "run",
+    "run_detached",
     "run_dir",
     "single_threaded",
+    "spawn",
+    "start_sandbox",
+    "stop_sandbox",
     "unpack_tar_into",
+    "wait_sandbox",
     "why_unavailable",
     "write_owner",
 ]
@@ -113,6 +140,22 @@ __version__ = "0.1.0"
 #: Exported names loaded on first use: (module, attribute).
 _LAZY = {
     "StopOnSignals": (".signals", "StopOnSignals"),
+    "Spawned": (".spawned", "Spawned"),
+    "ExpectTimeout": (".spawned", "ExpectTimeout"),
+    "ExpectEOF": (".spawned", "ExpectEOF"),
+    "spawn": (".runtime", "spawn"),
+    "Exec": (".execute", "Exec"),
+    "exec_into": (".execute", "exec_into"),
+    "SupervisorOptions": (".supervisor.options", "SupervisorOptions"),
+    "RestartPolicy": (".supervisor.options", "RestartPolicy"),
+    "run_detached": (".supervisor.lifecycle", "run_detached"),
+    "start_sandbox": (".supervisor.lifecycle", "start"),
+    "stop_sandbox": (".supervisor.lifecycle", "stop"),
+    "restart_sandbox": (".supervisor.lifecycle", "restart"),
+    "kill_sandbox": (".supervisor.lifecycle", "kill"),
+    "wait_sandbox": (".supervisor.lifecycle", "wait"),
+    "remove_sandbox": (".supervisor.lifecycle", "remove"),
+    "attach_to": (".supervisor.lifecycle", "attach_to"),
     "leave_to_main_thread": (".signals", "leave_to_main_thread"),
     "single_threaded": (".process.launcher", "single_threaded"),
     "ForkServer": (".process.forkserver", "ForkServer"),

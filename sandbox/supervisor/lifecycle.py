@@ -32,6 +32,15 @@ def run_detached(spec: SandboxSpec, options: SupervisorOptions, *,
     return launch(create(spec, options), attach=attach)
 
 
+def attach_to(ref: str, *, stdin: bool = True) -> client.Attachment:
+    """An attachment to the running supervised sandbox ``ref`` (id or name)."""
+    sdir, status = supervised(ref)
+    if status is None:
+        raise StateError(f"sandbox {sdir.id} runs in the foreground of the process that made "
+                         "it: there is nothing to attach to")
+    return client.attach(sdir, stdin=stdin)
+
+
 def supervised(ref: str) -> tuple[state.SandboxDir, Status | None]:
     """The sandbox ``ref`` names and its supervisor status (None: not supervised)."""
     sdir = state.resolve(ref)
