@@ -64,7 +64,8 @@ def _register_exec(sub: argparse._SubParsersAction) -> None:
         "found); it dies with the sandbox, and with this command.",
         epilog="example: sandbox exec -it web sh")
     p.add_argument("sandbox", metavar="ID|NAME")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command and its arguments (options for exec come before NAME)")
     p.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
     p.add_argument("-t", "--tty", action="store_true",
                    help="on a terminal made inside the sandbox (with -i: this one, raw)")

@@ -10,8 +10,9 @@ from ..errors import SandboxError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ps", help="list live sandboxes",
-                       description="List the sandboxes on this host, from any process.")
+    p = sub.add_parser("ps", help="list sandboxes (-a: stopped ones too)",
+                       description="List the sandboxes on this host, from any process: the "
+                       "running ones, or with -a every one, stopped ones with their exit status.")
     p.add_argument("-a", "--all", action="store_true",
                    help="include stopped ones (with their exit status) and orphans left by a crash")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
