@@ -1,6 +1,6 @@
 """Image benchmark: `true` in a 10-layer image against busybox, and the store's size on disk.
 
-    sudo python3 bench/images.py [-n 200]
+    sudo python3 bench/images.py [-n 200] [--builds 20] [--only run|sizes|builds]
 
 What is measured:
 
@@ -13,6 +13,9 @@ What is measured:
   images on busybox that share its layer and add 1 MiB each: the shared layer is stored
   once, so the second image costs its own layer only. Blob and unpacked copies are
   counted apart (each layer is kept as its tar and unpacked).
+
+- `sandbox build` against `buildah bud --layers` on a 7-instruction Sandboxfile, warm
+  (nothing changed) and cold (``--no-cache``): bench/builds.py says how.
 
 Everything lives under one temp dir (SANDBOX_STATE_DIR, SANDBOX_RUN_DIR) and the
 cgroup parent ``sandbox-bench``, removed at the end, also after an error.
@@ -117,10 +120,19 @@ def sizes() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=200, help="runs per image")
+    parser.add_argument("--builds", type=int, default=20, help="warm builds per builder")
+    parser.add_argument("--only", choices=("run", "sizes", "builds"), help="one part only")
     args = parser.parse_args()
     try:
-        compare(args.n)
-        sizes()
+        if args.only in (None, "run"):
+            compare(args.n)
+        if args.only in (None, "sizes"):
+            sizes()
+        if args.only in (None, "builds"):
+            from builds import compare_builds
+
+            images.get("busybox")
+            compare_builds(TMP, args.builds, layout.root())
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
         try:

@@ -13,6 +13,13 @@ The public API::
     result = wait(conn, job_id)
     data = artifact(conn, job_id, "report.xml")     # a stored artifact's bytes (or None)
 
+For adapters (the daemon): ``load_job_text`` (a job file sent over the
+network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
+and ``follow_log`` read the store; ``collect_job_dirs`` removes the directories of dead runners (gc);
+``JobLog`` numbers the events of a job run
+here; ``Renderer`` and ``summary`` print them as the CLI does; ``EXIT_STATUS``
+and ``FINAL`` say what a status means.
+
 The names below are imported on first use (PEP 562), so `sandbox --help`,
 which imports jobs.cli, stays fast. Everything else is private to the package.
 """
@@ -20,7 +27,73 @@ which imports jobs.cli, stays fast. Everything else is private to the package.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads them at run time
+    from .cancellation import Cancel
+    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, wait
+    from .errors import JobError, JobFileError, NoSuchJob, QueueAuthFailed, QueueUnavailable, WorkspaceError
+    from .events import JobLog, LogEvent
+    from .execute import execute_job
+    from .jobfile import load as load_job_file
+    from .jobfile import loads as load_job_text
+    from .jobfile import parse as parse_job
+    from .junit import Case, JUnitReport
+    from .logstream import follow as follow_log
+    from .model import JobSpec, ResultsSpec, Step
+    from .render import Renderer, summary
+    from .result import EXIT_STATUS, FINAL, Artifact, JobResult, StepResult
+    from .store import artifacts as job_artifacts
+    from .store import list_jobs
+    from .store import read as job_fields
+    from .store import result_of as job_result
+    from .workspace import collect as collect_job_dirs
+    from .workspace import pack as pack_workspace
+
+__all__ = [
+    "EXIT_STATUS",
+    "FINAL",
+    "Artifact",
+    "Cancel",
+    "Case",
+    "JUnitReport",
+    "JobError",
+    "JobFileError",
+    "JobLog",
+    "JobResult",
+    "JobSpec",
+    "LogEvent",
+    "NoSuchJob",
+    "QueueAuthFailed",
+    "QueueUnavailable",
+    "Renderer",
+    "ResultsSpec",
+    "Step",
+    "StepResult",
+    "WorkspaceError",
+    "artifact",
+    "cancel",
+    "collect_job_dirs",
+    "connect",
+    "execute_job",
+    "follow_log",
+    "job_artifacts",
+    "job_fields",
+    "job_result",
+    "list_jobs",
+    "load_job_file",
+    "load_job_text",
+    "pack_workspace",
+    "parse_job",
+    "redis_url",
+    "run_job",
+    "run_local",
+    "submit",
+    "summary",
+    "wait",
+]
+
+#: Where each exported name is loaded from on first use: module, or (module, attribute).
 _EXPORTS = {
     "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
@@ -29,11 +102,15 @@ _EXPORTS = {
     "QueueUnavailable": "errors", "QueueAuthFailed": "errors", "WorkspaceError": "errors",
     "LogEvent": "events", "execute_job": "execute",
     "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
+    "load_job_text": ("jobfile", "loads"),
+    "job_fields": ("store", "read"), "list_jobs": ("store", "list_jobs"),
+    "job_result": ("store", "result_of"), "job_artifacts": ("store", "artifacts"),
+    "follow_log": ("logstream", "follow"), "collect_job_dirs": ("workspace", "collect"), "JobLog": "events",
+    "Renderer": "render", "summary": "render", "EXIT_STATUS": "result", "FINAL": "result",
     "Case": "junit", "JUnitReport": "junit",
     "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
     "Artifact": "result", "JobResult": "result", "StepResult": "result",
 }
-__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the names are the keys above
 
 
 def __getattr__(name: str) -> object:

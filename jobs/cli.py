@@ -26,7 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace", metavar="DIR",
                    help="copy DIR into /workspace instead of the job file's workspace (a job "
                    "file may only name a directory of its own tree, reached through no link)")
-    p.set_defaults(handler=submit)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter the job file declares under [params] (repeatable)")
+    p.add_argument("--secret", action="append", default=[], metavar="NAME[=@FILE|=VALUE]",
+                   help="pass a secret to the steps that list it in `secrets`: its value from "
+                   "the environment variable NAME, from FILE, or as given (repeatable); "
+                   "masked as *** in the logs and results")
+    p.set_defaults(handler=submit, remote=remote_submit)
     jobs = sub.add_parser("jobs", help="list, inspect, follow and cancel queued jobs",
                           description="Inspect the jobs in Redis. --redis URL goes before "
                           "or after the verb.")
@@ -34,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = jobs.add_subparsers(dest="jobs_verb", metavar="VERB", parser_class=sub._parser_class)
     verbs.required = True
     _register_verbs(verbs)
+    from .cache_cli import register as register_cache
+
+    register_cache(sub)
     for verb in verbs.choices.values():  # `jobs list --redis URL` as well as `jobs --redis URL list`
         verb.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
                           help="Redis URL (default: SANDBOX_REDIS_URL)")
@@ -42,26 +51,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_verbs(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("list", help="the newest jobs")
     p.add_argument("-n", "--limit", type=int, default=50)
-    p.set_defaults(handler=list_jobs)
+    p.set_defaults(handler=list_jobs, remote=remote_list_jobs)
     p = verbs.add_parser("show", help="a job's status and result")
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="the whole record as JSON")
-    p.set_defaults(handler=show)
+    p.set_defaults(handler=show, remote=remote_show)
     p = verbs.add_parser("logs", help="a job's log")
     p.add_argument("id")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
-    p.set_defaults(handler=logs)
+    p.add_argument("--service", metavar="NAME",
+                   help="only the output of the job's service NAME (folded in the job's log)")
+    p.set_defaults(handler=logs, remote=remote_logs)
     p = verbs.add_parser("cancel", help="cancel a queued or running job")
     p.add_argument("id")
-    p.set_defaults(handler=cancel)
+    p.set_defaults(handler=cancel, remote=remote_cancel)
     p = verbs.add_parser("wait", help="wait for a job; print its summary, exit with its status")
     p.add_argument("id")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
-    p.set_defaults(handler=wait)
+    p.set_defaults(handler=wait, remote=remote_wait)
     p = verbs.add_parser("artifacts", help="save a job's stored artifacts")
     p.add_argument("id")
     p.add_argument("-o", "--output", default=".", metavar="DIR", help="directory (default .)")
-    p.set_defaults(handler=artifacts)
+    p.set_defaults(handler=artifacts, remote=remote_artifacts)
 
 
 def _conn(args: argparse.Namespace):
@@ -78,14 +89,18 @@ def _conn(args: argparse.Namespace):
 def submit(args: argparse.Namespace) -> int:
     from .client import redis_url
     from .jobfile import load
+    from .secrets import read_secret_args
 
-    specs = load(args.jobfile, workspace=args.workspace)
+    secrets = read_secret_args(args.secret)
+    _hide_given_secrets(args.secret, secrets)
+    specs = load(args.jobfile, workspace=args.workspace, params=_params(args.param),
+                 secrets=secrets.keys())
     if redis_url(args.redis) is None:
-        return max(_run_here(spec) for spec in specs)
+        return max(_run_here(spec, secrets) for spec in specs)
     from .client import submit as enqueue
 
     conn = _conn(args)
-    ids = [enqueue(conn, spec, queue=args.queue) for spec in specs]
+    ids = [enqueue(conn, spec, queue=args.queue, secrets=secrets) for spec in specs]
     for job_id, spec in zip(ids, specs):
         print(f"{job_id}  {spec.name}", flush=True)
     if not args.follow:
@@ -93,7 +108,31 @@ def submit(args: argparse.Namespace) -> int:
     return max(_follow(conn, job_id) for job_id in ids)
 
 
-def _run_here(spec) -> int:
+def _params(given: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` arguments as a dict (JobError on a malformed one)."""
+    from .errors import JobError
+    from .validator import ENV_KEY_RE
+
+    params: dict[str, str] = {}
+    for arg in given:
+        name, sep, value = arg.partition("=")
+        if not sep or not ENV_KEY_RE.match(name):
+            raise JobError(f"--param {arg}: expected NAME=VALUE, NAME of letters, digits and _")
+        params[name] = value
+    return params
+
+
+def _hide_given_secrets(args: list[str], secrets: dict[str, str]) -> None:
+    """Values given on the command line (--secret NAME=VALUE) shown to ps(1) as ***."""
+    literal = [secrets[name] for name, sep, given in (a.partition("=") for a in args)
+               if sep and not given.startswith("@")]
+    if literal:
+        from sandbox import hide_from_ps
+
+        hide_from_ps(literal)
+
+
+def _run_here(spec, secrets=None) -> int:
     """The embedded mode: run in this process; first Ctrl-C cancels the job cleanly."""
     from .cancellation import Cancel
     from .client import run_local
@@ -103,7 +142,7 @@ def _run_here(spec) -> int:
     cancel = Cancel()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        result = run_local(spec, on_event=Renderer().write, cancel=cancel)
+        result = run_local(spec, on_event=Renderer().write, cancel=cancel, secrets=secrets)
     finally:
         signal.signal(signal.SIGINT, previous)
     print(summary(result), flush=True)
@@ -121,13 +160,17 @@ def _follow(conn, job_id: str, timeout: float | None = None) -> int:
 
 
 def list_jobs(args: argparse.Namespace) -> int:
-    import time
-
     from . import store
+
+    return _print_jobs(store.list_jobs(_conn(args), args.limit))
+
+
+def _print_jobs(jobs: list[dict[str, str]]) -> int:
+    import time
 
     rows = [(r["id"], r.get("status", "?"), r.get("queue", ""), r.get("worker") or "-",
              time.strftime("%H:%M:%S", time.localtime(float(r.get("submitted_at") or 0))),
-             r.get("name", "")) for r in store.list_jobs(_conn(args), args.limit)]
+             r.get("name", "")) for r in jobs]
     header = ("ID", "STATUS", "QUEUE", "WORKER", "SUBMITTED", "NAME")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
@@ -137,17 +180,21 @@ def list_jobs(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     from . import store
-    from .render import summary
 
     conn = _conn(args)
     fields = store.read(conn, args.id)
+    for name in ("spec", "result"):
+        if fields.get(name):
+            fields[name] = json.loads(fields[name])
+    return _show(args, fields, store.result_of(conn, args.id))
+
+
+def _show(args: argparse.Namespace, fields: dict, result) -> int:
+    from .render import summary
+
     if args.json:
-        for name in ("spec", "result"):
-            if fields.get(name):
-                fields[name] = json.loads(fields[name])
         print(json.dumps(fields, indent=2))
         return 0
-    result = store.result_of(conn, args.id)
     if result is None:
         print(f"job {args.id} {fields.get('name', '')!r}: {fields['status']}"
               + (f" on {fields['worker']}" if fields.get("worker") else ""))
@@ -160,7 +207,7 @@ def logs(args: argparse.Namespace) -> int:
     from .logstream import follow
     from .render import Renderer
 
-    renderer = Renderer()
+    renderer = Renderer(service=args.service)
     for event in follow(_conn(args), args.id, follow=args.follow):
         renderer.write(event)
     return 0
@@ -169,7 +216,10 @@ def logs(args: argparse.Namespace) -> int:
 def cancel(args: argparse.Namespace) -> int:
     from . import store
 
-    before = store.request_cancel(_conn(args), args.id)
+    return _cancelled(args, store.request_cancel(_conn(args), args.id))
+
+
+def _cancelled(args: argparse.Namespace, before: str) -> int:
     if before == "queued":
         print(f"{args.id}: cancelled (it had not started)")
     elif before == "running":
@@ -194,11 +244,15 @@ def wait(args: argparse.Namespace) -> int:
 
 
 def artifacts(args: argparse.Namespace) -> int:
-    import os
-
     from . import store
 
-    for raw_path, data in sorted(store.artifacts(_conn(args), args.id).items()):
+    return _save_artifacts(args, store.artifacts(_conn(args), args.id))
+
+
+def _save_artifacts(args: argparse.Namespace, stored: dict[str, bytes]) -> int:
+    import os
+
+    for raw_path, data in sorted(stored.items()):
         rel = os.path.normpath(raw_path)
         if rel.startswith("..") or os.path.isabs(rel):
             continue
@@ -208,3 +262,108 @@ def artifacts(args: argparse.Namespace) -> int:
             f.write(data)
         print(dest)
     return 0
+
+
+# -- through a daemon (SANDBOX_HOST / --host): the same output and exit statuses ----------
+
+def remote_submit(args: argparse.Namespace, client) -> int:
+    """Validated and packed here (the same errors as here), run where the daemon runs jobs."""
+    from pathlib import Path
+
+    from .errors import JobError
+    from .jobfile import load
+    from .workspace import pack
+
+    if args.param or args.secret:
+        raise JobError("--param and --secret do not go through a daemon yet: submit with "
+                       "--redis URL, or without SANDBOX_HOST")
+    specs = load(args.jobfile, workspace=args.workspace)
+    packed = pack(specs[0].workspace) if specs[0].workspace else None
+    answer = client.jobs.submit(args.jobfile, Path(args.jobfile).read_bytes(), workspace=packed,
+                                queue=args.queue)
+    if answer["queued"]:
+        for job in answer["jobs"]:
+            print(f"{job['id']}  {job['name']}", flush=True)
+        if not args.follow:
+            return 0
+    # a daemon without Redis runs them itself: live log and summary, as `submit` without Redis
+    return max(_remote_follow(client, job["id"], cancel_on_interrupt=not answer["queued"])
+               for job in answer["jobs"])
+
+
+def _remote_follow(client, job_id: str, *, cancel_on_interrupt: bool = False) -> int:
+    from .events import LogEvent
+    from .render import Renderer
+
+    previous = None
+    if cancel_on_interrupt:  # as the in-process run: the first Ctrl-C cancels the job
+        previous = signal.signal(signal.SIGINT, lambda *_: type(client)(
+            client.transport.host, client.transport.token).jobs.cancel(job_id))
+    try:
+        renderer = Renderer()
+        for data in client.jobs.events(job_id):
+            renderer.write(LogEvent.from_json(data))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return _remote_summary(client, job_id)
+
+
+def _remote_summary(client, job_id: str) -> int:
+    from .render import summary
+    from .result import EXIT_STATUS, JobResult
+
+    fields = client.jobs.show(job_id)
+    result = JobResult.from_dict(fields["result"])
+    print(summary(result), flush=True)
+    return EXIT_STATUS[result.status]
+
+
+def remote_list_jobs(args: argparse.Namespace, client) -> int:
+    return _print_jobs(client.jobs.list(limit=args.limit))
+
+
+def remote_show(args: argparse.Namespace, client) -> int:
+    from .result import FINAL, JobResult
+
+    fields = client.jobs.show(args.id)
+    final = fields.get("status") in FINAL and fields.get("result")
+    return _show(args, fields, JobResult.from_dict(fields["result"]) if final else None)
+
+
+def remote_logs(args: argparse.Namespace, client) -> int:
+    from .errors import JobError
+    from .events import LogEvent
+    from .render import Renderer
+
+    if args.service:
+        raise JobError("--service does not go through a daemon yet: read the job's log "
+                       "with --redis URL, or without SANDBOX_HOST")
+    renderer = Renderer()
+    for data in client.jobs.events(args.id, follow=args.follow):
+        renderer.write(LogEvent.from_json(data))
+    return 0
+
+
+def remote_cancel(args: argparse.Namespace, client) -> int:
+    return _cancelled(args, client.jobs.cancel(args.id)["before"])
+
+
+def remote_wait(args: argparse.Namespace, client) -> int:
+    import time
+
+    from .errors import JobError
+    from .result import FINAL
+
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    while client.jobs.show(args.id).get("status") not in FINAL:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise JobError(f"job {args.id} did not end within the timeout")
+        time.sleep(0.2)
+    return _remote_summary(client, args.id)
+
+
+def remote_artifacts(args: argparse.Namespace, client) -> int:
+    listed = client.jobs.artifacts(args.id)
+    return _save_artifacts(args, {a["path"]: client.jobs.artifact(args.id, a["path"])
+                                  for a in listed if a["stored"]})

@@ -9,7 +9,7 @@ live and the same JobResult at the end.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import store
@@ -62,11 +62,15 @@ def is_auth_error(exc: BaseException) -> bool:
 
 
 def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
-           packed: bytes | None = None) -> str:
+           packed: bytes | None = None, owner: str | None = None,
+           secrets: Mapping[str, str] | None = None) -> str:
     """Record the job, put it on the RQ queue (JSON, no pickle); its id.
 
     ``packed`` is the job's workspace already packed (``jobs.pack_workspace``),
     for a caller that submits many jobs of one directory and packs it once.
+    ``owner``: who submitted it (the daemon's token name), kept in its record.
+    ``secrets``: the values of the secrets its steps list (kept apart from
+    the job, until a worker takes them: see jobs.secrets).
     """
     import redis
     from rq import Queue
@@ -76,7 +80,8 @@ def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
         packed = pack(spec.workspace)
     job_id = new_job_id()
     try:
-        store.create(conn, job_id, spec, queue, packed)
+        store.create(conn, job_id, spec, queue, packed, owner=owner,
+                     secrets=_needed(spec, secrets))
         Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(
             TASK, job_id, job_id=job_id, description=spec.name,
             job_timeout=int(spec.timeout or 0) + RQ_TIMEOUT_MARGIN,
@@ -85,6 +90,16 @@ def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
     except redis.RedisError as exc:
         raise JobError(f"cannot submit job {spec.name!r}: {exc}") from exc
     return job_id
+
+
+def _needed(spec: JobSpec, secrets: Mapping[str, str] | None) -> dict[str, str]:
+    """The secrets this job's steps and services list (the others are never sent)."""
+    values = dict(secrets or {})
+    missing = [n for n in spec.secret_names if n not in values]
+    if missing:
+        raise JobError(f"job {spec.name!r} lists secret {missing[0]}, which was not given",
+                       hint=f"pass --secret {missing[0]}")
+    return {n: values[n] for n in spec.secret_names}
 
 
 def wait(conn: Any, job_id: str, *, timeout: float | None = None,
@@ -127,21 +142,22 @@ def cancel(conn: Any, job_id: str) -> str:
 
 
 def run_local(spec: JobSpec, *, on_event: Callable[[LogEvent], None] | None = None,
-              cancel: Cancel | None = None) -> JobResult:
+              cancel: Cancel | None = None, secrets: Mapping[str, str] | None = None) -> JobResult:
     """Run the job in this process (the embedded mode) with the same events."""
     sinks = [_Callback(on_event)] if on_event is not None else []
-    return execute_job(spec, log=JobLog(*sinks), cancel=cancel)
+    return execute_job(spec, log=JobLog(*sinks), cancel=cancel, secrets=secrets)
 
 
 def run_job(spec: JobSpec, *, redis: str | None = None, queue: str = DEFAULT_QUEUE,
             on_event: Callable[[LogEvent], None] | None = None,
-            timeout: float | None = None) -> JobResult:
+            timeout: float | None = None, secrets: Mapping[str, str] | None = None) -> JobResult:
     """Submit and wait (with a Redis URL, or SANDBOX_REDIS_URL), else run here."""
     url = redis_url(redis)
     if url is None:
-        return run_local(spec, on_event=on_event)
+        return run_local(spec, on_event=on_event, secrets=secrets)
     conn = connect(url)
-    return wait(conn, submit(conn, spec, queue=queue), timeout=timeout, on_event=on_event)
+    job_id = submit(conn, spec, queue=queue, secrets=secrets)
+    return wait(conn, job_id, timeout=timeout, on_event=on_event)
 
 
 class _Callback:

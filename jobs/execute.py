@@ -12,25 +12,42 @@ this thread (no monitor thread per step). Each sandbox is ended in every
 path: normal exit, its timeout, cancellation (the Cancel kills it at once),
 or an exception raised in this thread (RQ's own timeout, a signal): it is
 destroyed in a ``finally``.
+
+Around the steps, in this order, each undone in reverse whatever happens:
+the cache is restored (``jobs.cache``), the job's own network is made when
+a step or service needs one (``jobs.jobnet``), the services are started and
+awaited (``jobs.services``); after the steps the services are torn down,
+the network removed, and, when the job passed, a cache that missed saved.
+Secrets reach only the steps and services that list them, and the result
+and the log show them masked (``jobs.secrets``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
 
-from sandbox import Limits, LogRecord, Mount, Result, Sandbox, SandboxError, SandboxSpec, host_caps
+from sandbox import Limits, LogRecord, Mount, NetworkSpec, Result, Sandbox, SandboxError, SandboxSpec, host_caps
 
 from . import artifacts as artifacts_mod
+from .build import BuildFailed, build_job_image
+from .cache import JobCache
 from .cancellation import Cancel
+from .ci_keys import needs_network, step_network
 from .collection import StoreArtifacts, budget_for, collect
 from .errors import JobError
 from .events import JobLog
+from .jobnet import JobNetwork
 from .junit import JUnitReport
 from .model import JobSpec, Step
 from .result import CANCELLED, ERROR, FAILED, PASSED, TIMED_OUT, JobResult, StepResult
+from .secrets import Secrets
+from .services import ServiceFailed, Services
 from .workspace import JobDir
 
 
@@ -38,29 +55,122 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
+@dataclass(frozen=True)
+class StepSetup:
+    """What every step of a job gets besides the job's spec: its network, its cache's
+    mounts, the secrets (each step takes those it lists)."""
+
+    network: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    secrets: Secrets = dataclasses.field(default_factory=Secrets)
+    image: str | None = None  # the image the job built first (its `build` key), by id
+
+
 def execute_job(spec: JobSpec, *, job_id: str | None = None, log: JobLog | None = None,
                 cancel: Cancel | None = None, packed_workspace: bytes | None = None,
                 store_artifacts: StoreArtifacts = artifacts_mod.save_local,
-                worker: str | None = None) -> JobResult:
-    """Run every step of ``spec``; the JobResult. Raises only on bugs and signals."""
+                worker: str | None = None, secrets: Mapping[str, str] | None = None) -> JobResult:
+    """Run every step of ``spec``; the JobResult. Raises only on bugs and signals.
+
+    ``secrets``: the values given at submit time; from here on ``log``
+    masks them, as does the result.
+    """
     job_id = job_id or new_job_id()
     log = log or JobLog()
+    log.secrets = masks = Secrets(secrets)
     cancel = cancel or Cancel()
     started = time.time()
-    base = dict(id=job_id, name=spec.name, started_at=started, worker=worker, matrix=dict(spec.matrix))
+    base: dict[str, Any] = dict(id=job_id, name=spec.name, started_at=started, worker=worker,
+                                matrix=dict(spec.matrix))
     with JobDir(job_id) as jdir:
         try:
             _fill_workspace(jdir, spec, packed_workspace)
+            masks.for_names(spec.secret_names)
+            image = _build(spec, jdir, log, queued=packed_workspace is not None)
+            cache = _restore_cache(spec, jdir, log)
+        except BuildFailed as exc:
+            return _masked(JobResult(**base, status=FAILED if exc.failed else ERROR,
+                                     ended_at=time.time(), error=str(exc)), masks)
         except JobError as exc:
-            return JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc))
+            return _masked(JobResult(**base, status=ERROR, ended_at=time.time(), error=str(exc)), masks)
         for note in host_caps(Limits(**spec.limits)):
             log.emit("note", data=f"limits: {note}".encode())
-        steps = _run_steps(spec, job_id, jdir, log, cancel, started)
-        done = collect(spec, job_id, str(jdir.workspace), log, store_artifacts,
-                       budget_for(spec, started, cancel))
+        fields = _run_with_services(spec, job_id, jdir, log, cancel, started, masks, cache,
+                                    _masking_store(store_artifacts, masks), image)
+        result = JobResult(**base, ended_at=time.time(), **fields)
+        if cache is not None and result.status == PASSED:
+            cache.save()
+    return _masked(result, masks)
+
+
+def _build(spec: JobSpec, jdir: JobDir, log: JobLog, *, queued: bool) -> str | None:
+    """The id of the image the job builds first, or None when it builds none."""
+    if spec.build is None:
+        return None
+    limits = Limits(**{**spec.limits, "timeout": spec.timeout})
+    return build_job_image(spec.build, source_workspace=spec.workspace,
+                           workspace=str(jdir.workspace), limits=limits, log=log, queued=queued)
+
+
+def _restore_cache(spec: JobSpec, jdir: JobDir, log: JobLog) -> JobCache | None:
+    if spec.cache is None:
+        return None
+    cache = JobCache(spec.cache, jdir.path, log)
+    cache.restore(str(jdir.workspace), spec.env)
+    return cache
+
+
+def _run_with_services(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog, cancel: Cancel,
+                       started: float, masks: Secrets, cache: JobCache | None,
+                       store: StoreArtifacts, image: str | None = None) -> dict[str, Any]:
+    """The job's network and services around its steps; the JobResult's fields that follow."""
+    failed: ServiceFailed | None = None
+    try:
+        with JobNetwork(job_id, needs_network(spec), log) as net, \
+                Services(spec, job_id, net.name, jdir.path / "services", log, masks, cancel,
+                         _deadline(spec, started)) as services:
+            try:
+                services.start()
+            except ServiceFailed as exc:
+                failed = exc
+            else:
+                setup = StepSetup(net.name, cache.mounts() if cache else (), masks, image)
+                steps = _run_steps(spec, job_id, jdir, log, cancel, started, setup)
+    except JobError as exc:  # the network could not be made
+        return dict(status=ERROR, error=str(exc))
+    if failed is not None:
+        skipped = "cancelled" if failed.status == CANCELLED else "skipped"
+        return dict(status=failed.status, error=str(failed), services=tuple(services.results),
+                    steps=tuple(StepResult(s.name, skipped) for s in spec.steps))
+    done = collect(spec, job_id, str(jdir.workspace), log, store, budget_for(spec, started, cancel))
     status, error = verdict(spec, steps, done.junit, cancel.is_set(), done.stopped)
-    return JobResult(**base, status=status, ended_at=time.time(), steps=tuple(steps),
-                     junit=done.junit, artifacts=tuple(done.artifacts), error=error)
+    return dict(status=status, error=error, steps=tuple(steps), junit=done.junit,
+                artifacts=tuple(done.artifacts), services=tuple(services.results))
+
+
+def _deadline(spec: JobSpec, started: float) -> float | None:
+    """When the job's timeout runs out, on the monotonic clock (``started``: time.time())."""
+    if not spec.timeout:
+        return None
+    return time.monotonic() + spec.timeout - (time.time() - started)
+
+
+def _masking_store(store: StoreArtifacts, masks: Secrets) -> StoreArtifacts:
+    """``store`` given the artifacts with their names masked."""
+    if not masks:
+        return store
+
+    def masked(job_id: str, items: list) -> object:
+        return store(job_id, [(dataclasses.replace(art, path=masks.mask(art.path)), data)
+                              for art, data in items])
+    return masked
+
+
+def _masked(result: JobResult, masks: Secrets) -> JobResult:
+    """The result with every secret value in it (messages, JUnit, artifact names) masked."""
+    if not masks:
+        return result
+    return JobResult.from_dict(masks.mask_tree(result.to_dict()))
 
 
 def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
@@ -71,35 +181,35 @@ def _fill_workspace(jdir: JobDir, spec: JobSpec, packed: bytes | None) -> None:
 
 
 def _run_steps(spec: JobSpec, job_id: str, jdir: JobDir, log: JobLog,
-               cancel: Cancel, started: float) -> list[StepResult]:
+               cancel: Cancel, started: float, setup: StepSetup) -> list[StepResult]:
     results: list[StepResult] = []
     stopped = False
     for index, step in enumerate(spec.steps, 1):
         if stopped or cancel.is_set():
             results.append(StepResult(step.name, "cancelled" if cancel.is_set() else "skipped"))
             continue
-        fields = dict(index=index, count=len(spec.steps))
-        log.emit("step-start", step=step.name, run=step.run, **fields)
-        res = _run_step(spec, step, job_id, jdir, log, cancel, started)
+        log.emit("step-start", step=step.name, run=step.run, index=index, count=len(spec.steps))
+        res = _run_step(spec, step, job_id, jdir, log, cancel, started, setup)
+        log.end_output(step=step.name)
         log.emit("step-end", step=step.name, status=res.status, exit_code=res.exit_code,
-                 duration=f"{res.duration:.3f}", message=res.message, **fields)
+                 duration=f"{res.duration:.3f}", message=res.message, index=index, count=len(spec.steps))
         results.append(res)
         stopped = res.status != PASSED and not step.continue_on_error
     return results
 
 
 def _run_step(spec: JobSpec, step: Step, job_id: str, jdir: JobDir, log: JobLog,
-              cancel: Cancel, started: float) -> StepResult:
+              cancel: Cancel, started: float, setup: StepSetup) -> StepResult:
     t0 = time.time()
     timeout = _step_timeout(spec, step, started)
     if timeout is not None and timeout <= 0:
         return StepResult(step.name, TIMED_OUT, message="the job's timeout ran out before this step")
 
     def on_output(rec: LogRecord) -> None:
-        log.emit("out", step=step.name, stream=rec.stream, data=rec.data)
+        log.output(rec.stream, rec.data, step=step.name)
 
     try:
-        sb_spec = _sandbox_spec(spec, step, job_id, str(jdir.workspace), timeout)
+        sb_spec = _sandbox_spec(spec, step, job_id, str(jdir.workspace), timeout, setup)
         result, cancelled = _run_sandbox(sb_spec, on_output, cancel)
     except SandboxError as exc:
         return StepResult(step.name, ERROR, duration=time.time() - t0, message=str(exc))
@@ -113,11 +223,16 @@ def _step_timeout(spec: JobSpec, step: Step, started: float) -> float | None:
 
 
 def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
-                  timeout: float | None) -> SandboxSpec:
+                  timeout: float | None, setup: StepSetup | None = None) -> SandboxSpec:
+    setup = setup or StepSetup()
     env = {"CI": "true", "SANDBOX_JOB_ID": job_id, "SANDBOX_STEP": step.name,
-           "HOME": "/root", **spec.env, **step.env}
-    return SandboxSpec(image=step.image or spec.image, command=("sh", "-ec", step.run), env=env,
-                       workdir="/workspace", mounts=(Mount(workspace, "/workspace", read_only=False),),
+           "HOME": "/root", **spec.env, **step.env, **setup.secrets.for_names(step.secrets)}
+    network, egress = step_network(spec, step)
+    net = NetworkSpec(setup.network, egress=egress) if network == "bridge" and setup.network else NetworkSpec()
+    return SandboxSpec(image=step.image or setup.image or spec.image, command=("sh", "-ec", step.run),
+                       env=env,
+                       workdir="/workspace", network=net,
+                       mounts=(Mount(workspace, "/workspace", read_only=False), *setup.mounts),
                        limits=Limits(**{**spec.limits, "timeout": timeout}))
 
 
@@ -127,7 +242,10 @@ def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],
     fired: list[bool] = []
 
     def stop(stop_now: Callable[[], None]) -> AbstractContextManager[None]:
-        return cancel.watch(lambda: (fired.append(True), stop_now()))
+        def fire() -> None:
+            fired.append(True)
+            stop_now()
+        return cancel.watch(fire)
 
     result = Sandbox(spec, on_output=on_output, log_file=False).run(stop=stop)
     return result, bool(fired)

@@ -1,9 +1,16 @@
-"""Reading job files (TOML, or YAML): one clear error per mistake.
+"""Reading job files (TOML, YAML or JSON): one clear error per mistake.
 
 The schema (see README.md, "The job file"); keys not listed are errors::
 
     name = "unit tests"          # required
-    image = "host"               # any image the engine knows (default host)
+    image = "host"               # any image the engine knows (default host); with build,
+                                 # the name the built image gets
+    build = "Sandboxfile"        # optional: build this Sandboxfile (in the file's directory
+                                 # tree, through no link; its directory is the context) before
+                                 # the steps, which then run in it; cached like `sandbox
+                                 # build`; in the workspace, so queued jobs have it. Or a table:
+                                 # build = { file = "Sandboxfile", args = { V = "1" },
+                                 #           network = "bridge", egress = true, target = "test" }
     workspace = "."              # directory copied into /workspace, relative to the file,
                                  # inside the file's directory tree, reached through no link
     timeout = "10m"              # whole job, wall clock (default 10m)
@@ -21,6 +28,9 @@ The schema (see README.md, "The job file"); keys not listed are errors::
     junit = ["report.xml"]       # globs; reports are merged; missing/empty fails the job
     allow_empty = false          # true: a missing or empty report is fine
     artifacts = ["logs/*.txt"]   # globs; stored with the result
+
+The CI keys (network, egress, services, cache, params; a step's network,
+egress and secrets) are described in ``jobs.ci_keys``.
 """
 
 from __future__ import annotations
@@ -28,30 +38,35 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sandbox import Limits, SpecError, parse_duration
-
+from . import ci_keys
 from .errors import JobFileError
-from .model import JobSpec, ResultsSpec, Step
+from .model import BuildSpec, JobSpec, ResultsSpec, Step
+from .validator import ENV_KEY_RE as _ENV_KEY_RE
+from .validator import Validator as _Validator
+from .validator import show as _show
 
-TOP_KEYS = ("name", "image", "workspace", "timeout", "limits", "env", "matrix", "steps", "results")
+TOP_KEYS = ("name", "image", "build", "workspace", "timeout", "limits", "env", "matrix", "steps",
+            "results")
+BUILD_KEYS = ("file", "args", "network", "egress", "target")
 STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
 RESULTS_KEYS = ("junit", "allow_empty", "artifacts")
-LIMIT_KEYS = ("memory", "cpus", "pids", "output", "disk")
 DEFAULT_TIMEOUT = 600.0
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load(path: str | os.PathLike, *, workspace: str | None = None) -> list[JobSpec]:
+def load(path: str | os.PathLike, *, workspace: str | None = None,
+         params: Mapping[str, str] | None = None,
+         secrets: Collection[str] | None = None) -> list[JobSpec]:
     """The jobs a file describes: one, or one per matrix combination.
 
     ``workspace``: a directory the submitter named (`sandbox submit
     --workspace DIR`), used instead of the file's own: trusted as given.
+    ``params`` and ``secrets``: as for ``parse``.
     """
     path = str(path)
     data = _read(path)
@@ -60,8 +75,24 @@ def load(path: str | os.PathLike, *, workspace: str | None = None) -> list[JobSp
         if not os.path.isdir(workspace):
             raise JobFileError(path, None, f"--workspace {workspace}: not a directory")
         data = {**data, "workspace": os.path.realpath(workspace)}
-        return parse(data, path=path, base_dir=base_dir, trusted_workspace=True)
-    return parse(data, path=path, base_dir=base_dir)
+    return parse(data, path=path, base_dir=base_dir, trusted_workspace=workspace is not None,
+                 params=params, secrets=secrets)
+
+
+def loads(text: bytes, name: str, *, workspace_uploaded: bool = False) -> list[JobSpec]:
+    """The jobs of a job file that came over the network (the daemon): TOML, YAML or
+    JSON as its ``name`` ends, validated as ``load`` does, errors naming ``name``.
+
+    Its workspace can never be a directory of this host: the submitter packs
+    it and sends it along (``workspace_uploaded``), and a file that names one
+    without it is refused.
+    """
+    data = _decode(name, text)
+    if data.get("workspace") is not None and not workspace_uploaded:
+        raise JobFileError(name, "workspace", f"{_show(data['workspace'])} is a directory of the "
+                           "submitter's: send it packed (tar.gz) beside the job file, as "
+                           "`sandbox submit` does (curl: -F workspace=@ws.tar.gz)")
+    return parse({k: v for k, v in data.items() if k != "workspace"}, path=name)
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -69,8 +100,15 @@ def _read(path: str) -> dict[str, Any]:
         text = Path(path).read_bytes()
     except OSError as exc:
         raise JobFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    return _decode(path, text)
+
+
+def _decode(path: str, text: bytes) -> dict[str, Any]:
+    """A job file's data: YAML or JSON as its name ends, else TOML."""
     if path.endswith((".yaml", ".yml")):
         return _read_yaml(path, text)
+    if path.endswith(".json"):
+        return _read_json(path, text)
     try:
         return tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -91,31 +129,61 @@ def _read_yaml(path: str, text: bytes) -> dict[str, Any]:
     return data
 
 
+def _read_json(path: str, text: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JobFileError(path, None, f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise JobFileError(path, None, "expected an object of keys at the top level")
+    return data
+
+
 def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
-          trusted_workspace: bool = False) -> list[JobSpec]:
+          trusted_workspace: bool = False, params: Mapping[str, str] | None = None,
+          secrets: Collection[str] | None = None) -> list[JobSpec]:
     """Validate a job file's data; one JobSpec per matrix combination.
 
     ``trusted_workspace``: the workspace was named by the submitter, not the
-    file, and may be anywhere.
+    file, and may be anywhere. ``params``: `--param` values (each must be
+    declared under [params]). ``secrets``: the names of the secrets given at
+    submit time (each must be listed by a step or service, and the other way
+    round); None when the file is only validated.
     """
     v = _Validator(path)
-    v.keys(data, TOP_KEYS, None)
-    base = dict(
-        name=v.string(data, "name", required=True),
-        image=v.string(data, "image") or "host",
-        workspace=_workspace(v, data, base_dir, trusted_workspace),
-        timeout=v.duration(data, "timeout", DEFAULT_TIMEOUT),
-        limits=_limits(v, data.get("limits")),
-        env=v.env(data.get("env"), "env"),
-        steps=_steps(v, data.get("steps")),
-        results=_results(v, data.get("results")),
-        source=os.path.abspath(path) if path != "<job>" else None,
-    )
+    v.keys(data, TOP_KEYS + ci_keys.TOP_KEYS, None)
+    image = v.string(data, "image")
+    name = v.string(data, "name", required=True)
+    build = _build(v, data.get("build"), base_dir, image)
+    workspace = _workspace(v, data, base_dir, trusted_workspace)
+    timeout = v.duration(data, "timeout", DEFAULT_TIMEOUT)
+    limits = _limits(v, data.get("limits"))
+    env = v.env(data.get("env"), "env")
+    steps = _steps(v, data.get("steps"))
+    results = _results(v, data.get("results"))
+    ci_fields = ci_keys.job_fields(v, data, params)
+    base = JobSpec(name=name, image=image or "host", build=build, workspace=workspace,
+                   timeout=timeout, limits=limits, env=_with_params(v, ci_fields["params"], env),
+                   steps=steps, results=results,
+                   source=os.path.abspath(path) if path != "<job>" else None, **ci_fields)
     combos = _matrix(v, data.get("matrix"))
     if not combos:
-        return [JobSpec(**base)]
-    return [JobSpec(**{**base, "name": _matrix_name(base["name"], combo),
-                       "env": {**base["env"], **combo}, "matrix": combo}) for combo in combos]
+        specs = [base]
+    else:
+        specs = [replace(base, name=_matrix_name(base.name, combo), env={**base.env, **combo},
+                         matrix=combo) for combo in combos]
+    for spec in specs:
+        ci_keys.check(v, spec, secrets)
+    return specs
+
+
+def _with_params(v: "_Validator", params: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """The job's env with its parameters in it (a name in both is refused: which would win?)."""
+    for name in params:
+        if name in env:
+            raise JobFileError(v.path, f"env.{name}", "also a parameter: expected it under [params] "
+                               "only (set it with --param)")
+    return {**params, **env}
 
 
 def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str,
@@ -148,6 +216,34 @@ def _workspace(v: "_Validator", data: Mapping[str, Any], base_dir: str,
     return full
 
 
+def _build(v: "_Validator", value: object, base_dir: str, tag: str | None) -> BuildSpec | None:
+    """``build = "path"`` or ``build = { file = "path", args, network, egress, target }``."""
+    if value is None:
+        return None
+    table = v.keys({"file": value} if isinstance(value, str) else value, BUILD_KEYS, "build")
+    rel = v.string(table, "file", required=True, where="build")
+    key = "build" if isinstance(value, str) else "build.file"
+    base = os.path.realpath(base_dir)
+    path = os.path.normpath(os.path.join(base, rel))
+    inside = "a Sandboxfile inside the job file's directory, reached through no symbolic link"
+    if not path.startswith(base.rstrip("/") + "/"):
+        raise JobFileError(v.path, key, f"{rel!r} is outside the job file's directory: "
+                           f"expected {inside}")
+    link = _first_link(base, path)
+    if link is not None:
+        raise JobFileError(v.path, key, f"{rel!r}: {link} is a symbolic link: expected {inside}")
+    if not os.path.isfile(path):
+        raise JobFileError(v.path, key, f"{rel!r} is not a file (resolved to {path}): "
+                           f"expected {inside}")
+    network = v.string(table, "network", where="build") or "none"
+    if network == "host":
+        raise JobFileError(v.path, "build.network",
+                           "'host': expected none, bridge or a network name")
+    return BuildSpec(file=path, args=v.env(table.get("args"), "build.args"), network=network,
+                     egress=v.boolean(table, "egress", where="build"),
+                     target=v.string(table, "target", where="build"), tag=tag)
+
+
 def _first_link(base: str, path: str) -> str | None:
     """The first component from ``base`` (excluded) down to ``path`` that is a symlink."""
     current = base
@@ -161,16 +257,7 @@ def _first_link(base: str, path: str) -> str | None:
 
 
 def _limits(v: "_Validator", table: object) -> dict[str, Any]:
-    if table is None:
-        return {}
-    v.keys(table, LIMIT_KEYS, "limits")
-    try:
-        limits = Limits(**table)  # type: ignore[arg-type]
-    except SpecError as exc:
-        key = exc.field.split()[0]
-        raise JobFileError(v.path, f"limits.{key}",
-                           f"{_show(exc.value)}: expected {exc.accepted}") from None
-    return {k: getattr(limits, k) for k in table}  # type: ignore[union-attr]
+    return ci_keys.limits(v, table, "limits")
 
 
 def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:
@@ -180,7 +267,7 @@ def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:
     result, seen = [], set()
     for i, step in enumerate(steps):
         where = f"steps[{i}]"
-        v.keys(step, STEP_KEYS, where)
+        v.keys(step, STEP_KEYS + ci_keys.STEP_KEYS, where)
         name = v.string(step, "name", required=True, where=where)
         if name in seen:
             raise JobFileError(v.path, f"{where}.name", f"{name!r} is used twice: expected unique step names")
@@ -189,14 +276,15 @@ def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:
             name=name, run=v.string(step, "run", required=True, where=where),
             timeout=v.duration(step, "timeout", None, where=where),
             continue_on_error=v.boolean(step, "continue_on_error", where=where),
-            env=v.env(step.get("env"), f"{where}.env"), image=v.string(step, "image", where=where)))
+            env=v.env(step.get("env"), f"{where}.env"), image=v.string(step, "image", where=where),
+            **ci_keys.step_fields(v, step, where)))
     return tuple(result)
 
 
 def _results(v: "_Validator", table: object) -> ResultsSpec:
     if table is None:
         return ResultsSpec()
-    v.keys(table, RESULTS_KEYS, "results")
+    table = v.keys(table, RESULTS_KEYS, "results")
     return ResultsSpec(junit=v.globs(table, "junit", "results"),
                        allow_empty=v.boolean(table, "allow_empty", where="results"),
                        artifacts=v.globs(table, "artifacts", "results"))
@@ -217,86 +305,5 @@ def _matrix(v: "_Validator", table: object) -> list[dict[str, str]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
-def _show(value: Any) -> str:
-    """A value as the job file wrote it (TOML/JSON style), never a Python repr."""
-    if isinstance(value, str):
-        return repr(value)
-    try:
-        return json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def _matrix_name(name: str, combo: Mapping[str, str]) -> str:
     return f"{name} ({', '.join(f'{k}={v}' for k, v in combo.items())})"
-
-
-class _Validator:
-    """Typed getters that raise JobFileError naming the file, the key and what is accepted."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def _key(self, where: str | None, key: str) -> str:
-        return f"{where}.{key}" if where else key
-
-    def keys(self, table: object, allowed: tuple[str, ...], where: str | None) -> None:
-        if not isinstance(table, dict):
-            raise JobFileError(self.path, where, "expected a table")
-        for key in table:
-            if key not in allowed:
-                raise JobFileError(self.path, self._key(where, str(key)),
-                                   f"unknown key (accepted: {', '.join(allowed)})")
-
-    def _get(self, table: Mapping, key: str, check: Callable[[Any], bool], accepted: str,
-             where: str | None, required: bool = False) -> Any:
-        if key not in table:
-            if required:
-                raise JobFileError(self.path, self._key(where, key), f"missing: expected {accepted}")
-            return None
-        value = table[key]
-        if not check(value):
-            raise JobFileError(self.path, self._key(where, key), f"{_show(value)}: expected {accepted}")
-        return value
-
-    def string(self, table: Mapping, key: str, *, required: bool = False,
-               where: str | None = None) -> str | None:
-        return self._get(table, key, lambda x: isinstance(x, str) and x.strip() != "",
-                         "a non-empty string", where, required)
-
-    def boolean(self, table: Mapping, key: str, *, where: str | None = None) -> bool:
-        return bool(self._get(table, key, lambda x: isinstance(x, bool), "true or false", where))
-
-    def duration(self, table: Mapping, key: str, default: float | None, *,
-                 where: str | None = None) -> float | None:
-        if key not in table:
-            return default
-        try:
-            seconds = parse_duration(key, table[key])
-        except SpecError:
-            seconds = None
-        if seconds is None or seconds <= 0:
-            raise JobFileError(self.path, self._key(where, key),
-                               f"{_show(table[key])}: expected a duration like 90, "
-                               "\"30s\", \"10m\" or \"1h\"")
-        return seconds
-
-    def env(self, table: object, where: str) -> dict[str, str]:
-        if table is None:
-            return {}
-        if not isinstance(table, dict):
-            raise JobFileError(self.path, where, "expected a table of NAME = \"value\"")
-        for name, value in table.items():
-            if not _ENV_KEY_RE.match(str(name)):
-                raise JobFileError(self.path, f"{where}.{name}", "invalid name: expected letters, "
-                                   "digits and _, not starting with a digit")
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise JobFileError(self.path, f"{where}.{name}", f"{_show(value)}: expected a string")
-        return {str(k): str(val) for k, val in table.items()}
-
-    def globs(self, table: Mapping, key: str, where: str) -> tuple[str, ...]:
-        def ok(x: object) -> bool:
-            return isinstance(x, list) and all(isinstance(p, str) and p and not os.path.isabs(p)
-                                               and ".." not in p.split("/") for p in x)
-        return tuple(self._get(table, key, ok, "a list of relative paths or globs inside the "
-                               "workspace, like [\"report.xml\"]", where) or ())

@@ -14,7 +14,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Step:
-    """One command of a job, run with ``sh -ec`` in its own sandbox."""
+    """One command of a job, run with ``sh -ec`` in its own sandbox.
+
+    ``network`` and ``egress``: None takes the job's. ``secrets``: the names
+    of the secrets given at submit time that this step gets in its
+    environment (their values are never part of the spec).
+    """
 
     name: str
     run: str
@@ -22,6 +27,45 @@ class Step:
     continue_on_error: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
+    network: str | None = None
+    egress: bool | None = None
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-lived sandbox the steps talk to (``[services.NAME]``), reached by ``name``.
+
+    ``command`` is an argument list (a job file's string becomes ``sh -c``
+    STRING; empty: the image's CMD). Readiness: ``ready`` is a shell command
+    run inside the service until it succeeds, ``ready_port`` a TCP port that
+    accepts connections; neither: ready once started. ``image`` None takes
+    the job's; ``depends_on`` names services started (and ready) before it.
+    """
+
+    name: str
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    ready: str | None = None
+    ready_port: int | None = None
+    ready_timeout: float = 60.0
+    depends_on: tuple[str, ...] = ()
+    egress: bool = False
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Directories kept between jobs (``[cache]``) under a key rendered before the steps.
+
+    ``key`` is a template (``pip-{hash:requirements.txt}``, see jobs.cache);
+    ``paths`` are container paths (absolute, or relative to /workspace).
+    """
+
+    key: str
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -34,8 +78,29 @@ class ResultsSpec:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """The image a job builds before its steps (``build`` in the job file).
+
+    ``file`` is an absolute host path; when it lies in the job's workspace the
+    build reads it (and its context, the file's directory) from the job's copy
+    of the workspace, so a queued job builds the same on any worker. ``tag``
+    names the image (the job file's ``image``), else it stays untagged.
+    """
+
+    file: str
+    args: Mapping[str, str] = field(default_factory=dict)
+    network: str = "none"
+    egress: bool = False
+    target: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A whole job: where it runs, with which limits, which steps, what it reports.
+
+    With ``build``, the steps run in the image built first (a step's own
+    ``image`` still wins); ``image`` is then only the name given to it.
 
     ``workspace`` is an absolute host path (copied, never mounted as is) or
     None for an empty workspace. ``limits`` holds keyword arguments of
@@ -53,6 +118,20 @@ class JobSpec:
     results: ResultsSpec = field(default_factory=ResultsSpec)
     matrix: Mapping[str, str] = field(default_factory=dict)
     source: str | None = None
+    build: BuildSpec | None = None
+    # -- the CI keys (jobs.ci_keys): network, services, cache, parameters --
+    network: str = "none"
+    egress: bool = False
+    services: tuple[ServiceSpec, ...] = ()
+    cache: CacheSpec | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        """Every secret a step or service lists, each once, in order."""
+        parts: tuple[Step | ServiceSpec, ...] = (*self.steps, *self.services)
+        names = [n for part in parts for n in part.secrets]
+        return tuple(dict.fromkeys(names))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
@@ -64,8 +143,17 @@ class JobSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
         """The inverse of to_dict (input is trusted to come from to_dict)."""
         data = dict(data)
-        data["steps"] = tuple(Step(**s) for s in data["steps"])
+        data["steps"] = tuple(Step(**_tuples(s)) for s in data["steps"])
         results = dict(data.get("results") or {})
-        data["results"] = ResultsSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                         for k, v in results.items()})
+        data["results"] = ResultsSpec(**_tuples(results))
+        data["services"] = tuple(ServiceSpec(**_tuples(s)) for s in data.get("services") or ())
+        if data.get("cache") is not None:
+            data["cache"] = CacheSpec(**_tuples(data["cache"]))
+        if data.get("build") is not None:
+            data["build"] = BuildSpec(**data["build"])
         return cls(**data)
+
+
+def _tuples(data: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON's lists back to the tuples the dataclasses hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}

@@ -3,9 +3,14 @@
 One renderer serves both the follower of a queued job (events read back from
 Redis) and the embedded runner (events as they happen), so both look alike::
 
+    --- service redis: ready in 0.05s
     ==> [1/2] test: python -m pytest -q --junitxml=report.xml
     ...output...
     <== [1/2] test: failed (exit 1) in 1.93s
+
+Services' output is folded: only their state changes are shown, and
+``Renderer(service=NAME)`` (`sandbox jobs logs ID --service NAME`) shows one
+service's output alone.
 """
 
 from __future__ import annotations
@@ -22,14 +27,22 @@ from .result import JobResult
 class Renderer:
     """Writes events to a terminal: step output to stdout/stderr, sections to stdout."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *,
+                 service: str | None = None) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.service = service
 
     def write(self, event: LogEvent) -> None:
         f = event.fields
-        if event.kind == "out":
-            self._raw(self.err if event.stream == "stderr" else self.out, event.data)
+        if self.service is not None:
+            self._service_only(event)
+        elif event.kind == "out":
+            if not f.get("service"):  # a service's output is folded
+                self._raw(self.err if event.stream == "stderr" else self.out, event.data)
+        elif event.kind == "service":
+            self._line(f"--- service {f.get('service')}: {f.get('state')}"
+                       + (f" {f['message']}" if f.get("message") else ""))
         elif event.kind == "step-start":
             self._line(f"==> [{f.get('index')}/{f.get('count')}] {event.step}: {f.get('run', '')}")
         elif event.kind == "step-end":
@@ -41,6 +54,12 @@ class Renderer:
                        f"in {float(f.get('duration') or 0):.2f}s{note}")
         elif event.kind == "note":
             self._line(f"--- {event.data.decode('utf-8', 'replace')}")
+
+    def _service_only(self, event: LogEvent) -> None:
+        if event.fields.get("service") != self.service:
+            return
+        if event.kind == "out":
+            self._raw(self.err if event.stream == "stderr" else self.out, event.data)
 
     def _raw(self, stream: TextIO, data: bytes) -> None:
         stream.flush()
@@ -63,6 +82,7 @@ def summary(result: JobResult) -> str:
     lines = [f"job {result.id} {result.name!r}: {result.status} in {result.duration:.2f}s{peak}"]
     if result.error:
         lines.append(f"  error: {result.error}")
+    lines += [f"  service {svc.line()}" for svc in result.services]
     lines += [f"  step {step.line()}" for step in result.steps]
     junit = result.junit
     if junit is not None:

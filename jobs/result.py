@@ -53,6 +53,28 @@ class StepResult:
 
 
 @dataclass(frozen=True)
+class ServiceResult:
+    """One service of a job: how it went (jobs.services has the statuses)."""
+
+    name: str
+    status: str
+    ready_in: float | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+    def line(self) -> str:
+        """``redis  ready in 0.05s`` or ``db  exited  exit 1  while the steps ran``"""
+        parts = [self.name, self.status]
+        if self.ready_in is not None:
+            parts[-1] += f" in {self.ready_in:.2f}s"
+        if self.exit_code is not None:
+            parts.append(f"exit {self.exit_code}")
+        if self.message:
+            parts.append(self.message.splitlines()[0])
+        return "  ".join(parts)
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A file the job left in its workspace; ``stored`` is False when over the size cap."""
 
@@ -77,6 +99,7 @@ class JobResult:
     error: str | None = None
     worker: str | None = None
     matrix: dict[str, str] = field(default_factory=dict)
+    services: tuple[ServiceResult, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -97,6 +120,7 @@ class JobResult:
         data = _fields(self)
         data["steps"] = [_fields(step) for step in self.steps]
         data["artifacts"] = [_fields(art) for art in self.artifacts]
+        data["services"] = [_fields(svc) for svc in self.services]
         data["junit"] = self.junit.to_dict() if self.junit else None
         data["matrix"] = dict(self.matrix)
         return data
@@ -107,6 +131,7 @@ class JobResult:
         data["steps"] = tuple(StepResult(**s) for s in data.get("steps", ()))
         data["junit"] = JUnitReport.from_dict(data["junit"]) if data.get("junit") else None
         data["artifacts"] = tuple(Artifact(**a) for a in data.get("artifacts", ()))
+        data["services"] = tuple(ServiceResult(**s) for s in data.get("services", ()))
         return cls(**data)
 
 

@@ -2,10 +2,12 @@
 
 Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
 
-    sandbox:job:<id>             hash: id, name, queue, status, spec (JSON), worker,
+    sandbox:job:<id>             hash: id, name, queue, status, spec (JSON), worker, owner,
                                  submitted_at, started_at, ended_at, error, result (JSON)
     sandbox:job:<id>:log         stream: the job's events (jobs.events), ends with `eof`
     sandbox:job:<id>:workspace   the packed workspace, deleted when a worker takes the job
+    sandbox:job:<id>:secrets     hash: the values of `--secret`s, deleted when a worker takes
+                                 the job (in the claim script), or when it ends unrun
     sandbox:job:<id>:artifacts   hash: path -> bytes (jobs.artifacts)
     sandbox:job:<id>:lease       the running worker's name; expires LEASE_TTL after its last renewal
     sandbox:job:<id>:cancel      set by `sandbox jobs cancel` while the job runs
@@ -27,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import NoSuchJob
@@ -41,18 +44,20 @@ LOG_MAXLEN = 100_000
 #: how long a finished job, its log and artifacts stay (SANDBOX_JOB_TTL seconds, default 7 days)
 JOB_TTL = int(os.environ.get("SANDBOX_JOB_TTL", 7 * 24 * 3600))
 
-#: claim: KEYS job, lease, running set, workspace; ARGV worker, lease ttl, started_at, id
+#: claim: KEYS job, lease, running set, workspace, secrets; ARGV worker, lease ttl, started_at, id
 _CLAIM = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {0, false, false} end
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return {0, false, false, {}} end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[3])
 local packed = redis.call('GET', KEYS[4])
 if packed then redis.call('DEL', KEYS[4]) end
-return {1, redis.call('HGET', KEYS[1], 'spec'), packed}
+local secrets = redis.call('HGETALL', KEYS[5])
+redis.call('DEL', KEYS[5])
+return {1, redis.call('HGET', KEYS[1], 'spec'), packed, secrets}
 """
 
-#: finish: KEYS job, log, artifacts, lease, cancel, workspace, running set;
+#: finish: KEYS job, log, artifacts, lease, cancel, workspace, running set, secrets;
 #: ARGV allowed, status, ttl, log maxlen, id, n, n hash field/values, eof field/values
 _FINISH = """
 local cur = redis.call('HGET', KEYS[1], 'status')
@@ -66,7 +71,7 @@ local n = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 7, 6 + n))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 7 + n))
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[8])
 redis.call('SREM', KEYS[7], ARGV[5])
 return {1, cur}
 """
@@ -76,13 +81,24 @@ def key(job_id: str, part: str = "") -> str:
     return f"{PREFIX}job:{job_id}" + (f":{part}" if part else "")
 
 
-def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None) -> None:
-    """Record a new queued job (before it is put on the RQ queue)."""
+def create(conn: Any, job_id: str, spec: JobSpec, queue: str, packed: bytes | None,
+           owner: str | None = None, secrets: Mapping[str, str] | None = None) -> None:
+    """Record a new queued job (before it is put on the RQ queue).
+
+    ``owner``: who submitted it (the daemon's token name), kept in its record.
+    ``secrets`` go to their own hash, never into the job's: the claim takes
+    and deletes them, and they expire with the job if no worker ever does.
+    """
     now = time.time()
+    fields = {"id": job_id, "name": spec.name, "queue": queue, "status": QUEUED,
+              "submitted_at": now, "spec": json.dumps(spec.to_dict())}
+    if owner:
+        fields["owner"] = owner
     with conn.pipeline() as pipe:
-        pipe.hset(key(job_id), mapping={"id": job_id, "name": spec.name, "queue": queue,
-                                        "status": QUEUED, "submitted_at": now,
-                                        "spec": json.dumps(spec.to_dict())})
+        if secrets:
+            pipe.hset(key(job_id, "secrets"), mapping=dict(secrets))
+            pipe.expire(key(job_id, "secrets"), JOB_TTL)
+        pipe.hset(key(job_id), mapping=fields)
         if packed is not None:
             pipe.set(key(job_id, "workspace"), packed, ex=JOB_TTL)
         pipe.zadd(INDEX, {job_id: now})
@@ -105,17 +121,22 @@ def status_of(conn: Any, job_id: str) -> str:
     return raw.decode()
 
 
-def claim(conn: Any, job_id: str, worker: str) -> tuple[JobSpec, bytes | None] | None:
-    """queued -> running for this worker; (spec, packed workspace), or None if cancelled meanwhile.
+def claim(conn: Any, job_id: str, worker: str,
+          ) -> tuple[JobSpec, bytes | None, dict[str, str]] | None:
+    """queued -> running for this worker; (spec, packed workspace, secrets), or None if
+    cancelled meanwhile.
 
     One script: the lease, the running set, the status and taking the
-    workspace happen together or not at all, in one round trip.
+    workspace and the secrets happen together or not at all, in one round trip.
     """
-    keys = [key(job_id), key(job_id, "lease"), RUNNING_SET, key(job_id, "workspace")]
-    done, spec, packed = conn.eval(_CLAIM, len(keys), *keys, worker, LEASE_TTL, time.time(), job_id)
+    keys = [key(job_id), key(job_id, "lease"), RUNNING_SET, key(job_id, "workspace"),
+            key(job_id, "secrets")]
+    done, spec, packed, flat = conn.eval(_CLAIM, len(keys), *keys, worker, LEASE_TTL, time.time(),
+                                         job_id)
     if not done:
         return None
-    return JobSpec.from_dict(json.loads(spec)), packed
+    secrets = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    return JobSpec.from_dict(json.loads(spec)), packed, secrets
 
 
 def renew(conn: Any, job_id: str, worker: str) -> bool:
@@ -139,7 +160,7 @@ def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ..
            "headline": headline, "error": result.error or ""}
     keys = [key(result.id), key(result.id, "log"), key(result.id, "artifacts"),
             key(result.id, "lease"), key(result.id, "cancel"), key(result.id, "workspace"),
-            RUNNING_SET]
+            RUNNING_SET, key(result.id, "secrets")]
     args = [",".join(allowed), result.status, JOB_TTL, LOG_MAXLEN, result.id, 2 * len(fields),
             *_flat(fields), *_flat(eof)]
     done, _ = conn.eval(_FINISH, len(keys), *keys, *args)

@@ -134,7 +134,7 @@ def collect() -> list[str]:
     Run by every worker at start and by `sandbox gc` (a killed in-process
     `sandbox submit` leaves one too).
     """
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(jobs_dir().iterdir())
     except FileNotFoundError:

@@ -90,7 +90,7 @@ def _namespace_prefix() -> str:
 def sweep(root: str | None = None) -> list[str]:
     """Remove the report directories under ``root`` ($TMPDIR if None) whose maker is gone."""
     root = root or tempfile.gettempdir()
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(root)
     except OSError:

@@ -10,6 +10,8 @@ stdout (a faulthandler traceback, say).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest import TestReport
 
 from sandbox import Result
@@ -77,7 +79,7 @@ def _longrepr(result: Result | None, reason: str | None) -> str:
     return text
 
 
-def _report(item, when: str, outcome: str, longrepr, result: Result | None) -> Event:
+def _report(item, when: Any, outcome: Any, longrepr, result: Result | None) -> Event:
     duration = result.duration if (result is not None and when != "teardown") else 0.0
     start = result.started_at if result is not None else 0.0
     report = TestReport(

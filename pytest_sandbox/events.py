@@ -181,8 +181,8 @@ def warning_from_json(data: dict[str, Any]) -> warnings.WarningMessage:
     message: Any = data["message"]
     if data.get("message_class"):
         message = _warning(data)
-    details = {name: data.get(name) for name in _DETAILS}
-    return warnings.WarningMessage(message, category, **details)
+    return warnings.WarningMessage(message, category, data.get("filename") or "", data.get("lineno") or 0,
+                                   line=data.get("line"))
 
 
 def _warning(data: dict[str, Any]) -> Warning:

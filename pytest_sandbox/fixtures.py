@@ -103,6 +103,21 @@ class SessionImages:
             self._ready.add(name)
         return name
 
+    def build(self, context: str, name: str, **options) -> str:
+        """Build ``context``'s Sandboxfile once per session as ``name`` (NAME[:TAG]); its name.
+
+        ``options`` are ``sandbox.build_image``'s (file, build_args, network, ...); the
+        build is cached as `sandbox build` is, so an unchanged image costs little.
+        """
+        if name not in self._ready:
+            import io
+
+            from sandbox import build_image
+
+            build_image(context, tags=(name,), out=io.StringIO(), **options)
+            self._ready.add(name)
+        return name
+
     def load(self, path: str, name: str) -> str:
         """Import an OCI / docker-archive / rootfs tarball once per session as ``name``."""
         if name not in self._ready:
@@ -115,6 +130,7 @@ class SessionImages:
 
 @pytest.fixture(scope="session")
 def sandbox_images(request):
-    """Session-wide images: ``sandbox_images.get("busybox")``, ``.load(tarball, name)``."""
+    """Session-wide images: ``sandbox_images.get("busybox")``, ``.load(tarball, name)``,
+    ``.build(context, name)``."""
     _require_sandboxes(request.config)
     return SessionImages()

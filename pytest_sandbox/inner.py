@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ ITEM_OPTION = "--sandbox-item"
 #: pytest's cache in here: the sandbox's own /tmp (the rootdir may be read-only here).
 CACHE_DIR = "/tmp/.pytest-sandbox-cache"
 #: Options only the outer session acts on, and their values in here.
-OUTER_ONLY = {
+OUTER_ONLY: dict[str, Any] = {
     "xmlpath": None, "htmlpath": None, "report_log": None,  # report files
     "numprocesses": None, "maxprocesses": None, "dist": "no", "tx": [],  # pytest-xdist
     "looponfail": False,

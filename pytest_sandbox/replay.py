@@ -10,8 +10,12 @@ the sandbox starts, so a verbose terminal names the test while it runs).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .events import HOOKS, Event
 
+SubtestReport: Any
+failed_subtests_key: Any
 try:  # pytest >= 9: subtests are built in
     from _pytest.subtests import SubtestReport, failed_subtests_key
 except ImportError:  # pragma: no cover - older pytest

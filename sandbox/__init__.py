@@ -2,11 +2,12 @@
 
 The public API::
 
-    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox
+    from sandbox import SandboxSpec, Limits, Mount, NetworkSpec, run, Sandbox, build_image
     result = run(SandboxSpec(image="busybox", command=["sh", "-c", "echo hi"]))
     with Sandbox(spec, on_output=callback) as sb:
         result = sb.wait()
     result = Sandbox(spec).run(on_started=..., stop=StopOnSignals(signal.SIGTERM))
+    image = build_image("path/to/context", tags=("app:1",))   # a Sandboxfile, built
 
 What the packages built on the engine (jobs, worker, pytest_sandbox, server)
 use, they import from here; everything not exported here is private to the
@@ -25,16 +26,22 @@ engine:
   and the daemon alike: ``run_detached(spec, SupervisorOptions(...))``
   (``RestartPolicy``), ``attach_to(id)`` (the frames a WebSocket carries:
   ``sandbox.supervisor.protocol``), and the verbs ``start_sandbox``,
-  ``stop_sandbox``, ``restart_sandbox``, ``kill_sandbox``, ``wait_sandbox``,
-  ``remove_sandbox``;
-- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Ulimit``,
+  ``stop_sandbox``, ``restart_sandbox``, ``kill_sandbox``, ``wait_sandbox``
+  (``remove_sandbox`` removes supervised sandboxes too);
+- specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
+  published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
   ``format_size``, ``format_duration``);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
-- images: ``get_image``, ``import_image``, ``Image``;
+- images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
+  Sandboxfile built into the store);
 - untrusted trees and archives copied into a directory without escaping it
-  (a job's workspace): ``copy_tree_into``, ``unpack_tar_into``, ``UnpackError``;
+  (a job's workspace, its caches): ``copy_tree_into``, ``unpack_tar_into``,
+  ``UnpackError``;
+- networks a process makes for its own sandboxes (a job's services and
+  steps): ``create_network`` (``temporary=True``: `sandbox gc` removes it
+  once its maker is gone) and ``remove_network``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
   process's, for records that name it), ``write_owner`` and ``owner_gone``
@@ -42,36 +49,83 @@ engine:
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
   caps, as lines to show), ``leave_to_main_thread`` (for helper threads);
-- ``redact_url``: a URL fit to print (no password);
-- errors: the SandboxError tree (``sandbox.errors`` draws it).
+- what exists on this host as plain data, for the listing verbs and the
+  daemon alike (``sandbox.inventory``): ``sandbox_rows``, ``remove_sandbox``,
+  ``sandbox_log``, ``image_rows``, ``inspect_image``, ``remove_image``,
+  ``network_rows``, ``create_network``, ``remove_network``; ``read_log`` (a
+  sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
+- spec helpers for requests: ``check_name`` (a sandbox name) and
+  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
+- ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
+  process's command line shown to ps(1) with some values hidden;
+- errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
+  and ``BuildStepFailed`` among them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    CommandNotExecutable,
-    CommandNotFound,
-    HostError,
-    ImageError,
-    ImageNotFound,
-    LimitError,
-    NetworkError,
-    SandboxError,
-    SetupError,
-    SpecError,
-    StateError,
-)
-from .hostlimits import capped as host_caps
-from .logs import LogRecord
-from .redact import redact_url
-from .result import Result
-from .runtime import Sandbox, dry_run, run
-from .spec import Limits, Mount, NetworkSpec, SandboxSpec, Ulimit
-from .units import format_duration, format_size, parse_duration, parse_size
+if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them at run time
+    from .doctor import run_checks as host_checks
+    from .doctor import why_unavailable
+    from .errors import (
+        BuildFileError,
+        BuildStepFailed,
+        CommandNotExecutable,
+        CommandNotFound,
+        HostError,
+        ImageError,
+        ImageNotFound,
+        LimitError,
+        NetworkError,
+        SandboxError,
+        SetupError,
+        SpecError,
+        StateError,
+    )
+    from .execute import Exec, exec_into
+    from .gc import collect as collect_garbage
+    from .hostlimits import capped as host_caps
+    from .images import Image, import_image
+    from .images import get as get_image
+    from .images.build import build_image
+    from .images.unpack import UnpackError
+    from .images.untrusted import copy_tree_into, unpack_tar_into
+    from .inventory import (
+        create_network,
+        image_rows,
+        inspect_image,
+        network_rows,
+        remove_image,
+        remove_network,
+        remove_sandbox,
+        sandbox_log,
+        sandbox_rows,
+    )
+    from .linux.proc import own_start_time, process_alive
+    from .logs import LogRecord, read_log
+    from .process.forkserver import ForkServer, ServedTarget
+    from .process.launcher import single_threaded
+    from .redact import hide_from_ps, redact_url
+    from .result import Result
+    from .runtime import Sandbox, dry_run, run, spawn
+    from .signals import StopOnSignals, leave_to_main_thread
+    from .spawned import ExpectEOF, ExpectTimeout, Spawned
+    from .spec import Limits, Mount, NetworkSpec, Publish, SandboxSpec, Ulimit, capabilities_from, check_name
+    from .state import lib_dir, owner_gone, run_dir, write_owner
+    from .supervisor.lifecycle import attach_to, run_detached
+    from .supervisor.lifecycle import kill as kill_sandbox
+    from .supervisor.lifecycle import restart as restart_sandbox
+    from .supervisor.lifecycle import start as start_sandbox
+    from .supervisor.lifecycle import stop as stop_sandbox
+    from .supervisor.lifecycle import wait as wait_sandbox
+    from .supervisor.options import RestartPolicy, SupervisorOptions
+    from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "BuildFileError",
+    "BuildStepFailed",
     "CommandNotExecutable",
     "CommandNotFound",
     "Exec",
@@ -88,6 +142,7 @@ __all__ = [
     "Mount",
     "NetworkError",
     "NetworkSpec",
+    "Publish",
     "RestartPolicy",
     "Result",
     "Sandbox",
@@ -103,29 +158,43 @@ __all__ = [
     "Ulimit",
     "UnpackError",
     "attach_to",
+    "build_image",
+    "capabilities_from",
+    "check_name",
     "collect_garbage",
     "copy_tree_into",
+    "create_network",
     "dry_run",
     "exec_into",
     "format_duration",
     "format_size",
     "get_image",
+    "hide_from_ps",
     "host_caps",
+    "host_checks",
+    "image_rows",
     "import_image",
+    "inspect_image",
     "kill_sandbox",
     "leave_to_main_thread",
     "lib_dir",
+    "network_rows",
     "own_start_time",
     "owner_gone",
     "parse_duration",
     "parse_size",
     "process_alive",
+    "read_log",
     "redact_url",
+    "remove_image",
+    "remove_network",
     "remove_sandbox",
     "restart_sandbox",
     "run",
     "run_detached",
     "run_dir",
+    "sandbox_log",
+    "sandbox_rows",
     "single_threaded",
     "spawn",
     "start_sandbox",
@@ -137,9 +206,74 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-#: Exported names loaded on first use: (module, attribute).
+#: Every exported name is loaded on first use (PEP 562): (module, attribute). So
+#: ``import sandbox`` costs nothing, and a thin client of the daemon that imports
+#: ``sandbox.cli`` or ``sandbox.client`` never loads the engine.
 _LAZY = {
+    "BuildFileError": (".errors", "BuildFileError"),
+    "BuildStepFailed": (".errors", "BuildStepFailed"),
+    "build_image": (".images.build", "build_image"),
+    "CommandNotExecutable": (".errors", "CommandNotExecutable"),
+    "CommandNotFound": (".errors", "CommandNotFound"),
+    "HostError": (".errors", "HostError"),
+    "ImageError": (".errors", "ImageError"),
+    "ImageNotFound": (".errors", "ImageNotFound"),
+    "LimitError": (".errors", "LimitError"),
+    "NetworkError": (".errors", "NetworkError"),
+    "SandboxError": (".errors", "SandboxError"),
+    "SetupError": (".errors", "SetupError"),
+    "SpecError": (".errors", "SpecError"),
+    "StateError": (".errors", "StateError"),
+    "host_caps": (".hostlimits", "capped"),
+    "LogRecord": (".logs", "LogRecord"),
+    "redact_url": (".redact", "redact_url"),
+    "Result": (".result", "Result"),
+    "Sandbox": (".runtime", "Sandbox"),
+    "dry_run": (".runtime", "dry_run"),
+    "run": (".runtime", "run"),
+    "Limits": (".spec", "Limits"),
+    "Mount": (".spec", "Mount"),
+    "NetworkSpec": (".spec", "NetworkSpec"),
+    "SandboxSpec": (".spec", "SandboxSpec"),
+    "Ulimit": (".spec", "Ulimit"),
+    "Publish": (".spec", "Publish"),
+    "format_duration": (".units", "format_duration"),
+    "format_size": (".units", "format_size"),
+    "parse_duration": (".units", "parse_duration"),
+    "parse_size": (".units", "parse_size"),
     "StopOnSignals": (".signals", "StopOnSignals"),
+    "leave_to_main_thread": (".signals", "leave_to_main_thread"),
+    "single_threaded": (".process.launcher", "single_threaded"),
+    "ForkServer": (".process.forkserver", "ForkServer"),
+    "ServedTarget": (".process.forkserver", "ServedTarget"),
+    "get_image": (".images", "get"),
+    "import_image": (".images", "import_image"),
+    "Image": (".images", "Image"),
+    "lib_dir": (".state", "lib_dir"),
+    "run_dir": (".state", "run_dir"),
+    "process_alive": (".linux.proc", "process_alive"),
+    "own_start_time": (".linux.proc", "own_start_time"),
+    "collect_garbage": (".gc", "collect"),
+    "host_checks": (".doctor", "run_checks"),
+    "read_log": (".logs", "read_log"),
+    "check_name": (".spec", "check_name"),
+    "capabilities_from": (".spec", "capabilities_from"),
+    "sandbox_rows": (".inventory", "sandbox_rows"),
+    "remove_sandbox": (".inventory", "remove_sandbox"),
+    "sandbox_log": (".inventory", "sandbox_log"),
+    "image_rows": (".inventory", "image_rows"),
+    "inspect_image": (".inventory", "inspect_image"),
+    "remove_image": (".inventory", "remove_image"),
+    "network_rows": (".inventory", "network_rows"),
+    "create_network": (".inventory", "create_network"),
+    "remove_network": (".inventory", "remove_network"),
+    "why_unavailable": (".doctor", "why_unavailable"),
+    "write_owner": (".state", "write_owner"),
+    "owner_gone": (".state", "owner_gone"),
+    "UnpackError": (".images.unpack", "UnpackError"),
+    "copy_tree_into": (".images.untrusted", "copy_tree_into"),
+    "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
+    "hide_from_ps": (".redact", "hide_from_ps"),
     "Spawned": (".spawned", "Spawned"),
     "ExpectTimeout": (".spawned", "ExpectTimeout"),
     "ExpectEOF": (".spawned", "ExpectEOF"),
@@ -154,26 +288,7 @@ _LAZY = {
     "restart_sandbox": (".supervisor.lifecycle", "restart"),
     "kill_sandbox": (".supervisor.lifecycle", "kill"),
     "wait_sandbox": (".supervisor.lifecycle", "wait"),
-    "remove_sandbox": (".supervisor.lifecycle", "remove"),
     "attach_to": (".supervisor.lifecycle", "attach_to"),
-    "leave_to_main_thread": (".signals", "leave_to_main_thread"),
-    "single_threaded": (".process.launcher", "single_threaded"),
-    "ForkServer": (".process.forkserver", "ForkServer"),
-    "ServedTarget": (".process.forkserver", "ServedTarget"),
-    "get_image": (".images", "get"),
-    "import_image": (".images", "import_image"),
-    "Image": (".images", "Image"),
-    "lib_dir": (".state", "lib_dir"),
-    "run_dir": (".state", "run_dir"),
-    "process_alive": (".linux.proc", "process_alive"),
-    "own_start_time": (".linux.proc", "own_start_time"),
-    "collect_garbage": (".gc", "collect"),
-    "why_unavailable": (".doctor", "why_unavailable"),
-    "write_owner": (".state", "write_owner"),
-    "owner_gone": (".state", "owner_gone"),
-    "UnpackError": (".images.unpack", "UnpackError"),
-    "copy_tree_into": (".images.untrusted", "copy_tree_into"),
-    "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
 }
 
 

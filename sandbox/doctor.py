@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import state
+
+if TYPE_CHECKING:
+    from .cgroups import CgroupV2
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,7 @@ def check_cgroups() -> Check:
     except HostError as exc:
         return Check("cgroups", False, exc.message, exc.hint or "")
     if isinstance(hierarchy, CgroupV2):
-        have = set(hierarchy.available())
-        missing = [c for c in ("memory", "pids", "cpu") if c not in have]
-        if missing:
-            return Check("cgroups", False, f"cgroup v2 lacks {', '.join(missing)}",
-                         "enable them: echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control")
-        return Check("cgroups", True, hierarchy.describe())
+        return cgroup_v2_check(hierarchy)
     assert isinstance(hierarchy, CgroupV1)
     missing = [c for c in CgroupV1.ALWAYS if c not in hierarchy.mounts]
     hybrid = os.path.isdir("/sys/fs/cgroup/unified")
@@ -52,6 +51,51 @@ def check_cgroups() -> Check:
         return Check("cgroups", False, f"{detail}; missing {', '.join(missing)}",
                      "mount the missing v1 controllers, or boot with systemd.unified_cgroup_hierarchy=1")
     return Check("cgroups", True, detail)
+
+
+def cgroup_v2_check(hierarchy: CgroupV2, mountinfo: str = "/proc/self/mountinfo") -> Check:
+    """A pure v2 host: the controllers the root has, whether ours reach the sandboxes,
+    and a cgroup2 mount the engine can write to (inside a container it often is not)."""
+    have = set(hierarchy.available())
+    missing = [c for c in ("memory", "pids", "cpu") if c not in have]
+    if missing:
+        return Check("cgroups", False, f"cgroup v2 lacks {', '.join(missing)}",
+                     "enable them: echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control")
+    if _mounted_read_only(hierarchy.root, mountinfo):
+        return Check("cgroups", False, f"{hierarchy.root} is mounted read-only: sandboxes "
+                     "cannot have cgroups", f"mount -o remount,rw {hierarchy.root} (in a "
+                     "container: give it a writable cgroup2 mount of its own)")
+    return Check("cgroups", True, f"{hierarchy.describe()}; {hierarchy.delegation()}")
+
+
+def _mounted_read_only(path: str, mountinfo: str) -> bool:
+    """True when the last mount on ``path`` is read-only."""
+    read_only = False
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.partition(" - ")[0].split()
+            if len(fields) > 5 and _unescape(fields[4]) == path:
+                read_only = "ro" in fields[5].split(",")
+    return read_only
+
+
+def check_devices() -> Check:
+    """cgroup v2 has no devices controller: the engine loads an eBPF program instead."""
+    from .cgroups import CgroupV2, detect
+    from .cgroups.devices import load_check
+    from .errors import HostError
+
+    try:
+        if not isinstance(detect(), CgroupV2):
+            return Check("device filter", True, "the v1 devices controller holds the rules")
+    except HostError:
+        return Check("device filter", False, "no cgroups", "see the cgroups check")
+    problem = load_check()
+    if problem:
+        return Check("device filter", False, f"cannot load the eBPF device program: {problem}",
+                     "use a kernel with CONFIG_CGROUP_BPF, and allow bpf(2) to root "
+                     "(seccomp or LSM profile of this host)")
+    return Check("device filter", True, "eBPF device program loads (cgroup v2)")
 
 
 def favordynmods_enabled(mountinfo: str = "/proc/self/mountinfo") -> bool | None:
@@ -224,7 +268,7 @@ def check_redis(url: str) -> Check:
 
 def run_checks(redis_url: str | None = None) -> Iterator[Check]:
     checks: list[Callable[[], Check]] = [
-        check_root, check_cgroups,
+        check_root, check_cgroups, check_devices,
         lambda: check_filesystem("overlay", "modprobe overlay"),
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,

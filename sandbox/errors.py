@@ -7,7 +7,9 @@ translated at the boundary with ``raise ... from exc``.
     SandboxError                    exit status 125 unless noted
     ├── SpecError                   a bad value in a SandboxSpec (field, accepted)
     ├── ImageError
-    │   └── ImageNotFound
+    │   ├── ImageNotFound
+    │   ├── BuildFileError          a Sandboxfile or its context is wrong (file, line)
+    │   └── BuildStepFailed         a build step failed; exit status: the step's
     ├── HostError                   the host lacks something (cgroups, overlayfs, root)
     ├── SetupError                  a step of container setup failed (step, errno)
     │   ├── CommandNotExecutable    exit status 126
@@ -20,6 +22,7 @@ translated at the boundary with ``raise ... from exc``.
 from __future__ import annotations
 
 import errno as _errno
+from typing import Any
 
 
 class SandboxError(Exception):
@@ -80,6 +83,40 @@ class ImageNotFound(ImageError, LookupError):
         self.name = name
 
 
+class BuildFileError(ImageError):
+    """A Sandboxfile (or what it names in its context) cannot be built as written.
+
+    ``line``/``end_line`` locate the instruction (1-based, None for the whole
+    file); ``file`` is added once at the edge, by whoever read the file, so the
+    parser and the instructions need not carry it.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, end_line: int | None = None,
+                 file: str | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.end_line = end_line if end_line is not None else line
+        self.file = file
+
+    def __str__(self) -> str:
+        where = self.file or "Sandboxfile"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.message}"
+
+
+class BuildStepFailed(ImageError):
+    """A RUN step of a build ended with a non-zero status; the build exits with it.
+
+    ``tail`` holds the step's last output lines, for the report.
+    """
+
+    def __init__(self, message: str, *, exit_status: int, tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.tail = tail
+
+
 class HostError(SandboxError):
     """The host lacks a kernel feature or a privilege the engine needs."""
 
@@ -97,7 +134,7 @@ class SetupError(SandboxError):
         self.errno = errno
 
     @classmethod
-    def from_report(cls, report: dict) -> "SetupError":
+    def from_report(cls, report: dict[str, Any]) -> "SetupError":
         """Rebuild the error the child reported through the setup pipe."""
         step = report.get("step", "?")
         err = report.get("errno")

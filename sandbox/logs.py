@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 STREAMS = ("stdout", "stderr")
 
@@ -77,9 +77,9 @@ class FileSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = None
+        self._file: TextIO | None = None
 
-    def _open(self):
+    def _open(self) -> TextIO:
         if self._file is None:
             self._file = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed by close()
         return self._file

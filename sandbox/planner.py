@@ -22,23 +22,25 @@ DEFAULT_TTY_SIZE = (24, 80)
 
 def check_tty_size(size: object) -> tuple[int, int]:
     """(rows, cols), each 1 to 65535 (SpecError otherwise)."""
-    try:
-        rows, cols = size  # type: ignore[misc]
-        ok = all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536
-                 for n in (rows, cols))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SpecError("terminal size", size, "(rows, columns), each from 1 to 65535")
-    return rows, cols  # type: ignore[return-value]
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        rows, cols = size
+        if all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536
+               for n in (rows, cols)):
+            return int(rows), int(cols)
+    raise SpecError("terminal size", size, "(rows, columns), each from 1 to 65535")
 
 
 class NetworkSteps(Protocol):
     """What a network attachment adds to a plan (``sandbox.network.Attachment``)."""
 
-    pre_ops: tuple[Op, ...]
-    ops: tuple[Op, ...]
-    binds: tuple[tuple[str, str], ...]
+    @property
+    def pre_ops(self) -> tuple[Op, ...]: ...
+
+    @property
+    def ops(self) -> tuple[Op, ...]: ...
+
+    @property
+    def binds(self) -> tuple[tuple[str, str], ...]: ...
 
     def describe(self) -> str:
         """What the owner reserves on the host for it, in one line."""
@@ -124,7 +126,7 @@ _IDS: dict[tuple, tuple] = {}
 
 def _identity(paths: tuple[str, ...]) -> tuple:
     """What tells whether a file changed: inode, size, mtime (None if missing)."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)

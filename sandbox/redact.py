@@ -2,7 +2,8 @@
 
 ``redis://:s3cret@host:6379/0`` becomes ``redis://:***@host:6379/0``; a
 ``password=`` query parameter is hidden too. ``hide_secrets_from_ps`` does the
-same to this process's own command line, which every user can read in ps(1).
+same to this process's own command line, which every user can read in ps(1),
+and ``hide_from_ps`` hides given values there (`sandbox submit --secret K=V`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,24 @@ def hide_secrets_from_ps(argv: list[str]) -> None:
     """When an argument holds a URL with a password, show ps(1) the command redacted."""
     shown = [redact_text(arg) for arg in argv]
     if shown != argv:
+        from .linux.cmdline import set_cmdline
+
+        set_cmdline(" ".join(shown))
+
+
+def hide_from_ps(values: list[str], argv: list[str] | None = None) -> None:
+    """Show ps(1) this process's command line with each of ``values`` as ***.
+
+    Only what the process's own arguments held can be hidden, after it
+    started: prefer passing secrets through the environment or a file.
+    """
+    import sys
+
+    shown = list(sys.orig_argv if argv is None else argv)
+    for value in sorted((v for v in values if v), key=len, reverse=True):
+        shown = [arg.replace(value, HIDDEN) for arg in shown]
+    shown = [redact_text(arg) for arg in shown]
+    if shown != list(sys.orig_argv if argv is None else argv):
         from .linux.cmdline import set_cmdline
 
         set_cmdline(" ".join(shown))

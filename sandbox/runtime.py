@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from . import images, state
 from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
@@ -37,9 +38,9 @@ from .result import Result
 from .spec import SandboxSpec
 from .stdio import ContainerStdio, start_process
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .execute import Exec
+    from .network import Attachment
     from .spawned import Spawned
 
 OutputCallback = Callable[[LogRecord], None]
@@ -84,7 +85,7 @@ class Sandbox:
         self.dir = state.SandboxDir(self.id)
         self.state = "new"
         self.cgroup: Cgroup | None = None
-        self.network = None
+        self.network: Attachment | None = None
         self.process: ContainerProcess | None = None
         self._memory = MemorySink()
         self._sinks: list[Sink] = [self._memory, *sinks]
@@ -165,7 +166,7 @@ class Sandbox:
             if not self._kept:
                 self._push("name", lambda: state.release_name(self.spec.name, self.id))
 
-    def _attach_network(self):  # -> network.Attachment | None
+    def _attach_network(self) -> Attachment | None:
         """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
 
         ``network.attach`` reserves what the sandbox needs (an address, names),
@@ -379,8 +380,8 @@ class Sandbox:
         if self.state not in ("exited", "failed"):
             self.state = "destroyed"
         if errors:
-            what, exc = errors[0]
-            raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {exc}") from exc
+            what, first = errors[0]
+            raise SandboxError(f"teardown of sandbox {self.id} failed at {what}: {first}") from first
 
     def run(self, *, on_started: Callable[[Sandbox], None] | None = None,
             on_exited: Callable[[Sandbox], None] | None = None,
@@ -515,10 +516,9 @@ def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: s
           tty_size: tuple[int, int] = DEFAULT_TTY_SIZE) -> Plan:
     """The plan of one sandbox, for a run and for a dry run alike."""
     return build_plan(spec, image, sandbox_id, state_path, cgroup,
-                      device_cgroup=hierarchy.version == 1, network=network, ids=ids,
+                      device_cgroup=hierarchy.controls_devices, network=network, ids=ids,
                       trace=os.environ.get("SANDBOX_TRACE") == "1",
                       tty_size=tty_size if spec.tty else None)
-
 
 
 class _Stopper:

@@ -155,7 +155,7 @@ def _parse_cpus(value: object) -> float | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "0")):
         return None
     try:
-        cpus = float(value)  # type: ignore[arg-type]
+        cpus = float(value)  # type: ignore[arg-type]  # any value: what float() refuses is caught
     except (TypeError, ValueError):
         raise SpecError("cpus", value, accepted) from None
     if cpus < 0 or not math.isfinite(cpus) or isinstance(value, bool):
@@ -170,7 +170,7 @@ def _parse_pids(value: object) -> int | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "0", "max")):
         return None
     try:
-        pids = int(value)  # type: ignore[arg-type]
+        pids = int(value)  # type: ignore[call-overload]  # any value: what int() refuses is caught
     except (TypeError, ValueError, OverflowError):
         raise SpecError("pids", value, accepted) from None
     if pids < 0 or isinstance(value, bool):
@@ -343,6 +343,22 @@ def check_name(name: object) -> None:
                         "starting with a letter or digit")
 
 
+def capabilities_from(add: Iterable[str] = (), drop: Iterable[str] = ()) -> tuple[str, ...] | None:
+    """The capability set Docker's ``--cap-add``/``--cap-drop`` describe (None: the defaults).
+
+    ``ALL`` in ``drop`` starts from none; names may carry ``CAP_`` and any case.
+    The names are checked when the SandboxSpec is made.
+    """
+    from .linux.caps import CAPABILITIES
+
+    drop_set = {str(c).upper().removeprefix("CAP_") for c in drop}
+    add_set = {str(c).upper().removeprefix("CAP_") for c in add}
+    if not drop_set and not add_set:
+        return None
+    base = set() if "ALL" in drop_set else set(DEFAULT_CAPABILITIES) - drop_set
+    return tuple(sorted(base | add_set, key=lambda c: CAPABILITIES.get(c, 99)))
+
+
 def check_user(user: str) -> None:
     """``UID[:GID]`` or ``NAME[:GROUP]``, numeric ids in the kernel's range."""
     accepted = f"UID[:GID] or NAME[:GROUP], numeric ids from 0 to {MAX_ID}"
@@ -366,10 +382,9 @@ def _plain(value: Any) -> Any:
 def _check_command(command: object) -> tuple[str, ...]:
     if isinstance(command, str):
         raise SpecError("command", command, "a list of arguments, e.g. ['sh', '-c', 'echo hi']")
-    try:
-        args = tuple(command)  # type: ignore[arg-type]
-    except TypeError:
-        raise SpecError("command", command, "a list of strings (empty: the image's CMD)") from None
+    if not isinstance(command, Iterable):
+        raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
+    args = tuple(command)
     if not all(isinstance(a, str) for a in args):
         raise SpecError("command", command, "a list of strings (empty: the image's CMD)")
     if args and not args[0]:
@@ -407,8 +422,11 @@ def _check_caps(caps: object) -> tuple[str, ...] | None:
         return None
     if isinstance(caps, str):
         caps = [c for c in caps.split(",") if c]
+    if not isinstance(caps, Iterable):
+        raise SpecError("capabilities", caps, "a list of Linux capability names such as NET_ADMIN "
+                        "(or None: Docker's default set)")
     names = []
-    for cap in caps:  # type: ignore[union-attr]
+    for cap in caps:
         name = str(cap).upper().removeprefix("CAP_")
         if name not in CAPABILITIES:
             raise SpecError("capability", cap, "a Linux capability name such as NET_ADMIN")

@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
 # Install what sandbox needs on a Debian machine (as root) and the package itself.
+# --vm: also what the VM test lane needs (scripts/vm-test): qemu, the kernel pinned in
+# scripts/vm/config and virtme-ng. --tests: also what the test suite takes from the
+# network ahead of time (scripts/test-cache.sh, a bootstrapped Debian base), as .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+vm=0
+tests=0
+for arg in "$@"; do
+    case "$arg" in
+        --vm) vm=1 ;;
+        --tests) tests=1 ;;
+        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests)" >&2; exit 2 ;;
+    esac
+done
 if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
-        busybox-static redis-server iproute2 iptables nftables bubblewrap runc \
-        umoci skopeo tmux >/dev/null  # umoci, skopeo: peers that check the image store's OCI
-        # layout; tmux: the real terminal the interactive tests type into
+        busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
+        umoci skopeo buildah podman docker-registry apache2-utils tmux >/dev/null
+    # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
+    # debootstrap: `sandbox image bootstrap debian:SUITE`; tmux: the real terminal the
+    # interactive tests type into
+    if [ "$vm" = 1 ]; then
+        # shellcheck source=vm/config
+        source scripts/vm/config
+        apt-get install -y -qq --no-install-recommends qemu-system-x86 "$VM_KERNEL_PACKAGE" \
+            >/dev/null || echo "setup.sh: cannot install qemu-system-x86 and $VM_KERNEL_PACKAGE" \
+            "(pinned in scripts/vm/config): the VM lane will say it cannot boot" >&2
+    fi
 fi
 # Joining a cgroup waits for an RCU grace period (5-15 ms) unless a cgroup2 root is
 # mounted with favordynmods (Linux >= 6.0); the flag is global. See `sandbox doctor`.
@@ -25,6 +47,20 @@ pip_flags=()
 if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     pip_flags+=(--break-system-packages)
 fi
-python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e '.[test]'
+extras=test
+[ "$vm" = 1 ] && extras=test,vm
+python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e ".[$extras]"
+[ "$tests" = 1 ] || exit 0
 # what tests need from the package index, fetched now: nothing is fetched while they run
 bash scripts/test-cache.sh
+# A Debian base for tests/test_build_debian.py, bootstrapped once per machine while the
+# network is there (scripts/test-isolated runs the suite without one): its layer is kept in
+# the cache and `sandbox image bootstrap` takes it from there afterwards.
+bootstrap_cache=${SANDBOX_BOOTSTRAP_CACHE:-/var/cache/sandbox/bootstrap}
+if [ "${SANDBOX_SKIP_APT:-0}" != 1 ] && [ ! -f "$bootstrap_cache/debian-bookworm.tar" ]; then
+    state=$(mktemp -d)
+    SANDBOX_STATE_DIR="$state" SANDBOX_RUN_DIR="$state/run" python3 -m sandbox image bootstrap \
+        debian:bookworm --cache "$bootstrap_cache" >/dev/null 2>"$state.log" \
+        || echo "setup: debian:bookworm could not be bootstrapped (see $state.log)" >&2
+    rm -rf "$state"
+fi

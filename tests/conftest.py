@@ -193,8 +193,9 @@ def _temp_dirs() -> set[str]:
             if name.startswith(("pytest-sandbox-", "pytest-basetemp-")):
                 found.add(os.path.join(tmp, name))
     images = os.path.join(os.environ["SANDBOX_STATE_DIR"], "images")  # half-made images
+    work = os.path.join(images, "tmp")  # the store's work dirs (imports, builds, commits)
     jobs = os.path.join(os.environ["SANDBOX_RUN_DIR"], "jobs")  # job workspaces
-    for path, hidden_only in ((images, True), (jobs, False)):
+    for path, hidden_only in ((images, True), (work, False), (jobs, False)):
         if os.path.isdir(path):
             found |= {os.path.join(path, n) for n in os.listdir(path)
                       if n.startswith(".") or not hidden_only}

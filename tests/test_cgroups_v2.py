@@ -72,6 +72,22 @@ V1_CONTROLLER_FILES = {
 }
 
 
+class FakeDeviceFilter:
+    """The kernel's bpf side of the device filter, for the fake tree: which directories
+    have the program (tests/test_cgroups_real.py attaches the real one)."""
+
+    def __init__(self) -> None:
+        self.on: list[str] = []
+
+    def attach(self, cgroup_dir: str) -> None:
+        assert os.path.isdir(cgroup_dir)
+        assert not _read(os.path.join(cgroup_dir, "cgroup.procs")).split(), "attached late"
+        self.on.append(cgroup_dir)
+
+    def attached(self, cgroup_dir: str) -> bool:
+        return cgroup_dir in self.on and os.path.isdir(cgroup_dir)
+
+
 class FakeCgroupFS:
     """The kernel's side of cgroupfs for a temp dir: interface files on mkdir, rmdir of cgroups."""
 
@@ -182,7 +198,7 @@ def v2(tmp_path, monkeypatch):
     _write(os.path.join(root, "cgroup.subtree_control"), "")
     _write(os.path.join(root, "cgroup.procs"), "1\n")
     kernel = FakeCgroupFS(monkeypatch, root, 2)
-    hierarchy = CgroupV2(root=root)
+    hierarchy = CgroupV2(root=root, devices=FakeDeviceFilter())
     yield hierarchy, kernel
     assert kernel.created_by_engine() == {}, "the engine wrote files the kernel does not have"
 
@@ -205,6 +221,7 @@ def test_v2_create_delegates_controllers_and_writes_exact_limits(v2):
     assert f("pids.max") == "64"
     assert f("cpuset.cpus") == "0"
     assert cgroup.procs_files == [os.path.join(cgroup.path, "cgroup.procs")]
+    assert hierarchy.devices.on == [parent]  # the device rules: once, on the parent
     assert hierarchy.leftovers() == [cgroup.path]
     cgroup.remove()
     assert hierarchy.leftovers() == []
@@ -389,7 +406,7 @@ def test_v2_root_without_cpu_delegates_only_what_it_has(tmp_path, monkeypatch):
     _write(os.path.join(root, "cgroup.controllers"), "memory pids\n")
     _write(os.path.join(root, "cgroup.subtree_control"), "")
     kernel = FakeCgroupFS(monkeypatch, root, 2)
-    hierarchy = CgroupV2(root=root)
+    hierarchy = CgroupV2(root=root, devices=FakeDeviceFilter())
     cgroup = hierarchy.create("m1", Limits(memory="64m", pids=8))
     assert _enabled(_read(os.path.join(root, "cgroup.subtree_control"))) == {"memory", "pids"}
     assert _read(os.path.join(cgroup.path, "memory.max")) == str(64 * MiB)
@@ -675,7 +692,7 @@ def test_v2_parents_stay_while_a_sandbox_holds_them_and_go_when_none_does(v2):
     hierarchy, _ = v2
     parent = os.path.join(hierarchy.root, PARENT)
     cgroup = hierarchy.plan("held", Limits())
-    other_process = CgroupV2(root=hierarchy.root)  # its own lock: as another process's
+    other_process = CgroupV2(root=hierarchy.root, devices=hierarchy.devices)  # its own lock: as another process's
     other_process.remove_parents()
     assert os.path.isdir(parent)  # planned, not yet made: the parent must not go
     cgroup.make(Limits())
@@ -701,7 +718,7 @@ def test_v2_a_plan_while_another_cgroup_is_live_shares_its_lock_and_the_parents_
     second = hierarchy.plan("second", Limits())
     assert ready_checks == []  # the parents were not looked at again
     assert os.fstat(second.parents_lock).st_ino == os.fstat(first.parents_lock).st_ino
-    other_process = CgroupV2(root=hierarchy.root)
+    other_process = CgroupV2(root=hierarchy.root, devices=hierarchy.devices)
     for cgroup in (first, second):
         cgroup.make(Limits())
     first.remove()

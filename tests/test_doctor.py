@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from sandbox.doctor import filesystem_type, run_checks
+from sandbox.cgroups import CgroupV2
+from sandbox.doctor import cgroup_v2_check, filesystem_type, run_checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^(ok  |warn|FAIL)  (?P<name>[a-z0-9][a-z0-9 -]*): (?P<detail>.+)$")
-CHECKS = ["root", "cgroups", "overlay", "tmpfs", "namespaces", "netlink", "state root",
+CHECKS = ["root", "cgroups", "device filter", "overlay", "tmpfs", "namespaces", "netlink", "state root",
           "busybox image", "rlimits"]
 
 
@@ -47,6 +48,19 @@ def test_doctor_prints_one_line_per_check_and_exits_0_on_this_machine():
         hybrid = any(line.split()[4] == "/sys/fs/cgroup/unified" for line in f)
     if hybrid:
         assert "cgroup v1" in cgroups and "hybrid" in cgroups, cgroups
+    elif _pure_v2():  # as scripts/vm-test's guest, whose root enables our controllers
+        assert re.search(r"cgroup v2 \(.*memory.*\); memory, pids, cpu, cpuset delegated to "
+                         r"sandboxes \(/sys/fs/cgroup\b", cgroups), cgroups
+        devices = next(line for line in lines if "device filter:" in line)
+        assert devices.startswith("ok") and "eBPF" in devices, devices
+        migration = next(line for line in lines if "cgroup migration:" in line)
+        assert "favordynmods on" in migration, migration
+
+
+def _pure_v2() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        mounts = [(line.split()[4], line.split(" - ")[1].split()[0]) for line in f]
+    return ("/sys/fs/cgroup", "cgroup2") in mounts and not any(t == "cgroup" for _, t in mounts)
 
 
 def test_doctor_with_an_unreachable_redis_fails_with_the_fix():
@@ -106,3 +120,47 @@ def test_live_state_off_a_tmpfs_is_a_warning_with_the_fix(monkeypatch):
     if not check.ok:
         assert "SANDBOX_RUN_DIR" in check.fix and kind in check.detail
 
+
+
+# -- a pure cgroup v2 host, as a directory laid out like its root ---------------------
+
+@pytest.fixture
+def v2_root(tmp_path):
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
+    (root / "cgroup.subtree_control").write_text("")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"35 24 0:30 / {root} rw,nosuid,nodev,noexec shared:9 - cgroup2 cgroup2 rw\n")
+    return root, mountinfo
+
+
+def test_doctor_on_v2_names_the_controllers_and_what_reaches_the_sandboxes(v2_root, monkeypatch):
+    root, mountinfo = v2_root
+    monkeypatch.setenv("SANDBOX_CGROUP_PARENT", "sandbox")
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert check.ok, check
+    assert check.detail == ("cgroup v2 (cpuset, cpu, io, memory, hugetlb, pids, rdma, misc); "
+                            "memory, pids, cpu, cpuset not yet enabled in "
+                            f"{root}/cgroup.subtree_control (the next sandbox enables them)")
+    (root / "cgroup.subtree_control").write_text("cpuset cpu io memory pids\n")
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert check.detail.endswith(f"; memory, pids, cpu, cpuset delegated to sandboxes ({root})")
+    (root / "sandbox").mkdir()  # the parent, not (yet) delegating
+    (root / "sandbox" / "cgroup.subtree_control").write_text("memory pids\n")
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert check.ok and f"not yet enabled in {root}/sandbox/cgroup.subtree_control" in check.detail
+    (root / "sandbox" / "cgroup.subtree_control").write_text("cpuset cpu memory pids\n")
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert check.detail.endswith(f"delegated to sandboxes ({root} and {root}/sandbox)")
+
+
+def test_doctor_on_v2_fails_without_memory_or_on_a_read_only_mount(v2_root):
+    root, mountinfo = v2_root
+    (root / "cgroup.controllers").write_text("cpuset cpu io pids\n")
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert not check.ok and check.detail == "cgroup v2 lacks memory" and "+memory" in check.fix
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    mountinfo.write_text(mountinfo.read_text().replace(" rw,nosuid", " ro,nosuid"))
+    check = cgroup_v2_check(CgroupV2(str(root)), str(mountinfo))
+    assert not check.ok and "read-only" in check.detail and "remount,rw" in check.fix

@@ -80,10 +80,17 @@ def test_a_sandboxs_upper_dir_becomes_a_layer_with_its_deletions(tmp_path):
     assert store_is_consistent() == []
 
 
-@pytest.mark.parametrize("how", ["fsconfig", "links"])
+@pytest.mark.parametrize("how", ["auto", "fsconfig", "links"])
 def test_an_image_of_120_layers_runs(how, monkeypatch):
+    """``auto``: fsconfig(lowerdir+) where the kernel has it (6.8+), else short links."""
+    from sandbox.linux import lowerdir_plus_supported
+
     if how == "links":
         monkeypatch.setenv("SANDBOX_OVERLAY_MOUNT", "links")
+    elif how == "fsconfig" and not lowerdir_plus_supported():
+        pytest.skip(f"overlayfs of Linux {os.uname().release} takes no lowerdir+ (6.8+)")
+    elif how == "auto":
+        how = "fsconfig" if lowerdir_plus_supported() else "links"
     tag = "deep:120"
     if tag not in {t for i in images.list_images() for t in i.tags}:
         layers = [tar_layer(("layers", None), (f"layers/{i:03d}", str(i)), ("top", f"{i}\n"))

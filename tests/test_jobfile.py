@@ -92,6 +92,18 @@ BAD = [
     ('name = "x"\nworkspace = "nope"\n[[steps]]\nname = "s"\nrun = "true"\n', "workspace", "is not a directory"),
     ('name = "x"\n[matrix]\nPY = []\n[[steps]]\nname = "s"\nrun = "true"\n', "matrix.PY", "non-empty list"),
     ('name = "x"\n[[steps]\n', None, "invalid TOML"),
+    ('name = "x"\nbuild = "nope"\n[[steps]]\nname = "s"\nrun = "true"\n', "build", "is not a file"),
+    ('name = "x"\nbuild = "../job.toml"\n[[steps]]\nname = "s"\nrun = "true"\n', "build",
+     "is outside the job file's directory"),
+    ('name = "x"\nbuild = "/etc/hostname"\n[[steps]]\nname = "s"\nrun = "true"\n', "build",
+     "is outside the job file's directory"),
+    ('name = "x"\nbuild = { file = "job.toml", cache = 1 }\n[[steps]]\nname = "s"\nrun = "true"\n',
+     "build.cache", "unknown key (accepted: file, args, network, egress, target)"),
+    ('name = "x"\nbuild = { args = {} }\n[[steps]]\nname = "s"\nrun = "true"\n', "build.file", "missing"),
+    ('name = "x"\nbuild = { file = "job.toml", network = "host" }\n[[steps]]\nname = "s"\nrun = "true"\n',
+     "build.network", "expected none, bridge or a network name"),
+    ('name = "x"\nbuild = { file = "job.toml", args = { 1A = "v" } }\n[[steps]]\nname = "s"\nrun = "true"\n',
+     "build.args.1A", "invalid name"),
 ]
 
 
@@ -104,6 +116,23 @@ def test_each_mistake_gets_one_error_naming_file_key_and_what_is_accepted(tmp_pa
     assert message.startswith(f"{path}: {key + ': ' if key else ''}"), message
     assert accepted in message and "\n" not in message
     assert info.value.key == key
+
+
+def test_build_names_a_sandboxfile_relative_to_the_job_file(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img/Sandboxfile").write_text("FROM busybox\n")
+    text = 'name = "b"\nimage = "mine:1"\nbuild = "img/Sandboxfile"\n[[steps]]\nname = "s"\nrun = "true"\n'
+    (spec,) = load_job_file(write(tmp_path, text))
+    assert spec.build.file == str(tmp_path / "img/Sandboxfile") and spec.build.tag == "mine:1"
+    assert spec.build.network == "none" and spec.build.args == {}
+    table = text.replace('build = "img/Sandboxfile"', 'build = { file = "img/Sandboxfile", '
+                         'args = { V = 2 }, network = "bridge", egress = true, target = "t" }')
+    (spec,) = load_job_file(write(tmp_path, table))
+    assert (spec.build.args, spec.build.network, spec.build.egress, spec.build.target) == (
+        {"V": "2"}, "bridge", True, "t")
+    import json
+
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_a_missing_file_says_so(tmp_path):

@@ -31,7 +31,7 @@ def queued_job(conn, packed: bytes | None = b"packed workspace"):
 
 def test_a_claim_takes_a_queued_job_and_its_workspace_once(conn):
     job_id, spec = queued_job(conn)
-    assert store.claim(conn, job_id, "w1") == (spec, b"packed workspace")
+    assert store.claim(conn, job_id, "w1") == (spec, b"packed workspace", {})
     fields = store.read(conn, job_id)
     assert fields["status"] == "running" and fields["worker"] == "w1" and fields["started_at"]
     lease = store.key(job_id, "lease")

@@ -24,6 +24,8 @@ import pytest
 from sandbox import Limits, SandboxSpec, SpecError, run
 from sandbox.runtime import Sandbox
 
+from .helpers import live_name
+
 pytestmark = pytest.mark.root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +72,12 @@ def host_processes_with(text: str) -> list[int]:
 
 
 def host_processes_in_cgroup(sandbox_id: str) -> list[int]:
-    """Host pids that are in the sandbox's cgroup (in any hierarchy)."""
+    """Host pids that are in the sandbox's cgroup (in any hierarchy), still alive.
+
+    A zombie is left out: the sandbox's init is one for a moment after the run,
+    until the zygote that forked it reaps it (its /proc/PID/cgroup still names
+    the removed cgroup); the VM lane, slower, sees that moment.
+    """
     found = []
     needle = f"/{CGROUP_PARENT}/{sandbox_id}"
     for pid in os.listdir("/proc"):
@@ -78,7 +85,7 @@ def host_processes_in_cgroup(sandbox_id: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{pid}/cgroup") as f:
-                if needle in f.read():
+                if needle in f.read() and live_name(int(pid)) is not None:
                     found.append(int(pid))
         except OSError:
             continue

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sandbox import NetworkSpec, Sandbox, SandboxSpec, gc, run
-from sandbox.network import firewall, ipam, registry
+from sandbox.network import firewall, ipam, persistent_links, registry
 
 from .helpers import popen_cli, sandbox_cli, wait_for
 
@@ -172,3 +172,20 @@ def test_a_killed_owner_leaves_nothing_gc_does_not_remove():
     gc.collect()
     wait_for(lambda: not os.listdir(f"/sys/class/net/{network.bridge}/brif"))
     assert ipam.members(network) == []
+
+
+def test_a_temporary_network_goes_with_the_process_that_made_it():
+    import sys
+
+    made = subprocess.run([sys.executable, "-c", "from sandbox import create_network; "
+                           "print(create_network('tnet-tmp', temporary=True)['bridge'])"],
+                          capture_output=True, text=True, check=True)
+    bridge = made.stdout.strip()
+    assert registry.is_temporary("tnet-tmp") and os.path.exists(f"/sys/class/net/{bridge}")
+    assert bridge not in persistent_links()
+    assert not registry.is_temporary("bridge")
+    report = gc.collect()
+    assert "network tnet-tmp (its owner died)" in report.removed, report
+    assert not os.path.exists(f"/sys/class/net/{bridge}") and "tnet-tmp" not in [
+        n.name for n in registry.list_networks()]
+    assert not firewall.table_exists(f"sandbox_{bridge}")

@@ -92,7 +92,10 @@ CONFTEST = """
         with open(os.path.join(str(item.config.rootpath), "started"), "a") as f:
             f.write(sandbox.spec.command[0] + "\\n")
 """
-ARGS = ("-p", "no:cacheprovider", "-rAR", "--tb=short", "-W", "error::FutureWarning",
+#: Plugins of this machine that rewrite pytest's own output stay out of the compared runs
+#: (schemathesis, in the test extra for the daemon's API tests, reformats SUBFAILED lines).
+HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis")
+ARGS = (*HERMETIC, "-rAR", "--tb=short", "-W", "error::FutureWarning",
         "--durations=0", "--durations-min=0",
         "-o", "verbosity_subtests=1",  # passed and skipped subtests are shown too
         "-o", "junit_family=xunit1")  # the family that has record_property's properties
@@ -230,7 +233,7 @@ TRACEBACKS = """
 def test_each_traceback_style_is_the_plain_runs(pytester, args, styles):
     pytester.makepyfile(TRACEBACKS)
     for style in styles:
-        common = ("-p", "no:cacheprovider", "-rA", f"--tb={style}", "-vv")
+        common = (*HERMETIC, "-rA", f"--tb={style}", "-vv")
         plain = masked(pytester.runpytest_subprocess(*common).outlines)
         sandboxed = masked(pytester.runpytest_subprocess(*common, *args, timeout=120).outlines)
         assert sandboxed == plain, style
@@ -244,7 +247,7 @@ def test_warnings_made_errors_by_w_error_fail_as_in_the_plain_run(pytester):
             warnings.warn(UserWarning("now an error"))
     """)
     for args in ([], ["--sandbox"], ["--sandbox", "--sandbox-no-fork"]):
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error", *args)
+        result = pytester.runpytest_subprocess(*HERMETIC, "-W", "error", *args)
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(["E       UserWarning: now an error"])
 
@@ -266,7 +269,7 @@ def test_a_crash_after_some_reports_keeps_them_and_adds_the_crash(pytester, args
         def test_after():
             pass
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "-o",
+    result = pytester.runpytest_subprocess(*HERMETIC, "-rA", "-o",
                                            "verbosity_subtests=1", *args, timeout=120)
     assert result.outlines[-1].strip("= ").startswith(
         "2 failed, 1 passed, 1 subtests passed in"), result.outlines[-1]
@@ -289,7 +292,7 @@ def test_pytest_html_extras_come_back(pytester):
     seen = []
     for args in ([], ["--sandbox"], ["--sandbox", "--sandbox-no-fork"]):
         report = pytester.path / "report.html"
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--html={report}", *args)
+        result = pytester.runpytest_subprocess(*HERMETIC, f"--html={report}", *args)
         result.assert_outcomes(passed=1)
         blob = re.search(r'data-jsonblob="([^"]*)"', report.read_text()).group(1)
         (run_of_test,) = json.loads(html.unescape(blob))["tests"].values()

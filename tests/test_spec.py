@@ -68,6 +68,13 @@ def test_spec_validation(tmp_path):
             SandboxSpec(**args)
 
 
+@pytest.mark.parametrize("bad", [5, 3.5, object()])
+def test_capabilities_that_are_no_list_are_a_spec_error(bad):
+    # found by the type checker: iterating them raised TypeError, not one clear line
+    with pytest.raises(SpecError, match=r"capabilities .*expected a list of Linux capability names"):
+        SandboxSpec(image="busybox", command=["true"], capabilities=bad)
+
+
 def test_mounts(tmp_path):
     m = Mount.parse(f"{tmp_path}:/data")
     assert m.read_only and m.target == "/data"

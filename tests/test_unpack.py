@@ -353,3 +353,68 @@ def test_the_cli_reads_an_archive_from_stdin_and_refuses_a_truncated_one(tmp_pat
     assert out.returncode == 125 and out.stderr.count(b"\n") == 1, out.stderr
     assert b"truncated or corrupt" in out.stderr and b"Traceback" not in out.stderr
     assert _store_is_clean()
+
+
+# -- members that lie about their size, and bombs --------------------------------
+
+def test_a_huge_member_is_refused_from_its_header_before_a_byte_is_read(tmp_path):
+    info = tarfile.TarInfo("huge")
+    info.size = 100 << 30  # 100 GiB claimed, past the default bound of 64 GiB
+    stream = io.BytesIO(info.tobuf(tarfile.GNU_FORMAT) + b"x" * 4096)  # base-256 size field
+    (tmp_path / "root").mkdir()
+    with pytest.raises(UnpackError, match="'huge': past the size limit; accepted: at most 64 GiB"), \
+            Target(tmp_path / "root") as target:
+        walk(stream, target)
+    assert os.listdir(tmp_path / "root") == []
+
+
+def test_a_truncated_member_is_one_error(tmp_path):
+    info = tarfile.TarInfo("cut")
+    info.size = 1 << 20
+    stream = io.BytesIO(info.tobuf(tarfile.USTAR_FORMAT) + b"x" * 1000)
+    with pytest.raises(UnpackError, match=r"'cut': the archive ends inside this member|truncated"):
+        unpack(stream.getvalue(), tmp_path / "root")
+
+
+class _EmptyFiles(io.RawIOBase):
+    """A tar stream of ``count`` empty files, made as it is read (a million is 512 MB of headers)."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.made, self.read_bytes, self._buffer = count, 0, 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self._buffer) < len(buffer) and self.made < self.count:
+            self._buffer += tarfile.TarInfo(f"f{self.made}").tobuf(tarfile.USTAR_FORMAT)
+            self.made += 1
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n], self._buffer = self._buffer[:n], self._buffer[n:]
+        self.read_bytes += n
+        return n
+
+
+def test_a_million_empty_files_stop_at_the_bound_and_read_no_further(tmp_path):
+    bomb = _EmptyFiles(1_000_000)
+    (tmp_path / "root").mkdir()
+    with pytest.raises(UnpackError, match="'f1000': one member too many; accepted: at most 1000 members"), \
+            Target(tmp_path / "root", bounds=Bounds(members=1000)) as target:
+        walk(io.BufferedReader(bomb), target)
+    assert len(os.listdir(tmp_path / "root")) == 1000
+    assert bomb.read_bytes < 2 << 20  # a few MB read of the 512 MB offered
+    assert Bounds().members == 1_000_000  # the store's own bound on one layer
+
+
+@pytest.mark.root
+def test_a_bomb_in_a_pulled_or_loaded_layer_stores_nothing(tmp_path):
+    from sandbox.images import layout
+    from sandbox.images.layers import layer_from_blob
+    from sandbox.images.oci import MEDIA_LAYER, Descriptor
+
+    data = archive(*(member(f"f{i}") for i in range(50)))
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    layout.ensure()
+    with pytest.raises(UnpackError, match="one member too many"):
+        layer_from_blob(io.BytesIO(data), Descriptor(MEDIA_LAYER, digest, len(data)), digest, Bounds(members=10))
+    assert not layout.has_blob(digest) and _store_is_clean()

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     p.add_argument("--name", help="worker name (default: RQ's)")
     p.add_argument("--no-cleanup", action="store_true", help=argparse.SUPPRESS)  # a supervisor did it
-    p.set_defaults(handler=handle)
+    p.set_defaults(handler=handle, remote="local")
 
 
 def handle(args: argparse.Namespace) -> int:

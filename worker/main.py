@@ -31,8 +31,9 @@ REAP_INTERVAL = 2.0
 
 
 def cleanup_host() -> None:
-    """What a crashed worker left on this machine: sandboxes (`sandbox gc`) and job dirs."""
-    from jobs import workspace
+    """What a crashed worker left on this machine: sandboxes, job networks (`sandbox gc`),
+    job dirs and half-saved caches."""
+    from jobs import cache, workspace
     from sandbox import collect_garbage
 
     report = collect_garbage()
@@ -42,6 +43,8 @@ def cleanup_host() -> None:
         log.warning("gc: %s", err)
     for job_id in workspace.collect():
         log.info("gc: removed the directory of job %s left by a dead worker", job_id)
+    for name in cache.collect():
+        log.info("gc: removed the cache work dir %s left by a dead worker", name)
 
 
 def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None = None,

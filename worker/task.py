@@ -34,22 +34,24 @@ def run(job_id: str) -> str:
     from rq import get_current_job
 
     rq_job = get_current_job()
+    if rq_job is None:
+        raise RuntimeError("worker.task.run is the entry point of an RQ job: called outside one")
     conn, worker = rq_job.connection, rq_job.worker_name or "worker"
     claimed = store.claim(conn, job_id, worker)
     if claimed is None:
         return "skipped: cancelled before it started"
-    spec, packed = claimed
+    spec, packed, secrets = claimed
     if packed is None and spec.workspace:  # submit() packs every workspace: this one is forged
         spec = dataclasses.replace(spec, workspace=None)  # never copy a host directory of the worker
     job_log = JobLog(RedisLogSink(conn, job_id))
     with LEASES.hold(conn, job_id, worker) as cancel:
         try:
             result = execute_job(spec, job_id=job_id, log=job_log, cancel=cancel,
-                                 packed_workspace=packed, worker=worker,
+                                 packed_workspace=packed, worker=worker, secrets=secrets,
                                  store_artifacts=functools.partial(store.save_artifacts, conn))
         except BaseException as exc:
-            store.end_unrun(conn, job_id, ERROR, "the worker failed running it: "
-                            f"{type(exc).__name__}: {exc}", (RUNNING,))
+            store.end_unrun(conn, job_id, ERROR, job_log.secrets.mask(
+                f"the worker failed running it: {type(exc).__name__}: {exc}"), (RUNNING,))
             raise
     if not store.finish(conn, result, seq=job_log.seq + 1):
         log.warning("job %s was ended by someone else before it finished", job_id)

@@ -57,7 +57,7 @@ STOPPED = (Exception, pytest.fail.Exception, pytest.skip.Exception)
 class Prepared(NamedTuple):
     """A sandbox made ahead for ``item``: its process waits for a byte on ``go``."""
 
-    item: object
+    item: pytest.Item
     box: Sandbox
     channel: ReportChannel
     go: int

@@ -113,7 +113,7 @@ def why(job: JobResult, report: bytes | None) -> str | None:
 def engine_result(job: JobResult, output: dict[str, bytes]) -> Result | None:
     """The sandbox Result of the job's step (from its JSON form), with the output seen in its log."""
     step = next((s for s in job.steps if s.name == STEP and s.result), None)
-    if step is None:
+    if step is None or step.result is None:
         return None
     known = {f.name for f in dataclass_fields(Result)}
     data = {k: v for k, v in step.result.items() if k in known}

@@ -91,7 +91,7 @@ class QueueRunner:
             return
         try:
             self.jobs[item] = jobs.submit(self.conn, spec, queue=self.queue,
-                                                 packed=self._workspace(spec.workspace))
+                                                 packed=self._workspace(spec.workspace or str(self.config.rootpath)))
         except (jobs.JobError, redis.RedisError) as exc:
             self.problems[item] = f"sandbox: cannot submit to the queue at {self.url}: {exc}"
 

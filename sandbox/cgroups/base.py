@@ -164,6 +164,8 @@ class CgroupHierarchy(ABC):
     """The host's cgroup layout: makes and finds sandbox cgroups."""
 
     version: int
+    #: True when the sandboxes' device access is restricted (then they keep CAP_MKNOD)
+    controls_devices = False
     _remove_at_exit = False
 
     _live: _LiveLocks | None = None

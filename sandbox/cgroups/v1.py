@@ -12,25 +12,11 @@ import signal
 import time
 
 from ..spec import Limits
-from .base import (
-    Cgroup,
-    CgroupHierarchy,
-    CgroupStats,
-    parent_name,
-    read,
-    read_int,
-    read_keyed,
-    write,
-)
+from .base import Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
+from .devices import DEVICE_RULES
 
 CFS_PERIOD_US = 100_000
 
-#: The container's /dev, as the devices controller lets it be opened.
-DEVICE_RULES = (
-    "c *:* m", "b *:* m",  # mknod is allowed, opening what it makes is not
-    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
-    "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty ptmx pts/*
-)
 
 
 class CgroupV1(CgroupHierarchy):
@@ -42,6 +28,7 @@ class CgroupV1(CgroupHierarchy):
 
     def __init__(self, mounts: dict[str, str]) -> None:
         self.mounts = mounts
+        self.controls_devices = "devices" in mounts
         self._checked_rules = False  # devices parent rules verified by this process
 
     def _parent(self, controller: str) -> str:
@@ -107,7 +94,7 @@ class CgroupV1(CgroupHierarchy):
         return SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
 
     def open(self, paths: list[str]) -> "SandboxCgroupV1":
-        by_controller = {}
+        by_controller: dict[str, str] = {}
         for path in paths:
             for controller, mount in self.mounts.items():
                 if os.path.dirname(os.path.dirname(path)) == mount:

@@ -3,7 +3,9 @@
 Files from Documentation/admin-guide/cgroup-v2.rst. OOM kills are read from
 the ``oom_kill`` counter of memory.events, not ``oom`` (which also counts
 reclaim failures that killed nothing: containerd and conmon-rs fixed false
-reports there).
+reports there). v2 has no devices controller: the device rules are an eBPF
+program on the parent (``devices.DeviceFilter``), which every sandbox
+cgroup under it inherits.
 """
 
 from __future__ import annotations
@@ -14,16 +16,8 @@ import time
 
 from ..errors import LimitError
 from ..spec import Limits
-from .base import (
-    Cgroup,
-    CgroupHierarchy,
-    CgroupStats,
-    parent_name,
-    read,
-    read_int,
-    read_keyed,
-    write,
-)
+from .base import Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
+from .devices import DeviceFilter
 
 CPU_PERIOD_US = 100_000
 WANTED = ("memory", "pids", "cpu", "cpuset")
@@ -33,9 +27,12 @@ class CgroupV2(CgroupHierarchy):
     """The unified hierarchy rooted at ``root`` (any directory laid out like it)."""
 
     version = 2
+    controls_devices = True  # the parent's eBPF filter, or no sandbox at all
 
-    def __init__(self, root: str = "/sys/fs/cgroup") -> None:
+    def __init__(self, root: str = "/sys/fs/cgroup", devices: DeviceFilter | None = None) -> None:
         self.root = root
+        self.devices = devices or DeviceFilter()
+        self._checked_devices = False  # the parent's device filter verified by this process
 
     @property
     def parent(self) -> str:
@@ -47,21 +44,43 @@ class CgroupV2(CgroupHierarchy):
     def describe(self) -> str:
         return f"cgroup v2 ({', '.join(self.available()) or 'no controllers'})"
 
+    def delegation(self) -> str:
+        """Which of our controllers reach the sandboxes, for `sandbox doctor`."""
+        wanted = [c for c in WANTED if c in self.available()]
+        if not wanted:
+            return "no controller to delegate"
+        levels = [self.root] + ([self.parent] if os.path.isdir(self.parent) else [])
+        for level in levels:
+            control = os.path.join(level, "cgroup.subtree_control")
+            if not set(wanted) <= set((read(control) or "").split()):
+                return f"{', '.join(wanted)} not yet enabled in {control} (the next sandbox enables them)"
+        return f"{', '.join(wanted)} delegated to sandboxes ({' and '.join(levels)})"
+
     def _enable(self) -> str:
         """The controllers we use that the root offers, as cgroup.subtree_control wants them."""
         return " ".join(f"+{c}" for c in WANTED if c in self.available())
 
     def _parents_ready(self) -> bool:
-        return os.path.isdir(self.parent) and bool(
-            read(os.path.join(self.parent, "cgroup.subtree_control")) or not self._enable())
+        if not os.path.isdir(self.parent) or not (
+                read(os.path.join(self.parent, "cgroup.subtree_control")) or not self._enable()):
+            return False
+        if not self._checked_devices:  # made by an older version, without the filter?
+            if not self.devices.attached(self.parent):
+                return False
+            self._checked_devices = True
+        return True
 
     def _prepare_parents(self) -> None:
-        """Make ``sandbox/`` and delegate the controllers we use to its children."""
+        """Make ``sandbox/``, delegate the controllers we use to its children and
+        restrict their devices (before any sandbox can join)."""
         os.makedirs(self.parent, exist_ok=True)
         enable = self._enable()
         if enable:
             write(os.path.join(self.root, "cgroup.subtree_control"), enable)
             write(os.path.join(self.parent, "cgroup.subtree_control"), enable)
+        if not self.devices.attached(self.parent):
+            self.devices.attach(self.parent)
+        self._checked_devices = True
 
     def _plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
         return SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
@@ -101,21 +120,36 @@ class SandboxCgroupV2(Cgroup):
             write(self._f("cpuset.cpus"), limits.cpuset)
 
     def kill(self) -> None:
+        """SIGKILL every member at once with cgroup.kill (Linux 5.14+), else ``freeze_and_kill``."""
         if os.path.exists(self._f("cgroup.kill")):
             try:
                 write(self._f("cgroup.kill"), 1)
                 return
             except LimitError:
                 pass
+        self.freeze_and_kill()
+
+    def freeze_and_kill(self, timeout: float = 1.0) -> None:
+        """Kernels before 5.14: freeze the cgroup (Linux 5.2+), SIGKILL its members, thaw.
+
+        A frozen member cannot fork, and what it forked in the meantime is born
+        frozen; SIGKILL still ends frozen tasks. Members are listed again until
+        each one listed has had its SIGKILL (a dying task stays listed a moment);
+        ``remove`` kills again if one still slipped through.
+        """
         freeze = self._f("cgroup.freeze")
         has_freeze = os.path.exists(freeze)
         if has_freeze:
             write(freeze, 1)
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        killed: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while (pids := set(self.pids()) - killed) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            killed |= pids
         if has_freeze:
             write(freeze, 0)
 

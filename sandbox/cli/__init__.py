@@ -17,13 +17,14 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "lifecycle", "manage", "images", "doctor")
+BUILTIN = ("run", "lifecycle", "manage", "images", "build", "transfer", "doctor", "network")
 #: Verb modules of the packages built on the engine, imported if installed.
-EXTENSIONS = ("sandbox.network.cli", "jobs.cli", "worker.cli")
+EXTENSIONS = ("jobs.cli", "worker.cli", "server.cli")
 
 USAGE_ERROR = 125
 
@@ -31,16 +32,29 @@ USAGE_ERROR = 125
 class Parser(argparse.ArgumentParser):
     """argparse, but bad input exits 125 with one line, as Docker's CLI does."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> Parser:
+#: Verbs whose parser is built alone when they are the command (startup time: registering
+#: every verb costs more than some verbs' own work), and the module declaring each.
+ALONE = {"run": "run", "build": "build"}
+
+
+def build_parser(verb: str | None = None) -> Parser:
+    """The whole parser, or only ``verb``'s when it is one of ALONE."""
     parser = Parser(prog="sandbox", description="Run commands in isolated Linux containers "
                     "that start in milliseconds and leave nothing behind.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-H", "--host", metavar="URL",
+                        help="a daemon to send the command to: unix:///PATH, tcp://HOST:PORT "
+                        "(with SANDBOX_TOKEN) or https://HOST:PORT (default: SANDBOX_HOST; "
+                        "unset: run here)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
     sub.required = True
+    if verb in ALONE:
+        importlib.import_module(f"{__name__}.{ALONE[verb]}").register(sub)
+        return parser
     for name in BUILTIN:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for module in EXTENSIONS:
@@ -77,20 +91,43 @@ def parse_env(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if argv is None and any("@" in a or "password=" in a for a in sys.argv):
+    from_command_line = argv is None
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
+    if from_command_line and any("@" in a or "password=" in a for a in sys.argv):
         from ..redact import hide_secrets_from_ps
 
         hide_secrets_from_ps(list(sys.orig_argv))  # `--redis redis://:pw@...`: not for ps(1)
     try:
-        return int(args.handler(args) or 0)
+        host = args.host or os.environ.get("SANDBOX_HOST")
+        remote = getattr(args, "remote", None)
+        if not host or remote == "local":
+            return int(args.handler(args) or 0)
+        return _remote(args, host, remote)
     except SandboxError as exc:
         return fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _remote(args: argparse.Namespace, host: str, remote) -> int:
+    """The verb through a daemon (``--host``/SANDBOX_HOST): same output, same exit status."""
+    from ..client import Client, DaemonError
+
+    verb = " ".join(v for v in (args.verb, *(getattr(args, f"{args.verb}_verb", None),)) if v)
+    if remote is None:
+        return fail(f"`sandbox {verb}` does not go through a daemon yet: run it without "
+                    "SANDBOX_HOST/--host, on the daemon's host")
+    client = Client.from_env(host)
+    try:
+        return int(remote(args, client) or 0)
+    except DaemonError as exc:
+        return fail(str(exc), exc.exit_status)
+    finally:
+        client.close()
 
 
 def entry() -> None:

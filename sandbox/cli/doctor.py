@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "fix for anything missing. Exits 1 if something the defaults need is "
                        "missing.")
     p.add_argument("--redis", metavar="URL", help="also check this Redis URL")
-    p.set_defaults(handler=handle)
+    p.set_defaults(handler=handle, remote="local")
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name", metavar="NAME[:TAG]")
     q.add_argument("--replace", action="store_true", help="move the tag if it exists")
     q.set_defaults(handler=import_)
-    isub.add_parser("ls", help="list images (as `sandbox images`)").set_defaults(handler=ls)
+    isub.add_parser("ls", help="list images (as `sandbox images`)").set_defaults(handler=ls, remote=remote_ls)
     q = isub.add_parser("rm", help="remove images (as `sandbox rmi`)")
     _rmi_arguments(q)
     q = isub.add_parser("inspect", help="an image's config, layers and history as JSON")
     q.add_argument("refs", nargs="+", metavar="IMAGE")
-    q.set_defaults(handler=inspect)
+    q.set_defaults(handler=inspect, remote=remote_inspect)
     q = isub.add_parser("history", help="the steps that made an image, newest first")
     q.add_argument("ref", metavar="IMAGE")
     q.add_argument("--no-trunc", action="store_true", help="do not shorten the steps")
@@ -40,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Drop the build cache and delete every blob and unpacked "
                         "layer that no tag and no live sandbox needs; say how much that freed.")
     q.set_defaults(handler=prune)
-    sub.add_parser("images", help="list images (NAME, TAG, ID, SIZE, CREATED)").set_defaults(handler=ls)
+    from .bootstrap import register as register_bootstrap
+
+    register_bootstrap(isub)
+    sub.add_parser("images", help="list images (NAME, TAG, ID, SIZE, CREATED)").set_defaults(
+        handler=ls, remote=remote_ls)
     q = sub.add_parser("tag", help="give an image another NAME[:TAG]",
                        description="Point TARGET (NAME[:TAG]) at the image SOURCE names.")
     q.add_argument("source", metavar="SOURCE")
@@ -62,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _rmi_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument("refs", nargs="+", metavar="IMAGE")
     q.add_argument("-f", "--force", action="store_true", help="untag even while a sandbox uses it")
-    q.set_defaults(handler=rmi)
+    q.set_defaults(handler=rmi, remote=remote_rmi)
 
 
 def import_(args: argparse.Namespace) -> int:
@@ -74,40 +78,41 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def ls(args: argparse.Namespace) -> int:
-    from ..images import list_images
-    from ..images.digest import short_id
-    from ..images.layers import unpacked_size
+    from ..inventory import image_rows
 
-    rows = [("NAME", "TAG", "ID", "SIZE", "CREATED")]
-    for image in list_images():
-        size = format_size(sum(unpacked_size(layer.diff_id) for layer in image.layers))
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(image.created or 0))
-        for ref in image.tags:
-            name, _, tag = ref.rpartition(":")
-            rows.append((name, tag, short_id(image.id), size, created))
-    if not any(r[0] == "busybox" for r in rows):
-        rows.append(("busybox", "latest", "-", "-", "made on first use"))
-    rows.append(("host", "-", "-", "-", "a view of this host"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return _print_images(image_rows())
+
+
+def remote_ls(args: argparse.Namespace, client) -> int:
+    return _print_images(client.images.list())
+
+
+def _print_images(rows: list[dict]) -> int:
+    from .tables import print_table
+
+    def cells(r: dict) -> tuple[str, ...]:
+        if r["id"] is None:
+            return (r["name"], r["tag"] or "-", "-", "-", r["note"] or "-")
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"] or 0))
+        return (r["name"], r["tag"], _short_id(r["id"]), format_size(r["size"]), created)
+
+    print_table(("NAME", "TAG", "ID", "SIZE", "CREATED"), [cells(r) for r in rows])
     return 0
 
 
-def inspect(args: argparse.Namespace) -> int:
-    from ..images import lookup
+def _short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
 
-    out = []
-    for ref in args.refs:
-        image = lookup(ref)
-        out.append({"Id": image.id, "RepoTags": list(image.tags), "Created": image.config.created,
-                    "Architecture": image.config.architecture, "Os": image.config.os,
-                    "Base": image.base or ("scratch" if not image.layers else None),
-                    "Config": image.config.config.to_json(),
-                    "RootFS": {"Type": "layers", "Layers": list(image.config.diff_ids)},
-                    "Layers": [d.to_json() for d in image.manifest.layers],
-                    "History": list(image.config.history)})
-    print(json.dumps(out, indent=2))
+
+def inspect(args: argparse.Namespace) -> int:
+    from ..inventory import inspect_image
+
+    print(json.dumps([inspect_image(ref) for ref in args.refs], indent=2))
+    return 0
+
+
+def remote_inspect(args: argparse.Namespace, client) -> int:
+    print(json.dumps([client.images.inspect(ref) for ref in args.refs], indent=2))
     return 0
 
 
@@ -144,11 +149,19 @@ def tag(args: argparse.Namespace) -> int:
 
 
 def rmi(args: argparse.Namespace) -> int:
-    from ..images import remove_image
+    from ..inventory import remove_image
 
+    return _rmi(args, lambda ref: remove_image(ref, force=args.force))
+
+
+def remote_rmi(args: argparse.Namespace, client) -> int:
+    return _rmi(args, lambda ref: client.images.remove(ref, force=args.force))
+
+
+def _rmi(args: argparse.Namespace, remove) -> int:
     for ref in args.refs:
-        image, report = remove_image(ref, force=args.force)
-        print(f"untagged {ref} ({image.id[:19]}); freed {format_size(report.freed)}")
+        removed = remove(ref)
+        print(f"untagged {ref} ({removed['id'][:19]}); freed {format_size(removed['freed'])}")
     return 0
 
 

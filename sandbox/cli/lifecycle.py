@@ -80,7 +80,7 @@ def _register_exec(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=exec_)
 
 
-def _each(refs: list[str], verb) -> int:  # type: ignore[no-untyped-def]
+def _each(refs: list[str], verb) -> int:
     """Do ``verb(ref)`` for each sandbox, printing its line; 125 if any failed."""
     from ..errors import SandboxError
 
@@ -126,7 +126,11 @@ def kill(args: argparse.Namespace) -> int:
     from ..supervisor import lifecycle
 
     sig = parse_signal(args.signal)
-    return _each(args.sandboxes, lambda ref: (lifecycle.kill(ref, sig), ref)[1])
+    def kill_one(ref: str) -> str:
+        lifecycle.kill(ref, sig)
+        return ref
+
+    return _each(args.sandboxes, kill_one)
 
 
 def wait(args: argparse.Namespace) -> int:

@@ -6,8 +6,6 @@ import argparse
 import sys
 import time
 
-from ..errors import SandboxError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ps", help="list sandboxes (-a: stopped ones too)",
@@ -16,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="include stopped ones (with their exit status) and orphans left by a crash")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
-    p.set_defaults(handler=ps)
+    p.set_defaults(handler=ps, remote=remote_ps)
     p = sub.add_parser("logs", help="print a sandbox's output",
                        description="Print the captured STDOUT/STDERR of a sandbox, running or "
                        "stopped (kept until `sandbox rm`), across its restarts.")
@@ -28,81 +26,59 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start each line with the time it came (RFC 3339, UTC)")
     p.add_argument("--stdin", action="store_true",
                    help="also what was typed, if it was logged (`run --log-stdin`)")
-    p.set_defaults(handler=logs)
+    p.set_defaults(handler=logs, remote=remote_logs)
     p = sub.add_parser("rm", help="remove sandboxes",
                        description="Remove sandboxes: kill what runs and remove every trace "
                        "(a stopped one's writable layer and log too). A running one only "
                        "with -f.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-f", "--force", action="store_true", help="also kill running ones")
-    p.set_defaults(handler=rm)
+    p.set_defaults(handler=rm, remote=remote_rm)
     p = sub.add_parser("gc", help="remove what crashed processes left behind",
                        description="Remove sandboxes whose owner died, stray cgroups and "
                        "network links, half-made images of killed imports and the job "
                        "directories of killed workers and `sandbox submit`s. Safe to run any "
                        "time; workers run it at start.")
-    p.set_defaults(handler=gc)
+    p.set_defaults(handler=gc, remote="local")
 
 
 def ps(args: argparse.Namespace) -> int:
-    from .. import state
-    from ..supervisor.status import read_status, supervisor_alive
+    from ..inventory import sandbox_rows
 
-    rows = []
-    for sdir in (state.SandboxDir(i) for i in state.list_ids()):
-        try:
-            status = read_status(sdir)
-            record = sdir.read_record() if (sdir.path / state.RECORD_NAME).exists() else None
-        except SandboxError:
-            continue
-        if status is not None:
-            what, live = _supervised_status(status, supervisor_alive(sdir))
-            spec = status.spec
-            row = (sdir.id, spec.get("name") or "-", spec.get("image", "?"), what,
-                   _ago(status.created), " ".join(spec.get("command") or ())[:40])
-        elif record is not None:
-            live = record.owner_alive
-            what = "running" if live else "orphaned"
-            row = (record.id, record.name or "-", record.image, what, _ago(record.created),
-                   " ".join(record.command)[:40])
-        else:
-            continue
-        if live or args.all:
-            rows.append(row)
+    return _print_ps(args, sandbox_rows(include_orphans=args.all))
+
+
+def remote_ps(args: argparse.Namespace, client) -> int:
+    return _print_ps(args, client.sandboxes.list(all=args.all))
+
+
+def _print_ps(args: argparse.Namespace, rows: list[dict]) -> int:
+    from .tables import ago, print_table
+
     if args.quiet:
-        print("\n".join(r[0] for r in rows))
+        print("\n".join(r["id"] for r in rows))
         return 0
-    header = ("ID", "NAME", "IMAGE", "STATUS", "CREATED", "COMMAND")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print_table(("ID", "NAME", "IMAGE", "STATUS", "CREATED", "COMMAND"),
+                [(r["id"], r["name"] or "-", r["image"], _status(r), ago(r["created"]),
+                  " ".join(r["command"])[:40]) for r in rows])
     return 0
 
 
-def _supervised_status(status, alive: bool) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
-    """What `ps` says of a supervised sandbox, and whether it counts as running."""
-    if alive and status.state in ("running", "restarting", "removing"):
-        return status.state, True
-    if status.state == "created":
-        return "created", False
-    if status.live:  # its supervisor died: `sandbox gc` says so in its status
-        return "dead", False
-    return f"exited ({status.exit_code}) {_ago(status.finished_at or status.created)}", False
+def _status(row: dict) -> str:
+    """A row's status; a stopped one's with when it stopped (`exited (0) 5m ago`)."""
+    from .tables import ago
 
-
-def _ago(created: float) -> str:
-    secs = max(0, int(time.time() - created))
-    if secs < 60:
-        return f"{secs}s ago"
-    return f"{secs // 60}m ago" if secs < 3600 else f"{secs // 3600}h ago"
+    if row.get("finished") and row["status"].startswith("exited"):
+        return f"{row['status']} {ago(row['finished'])}"
+    return row["status"]
 
 
 def logs(args: argparse.Namespace) -> int:
     from .. import state
     from .logview import LogView
 
-    sdir = state.resolve(args.sandbox)
-    view = LogView(sdir, since=args.since, timestamps=args.timestamps, stdin=args.stdin)
+    view = LogView(state.resolve(args.sandbox), since=args.since, timestamps=args.timestamps,
+                   stdin=args.stdin)
     while True:
         view.print_new()
         if not args.follow or not view.still_running():
@@ -111,14 +87,50 @@ def logs(args: argparse.Namespace) -> int:
         time.sleep(0.1)
 
 
-def rm(args: argparse.Namespace) -> int:
-    from ..supervisor import lifecycle
+def remote_logs(args: argparse.Namespace, client) -> int:
+    from ..client import DaemonError
+    from ..client.api.sandboxes import frames
 
+    for flag, given in (("--since", args.since), ("--timestamps", args.timestamps),
+                        ("--stdin", args.stdin)):
+        if given:
+            raise DaemonError(f"`sandbox logs {flag}` does not go through a daemon yet: run it "
+                              "without SANDBOX_HOST/--host, on the daemon's host")
+
+    response = client.sandboxes.logs(args.sandbox, follow=args.follow)
+    try:
+        for stream, data in frames(response):
+            _write(stream, data)
+    finally:
+        response.close()
+    return 0
+
+
+def _write(stream: str, data: bytes) -> None:
+    out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    out.write(data)
+    out.flush()
+
+
+def rm(args: argparse.Namespace) -> int:
+    from ..errors import StateError
+    from ..inventory import remove_sandbox
+
+    return _rm(args, lambda ref: remove_sandbox(ref, force=args.force), StateError)
+
+
+def remote_rm(args: argparse.Namespace, client) -> int:
+    from ..client import DaemonError
+
+    return _rm(args, lambda ref: client.sandboxes.remove(ref, force=args.force)["id"], DaemonError)
+
+
+def _rm(args: argparse.Namespace, remove, error: type[Exception]) -> int:
     status = 0
     for ref in args.sandboxes:
         try:
-            print(lifecycle.remove(ref, force=args.force))
-        except SandboxError as exc:
+            print(remove(ref))
+        except error as exc:
             print(f"sandbox: error: {exc}", file=sys.stderr)
             status = 125
     return status
@@ -126,7 +138,7 @@ def rm(args: argparse.Namespace) -> int:
 
 #: Packages built on the engine whose leftovers gc removes too, imported if installed:
 #: (module with ``collect() -> list of ids``, what an id names).
-GC_EXTENSIONS = (("jobs.workspace", "job directory"),)
+GC_EXTENSIONS = (("jobs.workspace", "job directory"), ("jobs.cache", "cache work dir"))
 
 
 def gc(args: argparse.Namespace) -> int:

@@ -20,13 +20,16 @@ import selectors
 import signal
 import threading
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..asciicast import Asciicast
 from ..linux.pty import window_size
 from ..logs import LogRecord
 from ..supervisor.protocol import EXIT, STDERR, STDOUT, STREAM_KINDS, FrameReader, frame, json_frame
 from .terminal import DetachKeys
+
+if TYPE_CHECKING:
+    from ..execute import Exec
 
 #: The signals that end a session (and restore the terminal) rather than the client.
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -197,20 +200,27 @@ class ExecEndpoint:
     def __init__(self) -> None:
         self._r, self._w = os.pipe2(os.O_CLOEXEC)
         self._reader = FrameReader()
-        self.exec = None
+        self._exec: Exec | None = None
+
+    @property
+    def exec(self) -> Exec:
+        """The process, once started."""
+        if self._exec is None:
+            raise RuntimeError("the exec has not started")
+        return self._exec
 
     def on_output(self, record: LogRecord) -> None:
         _write_all(self._w, frame(STREAM_KINDS.get(record.stream, STDOUT), record.data))
 
-    def start(self, exe) -> None:  # type: ignore[no-untyped-def]
+    def start(self, exe: Exec) -> None:
         """Start ``exe`` (made with ``on_output=endpoint.on_output``); its end is a frame."""
         exe.start()
-        self.exec = exe
+        self._exec = exe
         threading.Thread(target=self._wait, name="sandbox-exec-wait", daemon=True).start()
 
     def _wait(self) -> None:
         try:
-            result = self.exec.wait()  # type: ignore[union-attr]
+            result = self.exec.wait()
             end = {"exit_code": result.exit_code, "message": result.limit_message()}
         except BaseException as exc:  # reported as the session's end
             end = {"exit_code": 125, "message": str(exc)}
@@ -230,13 +240,13 @@ class ExecEndpoint:
         return list(self._reader.feed(data)) if data else None
 
     def send_input(self, data: bytes) -> None:
-        self.exec.write_stdin(data)  # type: ignore[union-attr]
+        self.exec.write_stdin(data)
 
     def close_input(self) -> None:
-        self.exec.close_stdin()  # type: ignore[union-attr]
+        self.exec.close_stdin()
 
     def resize(self, rows: int, cols: int) -> None:
-        self.exec.resize(rows, cols)  # type: ignore[union-attr]
+        self.exec.resize(rows, cols)
 
     def detach(self) -> None:
         """An exec ends with its client (it is this process's): no detaching from it."""
@@ -244,5 +254,5 @@ class ExecEndpoint:
     def close(self) -> None:
         """Close the pipe (the writing end too if the process never started)."""
         os.close(self._r)
-        if self.exec is None:
+        if self._exec is None:
             os.close(self._w)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -10,9 +11,6 @@ LIMIT_HELP = "(0 or none: unlimited)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..spec import Limits
-
-    d = Limits()
     p = sub.add_parser(
         "run", help="run a command in a new sandbox",
         description="Run COMMAND in a new sandbox made from IMAGE (busybox, host, or a "
@@ -70,42 +68,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     life.add_argument("--record", default=None, metavar="FILE",
                       help="with -t: save the session as an asciicast v2 file (asciinema play FILE)")
     lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
-    lim.add_argument("--memory", default=d.memory, help="memory limit, swap off (default 1g)")
+    lim.add_argument("--memory", default="1g", help="memory limit, swap off (default 1g)")
     lim.add_argument("--memory-swap", default=None, help="swap allowed on top of --memory")
     lim.add_argument("--cpus", default=None, help="CPU share, e.g. 0.5 (default: unlimited)")
     lim.add_argument("--cpuset", default=None, help="pin to CPUs, e.g. 0 or 0-1")
-    lim.add_argument("--pids", default=d.pids, help="process limit (default 4096)")
+    lim.add_argument("--pids", default="4096", help="process limit (default 4096)")
     lim.add_argument("--timeout", default=None, help="wall-clock limit, e.g. 30s (default: none)")
     lim.add_argument("--idle-timeout", default=None,
                      help="end it after this long without output or input, e.g. 15m (default: none)")
-    lim.add_argument("--output-limit", default=d.output, help="bytes of output kept (default 16m)")
-    lim.add_argument("--disk", default=d.disk, help="size of the writable layer (default 1g)")
+    lim.add_argument("--output-limit", default="16m", help="bytes of output kept (default 16m)")
+    lim.add_argument("--disk", default="1g", help="size of the writable layer (default 1g)")
     lim.add_argument("--ulimit", action="append", default=None, metavar="NAME=SOFT[:HARD]",
                      help="lower an rlimit (default core=0); raising needs CAP_SYS_RESOURCE")
     out = p.add_argument_group("output")
     out.add_argument("--stats", action="store_true", help="print usage on stderr at the end")
     out.add_argument("--dry-run", action="store_true", help="print the setup plan, run nothing")
-    p.set_defaults(handler=handle)
+    p.set_defaults(handler=handle, remote=remote)
 
 
 def spec_from_args(args: argparse.Namespace):
     """The SandboxSpec the flags describe (SpecError on bad values)."""
-    from ..linux.caps import CAPABILITIES
-    from ..spec import DEFAULT_CAPABILITIES, Limits, Mount, NetworkSpec, SandboxSpec, check_name
+    from ..spec import Limits, Mount, NetworkSpec, SandboxSpec, capabilities_from, check_name
+    from . import parse_env
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    from . import parse_env
-
     env = parse_env(args.env)
     check_name(args.name)  # before it is used as the network alias, so the error names --name
-    caps = None
-    if args.cap_drop or args.cap_add:
-        drop = {c.upper().removeprefix("CAP_") for c in args.cap_drop}
-        base = set() if "ALL" in drop else set(DEFAULT_CAPABILITIES) - drop
-        add = {c.upper().removeprefix("CAP_") for c in args.cap_add}
-        caps = tuple(sorted(base | add, key=lambda c: CAPABILITIES.get(c, 99)))
+    caps = capabilities_from(args.cap_add, args.cap_drop)
     limits = Limits(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                     cpuset=args.cpuset, pids=args.pids, timeout=args.timeout,
                     idle_timeout=args.idle_timeout, output=args.output_limit, disk=args.disk,
@@ -151,6 +142,7 @@ def handle(args: argparse.Namespace) -> int:
 
     for note in capped(spec.limits):
         print(f"sandbox: note: {note}", file=sys.stderr)
+    _pull_if_missing(spec.image)
     sandbox = Sandbox(spec, on_output=_write, stdin_fd=0 if args.interactive else None)
     signals = StopOnSignals(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     result = sandbox.run(stop=signals)
@@ -164,9 +156,140 @@ def handle(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _pull_if_missing(ref: str) -> None:
+    """A registry reference the store lacks is pulled first, with progress on stderr."""
+    from ..images.registry import for_stream, is_remote
+
+    if is_remote(ref):
+        from ..images import pull_if_missing
+
+        pull_if_missing(ref, progress=for_stream(sys.stderr))
+
+
 def _dry_run(spec) -> int:
     from ..runtime import dry_run
     from .sessions import terminal_size
 
     print(dry_run(spec, terminal_size()).describe())
     return 0
+
+
+def spec_body(args: argparse.Namespace) -> dict:
+    """The spec the flags describe, as the daemon's JSON (it validates it as spec_from_args does).
+
+    What only this side knows is resolved here, as Docker's client does: an
+    ``-e KEY`` copied from this environment, a relative ``-v`` source made absolute.
+    """
+    from . import parse_env
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    env = parse_env(args.env)
+    limits = {"memory": args.memory, "memory_swap": args.memory_swap, "cpus": args.cpus,
+              "cpuset": args.cpuset, "pids": args.pids, "timeout": args.timeout,
+              "output": args.output_limit, "disk": args.disk}
+    if args.ulimit is not None:
+        limits["ulimits"] = list(args.ulimit)
+    return {"image": args.image, "command": command, "env": env, "workdir": args.workdir,
+            "user": args.user, "hostname": args.hostname, "name": args.name,
+            "mounts": [_absolute_volume(v) for v in args.volume], "limits": limits,
+            "network": {"mode": args.network, "alias": args.name, "egress": args.egress,
+                        "publish": list(args.publish)},
+            "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop)}
+
+
+def _absolute_volume(text: str) -> str:
+    parts = text.split(":")
+    if all(parts) and (len(parts) == 2 or (len(parts) == 3 and parts[2] in ("ro", "rw"))):
+        parts[0] = os.path.abspath(parts[0])
+    return ":".join(parts)
+
+
+def remote(args: argparse.Namespace, client) -> int:
+    """`sandbox run` through a daemon: the same output, messages and exit status as here."""
+    from ..client import DaemonError
+
+    if args.dry_run:
+        raise DaemonError("--dry-run prints this host's plan: run it without SANDBOX_HOST/--host")
+    local_only = [flag for flag, given in (("-t", args.tty), ("-d", args.detach),
+                                           ("--idle-timeout", args.idle_timeout))
+                  if given]
+    if local_only:
+        raise DaemonError(f"`sandbox run {local_only[0]}` does not go through a daemon yet: run "
+                          "it without SANDBOX_HOST/--host, on the daemon's host")
+    created = client.sandboxes.create(spec_body(args), start=True, remove=True,
+                                      stdin=args.interactive)
+    for note in created["warnings"]:
+        print(f"sandbox: note: {note}", file=sys.stderr)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:  # as StopOnSignals: the sandbox ends
+        received.append(signum)
+        try:
+            type(client)(client.transport.host, client.transport.token).sandboxes.kill(created["id"])
+        except DaemonError:
+            pass  # it has ended meanwhile
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, forward)
+    if args.interactive:
+        _attach(client, created["id"])
+    else:
+        _follow(client, created["id"])
+    ended = client.sandboxes.wait(created["id"], remove=True)
+    if received:
+        return 128 + received[0]
+    return _report(args, ended)
+
+
+def _follow(client, sandbox_id: str) -> None:
+    from ..client.api.sandboxes import frames
+
+    response = client.sandboxes.logs(sandbox_id, follow=True)
+    try:
+        for stream, data in frames(response):
+            _write_data(stream, data)
+    finally:
+        response.close()
+
+
+def _write_data(stream: str, data: bytes) -> None:
+    out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
+    out.write(data)
+    out.flush()
+
+
+def _report(args: argparse.Namespace, ended: dict) -> int:
+    if ended.get("error") and ended.get("result") is None:
+        print(f"sandbox: error: {ended['error']}", file=sys.stderr)
+    if ended.get("message"):
+        print(f"sandbox: {ended['message']}", file=sys.stderr)
+    if args.stats and ended.get("summary"):
+        print(f"sandbox: {ended['summary']}", file=sys.stderr)
+    return int(ended["exit_code"])
+
+
+def _attach(client, sandbox_id: str) -> None:
+    """-i: the attach WebSocket; this stdin goes in (EOF included), the output comes out."""
+    import threading
+
+    from ..client.attach import open_attach
+
+    ws = open_attach(client.transport, sandbox_id)
+
+    def pump() -> None:
+        try:
+            while data := os.read(0, 65536):
+                ws.send(data)
+            ws.send(b"")
+        except Exception:
+            pass
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        for message in ws:  # then one text message, how it ended: `wait` answers it again
+            if isinstance(message, bytes):
+                _write_data("stdout" if message[:1] == b"\x01" else "stderr", message[1:])
+    finally:
+        ws.close()

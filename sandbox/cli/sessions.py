@@ -37,7 +37,7 @@ def terminal_size(fd: int | None = None) -> tuple[int, int]:
     return DEFAULT_TTY_SIZE
 
 
-def run_supervised(args: argparse.Namespace, spec) -> int:  # type: ignore[no-untyped-def]
+def run_supervised(args: argparse.Namespace, spec) -> int:
     """`sandbox run -d` or `-t`: a supervised sandbox; -t without -d: this terminal on it."""
     from ..supervisor.lifecycle import run_detached
     from ..supervisor.options import RestartPolicy, SupervisorOptions
@@ -87,7 +87,7 @@ def attach(args: argparse.Namespace) -> int:
     return _session(attachment, stdin=not args.no_stdin, keys=keys, record=_recorder(args))
 
 
-def attach_started(launched, stdin: bool) -> int:  # type: ignore[no-untyped-def]
+def attach_started(launched, stdin: bool) -> int:
     """`sandbox start -a`: the session on the sandbox just started."""
     if launched.tty and stdin and not os.isatty(0):
         launched.attachment.close()
@@ -95,7 +95,7 @@ def attach_started(launched, stdin: bool) -> int:  # type: ignore[no-untyped-def
     return _session(launched.attachment, stdin=stdin, keys=_detach_keys(None), record=None)
 
 
-def _session(attachment, *, stdin: bool, keys: bytes, record) -> int:  # type: ignore[no-untyped-def]
+def _session(attachment, *, stdin: bool, keys: bytes, record) -> int:
     """Relay this terminal to a supervised sandbox until the session ends; the exit status."""
     from .relay import Relay
     from .terminal import RawTerminal
@@ -146,7 +146,7 @@ def exec_(args: argparse.Namespace) -> int:
     return _exec_session(exe, endpoint, stdin=args.interactive, record=_recorder(args))
 
 
-def _exec_session(exe, endpoint, *, stdin: bool, record) -> int:  # type: ignore[no-untyped-def]
+def _exec_session(exe, endpoint, *, stdin: bool, record) -> int:
     from .relay import Relay
     from .terminal import RawTerminal
 
@@ -164,7 +164,7 @@ def _exec_session(exe, endpoint, *, stdin: bool, record) -> int:  # type: ignore
     return _report(ended, exe.sandbox_id)
 
 
-def _write_output(record) -> None:  # type: ignore[no-untyped-def]
+def _write_output(record) -> None:
     stream = sys.stdout.buffer if record.stream == "stdout" else sys.stderr.buffer
     stream.write(record.data)
     stream.flush()
@@ -176,7 +176,7 @@ def _detach_keys(text: str | None) -> bytes:
     return parse_detach_keys(DEFAULT_DETACH_KEYS if text is None else text)
 
 
-def _recorder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _recorder(args: argparse.Namespace):
     if not getattr(args, "record", None):
         return None
     from ..asciicast import Asciicast
@@ -188,7 +188,7 @@ def _recorder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise SandboxError(f"cannot write the recording {args.record}: {exc.strerror}") from exc
 
 
-def _note(raw: bool):  # type: ignore[no-untyped-def]
+def _note(raw: bool):
     def note(text: str) -> None:
         end = "\r\n" if raw else "\n"
         sys.stderr.write(f"sandbox: {text}{end}")
@@ -197,7 +197,7 @@ def _note(raw: bool):  # type: ignore[no-untyped-def]
     return note
 
 
-def _report(ended, sandbox_id: str) -> int:  # type: ignore[no-untyped-def]
+def _report(ended, sandbox_id: str) -> int:
     """Say how a session ended (on stderr, the terminal restored): its exit status."""
     if ended.how == "detached":
         print(f"\nsandbox: detached from {sandbox_id} (`sandbox attach {sandbox_id}` to come "

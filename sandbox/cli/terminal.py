@@ -21,6 +21,7 @@ import os
 import signal
 import termios
 import tty
+from typing import Any
 
 from ..errors import SpecError
 
@@ -81,7 +82,7 @@ class RawTerminal:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.saved = termios.tcgetattr(fd)
+        self.saved: list[Any] | None = termios.tcgetattr(fd)
         self._guard = _fork_guard(fd, self.saved)
         try:
             tty.setraw(fd, termios.TCSANOW)

@@ -21,6 +21,7 @@ The store API (what `sandbox build`, `commit` and `image import` use)::
     images.cache_put(key, image.descriptor); images.cache_get(key)   # build cache
     images.tag_image("app:1", "app:latest"); images.remove_image("app:1", force=False)
     images.prune() -> PruneReport; images.list_images() -> [StoredImage]
+    images.pull_if_missing("registry.example/base:1")  # a build's FROM: pulled once if not stored
 
 ``ImageConfig`` is the runtime part of an image config (Env, Cmd,
 Entrypoint, WorkingDir, User, Labels, ExposedPorts); a new image's config is
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ImageNotFound
 from . import stored as _stored
 from .builtin import BUILTIN, BUSYBOX_REFS, ensure_busybox, host_image
 from .cache import get as cache_get
@@ -72,6 +74,7 @@ __all__ = [
     "lookup",
     "parse_reference",
     "prune",
+    "pull_if_missing",
     "remove_image",
     "tag_image",
     "write_image",
@@ -80,12 +83,36 @@ __all__ = [
 
 
 def get(ref: str) -> Image:
-    """The image ``ref`` names, ready to mount (busybox made on first use)."""
+    """The image ``ref`` names, ready to mount (busybox made on first use; a reference
+    that names a registry pulled on first use, once however many ask at once)."""
     if ref == "host":
         return host_image()
     from .engine import engine_image
 
+    try:
+        return engine_image(ref)
+    except ImageNotFound:
+        from .registry import is_remote
+
+        if not is_remote(ref):
+            raise
+    pull_if_missing(ref)
     return engine_image(ref)
+
+
+def pull_if_missing(ref: str, **kw) -> StoredImage:
+    """The stored image ``ref`` names; pulled first when it is not stored and names a
+    registry (``host[:port]/repo[:tag]``), by one process while the others wait.
+
+    What a build's ``FROM`` calls. ``progress=`` takes a callback
+    (``registry.for_stream(sys.stderr)`` shows bars); ImageNotFound for a
+    local name that is not stored.
+    """
+    if ref in BUSYBOX_REFS:
+        ensure_busybox()
+    from .registry import pull_if_missing as pull
+
+    return pull(ref, **kw)
 
 
 def lookup(ref: str) -> StoredImage:

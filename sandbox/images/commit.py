@@ -23,11 +23,11 @@ from contextlib import contextmanager
 
 from .. import state
 from ..errors import ImageError, StateError
-from .oci import MEDIA_MANIFEST, Descriptor, ImageConfig
+from .oci import ImageConfig
 from .pack import layer_from_upper
 from .reference import parse_reference
 from .refs import check_taggable
-from .stored import StoredImage, load, write_image
+from .stored import StoredImage, load_id, write_image
 
 
 def commit_sandbox(sandbox: str, target: str, *, message: str = "") -> StoredImage:
@@ -53,7 +53,7 @@ def _base_image(record: state.Record) -> StoredImage:
     if not record.image_id:
         raise ImageError(f"sandbox {record.id} runs an image the store does not know",
                          hint="it was started by an older version")
-    return load(Descriptor(MEDIA_MANIFEST, record.image_id, None))  # type: ignore[arg-type]
+    return load_id(record.image_id)
 
 
 def _init_pid(record: state.Record) -> int:

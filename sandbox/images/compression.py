@@ -10,6 +10,7 @@ import io
 from typing import BinaryIO
 
 from ..errors import ImageError
+from .streams import Readable
 
 #: (magic bytes, name) of the formats we can read, in the order they are tried.
 MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"),
@@ -18,7 +19,7 @@ MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"),
 ACCEPTED = "a tar archive, plain or compressed with gzip, xz, bzip2 or zstd"
 
 
-def sniff(stream: BinaryIO) -> tuple[str | None, BinaryIO]:
+def sniff(stream: Readable) -> tuple[str | None, BinaryIO]:
     """The compression ``stream`` uses (None: none) and a stream that still starts at byte 0."""
     head = b""
     while len(head) < 6:
@@ -26,28 +27,28 @@ def sniff(stream: BinaryIO) -> tuple[str | None, BinaryIO]:
         if not chunk:
             break
         head += chunk
-    rewound = io.BufferedReader(_Prefixed(head, stream), 1 << 16)  # type: ignore[arg-type]
+    rewound = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
     for magic, name in MAGIC:
         if head.startswith(magic):
             return name, rewound
     return None, rewound
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: Readable) -> Readable:
     """``stream`` read through the decompressor its first bytes call for."""
     kind, rewound = sniff(stream)
     if kind == "gzip":
         import gzip
 
-        return gzip.GzipFile(fileobj=rewound, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=rewound, mode="rb")
     if kind == "xz":
         import lzma
 
-        return lzma.LZMAFile(rewound)  # type: ignore[return-value]
+        return lzma.LZMAFile(rewound)
     if kind == "bzip2":
         import bz2
 
-        return bz2.BZ2File(rewound)  # type: ignore[return-value]
+        return bz2.BZ2File(rewound)
     if kind == "zstd":
         return _zstd(rewound)
     return rewound
@@ -69,7 +70,7 @@ def read_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _zstd(stream: BinaryIO) -> BinaryIO:
+def _zstd(stream: BinaryIO) -> Readable:
     try:
         import zstandard
     except ImportError:
@@ -81,14 +82,14 @@ def _zstd(stream: BinaryIO) -> BinaryIO:
 class _Prefixed(io.RawIOBase):
     """The bytes already read from a stream, then the rest of it."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self._head = head
         self._rest = rest
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         if self._head:
             n = min(len(buffer), len(self._head))
             buffer[:n] = self._head[:n]

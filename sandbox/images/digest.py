@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import BinaryIO
 
 from ..errors import ImageError
+from .streams import ReadCloser
 
 ALGORITHM = "sha256"
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -68,7 +68,7 @@ class VerifiedReader:
     (``read_all`` or ``drain``) before they trust what they read.
     """
 
-    def __init__(self, raw: BinaryIO, digest: str, size: int | None, *, what: str = "blob") -> None:
+    def __init__(self, raw: ReadCloser, digest: str, size: int | None, *, what: str = "blob") -> None:
         self._raw = raw
         self._expected = parse_digest(digest)
         self._size = size
@@ -93,6 +93,15 @@ class VerifiedReader:
             raise ImageError(f"{self._what} {self._expected} does not match its digest "
                              f"(got {self._seen.digest}): the store or the source is corrupt")
         self.verified = True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "VerifiedReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def drain(self) -> None:
         """Read what is left, so the digest is checked."""

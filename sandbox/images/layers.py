@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
 from . import layout
-from .digest import Digester, encoded
+from .digest import Digester, VerifiedReader, encoded
 from .oci import MEDIA_LAYER, Descriptor
+from .streams import Readable, ReadCloser
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,12 @@ class Layer:
         return str(layout.layer_path(self.diff_id) / "rootfs")
 
 
-def layer_from_tar(stream: BinaryIO, bounds=None) -> Layer:
-    """Store a tar stream (plain or compressed) as a layer; its blob is the plain tar."""
+def layer_from_tar(stream: Readable, bounds=None, *, diff_id: str | None = None) -> Layer:
+    """Store a tar stream (plain or compressed) as a layer; its blob is the plain tar.
+
+    ``diff_id``: what the stream must unpack to (a docker-archive's config
+    names it); anything else is refused before the layer is stored.
+    """
     from .unpack import walk
 
     with layout.writing(), layout.work_dir("layer") as work:
@@ -60,8 +66,56 @@ def layer_from_tar(stream: BinaryIO, bounds=None) -> Layer:
                 blob.write(data)
 
             unpack_into(work / "layer", lambda target: walk(stream, target, tee=tee), bounds)
+        _check_diff_id(digester.digest, diff_id, "the layer")
         store_unpacked(work / "layer", work / "blob", digester.digest)
         return Layer(digester.digest, digester.digest, digester.size)
+
+
+def layer_from_blob(stream: ReadCloser, desc: Descriptor, diff_id: str, bounds=None) -> Layer:
+    """Store a layer blob from outside (a registry, an OCI archive) as it is, unpacked.
+
+    One pass: the bytes go to the blob file and, decompressed, to the
+    unpacker. The blob must match ``desc`` (size and digest) and unpack to
+    ``diff_id``; otherwise nothing is stored (ImageError). A layer already
+    stored is not read at all.
+    """
+    from .unpack import walk
+
+    if is_unpacked(diff_id) and layout.has_blob(desc.digest):
+        return Layer(diff_id, desc.digest, desc.size, desc.media_type)
+    with layout.writing(), layout.work_dir("blob") as work:
+        unpacked = Digester()
+        with open(work / "blob", "wb") as blob:
+            reader = VerifiedReader(_Copying(stream, blob), desc.digest, desc.size, what="layer")
+            unpack_into(work / "layer", lambda target: walk(reader, target, tee=unpacked.update), bounds)
+            reader.drain()
+        _check_diff_id(unpacked.digest, diff_id, f"layer {desc.digest}")
+        layout.put_blob_file(work / "blob", desc.digest)
+        _place(work / "layer", diff_id)
+    return Layer(diff_id, desc.digest, desc.size, desc.media_type)
+
+
+def _check_diff_id(seen: str, expected: str | None, what: str) -> None:
+    if expected is not None and seen != expected:
+        raise ImageError(f"{what} unpacks to {seen}, not the diffID {expected} its image names",
+                         hint="the image is damaged or was tampered with: nothing was stored")
+
+
+class _Copying:
+    """A readable stream that writes every byte it hands out to ``sink``."""
+
+    def __init__(self, stream: ReadCloser, sink: BinaryIO) -> None:
+        self._stream = stream
+        self._sink = sink
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._sink.write(data)
+        return data
+
+    def close(self) -> None:
+        """Close the stream it reads (the sink is the caller's)."""
+        self._stream.close()
 
 
 def store_unpacked(work_layer: Path, blob: Path, diff_id: str) -> None:
@@ -83,10 +137,8 @@ def unpack_blob(desc: Descriptor, diff_id: str) -> Layer:
             _unpack(reader, work / "layer", digester.update)
             reader.drain()
         finally:
-            reader._raw.close()
-        if digester.digest != diff_id:
-            raise ImageError(f"layer {desc.digest} unpacks to {digester.digest}, "
-                             f"not the diffID {diff_id} its image names")
+            reader.close()
+        _check_diff_id(digester.digest, diff_id, f"layer {desc.digest}")
         _place(work / "layer", diff_id)
     return layer
 
@@ -110,7 +162,7 @@ def unpacked_size(diff_id: str) -> int:
         return 0
 
 
-def _unpack(stream: BinaryIO, dest: Path, tee) -> None:
+def _unpack(stream: Readable, dest: Path, tee: Callable[[bytes], None]) -> None:
     from .unpack import walk
 
     unpack_into(dest, lambda target: walk(stream, target, tee=tee))

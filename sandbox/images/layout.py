@@ -10,10 +10,11 @@ Under ``$SANDBOX_STATE_DIR/images`` (``root()``)::
                               whiteouts as overlay whiteouts) and link (its short name)
     l/<short name>            -> ../layers/<hex>/rootfs, for deep stacks on old kernels
     cache/<hex of key>        build cache entries: a manifest digest per cache key
+    locations/<hex>           which registry repositories hold a blob (for mounts on push)
     host/rootfs               the ``host`` image's skeleton (empty dirs, merged-/usr links)
     tmp/<pid>-<start>-<rand>  work in progress of one process; ``sandbox gc`` removes
                               those whose process is gone
-    locks/                    flock files (below)
+    locks/                    flock files (below; ``pull-<hash>``: one pull per reference)
 
 skopeo, umoci and other OCI tools read the layout as it is
 (``oci:$SANDBOX_STATE_DIR/images:NAME:TAG``); the extra directories are ours.

@@ -21,8 +21,16 @@ MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
-LAYER_MEDIA_TYPES = (MEDIA_LAYER, MEDIA_LAYER + "+gzip", MEDIA_LAYER + "+zstd",
-                     "application/vnd.docker.image.rootfs.diff.tar.gzip")
+#: Docker's image manifest schema 2, its manifest list, config and layer types (kept as
+#: the registry serves them, so a pulled image's id is the digest the registry names).
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MANIFEST_TYPES = (MEDIA_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
+CONFIG_TYPES = (MEDIA_CONFIG, DOCKER_CONFIG)
+LAYER_MEDIA_TYPES = (MEDIA_LAYER, MEDIA_LAYER + "+gzip", MEDIA_LAYER + "+zstd", DOCKER_LAYER)
 REF_NAME = "org.opencontainers.image.ref.name"
 CREATED = "org.opencontainers.image.created"
 #: On a manifest: "host" for an image whose layers lie over the host view, not a rootfs.
@@ -94,7 +102,7 @@ class ImageConfig:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        pairs = (("User", self.user), ("Env", list(self.env)),
+        pairs: tuple[tuple[str, object], ...] = (("User", self.user), ("Env", list(self.env)),
                  ("Entrypoint", list(self.entrypoint) or None), ("Cmd", list(self.cmd) or None),
                  ("WorkingDir", self.workdir), ("Labels", dict(self.labels)),
                  ("ExposedPorts", {p: {} for p in self.exposed_ports}),
@@ -161,9 +169,10 @@ class Manifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict)
+    media_type: str = MEDIA_MANIFEST
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type,
                                "config": self.config.to_json(),
                                "layers": [d.to_json() for d in self.layers]}
         if self.annotations:
@@ -174,8 +183,10 @@ class Manifest:
     def from_json(cls, doc: dict) -> "Manifest":
         if doc.get("schemaVersion") != 2:
             raise ImageError("manifest: schemaVersion must be 2")
-        if doc.get("mediaType", MEDIA_MANIFEST) != MEDIA_MANIFEST:
-            raise ImageError(f"manifest: media type {doc.get('mediaType')!r} is not an image manifest")
+        media_type = doc.get("mediaType", MEDIA_MANIFEST)
+        if media_type not in MANIFEST_TYPES:
+            raise ImageError(f"manifest: media type {media_type!r} is not an image manifest "
+                             f"(accepted: {', '.join(MANIFEST_TYPES)})")
         config = Descriptor.from_json(doc.get("config"), "manifest config")
         layers = doc.get("layers")
         if not isinstance(layers, list):
@@ -187,7 +198,7 @@ class Manifest:
                                  f"(accepted: {', '.join(LAYER_MEDIA_TYPES)})")
         annotations = Descriptor.from_json({"mediaType": "x", "digest": config.digest, "size": 0,
                                             "annotations": doc.get("annotations")}, "manifest").annotations
-        return cls(config, descs, annotations)
+        return cls(config, descs, annotations, media_type)
 
 
 def _string(value: object, name: str) -> str:

@@ -84,7 +84,9 @@ def write_tar(parts: list[tuple[str, str]], out: BinaryIO) -> tuple[str, int]:
             digester.update(data)
             return out.write(data)
 
-    with tarfile.open(fileobj=Tee(), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+    # typeshed's tarfile.open wants a whole file object (read, write, seek, tell, close)
+    # for every mode; a stream ("w|") is only written
+    with tarfile.open(fileobj=Tee(), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for prefix, top in parts:
             try:
                 fd = os.open(top, _DIR_FLAGS)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..errors import ImageError
 from . import layout
-from .oci import CREATED, MEDIA_INDEX, MEDIA_MANIFEST, REF_NAME, Descriptor, now_rfc3339
+from .oci import CREATED, MANIFEST_TYPES, MEDIA_INDEX, MEDIA_MANIFEST, REF_NAME, Descriptor, now_rfc3339
 from .reference import Reference, parse_reference
 
 
@@ -36,7 +36,7 @@ def read_index() -> dict[str, Descriptor]:
     for i, entry in enumerate(entries):
         desc = Descriptor.from_json(entry, f"index.json entry {i}")
         name = desc.annotations.get(REF_NAME)
-        if desc.media_type == MEDIA_MANIFEST and name:
+        if desc.media_type in MANIFEST_TYPES and name:
             found[str(parse_reference(name))] = desc
     return found
 
@@ -56,9 +56,10 @@ def update_index(change: Callable[[dict[str, Descriptor]], None]) -> None:
 RESERVED = ("busybox", "host")
 
 
-def check_taggable(ref: Reference, *, builtin: bool = False) -> None:
-    """ImageError unless ``ref`` is a NAME:TAG that a user may point somewhere."""
-    if ref.tag is None:
+def check_taggable(ref: Reference, *, builtin: bool = False, pinned: bool = False) -> None:
+    """ImageError unless ``ref`` is a NAME:TAG that a user may point somewhere
+    (``pinned``: or a NAME@DIGEST, which a pull by digest records)."""
+    if ref.tag is None and not pinned:
         raise ImageError(f"cannot tag {ref}: a tag is a NAME:TAG, not a digest")
     if ref.name in RESERVED and not builtin:
         raise ImageError(f"image name {ref.name!r} is reserved for the built-in image",
@@ -66,10 +67,13 @@ def check_taggable(ref: Reference, *, builtin: bool = False) -> None:
 
 
 def set_tag(ref: Reference, manifest_digest: str, size: int, *, replace: bool = True,
-            builtin: bool = False) -> None:
-    """Point ``ref`` at a manifest; with ``replace=False`` an existing tag is an error."""
-    check_taggable(ref, builtin=builtin)
-    desc = Descriptor(MEDIA_MANIFEST, manifest_digest, size,
+            builtin: bool = False, media_type: str = MEDIA_MANIFEST) -> None:
+    """Point ``ref`` at a manifest; with ``replace=False`` an existing tag is an error.
+
+    A NAME@DIGEST ``ref`` (a pull by digest) is recorded only for that digest.
+    """
+    check_taggable(ref, builtin=builtin, pinned=ref.digest == manifest_digest)
+    desc = Descriptor(media_type, manifest_digest, size,
                       {REF_NAME: str(ref), CREATED: now_rfc3339()})
 
     def change(tags: dict[str, Descriptor]) -> None:

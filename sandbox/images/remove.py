@@ -21,7 +21,7 @@ from ..errors import ImageError
 from . import cache, layout, refs
 from .digest import encoded, parse_digest
 from .oci import MEDIA_MANIFEST, Descriptor
-from .stored import StoredImage, load, lookup
+from .stored import StoredImage, load, load_id, lookup
 
 
 @dataclass
@@ -119,6 +119,9 @@ def _sweep() -> PruneReport:
     for name in _listdir(top / "l"):
         if not os.path.exists(top / "l" / name):
             (top / "l" / name).unlink()
+    from .registry.locations import forget_missing
+
+    forget_missing()
     return report
 
 
@@ -136,7 +139,7 @@ def _needed(report: PruneReport) -> tuple[set[str], set[str]]:
     diff_ids: set[str] = set()
     for desc in roots:
         try:
-            image = load(desc if desc.size >= 0 else Descriptor(desc.media_type, desc.digest, None))  # type: ignore[arg-type]
+            image = load(desc) if desc.size >= 0 else load_id(desc.digest)
         except ImageError as exc:
             blobs.add(encoded(desc.digest))  # keep what we cannot read: never guess
             report.errors.append(str(exc))

@@ -21,7 +21,17 @@ from ..errors import ImageError, ImageNotFound
 from . import layout, refs
 from .digest import parse_digest
 from .layers import Layer, unpack_blob
-from .oci import BASE, MEDIA_CONFIG, MEDIA_MANIFEST, ConfigDocument, Descriptor, ImageConfig, Manifest, now_rfc3339
+from .oci import (
+    BASE,
+    CONFIG_TYPES,
+    MEDIA_CONFIG,
+    MEDIA_MANIFEST,
+    ConfigDocument,
+    Descriptor,
+    ImageConfig,
+    Manifest,
+    now_rfc3339,
+)
 from .reference import Reference, parse_reference
 
 
@@ -48,7 +58,7 @@ class StoredImage:
 
     @property
     def descriptor(self) -> Descriptor:
-        return Descriptor(MEDIA_MANIFEST, self.id, self.size)
+        return Descriptor(self.manifest.media_type, self.id, self.size)
 
     @property
     def created(self) -> float | None:
@@ -61,7 +71,7 @@ class StoredImage:
 def load(desc: Descriptor, tags: tuple[str, ...] = ()) -> StoredImage:
     """Read and check the manifest a descriptor points at, and its config."""
     manifest = Manifest.from_json(layout.read_document(desc.digest, desc.size, what="manifest"))
-    if manifest.config.media_type != MEDIA_CONFIG:
+    if manifest.config.media_type not in CONFIG_TYPES:
         raise ImageError(f"manifest {desc.digest}: config media type "
                          f"{manifest.config.media_type!r} is not an image config")
     config = ConfigDocument.from_json(layout.read_document(
@@ -70,6 +80,17 @@ def load(desc: Descriptor, tags: tuple[str, ...] = ()) -> StoredImage:
         raise ImageError(f"manifest {desc.digest} lists {len(manifest.layers)} layers, "
                          f"its config {len(config.diff_ids)} diffIDs")
     return StoredImage(desc.digest, manifest, config, desc.size, tags)
+
+
+def load_id(image_id: str) -> StoredImage:
+    """The stored image whose manifest is the blob ``image_id``, where no descriptor gives
+    its size (a sandbox's record names only the id): the size is the stored blob's."""
+    try:
+        size = layout.blob_path(image_id).stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"manifest {image_id} is missing from the store",
+                         hint="the store is damaged: remove the image and import it again") from None
+    return load(Descriptor(MEDIA_MANIFEST, image_id, size))
 
 
 def list_images() -> list[StoredImage]:
@@ -95,16 +116,18 @@ def lookup(text: str | Reference) -> StoredImage:
         if len(ids) == 1:
             desc = next(iter(ids.values()))
             return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
+        if len(ref) == 71 and layout.has_blob(ref):  # a whole id, untagged: a build step's image
+            return load_id(ref)
         raise ImageNotFound(text if isinstance(text, str) else str(text), _known(tags))
     if ref.digest:
         for name, desc in tags.items():
-            if desc.digest == ref.digest and name.rsplit(":", 1)[0] == ref.name:
+            if desc.digest == ref.digest and (name == str(ref) or name.rsplit(":", 1)[0] == ref.name):
                 return load(desc, (name,))
         raise ImageNotFound(str(ref), _known(tags))
-    desc = tags.get(str(ref))
-    if desc is None:
+    named = tags.get(str(ref))
+    if named is None:
         raise ImageNotFound(str(text), _known(tags))
-    return load(desc, tuple(sorted(n for n, d in tags.items() if d.digest == desc.digest)))
+    return load(named, tuple(sorted(n for n, d in tags.items() if d.digest == named.digest)))
 
 
 _ID_RE = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")
@@ -116,10 +139,13 @@ def _known(tags: dict) -> list[str]:
 
 
 def _parse_or_id(text: str) -> Reference | str:
-    """An image id (or a 12+ digit prefix of one) if a tagged image has it, else a reference."""
+    """An image id (or a 12+ digit prefix of one) if a tagged image has it, or a whole id
+    of an untagged image (the build cache's), else a reference."""
     match = _ID_RE.match(text)
     if match and any(d.digest.startswith("sha256:" + match.group(1))
                      for d in refs.read_index().values()):
+        return "sha256:" + match.group(1)
+    if match and len(match.group(1)) == 64 and layout.has_blob("sha256:" + match.group(1)):
         return "sha256:" + match.group(1)
     return parse_reference(text)
 
@@ -161,13 +187,31 @@ def write_image(layers: tuple[Layer, ...] | list[Layer], config: ImageConfig, *,
     return load(Descriptor(MEDIA_MANIFEST, digest, size), (str(tag),) if tag else ())
 
 
+def store_manifest(data: bytes, tag: Reference | None = None) -> StoredImage:
+    """Store a manifest from outside (a pull, an archive) as it is, and tag it if asked.
+
+    Its config and layers must be stored already: the manifest is read back
+    and checked (``load``) before the tag names it. The image's id is the
+    digest of ``data``, the one its registry or archive names.
+    """
+    if len(data) > layout.MAX_DOCUMENT:
+        raise ImageError(f"a manifest of {len(data)} bytes: at most {layout.MAX_DOCUMENT} accepted")
+    with layout.writing():
+        digest, size = layout.put_blob(data)
+        image = load(Descriptor(MEDIA_MANIFEST, digest, size))
+        if tag is not None:
+            refs.set_tag(tag, digest, size, media_type=image.manifest.media_type)
+    return StoredImage(image.id, image.manifest, image.config, image.size,
+                       (str(tag),) if tag is not None else ())
+
+
 def tag_image(source: str, target: str) -> StoredImage:
     """Point the reference ``target`` at the image ``source`` names."""
     image = lookup(source)
     ref = parse_reference(target)
     if ref.digest:
         raise ImageError(f"cannot tag {target!r}: expected NAME[:TAG]")
-    refs.set_tag(ref, image.id, image.size)
+    refs.set_tag(ref, image.id, image.size, media_type=image.manifest.media_type)
     return image
 
 
@@ -188,6 +232,7 @@ __all__ = [
     "load",
     "lookup",
     "parse_digest",
+    "store_manifest",
     "tag_image",
     "write_image",
 ]

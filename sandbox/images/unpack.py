@@ -44,12 +44,13 @@ import stat
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from ..errors import ImageError
 from ..linux.files import open_dir_beneath
 from ..units import format_size
 from .compression import ACCEPTED, decompressed, read_errors
+from .streams import Readable
 
 __all__ = ["Bounds", "Entry", "OnDiskFormat", "RootfsFormat", "Target", "UnpackError",
            "apply_entry", "clean_name", "clear_entry", "set_owner_and_mode", "walk"]
@@ -248,7 +249,7 @@ def clean_name(name: str) -> str:
     return "/".join(parts)
 
 
-def apply_entry(target: Target, member: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
+def apply_entry(target: Target, member: tarfile.TarInfo, data: Readable | None = None) -> None:
     """Write one member under the target's root, by the rules in the module docstring."""
     name = clean_name(member.name)
     target.admit(name, member)
@@ -270,7 +271,7 @@ def apply_entry(target: Target, member: tarfile.TarInfo, data: BinaryIO | None =
         os.close(dir_fd)
 
 
-def _writer(entry: Entry) -> Callable[[Target, Entry, BinaryIO | None], None]:
+def _writer(entry: Entry) -> Callable[[Target, Entry, Readable | None], None]:
     member = entry.member
     if member.isreg():
         return _write_file
@@ -311,19 +312,19 @@ def _owner(member: tarfile.TarInfo) -> tuple[int, int]:
     return member.uid, member.gid
 
 
-def _set_mtime(member: tarfile.TarInfo, fd: int | None = None, *,
-               entry: Entry | None = None) -> None:
+def _set_mtime(member: tarfile.TarInfo, where: int | Entry) -> None:
+    """The member's mtime on ``where``: an open fd, or an entry (a link: not followed)."""
     try:
         ns = int(member.mtime * 1e9)
-        if entry is None:
-            os.utime(fd, ns=(ns, ns))
+        if isinstance(where, Entry):
+            os.utime(where.base, ns=(ns, ns), dir_fd=where.dir_fd, follow_symlinks=False)
         else:
-            os.utime(entry.base, ns=(ns, ns), dir_fd=entry.dir_fd, follow_symlinks=False)
+            os.utime(where, ns=(ns, ns))
     except (OverflowError, ValueError):
         pass  # a time the filesystem cannot hold: keep the time of unpacking
 
 
-def _write_file(target: Target, entry: Entry, data: BinaryIO | None) -> None:
+def _write_file(target: Target, entry: Entry, data: Readable | None) -> None:
     clear_entry(target, entry)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(entry.base, flags, 0o600, dir_fd=entry.dir_fd)
@@ -335,13 +336,13 @@ def _write_file(target: Target, entry: Entry, data: BinaryIO | None) -> None:
     target.files.add(entry.name)
 
 
-def _copy(entry: Entry, data: BinaryIO | None, fd: int) -> None:
+def _copy(entry: Entry, data: Readable | None, fd: int) -> None:
     """Exactly the member's size from ``data`` into ``fd``; a short read is a truncated archive."""
     remaining = entry.member.size
     while remaining > 0:
         try:
             chunk = data.read(min(remaining, CHUNK)) if data is not None else b""
-        except (*read_errors(), OSError) as exc:
+        except read_errors() + (OSError,) as exc:
             raise UnpackError(entry.name, f"the archive is truncated or corrupt here ({exc})",
                               ACCEPTED) from None
         if not chunk:
@@ -352,7 +353,7 @@ def _copy(entry: Entry, data: BinaryIO | None, fd: int) -> None:
         remaining -= len(chunk)
 
 
-def _make_dir(target: Target, entry: Entry, data: BinaryIO | None) -> None:
+def _make_dir(target: Target, entry: Entry, data: Readable | None) -> None:
     try:
         st = os.stat(entry.base, dir_fd=entry.dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -368,17 +369,17 @@ def _make_dir(target: Target, entry: Entry, data: BinaryIO | None) -> None:
         os.close(fd)
 
 
-def _make_symlink(target: Target, entry: Entry, data: BinaryIO | None) -> None:
+def _make_symlink(target: Target, entry: Entry, data: Readable | None) -> None:
     if not entry.member.linkname:
         raise UnpackError(entry.name, "a symbolic link to nothing", "links with a target")
     clear_entry(target, entry)
     os.symlink(entry.member.linkname, entry.base, dir_fd=entry.dir_fd)
     if target.as_root:
         os.chown(entry.base, *_owner(entry.member), dir_fd=entry.dir_fd, follow_symlinks=False)
-    _set_mtime(entry.member, entry=entry)
+    _set_mtime(entry.member, entry)
 
 
-def _make_hardlink(target: Target, entry: Entry, data: BinaryIO | None) -> None:
+def _make_hardlink(target: Target, entry: Entry, data: Readable | None) -> None:
     """A second name for a file unpacked before: nothing else, and nothing outside."""
     linkname = entry.member.linkname
     accepted = "hard links to regular files earlier in the archive"
@@ -405,7 +406,7 @@ def _make_hardlink(target: Target, entry: Entry, data: BinaryIO | None) -> None:
     target.files.add(entry.name)
 
 
-def walk(stream: BinaryIO, target: Target, *, tee: Callable[[bytes], None] | None = None) -> None:
+def walk(stream: Readable, target: Target, *, tee: Callable[[bytes], None] | None = None) -> None:
     """Read the archive in ``stream`` and apply each member in order (stream mode: no seeking).
 
     ``tee`` gets every byte of the uncompressed tar stream, the end padding
@@ -414,17 +415,20 @@ def walk(stream: BinaryIO, target: Target, *, tee: Callable[[bytes], None] | Non
     """
     plain = decompressed(stream)
     if tee is not None:
-        plain = _Tee(plain, tee)  # type: ignore[assignment]
+        plain = _Tee(plain, tee)
     seen = 0
     try:
-        with tarfile.open(fileobj=plain, mode="r|", tarinfo=_bounded(target.bounds)) as tar:
+        # typeshed's tarfile.open wants a whole file object (read, write, seek, tell, close)
+        # for every mode; a stream ("r|") is only read
+        with tarfile.open(fileobj=plain, mode="r|",  # type: ignore[call-overload]
+                          tarinfo=_bounded(target.bounds)) as tar:
             while (member := tar.next()) is not None:
                 tar.members.clear()  # stream mode would keep every header in memory
                 seen += 1
                 apply_entry(target, member, tar.extractfile(member) if member.isreg() else None)
         if tee is not None:
             _drain(plain, target.bounds.bytes)
-    except (*read_errors(), OSError) as exc:
+    except read_errors() + (OSError,) as exc:
         if seen == 0 and isinstance(exc, tarfile.ReadError):  # no tar header to be read
             raise UnpackError(None, f"expected a directory or {ACCEPTED}") from None
         raise UnpackError(None, f"the archive is truncated or corrupt after {seen} members "
@@ -435,7 +439,7 @@ def _bounded(bounds: Bounds) -> type[tarfile.TarInfo]:
     """A TarInfo class that refuses extended headers (PAX, GNU long names) over the bound."""
 
     class BoundedTarInfo(tarfile.TarInfo):
-        def _proc_member(self, tar: tarfile.TarFile):  # type: ignore[override]
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
             if self.type in _EXTENDED and self.size > bounds.header:
                 raise UnpackError(None, f"an extended header of {format_size(self.size)}",
                                   f"at most {format_size(bounds.header)}")
@@ -448,7 +452,7 @@ _EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE
              tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
-def _drain(stream: BinaryIO, limit: int) -> None:
+def _drain(stream: Readable, limit: int) -> None:
     """Read what follows the archive's end, for the tee; at most ``limit`` bytes."""
     total = 0
     while chunk := stream.read(CHUNK):
@@ -461,7 +465,7 @@ def _drain(stream: BinaryIO, limit: int) -> None:
 class _Tee:
     """A readable stream that shows every byte it hands out to a callback."""
 
-    def __init__(self, stream: BinaryIO, tee: Callable[[bytes], None]) -> None:
+    def __init__(self, stream: Readable, tee: Callable[[bytes], None]) -> None:
         self._stream = stream
         self._tee = tee
 

@@ -14,9 +14,14 @@ from .tree import walk_directory
 from .unpack import Bounds, Target, walk
 
 
-def copy_tree_into(source_fd: int, directory: str, *, exclude: tuple[str, ...] = ()) -> None:
-    """Copy the tree open at ``source_fd`` into ``directory`` (UnpackError on a bad entry)."""
-    with Target(directory) as target:
+def copy_tree_into(source_fd: int, directory: str, *, exclude: tuple[str, ...] = (),
+                   max_members: int | None = None, max_bytes: int | None = None) -> None:
+    """Copy the tree open at ``source_fd`` into ``directory`` (UnpackError on a bad entry,
+    or past ``max_members`` entries or ``max_bytes`` of file content when given)."""
+    bounds = Bounds()
+    if max_members is not None or max_bytes is not None:
+        bounds = Bounds(members=max_members or bounds.members, bytes=max_bytes or bounds.bytes)
+    with Target(directory, bounds=bounds) as target:
         walk_directory(source_fd, target, exclude=exclude)
 
 

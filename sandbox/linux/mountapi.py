@@ -99,11 +99,18 @@ def mount_overlay(target: str, lowers: tuple[str, ...] | list[str], upper: str, 
 
 @cache
 def lowerdir_plus_supported() -> bool:
-    """True when this kernel's overlayfs takes ``lowerdir+`` through fsconfig (6.8+)."""
+    """True when this kernel's overlayfs takes ``lowerdir+`` through fsconfig (6.8+).
+
+    Before overlayfs moved to the new mount API (6.5) fsconfig takes any key
+    and only piles it into the legacy option page, which then overflows at
+    mount time: so an unknown key must be refused too.
+    """
     fs_fd = _fsopen(_SYS_FSOPEN, b"overlay", FSOPEN_CLOEXEC)
     if fs_fd < 0:
         return False
     try:
+        if _fsconfig(_SYS_FSCONFIG, fs_fd, FSCONFIG_SET_STRING, b"sandbox-no-such-key", b"x", 0) == 0:
+            return False  # the legacy path: every key is taken, none is understood
         return _fsconfig(_SYS_FSCONFIG, fs_fd, FSCONFIG_SET_STRING, b"lowerdir+", b"/", 0) == 0
     finally:
         os.close(fs_fd)

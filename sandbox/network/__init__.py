@@ -229,7 +229,8 @@ def _delete_leftover_veth(veth: str | None) -> None:
 
 
 def collect(report: Any) -> None:
-    """gc: drop leases of vanished sandboxes; remove veths no live sandbox owns.
+    """gc: drop leases of vanished sandboxes; remove veths no live sandbox owns,
+    and temporary networks whose owner died.
 
     Only veths on this installation's bridges are looked at: another state
     directory's sandboxes (another test session) are not ours to judge.
@@ -245,6 +246,9 @@ def collect(report: Any) -> None:
                 if not (state.sandboxes_dir() / sandbox_id).exists():
                     _delete_leftover_veth(veth)
                     report.removed.append(f"veth {veth}")
+            if registry.owner_gone(network.name):
+                registry.remove(network.name)
+                report.removed.append(f"network {network.name} (its owner died)")
         except (NetworkError, OSError) as exc:
             report.errors.append(f"network {network.name}: {exc}")
 
@@ -258,7 +262,8 @@ def _veths_on(bridge: str) -> list[str]:
 
 
 def persistent_links() -> list[str]:
-    """Bridges that stay on purpose: the default one and every named network's."""
+    """Bridges that stay on purpose: the default one and every named network's
+    (not a temporary network's: it goes with its owner)."""
     names = {os.environ.get("SANDBOX_BRIDGE", registry.DEFAULT_BRIDGE)}
-    names.update(n.bridge for n in registry.list_networks())
+    names.update(n.bridge for n in registry.list_networks() if not registry.is_temporary(n.name))
     return sorted(names)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .. import state
 from ..errors import NetworkError
@@ -69,8 +70,13 @@ def list_networks() -> list[Network]:
     return [_read(n) for n in names]
 
 
-def create(name: str, subnet: str | None = None) -> Network:
-    """Define a named network and make its bridge; refuse taken names and overlaps."""
+def create(name: str, subnet: str | None = None, *, temporary: bool = False) -> Network:
+    """Define a named network and make its bridge; refuse taken names and overlaps.
+
+    ``temporary``: the network belongs to this process (a job's private
+    network): its definition names the process, and `sandbox gc` removes the
+    network once that process is gone and no sandbox uses it.
+    """
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise NetworkError(f"invalid network name {name!r}: expected letters, digits, "
                            "'_', '.', '-' (at most 63)")
@@ -85,7 +91,7 @@ def create(name: str, subnet: str | None = None) -> Network:
             _check_free(wanted)
         chosen = str(wanted) if wanted else _choose(NAMED_POOL)
         network = Network(name, bridge_name(name, str(state.lib_dir())), chosen)
-        return _make(network)
+        return _make(network, owner=_this_process() if temporary else None)
 
 
 def remove(name: str) -> Network:
@@ -151,18 +157,49 @@ def _default() -> Network:
                    subnet or _choose(DEFAULT_POOL))
 
 
-def _make(network: Network) -> Network:
-    """Make the bridge, then write the definition (both under the host lock)."""
+def _make(network: Network, owner: dict[str, Any] | None = None) -> Network:
+    """Write the definition, then make the bridge (both under the host lock).
+
+    The definition comes first, so that a crash in between leaves a
+    definition gc can see (and a temporary network's owner), never a bridge
+    nothing names; a bridge that cannot be made takes its definition back.
+    """
     if bridge.exists(network):
         raise NetworkError(f"a link named {network.bridge!r} already exists on this host",
                            hint="set SANDBOX_BRIDGE to another name, or remove that link")
-    bridge.create(network)
     networks_dir().mkdir(parents=True, exist_ok=True)
     tmp = networks_dir() / f".{network.name}.tmp"
-    tmp.write_text(json.dumps({"name": network.name, "bridge": network.bridge,
-                               "subnet": network.subnet, "created": time.time()}))
+    definition = {"name": network.name, "bridge": network.bridge, "subnet": network.subnet,
+                  "created": time.time(), **({"owner": owner} if owner else {})}
+    tmp.write_text(json.dumps(definition))
     os.replace(tmp, _path(network.name))
+    try:
+        bridge.create(network)
+    except BaseException:
+        _path(network.name).unlink(missing_ok=True)
+        raise
     return network
+
+
+def _this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "start": state.own_start_time()}
+
+
+def owner_gone(name: str) -> bool:
+    """True for a temporary network whose owner process is dead (False for any other)."""
+    try:
+        owner = json.loads(_path(name).read_text()).get("owner")
+    except (FileNotFoundError, ValueError):
+        return False
+    return bool(owner) and not state.process_alive(owner.get("pid"), owner.get("start"))
+
+
+def is_temporary(name: str) -> bool:
+    """True for a network some process made for itself (``create(temporary=True)``)."""
+    try:
+        return bool(json.loads(_path(name).read_text()).get("owner"))
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def _read(name: str) -> Network:

@@ -158,7 +158,9 @@ class ZygoteClient:
             return spare
         self._spare_asked = False
         try:
-            (pid, flags), (pidfd, sock_fd) = self._reply()  # type: ignore[misc]
+            value, (pidfd, sock_fd) = self._reply()
+            assert isinstance(value, tuple)
+            pid, flags = value
         except HostError:
             return None  # no spare this time: the zygote forks afresh
         return Spare(pid, pidfd, socket.socket(fileno=sock_fd), flags, self.kernel)

@@ -48,7 +48,8 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
         pid = fork_enter(kernel, value, ChildFds(*fds[:-1]), fds[-1])
         return pid, [kernel.pidfd_open(pid)]
     if kind == "spare":
-        flags, staging = value  # type: ignore[misc]
+        assert isinstance(value, tuple)
+        flags, staging = value
         flush_stdio()
         pid, pidfd, sock = spare.fork_spare(kernel, flags, own_pidns_fd(), staging)
         return (pid, flags), [pidfd, sock.detach()]

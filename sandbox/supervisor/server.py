@@ -28,6 +28,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import state
@@ -228,7 +229,7 @@ class Supervisor:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _loop(self, done) -> None:  # type: ignore[no-untyped-def]
+    def _loop(self, done: Callable[[], bool]) -> None:
         """Serve events until ``done()``."""
         while not done():
             for key, mask in self.sel.select(self._timeout()):

@@ -17,46 +17,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name", metavar="NAME")
     q.add_argument("--subnet", metavar="CIDR",
                    help="IPv4 subnet, /8 to /29 (default: a free /24 from 10.220.0.0/14)")
-    q.set_defaults(handler=create)
+    q.set_defaults(handler=create, remote=remote_create)
     q = nsub.add_parser("ls", help="list networks")
-    q.set_defaults(handler=ls)
+    q.set_defaults(handler=ls, remote=remote_ls)
     q = nsub.add_parser("rm", help="remove networks (refused while they have members)",
                         description="Remove networks, their bridges and firewall tables; "
                         "refused while a sandbox uses one. The default network `bridge` "
                         "can be removed too: it is made again on its next use.")
     q.add_argument("names", nargs="+", metavar="NAME")
-    q.set_defaults(handler=rm)
+    q.set_defaults(handler=rm, remote=remote_rm)
 
 
 def create(args: argparse.Namespace) -> int:
-    from . import registry
+    from ..inventory import create_network
 
-    network = registry.create(args.name, args.subnet)
-    print(f"created {network.name} ({network.subnet} on {network.bridge})")
+    return _created(create_network(args.name, args.subnet))
+
+
+def remote_create(args: argparse.Namespace, client) -> int:
+    return _created(client.networks.create(args.name, args.subnet))
+
+
+def _created(network: dict) -> int:
+    print(f"created {network['name']} ({network['subnet']} on {network['bridge']})")
     return 0
 
 
 def ls(args: argparse.Namespace) -> int:
-    from . import ipam, registry
+    from ..inventory import network_rows
 
-    rows = [(n.name, n.bridge, n.subnet, str(len(ipam.members(n))))
-            for n in registry.list_networks()]
-    header = ("NAME", "BRIDGE", "SUBNET", "MEMBERS")
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip())
+    return _print_networks(network_rows())
+
+
+def remote_ls(args: argparse.Namespace, client) -> int:
+    return _print_networks(client.networks.list())
+
+
+def _print_networks(rows: list[dict]) -> int:
+    from .tables import print_table
+
+    print_table(("NAME", "BRIDGE", "SUBNET", "MEMBERS"),
+                [(r["name"], r["bridge"], r["subnet"], str(r["members"])) for r in rows])
     return 0
 
 
 def rm(args: argparse.Namespace) -> int:
-    from . import registry
-    from .model import DEFAULT
+    from ..inventory import remove_network
 
+    return _removed(args, remove_network)
+
+
+def remote_rm(args: argparse.Namespace, client) -> int:
+    return _removed(args, client.networks.remove)
+
+
+def _removed(args: argparse.Namespace, remove) -> int:
     for name in args.names:
-        network = registry.remove(name)
-        if name == DEFAULT:
-            print(f"removed {name} (bridge {network.bridge}, its firewall and addresses); it is "
-                  "made again, its subnet chosen afresh, the next time a sandbox uses "
+        network = remove(name)
+        if network["default"]:
+            print(f"removed {name} (bridge {network['bridge']}, its firewall and addresses); it "
+                  "is made again, its subnet chosen afresh, the next time a sandbox uses "
                   "--network bridge")
         else:
             print(f"removed {name}")

@@ -1,0 +1,138 @@
+"""The daemon's costs, against their floors measured in the same run.
+
+    sudo python3 bench/daemon.py [-n 30]
+
+Rows, alternated run by run (medians and p90 in ms, and each ratio to its floor):
+
+- python3 -c pass           the floor of any Python command
+- cli via daemon            ``sandbox run busybox -- true`` with SANDBOX_HOST on the daemon's
+                            socket: the whole CLI process (target: at most 1.3x the floor)
+- cli embedded              the same without SANDBOX_HOST (for reference)
+- api in-process            ``Sandbox(spec).run()`` in this process (the floor of the next)
+- http create..delete       ``POST /v1/sandboxes`` + start + wait + delete from a Python
+                            client (http.client on the socket; target: within 1.5x)
+- submit -> first SSE line  ``POST /v1/jobs`` to the first `out` event of its SSE log
+                            (target: under 30 ms)
+
+A daemon of its own runs on a private socket, state under a temp dir; all of it is
+removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TMP = Path(tempfile.mkdtemp(prefix="sandbox-bench-daemon-"))
+os.environ["SANDBOX_STATE_DIR"] = str(TMP / "lib")
+os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
+os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SOCKET = TMP / "d.sock"
+JOB = b'name = "b"\nimage = "busybox"\n[[steps]]\nname = "s"\nrun = "echo first"\n'
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def run_cli(host: bool) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("SANDBOX_HOST", None)
+    if host:
+        env["SANDBOX_HOST"] = f"unix://{SOCKET}"
+    subprocess.run([sys.executable, "-m", "sandbox", "run", "busybox", "--", "true"], env=env,
+                   check=True)
+
+
+def http_roundtrip(client) -> None:
+    created = client.sandboxes.create({"image": "busybox", "command": ["true"]})
+    client.sandboxes.start(created["id"])
+    client.sandboxes.wait(created["id"])
+    client.sandboxes.remove(created["id"])
+
+
+def first_line(client) -> float:
+    from sandbox.client.transport import iter_sse
+
+    t0 = time.perf_counter()
+    job_id = client.jobs.submit("b.toml", JOB)["jobs"][0]["id"]
+    response = client.jobs.log(job_id)
+    try:
+        for event, _ident, _data in iter_sse(response):
+            if event == "out":
+                return (time.perf_counter() - t0) * 1000
+    finally:
+        response.close()
+    raise RuntimeError("no output event")
+
+
+def start_daemon() -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "daemon", "--socket", str(SOCKET)],
+                            env=env)
+    for _ in range(600):
+        if SOCKET.exists():
+            return proc
+        time.sleep(0.05)
+    raise RuntimeError("the daemon did not start")
+
+
+def report(rows: dict[str, list[float]], floors: dict[str, str]) -> None:
+    print(f"{'row':26} {'runs':>5} {'median':>8} {'p90':>8}  ratio")
+    medians = {k: statistics.median(v) for k, v in rows.items()}
+    for name, values in rows.items():
+        p90 = sorted(values)[int(len(values) * 0.9) - 1]
+        floor = floors.get(name)
+        ratio = f"{medians[name] / medians[floor]:.2f}x {floor}" if floor else ""
+        print(f"{name:26} {len(values):5} {medians[name]:8.1f} {p90:8.1f}  {ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=30)
+    args = parser.parse_args()
+    from sandbox import Sandbox, SandboxSpec
+    from sandbox.client import Client
+
+    daemon = start_daemon()
+    try:
+        client = Client(f"unix://{SOCKET}")
+        spec = SandboxSpec(image="busybox", command=("true",))
+        for _ in range(3):  # warm up: busybox made, zygotes started, imports cached
+            run_cli(True), run_cli(False), http_roundtrip(client), Sandbox(spec).run()
+        rows: dict[str, list[float]] = {k: [] for k in (
+            "python3 -c pass", "cli via daemon", "cli embedded", "api in-process",
+            "http create..delete", "submit -> first SSE line")}
+        for _ in range(args.n):
+            rows["python3 -c pass"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"])))
+            rows["cli via daemon"].append(timed(lambda: run_cli(True)))
+            rows["cli embedded"].append(timed(lambda: run_cli(False)))
+            rows["api in-process"].append(timed(lambda: Sandbox(spec).run()))
+            rows["http create..delete"].append(timed(lambda: http_roundtrip(client)))
+            rows["submit -> first SSE line"].append(first_line(client))
+        report(rows, {"cli via daemon": "python3 -c pass", "cli embedded": "python3 -c pass",
+                      "http create..delete": "api in-process"})
+        print(json.dumps({"targets": {"cli via daemon": "<= 1.3x", "http create..delete": "<= 1.5x",
+                                      "submit -> first SSE line": "< 30 ms"}}))
+        client.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

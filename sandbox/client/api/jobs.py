@@ -1,0 +1,78 @@
+"""/v1/jobs: submit (a job file and a packed workspace), list, show, cancel, artifacts, logs."""
+
+from __future__ import annotations
+
+import builtins
+import http.client
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from ..transport import Transport, iter_sse, segment
+
+
+class JobsAPI:
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    def submit(self, filename: str, text: bytes, *, workspace: bytes | None = None,
+               queue: str | None = None) -> dict[str, Any]:
+        """Submit a job file (TOML, YAML or JSON, told by its name); jobs: [{id, name}], queued."""
+        parts = [("job", os.path.basename(filename).replace('"', "_"), "application/octet-stream", text)]
+        if workspace is not None:
+            parts.append(("workspace", "workspace.tar.gz", "application/gzip", workspace))
+        body, content_type = multipart(parts)
+        return self.t.request("POST", "/v1/jobs", body=body, query={"queue": queue},
+                              headers={"Content-Type": content_type})
+
+    def list(self, *, limit: int = 50, status: str | None = None, name: str | None = None,
+             since: float | None = None) -> list[dict[str, Any]]:
+        return self.t.request("GET", "/v1/jobs", query={"limit": limit, "status": status,
+                                                          "name": name, "since": since})
+
+    def show(self, job_id: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/v1/jobs/{segment(job_id)}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.t.request("POST", f"/v1/jobs/{segment(job_id)}/cancel")
+
+    # builtins.list: in this class, list is the method above
+    def artifacts(self, job_id: str) -> builtins.list[dict[str, Any]]:
+        return self.t.request("GET", f"/v1/jobs/{segment(job_id)}/artifacts")
+
+    def artifact(self, job_id: str, path: str) -> bytes:
+        data = self.t.request("GET", f"/v1/jobs/{segment(job_id)}/artifacts/{segment(path)}",
+                              headers={"Accept": "application/octet-stream"})
+        return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+    def junit(self, job_id: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/v1/jobs/{segment(job_id)}/junit")
+
+    def log(self, job_id: str, *, follow: bool = True, after: int = 0) -> http.client.HTTPResponse:
+        return self.t.stream("GET", f"/v1/jobs/{segment(job_id)}/log",
+                             query={"follow": follow},
+                             headers={"Accept": "text/event-stream",
+                                      **({"Last-Event-ID": str(after)} if after else {})})
+
+    def events(self, job_id: str, *, follow: bool = True) -> Iterator[dict[str, Any]]:
+        """The job's log events as dicts (kind, seq, time, step, stream, data, fields), to its eof."""
+        response = self.log(job_id, follow=follow)
+        try:
+            for _event, _ident, data in iter_sse(response):
+                yield json.loads(data)
+        finally:
+            response.close()
+
+
+def multipart(parts: list[tuple[str, str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of (field, filename, content type, bytes) parts."""
+    boundary = os.urandom(16).hex()
+    out = []
+    for name, filename, ctype, data in parts:
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                   f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode())
+        out.append(data)
+        out.append(b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"

@@ -1,0 +1,21 @@
+"""/v1/networks: list, create, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..transport import Transport, segment
+
+
+class NetworksAPI:
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    def list(self) -> list[dict[str, Any]]:
+        return self.t.request("GET", "/v1/networks")
+
+    def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+        return self.t.request("POST", "/v1/networks", json_body={"name": name, "subnet": subnet})
+
+    def remove(self, name: str) -> dict[str, Any]:
+        return self.t.request("DELETE", f"/v1/networks/{segment(name)}")

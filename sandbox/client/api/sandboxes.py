@@ -1,0 +1,72 @@
+"""/v1/sandboxes: create, start, wait, kill, remove, list, inspect, logs, stats."""
+
+from __future__ import annotations
+
+import http.client
+from typing import Any
+
+from ..transport import Transport, segment
+
+
+class SandboxesAPI:
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    def create(self, spec: dict[str, Any], *, start: bool = False, remove: bool = False,
+               stdin: bool = False) -> dict[str, Any]:
+        """A new sandbox from a spec (SandboxSpec's fields as JSON): id, name, status, warnings."""
+        return self.t.request("POST", "/v1/sandboxes", json_body=spec,
+                              query={"start": start, "remove": remove, "stdin": stdin})
+
+    def list(self, *, all: bool = False) -> list[dict[str, Any]]:
+        return self.t.request("GET", "/v1/sandboxes", query={"all": all})
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/v1/sandboxes/{segment(ref)}")
+
+    def start(self, ref: str) -> None:
+        self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/start")
+
+    def wait(self, ref: str, *, remove: bool = False) -> dict[str, Any]:
+        """Block until it has ended: exit_code, result (the engine's Result), message, summary."""
+        return self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/wait",
+                              query={"remove": remove}, timeout=None)
+
+    def kill(self, ref: str, signal: str = "SIGKILL") -> None:
+        self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/kill", query={"signal": signal})
+
+    def stop(self, ref: str, timeout: float = 10) -> None:
+        self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/stop", query={"timeout": timeout},
+                       timeout=None)
+
+    def remove(self, ref: str, *, force: bool = False) -> dict[str, Any]:
+        return self.t.request("DELETE", f"/v1/sandboxes/{segment(ref)}", query={"force": force})
+
+    def stats(self, ref: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/v1/sandboxes/{segment(ref)}/stats")
+
+    def logs(self, ref: str, *, follow: bool = False, format: str = "multiplexed",
+             stdout: bool = True, stderr: bool = True) -> http.client.HTTPResponse:
+        """The log as a stream: ``multiplexed`` frames (see ``frames``), ``text``, or ``sse``."""
+        return self.t.stream("GET", f"/v1/sandboxes/{segment(ref)}/logs",
+                             query={"follow": follow, "format": format, "stdout": stdout,
+                                    "stderr": stderr})
+
+
+#: The stream types of a multiplexed frame, as Docker numbers them.
+STREAM_TYPES = {1: "stdout", 2: "stderr"}
+
+
+def frames(response: http.client.HTTPResponse):
+    """(stream, bytes) for each frame of a multiplexed log: an 8-byte header, then the data.
+
+    The header is Docker's: the stream type (1 stdout, 2 stderr), three zero
+    bytes, and the length of the data as a big-endian 32-bit number.
+    """
+    while True:
+        header = response.read(8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        data = response.read(size)
+        yield STREAM_TYPES.get(header[0], "stdout"), data

@@ -1,0 +1,21 @@
+"""/v1/health, /v1/version, /v1/info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..transport import Transport
+
+
+class SystemAPI:
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    def health(self) -> dict[str, Any]:
+        return self.t.request("GET", "/v1/health")
+
+    def version(self) -> dict[str, Any]:
+        return self.t.request("GET", "/v1/version")
+
+    def info(self) -> dict[str, Any]:
+        return self.t.request("GET", "/v1/info")

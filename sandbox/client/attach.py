@@ -1,0 +1,29 @@
+"""The attach WebSocket of a sandbox (``sandbox run -i`` through a daemon).
+
+Loaded only for ``-i``: the websockets library costs more to import than
+the rest of the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .transport import DaemonError, Transport, segment
+
+
+def open_attach(transport: Transport, sandbox_id: str) -> Any:
+    """A connected ``websockets.sync`` client of /v1/sandboxes/{id}/attach."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
+    from websockets.sync.client import connect, unix_connect
+
+    path = f"/v1/sandboxes/{segment(sandbox_id)}/attach"
+    headers = {"Authorization": f"Bearer {transport.token}"} if transport.token else {}
+    try:
+        if transport.scheme == "unix":
+            return unix_connect(transport.address, f"ws://localhost{path}",
+                                additional_headers=headers, max_size=None)
+        scheme = "wss" if transport.scheme == "https" else "ws"
+        return connect(f"{scheme}://{transport.address}:{transport.port}{path}",
+                       additional_headers=headers, max_size=None)
+    except (OSError, InvalidHandshake, InvalidStatus) as exc:
+        raise DaemonError(f"cannot attach to sandbox {sandbox_id}: {exc}") from exc

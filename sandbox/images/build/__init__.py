@@ -1,0 +1,49 @@
+"""Builds: an image from a Sandboxfile (Dockerfile syntax), step by step, cached.
+
+The pipeline, after BuildKit's Dockerfile front end::
+
+    parse.py         text -> nodes (keyword, arguments, original lines)
+    instructions.py  node -> one typed command (frozen dataclass with a Location)
+    steps.py, plan.py  commands -> stages linked and pruned, steps with ARG/ENV expanded,
+                     numbered, each with its canonical instruction (the cache key's text)
+    execute.py       the plan run: FROM resolved, each RUN/COPY/ADD reused from the build
+                     cache or made (run_step, copy_step), the image written and tagged
+    frontend.py      the first three in one call, the file name added to errors, ``dump``
+    context.py, ignore.py  what COPY may read (.dockerignore), safely, and its digest
+    progress.py      the output, in BuildKit's shape; source.py the error printer
+
+``build_image`` is the call for code outside the CLI (jobs, the pytest plugin).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ...spec import Limits, NetworkSpec
+
+if TYPE_CHECKING:  # not at run time: the build's modules load when a build starts
+    from .progress import TextOut
+    from .storage import StoredImage
+
+
+def build_image(context: str, *, tags: tuple[str, ...] = (), file: str | None = None,
+                build_args: Mapping[str, str] | None = None, target: str | None = None,
+                network: str = "none", egress: bool = False, limits: Limits | None = None,
+                no_cache: bool = False, out: TextOut | None = None, quiet: bool = False) -> StoredImage:
+    """Build the Sandboxfile ``file`` (default: the context's) and tag it; the StoredImage.
+
+    Progress goes to ``out`` (stdout by default). Raises BuildFileError for a
+    file or context that cannot be built as written, BuildStepFailed when a
+    RUN step fails (its exit status and last output lines on it).
+    """
+    from .execute import BuildRequest, build
+    from .frontend import default_file
+
+    path = file or default_file(context)
+    request = BuildRequest(context=os.path.abspath(context), file=path, tags=tuple(tags),
+                           build_args=dict(build_args or {}), target=target, no_cache=no_cache,
+                           network=NetworkSpec(network, egress=egress), limits=limits or Limits(),
+                           shown_file=path)
+    return build(request, out=out, quiet=quiet).image

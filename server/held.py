@@ -1,0 +1,251 @@
+"""The sandboxes the daemon made, held in its process from create to remove.
+
+A ``Held`` sandbox wraps one engine ``Sandbox``: made by create, started by
+start (its monitor thread reads the output into a LogBuffer), and waited
+for by a thread of its own, which tears the container down as soon as the
+command has ended and keeps the Result and the log in memory until the
+sandbox is removed, as Docker keeps an exited container. So what the host
+holds (cgroup, mounts, network, state dir) lives exactly as long as the
+command, and a daemon killed by SIGKILL takes its containers with it (they
+die with their owner) and leaves only what `sandbox gc` removes.
+
+Until the long-lived sandbox of `sandbox run -d` lands in the engine, this
+is where the daemon's sandboxes live; ``SandboxTable`` is the only part of
+the daemon that knows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox import LogRecord, Result, Sandbox, SandboxSpec, StateError, remove_sandbox
+
+from .logbuffer import LogBuffer
+
+#: Exited sandboxes kept for their result and log, oldest dropped first beyond this.
+MAX_EXITED = 500
+#: An exited sandbox made with ``auto_remove`` is forgotten once waited for, or after this.
+AUTO_REMOVE_AFTER = 60.0
+
+
+@dataclass
+class Held:
+    """One sandbox the daemon made: who made it, its state, its log and (once ended) its Result."""
+
+    sandbox: Sandbox
+    owner: str
+    created: float
+    auto_remove: bool = False
+    status: str = "created"  # created, running, exited
+    logs: LogBuffer[LogRecord] = field(default_factory=LogBuffer)
+    result: Result | None = None
+    error: str | None = None
+    stdin_w: int | None = None
+    stdin_r: int | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    ended_at: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.sandbox.id
+
+    @property
+    def spec(self) -> SandboxSpec:
+        return self.sandbox.spec
+
+    def row(self) -> dict[str, Any]:
+        """What `sandbox ps` shows of it (the host's own rows have the same keys)."""
+        return {"id": self.id, "name": self.spec.name, "image": self.spec.image,
+                "status": self.status if self.status != "exited" else
+                f"exited ({self.result.exit_code if self.result else '?'})",
+                "created": self.created, "command": list(self.spec.command),
+                "owner_pid": os.getpid(), "owner": self.owner}
+
+    def write_stdin(self, data: bytes) -> None:
+        """Pass bytes to the command's stdin (a pipe); empty bytes close it (EOF)."""
+        if self.stdin_w is None:
+            return
+        if not data:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.stdin_w, view):]
+
+    async def wait_ended(self) -> None:
+        """Return once the command has ended and the container is gone (without a thread)."""
+        await self.logs.wait_beyond(sys.maxsize)
+
+    def close_fds(self) -> None:
+        for name in ("stdin_w", "stdin_r"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+
+class _BufferSink:
+    def __init__(self, buffer: LogBuffer[LogRecord]) -> None:
+        self.buffer = buffer
+
+    def write(self, record: LogRecord) -> None:
+        self.buffer.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+class SandboxTable:
+    """Every sandbox the daemon holds, by id; the verbs of the API on them.
+
+    The verbs block (they make namespaces and mounts): the routes call them
+    from worker threads.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, Held] = {}
+        self._lock = threading.Lock()
+
+    def create(self, spec: SandboxSpec, owner: str, *, stdin: bool = False,
+               auto_remove: bool = False) -> Held:
+        """Make the sandbox (nothing runs yet); errors as the engine raises them."""
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC) if stdin else (None, None)
+        buffer: LogBuffer[LogRecord] = LogBuffer()
+        sandbox = Sandbox(spec, sinks=[_BufferSink(buffer)], stdin_fd=stdin_r)
+        held = Held(sandbox, owner, time.time(), auto_remove, logs=buffer,
+                    stdin_r=stdin_r, stdin_w=stdin_w)
+        try:
+            sandbox.create()
+        except BaseException:
+            held.close_fds()
+            sandbox.destroy()
+            raise
+        with self._lock:
+            self._held[held.id] = held
+        return held
+
+    def start(self, held: Held) -> None:
+        """Start its command; a thread waits for its end and tears it down."""
+        if held.status != "created":
+            raise StateError(f"sandbox {held.id} is {held.status}, not created",
+                             hint="create a new one to run again")
+        try:
+            held.sandbox.start(background=True)
+        except BaseException as exc:
+            held.error = str(exc)
+            self._end(held, None)
+            self.drop(held)
+            raise
+        finally:
+            if held.stdin_r is not None:  # the container has its own copy now
+                os.close(held.stdin_r)
+                held.stdin_r = None
+        held.status = "running"
+        threading.Thread(target=self._wait, args=(held,), name=f"wait-{held.id}", daemon=True).start()
+
+    def _wait(self, held: Held) -> None:
+        result = None
+        try:
+            result = held.sandbox.wait()
+        except Exception as exc:  # an output sink failed: the engine killed it
+            held.error = str(exc)
+        self._end(held, result)
+
+    def _end(self, held: Held, result: Result | None) -> None:
+        try:
+            held.sandbox.destroy()
+        except Exception as exc:
+            held.error = held.error or str(exc)
+        if result is None:
+            try:  # wait() raised after the end (an output sink failed): the Result is kept
+                result = held.sandbox.wait(timeout=0)
+            except Exception:
+                pass
+        held.result = result
+        held.close_fds()
+        held.status, held.ended_at = "exited", time.time()
+        held.ended.set()
+        held.logs.close()  # after ``ended``: a follower that saw the end sees the result
+        self._trim()
+
+    def _trim(self) -> None:
+        """Forget the oldest exited sandboxes beyond MAX_EXITED, and those created with
+        ``auto_remove`` that nobody waited for within AUTO_REMOVE_AFTER of their end."""
+        now = time.time()
+        with self._lock:
+            for old in [h for h in self._held.values() if h.auto_remove and h.status == "exited"
+                        and now - h.ended_at > AUTO_REMOVE_AFTER]:
+                self._held.pop(old.id, None)
+            exited = [h for h in self._held.values() if h.status == "exited"]
+            for old in sorted(exited, key=lambda h: h.created)[:max(0, len(exited) - MAX_EXITED)]:
+                self._held.pop(old.id, None)
+
+    def get(self, sandbox_id: str) -> Held | None:
+        with self._lock:
+            return self._held.get(sandbox_id)
+
+    def find(self, ref: str) -> Held | None:
+        """The held sandbox with this id, unique id prefix or name (None: not held here)."""
+        with self._lock:
+            held = list(self._held.values())
+        for h in held:
+            if ref in (h.id, h.spec.name):
+                return h
+        matches = [h for h in held if h.id.startswith(ref)]
+        return matches[0] if len(matches) == 1 else None
+
+    def all(self) -> list[Held]:
+        with self._lock:
+            return sorted(self._held.values(), key=lambda h: h.created)
+
+    def drop(self, held: Held) -> None:
+        with self._lock:
+            self._held.pop(held.id, None)
+
+    def kill(self, held: Held, sig: int = signal.SIGKILL) -> None:
+        if held.status != "running":
+            raise StateError(f"sandbox {held.id} is not running", hint=f"it is {held.status}")
+        held.sandbox.kill(sig)
+
+    def stop(self, held: Held, timeout: float) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds, as `docker stop`."""
+        self.kill(held, signal.SIGTERM)
+        if not held.ended.wait(timeout) and held.status == "running":
+            held.sandbox.kill(signal.SIGKILL)
+        held.ended.wait(30)
+
+    def remove(self, held: Held, *, force: bool = False) -> str:
+        """Remove it: kill it with ``force`` (refused while it runs otherwise), forget it."""
+        if held.status == "created":
+            held.close_fds()
+            held.sandbox.destroy()
+            held.status = "exited"
+            held.logs.close()
+        elif held.status == "running":
+            remove_sandbox(held.id, force=force)  # as `sandbox rm`: the same refusal, the same kill
+            held.ended.wait(30)
+        self.drop(held)
+        return held.id
+
+    def shutdown(self) -> None:
+        """Stop everything it holds (the daemon's SIGTERM): kill, wait, tear down."""
+        for held in self.all():
+            if held.status == "running":
+                try:
+                    held.sandbox.kill(signal.SIGKILL)
+                except Exception:
+                    pass
+        for held in self.all():
+            if held.status == "running":
+                held.ended.wait(30)
+            elif held.status == "created":
+                held.close_fds()
+                held.sandbox.destroy()
+            self.drop(held)

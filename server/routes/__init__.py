@@ -1,0 +1,11 @@
+"""One router per resource, all under /v1 (``server.app`` includes them)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import images, job_logs, jobs, networks, sandbox_logs, sandboxes, system
+
+api = APIRouter(prefix="/v1")
+for module in (system, sandboxes, sandbox_logs, images, networks, jobs, job_logs):
+    api.include_router(module.router)

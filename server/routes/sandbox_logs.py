@@ -1,0 +1,157 @@
+"""A sandbox's output: GET /v1/sandboxes/{ref}/logs, and the attach WebSocket.
+
+Logs: history, and with ``follow`` what comes until the sandbox ends; as
+SSE (``format=sse`` or ``Accept: text/event-stream``; ``Last-Event-ID``
+resumes), as Docker's multiplexed frames, or as plain chunked text. For a
+sandbox of the host that the daemon did not make (admins only), its log
+file is read, and followed while its owner lives, as `sandbox logs -f` does.
+
+Attach (WebSocket ``/v1/sandboxes/{ref}/attach``): the daemon sends each
+output record as a binary message, its first byte the stream (1 stdout,
+2 stderr), then one text message, the JSON of how it ended (as ``wait``
+answers), and closes. The client sends binary messages to the command's
+stdin (the sandbox was created with ``stdin=true``; an empty one closes it)
+and text messages ``{"signal": "SIGINT"}`` to signal it. The pty of an
+interactive sandbox joins here once the engine has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from sandbox import LogRecord, read_log, sandbox_log
+
+from ..deps import Caller, EngineDep, Reader, authenticate
+from ..errors import ApiError
+from ..held import Held
+from ..models import ERRORS
+from ..streams import MULTIPLEXED, SSE_HEADERS, frame, record_sse, text
+from .sandboxes import ended, find, parse_signal
+
+router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
+FORMATS = ("text", "sse", "multiplexed")
+POLL = 0.1
+
+
+@router.get("/{ref}/logs", response_class=StreamingResponse, responses={200: {"content": {
+    "text/plain": {}, "text/event-stream": {}, MULTIPLEXED: {}}}})
+async def logs(ref: str, caller: Reader, engine: EngineDep, follow: bool = False,
+               stdout: bool = True, stderr: bool = True, timestamps: bool = False,
+               format: Annotated[str | None, Query(description="text, sse or multiplexed")] = None,
+               accept: Annotated[str | None, Header()] = None,
+               last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+    """The sandbox's output (history, then live with ``follow``)."""
+    kind = format or ("sse" if "text/event-stream" in (accept or "") else "text")
+    if kind not in FORMATS:
+        raise ApiError(400, f"invalid format {kind!r}: expected {', '.join(FORMATS)}", field="format")
+    start = _resume_index(last_event_id) if kind == "sse" else 0
+    streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+    held = find(engine, caller, ref)
+    records = (held.logs.follow(start, follow=follow) if held is not None
+               else await _file_records(ref, follow))
+    body = _encode(records, kind, streams, timestamps)
+    media = {"sse": "text/event-stream", "multiplexed": MULTIPLEXED}.get(kind, "text/plain")
+    return StreamingResponse(body, media_type=media, headers=SSE_HEADERS if kind == "sse" else None)
+
+
+def _resume_index(last_event_id: str | None) -> int:
+    if not last_event_id:
+        return 0
+    if not last_event_id.strip().isdigit():
+        raise ApiError(400, f"invalid Last-Event-ID {last_event_id!r}: expected the id of an "
+                       "event this stream sent (a number)", field="Last-Event-ID")
+    return int(last_event_id)
+
+
+async def _encode(records: AsyncIterator[tuple[int, LogRecord]], kind: str, streams: set[str],
+                  timestamps: bool) -> AsyncIterator[bytes]:
+    async for index, record in records:
+        if record.stream not in streams:
+            continue
+        if kind == "sse":
+            yield record_sse(index, record)
+        elif kind == "multiplexed":
+            yield frame(record)
+        else:
+            yield text(record, timestamps)
+
+
+async def _file_records(ref: str, follow: bool) -> AsyncIterator[tuple[int, LogRecord]]:
+    """Another sandbox of the host: its log file, followed while it runs."""
+    _id, path, running = await run_in_threadpool(sandbox_log, ref)
+
+    async def records() -> AsyncIterator[tuple[int, LogRecord]]:
+        seen = 0
+        while True:
+            try:
+                batch = (await run_in_threadpool(lambda: list(read_log(path))))[seen:]
+            except FileNotFoundError:
+                batch = []
+            for record in batch:
+                yield seen, record
+                seen += 1
+            if not follow or not await run_in_threadpool(running):
+                return
+            await asyncio.sleep(POLL)
+
+    return records()
+
+
+@router.websocket("/{ref}/attach")
+async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True) -> None:
+    """Output out, stdin and signals in, and how it ended (see the module docstring)."""
+    try:
+        caller = authenticate(websocket, engine)
+        if not caller.allows("run"):
+            raise ApiError(403, f"token {caller.name!r} lacks the scope 'run'")
+        held = _attachable(engine, caller, ref)
+    except Exception as exc:
+        await websocket.close(code=1008, reason=str(getattr(exc, "message", exc))[:120])
+        return
+    await websocket.accept()
+    reader = asyncio.create_task(_read_input(websocket, held, engine))
+    try:
+        start = 0 if logs else len(held.logs.items)
+        async for _index, record in held.logs.follow(start):
+            await websocket.send_bytes(bytes([1 if record.stream == "stdout" else 2]) + record.data)
+        await held.wait_ended()
+        await websocket.send_text(json.dumps(ended(held)))
+        await websocket.close()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        reader.cancel()
+
+
+def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
+    held = find(engine, caller, ref)
+    if held is None:
+        raise ApiError(409, f"sandbox {ref} was not made by this daemon: it cannot be attached to")
+    return held
+
+
+async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> None:
+    """stdin bytes and signals from the client, until it closes."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await run_in_threadpool(held.write_stdin, message["bytes"])
+            elif message.get("text"):
+                request = json.loads(message["text"])
+                if "signal" in request:
+                    await run_in_threadpool(engine.sandboxes.kill, held,
+                                            parse_signal(str(request["signal"])))
+    except (WebSocketDisconnect, RuntimeError, OSError, ValueError):
+        return
+    except Exception:  # the sandbox ended meanwhile (kill refused): nothing more to pass on
+        return

@@ -1,0 +1,197 @@
+"""/v1/sandboxes: create, start, wait, kill, stop, remove, list, inspect, stats.
+
+The sandboxes the daemon made are held in its process (``server.held``);
+an admin also sees every other sandbox of the host (as `sandbox ps` does)
+and may remove it. A token sees only the sandboxes it made. The logs and
+the attach WebSocket are in ``sandbox_logs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal as signals
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox import StateError, host_caps, remove_sandbox, sandbox_rows
+
+from ..deps import Caller, EngineDep, Reader, Runner
+from ..engine import Engine
+from ..errors import ApiError
+from ..held import Held
+from ..models import (
+    ERRORS,
+    Removed,
+    SandboxCreate,
+    SandboxCreated,
+    SandboxDetail,
+    SandboxSummary,
+    WaitResponse,
+)
+
+router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
+
+
+def no_such(ref: str) -> StateError:
+    return StateError(f"no such sandbox: {ref}", hint="`sandbox ps` lists live sandboxes")
+
+
+def find(engine: Engine, caller: Caller, ref: str) -> Held | None:
+    """The held sandbox ``ref`` names, if the caller may see it; None: another of the host's
+    (admins only; others get 404, as for a sandbox that does not exist)."""
+    held = engine.sandboxes.find(ref)
+    if held is not None:
+        if not caller.sees(held.owner):
+            raise no_such(ref)
+        return held
+    if not caller.admin:
+        raise no_such(ref)
+    return None
+
+
+def held_or_409(engine: Engine, caller: Caller, ref: str) -> Held:
+    held = find(engine, caller, ref)
+    if held is None:
+        raise StateError(f"sandbox {ref} was not made by this daemon: it can only be removed here",
+                         hint="`sandbox rm -f` it")
+    return held
+
+
+def check_rights(caller: Caller, body: SandboxCreate) -> None:
+    if body.mounts and not caller.allows("mount-host"):
+        raise ApiError(403, f"token {caller.name!r} may not mount host paths: that needs the "
+                       "scope 'mount-host'", field="mounts")
+    mode = body.network if isinstance(body.network, str) else (body.network.mode if body.network else None)
+    if mode == "host" and not caller.admin:
+        raise ApiError(403, f"token {caller.name!r} may not use the host's network: that needs "
+                       "an admin token", field="network")
+
+
+@router.post("", status_code=201, response_model=SandboxCreated)
+async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
+                 start: bool = False, remove: bool = False, stdin: bool = False) -> dict[str, Any]:
+    """Make a sandbox from a spec; with ``start`` start it too; with ``remove`` forget it once
+    it has ended and been waited for (`sandbox run` without -d). ``stdin``: its stdin is a pipe
+    the attach WebSocket writes to."""
+    check_rights(caller, body)
+    spec = body.to_spec()
+
+    def make() -> Held:
+        held = engine.sandboxes.create(spec, caller.name, stdin=stdin, auto_remove=remove)
+        if start:
+            engine.sandboxes.start(held)
+        return held
+
+    held = await run_in_threadpool(make)
+    return {"id": held.id, "name": spec.name, "status": held.status,
+            "warnings": list(host_caps(spec.limits))}
+
+
+@router.get("", response_model=list[SandboxSummary])
+async def list_sandboxes(caller: Reader, engine: EngineDep, all: bool = False) -> list[dict[str, Any]]:
+    """The live sandboxes (with ``all``: also exited ones kept here, and orphans of the host)."""
+    held = {h.id: h for h in engine.sandboxes.all() if caller.sees(h.owner)}
+    rows = []
+    if caller.admin:
+        for row in await run_in_threadpool(sandbox_rows, include_orphans=all):
+            mine = held.pop(row["id"], None)
+            rows.append(mine.row() if mine is not None and mine.status != "running" else
+                        {**row, "owner": mine.owner if mine else None})
+    rows += [h.row() for h in held.values() if all or h.status != "exited"]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+@router.get("/{ref}", response_model=SandboxDetail)
+async def inspect(ref: str, caller: Reader, engine: EngineDep) -> dict[str, Any]:
+    held = find(engine, caller, ref)
+    if held is None:
+        rows = await run_in_threadpool(sandbox_rows, include_orphans=True)
+        row = next((r for r in rows if r["id"] == ref or r["name"] == ref
+                    or r["id"].startswith(ref)), None)
+        if row is None:
+            raise no_such(ref)
+        return row
+    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error}
+    if held.result is not None:
+        detail.update(exit_code=held.result.exit_code, result=held.result.to_dict())
+    return detail
+
+
+@router.post("/{ref}/start", status_code=204)
+async def start(ref: str, caller: Runner, engine: EngineDep) -> Response:
+    held = held_or_409(engine, caller, ref)
+    await run_in_threadpool(engine.sandboxes.start, held)
+    return Response(status_code=204)
+
+
+@router.post("/{ref}/wait", response_model=WaitResponse)
+async def wait(ref: str, caller: Reader, engine: EngineDep, remove: bool = False) -> dict[str, Any]:
+    """Block until the sandbox has ended; how it ended. ``remove``: forget it then."""
+    held = held_or_409(engine, caller, ref)
+    await held.wait_ended()
+    if remove and caller.allows("run"):
+        engine.sandboxes.drop(held)
+    return ended(held)
+
+
+def ended(held: Held) -> dict[str, Any]:
+    result = held.result
+    if result is None:
+        return {"id": held.id, "exit_code": 125, "result": None, "message": None,
+                "summary": None, "error": held.error or "the sandbox ended without a result"}
+    return {"id": held.id, "exit_code": result.exit_code, "result": result.to_dict(),
+            "message": result.limit_message(), "summary": result.summary(), "error": held.error}
+
+
+def parse_signal(name: str) -> int:
+    text = name.upper()
+    try:
+        return int(text) if text.isdigit() else int(signals.Signals[
+            text if text.startswith("SIG") else f"SIG{text}"])
+    except (KeyError, ValueError):
+        raise ApiError(400, f"invalid signal {name!r}: expected a name like SIGTERM or TERM, "
+                       "or a number", field="signal") from None
+
+
+@router.post("/{ref}/kill", status_code=204)
+async def kill(ref: str, caller: Runner, engine: EngineDep, signal: str = "SIGKILL") -> Response:
+    """Send a signal to the command (SIGKILL, the default, ends the whole sandbox)."""
+    sig = parse_signal(signal)
+    held = held_or_409(engine, caller, ref)
+    if not 0 < sig < 65:
+        raise ApiError(400, f"invalid signal {signal!r}: expected 1 to 64", field="signal")
+    await run_in_threadpool(engine.sandboxes.kill, held, sig)
+    return Response(status_code=204)
+
+
+@router.post("/{ref}/stop", status_code=204)
+async def stop(ref: str, caller: Runner, engine: EngineDep,
+               timeout: Annotated[float, Query(ge=0, le=3600)] = 10) -> Response:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once it has ended."""
+    held = held_or_409(engine, caller, ref)
+    await run_in_threadpool(engine.sandboxes.stop, held, timeout)
+    return Response(status_code=204)
+
+
+@router.delete("/{ref}", response_model=Removed)
+async def delete(ref: str, caller: Runner, engine: EngineDep, force: bool = False) -> dict[str, str]:
+    """Remove it (`sandbox rm`): refused while it runs, unless ``force`` (which kills it)."""
+    held = find(engine, caller, ref)
+    if held is None:
+        return {"id": await run_in_threadpool(lambda: remove_sandbox(ref, force=force))}
+    return {"id": await run_in_threadpool(lambda: engine.sandboxes.remove(held, force=force))}
+
+
+@router.get("/{ref}/stats")
+async def stats(ref: str, caller: Reader, engine: EngineDep) -> dict[str, Any]:
+    """Usage now (running: read from its cgroup) or at its end (exited: from its Result)."""
+    held = held_or_409(engine, caller, ref)
+    if held.status == "running" and held.sandbox.cgroup is not None:
+        usage = dataclasses.asdict(await run_in_threadpool(held.sandbox.cgroup.stats))
+        return {"id": held.id, "status": held.status, **usage}
+    result = held.result
+    keys = ("peak_memory", "cpu_user", "cpu_system", "cpu_time", "pids_peak", "oom_killed")
+    values = {k: getattr(result, k) for k in keys} if result else dict.fromkeys(keys)
+    return {"id": held.id, "status": held.status, **values}

@@ -1,0 +1,155 @@
+"""The CLI as a client of the daemon: each verb run both ways prints the same and exits the same."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .daemon_support import Daemon, daemon, local_cli  # noqa: F401 - fixture
+from .helpers import wait_for
+from .jobs_support import env, job_file, queue, redis_url, workers  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.root
+
+
+def same(daemon, *args: str, input: bytes | None = None, normalize=lambda b: b):
+    """Run a verb here and through the daemon; assert the same output and status; the local run."""
+    here = local_cli(*args, input=input)
+    there = daemon.cli(*args, input=input)
+    assert (there.returncode, normalize(there.stdout), normalize(there.stderr)) == \
+        (here.returncode, normalize(here.stdout), normalize(here.stderr)), args
+    return here
+
+
+def times(data: bytes) -> bytes:
+    """Durations, sizes and times vary between two runs: blank them."""
+    data = re.sub(rb"\d+(\.\d+)?(ms|s|m|h)\b", b"<t>", data)
+    data = re.sub(rb"\b[0-9a-f]{12}\b", b"<id>", data)
+    return re.sub(rb"\d+(\.\d+)? (B|KiB|MiB|GiB)", b"<size>", data)
+
+
+def test_run(daemon):
+    r = same(daemon, "run", "busybox", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3 and r.stdout == b"out\n"
+    assert same(daemon, "run", "--memory", "lots", "busybox", "--", "true").returncode == 125
+    assert same(daemon, "run", "busybox", "--", "no-such-command").returncode == 127
+    assert same(daemon, "run", "--name", "bad/name", "busybox", "--", "true").returncode == 125
+    assert same(daemon, "run", "-v", "rel:/x", "--", "busybox", "true").returncode != 0
+    r = same(daemon, "run", "--timeout", "1s", "--stats", "busybox", "--", "sleep", "5",
+             normalize=times)
+    assert r.returncode == 137 and b"wall time limit" in r.stderr
+    r = same(daemon, "run", "-i", "busybox", "--", "sh", "-c", "cat; echo end", input=b"in\n")
+    assert r.stdout == b"in\nend\n"
+    r = same(daemon, "run", "-e", "A=1", "-w", "/tmp", "--hostname", "h1", "busybox", "--",
+             "sh", "-c", "echo $A $(pwd) $(hostname)")
+    assert r.stdout == b"1 /tmp h1\n"
+
+
+def test_ctrl_c_is_forwarded(daemon):
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "busybox", "--", "sh", "-c",
+                             "echo up; sleep 60"], env=dict(daemon.env, SANDBOX_HOST=daemon.host),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"up\n"
+    proc.send_signal(2)
+    assert proc.wait(30) == 130
+    proc.stdout.close()
+    proc.stderr.close()
+    with daemon.unix() as c:
+        wait_for(lambda: c.get("/v1/sandboxes").json() == [])
+
+
+def test_ps_logs_rm_of_a_running_sandbox(daemon):
+    same(daemon, "ps")
+    holder = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "--name", "held", "busybox",
+                               "--", "sh", "-c", "echo hello; sleep 60"], env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"hello\n"
+        assert same(daemon, "ps", "-q").stdout.strip()
+        same(daemon, "ps", normalize=lambda b: re.sub(rb"\d+s ago", b"<ago>", b))
+        assert same(daemon, "logs", "held").stdout == b"hello\n"
+        r = same(daemon, "rm", "held")
+        assert r.returncode == 125 and b"is running" in r.stderr
+        assert same(daemon, "rm", "no-such").returncode == 125
+        removed = daemon.cli("rm", "-f", "held")
+        assert removed.returncode == 0 and removed.stdout.strip()
+    finally:
+        try:
+            holder.wait(30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+        holder.stderr.close()
+    assert holder.returncode == 137
+
+
+def test_images_and_networks(daemon):
+    same(daemon, "images")
+    same(daemon, "image", "inspect", "busybox")
+    assert same(daemon, "image", "inspect", "nope:1").returncode == 125
+    assert same(daemon, "rmi", "nope:1").returncode == 125
+    assert local_cli("network", "create", "clinet").returncode == 0
+    try:
+        same(daemon, "network", "ls")
+    finally:
+        out = daemon.cli("network", "rm", "clinet")
+    assert out.returncode == 0 and out.stdout == b"removed clinet\n"
+    assert same(daemon, "network", "rm", "clinet").returncode == 125
+
+
+def test_verbs_without_a_remote_form_say_so(daemon):
+    out = daemon.cli("tag", "busybox", "mine:1")
+    assert out.returncode == 125
+    assert out.stderr == (b"sandbox: error: `sandbox tag` does not go through a daemon yet: run it "
+                          b"without SANDBOX_HOST/--host, on the daemon's host\n")
+
+
+def test_submit_in_process(daemon, tmp_path):
+    path = job_file(tmp_path, """
+        name = "both ways"
+        image = "busybox"
+        workspace = "ws"
+        [[steps]]
+        name = "show"
+        run = "cat data.txt; echo to-stderr >&2"
+        [results]
+        artifacts = ["data.txt"]
+    """, {"data.txt": "from the workspace\n"})
+    r = same(daemon, "submit", path, normalize=times)
+    assert r.returncode == 0 and b"from the workspace" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[steps]]\nname = "s"\nrun = "true"\ntimeout = "soon"\n')
+    r = same(daemon, "submit", str(bad))
+    assert r.returncode == 125 and b"steps[0].timeout" in r.stderr
+
+
+def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, workers, monkeypatch):
+    monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
+    d = Daemon(tmp_path, redis=redis_url).start()
+    try:
+        workers.start("--burst")
+        path = job_file(tmp_path, """
+            name = "queued"
+            image = "busybox"
+            [[steps]]
+            name = "hi"
+            run = "echo queued-output"
+        """)
+        sub = d.cli("submit", "--queue", queue, "--follow", path)
+        assert sub.returncode == 0, sub.stderr
+        job_id = sub.stdout.split()[0].decode()
+        assert b"queued-output" in sub.stdout
+        for args in (("jobs", "show", job_id), ("jobs", "logs", job_id), ("jobs", "wait", job_id),
+                     ("jobs", "show", "--json", job_id), ("jobs", "cancel", job_id),
+                     ("jobs", "show", "nope")):
+            here = local_cli(*args[:1], "--redis", redis_url, *args[1:])
+            there = d.cli(*args)
+            assert (there.returncode, there.stdout, there.stderr) == \
+                (here.returncode, here.stdout, here.stderr), args
+        assert job_id.encode() in d.cli("jobs", "list").stdout
+    finally:
+        assert d.stop() == 0
