@@ -47,6 +47,8 @@ class LimitsBody(Strict):
     cpuset: str | None = None
     pids: int | str | None = None
     timeout: Size = None
+    idle_timeout: Size = Field(default=None, description="end it after this long without "
+                               "output or input (an interactive session)")
     output: Size = None
     disk: Size = None
     ulimits: list[str] | None = Field(default=None, description="NAME=SOFT[:HARD]")
@@ -77,6 +79,9 @@ class SandboxCreate(Strict):
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
     stdin: str | None = Field(default=None, description="text given to the command's stdin")
+    tty: bool = Field(default=False, description="run the command on a pty made inside the "
+                      "sandbox (`sandbox run -t`): the attach WebSocket carries it, keystrokes "
+                      "in and the screen out, and POST .../resize sets its size")
 
     def to_spec(self) -> SandboxSpec:
         """The engine's SandboxSpec, checked in the order `sandbox run` checks its flags."""
@@ -92,7 +97,8 @@ class SandboxCreate(Strict):
             user=self.user, hostname=self.hostname, name=self.name,
             mounts=tuple(_mount(m) for m in self.mounts), limits=limits,
             network=self._network(), capabilities=tuple(caps) if caps is not None else None,
-            stdin=self.stdin.encode() if self.stdin is not None else None)
+            stdin=self.stdin.encode() if self.stdin is not None else None,
+            tty=self.tty, interactive=self.tty)
 
     def _network(self) -> NetworkSpec:
         body = self.network

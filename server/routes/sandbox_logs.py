@@ -11,8 +11,11 @@ output record as a binary message, its first byte the stream (1 stdout,
 2 stderr), then one text message, the JSON of how it ended (as ``wait``
 answers), and closes. The client sends binary messages to the command's
 stdin (the sandbox was created with ``stdin=true``; an empty one closes it)
-and text messages ``{"signal": "SIGINT"}`` to signal it. The pty of an
-interactive sandbox joins here once the engine has one.
+and text messages ``{"signal": "SIGINT"}`` to signal it. A sandbox made
+with ``tty`` carries its pty here, as `sandbox run -it` does: binary
+messages are keystrokes (Ctrl-C is the byte 0x03, acted on inside), its
+screen comes as stdout, and ``{"resize": {"rows": R, "cols": C}}`` (or
+``?rows=R&cols=C`` on connecting, or POST .../resize) sets its size.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import LogRecord, read_log, sandbox_log
+from sandbox import LogRecord, StateError, read_log, sandbox_log
 
 from ..deps import Caller, EngineDep, Reader, authenticate
 from ..errors import ApiError
@@ -105,13 +108,16 @@ async def _file_records(ref: str, follow: bool) -> AsyncIterator[tuple[int, LogR
 
 
 @router.websocket("/{ref}/attach")
-async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True) -> None:
+async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True,
+                 rows: int | None = None, cols: int | None = None) -> None:
     """Output out, stdin and signals in, and how it ended (see the module docstring)."""
     try:
         caller = authenticate(websocket, engine)
         if not caller.allows("run"):
             raise ApiError(403, f"token {caller.name!r} lacks the scope 'run'")
         held = _attachable(engine, caller, ref)
+        if rows is not None or cols is not None:
+            await run_in_threadpool(held.resize, rows or 0, cols or 0)
     except Exception as exc:
         await websocket.close(code=1008, reason=str(getattr(exc, "message", exc))[:120])
         return
@@ -138,7 +144,7 @@ def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
 
 
 async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> None:
-    """stdin bytes and signals from the client, until it closes."""
+    """stdin bytes (keystrokes), signals and resizes from the client, until it closes."""
     try:
         while True:
             message = await websocket.receive()
@@ -147,11 +153,22 @@ async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> None:
             if message.get("bytes") is not None:
                 await run_in_threadpool(held.write_stdin, message["bytes"])
             elif message.get("text"):
-                request = json.loads(message["text"])
-                if "signal" in request:
-                    await run_in_threadpool(engine.sandboxes.kill, held,
-                                            parse_signal(str(request["signal"])))
-    except (WebSocketDisconnect, RuntimeError, OSError, ValueError):
+                await _control(message["text"], held, engine)
+    except (WebSocketDisconnect, RuntimeError, OSError):
         return
-    except Exception:  # the sandbox ended meanwhile (kill refused): nothing more to pass on
+    except Exception:  # the sandbox ended meanwhile (input refused): nothing more to pass on
         return
+
+
+async def _control(text: str, held: Held, engine: Any) -> None:
+    """A text message: ``{"signal": NAME}`` or ``{"resize": {"rows": R, "cols": C}}``. One
+    that is not understood, or not possible now (no terminal), is dropped: the session goes on."""
+    try:
+        request = json.loads(text)
+        if "signal" in request:
+            await run_in_threadpool(engine.sandboxes.kill, held, parse_signal(str(request["signal"])))
+        if "resize" in request:
+            size = request["resize"]
+            await run_in_threadpool(held.resize, int(size["rows"]), int(size["cols"]))
+    except (ValueError, KeyError, TypeError, AttributeError, ApiError, StateError):
+        pass
