@@ -9,7 +9,10 @@ line discipline) is read back from the shell itself.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -17,6 +20,8 @@ from websockets.sync.client import unix_connect
 
 from .conftest import MUST_WORK  # noqa: F401 - the suite's conftest, imported once
 from .daemon_support import daemon  # noqa: F401 - fixture
+from .terminal_driver import Terminal
+from .test_interactive_cli import COOKED, cooked
 
 pytestmark = pytest.mark.root
 
@@ -125,3 +130,63 @@ def test_bad_terminal_requests_say_what_is_wrong(daemon):
         assert r.status_code == 400 and r.json()["field"] == "stdin"
         c.delete(f"/v1/sandboxes/{sid}", params={"force": "true"})
         assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
+
+
+def test_run_it_through_the_daemon_on_a_real_terminal(daemon):
+    """`sandbox --host ... run -it`: this terminal raw on the daemon's sandbox's pty, sized as
+    this terminal and resized with it; Ctrl-C acts inside; the exit status and the cooked
+    terminal come back."""
+    term = Terminal(rows=30, cols=100)
+    try:
+        term.type(f"python3 -m sandbox --host {daemon.host} run -it busybox")
+        term.wait_for("/ #")
+        term.type("tty; stty size; echo sid=$(cut -d' ' -f6 /proc/$$/stat) pid=$$")
+        found = term.wait_re(r"^(/dev/pts/\d+)\n(\d+ \d+)\nsid=(\d+) pid=(\d+)")
+        assert found.group(1) == "/dev/pts/0" and found.group(2) == "30 100"
+        assert found.group(3) == found.group(4)
+        term.type("sh -c \"trap 'echo winch \\$(stty size)' WINCH; trap 'echo got-int; exit 9' INT; "
+                  "echo wait''ing; while :; do sleep 0.05; done\"")
+        term.wait_re(r"^waiting")
+        term.resize(40, 120)  # SIGWINCH to the client, a resize message to the daemon, ...
+        term.wait_re(r"^winch 40 120")  # ... SIGWINCH to the foreground job there
+        term.send("C-c")  # a byte over the WebSocket: SIGINT from the line discipline inside
+        term.wait_re(r"got-int")
+        term.type("exit 3")
+        term.wait_re(r"^host\$$")
+        term.type("echo status=$?")
+        term.wait_re(r"^status=3")
+        assert cooked(term) == COOKED
+    finally:
+        term.close()
+    with daemon.unix() as c:
+        assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
+
+
+def test_run_it_through_the_daemon_without_a_terminal_says_so(daemon):
+    out = daemon.cli("run", "-it", "busybox", input=b"")
+    assert out.returncode == 125 and out.stderr.decode().strip() == (
+        "sandbox: error: the input device is not a TTY"), out.stderr
+    out = daemon.cli("run", "-d", "busybox")
+    assert out.returncode == 125 and "-d` does not go through a daemon yet" in out.stderr.decode()
+    with daemon.unix() as c:
+        assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
+
+
+def test_a_client_killed_with_sigkill_restores_its_terminal_and_the_daemon_hangs_up(daemon):
+    """The client of `run -it` through the daemon dies without a word: its guard restores
+    the terminal, and the daemon, its WebSocket gone, hangs the foreground session up."""
+    term = Terminal(rows=30, cols=100)
+    try:
+        term.type(f"python3 -m sandbox --host {daemon.host} run -it --name hup busybox")
+        term.wait_for("/ #")
+        out = subprocess.run(["pgrep", "-f", "sandbox --host .* run -it --name hup"],
+                             capture_output=True)
+        os.kill(min(int(p) for p in out.stdout.split()), signal.SIGKILL)  # not its guard
+        term.wait_re(r"^host\$$")
+        assert cooked(term) == COOKED
+    finally:
+        term.close()
+    with daemon.unix() as c:
+        ended = c.post("/v1/sandboxes/hup/wait").json()
+        assert ended["exit_code"] == 128 + signal.SIGHUP, ended  # the shell's end on a hangup
+        c.delete("/v1/sandboxes/hup")

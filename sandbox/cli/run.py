@@ -188,7 +188,7 @@ def spec_body(args: argparse.Namespace) -> dict:
     env = parse_env(args.env)
     limits = {"memory": args.memory, "memory_swap": args.memory_swap, "cpus": args.cpus,
               "cpuset": args.cpuset, "pids": args.pids, "timeout": args.timeout,
-              "output": args.output_limit, "disk": args.disk}
+              "idle_timeout": args.idle_timeout, "output": args.output_limit, "disk": args.disk}
     if args.ulimit is not None:
         limits["ulimits"] = list(args.ulimit)
     return {"image": args.image, "command": command, "env": env, "workdir": args.workdir,
@@ -212,12 +212,17 @@ def remote(args: argparse.Namespace, client) -> int:
 
     if args.dry_run:
         raise DaemonError("--dry-run prints this host's plan: run it without SANDBOX_HOST/--host")
-    local_only = [flag for flag, given in (("-t", args.tty), ("-d", args.detach),
-                                           ("--idle-timeout", args.idle_timeout))
-                  if given]
+    local_only = [flag for flag, given in (
+        ("-d", args.detach), ("--rm", args.rm), ("--restart", args.restart != "no"),
+        ("--detach-keys", args.detach_keys is not None), ("--record", args.record),
+        ("--log-stdin", args.log_stdin)) if given]
     if local_only:
         raise DaemonError(f"`sandbox run {local_only[0]}` does not go through a daemon yet: run "
                           "it without SANDBOX_HOST/--host, on the daemon's host")
+    if args.tty:
+        from .remote_session import run_on_terminal
+
+        return run_on_terminal(args, client, spec_body(args))
     created = client.sandboxes.create(spec_body(args), start=True, remove=True,
                                       stdin=args.interactive)
     for note in created["warnings"]:

@@ -103,14 +103,14 @@ def _session(attachment, *, stdin: bool, keys: bytes, record) -> int:
     raw = RawTerminal(0) if attachment.tty and stdin and os.isatty(0) else None
     try:
         ended = Relay(attachment, tty=attachment.tty, stdin=stdin, detach_keys=keys,
-                      record=record, on_note=_note(raw is not None)).run()
+                      record=record, on_note=note_printer(raw is not None)).run()
     finally:
         if raw is not None:
             raw.close()
         attachment.close()
         if record is not None:
             record.close()
-    return _report(ended, attachment.id)
+    return report_end(ended, attachment.id)
 
 
 def exec_(args: argparse.Namespace) -> int:
@@ -161,7 +161,7 @@ def _exec_session(exe, endpoint, *, stdin: bool, record) -> int:
         endpoint.close()
         if record is not None:
             record.close()
-    return _report(ended, exe.sandbox_id)
+    return report_end(ended, exe.sandbox_id)
 
 
 def _write_output(record) -> None:
@@ -188,7 +188,7 @@ def _recorder(args: argparse.Namespace):
         raise SandboxError(f"cannot write the recording {args.record}: {exc.strerror}") from exc
 
 
-def _note(raw: bool):
+def note_printer(raw: bool):
     def note(text: str) -> None:
         end = "\r\n" if raw else "\n"
         sys.stderr.write(f"sandbox: {text}{end}")
@@ -197,7 +197,7 @@ def _note(raw: bool):
     return note
 
 
-def _report(ended, sandbox_id: str) -> int:
+def report_end(ended, sandbox_id: str) -> int:
     """Say how a session ended (on stderr, the terminal restored): its exit status."""
     if ended.how == "detached":
         print(f"\nsandbox: detached from {sandbox_id} (`sandbox attach {sandbox_id}` to come "

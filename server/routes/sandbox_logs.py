@@ -16,12 +16,17 @@ with ``tty`` carries its pty here, as `sandbox run -it` does: binary
 messages are keystrokes (Ctrl-C is the byte 0x03, acted on inside), its
 screen comes as stdout, and ``{"resize": {"rows": R, "cols": C}}`` (or
 ``?rows=R&cols=C`` on connecting, or POST .../resize) sets its size.
+Closing the WebSocket leaves a sandbox running, except a terminal session
+made with ``remove`` (`sandbox run -it` through the daemon): its client
+gone, it is hung up (SIGHUP, SIGKILL 2 s later), as a local one is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -41,6 +46,8 @@ from .sandboxes import ended, find, parse_signal
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 FORMATS = ("text", "sse", "multiplexed")
 POLL = 0.1
+#: A foreground terminal session whose client went away: SIGHUP, then SIGKILL this much later.
+HANGUP_GRACE = 2.0
 
 
 @router.get("/{ref}/logs", response_class=StreamingResponse, responses={200: {"content": {
@@ -123,6 +130,22 @@ async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool =
         return
     await websocket.accept()
     reader = asyncio.create_task(_read_input(websocket, held, engine))
+    writer = asyncio.create_task(_send_output(websocket, held, logs))
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and reader.result() and not writer.done():  # the client went away
+            writer.cancel()
+            if held.auto_remove and held.tty:
+                await _hang_up(held, engine)
+        else:
+            await writer
+    finally:
+        reader.cancel()
+        writer.cancel()
+
+
+async def _send_output(websocket: WebSocket, held: Held, logs: bool) -> None:
+    """The output as it comes, then how it ended (a text message), then the close."""
     try:
         start = 0 if logs else len(held.logs.items)
         async for _index, record in held.logs.follow(start):
@@ -130,10 +153,24 @@ async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool =
         await held.wait_ended()
         await websocket.send_text(json.dumps(ended(held)))
         await websocket.close()
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away meanwhile
+
+
+async def _hang_up(held: Held, engine: Any) -> None:
+    """A terminal session in the foreground (`sandbox run -it` through the daemon, made with
+    ``remove``) whose client went away before its end: a hangup, as when a terminal closes:
+    SIGHUP to the command, SIGKILL HANGUP_GRACE seconds later. The sandbox ends."""
+    try:
+        await run_in_threadpool(engine.sandboxes.kill, held, signal.SIGHUP)
+        await asyncio.wait_for(held.wait_ended(), HANGUP_GRACE)
+        return
+    except StateError:
+        return  # it ended meanwhile
+    except TimeoutError:
         pass
-    finally:
-        reader.cancel()
+    with contextlib.suppress(StateError):
+        await run_in_threadpool(engine.sandboxes.kill, held, signal.SIGKILL)
 
 
 def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
@@ -143,21 +180,22 @@ def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
     return held
 
 
-async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> None:
-    """stdin bytes (keystrokes), signals and resizes from the client, until it closes."""
+async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> bool:
+    """stdin bytes (keystrokes), signals and resizes from the client, until it closes (True)
+    or its input cannot go anywhere any more (False: the command ended)."""
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return True
             if message.get("bytes") is not None:
                 await run_in_threadpool(held.write_stdin, message["bytes"])
             elif message.get("text"):
                 await _control(message["text"], held, engine)
     except (WebSocketDisconnect, RuntimeError, OSError):
-        return
+        return True
     except Exception:  # the sandbox ended meanwhile (input refused): nothing more to pass on
-        return
+        return False
 
 
 async def _control(text: str, held: Held, engine: Any) -> None:
