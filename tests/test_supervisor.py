@@ -8,8 +8,10 @@ of the same verbs is in test_lifecycle_cli.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -206,3 +208,23 @@ def test_idle_timeout_ends_a_detached_sandbox(removed_after):
     removed_after.append(sid)
     assert lifecycle.wait(sid) == 137
     assert "idle" in status_of(sid).message
+
+
+def test_a_multi_threaded_caller_starts_its_supervisor_as_a_new_program(removed_after):
+    """As the daemon would: from a process with threads the supervisor is not forked from
+    it but run as `python -m sandbox.supervisor`; the sandbox works the same."""
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, name="a-caller-thread")
+    thread.start()
+    try:
+        sid = detached(name="threaded")
+        removed_after.append(sid)
+        supervisor = json.loads((state.SandboxDir(sid).path / "supervisor.pid").read_text())["pid"]
+        with open(f"/proc/{supervisor}/cmdline", "rb") as f:
+            assert b"sandbox.supervisor" in f.read()  # a program of its own, not a fork of ours
+        assert status_of(sid).state == "running"
+        assert sh("threaded", "echo ok").stdout == b"ok\n"
+        assert lifecycle.stop("threaded", timeout=5) == 128 + signal.SIGTERM
+    finally:
+        release.set()
+        thread.join()
