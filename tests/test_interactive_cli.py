@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -137,6 +138,31 @@ def test_a_client_killed_with_sigkill_leaves_the_terminal_restored_and_the_sandb
     term.wait_for("Killed")
     assert cooked(term) == COOKED  # restored by the guard
     wait_for(lambda: b" it " not in sandbox_cli("ps", "-a").stdout)  # hung up, then removed
+    assert not leaks_since(before, settle=10)
+
+
+@pytest.mark.no_leak_check  # the client is killed: its guard cleans up, checked below
+def test_an_attached_client_killed_with_sigkill_leaves_a_detached_sandbox_running(term):
+    from tests.conftest import leaks_since, snapshot
+
+    before = snapshot()
+    assert sandbox_cli("run", "-dit", "--name", "it", "busybox").returncode == 0
+    term.type(f"{SANDBOX} attach it")
+    time.sleep(1)  # the attach shows nothing until the shell writes
+    term.type("echo $((6 * 7))")
+    term.wait_re(r"^42$")
+    os.kill(client_pid(), signal.SIGKILL)
+    term.wait_for("Killed")
+    assert cooked(term) == COOKED  # restored by the guard
+    assert re.search(rb" it +busybox +running", sandbox_cli("ps").stdout)  # it goes on
+    term.clear()
+    term.type(f"{SANDBOX} attach it")
+    time.sleep(1)
+    term.type("echo again-$((1 + 1))")
+    term.wait_re(r"^again-2$")
+    term.send("C-p", "C-q")
+    term.wait_for("detached from")
+    assert sandbox_cli("rm", "-f", "it").returncode == 0
     assert not leaks_since(before, settle=10)
 
 
