@@ -24,6 +24,9 @@ from .terminal_driver import Terminal
 pytestmark = pytest.mark.root
 
 SANDBOX = "python3 -m sandbox"
+#: Jobs that say when they run in the foreground (and when continued, or resized).
+JOB = "sh -c \"trap 'echo cont''inued' CONT; echo wait''ing; while :; do sleep 0.05; done\""
+WINCH_JOB = "sh -c \"trap 'echo winch \\$(stty size)' WINCH; echo wait''ing; while :; do sleep 0.05; done\""
 
 
 @pytest.fixture
@@ -62,8 +65,11 @@ def test_run_it_gives_a_shell_on_its_own_pty_sized_as_this_terminal(term):
     found = term.wait_re(r"^(/dev/pts/\d+)\n(\d+ \d+)\nsid=(\d+) pid=(\d+)")
     assert found.group(1) == "/dev/pts/0" and found.group(2) == "30 100"
     assert found.group(3) == found.group(4)  # the shell leads its session: job control works
-    term.resize(40, 120)  # SIGWINCH here, TIOCSWINSZ there
-    time.sleep(0.5)
+    term.type(WINCH_JOB)
+    term.wait_re(r"^waiting")  # written by the job: it is the foreground process group
+    term.resize(40, 120)  # SIGWINCH here, TIOCSWINSZ there, SIGWINCH to the job there
+    term.wait_re(r"^winch 40 120")
+    term.send("C-c")
     term.type("stty size")
     term.wait_re(r"^40 120$")
     term.type("exit 3")
@@ -76,20 +82,20 @@ def test_run_it_gives_a_shell_on_its_own_pty_sized_as_this_terminal(term):
 def test_ctrl_c_and_ctrl_z_act_inside_the_sandbox(term):
     term.type(f"{SANDBOX} run -it --name it busybox")
     term.wait_for("/ #")
-    term.type("sleep 100")
-    time.sleep(0.5)
-    term.send("C-c")  # SIGINT to sleep, inside; the client is raw and does not see it
+    term.type(JOB)
+    term.wait_re(r"^waiting")
+    term.send("C-c")  # SIGINT to the job, inside; the client is raw and does not see it
     term.type("echo after-c=$?")
     term.wait_for("after-c=130")
-    term.type("sleep 100")
-    time.sleep(0.5)
+    term.clear()
+    term.type(JOB)
+    term.wait_re(r"^waiting")
     term.send("C-z")
     term.wait_for("Stopped")
     term.type("jobs")
-    term.wait_re(r"^\[1\].*Stopped.*sleep 100")
+    term.wait_re(r"^\[1\].*Stopped")
     term.type("fg")  # the foreground process group of the sandbox's terminal again
-    term.wait_re(r"^sleep 100$")
-    time.sleep(0.3)
+    term.wait_re(r"^continued")  # written by the job once it runs again, in the foreground
     term.send("C-c")
     term.type("jobs; echo no-jobs; exit")
     term.wait_re(r"^host\$$")

@@ -22,6 +22,8 @@ from sandbox.runtime import Sandbox, spawn
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("spawn_mode")]
 
 PROMPT = "# "
+#: A job that says when it runs in the foreground, and when it is continued.
+JOB = "sh -c \"trap 'echo cont''inued' CONT; echo wait''ing; while :; do sleep 0.05; done\""
 
 
 def shell(**changes):
@@ -73,8 +75,8 @@ def test_window_size_at_start_and_on_resize():
 def test_ctrl_c_interrupts_the_foreground_job_and_the_shell_goes_on():
     with shell() as sh:
         sh.expect(PROMPT)
-        sh.sendline("sleep 100")
-        time.sleep(0.3)
+        sh.sendline(JOB)
+        sh.expect("\r\nwaiting")  # written by the job: it is the foreground process group
         sh.sendcontrol("c")  # SIGINT from the line discipline, inside, to the foreground job
         sh.expect_exact(PROMPT)
         sh.sendline("echo status-$?")
@@ -84,15 +86,14 @@ def test_ctrl_c_interrupts_the_foreground_job_and_the_shell_goes_on():
 def test_ctrl_z_stops_a_job_and_job_control_brings_it_back():
     with shell() as sh:
         sh.expect(PROMPT)
-        sh.sendline("sleep 100")
-        time.sleep(0.3)
+        sh.sendline(JOB)
+        sh.expect("\r\nwaiting")
         sh.sendcontrol("z")
         sh.expect("Stopped")
         sh.sendline("jobs")
-        sh.expect(r"\[1\][^\r]*Stopped[^\r]*sleep 100")
+        sh.expect(r"\[1\][^\r]*Stopped[^\r]*sleep 0.05")
         sh.sendline("fg")  # back in the foreground: the terminal's process group again
-        sh.expect("sleep 100")
-        time.sleep(0.3)
+        sh.expect("\r\ncontinued")  # written by the job once it runs again, in the foreground
         sh.sendcontrol("c")
         sh.expect_exact(PROMPT)
         sh.sendline("jobs; exit 4")
