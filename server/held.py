@@ -106,7 +106,8 @@ class Held:
 
     async def wait_ended(self) -> None:
         """Return once the command has ended and the container is gone (without a thread)."""
-        await self.logs.wait_beyond(sys.maxsize)
+        while not self.logs.closed:  # every append wakes the waiters: wait again until closed
+            await self.logs.wait_beyond(sys.maxsize)
 
     def close_fds(self) -> None:
         for name in ("stdin_w", "stdin_r"):
