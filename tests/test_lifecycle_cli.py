@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -89,7 +90,12 @@ def test_logs_since_and_timestamps(names):
     stamped = ok("logs", "--timestamps", "stamped").splitlines()
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (one|two)$", line)
                for line in stamped)
-    assert ok("logs", "--since", "1s", "stamped") == "two\n"
+    assert [line.split()[1] for line in stamped] == ["one", "two"]
+    two_at = datetime.strptime(stamped[1].split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # epoch seconds: from the second line's own time on (not "1s" ago: a loaded machine
+    # can take longer than that between the line and this command)
+    assert ok("logs", "--since", f"{two_at.timestamp():.6f}", "stamped") == "two\n"
+    assert ok("logs", "--since", "1h", "stamped") == "one\ntwo\n"  # a duration ago
     assert ok("logs", "--since", str(time.time() + 60), "stamped") == ""
 
 
