@@ -13,7 +13,9 @@ The public API::
     result = wait(conn, job_id)
     data = artifact(conn, job_id, "report.xml")     # a stored artifact's bytes (or None)
 
-For adapters (the daemon): ``load_job_text`` (a job file sent over the
+``connection_options(url)``: the redis-py options every client of the
+queue uses (a lost Redis is an error within seconds, a restart is waited
+through). For adapters (the daemon): ``load_job_text`` (a job file sent over the
 network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
 and ``follow_log`` read the store; ``collect_job_dirs`` removes the directories of dead runners (gc);
 ``JobLog`` numbers the events of a job run
@@ -96,6 +98,7 @@ __all__ = [
 #: Where each exported name is loaded from on first use: module, or (module, attribute).
 _EXPORTS = {
     "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
+    "connection_options": "client",
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
     "pack_workspace": ("workspace", "pack"), "Cancel": ("cancellation", "Cancel"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",

@@ -3,24 +3,36 @@
 # --vm: also what the VM test lane needs (scripts/vm-test): qemu, the kernel pinned in
 # scripts/vm/config and virtme-ng. --tests: also what the test suite takes from the
 # network ahead of time (scripts/test-cache.sh, a bootstrapped Debian base), as .ci/run does.
+# --runtime: only what a worker or a daemon runs with (the Containerfile's image): no peers,
+# no test extra, the package installed as a copy rather than editable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 vm=0
 tests=0
+runtime=0
 for arg in "$@"; do
     case "$arg" in
         --vm) vm=1 ;;
         --tests) tests=1 ;;
-        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests)" >&2; exit 2 ;;
+        --runtime) runtime=1 ;;
+        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests, --runtime)" >&2; exit 2 ;;
     esac
 done
-if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+if [ "$runtime" = 1 ] && [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+    apt-get update -qq
+    # busybox-static: the busybox image; iproute2, nftables: networks; redis-server: the
+    # Redis of compose.yaml runs from this image too (redis-cli: its healthcheck);
+    # debootstrap: `sandbox image bootstrap`
+    apt-get install -y -qq --no-install-recommends busybox-static iproute2 nftables \
+        redis-server debootstrap python3 python3-pip ca-certificates >/dev/null
+elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman docker-registry apache2-utils tmux >/dev/null
+        umoci skopeo buildah podman catatonit docker-registry apache2-utils tmux >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`; tmux: the real terminal the
     # interactive tests type into
@@ -47,6 +59,10 @@ pip_flags=()
 if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     pip_flags+=(--break-system-packages)
 fi
+if [ "$runtime" = 1 ]; then
+    python3 -m pip install -q --disable-pip-version-check --no-cache-dir "${pip_flags[@]}" .
+    exit 0
+fi
 extras=test
 [ "$vm" = 1 ] && extras=test,vm
 python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e ".[$extras]"
@@ -63,4 +79,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ] && [ ! -f "$bootstrap_cache/debian-bookworm
         debian:bookworm --cache "$bootstrap_cache" >/dev/null 2>"$state.log" \
         || echo "setup: debian:bookworm could not be bootstrapped (see $state.log)" >&2
     rm -rf "$state"
+fi
+# The base image compose.yaml's Containerfile builds on (tests/test_compose.py builds and
+# runs compose.yaml with podman, without the network): made now, from that Debian layer.
+if command -v podman >/dev/null && ! podman image exists localhost/sandbox-base:bookworm; then
+    SANDBOX_BOOTSTRAP_CACHE="$bootstrap_cache" bash deploy/build-base.sh podman \
+        || echo "setup: the compose base image could not be built (deploy/build-base.sh)" >&2
 fi

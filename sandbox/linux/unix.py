@@ -25,18 +25,25 @@ def send_fds(sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> Non
         sock.detach()
 
 
-def recv_fds(sock_fd: int, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-    """One message on socket ``sock_fd`` and the fds that came with it, each close-on-exec.
+def recv_fds(sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message on socket ``sock`` (an object, or an fd) and the fds that came with
+    it, each close-on-exec.
 
     Descriptors beyond ``maxfds`` (or a truncated control message) are closed
     here and refused with an OSError: a peer never leaves us fds we did not expect.
+    A socket object is used as it is: loops that serve requests pass theirs, so no
+    object is made per message (in a forking server every object made is a copied page).
     """
-    sock = socket.socket(fileno=sock_fd)
-    try:
+    if isinstance(sock, socket.socket):
         data, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
                                                socket.MSG_CMSG_CLOEXEC)
-    finally:
-        sock.detach()
+    else:
+        wrapped = socket.socket(fileno=sock)
+        try:
+            data, ancdata, flags, _ = wrapped.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
+                                                      socket.MSG_CMSG_CLOEXEC)
+        finally:
+            wrapped.detach()
     fds = array.array("i")
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

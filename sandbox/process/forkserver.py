@@ -177,7 +177,7 @@ def _serve(kernel: Kernel, sock_fd: int, resolve: Callable[[Hashable], Target],
     sock = socket.socket(fileno=fdmod.only(kernel, sock_fd))
     sock.send(READY)
     while True:
-        msg, fds = kernel.recv_fds(sock.fileno(), MAX_REQUEST, 6)
+        msg, fds = kernel.recv_fds(sock, MAX_REQUEST, 6)
         if not msg:
             kernel.exit(0)
         _pid, reply = _fork_one(kernel, msg, fds, resolve, owner_name)

@@ -196,9 +196,10 @@ class Kernel:
         """Send one message with ``fds`` on unix socket ``sock_fd``."""
         unix.send_fds(sock_fd, data, fds)
 
-    def recv_fds(self, sock_fd: int, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-        """One message on unix socket ``sock_fd`` and the fds that came with it (close-on-exec)."""
-        return unix.recv_fds(sock_fd, size, maxfds)
+    def recv_fds(self, sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+        """One message on unix socket ``sock`` (an object or an fd) and the fds that came
+        with it (close-on-exec)."""
+        return unix.recv_fds(sock, size, maxfds)
 
     def fchown(self, fd: int, uid: int, gid: int) -> None:
         os.fchown(fd, uid, gid)

@@ -59,7 +59,7 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
 def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
-        msg, fds = kernel.recv_fds(sock.fileno(), 1 << 20, MAX_CHILD_FDS + 1)
+        msg, fds = kernel.recv_fds(sock, 1 << 20, MAX_CHILD_FDS + 1)
     except ConnectionResetError:
         return False
     if not msg:
