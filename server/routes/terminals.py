@@ -18,6 +18,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, WebSocket
 from starlette.concurrency import run_in_threadpool
 
+from sandbox import StateError
+
 from .. import terminal as terminals
 from ..deps import EngineDep, Runner, authenticate
 from ..errors import ApiError
@@ -47,7 +49,11 @@ async def terminal(websocket: WebSocket, ref: str, engine: EngineDep, mode: str 
 async def resize(ref: str, caller: Runner, engine: EngineDep,
                  rows: Annotated[int, Query(ge=1, le=999)], cols: Annotated[int, Query(ge=1, le=999)]) -> Response:
     """The terminal's size, as Docker's ``/containers/{id}/resize`` (h, w): the command on a
-    pty gets SIGWINCH; without a pty it is only noted."""
+    pty gets SIGWINCH; on a console's stdin pipe it is only noted (for its recording); a
+    sandbox with neither has no terminal: 409."""
     held = held_or_409(engine, caller, ref)
+    if not held.tty and held.stdin_w is None:
+        raise StateError(f"sandbox {held.id} has no terminal to resize",
+                         hint="create it with tty: true")
     await run_in_threadpool(terminals.Terminal.of(held).resize, rows, cols)
     return Response(status_code=204)
