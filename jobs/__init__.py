@@ -34,7 +34,18 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads them at run time
     from .cancellation import Cancel
-    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, tell, wait
+    from .client import (
+        artifact,
+        cancel,
+        connect,
+        connection_options,
+        redis_url,
+        run_job,
+        run_local,
+        submit,
+        tell,
+        wait,
+    )
     from .errors import JobError, JobFileError, NoSuchJob, QueueAuthFailed, QueueUnavailable, WorkspaceError
     from .events import JobLog, LogEvent
     from .execute import execute_job
@@ -79,6 +90,7 @@ __all__ = [
     "cancel",
     "collect_job_dirs",
     "connect",
+    "connection_options",
     "execute_job",
     "follow_log",
     "job_artifacts",
