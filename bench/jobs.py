@@ -1,19 +1,31 @@
-"""Benchmark: trivial sandboxed jobs through the queue vs bare RQ no-op jobs.
+"""Benchmark: trivial jobs through a queue, ours against the queues a user would build by hand.
 
 Everything runs in this one invocation against one private redis-server, with
-the same number of worker processes on each side:
+the same number of worker processes on each side and the same trivial job
+(``echo hi`` in the same busybox root filesystem):
 
-- bare RQ: no-op jobs (``os.getpid``, JSON serializer) through SimpleWorker,
-  and through RQ's default forking Worker (the worker class choice);
-- ours: trivial jobs (busybox ``echo hi``) submitted with jobs.submit and run by
-  ``sandbox worker`` (SimpleWorker + a sandbox per step).
+- ours: jobs.submit, run by ``sandbox worker`` (RQ SimpleWorker + a sandbox per
+  step, with its limits, an overlay root, the live log stream in Redis and the
+  job's record);
+- RQ + podman: an RQ SimpleWorker whose job runs ``podman run --rm`` (runc, the
+  flags of bench/startup.py) on that rootfs, imported (what most people would do);
+- RQ + bwrap: an RQ SimpleWorker whose job runs ``bwrap --unshare-all`` on that
+  rootfs (no limits, no overlay, no log stream, no record beyond RQ's result);
+- bare RQ: no-op jobs (``os.getpid``), through SimpleWorker and RQ's default
+  forking Worker: the queue's own cost, for reference.
 
-It prints throughput (jobs/s) and its ratio to bare RQ, the median latency
-from submit to the first log event and to the first output line at a client
-following the job, and where the CPU of one job goes (/proc: the workers, the
-sandboxes' zygotes with the containers they reaped, redis-server, this
-client, and the whole machine), which is what limits throughput on a small
-host.
+Throughput is the number of jobs over the time from the first job's start to
+the last one's end, as the jobs' own records say (RQ's started_at/ended_at, our
+JobResult), so neither starting the workers nor submitting is in it. Ours and
+the two peers are measured ``--rounds`` times, alternated, and compared round by
+round (the machine's load drifts). Targets: ours at least 10x RQ + podman and
+at least 0.7x RQ + bwrap, judged on the median of the per-round ratios. It also prints the
+median latency from submit to the first log event and to the first output line
+at a client following the job, and where the CPU of one job goes (/proc: the
+workers, with the commands they ran for the peers; the sandboxes' zygotes with
+the containers they reaped; redis-server; this client; the whole machine, where
+podman's conmon and containers show), which is what limits throughput on a
+small host.
 
 Then, through one worker, alternated run by run:
 
@@ -26,8 +38,9 @@ Then, through one worker, alternated run by run:
   the job's cache, else downloaded) on a cache hit and on a miss (a fresh
   key each time). It needs PyPI (egress): skipped, saying so, without it.
 
-    python3 bench/jobs.py [--workers 2] [--jobs 200] [--latency-runs 30]
-                          [--service-runs 15] [--pip-runs 5] [--only-pipelines]
+    python3 bench/jobs.py [--workers 2] [--jobs 200] [--podman-jobs 50] [--rounds 3]
+                          [--latency-runs 30] [--service-runs 15] [--pip-runs 5]
+                          [--only-pipelines]
 """
 
 from __future__ import annotations
@@ -40,8 +53,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -49,6 +65,7 @@ from proc_cpu import children_named, cpu_seconds, machine_busy_seconds  # noqa: 
 
 RQ_WORKER = """
 import sys
+sys.path.insert(0, sys.argv[4])  # bench/: the peers' jobs
 from redis import Redis
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
@@ -99,10 +116,17 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 class CpuMeter:
-    """CPU milliseconds per job, by who spent them, over one throughput run."""
+    """CPU milliseconds per job, by who spent them, over one throughput run.
 
-    def __init__(self, server_pid: int, workers: list[subprocess.Popen]) -> None:
-        self.groups = {"workers": [p.pid for p in workers], "redis": [server_pid]}
+    ``commands``: count the processes the workers ran and reaped (a peer's
+    bwrap or podman) with the workers.
+    """
+
+    def __init__(self, server_pid: int, workers: list[subprocess.Popen], jobs: int, *,
+                 commands: bool = False) -> None:
+        self.jobs = jobs
+        self.workers = "workers+commands" if commands else "workers"
+        self.groups = {self.workers: [p.pid for p in workers], "redis": [server_pid]}
         zygotes = [z for p in workers for z in children_named("sandbox-zygote", p.pid)]
         if zygotes:  # self and reaped children: the spares and inits they forked
             self.groups["zygotes+containers"] = zygotes
@@ -122,39 +146,56 @@ class CpuMeter:
         out["whole machine"] = machine_busy_seconds()
         return out
 
-    def per_job(self, jobs: int) -> str:
-        return ", ".join(f"{name} {(self.after[name] - self.before[name]) * 1000 / jobs:.1f}"
+    def per_job(self) -> str:
+        return ", ".join(f"{name} {(self.after[name] - self.before[name]) * 1000 / self.jobs:.1f}"
                          for name in self.after)
 
 
-def bare_rq(url: str, kind: str, workers: int, jobs: int, env: dict[str, str],
-            server_pid: int) -> tuple[float, CpuMeter]:
-    """(jobs/s, CPU) of no-op RQ jobs with ``workers`` RQ workers of one class."""
+def throughput(spans: list[tuple[float, float]]) -> float:
+    """Jobs per second from the first job's start to the last one's end."""
+    return len(spans) / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def rq_side(url: str, qname: str, kind: str, task: tuple, workers: int, jobs: int,
+            env: dict[str, str], server_pid: int) -> tuple[float, CpuMeter]:
+    """(jobs/s, CPU) of ``task`` (a function's name and its arguments) run by plain RQ workers."""
     from redis import Redis
     from rq import Queue
     from rq.serializers import JSONSerializer
 
-    qname = f"bare-{kind}"
     conn = Redis.from_url(url)
     queue = Queue(qname, connection=conn, serializer=JSONSerializer)
-    procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname], workers, env)
+    procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname, BENCH], workers, env)
     try:
-        queue.enqueue("os.getpid").latest_result(timeout=30)  # workers are up
-        with CpuMeter(server_pid, procs) as cpu:
-            t0 = time.perf_counter()
-            pending = [queue.enqueue("os.getpid") for _ in range(jobs)]
-            while pending:  # poll gently: the workers share this machine's cores
-                pending = [job for job in pending if job.get_status() != "finished"]
-                time.sleep(0.02)
-            elapsed = time.perf_counter() - t0
-        return jobs / elapsed, cpu
+        wait_rq([queue.enqueue(*task)], timeout=120)  # workers are up, caches warm
+        with CpuMeter(server_pid, procs, jobs, commands=task[0] != "os.getpid") as cpu:
+            done = wait_rq([queue.enqueue(*task) for _ in range(jobs)], timeout=600)
+        return throughput([(j.started_at.timestamp(), j.ended_at.timestamp()) for j in done]), cpu
     finally:
         stop(procs)
 
 
-def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
-         server_pid: int) -> tuple[float, CpuMeter, list, list]:
-    """(jobs/s, CPU, [submit->first event], [submit->first output]) for trivial sandboxed jobs."""
+def wait_rq(pending: list, timeout: float) -> list:
+    """Wait for RQ jobs to finish (a failed one raises); them, refreshed."""
+    done, deadline = [], time.monotonic() + timeout
+    while pending:  # poll gently: the workers share this machine's cores
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} RQ jobs did not finish")
+        still = []
+        for job in pending:
+            status = job.get_status()
+            if status == "failed":
+                raise RuntimeError(f"RQ job {job.func_name} failed: {job.latest_result().exc_string}")
+            (done if status == "finished" else still).append(job)
+        pending = still
+        time.sleep(0.02)
+    for job in done:
+        job.refresh()
+    return done
+
+
+def latency(url: str, workers: int, runs: int, env: dict[str, str]) -> tuple[list, list]:
+    """([submit->first event], [submit->first output]) of trivial sandboxed jobs, one at a time."""
     import tomllib
 
     from jobs import connect, parse_job, submit, wait
@@ -176,15 +217,75 @@ def ours(url: str, workers: int, jobs: int, runs: int, env: dict[str, str],
             if any(event.kind == "out" for event in events):
                 first_line.append(time.perf_counter() - t0)
             wait(conn, job_id, timeout=60)
-        with CpuMeter(server_pid, procs) as cpu:
-            t0 = time.perf_counter()
-            ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
-            for job_id in ids:
-                assert wait(conn, job_id, timeout=120).status == "passed"
-            elapsed = time.perf_counter() - t0
-        return jobs / elapsed, cpu, first_event, first_line
+        return first_event, first_line
     finally:
         stop(procs)
+
+
+def ours(url: str, workers: int, jobs: int, env: dict[str, str], server_pid: int) -> tuple[float, CpuMeter]:
+    """(jobs/s, CPU) of trivial sandboxed jobs through ``workers`` sandbox workers."""
+    import tomllib
+
+    from jobs import connect, parse_job, submit, wait
+
+    spec = parse_job(tomllib.loads(TRIVIAL))[0]
+    conn = connect(url)
+    procs = start_workers([sys.executable, "-m", "sandbox", "worker", "--redis", url,
+                           "--queue", "ours"], workers, env)
+    try:
+        wait(conn, submit(conn, spec, queue="ours"), timeout=60)  # workers are up
+        with CpuMeter(server_pid, procs, jobs) as cpu:
+            ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
+            results = [wait(conn, job_id, timeout=120) for job_id in ids]
+        assert all(r.status == "passed" for r in results)
+        return throughput([(r.started_at, r.ended_at) for r in results]), cpu
+    finally:
+        stop(procs)
+
+
+Measure = Callable[[], tuple[float, CpuMeter]]
+
+
+def contenders(url: str, args: argparse.Namespace, env: dict[str, str], server_pid: int,
+               tmp: str, cleanup: ExitStack) -> dict[str, Measure | str]:
+    """Ours, RQ + bwrap and RQ + podman on our busybox rootfs: how to measure each (jobs/s,
+    CPU), or why a peer is skipped. ``cleanup`` removes podman's image and cgroups."""
+    import shutil
+    from pathlib import Path
+
+    from peers import peer_cgroups, podman_image, remove_peer_cgroups
+
+    from sandbox import images
+
+    rootfs = images.get("busybox").layers[0]
+    out: dict[str, Measure | str] = {"ours": lambda: ours(url, args.workers, args.jobs, env, server_pid)}
+    if shutil.which("bwrap"):
+        out["RQ + bwrap"] = lambda: rq_side(url, "peer-bwrap", "simple", ("peers.bwrap_job", rootfs),
+                                            args.workers, args.jobs, env, server_pid)
+    else:
+        out["RQ + bwrap"] = "skipped: bwrap is not installed (apt-get install bubblewrap)"
+    if not shutil.which("podman"):
+        out["RQ + podman"] = "skipped: podman is not installed (apt-get install podman)"
+        return out
+    removals: list[list[str]] = []
+    cleanup.callback(remove_peer_cgroups, peer_cgroups())
+    cleanup.callback(lambda: [subprocess.run(argv, capture_output=True) for argv in removals])
+    image = podman_image(rootfs, removals, Path(tmp))
+    out["RQ + podman"] = lambda: rq_side(url, "peer-podman", "simple", ("peers.podman_job", image),
+                                         args.workers, args.podman_jobs, env, server_pid)
+    return out
+
+
+def rounds(sides: dict[str, Measure | str], count: int) -> dict[str, list[tuple[float, CpuMeter]]]:
+    """Each side measured ``count`` times, alternated round by round."""
+    measured: dict[str, list[tuple[float, CpuMeter]]] = {name: [] for name, how in sides.items()
+                                                         if not isinstance(how, str)}
+    for _ in range(count):
+        for name in measured:
+            how = sides[name]
+            assert not isinstance(how, str)
+            measured[name].append(how())
+    return measured
 
 
 def first_line(conn, spec, queue: str) -> float:
@@ -284,6 +385,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--podman-jobs", type=int, default=50,
+                        help="jobs per RQ + podman run (each takes a tenth of a second or more)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput runs of each side, alternated (ratios per round)")
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--service-runs", type=int, default=15)
     parser.add_argument("--pip-runs", type=int, default=5)
@@ -298,34 +403,58 @@ def main() -> None:
     os.environ.update(env)
     server = RedisServer().start()
     try:
-        assert server.proc is not None
-        pid = server.proc.pid
-        if args.only_pipelines:
+        with ExitStack() as cleanup:
+            assert server.proc is not None
+            pid = server.proc.pid
+            if args.only_pipelines:
+                pipelines(server.url, args, env, tmp)
+                return
+            bare = {kind: rq_side(server.url, f"bare-{kind}", kind, ("os.getpid",), args.workers,
+                                  args.jobs, env, pid) for kind in ("simple", "fork")}
+            first_event, first_out = latency(server.url, args.workers, args.latency_runs, env)
+            sides = contenders(server.url, args, env, pid, tmp, cleanup)
+            measured = rounds(sides, args.rounds)
+            report(args, bare, sides, measured, first_event, first_out)
             pipelines(server.url, args, env, tmp)
-            return
-        simple, simple_cpu = bare_rq(server.url, "simple", args.workers, args.jobs, env, pid)
-        fork, _ = bare_rq(server.url, "fork", args.workers, args.jobs, env, pid)
-        ours_tput, ours_cpu, first_event, first_out = ours(server.url, args.workers, args.jobs,
-                                                           args.latency_runs, env, pid)
-        report(args, simple, simple_cpu, fork, ours_tput, ours_cpu, first_event, first_out)
-        pipelines(server.url, args, env, tmp)
     finally:
         server.stop()
         subprocess.run(["rm", "-rf", tmp])
 
 
-def report(args: argparse.Namespace, simple: float, simple_cpu: CpuMeter, fork: float,
-           ours_tput: float, ours_cpu: CpuMeter, first_event: list, first_out: list) -> None:
-    ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-    print(f"workers: {args.workers}, jobs per throughput run: {args.jobs}")
-    print(f"bare RQ no-op, SimpleWorker:   {simple:8.1f} jobs/s  ({1000 * args.workers / simple:.1f} ms/job/worker)")
-    print(f"bare RQ no-op, forking Worker: {fork:8.1f} jobs/s  ({1000 * args.workers / fork:.1f} ms/job/worker)")
-    print(f"sandboxed trivial jobs:        {ours_tput:8.1f} jobs/s  "
-          f"(ratio to bare SimpleWorker {ours_tput / simple:.2f}; target >= 0.5)")
-    print(f"submit -> first log event (step start), median: {ms(first_event):6.1f} ms")
-    print(f"submit -> first output line, median:            {ms(first_out):6.1f} ms  (target < 30 ms)")
-    print(f"CPU ms per job, bare RQ SimpleWorker: {simple_cpu.per_job(args.jobs)}")
-    print(f"CPU ms per job, sandboxed:            {ours_cpu.per_job(args.jobs)}")
+#: ours over each peer's throughput, at least
+TARGETS = {"RQ + podman": 10.0, "RQ + bwrap": 0.7}
+WHAT = {"ours": "sandboxed `echo hi` (limits, overlay root, live log, job record)",
+        "RQ + bwrap": "`bwrap --unshare-all` `echo hi` per job",
+        "RQ + podman": "`podman run --rm` `echo hi` per job"}
+
+
+def report(args: argparse.Namespace, bare: dict[str, tuple[float, CpuMeter]], sides: dict,
+           measured: dict[str, list[tuple[float, CpuMeter]]], first_event: list, first_out: list) -> None:
+    med = statistics.median
+    print(f"workers: {args.workers}; jobs/s from the first job's start to the last one's end; "
+          f"{args.rounds} rounds of each side, alternated")
+    print(f"bare RQ no-op, SimpleWorker:   {bare['simple'][0]:8.1f} jobs/s  ({args.jobs} jobs)")
+    print(f"bare RQ no-op, forking Worker: {bare['fork'][0]:8.1f} jobs/s  ({args.jobs} jobs)")
+    ours = [tput for tput, _ in measured["ours"]]
+    for name, runs in measured.items():
+        tputs = [tput for tput, _ in runs]
+        line = (f"{name + ':':<14} median {med(tputs):7.1f} jobs/s  (rounds: "
+                f"{', '.join(f'{t:.1f}' for t in tputs)}; {runs[0][1].jobs} jobs each)  {WHAT[name]}")
+        print(line)
+        if name in TARGETS:
+            ratios = [o / p for o, p in zip(ours, tputs)]
+            verdict = "met" if med(ratios) >= TARGETS[name] else "NOT met"
+            print(f"{'':<16}ours / this, per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
+                  f"median {med(ratios):.2f} (target >= {TARGETS[name]}: {verdict})")
+    for name, how in sides.items():
+        if isinstance(how, str):
+            print(f"{name + ':':<14} {how}")
+    print(f"submit -> first log event (step start), median: {med(first_event) * 1000:6.1f} ms")
+    print(f"submit -> first output line, median:            {med(first_out) * 1000:6.1f} ms  (target < 30 ms)")
+    print("CPU ms per job (each side's last round):")
+    print(f"  {'bare RQ SimpleWorker:':<22} {bare['simple'][1].per_job()}")
+    for name, runs in measured.items():
+        print(f"  {name + ':':<22} {runs[-1][1].per_job()}")
 
 
 if __name__ == "__main__":

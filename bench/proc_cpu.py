@@ -46,3 +46,19 @@ def children_named(name: str, pid: int | str = "self") -> list[int]:
                 except OSError:
                     pass  # it exited meanwhile
     return found
+
+
+def twins(pid: int | str = "self") -> list[int]:
+    """The single-threaded twins among ``pid``'s children (pytest_sandbox.twin): a
+    pytest-xdist worker's, which fork its marked tests."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as c:
+                        if b"pytest_sandbox.twin" in c.read():
+                            found.append(int(child))
+                except OSError:
+                    pass  # it exited meanwhile
+    return found

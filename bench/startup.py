@@ -48,7 +48,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -59,6 +58,14 @@ os.environ["SANDBOX_STATE_DIR"] = str(TMP / "lib")
 os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from peers import (  # noqa: E402 - bench/
+    bwrap_command,
+    peer_cgroups,
+    podman_command,
+    podman_image,
+    remove_peer_cgroups,
+)
 
 from sandbox import Limits, SandboxSpec, images, run  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
@@ -105,11 +112,6 @@ def cli_command() -> list[str] | None:
     return [found, "run", "busybox", "--", "true"] if found else None
 
 
-def bwrap_command(rootfs: str) -> list[str]:
-    return ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "true"]
-
-
 def runc_bundle(rootfs: str) -> Path:
     """`runc spec`, then: a copy of the rootfs, read-only, `true`, no tty, own cgroup ns."""
     bundle = TMP / "runc-bundle"
@@ -129,24 +131,6 @@ def runc_bundle(rootfs: str) -> Path:
 def runc_call(bundle: Path):
     state = str(TMP / "runc-state")
     return lambda: sh(["runc", "--root", state, "run", "--bundle", str(bundle), f"bench-{uuid.uuid4().hex[:12]}"])
-
-
-# Without CAP_SYS_RESOURCE podman's default rlimits (nofile, nproc) cannot be set: lower them.
-PODMAN_RUN = ["--runtime", "runc", "run", "--rm", "--network", "none",
-              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-#: cgroups the peers make and may leave behind (runc: one per id; podman: libpod_parent/conmon)
-PEER_CGROUPS = ("bench-", "libpod_parent")
-
-
-def podman_image(rootfs: str, cleanup: list) -> str:
-    """Import the rootfs as a podman image, removed at the end (registered first)."""
-    tarball = TMP / "busybox.tar"
-    with tarfile.open(tarball, "w") as tar:
-        tar.add(rootfs, arcname=".")
-    name = f"localhost/sandbox-bench-busybox:{os.getpid()}"
-    cleanup.append(["podman", "rmi", "--force", name])
-    sh(["podman", "import", str(tarball), name])
-    return name
 
 
 def pct(values: list[float], q: float) -> float:
@@ -205,8 +189,8 @@ def peers(rootfs: str, n: int, cleanup: list) -> list[tuple[str, object, int]]:
     else:
         print("skip runc: not installed (apt-get install runc)")
     if shutil.which("podman"):
-        image = podman_image(rootfs, cleanup)
-        found.append(("podman run --rm", lambda: sh(["podman", *PODMAN_RUN, image, "true"]),
+        image = podman_image(rootfs, cleanup, TMP)
+        found.append(("podman run --rm", lambda: sh(podman_command(image)),
                       max(5, n // 20)))
     else:
         print("skip podman: not installed (apt-get install podman)")
@@ -231,24 +215,6 @@ def report(rows: list[tuple[str, int, list[float]]]) -> None:
     for name, _, times in rows:
         med = statistics.median(times)
         print(f"{name:<28}{len(times):>6}{med:>11.2f}{pct(times, 0.9):>9.2f}{med / base:>8.2f}")
-
-
-def peer_cgroups() -> set[str]:
-    found = set()
-    for mount in Path("/sys/fs/cgroup").iterdir():
-        for top in mount.glob("*"):
-            if top.is_dir() and top.name.startswith(PEER_CGROUPS):
-                found |= {str(top), *(str(d) for d in top.rglob("*") if d.is_dir())}
-    return found
-
-
-def remove_peer_cgroups(before: set[str]) -> None:
-    """rmdir (never kill) the peers' cgroups that this run made, deepest first."""
-    for path in sorted(peer_cgroups() - before, key=len, reverse=True):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
 
 
 def leftovers(before: set[str]) -> list[str]:

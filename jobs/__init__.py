@@ -13,9 +13,12 @@ The public API::
     result = wait(conn, job_id)
     data = artifact(conn, job_id, "report.xml")     # a stored artifact's bytes (or None)
 
-For adapters (the daemon): ``load_job_text`` (a job file sent over the
+``connection_options(url)``: the redis-py options every client of the
+queue uses (a lost Redis is an error within seconds, a restart is waited
+through). For adapters (the daemon): ``load_job_text`` (a job file sent over the
 network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
-and ``follow_log`` read the store; ``collect_job_dirs`` removes the directories of dead runners (gc);
+and ``follow_log`` read the store (``junit_totals``: a report's totals as a listing
+shows them); ``collect_job_dirs`` removes the directories of dead runners (gc);
 ``JobLog`` numbers the events of a job run
 here; ``Renderer`` and ``summary`` print them as the CLI does; ``EXIT_STATUS``
 and ``FINAL`` say what a status means.
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads them at run time
     from .cancellation import Cancel
-    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, wait
+    from .client import artifact, cancel, connect, redis_url, run_job, run_local, submit, tell, wait
     from .errors import JobError, JobFileError, NoSuchJob, QueueAuthFailed, QueueUnavailable, WorkspaceError
     from .events import JobLog, LogEvent
     from .execute import execute_job
@@ -39,6 +42,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads t
     from .jobfile import loads as load_job_text
     from .jobfile import parse as parse_job
     from .junit import Case, JUnitReport
+    from .junit import totals as junit_totals
     from .logstream import follow as follow_log
     from .model import JobSpec, ResultsSpec, Step
     from .render import Renderer, summary
@@ -80,6 +84,7 @@ __all__ = [
     "job_artifacts",
     "job_fields",
     "job_result",
+    "junit_totals",
     "list_jobs",
     "load_job_file",
     "load_job_text",
@@ -90,12 +95,14 @@ __all__ = [
     "run_local",
     "submit",
     "summary",
+    "tell",
     "wait",
 ]
 
 #: Where each exported name is loaded from on first use: module, or (module, attribute).
 _EXPORTS = {
     "artifact": "client", "cancel": "client", "connect": "client", "redis_url": "client",
+    "connection_options": "client", "tell": "client",
     "run_job": "client", "run_local": "client", "submit": "client", "wait": "client",
     "pack_workspace": ("workspace", "pack"), "Cancel": ("cancellation", "Cancel"),
     "JobError": "errors", "JobFileError": "errors", "NoSuchJob": "errors",
@@ -107,7 +114,7 @@ _EXPORTS = {
     "job_result": ("store", "result_of"), "job_artifacts": ("store", "artifacts"),
     "follow_log": ("logstream", "follow"), "collect_job_dirs": ("workspace", "collect"), "JobLog": "events",
     "Renderer": "render", "summary": "render", "EXIT_STATUS": "result", "FINAL": "result",
-    "Case": "junit", "JUnitReport": "junit",
+    "Case": "junit", "JUnitReport": "junit", "junit_totals": ("junit", "totals"),
     "JobSpec": "model", "ResultsSpec": "model", "Step": "model",
     "Artifact": "result", "JobResult": "result", "StepResult": "result",
 }

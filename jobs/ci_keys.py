@@ -119,6 +119,9 @@ def check(v: Validator, spec: JobSpec, secrets: Collection[str] | None) -> None:
             if kind == "env" and arg not in spec.env:
                 raise JobFileError(v.path, "cache.key", f"{{env:{arg}}}: the job sets no {arg} "
                                    "(expected a name of its env, params or matrix)")
+    if spec.allow_host_ports and not needs_network(spec):
+        raise JobFileError(v.path, "security.allow_host_ports", "given in a job without a network: "
+                           "expected network = \"bridge\" (or a step or service on it)")
     if secrets is not None:
         _check_secrets(v, spec, secrets)
 

@@ -11,6 +11,9 @@ import argparse
 import json
 import signal
 
+#: the statuses a job can be in (`jobs list --status`; jobs.result's, not imported: --help stays fast)
+STATUSES = ("queued", "running", "passed", "failed", "error", "timed_out", "cancelled")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the live log and the summary; exit with the job's status")
     p.add_argument("--queue", default="default", metavar="NAME", help="queue (default: default)")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: SANDBOX_REDIS_URL)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the job ids, one per line (the default when stdout is not "
+                   "a terminal: id=$(sandbox submit job.toml))")
     p.add_argument("--workspace", metavar="DIR",
                    help="copy DIR into /workspace instead of the job file's workspace (a job "
                    "file may only name a directory of its own tree, reached through no link)")
@@ -49,8 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_verbs(verbs: argparse._SubParsersAction) -> None:
-    p = verbs.add_parser("list", help="the newest jobs")
-    p.add_argument("-n", "--limit", type=int, default=50)
+    p = verbs.add_parser("list", help="the newest jobs",
+                         description="The newest jobs first: ID, STATUS, QUEUE, WORKER, SUBMITTED, "
+                         "NAME; with --json, an array of their records (id, name, queue, status, "
+                         "worker, submitted_at, started_at, ended_at, error).")
+    p.add_argument("-n", "--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--status", choices=STATUSES, help="only the jobs in this status")
+    p.add_argument("--name", metavar="TEXT", help="only the jobs whose name holds TEXT")
+    p.add_argument("--json", action="store_true", help="as a JSON array")
     p.set_defaults(handler=list_jobs, remote=remote_list_jobs)
     p = verbs.add_parser("show", help="a job's status and result")
     p.add_argument("id")
@@ -101,11 +113,19 @@ def submit(args: argparse.Namespace) -> int:
 
     conn = _conn(args)
     ids = [enqueue(conn, spec, queue=args.queue, secrets=secrets) for spec in specs]
-    for job_id, spec in zip(ids, specs):
-        print(f"{job_id}  {spec.name}", flush=True)
+    _print_submitted(args, ids, [spec.name for spec in specs])
     if not args.follow:
         return 0
     return max(_follow(conn, job_id) for job_id in ids)
+
+
+def _print_submitted(args: argparse.Namespace, ids: list[str], names: list[str]) -> None:
+    """`ID  NAME` per job on a terminal; only the ids with --quiet or into a pipe or file."""
+    import sys
+
+    quiet = args.quiet or not sys.stdout.isatty()
+    for job_id, name in zip(ids, names):
+        print(job_id if quiet else f"{job_id}  {name}", flush=True)
 
 
 def _params(given: list[str]) -> dict[str, str]:
@@ -162,12 +182,24 @@ def _follow(conn, job_id: str, timeout: float | None = None) -> int:
 def list_jobs(args: argparse.Namespace) -> int:
     from . import store
 
-    return _print_jobs(store.list_jobs(_conn(args), args.limit))
+    _check_limit(args)
+    return _print_jobs(args, store.list_jobs(_conn(args), args.limit, status=args.status,
+                                             name=args.name))
 
 
-def _print_jobs(jobs: list[dict[str, str]]) -> int:
+def _check_limit(args: argparse.Namespace) -> None:
+    from .errors import JobError
+
+    if not 1 <= args.limit <= 1000:
+        raise JobError(f"invalid --limit {args.limit}: expected 1 to 1000")
+
+
+def _print_jobs(args: argparse.Namespace, jobs: list[dict[str, str]]) -> int:
     import time
 
+    if args.json:
+        print(json.dumps([_listed(r) for r in jobs], indent=2))
+        return 0
     rows = [(r["id"], r.get("status", "?"), r.get("queue", ""), r.get("worker") or "-",
              time.strftime("%H:%M:%S", time.localtime(float(r.get("submitted_at") or 0))),
              r.get("name", "")) for r in jobs]
@@ -176,6 +208,21 @@ def _print_jobs(jobs: list[dict[str, str]]) -> int:
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
     return 0
+
+
+#: the fields of a job `jobs list --json` shows, and which of them are numbers
+LISTED = ("id", "name", "queue", "status", "worker", "owner", "submitted_at", "started_at",
+          "ended_at", "error")
+TIMES = ("submitted_at", "started_at", "ended_at")
+
+
+def _listed(row: dict[str, str]) -> dict[str, object]:
+    """A job's record as `jobs list --json` prints it: times as numbers, absent ones as null."""
+    out: dict[str, object] = {}
+    for name in LISTED:
+        value = row.get(name) or None
+        out[name] = float(value) if value is not None and name in TIMES else value
+    return out
 
 
 def show(args: argparse.Namespace) -> int:
@@ -282,8 +329,7 @@ def remote_submit(args: argparse.Namespace, client) -> int:
     answer = client.jobs.submit(args.jobfile, Path(args.jobfile).read_bytes(), workspace=packed,
                                 queue=args.queue)
     if answer["queued"]:
-        for job in answer["jobs"]:
-            print(f"{job['id']}  {job['name']}", flush=True)
+        _print_submitted(args, [job["id"] for job in answer["jobs"]], [job["name"] for job in answer["jobs"]])
         if not args.follow:
             return 0
     # a daemon without Redis runs them itself: live log and summary, as `submit` without Redis
@@ -320,7 +366,9 @@ def _remote_summary(client, job_id: str) -> int:
 
 
 def remote_list_jobs(args: argparse.Namespace, client) -> int:
-    return _print_jobs(client.jobs.list(limit=args.limit))
+    _check_limit(args)
+    rows = client.jobs.list(limit=args.limit, status=args.status, name=args.name)
+    return _print_jobs(args, [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows])
 
 
 def remote_show(args: argparse.Namespace, client) -> int:

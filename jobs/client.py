@@ -25,6 +25,12 @@ DEFAULT_QUEUE = "default"
 #: RQ's own timeout is the job's plus this margin: it only fires if the runner hangs
 RQ_TIMEOUT_MARGIN = 60
 TASK = "worker.task.run"
+#: a command's reply must come within this (blocking reads block for less)
+SOCKET_TIMEOUT = 5.0
+#: retries of a command on a lost connection (about 5 s in all: a Redis restart)
+RETRIES = 8
+#: the kernel drops a connection whose sent data stays unacknowledged this long (a dead link)
+DEAD_LINK_MS = 10_000
 
 
 def redis_url(explicit: str | None = None) -> str | None:
@@ -32,22 +38,61 @@ def redis_url(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get("SANDBOX_REDIS_URL") or None
 
 
-def connect(url: str) -> Any:
+def connect(url: str, *, socket_timeout: float = SOCKET_TIMEOUT, retries: int = RETRIES) -> Any:
     """A Redis client for ``url`` that has answered a PING.
 
     QueueAuthFailed when Redis refuses the URL's credentials (retrying cannot
-    help), QueueUnavailable when it cannot be reached.
+    help), QueueUnavailable when it cannot be reached: at once, for a first
+    contact. From then on its commands wait through a short outage
+    (``retries``, see connection_options) and notice a dead link within
+    seconds instead of TCP's minutes.
     """
     import redis
 
     try:
-        conn = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        conn = redis.Redis.from_url(url, **connection_options(
+            url, socket_timeout=socket_timeout, retries=0))
         conn.ping()
     except (redis.RedisError, ValueError, OSError) as exc:
         if is_auth_error(exc):
             raise QueueAuthFailed(url, exc) from exc
         raise QueueUnavailable(url, exc) from exc
+    conn.set_retry(_retry(retries))
     return conn
+
+
+def connection_options(url: str, *, socket_timeout: float | None = SOCKET_TIMEOUT,
+                       retries: int = RETRIES, connect_timeout: float = 3.0) -> dict[str, Any]:
+    """redis-py options that make a lost Redis an error within seconds, the same in every version.
+
+    A Redis that restarts refuses connections for a moment: each command is
+    retried ``retries`` times, 50 ms apart doubling up to 1 s (about 5 s for
+    the default 8), then raises. A link that goes dead drops nothing and
+    answers nothing: TCP keepalive probes an idle connection after 5 s, and
+    TCP_USER_TIMEOUT (tcp(7)) has the kernel give up on one whose data stays
+    unacknowledged for 10 s, where TCP's own retransmissions take minutes.
+    Commands that block (XREAD, BLMOVE) must block for less than ``socket_timeout``.
+    """
+    import socket
+
+    import redis
+
+    options: dict[str, Any] = dict(
+        socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout, health_check_interval=30,
+        retry=_retry(retries), retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    if url.startswith(("redis://", "rediss://")):  # TCP (a unix socket has no keepalive)
+        probes = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            probes[socket.TCP_USER_TIMEOUT] = DEAD_LINK_MS
+        options.update(socket_keepalive=True, socket_keepalive_options=probes)
+    return options
+
+
+def _retry(retries: int) -> Any:
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)
 
 
 def is_auth_error(exc: BaseException) -> bool:
@@ -139,6 +184,18 @@ def cancel(conn: Any, job_id: str) -> str:
         return store.request_cancel(conn, job_id)
     except redis.RedisError as exc:
         raise JobError(f"cannot cancel job {job_id}: {exc}") from exc
+
+
+def tell(conn: Any, job_id: str, line: str) -> None:
+    """Tell a queued or running job one line: its worker appends it to the file
+    ``.sandbox-inbox`` of the job's workspace (``/workspace/.sandbox-inbox`` in its steps)
+    within a quarter of a second while the job runs."""
+    import redis
+
+    try:
+        store.tell(conn, job_id, line)
+    except redis.RedisError as exc:
+        raise JobError(f"cannot tell job {job_id}: {exc}") from exc
 
 
 def run_local(spec: JobSpec, *, on_event: Callable[[LogEvent], None] | None = None,

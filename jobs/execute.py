@@ -228,12 +228,14 @@ def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
     env = {"CI": "true", "SANDBOX_JOB_ID": job_id, "SANDBOX_STEP": step.name,
            "HOME": "/root", **spec.env, **step.env, **setup.secrets.for_names(step.secrets)}
     network, egress = step_network(spec, step)
-    net = NetworkSpec(setup.network, egress=egress) if network == "bridge" and setup.network else NetworkSpec()
+    net = (NetworkSpec(setup.network, egress=egress, allow_host_ports=spec.allow_host_ports)
+           if network == "bridge" and setup.network else NetworkSpec())
     return SandboxSpec(image=step.image or setup.image or spec.image, command=("sh", "-ec", step.run),
                        env=env,
                        workdir="/workspace", network=net,
                        mounts=(Mount(workspace, "/workspace", read_only=False), *setup.mounts),
-                       limits=Limits(**{**spec.limits, "timeout": timeout}))
+                       limits=Limits(**{**spec.limits, "timeout": timeout}),
+                       seccomp=spec.seccomp, userns=spec.userns)
 
 
 def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],

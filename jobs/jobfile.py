@@ -17,6 +17,11 @@ The schema (see README.md, "The job file"); keys not listed are errors::
     [limits]                     # memory, cpus, pids, output, disk (as `sandbox run`)
     [env]                        # NAME = "value", for every step
     [matrix]                     # NAME = ["a", "b"]: one job per combination, values in env
+    [security]                   # as `sandbox run --security-opt` and `--userns`
+    seccomp = "default"          # Docker's default profile, or "unconfined" (no filter)
+    userns = "host"              # or "auto": a user namespace of its own for every step
+    allow_host_ports = [5432]    # ports of the worker's host the job's steps and services
+                                 # on its network may connect to (as --allow-host-port)
     [[steps]]                    # at least one
     name = "test"                # required, unique
     run = "pytest -q"            # required, run with `sh -ec` in /workspace
@@ -39,10 +44,12 @@ import itertools
 import json
 import os
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from sandbox import USERNS_MODES
 
 from . import ci_keys
 from .errors import JobFileError
@@ -51,9 +58,12 @@ from .validator import ENV_KEY_RE as _ENV_KEY_RE
 from .validator import Validator as _Validator
 from .validator import show as _show
 
-TOP_KEYS = ("name", "image", "build", "workspace", "timeout", "limits", "env", "matrix", "steps",
-            "results")
+TOP_KEYS = ("name", "image", "build", "workspace", "timeout", "limits", "env", "matrix", "security",
+            "steps", "results")
 BUILD_KEYS = ("file", "args", "network", "egress", "target")
+SECURITY_KEYS = ("seccomp", "userns", "allow_host_ports")
+#: A job may run on any worker: a profile file (a host path) cannot travel with it.
+SECCOMP_CHOICES = ("default", "unconfined")
 STEP_KEYS = ("name", "run", "timeout", "continue_on_error", "env", "image")
 RESULTS_KEYS = ("junit", "allow_empty", "artifacts")
 DEFAULT_TIMEOUT = 600.0
@@ -165,7 +175,8 @@ def parse(data: Mapping[str, Any], *, path: str = "<job>", base_dir: str = ".",
     base = JobSpec(name=name, image=image or "host", build=build, workspace=workspace,
                    timeout=timeout, limits=limits, env=_with_params(v, ci_fields["params"], env),
                    steps=steps, results=results,
-                   source=os.path.abspath(path) if path != "<job>" else None, **ci_fields)
+                   source=os.path.abspath(path) if path != "<job>" else None, **ci_fields,
+                   **_security(v, data.get("security")))
     combos = _matrix(v, data.get("matrix"))
     if not combos:
         specs = [base]
@@ -258,6 +269,33 @@ def _first_link(base: str, path: str) -> str | None:
 
 def _limits(v: "_Validator", table: object) -> dict[str, Any]:
     return ci_keys.limits(v, table, "limits")
+
+
+def _security(v: "_Validator", table: object) -> dict[str, Any]:
+    """The [security] table: the seccomp profile and the user namespace of every step."""
+    if table is None:
+        return {}
+    checked = v.keys(table, SECURITY_KEYS, "security")
+    found: dict[str, Any] = {}
+    for key, choices in (("seccomp", SECCOMP_CHOICES), ("userns", USERNS_MODES)):
+        value = v._get(checked, key, _one_of(choices), " or ".join(f'"{c}"' for c in choices), "security")
+        if value is not None:
+            found[key] = value
+    ports = v._get(checked, "allow_host_ports", _port_list, "a list of TCP/UDP ports from 1 to 65535",
+                   "security")
+    if ports:
+        found["allow_host_ports"] = tuple(dict.fromkeys(ports))
+    return found
+
+
+def _port_list(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in value)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], bool]:
+    """A check that a value is one of ``choices``."""
+    return lambda value: value in choices
 
 
 def _steps(v: "_Validator", steps: object) -> tuple[Step, ...]:

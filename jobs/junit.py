@@ -9,6 +9,7 @@ symlink that leaves it (a sandbox could point report.xml at /etc/shadow).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,16 @@ class JUnitReport:
         data["files"] = tuple(data.get("files", ()))
         data["problems"] = tuple(data.get("problems", ()))
         return cls(**data)
+
+
+def totals(report: dict[str, Any] | None) -> str:
+    """A report's totals as one JSON line (tests, failures, errors, skipped, time, headline),
+    for listings that show them beside each job; empty without a report."""
+    if not report:
+        return ""
+    keys = ("tests", "failures", "errors", "skipped", "time")
+    counts = {k: report.get(k, 0) for k in keys}
+    return json.dumps({**counts, "headline": JUnitReport(**counts).headline()})
 
 
 def find_reports(workspace: str, patterns: Iterable[str],

@@ -4,31 +4,85 @@ Writers append with an approximate MAXLEN cap (store.LOG_MAXLEN), so a
 runaway job cannot fill Redis. Followers read the history with XRANGE, then
 block with XREAD for what comes next, until the `eof` entry; one that
 attaches late (even after the job ended, until the log's TTL) sees it all.
+
+Across a Redis restart or a lost connection, each line is stored and read
+once. The worker names each entry by its sequence number (``0-<seq>``), so a
+write retried after a lost reply is refused as a duplicate, and the `eof`
+(``*``: the server's clock, always later) fences off anything a worker that
+lost its job still sends. Followers reconnect and go on from the last entry
+they saw.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import store
+from .errors import QueueUnavailable
 from .events import LogEvent
 from .result import FINAL
 
 BATCH = 1000
 BLOCK_MS = 1000
+#: a follower waits this long for a lost Redis to come back before it gives up
+RECONNECT_FOR = 60.0
+#: a writer tries again this often while Redis cannot be reached
+RETRY_DELAY = 0.1
+log = logging.getLogger("sandbox.jobs")
+
+
+def connection_lost() -> tuple[type[BaseException], ...]:
+    """The redis-py errors that mean the server did not answer (down, restarting, cut off)."""
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError)
 
 
 class RedisLogSink:
-    """Appends each event to ``sandbox:job:<id>:log``."""
+    """Appends each event to ``sandbox:job:<id>:log`` as entry ``0-<seq>``, exactly once.
 
-    def __init__(self, conn: Any, job_id: str) -> None:
+    While Redis cannot be reached it tries again (the job's output waits, as
+    a full pipe makes it wait) until ``give_up()`` says the job is no longer
+    this writer's; from then on, and once the log has its `eof`, events are
+    dropped. Without ``give_up`` a lost connection raises.
+    """
+
+    def __init__(self, conn: Any, job_id: str, *, give_up: Callable[[], bool] | None = None) -> None:
         self.conn = conn
         self.key = store.key(job_id, "log")
+        self.give_up = give_up
+        self.fenced = False  # the log has an eof someone else wrote: write nothing more
 
     def write(self, event: LogEvent) -> None:
-        self.conn.xadd(self.key, event.to_fields(), maxlen=store.LOG_MAXLEN, approximate=True)
+        while not self.fenced and not (self.give_up is not None and self.give_up()):
+            try:
+                self._append(event)
+                return
+            except connection_lost():
+                if self.give_up is None:
+                    raise
+                time.sleep(RETRY_DELAY)
+
+    def _append(self, event: LogEvent) -> None:
+        import redis
+
+        entry = f"0-{event.seq}"
+        try:
+            self.conn.xadd(self.key, event.to_fields(), id=entry, maxlen=store.LOG_MAXLEN,
+                           approximate=True)
+        except redis.ResponseError as exc:
+            if "equal or smaller" not in str(exc):
+                raise
+            self.fenced = not self._stored(entry)
+
+    def _stored(self, entry: str) -> bool:
+        """After a refused XADD: True if ``entry`` is the newest (a retry of a write that went
+        through), False if something came after it (the eof of a job ended without us)."""
+        newest = self.conn.xrevrange(self.key, count=1)
+        return bool(newest) and newest[0][0].decode() == entry
 
 
 def history(conn: Any, job_id: str, after: str = "-") -> Iterator[tuple[str, LogEvent]]:
@@ -50,36 +104,89 @@ def follow(conn: Any, job_id: str, *, follow: bool = True,
 
     While the log is quiet, checks that the job still has a live worker
     (store.reap), so a follower never waits forever on a dead one. Raises
-    TimeoutError after ``timeout`` seconds without the eof.
+    TimeoutError after ``timeout`` seconds without the eof. A lost Redis is
+    waited for (RECONNECT_FOR seconds, then QueueUnavailable), and reading
+    goes on after the last event seen: none is missed or seen twice.
     """
     store.require(conn, job_id)  # NoSuchJob early
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last = "-"
-    for last, event in history(conn, job_id):  # noqa: B007 - the last id is read after
-        yield event
-        if event.kind == "eof":
-            return
-    if not follow:
-        return
-    yield from _tail(conn, job_id, "0-0" if last == "-" else last, deadline)
-
-
-def _tail(conn: Any, job_id: str, last: str, deadline: float | None) -> Iterator[LogEvent]:
-    log_key = store.key(job_id, "log")
+    reader = _Reader(conn, job_id, None if timeout is None else time.monotonic() + timeout)
     while True:
-        block = BLOCK_MS if deadline is None else max(1, min(BLOCK_MS, int((deadline - time.monotonic()) * 1000)))
-        reply = conn.xread({log_key: last}, count=BATCH, block=block)
-        for entry_id, fields in (reply[0][1] if reply else ()):
-            last = entry_id.decode()
-            event = LogEvent.from_fields(fields)
+        try:
+            yield from reader.read(follow)
+            return
+        except connection_lost() as exc:
+            reader.wait_for_redis(exc)
+
+
+class _Reader:
+    """One follower's place in a job's log (the last entry id it yielded) across reconnects."""
+
+    def __init__(self, conn: Any, job_id: str, deadline: float | None) -> None:
+        self.conn, self.job_id, self.deadline = conn, job_id, deadline
+        self.last = "-"
+        self.lost_since: float | None = None
+        self.delay = RETRY_DELAY
+
+    def read(self, follow: bool) -> Iterator[LogEvent]:
+        for entry_id, event in history(self.conn, self.job_id, self.last):
+            self._reached()
+            self.last = entry_id
             yield event
             if event.kind == "eof":
                 return
-        if not reply:
-            if _ended_without_eof(conn, job_id):
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} did not end within the timeout")
+        self._reached()
+        if follow:
+            yield from self._tail()
+
+    def _tail(self) -> Iterator[LogEvent]:
+        log_key = store.key(self.job_id, "log")
+        while True:
+            reply = self.conn.xread({log_key: "0-0" if self.last == "-" else self.last},
+                                    count=BATCH, block=self._block_ms())
+            self._reached()
+            for entry_id, fields in (reply[0][1] if reply else ()):
+                self.last = entry_id.decode()
+                event = LogEvent.from_fields(fields)
+                yield event
+                if event.kind == "eof":
+                    return
+            if not reply:
+                if _ended_without_eof(self.conn, self.job_id):
+                    return
+                self._check_deadline()
+
+    def _block_ms(self) -> int:
+        if self.deadline is None:
+            return BLOCK_MS
+        return max(1, min(BLOCK_MS, int((self.deadline - time.monotonic()) * 1000)))
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TimeoutError(f"job {self.job_id} did not end within the timeout")
+
+    def _reached(self) -> None:
+        self.lost_since, self.delay = None, RETRY_DELAY
+
+    def wait_for_redis(self, exc: BaseException) -> None:
+        """Sleep before the next try (backing off to 2 s); give up after RECONNECT_FOR."""
+        now = time.monotonic()
+        if self.lost_since is None:
+            self.lost_since = now
+            log.warning("lost Redis while following job %s (%s); reconnecting", self.job_id, exc)
+        if now - self.lost_since >= RECONNECT_FOR:
+            raise QueueUnavailable(_where(self.conn), f"{exc} (following job {self.job_id}, "
+                                   f"gave up after {RECONNECT_FOR:.0f}s)") from exc
+        self._check_deadline()
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 2.0)
+
+
+def _where(conn: Any) -> str:
+    """The server a client talks to, as a URL without credentials."""
+    kw = conn.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    return f"redis://{kw.get('host', '?')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
 
 
 def _ended_without_eof(conn: Any, job_id: str) -> bool:

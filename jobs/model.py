@@ -125,6 +125,12 @@ class JobSpec:
     services: tuple[ServiceSpec, ...] = ()
     cache: CacheSpec | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    #: Every step's seccomp profile ("default" or "unconfined") and user namespace mode
+    #: ("host" or "auto"; None: the worker's default, $SANDBOX_USERNS or host).
+    seccomp: str = "default"
+    userns: str | None = None
+    #: Ports of the host the steps and services on the job's network may connect to.
+    allow_host_ports: tuple[int, ...] = ()
 
     @property
     def secret_names(self) -> tuple[str, ...]:
@@ -147,6 +153,7 @@ class JobSpec:
         results = dict(data.get("results") or {})
         data["results"] = ResultsSpec(**_tuples(results))
         data["services"] = tuple(ServiceSpec(**_tuples(s)) for s in data.get("services") or ())
+        data["allow_host_ports"] = tuple(data.get("allow_host_ports") or ())
         if data.get("cache") is not None:
             data["cache"] = CacheSpec(**_tuples(data["cache"]))
         if data.get("build") is not None:

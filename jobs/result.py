@@ -3,7 +3,7 @@
 Statuses (the ``status`` field of a job, in Redis and here):
 
 - ``queued``    submitted, no worker has taken it yet
-- ``running``   a worker runs its steps (it holds a lease it renews every second)
+- ``running``   a worker runs its steps (it holds a 5-second lease it renews every 250 ms)
 - ``passed``    every step exited 0 and the JUnit reports (if any) hold no failure
 - ``failed``    a step failed, a report holds failures/errors, or is missing/empty
 - ``error``     the job could not be run (setup error, worker died mid-job)

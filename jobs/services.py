@@ -242,8 +242,10 @@ class Services:
                **self.job.params, **spec.env, **self.secrets.for_names(spec.secrets)}
         mounts = (Mount(str(marker), READY_DIR, read_only=False),) if marker is not None else ()
         return SandboxSpec(image=image, command=command, env=env, hostname=spec.name,
-                           network=NetworkSpec(self.network, alias=spec.name, egress=spec.egress),
-                           limits=Limits(**spec.limits), mounts=mounts)
+                           network=NetworkSpec(self.network, alias=spec.name, egress=spec.egress,
+                                               allow_host_ports=self.job.allow_host_ports),
+                           limits=Limits(**spec.limits), mounts=mounts,
+                           seccomp=self.job.seccomp, userns=self.job.userns)
 
     def _wait_ready(self, service: Service) -> None:
         spec = service.spec

@@ -11,6 +11,8 @@ Every key a job has, all visible with redis-cli (``sandbox:`` prefix)::
     sandbox:job:<id>:artifacts   hash: path -> bytes (jobs.artifacts)
     sandbox:job:<id>:lease       the running worker's name; expires LEASE_TTL after its last renewal
     sandbox:job:<id>:cancel      set by `sandbox jobs cancel` while the job runs
+    sandbox:job:<id>:inbox       list: lines for the running job's steps (``tell``), until
+                                 its worker moves them into the workspace's inbox file
     sandbox:jobs                 sorted set: every job id by submit time
     sandbox:jobs:running         set: ids in status `running` (where `reap` looks)
 
@@ -21,7 +23,10 @@ goes with the move, in the same round trip.
 A running job whose lease expired (its worker was SIGKILLed or lost its
 host) is ended as `error` by `reap`, which every worker runs every few
 seconds and every follower runs when the log goes quiet. It is not retried:
-the job's code may be what killed the worker.
+the job's code may be what killed the worker. A worker renews only while
+the job is still its own (``_RENEW``), and stops the job itself when it
+could not renew for LEASE_TTL: a worker cut off from Redis never runs on
+beside the verdict a reaper gave.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import NoSuchJob
+from .junit import totals as junit_totals
 from .model import JobSpec
 from .result import CANCELLED, ERROR, FINAL, QUEUED, RUNNING, JobResult
 
@@ -41,6 +47,8 @@ INDEX = PREFIX + "jobs"
 RUNNING_SET = PREFIX + "jobs:running"
 LEASE_TTL = 5
 LOG_MAXLEN = 100_000
+#: `sandbox jobs list` reads job hashes in pages of this many, looking at LIST_SCAN at most
+LIST_PAGE, LIST_SCAN = 200, 100_000
 #: how long a finished job, its log and artifacts stay (SANDBOX_JOB_TTL seconds, default 7 days)
 JOB_TTL = int(os.environ.get("SANDBOX_JOB_TTL", 7 * 24 * 3600))
 
@@ -74,6 +82,15 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[8])
 redis.call('SREM', KEYS[7], ARGV[5])
 return {1, cur}
+"""
+
+
+#: renew: KEYS job, lease, cancel; ARGV worker, lease ttl. -1: not this worker's any more
+_RENEW = """
+local job = redis.call('HMGET', KEYS[1], 'status', 'worker')
+if job[1] ~= 'running' or job[2] ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return redis.call('EXISTS', KEYS[3])
 """
 
 
@@ -139,12 +156,44 @@ def claim(conn: Any, job_id: str, worker: str,
     return JobSpec.from_dict(json.loads(spec)), packed, secrets
 
 
-def renew(conn: Any, job_id: str, worker: str) -> bool:
-    """Renew the lease of a running job; True if cancellation was requested."""
+def renew(conn: Any, job_id: str, worker: str, *,
+          inbox: bool = False) -> tuple[bool | None, list[bytes]]:
+    """Renew the lease of a job this worker runs: whether cancellation was requested, and
+    (with ``inbox``: the job can take them now) the lines told to it since, taken out.
+
+    None instead of the bool when the job is no longer this worker's to run (a
+    reaper ended it after the lease ran out, or it was claimed again after a
+    Redis crash lost the claim): the worker must stop it and store nothing. A
+    lease that ran out is renewed while nobody has ended the job yet.
+    """
+    keys = [key(job_id), key(job_id, "lease"), key(job_id, "cancel")]
+    answer = conn.eval(_RENEW, len(keys), *keys, worker, LEASE_TTL)
+    if answer < 0:
+        return None, []
+    lines: list[bytes] = []
+    if inbox:
+        with conn.pipeline() as pipe:
+            pipe.lrange(key(job_id, "inbox"), 0, -1)
+            pipe.delete(key(job_id, "inbox"))
+            lines = pipe.execute()[0]
+    return bool(answer), lines
+
+
+#: A line told to a job: at most this long; a job's inbox holds at most this many.
+MAX_TOLD = 4096
+MAX_INBOX = 1000
+
+
+def tell(conn: Any, job_id: str, line: str) -> None:
+    """Add a line to the job's inbox: its worker writes it into the inbox file of the job's
+    workspace within a lease renewal (while the job runs; a queued job gets it at start)."""
+    if "\n" in line or len(line.encode()) > MAX_TOLD:
+        raise ValueError(f"a line told to a job: one line of at most {MAX_TOLD} bytes")
     with conn.pipeline() as pipe:
-        pipe.set(key(job_id, "lease"), worker, ex=LEASE_TTL)
-        pipe.exists(key(job_id, "cancel"))
-        return bool(pipe.execute()[1])
+        pipe.rpush(key(job_id, "inbox"), line)
+        pipe.ltrim(key(job_id, "inbox"), -MAX_INBOX, -1)
+        pipe.expire(key(job_id, "inbox"), JOB_TTL)
+        pipe.execute()
 
 
 def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:
@@ -243,19 +292,38 @@ def require(conn: Any, job_id: str) -> None:
         raise NoSuchJob(job_id)
 
 
-def list_jobs(conn: Any, limit: int = 50) -> list[dict[str, str]]:
-    """The newest jobs first (ids whose hash expired are dropped from the index)."""
-    rows = []
-    for raw in conn.zrevrange(INDEX, 0, limit - 1):
-        job_id = raw.decode()
-        try:
-            fields = read(conn, job_id)
-        except NoSuchJob:
-            conn.zrem(INDEX, job_id)
-            continue
-        fields.pop("spec", None)
-        fields.pop("result", None)
-        rows.append(fields)
+def list_jobs(conn: Any, limit: int = 50, *, status: str | None = None, name: str | None = None,
+              since: float | None = None, scan: int = LIST_SCAN) -> list[dict[str, str]]:
+    """The newest jobs first, at most ``limit``, without their spec, and with their JUnit
+    totals (``junit``, jobs.junit.totals) instead of the whole result.
+
+    Only those in ``status``, whose name holds ``name``, submitted at or after
+    ``since`` (epoch seconds); of the newest ``scan`` jobs at most. Ids whose
+    hash expired are dropped from the index.
+    """
+    rows: list[dict[str, str]] = []
+    for offset in range(0, scan, LIST_PAGE):
+        ids = [raw.decode() for raw in conn.zrevrangebyscore(
+            INDEX, "+inf", "-inf" if since is None else since, start=offset, num=LIST_PAGE)]
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(key(job_id))
+            hashes = pipe.execute()
+        for job_id, raw in zip(ids, hashes):
+            if not raw:
+                conn.zrem(INDEX, job_id)
+                continue
+            fields = {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()
+                      if k not in (b"spec", b"result")}
+            result = raw.get(b"result")
+            fields["junit"] = junit_totals(json.loads(result).get("junit")) if result else ""
+            if (status is None or fields.get("status") == status) and (
+                    name is None or name in fields.get("name", "")):
+                rows.append(fields)
+                if len(rows) == limit:
+                    return rows
+        if len(ids) < LIST_PAGE:
+            break
     return rows
 
 

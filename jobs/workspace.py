@@ -21,6 +21,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import tarfile
 from pathlib import Path
 
@@ -33,7 +34,9 @@ _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_PACKED_BYTES = 64 << 20
 MAX_UNPACKED_BYTES = 2 << 30
 MAX_MEMBERS = 500_000
-IGNORED = (".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node_modules")
+#: The file of a running job's workspace that holds the lines told to the job (``store.tell``).
+INBOX = ".sandbox-inbox"
+IGNORED = (".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node_modules", INBOX)
 
 
 def jobs_dir() -> Path:
@@ -79,6 +82,32 @@ class JobDir:
                             max_bytes=MAX_UNPACKED_BYTES)
         except UnpackError as exc:
             raise WorkspaceError(f"cannot unpack the job's workspace: {exc.message}") from exc
+
+
+def has_workspace(job_id: str) -> bool:
+    """Whether the job runs here and has its workspace (lines told to it can be delivered)."""
+    return JobDir(job_id).workspace.is_dir()
+
+
+def deliver(job_id: str, lines: list[bytes]) -> None:
+    """Append lines told to a running job to its workspace's inbox file (``INBOX``).
+
+    The workspace is the job's: the file is only ever written if it is a
+    regular file (or made one), never through a link or into a FIFO.
+    """
+    workspace = JobDir(job_id).workspace
+    try:
+        fd = os.open(workspace / INBOX, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # not running here (yet, or any more), or not a file we may write
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.write(fd, b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def pack(source: str) -> bytes:

@@ -46,11 +46,15 @@ class ReportChannel:
 
     def read(self, config) -> list[Event]:
         """The events written so far (reports, warnings, ...), in order."""
+        return parse_events(config, self.data())
+
+    def data(self) -> bytes:
+        """The events file's contents so far, unread (b"" before the first event)."""
         try:
             with open(os.path.join(self.dir, REPORTS), "rb") as f:
-                return parse_events(config, f.read())
+                return f.read()
         except FileNotFoundError:
-            return []
+            return b""
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -43,7 +43,8 @@ class SandboxFactory:
             options["image"] = image
         fields = base_fields(item.config, item, ["/bin/sh", "-c", AGENT], **options)
         if network is not None or alias is not None:
-            fields["network"] = NetworkSpec(network or "none", alias=alias)
+            ports = fields["network"].allow_host_ports if isinstance(fields["network"], NetworkSpec) else ()
+            fields["network"] = NetworkSpec(network or "none", alias=alias, allow_host_ports=ports)
         if name is not None:
             fields["name"] = name
         exchange = new_exchange()

@@ -27,8 +27,9 @@ def pytest_sandbox_spec(item, fields):
     Edit it in place (e.g. ``fields["limits"]["memory"] = "512m"``). The
     return value is ignored. The dict is validated once after all hooks
     ran; a bad value fails that test with the SpecError's message. With
-    ``--sandbox-redis`` it is called for each test's job too: image, limits
-    and env travel to the worker; mounts, network, hostname and user cannot.
+    ``--sandbox-redis`` it is called for each test's job too: image, limits,
+    env, userns and seccomp (``default`` or ``unconfined``) travel to the
+    worker; mounts, network, hostname, user and a seccomp profile file cannot.
     """
 
 

@@ -25,7 +25,7 @@ import pytest
 
 from . import hookspecs
 from .channel import INSIDE
-from .inside import register_recorder, show_only_to
+from .inside import prepare, register_recorder, show_only_to
 from .options import MARKER_HELP, add_options
 
 #: The report directory inside the sandbox (set by the outer session).
@@ -37,7 +37,8 @@ CACHE_DIR = "/tmp/.pytest-sandbox-cache"
 #: Options only the outer session acts on, and their values in here.
 OUTER_ONLY: dict[str, Any] = {
     "xmlpath": None, "htmlpath": None, "report_log": None,  # report files
-    "numprocesses": None, "maxprocesses": None, "dist": "no", "tx": [],  # pytest-xdist
+    "numprocesses": None, "maxprocesses": None, "dist": "no", "distload": False,  # pytest-xdist
+    "tx": [],
     "looponfail": False,
     "usepdb": False, "trace": False,  # a debugger needs the terminal
     "lf": False, "failedfirst": False, "newfirst": False,  # which tests, in which order
@@ -57,33 +58,40 @@ def pytest_addoption(parser) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_cmdline_main(config):
     """Before any plugin acts on its options: turn off what only the outer session does."""
-    for name, value in OUTER_ONLY.items():
-        if hasattr(config.option, name):
-            setattr(config.option, name, value)
+    not_outer(config)
     basetemp = config.option.basetemp
     if basetemp and not _writable(Path(config.invocation_params.dir, basetemp)):
         config.option.basetemp = None  # a fresh one under this sandbox's /tmp
     return (yield)
 
 
+def item_path(config, nodeid: str) -> str:
+    """The nodeid (relative to the rootdir) as a collection argument from any directory."""
+    path, sep, rest = nodeid.partition("::")
+    return f"{config.rootpath / path}{sep}{rest}"
+
+
+def not_outer(config) -> None:
+    """Turn off the options only the outer session acts on (``OUTER_ONLY``)."""
+    for name, value in OUTER_ONLY.items():
+        if hasattr(config.option, name):
+            setattr(config.option, name, value)
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     nodeid = config.getoption("sandbox_item")
     if nodeid:
-        config.args = [_item_path(config, nodeid)]
+        config.args = [item_path(config, nodeid)]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session) -> None:
     """Once every plugin and conftest is in: what shows the test goes to the report directory.
     Then pytest's own loop runs the test."""
-    show_only_to(session.config, register_recorder(session.config, os.environ.get(ENV, INSIDE)))
-
-
-def _item_path(config, nodeid: str) -> str:
-    """The nodeid (relative to the rootdir) as a collection argument from any directory."""
-    path, sep, rest = nodeid.partition("::")
-    return f"{config.rootpath / path}{sep}{rest}"
+    config = session.config
+    recorder = register_recorder(config, os.environ.get(ENV, INSIDE))
+    show_only_to(config, recorder, prepare(config))
 
 
 def _writable(path: Path) -> bool:
@@ -100,16 +108,22 @@ def inner_argv(item, *, python: str = sys.executable, rootdir: str | None = None
     path in a local sandbox (the default), ``/workspace`` on a worker. The
     ini file is passed along when the sandbox can see it.
     """
-    config = item.config
+    return [*session_argv(item.config, python=python, rootdir=rootdir, plugin=__name__),
+            f"{ITEM_OPTION}={item.nodeid}"]
+
+
+def session_argv(config, *, python: str, rootdir: str | None, plugin: str) -> list[str]:
+    """``python -m pytest`` with this session's arguments and ini file, where the
+    rootdir appears at ``rootdir`` (None: here), without this plugin but with ``plugin``."""
     there = rootdir or str(config.rootpath)
-    argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", __name__,
+    argv = [python, "-m", "pytest", "-p", "no:sandbox", "-p", plugin,
             *outer_args(config.invocation_params.args), "--no-header", "--rootdir", there]
     if config.pluginmanager.has_plugin("cacheprovider"):  # else its ini name is unknown
         argv += ["-o", f"cache_dir={CACHE_DIR}"]
     inifile = _inifile_there(config, there)
     if inifile:
         argv += ["-c", inifile]
-    return [*argv, f"{ITEM_OPTION}={item.nodeid}"]
+    return argv
 
 
 def _inifile_there(config, rootdir: str) -> str | None:

@@ -11,6 +11,15 @@ this plugin's, and everything it hands to the hooks that show a test goes
 to the report channel as it happens (``events.Recorder``), so a crash in the
 call phase still leaves the setup report behind. ``pytest_sandbox.inner``
 runs a test the same way in a pytest of its own.
+
+Every object a forked process makes, and every one whose reference count
+it changes, costs it a copied page: the hook callers it uses are made in the
+pytest process before it forks (``prepare``), not in each test's process.
+
+A prepared test learns with its go which test comes after it (its position
+in ``session.items``): what its teardown ends depends on it, and the
+session that runs it may not know it yet when the sandbox is made (a
+pytest-xdist worker's twin learns a worker's tests one by one).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from .channel import INSIDE
 from .events import HOOKS, Recorder
@@ -33,8 +44,9 @@ _KEEP: list = []  # objects holding fds the engine closed: never let them be col
 def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     """Run the protocol of ``item``; its reports go to the channel. Exit status 0.
 
-    ``wait_for_go``: wait for a byte on stdin before the test (end of file:
-    it is not to run after all); pytest's capture reads /dev/null meanwhile.
+    ``wait_for_go``: wait for the go on stdin before the test, which names
+    the next item (end of file: it is not to run after all); pytest's
+    capture reads /dev/null meanwhile.
     """
     config = item.config
     go = os.dup(0) if wait_for_go else -1  # the capture about to start puts /dev/null on 0
@@ -42,22 +54,32 @@ def run_item(item, nextitem, wait_for_go: bool = False) -> int:
     _restart_faulthandler(config)
     _restart_capture(config)
     _make_basetemp(config)
-    show_only_to(config, config.pluginmanager.get_plugin(RECORDER) or register_recorder(config))
-    if wait_for_go and not _wait_for_go(go):
-        return 0
-    run_protocol(item, nextitem, sys.modules.get(PLUGIN))
+    made = config.stash.get(_CALLERS, None)  # by the pytest process, before it forked this one
+    callers = made[1] if made is not None else prepare(config)
+    show_only_to(config, config.pluginmanager.get_plugin(RECORDER), callers)
+    if wait_for_go:
+        after = _wait_for_go(go)
+        if after is None:
+            return 0
+        nextitem = item.session.items[after] if after >= 0 else None
+    callers[PROTOCOL](item=item, nextitem=nextitem)
     return 0
 
 
-def _wait_for_go(fd: int) -> bool:
-    """Block until the pytest process says go (on ``fd``, a copy of stdin); False if it
-    closed its end instead."""
+def _wait_for_go(fd: int) -> int | None:
+    """Block until the pytest process says go (on ``fd``, a copy of stdin): the position of
+    the item after this one (-1: none); None if it closed its end instead."""
     try:
-        go = os.read(fd, 1)
+        go = os.read(fd, 32)  # one short write: it comes whole
     except OSError:
         go = b""
     os.close(fd)
-    return go == b"g"
+    if not go.startswith(b"g"):
+        return None
+    try:
+        return int(go[1:])
+    except ValueError:
+        return None
 
 
 def register_recorder(config, directory: str = INSIDE) -> Recorder:
@@ -70,7 +92,36 @@ def register_recorder(config, directory: str = INSIDE) -> Recorder:
 RECORDER = "sandbox-recorder"
 
 
-def show_only_to(config, recorder: Recorder) -> None:
+def prepare(config) -> dict:
+    """The hook callers a test's process calls, by hook name: those of the hooks that show
+    a test reach the recorder and the session only (``show_only_to``), pytest's protocol
+    every plugin but the one that sent the test here (which would send it again).
+
+    Called in the pytest process before it forks a test's process, which finds them
+    made; made again when the plugins changed (a test registered one).
+    """
+    pm = config.pluginmanager
+    plugins = frozenset(map(id, pm.get_plugins()))
+    made = config.stash.get(_CALLERS, None)
+    if made is not None and made[0] == plugins:
+        return made[1]
+    keep = {pm.get_plugin(RECORDER), pm.get_plugin("session")}
+    callers = {}
+    for name in HOOKS.values():
+        others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()
+                  if impl.plugin not in keep]
+        callers[name] = pm.subset_hook_caller(name, others)
+    caller = sys.modules.get(PLUGIN)
+    callers[PROTOCOL] = pm.subset_hook_caller(PROTOCOL, [caller] if caller else [])
+    config.stash[_CALLERS] = (plugins, callers)
+    return callers
+
+
+PROTOCOL = "pytest_runtest_protocol"
+_CALLERS = pytest.StashKey[tuple]()
+
+
+def show_only_to(config, recorder: Recorder, callers: dict) -> None:
     """From now on the hooks that show a test reach ``recorder`` only, and the session.
 
     Here they would print to the sandbox's stdout, write files, or change a
@@ -78,22 +129,16 @@ def show_only_to(config, recorder: Recorder) -> None:
     the pytest process that shows the test calls them, with what ``recorder``
     sends it. The session keeps its count of failures, which decides here as
     there whether ``-x`` / ``--maxfail`` end the run (the teardown's next item).
+    ``callers``: from ``prepare``. ``config.hook`` keeps the callers it was
+    asked for before (the pytest process asked for some): replaced there too.
     """
-    pm = config.pluginmanager
     recorder.started = True
-    keep = {recorder, pm.get_plugin("session")}
+    hook = config.pluginmanager.hook
+    cached = getattr(config.hook, "__dict__", None) if config.hook is not hook else None
     for name in HOOKS.values():
-        others = [impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()
-                  if impl.plugin not in keep]
-        setattr(pm.hook, name, pm.subset_hook_caller(name, others))
-
-
-def run_protocol(item, nextitem, caller) -> None:
-    """pytest's ``pytest_runtest_protocol`` for ``item``, with every plugin but ``caller``
-    (the plugin that sent the test here, which would send it again)."""
-    pm = item.config.pluginmanager
-    protocol = pm.subset_hook_caller("pytest_runtest_protocol", [caller] if caller else [])
-    protocol(item=item, nextitem=nextitem)
+        setattr(hook, name, callers[name])
+        if cached is not None:
+            cached[name] = callers[name]
 
 
 def _forget_parent_finalizers(session) -> None:

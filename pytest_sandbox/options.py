@@ -11,7 +11,8 @@ from .settings import LIMIT_OPTIONS
 
 MARKER_HELP = (
     "sandbox(memory=None, timeout=None, pids=None, cpus=None, network='none', image='host', "
-    "env={}, mounts=[]): run this test inside an isolated sandbox (own pid, mount and network "
+    "env={}, mounts=[], seccomp='default', userns='host', allow_host_ports=[]): "
+    "run this test inside an isolated sandbox (own pid, mount and network "
     "namespaces, host filesystem read-only, limits enforced by the kernel); for tests using "
     "the sandbox fixture, the options of that fixture")
 FIXTURES = ("sandbox", "sandbox_factory")

@@ -57,15 +57,20 @@ def pytest_unconfigure(config) -> None:
 def pytest_collection_finish(session) -> None:
     """Tell the runner which tests it will get, so a remote one can submit them all at once.
 
-    Not in a pytest-xdist worker: it collects every test but runs only those
-    it is sent, so its runner learns of each test when the test's turn comes.
+    A pytest-xdist worker collects every test but runs only those it is
+    sent: its runner learns of each test when the test's turn comes, and
+    only hears what was collected.
     """
     config = session.config
-    if config.option.collectonly or hasattr(config, "workerinput"):
+    if config.option.collectonly:
         return
     if session.testsfailed and not config.option.continue_on_collection_errors:
         return  # pytest stops before running anything
-    config.stash[RUNNER].expect([item for item in session.items if wants_sandbox(item)])
+    items = [item for item in session.items if wants_sandbox(item)]
+    if hasattr(config, "workerinput"):
+        config.stash[RUNNER].collected(items)
+    else:
+        config.stash[RUNNER].expect(items)
 
 
 @pytest.hookimpl(tryfirst=True)

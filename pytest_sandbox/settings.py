@@ -8,10 +8,11 @@ hooks can edit it before it is validated once, by SandboxSpec itself.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
-from sandbox import SandboxSpec, SpecError
+from sandbox import NetworkSpec, SandboxSpec, SpecError
 
 #: Option name -> (help text, default). Each is both ``--sandbox-NAME`` and ini ``sandbox_NAME``.
 LIMIT_OPTIONS = {
@@ -21,7 +22,8 @@ LIMIT_OPTIONS = {
     "cpus": ("CPU limit per sandbox, e.g. 0.5", None),
 }
 #: Marker keywords accepted besides the limits.
-MARKER_KEYWORDS = ("image", "network", "env", "mounts", "hostname", "user", "output", "disk")
+MARKER_KEYWORDS = ("image", "network", "env", "mounts", "hostname", "user", "output", "disk",
+                   "seccomp", "userns", "allow_host_ports")
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -68,7 +70,15 @@ def base_fields(config, node, command: list[str], **overrides) -> dict:
             fields["env"].update(value)
         else:
             fields[key] = value
+    if "allow_host_ports" in fields:  # a network's setting: into the NetworkSpec
+        fields["network"] = with_host_ports(fields["network"], fields.pop("allow_host_ports"))
     return fields
+
+
+def with_host_ports(network: str | NetworkSpec, ports: object) -> NetworkSpec:
+    """``network`` (a mode or a NetworkSpec) with ``allow_host_ports`` set."""
+    spec = NetworkSpec(network) if isinstance(network, str) else network
+    return dataclasses.replace(spec, allow_host_ports=ports)  # type: ignore[arg-type]
 
 
 def host_env() -> dict[str, str]:

@@ -20,9 +20,12 @@ engine:
 - specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
   published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
-  ``format_size``, ``format_duration``);
+  ``format_size``, ``format_duration``); ``USERNS_MODES`` (what
+  ``SandboxSpec.userns`` takes);
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
+- inside a sandbox, a copy of a process in namespaces nested in the
+  sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``);
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
   Sandboxfile built into the store; ``build_error_text`` prints its
   BuildFileError with the lines it points at), ``uploaded_context`` (a build context
@@ -37,7 +40,8 @@ engine:
   once its maker is gone) and ``remove_network``;
 - the host: ``lib_dir`` and ``run_dir`` (where state lives), ``process_alive``
   (a pid and start time still the same process; ``own_start_time`` is this
-  process's, for records that name it), ``write_owner`` and ``owner_gone``
+  process's, for records that name it), ``die_with_parent`` (a helper process
+  that ends with the process that started it), ``write_owner`` and ``owner_gone``
   (a directory's owner file, for directories gc may remove),
   ``collect_garbage`` (what `sandbox gc` does), ``why_unavailable`` (why this
   host cannot make sandboxes, or None), ``host_caps`` (the limits this host
@@ -48,7 +52,8 @@ engine:
   ``network_rows``, ``create_network``, ``remove_network``; ``read_log`` (a
   sandbox's log file as LogRecords), ``host_checks`` (`sandbox doctor`'s checks);
 - spec helpers for requests: ``check_name`` (a sandbox name) and
-  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set);
+  ``capabilities_from`` (Docker's --cap-add/--cap-drop as a capability set),
+  ``DEFAULT_CAPABILITIES`` (the set a sandbox gets when it asks for none);
 - ``redact_url``: a URL fit to print (no password); ``hide_from_ps``: this
   process's command line shown to ps(1) with some values hidden;
 - errors: the SandboxError tree (``sandbox.errors`` draws it), ``BuildFileError``
@@ -99,19 +104,33 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         sandbox_log,
         sandbox_rows,
     )
-    from .linux.proc import own_start_time, process_alive
+    from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
+    from .nested import fork_nested
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
     from .redact import hide_from_ps, redact_url
     from .result import Result
     from .runtime import Sandbox, dry_run, run
     from .signals import StopOnSignals, leave_to_main_thread
-    from .spec import Limits, Mount, NetworkSpec, Publish, SandboxSpec, Ulimit, capabilities_from, check_name
+    from .spec import (
+        DEFAULT_CAPABILITIES,
+        USERNS_MODES,
+        Limits,
+        Mount,
+        NetworkSpec,
+        Publish,
+        SandboxSpec,
+        Ulimit,
+        capabilities_from,
+        check_name,
+    )
     from .state import lib_dir, owner_gone, run_dir, write_owner
     from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_CAPABILITIES",
+    "USERNS_MODES",
     "BuildFileError",
     "BuildStepFailed",
     "CommandNotExecutable",
@@ -146,7 +165,9 @@ __all__ = [
     "collect_garbage",
     "copy_tree_into",
     "create_network",
+    "die_with_parent",
     "dry_run",
+    "fork_nested",
     "format_duration",
     "format_size",
     "get_image",
@@ -215,6 +236,8 @@ _LAZY = {
     "dry_run": (".runtime", "dry_run"),
     "run": (".runtime", "run"),
     "Limits": (".spec", "Limits"),
+    "USERNS_MODES": (".spec", "USERNS_MODES"),
+    "DEFAULT_CAPABILITIES": (".spec", "DEFAULT_CAPABILITIES"),
     "Mount": (".spec", "Mount"),
     "NetworkSpec": (".spec", "NetworkSpec"),
     "SandboxSpec": (".spec", "SandboxSpec"),
@@ -229,6 +252,7 @@ _LAZY = {
     "single_threaded": (".process.launcher", "single_threaded"),
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
+    "fork_nested": (".nested", "fork_nested"),
     "get_image": (".images", "get"),
     "import_image": (".images", "import_image"),
     "Image": (".images", "Image"),
@@ -236,6 +260,7 @@ _LAZY = {
     "run_dir": (".state", "run_dir"),
     "process_alive": (".linux.proc", "process_alive"),
     "own_start_time": (".linux.proc", "own_start_time"),
+    "die_with_parent": (".linux.proc", "die_with_parent"),
     "collect_garbage": (".gc", "collect"),
     "host_checks": (".doctor", "run_checks"),
     "read_log": (".logs", "read_log"),

@@ -46,6 +46,10 @@ def remove(sdir: state.SandboxDir, record: state.Record | None, *, force: bool =
             from .network import detach_record
 
             detach_record(record)
+        if record.userns is not None:
+            from .security import subids
+
+            subids.release(record.userns, sdir.id)
         state.release_name(record.name, sdir.id)
     sdir.remove()
 
@@ -70,6 +74,9 @@ def collect(*, now: float | None = None) -> GcReport:
     _collect_stray_cgroups(live_ids, report)
     host_cgroups().remove_parents()  # left by a process killed before its exit: if unused
     _collect_stale_names(report)
+    from .security import subids
+
+    subids.collect(report.removed, report.errors)
     try:
         from .network import collect as collect_network
 

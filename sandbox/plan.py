@@ -22,14 +22,42 @@ class Op(namedtuple("Op", ("kind", "args", "step"))):
         return self.step
 
 
+class SeccompFilter(namedtuple("SeccompFilter", ("profile", "program", "flags"))):
+    """A compiled seccomp filter: the profile it came from ("default" or a file),
+    its BPF program (struct sock_filter[]) and the seccomp(2) flags to load it with."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return (f"load the seccomp filter ({self.profile} profile, "
+                f"{len(self.program) // 8} BPF instructions)")
+
+
+class UserNamespace(namedtuple("UserNamespace", ("uid_base", "gid_base", "size"))):
+    """A sandbox's user namespace: ids 0 to size-1 inside are ``uid_base``... and
+    ``gid_base``... on the host (a range of /etc/subuid and /etc/subgid)."""
+
+    __slots__ = ()
+
+    def map_text(self, base: int) -> str:
+        """/proc/PID/uid_map (or gid_map) content for the range at ``base``."""
+        return f"0 {base} {self.size}\n"
+
+    def __str__(self) -> str:
+        return f"ids 0-{self.size - 1}, root in it the leased range's first host uid"
+
+
 class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_caps", "ids",
-                                       "rlimits", "no_new_privs"), defaults=((), True))):
+                                       "rlimits", "no_new_privs", "seccomp", "userns"),
+                          defaults=((), True, None, None))):
     """How the command is started once the container exists.
 
     ``user`` is "uid[:gid]" or "name[:group]" as given (for messages); ``ids``
     is its (uid, gid, groups, home), resolved from the image's files by the
     parent; ``keep_caps`` is the bit mask of capabilities the command keeps;
-    ``rlimits`` are (name, soft, hard).
+    ``rlimits`` are (name, soft, hard). ``seccomp``: the SeccompFilter loaded
+    last before exec, or None (unconfined); ``userns``: the UserNamespace the
+    command runs in (entered before it becomes its user), or None.
     """
 
     __slots__ = ()
@@ -62,5 +90,9 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
         lines += [op.step for op in self.pre_ops]
         lines.append(f"unshare 0x{self.unshare_flags:08x}")
         lines += [f"{op.step}" for op in self.ops + self.hooks]
+        if self.exec.userns is not None:
+            lines.append(f"enter the user namespace ({self.exec.userns})")
+        if self.exec.seccomp is not None:
+            lines.append(str(self.exec.seccomp))
         lines.append(f"exec {' '.join(self.exec.argv)} as {self.exec.user} in {self.exec.workdir}")
         return "\n".join(lines)

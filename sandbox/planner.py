@@ -10,8 +10,9 @@ from .cgroups import Cgroup
 from .errors import SetupError, SpecError
 from .images import Image
 from .linux.caps import mask
-from .plan import ExecPlan, Op, Plan
+from .plan import ExecPlan, Op, Plan, UserNamespace
 from .rootfs import rootfs_ops
+from .security.filters import filter_for
 from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, Limits, SandboxSpec
 from .units import format_duration, format_size
 from .users import resolve_user
@@ -121,14 +122,19 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
                network: NetworkSteps | None = None,
                ids: tuple[int, int, tuple[int, ...], str] | None = None,
-               trace: bool = False) -> Plan:
+               trace: bool = False, userns: UserNamespace | None = None) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
     The network's ``pre_ops`` run in the host's namespaces before unshare
     (to open a netlink socket there); its ``ops`` inside, after pivot_root;
     its ``binds`` (host file, container path) are bound read-only after the
-    spec's own mounts.
+    spec's own mounts. ``userns``: the range a ``userns="auto"`` sandbox
+    leased (required then). The seccomp filter is compiled here (once per
+    profile and capability set: ``security.filters``).
     """
+    if (spec.userns == "auto") != (userns is not None):
+        raise SetupError("user namespace", "a sandbox with userns=auto needs a leased uid range")
+    keep_caps = capabilities(spec, device_cgroup=device_cgroup)
     hooks = [Op("hostname", (spec.hostname,), f"set hostname {spec.hostname}")]
     if spec.network.isolated:
         hooks.append(Op("loopback_up", (), "bring up lo"))
@@ -142,9 +148,11 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         env=environment(spec, image),
         user=user_of(spec, image),
         workdir=workdir,
-        keep_caps=capabilities(spec, device_cgroup=device_cgroup),
+        keep_caps=keep_caps,
         rlimits=tuple((u.name, u.soft, u.hard) for u in spec.limits.ulimits),
         ids=ids if ids is not None else resolve_ids(spec, image),
+        seccomp=filter_for(spec.seccomp, keep_caps),
+        userns=userns,
     )
     host_steps = []
     if cgroup is not None:
@@ -152,11 +160,14 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
                           f"({describe_limits(spec.limits)})")
     if network is not None:
         host_steps.append(network.describe())
+    if userns is not None:
+        host_steps.append(f"lease {userns.size} host uids and gids for the user namespace "
+                          "(the sandbox entries of /etc/subuid and /etc/subgid)")
     return Plan(
         sandbox_id=sandbox_id,
         cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),
         unshare_flags=unshare_flags(spec),
-        ops=tuple(rootfs_ops(spec, image, state_path, network.binds if network else ())),
+        ops=tuple(rootfs_ops(spec, image, state_path, network.binds if network else (), userns)),
         exec=exec_plan,
         hooks=tuple(hooks),
         pre_ops=tuple(network.pre_ops) if network else (),

@@ -31,33 +31,37 @@ import os
 import posixpath
 
 from .errors import ImageError
+from .idmap import Idmapping
 from .images import Image
 from .linux import MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
-from .plan import Op
+from .plan import Op, UserNamespace
 from .pseudofs import DEVICES, MASKED_PATHS, READONLY_PATHS, mount_ops, protect_ops
 from .spec import SandboxSpec
 
 
 def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
-               extra_binds: tuple[tuple[str, str], ...] = ()) -> list[Op]:
+               extra_binds: tuple[tuple[str, str], ...] = (),
+               userns: UserNamespace | None = None) -> list[Op]:
     """The mount steps for one sandbox, in order, ending with pivot_root.
 
     ``extra_binds``: (host path, container path) bound read-only after the
-    spec's mounts (a network's /etc/hosts).
+    spec's mounts (a network's /etc/hosts). ``userns``: the sandbox's user
+    namespace; its steps and idmapped dirs are planned by ``idmap``.
     """
     layer = state_path
     root = f"{layer}/root"
     disk = spec.limits.disk
     size = f",size={disk}" if disk else ""
     uppers = spec.upper_dir or layer
+    mapping = Idmapping(userns, layer, spec.upper_dir) if userns is not None else None
     ops = [
         Op("propagation", ("/", MS_REC | MS_PRIVATE), "make / private"),
         Op("mount", ("sandbox-layer", layer, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700{size}"),
            "mount the writable layer (tmpfs)"),
         Op("mkdirs", ((root, 0o755), (f"{layer}/tmp", 0o1777), (f"{layer}/empty", 0o555),
                       *_upper_dirs(image, uppers)), "make overlay dirs"),
-        root_overlay_op(image, root, uppers),
     ]
+    overlay = root_overlay_op(image, root, uppers, mapping)
     ops.append(Op("mkdirs", ((f"{root}/proc", 0o555), (f"{root}/sys", 0o555), (f"{root}/dev", 0o755),
                              (f"{root}/tmp", 0o1777)), "make mount points"))
     binds = [(m.source, m.target, m.read_only, f"bind mount {m.source}:{m.target}")
@@ -70,14 +74,19 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
         ops.append(Op("pseudo_fs", (root, f"{layer}/empty"), "mount /proc, /dev and /sys"))
     else:
         ops += mount_ops(root)
-    ops.append(Op("mount", (f"{layer}/tmp", f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
+    tmp = f"{mapping.layer_view}/tmp" if mapping else f"{layer}/tmp"
+    ops.append(Op("mount", (tmp, f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
     # after /tmp, so that a host path under /tmp (a checkout there) is not hidden by it
-    ops += host_dir_ops(image, root, uppers)
+    ops += host_dir_ops(image, root, uppers, mapping)
+    bind_kind = "bind_idmapped" if mapping else "bind"
     for source, target, read_only, step in binds:
-        ops.append(Op("bind", (source, root, target, read_only), step))
+        ops.append(Op(bind_kind, (source, root, target, read_only), step))
     if not staged:
         ops += protect_ops(root, f"{layer}/empty")
     ops.append(Op("pivot_root", (root,), "pivot_root"))
+    ops.insert(3, overlay)
+    if mapping is not None:  # before the first overlay: every lower dir is known by now
+        ops[3:3] = mapping.ops(own_network=spec.network.isolated)
     return ops
 
 
@@ -101,22 +110,33 @@ def _upper_dirs(image: Image, base: str) -> tuple[tuple[str, int], ...]:
     return tuple(dirs)
 
 
-def root_overlay_op(image: Image, root: str, base: str) -> Op:
-    """The root overlay: the image's layers, the upper dir under ``base``."""
+def root_overlay_op(image: Image, root: str, base: str, mapping: Idmapping | None = None) -> Op:
+    """The root overlay: the image's layers, the upper dir under ``base`` (held open for
+    `sandbox commit`); with a ``mapping``, all of them through its idmapped copies."""
+    if mapping is not None:
+        view = mapping.uppers_view
+        return Op("overlay", (root, "/", mapping.lowers(image.layers), f"{view}/upper", f"{view}/work",
+                              0, base, mapping.links_base),
+                  f"mount the {image.name} image (overlay of {len(image.layers)} idmapped layers)")
     lowers, links = _root_lowers(image)
     how = ", by short links" if links else ""
-    return Op("overlay", (root, "/", lowers, f"{base}/upper", f"{base}/work", 0, True, links),
+    return Op("overlay", (root, "/", lowers, f"{base}/upper", f"{base}/work", 0, base, links),
               f"mount the {image.name} image (overlay of {len(lowers)} layers{how})")
 
 
-def host_dir_ops(image: Image, root: str, base: str) -> list[Op]:
+def host_dir_ops(image: Image, root: str, base: str, mapping: Idmapping | None = None) -> list[Op]:
     """One overlay per host dir (parents first): the image's layers there over the host's."""
     ops = []
     own = image.layers[:-1] if image.host_dirs else image.layers  # the last: the host skeleton
+    view = mapping.uppers_view if mapping else base
     for i, path in enumerate(image.host_dirs):
-        stack = (*tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)), path)
-        ops.append(Op("overlay", (root, path, stack, f"{base}/h{i}-upper", f"{base}/h{i}-work",
-                                  MS_NOSUID | MS_NODEV, False, None), f"mount host {path} (overlay)"))
+        mask = image.mask_for(path)  # the host's secrets, hidden right above it
+        stack = (*tuple(f"{layer}{path}" for layer in own if _real_dir(layer, path)),
+                 *((mask,) if mask else ()), path)
+        lowers = mapping.lowers(stack) if mapping else stack
+        links = mapping.links_base if mapping else None
+        ops.append(Op("overlay", (root, path, lowers, f"{view}/h{i}-upper", f"{view}/h{i}-work",
+                                  MS_NOSUID | MS_NODEV, None, links), f"mount host {path} (overlay)"))
     return ops
 
 

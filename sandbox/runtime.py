@@ -29,7 +29,7 @@ from .errors import SandboxError, SetupError, StateError
 from .hostlimits import check as check_host_limits
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
-from .plan import Plan
+from .plan import Plan, UserNamespace
 from .planner import NetworkSteps, build_plan, command_of, resolve_ids
 from .process.container import ContainerProcess
 from .process.fds import ChildFds
@@ -126,9 +126,10 @@ class Sandbox:
             self._push("cgroup parents", self.cgroup.release_parents)  # if never made
             self._record.cgroups = list(self.cgroup.paths)
             self.network = self._attach_network()
+            userns = self._lease_uid_range()
             self.dir.write_record(self._record)
         self.plan = _plan(self.spec, image, self.id, str(self.dir.path), self.cgroup, hierarchy,
-                          self.network, ids)
+                          self.network, ids, userns)
         if self._log_file:
             sink = FileSink(self.dir.log_path)
             self._sinks.append(sink)
@@ -150,6 +151,18 @@ class Sandbox:
         attachment = network.attach(self.spec, self.id, self._record)
         self._push("network", attachment.detach)
         return attachment
+
+    def _lease_uid_range(self) -> UserNamespace | None:
+        """With ``userns="auto"``: a range of host ids of its own (``security.subids``)."""
+        if self.spec.userns != "auto":
+            return None
+        from .security import subids
+
+        index, userns = subids.allocate(self.id)
+        self._push("uid range", lambda: subids.release(index, self.id))
+        assert self._record is not None
+        self._record.userns = index
+        return userns
 
     def _make_cgroup(self) -> None:
         """Make the cgroup the plan names, limits written (the launcher calls it)."""
@@ -401,17 +414,22 @@ def dry_run(spec: SandboxSpec) -> Plan:
         from . import network as network_mod
 
         network = network_mod.preview(spec, sandbox_id)
+    userns = None
+    if spec.userns == "auto":
+        from .security import subids
+
+        userns = subids.preview()
     return _plan(spec, image, sandbox_id, str(state.sandboxes_dir() / sandbox_id),
-                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids)
+                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids, userns)
 
 
 def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: str,
           cgroup: Cgroup, hierarchy: CgroupHierarchy, network: NetworkSteps | None,
-          ids: tuple[int, int, tuple[int, ...], str]) -> Plan:
+          ids: tuple[int, int, tuple[int, ...], str], userns: UserNamespace | None) -> Plan:
     """The plan of one sandbox, for a run and for a dry run alike."""
     return build_plan(spec, image, sandbox_id, state_path, cgroup,
                       device_cgroup=hierarchy.controls_devices, network=network, ids=ids,
-                      trace=os.environ.get("SANDBOX_TRACE") == "1")
+                      trace=os.environ.get("SANDBOX_TRACE") == "1", userns=userns)
 
 
 class _Stopper:

@@ -39,6 +39,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWN_MOUNTS = ("/", "/dev", "/proc", "/sys")
 #: The largest uid or gid (4294967295 is -1, "no change", to the kernel).
 MAX_ID = 0xFFFFFFFE
+#: ``SandboxSpec.userns``: the host's user namespace, or one of its own per sandbox.
+USERNS_MODES = ("host", "auto")
 
 
 def _set(obj: object, name: str, value: object) -> None:
@@ -211,6 +213,9 @@ class NetworkSpec:
     alias: str | None = None
     egress: bool = False
     publish: tuple[Publish, ...] = ()
+    #: Ports of the host (its address on the network) this sandbox may connect to;
+    #: every other connection from the network to the host is dropped.
+    allow_host_ports: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, str) or not _NAME_RE.match(self.mode):
@@ -225,6 +230,10 @@ class NetworkSpec:
         if self.publish and self.mode in ("none", "host"):
             raise SpecError("publish", self.publish, needs,
                             shown=f"{' '.join(map(str, publish))} on network {self.mode}")
+        _set(self, "allow_host_ports", _check_ports(self.allow_host_ports))
+        if self.allow_host_ports and self.mode in ("none", "host"):
+            raise SpecError("allow_host_ports", self.allow_host_ports, needs,
+                            shown=f"{' '.join(map(str, self.allow_host_ports))} on network {self.mode}")
         ports = [p.host_port for p in publish]
         for port in ports:
             if ports.count(port) > 1:
@@ -235,6 +244,20 @@ class NetworkSpec:
     def isolated(self) -> bool:
         """True when the sandbox gets its own network namespace."""
         return self.mode != "host"
+
+
+def _check_ports(ports: object) -> tuple[int, ...]:
+    """Port numbers 1-65535, each once (a single number or string is one port)."""
+    accepted = "TCP/UDP port numbers from 1 to 65535"
+    given: Iterable[Any] = (ports,) if isinstance(ports, (int, str)) else ports  # type: ignore[assignment]
+    try:
+        items = tuple(given)
+        values = tuple(int(p) for p in items)
+    except (TypeError, ValueError):
+        raise SpecError("allow_host_ports", ports, accepted) from None
+    if any(isinstance(p, bool) or not 0 < v < 65536 for p, v in zip(items, values)):
+        raise SpecError("allow_host_ports", ports, accepted)
+    return tuple(dict.fromkeys(values))
 
 
 @dataclass(frozen=True)
@@ -259,6 +282,13 @@ class SandboxSpec:
     #: (ext4, xfs, tmpfs): best a ``images.layout.work_dir``, which gc removes after a crash.
     #: The disk limit does not apply to it.
     upper_dir: str | None = None
+    #: The seccomp profile: "default" (Docker's), "unconfined" (no filter), or the absolute
+    #: path of a profile in Docker's JSON format (``sandbox.security.profile``).
+    seccomp: str = "default"
+    #: "host": the host's user namespace (root in the sandbox is root on the host, with
+    #: Docker's capabilities); "auto": one of its own, root in it a range of host ids.
+    #: None: $SANDBOX_USERNS, else "host".
+    userns: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image:
@@ -284,6 +314,9 @@ class SandboxSpec:
         if isinstance(self.network, str):
             _set(self, "network", NetworkSpec(self.network))
         _set(self, "capabilities", _check_caps(self.capabilities))
+        if self.userns is None:
+            _set(self, "userns", os.environ.get("SANDBOX_USERNS") or "host")
+        _check_security(self.seccomp, self.userns)
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
 
@@ -333,6 +366,21 @@ def check_user(user: str) -> None:
         raise SpecError("user", user, accepted)
     if any(part and part.isdigit() and int(part) > MAX_ID for part in match.groups()):
         raise SpecError("user", user, accepted)
+
+
+def _check_security(seccomp: object, userns: object) -> None:
+    """A seccomp setting that names a readable, valid profile; a known userns mode."""
+    accepted = "default, unconfined or the absolute path of a seccomp profile (Docker's JSON)"
+    if not isinstance(seccomp, str) or not (seccomp in ("default", "unconfined")
+                                            or seccomp.startswith("/")):
+        raise SpecError("seccomp", seccomp, accepted)
+    if seccomp != "unconfined":
+        from .security.profile import load
+
+        load(seccomp)  # SpecError naming the file and what is wrong in it
+    if userns not in USERNS_MODES:
+        where = " (from SANDBOX_USERNS)" if userns == os.environ.get("SANDBOX_USERNS") else ""
+        raise SpecError("userns", userns, " or ".join(USERNS_MODES), shown=f"{userns!r}{where}")
 
 
 def _plain(value: Any) -> Any:

@@ -69,6 +69,7 @@ class Record:
     cgroups: list[str] = field(default_factory=list)
     network: dict[str, Any] = field(default_factory=dict)
     image_id: str | None = None  # the stored image mounted (kept by the image sweep)
+    userns: int | None = None  # the uid range leased for userns=auto (security.subids)
 
     @property
     def owner_alive(self) -> bool:

@@ -3,26 +3,46 @@
 # --vm: also what the VM test lane needs (scripts/vm-test): qemu, the kernel pinned in
 # scripts/vm/config and virtme-ng. --tests: also what the test suite takes from the
 # network ahead of time (scripts/test-cache.sh, a bootstrapped Debian base), as .ci/run does.
+# --runtime: only what a worker or a daemon runs with (the Containerfile's image): no peers,
+# no test extra, the package installed as a copy rather than editable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 vm=0
 tests=0
+runtime=0
 for arg in "$@"; do
     case "$arg" in
         --vm) vm=1 ;;
         --tests) tests=1 ;;
-        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests)" >&2; exit 2 ;;
+        --runtime) runtime=1 ;;
+        *) echo "setup.sh: unknown option $arg (accepted: --vm, --tests, --runtime)" >&2; exit 2 ;;
     esac
 done
-if [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+if [ "$runtime" = 1 ] && [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
+    apt-get update -qq
+    # busybox-static: the busybox image; iproute2, nftables: networks; redis-server: the
+    # Redis of compose.yaml runs from this image too (redis-cli: its healthcheck);
+    # debootstrap: `sandbox image bootstrap`; libseccomp2: every sandbox's seccomp filter
+    apt-get install -y -qq --no-install-recommends busybox-static iproute2 nftables \
+        redis-server debootstrap python3 python3-pip ca-certificates libseccomp2 >/dev/null
+elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman docker-registry apache2-utils >/dev/null
+        umoci skopeo buildah podman catatonit docker-registry apache2-utils chromium fonts-dejavu-core >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
+    # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
-    # debootstrap: `sandbox image bootstrap debian:SUITE`
+    # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
+    # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it
+    # libseccomp2: seccomp filters; uidmap: /etc/subuid; the programs the security tests run
+    # under the default profile (and gcc builds their probe): gcc, git, node, a JVM
+    apt-get install -y -qq --no-install-recommends \
+        libseccomp2 uidmap gcc libc6-dev git nodejs default-jdk-headless >/dev/null
+    if ! command -v npm >/dev/null; then
+        apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
     if [ "$vm" = 1 ]; then
         # shellcheck source=vm/config
         source scripts/vm/config
@@ -37,6 +57,11 @@ cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
 if [ -n "$cgroup2_root" ]; then
     mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
 fi
+# --userns=auto: each sandbox leases 65536 host ids from the sandbox entries (4096 ranges);
+# ids far above any user's, never 0 (sandbox/security/subids.py)
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^sandbox:' "$f" 2>/dev/null || echo 'sandbox:2147483648:268435456' >> "$f"
+done
 if ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
 fi
@@ -46,9 +71,16 @@ pip_flags=()
 if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     pip_flags+=(--break-system-packages)
 fi
+if [ "$runtime" = 1 ]; then
+    python3 -m pip install -q --disable-pip-version-check --no-cache-dir "${pip_flags[@]}" .
+    exit 0
+fi
 extras=test
 [ "$vm" = 1 ] && extras=test,vm
 python3 -m pip install -q --disable-pip-version-check "${pip_flags[@]}" -e ".[$extras]"
+# the web console's xterm.js and its add-ons, from the npm registry, as the lock file pins them;
+# the daemon serves them from there (nothing is fetched while it runs)
+npm ci --prefix server/console/vendor --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
 [ "$tests" = 1 ] || exit 0
 # what tests need from the package index, fetched now: nothing is fetched while they run
 bash scripts/test-cache.sh
@@ -62,4 +94,10 @@ if [ "${SANDBOX_SKIP_APT:-0}" != 1 ] && [ ! -f "$bootstrap_cache/debian-bookworm
         debian:bookworm --cache "$bootstrap_cache" >/dev/null 2>"$state.log" \
         || echo "setup: debian:bookworm could not be bootstrapped (see $state.log)" >&2
     rm -rf "$state"
+fi
+# The base image compose.yaml's Containerfile builds on (tests/test_compose.py builds and
+# runs compose.yaml with podman, without the network): made now, from that Debian layer.
+if command -v podman >/dev/null && ! podman image exists localhost/sandbox-base:bookworm; then
+    SANDBOX_BOOTSTRAP_CACHE="$bootstrap_cache" bash deploy/build-base.sh podman \
+        || echo "setup: the compose base image could not be built (deploy/build-base.sh)" >&2
 fi

@@ -11,9 +11,17 @@ pip=(python3 -m pip --disable-pip-version-check -q)
 if ! ls "$cache"/sdist/more[-_]itertools-10.5.0.tar.gz >/dev/null 2>&1; then
     "${pip[@]}" download --no-deps --no-binary :all: -d "$cache/sdist" more-itertools==10.5.0
 fi
+# click's own suite: run plain, sandboxed, and sandboxed under pytest-xdist's -n 2
+# (tests/test_plugin_suite.py); pluggy's, through the job queue (bench/remote_suite.py)
+for sdist in click==8.1.8 pluggy==1.6.0; do
+    if ! ls "$cache"/sdist/"${sdist%%==*}"-"${sdist##*==}".tar.gz >/dev/null 2>&1; then
+        "${pip[@]}" download --no-deps --no-binary :all: -d "$cache/sdist" "$sdist"
+    fi
+done
 # pytest-rerunfailures, for the tests that load it (PYTHONPATH) and only them: installed beside
-# pytest-xdist it starts a server thread in every pytest session, and a multi-threaded pytest
-# is never forked, so every sandboxed test would take the slow path.
+# pytest-xdist it starts a server thread in every pytest session, and this suite forks Python
+# targets from its own process, which must stay single-threaded (the plugin's marked tests
+# would go to a twin: see README, "The pytest plugin").
 if [ ! -f "$cache/site/pytest_rerunfailures.py" ]; then
     "${pip[@]}" install --no-deps --target "$cache/site" "pytest-rerunfailures>=14"
 fi

@@ -1,4 +1,4 @@
-"""The daemon's ASGI app: ``create_app()``, its lifespan, its routes under /v1.
+"""The daemon's ASGI app: ``create_app()``, its lifespan, its routes under /v1, the console.
 
 The lifespan makes the Engine (unless one is given, as tests do) and, at
 shutdown, stops what it holds: running sandboxes are killed and torn down,
@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from sandbox import __version__
 
 from . import errors
+from .console.routes import router as console_router
+from .console.routes import static_apps
 from .engine import Engine
 from .routes import api
 
@@ -39,4 +41,7 @@ def create_app(engine: Engine | None = None, *,
                   '`{"message": ..., "field": ..., "exit_status": ...}`.')
     errors.install(app)
     app.include_router(api)
+    app.include_router(console_router)
+    for path, files in static_apps():
+        app.mount(path, files)
     return app

@@ -76,6 +76,10 @@ def cleanup_host() -> None:
         log.warning("gc: %s", err)
     for job_id in collect_job_dirs():
         log.info("gc: removed the directory of job %s left by a dead process", job_id)
+    from .classes.table import collect as collect_classes
+
+    for name in collect_classes():
+        log.info("gc: removed class %s left by a dead daemon", name)
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -153,6 +157,8 @@ async def _serve(app, listeners: list[tuple[str, socket.socket]], config: Daemon
             ssl_certfile=config.tls_cert if tls else None,
             ssl_keyfile=config.tls_key if tls else None, ws="websockets-sansio")
         servers.append((_Server(uv_config), sock))
+    app.state.public_url = next((_public_url(sock, config) for kind, sock in listeners
+                                 if kind == "tcp"), "")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, partial(_stop, app, [s for s, _ in servers]))
@@ -167,6 +173,16 @@ def _describe(kind: str, sock: socket.socket, config: DaemonConfig) -> str:
         return f"unix://{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     return f"{'https' if config.tls_cert else 'tcp'}://{host}:{port}"
+
+
+def _public_url(sock: socket.socket, config: DaemonConfig) -> str:
+    """Where a browser reaches the TCP listener (the console's links for students)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if config.tls_cert else 'http'}://{host}:{port}"
 
 
 def _stop(app, servers: list) -> None:

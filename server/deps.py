@@ -2,10 +2,22 @@
 
 On the unix socket (whose file mode decides who may connect, as Docker's)
 a request without a token is the host's administrator (``local``); on TCP
-every request needs ``Authorization: Bearer TOKEN`` and gets 401 without a
-valid one, never anonymous access. The listener a request came through is
-marked in its ASGI scope by the daemon (``mark_transport``); a request with
-no mark (an in-process test client) is treated as TCP.
+every request needs a token and gets 401 without a valid one, never
+anonymous access. The listener a request came through is marked in its
+ASGI scope by the daemon (``mark_transport``); a request with no mark (an
+in-process test client) is treated as TCP.
+
+A token comes as ``Authorization: Bearer TOKEN`` or, from the web console,
+as the session cookie the console's login set (``COOKIE``: HttpOnly,
+SameSite=Strict). A request that only has the cookie must also carry the
+header ``X-Sandbox-Console: 1`` to change anything (a cross-site form cannot
+set it), and a WebSocket opened with it must come from a page of this
+daemon (its Origin is this host). A token is the daemon's (``tokens``) or
+a class's student token: a student is a caller with no scope at all, who
+may only use their own seat (``server.routes.classes``).
+
+Without a token, TCP serves only the console's login and student pages and
+its static files (the same for everyone, no data): PUBLIC.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
@@ -31,21 +43,23 @@ UNAUTHORIZED = ("this daemon needs a valid token: send Authorization: Bearer TOK
 
 @dataclass(frozen=True)
 class Caller:
-    """Who makes a request: a token's name and scopes, or ``local`` (the unix socket)."""
+    """Who makes a request: a token's name and scopes, or ``local`` (the unix socket); a
+    class's student has no scope and ``student`` = (class, student)."""
 
     name: str
     scopes: tuple[str, ...]
+    student: tuple[str, str] | None = None
 
     @property
     def admin(self) -> bool:
         return "admin" in self.scopes
 
     def allows(self, scope: str) -> bool:
-        return Token(self.name, self.scopes, "", 0).allows(scope)
+        return self.student is None and Token(self.name, self.scopes, "", 0).allows(scope)
 
     def sees(self, owner: str | None) -> bool:
         """What another caller made is hidden from it, unless it is an admin."""
-        return self.admin or owner == self.name
+        return self.admin or (self.student is None and owner == self.name)
 
 
 LOCAL = Caller("local", ("admin",))
@@ -59,18 +73,62 @@ def get_engine(connection: HTTPConnection) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def authenticate(connection: HTTPConnection, engine: EngineDep) -> Caller:
-    header = connection.headers.get("authorization", "")
+COOKIE = "sandbox_console"
+CONSOLE_HEADER = "x-sandbox-console"
+#: What TCP serves without a token: pages and files with no data in them.
+PUBLIC = ("/console/login", "/console/static/", "/console/vendor/", "/console/student/",
+          "/favicon.ico")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def secret_of(headers: dict[str, str] | Any, cookies: dict[str, str]) -> tuple[str | None, bool]:
+    """The token a request carries and whether it came as the console's cookie."""
+    header = headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    if not header and connection.scope.get(TRANSPORT_KEY) == "unix":
+    if header:
+        return (secret.strip() if scheme.lower() == "bearer" and secret.strip() else ""), False
+    cookie = cookies.get(COOKIE, "")
+    return (cookie or None), bool(cookie)
+
+
+def caller_for(engine: Engine, secret: str) -> Caller | None:
+    """The caller a token is: a daemon token's, a student's, or None."""
+    token = engine.tokens.check(secret)
+    if token is not None:
+        return Caller(token.name, token.scopes)
+    seat = engine.classes.student(secret)
+    if seat is not None:
+        room, student = seat
+        return Caller(f"student:{room.name}/{student.name}", (), (room.name, student.name))
+    return None
+
+
+def authenticate(connection: HTTPConnection, engine: EngineDep) -> Caller:
+    secret, by_cookie = secret_of(connection.headers, connection.cookies)
+    if secret is None and connection.scope.get(TRANSPORT_KEY) == "unix":
         return LOCAL
-    if scheme.lower() != "bearer" or not secret.strip():
+    if not secret:
         raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    token = engine.tokens.check(secret.strip())
-    if token is None:
+    caller = caller_for(engine, secret)
+    if caller is None:
         raise ApiError(401, "invalid token (revoked, or never made on this daemon)",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return Caller(token.name, token.scopes)
+    if by_cookie:
+        _check_console_request(connection)
+    return caller
+
+
+def _check_console_request(connection: HTTPConnection) -> None:
+    """A request authenticated by the cookie alone: no cross-site forms, no foreign pages."""
+    if connection.scope["type"] == "websocket":
+        origin = connection.headers.get("origin", "")
+        host = connection.headers.get("host", "")
+        if not origin or origin.partition("://")[2].rstrip("/") != host:
+            raise ApiError(403, "a WebSocket on the console's session must come from its pages")
+    elif connection.scope.get("method") not in SAFE_METHODS and \
+            connection.headers.get(CONSOLE_HEADER) != "1":
+        raise ApiError(403, f"the console's session changes nothing without the header "
+                       f"{CONSOLE_HEADER}: 1 (send Authorization: Bearer TOKEN instead)")
 
 
 def require(scope: str) -> Callable[..., Caller]:
@@ -85,6 +143,8 @@ def require(scope: str) -> Callable[..., Caller]:
     return check
 
 
+#: Anyone with a valid token, students included (routes that check the seat themselves).
+AnyCaller = Annotated[Caller, Depends(authenticate)]
 Reader = Annotated[Caller, Depends(require("read"))]
 Runner = Annotated[Caller, Depends(require("run"))]
 Submitter = Annotated[Caller, Depends(require("jobs"))]
@@ -112,16 +172,33 @@ def mark_transport(app: ASGIApp, transport: str) -> ASGIApp:
 
 
 def _token_valid(app: ASGIApp, scope: Scope) -> bool:
-    header = dict(scope.get("headers") or ()).get(b"authorization", b"").decode("latin-1")
-    scheme, _, secret = header.partition(" ")
+    if scope["type"] == "http" and (scope["path"].startswith(PUBLIC) or scope["path"] == "/"):
+        return True
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+    secret, _cookie = secret_of(headers, _cookies(headers.get("cookie", "")))
     engine = getattr(getattr(app, "state", None), "engine", None)
-    return (scheme.lower() == "bearer" and engine is not None
-            and engine.tokens.check(secret.strip()) is not None)
+    return bool(secret) and engine is not None and caller_for(engine, secret or "") is not None
+
+
+def _cookies(header: str) -> dict[str, str]:
+    from http.cookies import SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:
+        return {}
+    return {key: morsel.value for key, morsel in jar.items()}
 
 
 async def _refuse(scope: Scope, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": "a token is needed"})
+        return
+    if scope["path"].startswith("/console/") and scope.get("method") == "GET":
+        await send({"type": "http.response.start", "status": 303, "headers": [
+            (b"location", b"/console/login"), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
         return
     body = json.dumps(error_body(UNAUTHORIZED, kind="ApiError")).encode()
     await send({"type": "http.response.start", "status": 401, "headers": [

@@ -40,7 +40,7 @@ def body(message: str, *, field: str | None = None, exit_status: int = 125,
 
 def status_of(exc: SandboxError) -> int:
     if isinstance(exc, (ImageNotFound, NoSuchJob)) or (
-            isinstance(exc, StateError) and exc.message.startswith("no such sandbox")):
+            isinstance(exc, StateError) and exc.message.startswith(("no such sandbox", "no such class"))):
         return 404
     if isinstance(exc, StateError):
         return 409

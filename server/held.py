@@ -50,6 +50,7 @@ class Held:
     stdin_r: int | None = None
     ended: threading.Event = field(default_factory=threading.Event)
     ended_at: float = 0.0
+    terminal: Any = None  # its server.terminal.Terminal, once a page looked at it
 
     @property
     def id(self) -> str:
@@ -114,11 +115,12 @@ class SandboxTable:
         self._lock = threading.Lock()
 
     def create(self, spec: SandboxSpec, owner: str, *, stdin: bool = False,
-               auto_remove: bool = False) -> Held:
-        """Make the sandbox (nothing runs yet); errors as the engine raises them."""
+               auto_remove: bool = False, sinks: tuple[Any, ...] = ()) -> Held:
+        """Make the sandbox (nothing runs yet); errors as the engine raises them. ``sinks``
+        take its output records too (a class's recording)."""
         stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC) if stdin else (None, None)
         buffer: LogBuffer[LogRecord] = LogBuffer()
-        sandbox = Sandbox(spec, sinks=[_BufferSink(buffer)], stdin_fd=stdin_r)
+        sandbox = Sandbox(spec, sinks=[_BufferSink(buffer), *sinks], stdin_fd=stdin_r)
         held = Held(sandbox, owner, time.time(), auto_remove, logs=buffer,
                     stdin_r=stdin_r, stdin_w=stdin_w)
         try:

@@ -33,6 +33,7 @@ from jobs import (
     job_artifacts,
     job_fields,
     job_result,
+    junit_totals,
     list_jobs,
 )
 from jobs import cancel as cancel_job
@@ -186,9 +187,11 @@ class LocalJobs:
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: j.submitted_at, reverse=True)[:limit]
         rows = [j.fields() for j in jobs]
-        for row in rows:
+        for job, row in zip(jobs, rows):
             row.pop("spec", None)
             row.pop("result", None)
+            row["junit"] = junit_totals(job.result.junit.to_dict() if job.result and job.result.junit
+                                        else None)
         return rows
 
     def result(self, job_id: str) -> JobResult | None:

@@ -57,6 +57,9 @@ class NetworkBody(Strict):
     alias: str | None = None
     egress: bool = False
     publish: list[str] = Field(default_factory=list, description="HOSTPORT:PORT")
+    allow_host_ports: list[int] = Field(default_factory=list,
+                                        description="ports of the host the sandbox may connect to "
+                                        "(every other connection to the host is dropped): admin only")
 
 
 class SandboxCreate(Strict):
@@ -77,6 +80,11 @@ class SandboxCreate(Strict):
     cap_add: list[str] = Field(default_factory=list)
     cap_drop: list[str] = Field(default_factory=list)
     stdin: str | None = Field(default=None, description="text given to the command's stdin")
+    seccomp: str = Field(default="default", description="default (Docker's profile), unconfined "
+                         "(admin only) or the absolute path of a profile on the daemon's host "
+                         "(needs mount-host)")
+    userns: str | None = Field(default=None, description="auto (a user namespace of its own) or "
+                               "host; null: the daemon's default ($SANDBOX_USERNS, else host)")
 
     def to_spec(self) -> SandboxSpec:
         """The engine's SandboxSpec, checked in the order `sandbox run` checks its flags."""
@@ -92,14 +100,16 @@ class SandboxCreate(Strict):
             user=self.user, hostname=self.hostname, name=self.name,
             mounts=tuple(_mount(m) for m in self.mounts), limits=limits,
             network=self._network(), capabilities=tuple(caps) if caps is not None else None,
-            stdin=self.stdin.encode() if self.stdin is not None else None)
+            stdin=self.stdin.encode() if self.stdin is not None else None, seccomp=self.seccomp,
+            **({"userns": self.userns} if self.userns is not None else {}))
 
     def _network(self) -> NetworkSpec:
         body = self.network
         if body is None or isinstance(body, str):
             return NetworkSpec(body or "none", alias=self.name)
         return NetworkSpec(body.mode, alias=body.alias or self.name, egress=body.egress,
-                           publish=tuple(Publish.parse(p) for p in body.publish))
+                           publish=tuple(Publish.parse(p) for p in body.publish),
+                           allow_host_ports=tuple(body.allow_host_ports))
 
 
 def _mount(value: str | MountBody) -> Mount:
@@ -133,6 +143,8 @@ class SandboxSummary(BaseModel):
 
 class SandboxDetail(SandboxSummary):
     spec: dict[str, Any] | None = None
+    terminal: str | None = Field(default=None, description="pty or pipe: it takes input "
+                                 "(its terminal WebSocket types into it); null: it does not")
     exit_code: int | None = None
     result: dict[str, Any] | None = None
     error: str | None = None

@@ -6,7 +6,7 @@
   with SANDBOX_MUST_WORK=1 (set by .ci/run) every skip is turned into a failure.
 - The autouse ``leak_check`` fixture snapshots what a sandbox could leave
   behind (mounts, cgroups, state dirs, sandbox processes, network links,
-  named netns) before each test and fails the test if anything new remains.
+  named netns, uid range leases) before each test and fails the test if anything new remains.
 """
 
 from __future__ import annotations
@@ -196,11 +196,29 @@ def _temp_dirs() -> set[str]:
     return found
 
 
+def _uid_ranges() -> set[str]:
+    """Leases of host uid ranges (userns=auto): one per live sandbox in a user namespace."""
+    path = os.path.join(os.environ["SANDBOX_RUN_DIR"], "userns")
+    try:
+        return set(os.listdir(path))
+    except FileNotFoundError:
+        return set()
+
+
+def _class_dirs() -> set[str]:
+    """What the daemon's classes keep on disk (server.classes): gone with each class."""
+    path = os.path.join(os.environ["SANDBOX_STATE_DIR"], "classes")
+    try:
+        return set(os.listdir(path))
+    except FileNotFoundError:
+        return set()
+
+
 SNAPSHOTS = {
-    "mounts": _mounts, "cgroups": _cgroups, "state dirs": _state_dirs,
+    "mounts": _mounts, "classes": _class_dirs, "cgroups": _cgroups, "state dirs": _state_dirs,
     "sandbox processes": _sandbox_processes, "fork servers": _fork_servers,
     "network links": _links, "named netns": _named_netns,
-    "temp dirs": _temp_dirs,
+    "temp dirs": _temp_dirs, "uid ranges": _uid_ranges,
 }
 
 

@@ -75,11 +75,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A throwaway redis-server on a free loopback port."""
+    """A throwaway redis-server on a free loopback port; ``aof``: with its append-only file,
+    so that ``restart()`` keeps every acknowledged write."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None, *,
+                 aof: bool = False) -> None:
         self.port = port or free_port()
         self.password = password
+        self.aof = aof
         self.dir = tempfile.mkdtemp(prefix="sandbox-redis-")
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
@@ -88,7 +91,8 @@ class RedisServer:
         auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, *auth], stdout=subprocess.DEVNULL)
+             "--appendonly", "yes" if self.aof else "no", "--dir", self.dir, *auth],
+            stdout=subprocess.DEVNULL)
         import redis
 
         for _ in range(200):
@@ -98,6 +102,14 @@ class RedisServer:
             except redis.ConnectionError:
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop it as `docker compose restart` and systemd do (SIGTERM), start it again."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(10)
+        time.sleep(down_for)
+        self.start()
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -96,6 +96,8 @@ class RecordingKernel(Kernel):
             self.host_netlink = FakeSocket(next(self._fds))  # type: ignore[assignment]
         elif name == "close_host_netlink":
             self.host_netlink = None
+        elif name in ("enter_userns", "join_userns"):
+            self.in_userns = True
         elif name in ("dup", "dup_above", "open", "pidfd_open"):
             return next(self._fds)
         elif name == "pipe":

@@ -5,20 +5,18 @@ SANDBOX_BOOTSTRAP_CACHE (default /var/cache/sandbox/bootstrap) and taken from
 there by each run. scripts/setup.sh fills it while the network is there (the
 suite may run in a private network namespace, as scripts/test-isolated runs it); a
 run on the host's network bootstraps it here if it is missing. The packages the build
-installs come from a small apt repository this test serves on the bridge's
-gateway, so the test needs no internet (the suite may run in a private
-network namespace): the step reaches it with --network bridge, as a step
-reaches the Debian archive with --network bridge --egress.
+installs come from a small apt repository this test serves beyond the host's
+forwarding (``jobs_support.Outside``, a stand-in for the internet), so the test
+needs no internet (the suite may run in a private network namespace): the step
+reaches it with --network bridge --egress, as it would reach the Debian archive.
+(Not on the bridge's gateway: a sandbox reaches no service of the host.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import subprocess
-import threading
-from functools import partial
 
 import pytest
 
@@ -28,6 +26,7 @@ from .build_support import (
     make_context,
 )
 from .helpers import sandbox_cli
+from .jobs_support import Outside
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("forget_new_tags")]
 
@@ -79,19 +78,11 @@ def _package(root):
 
 @pytest.fixture
 def apt_repo(tmp_path):
-    from sandbox.network import registry
-
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(_package(tmp_path)))
-    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    outside = Outside(str(_package(tmp_path))).start()
     try:
-        yield f"http://{registry.get('bridge').gateway}:{server.server_address[1]}/"
+        yield f"{outside.url}/"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        outside.stop()
 
 
 def test_apt_get_install_in_a_build_step(debian, apt_repo, tmp_path):

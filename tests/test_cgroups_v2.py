@@ -295,7 +295,7 @@ def test_v2_stats_count_oom_kill_not_oom(v2):
                           "nr_bursts 0\nburst_usec 0\n")
     _write(p("pids.peak"), "7\n")
     _write(p("pids.events"), "max 2\n")
-    assert cgroup.stats() == CgroupStats(peak_memory=64 * MiB, cpu_user=1.0, cpu_system=0.5,
+    assert cgroup.stats() == CgroupStats(peak_memory=64 * MiB, memory_current=0, cpu_user=1.0, cpu_system=0.5,
                                          cpu_total=1.5, pids_peak=7, oom_kills=1,
                                          pids_limited=2)
     # reclaim failures that killed nothing are not OOM kills
@@ -307,7 +307,7 @@ def test_v2_stats_count_oom_kill_not_oom(v2):
 def test_v2_fresh_cgroup_stats_are_zero(v2):
     hierarchy, _ = v2
     cgroup = hierarchy.create("st0", Limits())
-    assert cgroup.stats() == CgroupStats(peak_memory=0, cpu_user=0.0, cpu_system=0.0,
+    assert cgroup.stats() == CgroupStats(peak_memory=0, memory_current=0, cpu_user=0.0, cpu_system=0.0,
                                          cpu_total=0.0, pids_peak=0, oom_kills=0,
                                          pids_limited=0)
     cgroup.remove()
@@ -548,7 +548,7 @@ def test_v1_stats_parse_the_v1_files(v1):
     _write(p("cpuacct", "cpuacct.usage_sys"), "500000000\n")
     _write(p("pids", "pids.peak"), "12\n")
     _write(p("pids", "pids.events"), "max 3\n")
-    assert cgroup.stats() == CgroupStats(peak_memory=48 * MiB, cpu_user=1.0, cpu_system=0.5,
+    assert cgroup.stats() == CgroupStats(peak_memory=48 * MiB, memory_current=0, cpu_user=1.0, cpu_system=0.5,
                                          cpu_total=1.5, pids_peak=12, oom_kills=1,
                                          pids_limited=3)
     cgroup.remove()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .daemon_support import tcp_daemon  # noqa: F401 - fixture
+from .daemon_support import tcp_daemon, wait_status  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.root
 
@@ -78,3 +78,54 @@ def test_the_cli_over_tcp_with_a_token(tcp_daemon):
     assert out.returncode == 0 and out.stdout == b"over tcp\n"
     out = tcp_daemon.cli("ps", token="sbx_wrong")
     assert out.returncode == 125 and b"needs a valid token" in out.stderr
+
+
+def test_what_weakens_a_sandbox_s_walls_needs_an_admin_token(tcp_daemon):
+    runner = tcp_daemon.token("student", "run")
+    for asks, field in (({"seccomp": "unconfined"}, "seccomp"),
+                        ({"seccomp": "/etc/passwd"}, "seccomp"),  # a file of the host: mount-host
+                        ({"network": {"mode": "bridge", "allow_host_ports": [6379]}}, "network"),
+                        ({"cap_add": ["SYS_ADMIN"]}, "cap_add"),
+                        ({"capabilities": ["CHOWN", "SYS_PTRACE"]}, "cap_add")):
+        with tcp_daemon.tcp(runner) as r:
+            refused = r.post("/v1/sandboxes", json={**SLEEP, **asks})
+        assert refused.status_code == 403 and refused.json()["field"] == field, (asks, refused.text)
+    with tcp_daemon.tcp(runner) as r:
+        assert r.get("/v1/sandboxes").json() == []  # nothing half-made
+
+
+SECCOMP_MODE = ("busybox", "--", "grep", "^Seccomp:", "/proc/self/status")
+
+
+def test_the_cli_through_the_daemon_keeps_the_security_options(tcp_daemon):
+    runner, admin = tcp_daemon.token("student", "run"), tcp_daemon.token("teacher", "admin")
+    filtered = tcp_daemon.cli("run", *SECCOMP_MODE, token=runner)
+    assert (filtered.returncode, filtered.stdout) == (0, b"Seccomp:\t2\n"), filtered.stderr
+    refused = tcp_daemon.cli("run", "--security-opt", "seccomp=unconfined", *SECCOMP_MODE, token=runner)
+    assert refused.returncode == 125 and b"admin token" in refused.stderr
+    assert refused.stderr.count(b"\n") == 1, refused.stderr
+    unconfined = tcp_daemon.cli("run", "--security-opt", "seccomp=unconfined", *SECCOMP_MODE, token=admin)
+    assert (unconfined.returncode, unconfined.stdout) == (0, b"Seccomp:\t0\n"), unconfined.stderr
+    mapped = tcp_daemon.cli("run", "--userns", "auto", "busybox", "--", "cat", "/proc/self/uid_map",
+                            token=runner)
+    inside, outside, count = mapped.stdout.split()
+    assert mapped.returncode == 0 and inside == b"0" and int(outside) > 0 and int(count) > 0, mapped
+    refused = tcp_daemon.cli("run", "--network", "bridge", "--allow-host-port", "6379", "busybox",
+                             "--", "true", token=runner)
+    assert refused.returncode == 125 and b"allow_host_ports" in refused.stderr
+
+
+def test_a_job_that_weakens_its_walls_needs_an_admin_token(tcp_daemon):
+    submitter, admin = tcp_daemon.token("ci", "jobs"), tcp_daemon.token("teacher", "admin")
+    base = 'name = "j"\nimage = "busybox"\nnetwork = "bridge"\n[[steps]]\nname = "s"\nrun = "true"\n'
+    for security, field in (('seccomp = "unconfined"', "security.seccomp"),
+                            ("allow_host_ports = [6379]", "security.allow_host_ports")):
+        job = f"{base}[security]\n{security}\n".encode()
+        with tcp_daemon.tcp(submitter) as c:
+            refused = c.post("/v1/jobs", files={"job": ("j.toml", job)})
+            assert refused.status_code == 403 and refused.json()["field"] == field, refused.text
+            assert c.get("/v1/jobs").json() == []  # nothing queued
+        with tcp_daemon.tcp(admin) as c:
+            made = c.post("/v1/jobs", files={"job": ("j.toml", job)})
+            assert made.status_code == 201, made.text
+            assert wait_status(c, made.json()["jobs"][0]["id"])["status"] == "passed"

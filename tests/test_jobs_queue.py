@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from jobs import connect, load_job_file, run_job, store, submit, wait
+from jobs import connect, load_job_file, run_job, store, submit, tell, wait
 from jobs.logstream import follow
 
 from .jobs_support import (  # noqa: F401
@@ -231,3 +231,29 @@ def test_a_worker_retries_until_redis_comes_up(queue, tmp_path):
     finally:
         pool.stop()
         server.stop()
+
+
+def test_a_line_told_to_a_running_job_reaches_its_workspace(conn, queue, workers, tmp_path):
+    workers.start()
+    (job_id,) = submit_file(conn, tmp_path, """
+        name = "listener"
+        image = "busybox"
+        workspace = "ws"
+        timeout = "60s"
+        [[steps]]
+        name = "listen"
+        run = "echo started; until grep -q steal /workspace/.sandbox-inbox 2>/dev/null; do sleep 0.1; done; cat /workspace/.sandbox-inbox"
+    """, queue, files={"keep.txt": "x"})
+    wait_for_output(conn, job_id, b"started\n")
+    tell(conn, job_id, "steal 3")
+    result = wait(conn, job_id, timeout=60)
+    log = b"".join(e.data for e in follow(conn, job_id, timeout=5) if e.kind == "out")
+    assert result.status == "passed" and log.endswith(b"steal 3\n")
+
+
+def test_a_told_line_is_one_bounded_line(conn, queue, tmp_path):
+    (job_id,) = submit_file(conn, tmp_path, SLEEPER, queue)
+    for bad in ("two\nlines", "x" * (store.MAX_TOLD + 1)):
+        with pytest.raises(ValueError, match="one line of at most"):
+            tell(conn, job_id, bad)
+    store.request_cancel(conn, job_id)

@@ -27,7 +27,7 @@ def test_mounts_come_in_order_and_end_with_pivot_root():
     (overlay,) = [op for op in ops if op.kind == "overlay"]
     root, path, lowers, upper, work, _flags, hold, links = overlay.args
     assert (root, path, lowers) == ("/run/sb/abc/root", "/", ("/images/test/rootfs",))
-    assert (upper, work, hold, links) == ("/run/sb/abc/upper", "/run/sb/abc/work", True, None)
+    assert (upper, work, hold, links) == ("/run/sb/abc/upper", "/run/sb/abc/work", "/run/sb/abc", None)
     steps = [op.step for op in ops]
     assert steps.index("mount the writable layer (tmpfs)") < steps.index(overlay.step)
 
@@ -49,7 +49,7 @@ def test_host_dirs_get_an_overlay_each_with_the_image_layers_above_the_host(tmp_
     assert [a[1:3] for a in overlays] == [
         ("/", (str(layer), str(skeleton))), ("/usr", (f"{layer}/usr", "/usr")), ("/opt", ("/opt",))]
     assert overlays[1][3:7] == ("/run/sb/abc/h0-upper", "/run/sb/abc/h0-work",
-                                linux.MS_NOSUID | linux.MS_NODEV, False)
+                                linux.MS_NOSUID | linux.MS_NODEV, None)
 
 
 def test_deep_images_mount_by_short_links_when_asked_or_refuse_past_the_stack_limit(monkeypatch):

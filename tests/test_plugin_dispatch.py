@@ -20,10 +20,15 @@ pytestmark = pytest.mark.root
 
 #: The workers import this checkout (PYTHONPATH), and the host image shows it;
 #: the inner pytest on a worker must import the same pytest_sandbox, even when
-#: the editable install points at another checkout.
+#: the editable install points at another checkout. A batch forks each test into
+#: nested namespaces, which Docker's default seccomp profile refuses (it denies
+#: user namespaces inside a sandbox): these tests of the batch's workings run
+#: unconfined; test_under_the_default_profile_a_batch_shares_its_namespaces shows
+#: what the default profile gives.
 CONFTEST = f"""
 def pytest_sandbox_spec(item, fields):
     fields["env"]["PYTHONPATH"] = {ROOT!r}
+    fields["seccomp"] = "unconfined"
 """
 
 SUITE = """
@@ -68,14 +73,12 @@ def test_pass_fail_and_crash_come_back_from_workers(pytester, redis_url, queue, 
     ])
 
 
-def test_a_timed_out_job_fails_that_test_saying_so(pytester, redis_url, queue, workers):
+def test_a_test_over_its_time_limit_fails_alone_saying_so(pytester, redis_url, queue, workers):
     workers.start()
     result = dispatch(pytester, redis_url, queue, """
         import pytest
 
-        # the job's wall time covers the inner pytest's start and collection too: on a
-        # loaded machine 2s ran out before the test's call began (an error at setup)
-        @pytest.mark.sandbox(timeout="10s")
+        @pytest.mark.sandbox(timeout="2s")  # the test's own: its batch's start is not counted
         def test_loops():
             while True:
                 pass
@@ -85,7 +88,27 @@ def test_a_timed_out_job_fails_that_test_saying_so(pytester, redis_url, queue, w
             pass
     """)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["sandbox: remote job * on worker * timed out: *wall time limit*"])
+    result.stdout.fnmatch_lines(["sandbox killed: wall time limit 2s exceeded"])
+
+
+def test_a_test_over_the_memory_limit_fails_alone(pytester, redis_url, queue, workers):
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    result = dispatch(pytester, redis_url, queue, """
+        import pytest
+
+        @pytest.mark.sandbox(memory="128m")
+        def test_hogs():
+            chunks = []
+            while True:
+                chunks.append(bytearray(16 << 20))
+
+        @pytest.mark.sandbox(memory="128m")
+        def test_next_one_runs():  # in the same batch, after it
+            pass
+    """)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_hogs*", "*SIGKILL*"])
 
 
 def test_a_job_in_error_fails_that_test_saying_so(pytester, redis_url, queue, workers):
@@ -135,8 +158,8 @@ def test_jobs_left_when_the_session_stops_early_are_cancelled(pytester, redis_ur
     """, "-x")
     result.assert_outcomes(failed=1)
     conn = connect(redis_url)
-    (left,) = [job for job in queued_jobs(conn, queue) if job["name"].endswith("::test_not_reached")]
-    assert wait(conn, left["id"], timeout=60).status == "cancelled"
+    (batch,) = queued_jobs(conn, queue)  # both tests, in one batch for the one worker
+    assert wait(conn, batch["id"], timeout=60).status == "cancelled"
 
 
 def test_tests_wait_for_a_worker_that_starts_late(pytester, redis_url, queue, workers):
@@ -164,3 +187,89 @@ def test_tests_wait_for_a_worker_that_starts_late(pytester, redis_url, queue, wo
         starter.join()
     result.assert_outcomes(passed=1)
     result.stderr.fnmatch_lines([f"pytest-sandbox: no worker listens on queue '{queue}'*"])
+
+
+def _registered(conn, queue: str, count: int) -> None:
+    """Wait until ``count`` workers listen on ``queue``: the session cuts one batch per worker."""
+    from rq import Queue, Worker
+
+    for _ in range(600):
+        if Worker.count(queue=Queue(queue, connection=conn)) >= count:
+            return
+        threading.Event().wait(0.1)
+    raise AssertionError(f"{count} workers never listened on {queue}")
+
+
+def test_a_batch_runs_each_test_in_namespaces_of_its_own(pytester, redis_url, queue, workers):
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    result = dispatch(pytester, redis_url, queue, """
+        import os, pytest
+
+        @pytest.mark.sandbox
+        def test_leaves_a_file_in_tmp():
+            open("/tmp/left", "w").close()
+            assert os.getppid() == 1  # its copy of the batch's pytest is pid 1 of its own
+
+        @pytest.mark.sandbox
+        def test_sees_a_fresh_tmp():
+            assert not os.path.exists("/tmp/left")
+            assert os.getppid() == 1
+    """)
+    result.assert_outcomes(passed=2)
+    (batch,) = queued_jobs(connect(redis_url), queue)  # one worker: one batch, collected once
+    assert batch["name"].endswith("::test_leaves_a_file_in_tmp and 1 more")
+
+
+def test_under_the_default_profile_a_batch_shares_its_namespaces(pytester, redis_url, queue,
+                                                                workers):
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    pytester.makeconftest(f"""
+        def pytest_sandbox_spec(item, fields):
+            fields["env"]["PYTHONPATH"] = {ROOT!r}
+    """)
+    pytester.makepyfile("""
+        import os, pytest
+
+        @pytest.mark.sandbox
+        def test_leaves_a_file_in_tmp():
+            open("/tmp/left", "w").close()
+
+        @pytest.mark.sandbox
+        def test_sees_it_and_is_confined():
+            assert os.path.exists("/tmp/left")  # the batch's /tmp: no namespaces of its own
+            with open("/proc/self/status") as f:
+                assert "Seccomp:\t2" in f.read()  # still under the batch's filter
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--sandbox-redis",
+                                           redis_url, "--sandbox-queue", queue, timeout=300)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_free_worker_steals_the_second_half_of_a_slow_batch(pytester, redis_url, queue,
+                                                              workers):
+    conn = connect(redis_url)
+    workers.start()
+    workers.start()
+    _registered(conn, queue, 2)
+    result = dispatch(pytester, redis_url, queue, """
+        import time, pytest
+
+        @pytest.mark.sandbox
+        @pytest.mark.parametrize("i", range(6))
+        def test_fast(i):
+            pass
+
+        @pytest.mark.sandbox
+        @pytest.mark.parametrize("i", range(6))
+        def test_slow(i):
+            time.sleep(1.5)
+    """)
+    result.assert_outcomes(passed=12)
+    names = sorted(job["name"].split("::")[-1] for job in queued_jobs(conn, queue))
+    # one batch per worker; the one with the fast tests ends first, and its worker takes
+    # the slow batch's last tests that had not started
+    assert len(names) == 3, names
+    assert names[:2] == ["test_fast[0] and 5 more", "test_slow[0] and 5 more"]
+    assert names[2].startswith("test_slow[") and names[2] != "test_slow[0] and 5 more", names

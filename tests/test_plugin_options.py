@@ -1,12 +1,13 @@
 """How the plugin fits in a pytest session: options, other plugins, hosts that cannot isolate."""
 
 import os
+import textwrap
 
 import pytest
 
 from pytest_sandbox import probe
 
-from .jobs_support import free_port
+from .jobs_support import free_port, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]
 
@@ -80,7 +81,9 @@ def test_strict_markers_pass(pytester):
 
 @pytest.mark.root
 @pytest.mark.parametrize("args", [["-n", "2"], ["--sandbox-no-fork"]], ids=["xdist", "no-fork"])
-def test_the_subprocess_path_reports_the_same(pytester, args):
+def test_the_twin_and_the_subprocess_path_report_the_same(pytester, args):
+    """Under pytest-xdist the workers' twins fork the tests; --sandbox-no-fork runs each
+    as a pytest of its own in its sandbox."""
     pytester.makeini("[pytest]\nsandbox_memory = 64m\n")
     pytester.makeconftest("""
         def pytest_sandbox_spec(item, fields):
@@ -111,7 +114,11 @@ def test_the_subprocess_path_reports_the_same(pytester, args):
         pass
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers", *args)
-    result.assert_outcomes(passed=2, failed=3)
+    outcomes = result.parseoutcomes()
+    # the limit ends test_loops in its call, or (the slow path, when the inner pytest took
+    # those 8s to start on a loaded machine) in its setup: a failure or an error, as a
+    # plain sandbox's limit would report it at that point
+    assert outcomes.get("passed") == 2 and outcomes.get("failed", 0) + outcomes.get("errors", 0) == 3
     result.stdout.fnmatch_lines_random([
         "E       AssertionError: assert 'yes' == 'no'", "captured inside",
         "*killed: wall time limit 8s exceeded*", "*killed: memory limit 64 MiB exceeded*",
@@ -134,9 +141,80 @@ def test_pytest_timeout_signal_method_stops_a_sandboxed_test(pytester):
 
 
 @pytest.mark.root
-def test_pytest_timeout_thread_method_runs_marked_tests_as_subprocesses(pytester):
-    """Its timer thread makes pytest multi-threaded: the engine must not fork it."""
+def test_pytest_timeout_thread_method_leaves_marked_tests_to_the_twin(pytester):
+    """Its timer thread makes pytest multi-threaded: the engine must not fork it (its
+    single-threaded twin forks the tests: tests/test_plugin_twin.py)."""
     pytester.makepyfile(MARKED)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--timeout", "120",
                                            "--timeout-method", "thread")
     result.assert_outcomes(passed=1)
+
+
+#: Options that shape how tests are collected and run, each checked by a test below.
+SHAPING = ("-W", "error::DeprecationWarning", "-o", "flavour=salty", "-p", "extra_plugin",
+           "--import-mode=importlib", "-c", "ci.ini", "--rootdir", ".", "--confcutdir", "tests",
+           "--timeout", "77")
+OPTIONS_SUITE = {
+    "ci.ini": "[pytest]\nflavour = bland\n",
+    "extra_plugin.py": """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addini("flavour", "a value -o sets")
+
+        @pytest.fixture
+        def from_the_plugin():
+            return "here"
+    """,
+    # above --confcutdir: never loaded
+    "conftest.py": """
+        def pytest_configure(config):
+            config.outer_conftest = True
+    """,
+    "tests/conftest.py": """
+        import os
+
+        def pytest_sandbox_spec(item, fields):  # a worker's inner pytest imports this checkout
+            fields["env"]["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    """,
+    "tests/test_shaped.py": """
+        import os, sys, warnings, pytest
+
+        def test_options_reached_this_session(request, from_the_plugin):
+            config = request.config
+            assert config.getini("flavour") == "salty"  # -o over -c ci.ini's value
+            assert config.inipath.name == "ci.ini"
+            assert not hasattr(config, "outer_conftest")  # --confcutdir
+            assert config.getoption("timeout") == 77  # a plugin's option
+            assert os.path.dirname(__file__) not in sys.path  # --import-mode=importlib
+            assert from_the_plugin == "here"  # -p
+
+        def test_w_makes_this_warning_an_error():
+            warnings.warn(DeprecationWarning("old"))
+    """,
+}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args", [["--sandbox"], ["--sandbox", "-n", "2"],
+                                  ["--sandbox", "--sandbox-no-fork"], ["remote"]],
+                         ids=["fork", "xdist-twin", "subprocess", "remote"])
+def test_the_sessions_options_reach_every_path(pytester, monkeypatch, request, args):
+    pytester.makefile(".ini", ci=OPTIONS_SUITE["ci.ini"])
+    for name, source in OPTIONS_SUITE.items():
+        if name.endswith(".py"):
+            path = pytester.path / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(textwrap.dedent(source))
+    if args == ["remote"]:
+        redis_url, queue, workers = (request.getfixturevalue(name)
+                                     for name in ("redis_url", "queue", "workers"))
+        workers.start()
+        args = ["--sandbox", "--sandbox-redis", redis_url, "--sandbox-queue", queue]
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *SHAPING)
+    plain.assert_outcomes(passed=1, failed=1)
+    plain.stdout.fnmatch_lines(["E       DeprecationWarning: old"])
+    sandboxed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *SHAPING, *args,
+                                              timeout=300)
+    sandboxed.assert_outcomes(passed=1, failed=1)
+    sandboxed.stdout.fnmatch_lines(["E       DeprecationWarning: old"])

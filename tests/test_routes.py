@@ -6,7 +6,8 @@ what the container's processes would do, the init's steps included, and
 checks the order that matters for safety (no host fd left before anything
 else, the cgroup joined before the namespaces, capabilities dropped before
 the user changes, no_new_privs before exec, the command only after the
-owner's "go").
+owner's "go", a user namespace made before the overlays and entered before
+the user changes, the seccomp filter loaded last before exec).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from sandbox import SandboxSpec, linux
 from sandbox.images import Image
+from sandbox.plan import UserNamespace
 from sandbox.planner import build_plan
 from sandbox.process import init, spare, steps
 from sandbox.process.fds import ChildFds
@@ -40,14 +42,19 @@ ARRANGE_KEEPING_2 = ["dup"] * 4 + ["dup2"] * 4 + ["close_range"] * 3
 NULL_STDIO = ["open", "dup2", "dup2", "dup2", "close"]
 FORWARDED = ["set_signal"] * len(init.FORWARDED)
 #: become(): rlimits, capabilities, the user, no_new_privs, the workdir (a non-root user).
-CREDENTIALS = ["set_rlimit", "drop_bounding_caps", "clear_ambient_caps", "set_ids",
+CREDENTIALS = ["set_rlimit", "drop_bounding_caps", "clear_ambient_caps", "set_ids", "set_caps",
                "set_no_new_privs", "chdir"]
+#: After becoming the user: PR_SET_PDEATHSIG again (a credential change clears it), owner checked.
+REARM = ["set_pdeathsig", "reader_gone"]
+USERNS = UserNamespace(2147483648, 2147483648, 65536)
 
 
 def make_plan(**changes):
     spec = SandboxSpec(image="test", command=["sh", "-c", "true"], workdir="/work",
                        user="1000:1000", **changes)
-    return build_plan(spec, IMAGE, "abc", "/run/sb/abc", None, ids=(1000, 1000, (1000,), "/"))
+    userns = USERNS if spec.userns == "auto" else None
+    return build_plan(spec, IMAGE, "abc", "/run/sb/abc", None, ids=(1000, 1000, (1000,), "/"),
+                      userns=userns)
 
 
 def names_of(ops) -> list[str]:
@@ -73,7 +80,7 @@ def test_a_fresh_init_sets_up_runs_and_reports_in_this_order():
     assert kernel.names() == [
         *ARRANGE, "set_pdeathsig", "setsid", "join_cgroup", "unshare",
         *names_of(plan.ops), *names_of(plan.hooks), "close_host_netlink", "set_name",
-        "set_cmdline", *FORWARDED, *CREDENTIALS, "set_dumpable", "spawn", "write",
+        "set_cmdline", *FORWARDED, *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn", "write",
         *NULL_STDIO, "wait_any", "write", "exit"]
     calls = kernel.calls
     assert ("unshare", plan.unshare_flags) in calls and ("set_name", "sandbox-init") in calls
@@ -108,8 +115,8 @@ def test_a_spare_does_ahead_what_needs_no_plan_and_runs_the_command_only_after_g
     assert after[:go] == [*ARRANGE_KEEPING_2, *names_of(plan.ops)]
     hooks = [n for n in names_of(plan.hooks) if n != "loopback_up"]  # lo is up already
     assert after[go:] == ["read", "close", "unshare", *hooks, "close_host_netlink", "set_name",
-                          "set_cmdline", *CREDENTIALS, "set_dumpable", "spawn", "write", *NULL_STDIO,
-                          "wait_any", "write", "exit"]
+                          "set_cmdline", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn", "write",
+                          *NULL_STDIO, "wait_any", "write", "exit"]
     assert ("unshare", linux.CLONE_NEWCGROUP) in kernel.calls
 
 
@@ -144,7 +151,7 @@ def test_a_target_forked_into_a_held_container_enters_it_then_becomes_its_user()
     assert kernel.names() == [
         "dup_above", "dup_above", *ARRANGE[:-1], "close_range", "close_range", "close_range",
         "setsid", "join_cgroup", "read", "setns", "close_range", "reset_signals", *CREDENTIALS,
-        "set_environ", "write", "close", "exit"]
+        "set_environ", "load_seccomp", "write", "close", "exit"]
     assert ("setns", 100, plan.unshare_flags) in kernel.calls  # the init's pidfd, moved above 3
 
 
@@ -163,7 +170,7 @@ def test_the_first_target_is_forked_by_its_init_once_the_container_is_ready():
     names = kernel.names()
     assert names[names.index("set_name"):] == [
         "set_name", "set_cmdline", *FORWARDED, "pipe", "fork", "close", "reset_signals", *CREDENTIALS,
-        "set_environ", "close", "exit"]
+        "set_environ", "load_seccomp", "close", "exit"]
 
     parent = RecordingKernel()  # the init's side of the same fork
     assert run_until_exit(parent, init.fresh_main, plan, FDS, PARENT, parent, lambda: 4) == 0
@@ -195,3 +202,70 @@ def test_the_owner_side_of_the_direct_and_held_routes():
     child = HeldLauncher(lambda: 0, kernel=kernel)._fork(make_plan(), FDS, 21, 22)
     assert child.pid == 4242 and kernel.names() == ["fork_into_pidns", "pidfd_open"]
     assert kernel.calls[0][1] == 21  # into the held init's pid namespace
+
+
+def test_the_seccomp_filter_is_loaded_last_after_no_new_privs_and_only_when_confined():
+    plan = make_plan()
+    assert plan.exec.seccomp is not None and plan.exec.seccomp.profile == "default"
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel)
+    names = kernel.names()
+    assert names.index("set_no_new_privs") < names.index("load_seccomp") == names.index("spawn") - 1
+    assert names[names.index("set_dumpable"):names.index("load_seccomp")] == ["set_dumpable", *REARM]
+    assert ("load_seccomp", plan.exec.seccomp.program, 0) in kernel.calls
+
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, make_plan(seccomp="unconfined"), FDS, PARENT, kernel)
+    assert "load_seccomp" not in kernel.names()
+
+
+def test_a_user_namespace_is_made_before_the_overlays_and_entered_before_the_user_changes():
+    """The init makes it (its maps written from outside it), idmaps the image's dirs with
+    it, mounts as its root, and joins it only at the end: the mounts are the host's."""
+    plan = make_plan(userns="auto")
+    kernel = RecordingKernel()
+    assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel) == 0
+    names = kernel.names()
+    made = names.index("make_userns")
+    assert names[made + 1] == "set_fs_ids"  # what the setup makes is the namespace's root's
+    overlay = next(i for i, c in enumerate(kernel.calls) if c[:4] == ("mount", "overlay", "/run/sb/abc/root", "overlay"))
+    idmapped = [c for c in kernel.calls if c[0] == "idmapped_mount"]
+    assert made < names.index("idmapped_mount") < overlay < names.index("pivot_root")
+    assert [c[1:3] for c in idmapped] == [("/run/sb/abc", "/run/sb/abc/idmapped"),
+                                          ("/images/test/rootfs", "/run/sb/abc/lower/0")]
+    assert "lowerdir=0,upperdir=/run/sb/abc/idmapped/upper" in kernel.calls[overlay][5]
+    assert ("make_userns", "0 2147483648 65536\n", "0 2147483648 65536\n",
+            (2147483648, 2147483648)) in kernel.calls
+    assert names[names.index("set_cmdline"):names.index("spawn") + 1] == [
+        "set_cmdline", *FORWARDED, "enter_userns", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn"]
+    assert ("set_sysctl", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0") in kernel.calls
+
+
+def test_a_held_init_in_a_user_namespace_enters_it_before_it_says_held():
+    plan = make_plan(userns="auto")._replace(hold=True)
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(FDS))],
+                                      "read": [spare.GO, b""]})
+    flags = spare.spare_flags(plan.unshare_flags)
+    assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == 0
+    names = kernel.names()
+    assert names[names.index("set_cmdline", names.index("recv_fds")):] == [
+        "set_cmdline", "enter_userns", *NULL_STDIO, "set_signal", "write", "read", "exit"]
+
+
+def test_a_target_joins_the_user_namespace_after_the_other_namespaces_then_is_confined():
+    plan = make_plan(userns="auto")
+    kernel = RecordingKernel(replies={"read": [HELD]})
+    assert run_until_exit(kernel, enter_held, plan, FDS, lambda: 5, 21, 22, kernel) == 5
+    names = kernel.names()
+    assert names[names.index("setns"):] == [
+        "setns", "join_userns", "close_range", "reset_signals", *CREDENTIALS, "set_environ",
+        "load_seccomp", "write", "close", "exit"]
+    assert ("join_userns", 100) in kernel.calls  # the init's pidfd, moved above 3
+
+
+def test_the_dry_run_shows_the_user_namespace_and_the_filter():
+    text = make_plan(userns="auto").describe()
+    assert "on the host: lease 65536 host uids and gids for the user namespace" in text
+    assert "make the user namespace (ids 0-65535" in text
+    assert "enter the user namespace" in text
+    assert text.index("load the seccomp filter (default profile") < text.index("exec sh -c true")

@@ -1,5 +1,6 @@
 """Teardown after every kind of ending: nothing is left behind (the leak check verifies)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -108,13 +109,13 @@ def test_sigterm_at_any_moment_of_sandbox_run_ends_it_cleanly():
 
 
 OWNER = textwrap.dedent("""
-    import sys, threading
+    import json, sys, threading
     from sandbox import Sandbox, SandboxSpec
     threaded = sys.argv[1] == "threaded"
     if threaded:  # a threaded owner goes through the zygote
         threading.Thread(target=lambda: threading.Event().wait(), daemon=True).start()
     sb = Sandbox(SandboxSpec(image="busybox", command=["sh", "-c",
-        "(setsid sleep 1000 &); echo ready; exec sleep 1000"]))
+        "(setsid sleep 1000 &); echo ready; exec sleep 1000"], **json.loads((sys.argv[2:] or ["{}"])[0])))
     sb.__enter__()
     while b"ready" not in sb.stdout:
         pass
@@ -124,10 +125,18 @@ OWNER = textwrap.dedent("""
 
 
 @pytest.mark.no_leak_check
-@pytest.mark.parametrize("mode", ["direct", "threaded"])
-def test_a_killed_owner_takes_its_container_along_and_gc_cleans_up(mode):
+@pytest.mark.parametrize("mode, options", [
+    ("direct", {}), ("threaded", {}),
+    # the init changes its credentials to become these, which clears PR_SET_PDEATHSIG
+    pytest.param("direct", {"user": "1000"}, id="direct-user"),
+    pytest.param("threaded", {"user": "1000"}, id="threaded-user"),
+    pytest.param("direct", {"userns": "auto"}, id="direct-userns"),
+    pytest.param("threaded", {"userns": "auto"}, id="threaded-userns"),
+])
+def test_a_killed_owner_takes_its_container_along_and_gc_cleans_up(mode, options):
     env = dict(os.environ, PYTHONPATH=REPO)
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, mode], stdout=subprocess.PIPE, env=env)
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, mode, json.dumps(options)],
+                             stdout=subprocess.PIPE, env=env)
     sandbox_id = owner.stdout.readline().decode().strip()
     record = state.SandboxDir(sandbox_id).read_record()
     assert record.owner_pid == owner.pid

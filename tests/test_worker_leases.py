@@ -64,10 +64,10 @@ def wait_until(check, timeout: float = 10.0) -> bool:
 def test_a_held_job_keeps_its_lease_and_loses_it_after(conn, leases, running_job):
     job_id = running_job()
     lease = store.key(job_id, "lease")
-    with leases.hold(conn, job_id, "w1") as cancel:
+    with leases.hold(conn, job_id, "w1") as held:
         conn.expire(lease, 1)  # as if it were about to run out
         assert wait_until(lambda: conn.ttl(lease) > 1), "the lease was not renewed"
-        assert not cancel.is_set()
+        assert not held.cancel.is_set() and not held.lost.is_set()
     conn.delete(lease)
     time.sleep(INTERVAL * 4)
     assert not conn.exists(lease), "renewed after the job was let go"
@@ -76,9 +76,10 @@ def test_a_held_job_keeps_its_lease_and_loses_it_after(conn, leases, running_job
 def test_a_cancel_request_reaches_the_watched_step(conn, leases, running_job):
     job_id = running_job()
     killed = threading.Event()
-    with leases.hold(conn, job_id, "w1") as cancel, cancel.watch(killed.set):
+    with leases.hold(conn, job_id, "w1") as held, held.cancel.watch(killed.set):
         assert store.request_cancel(conn, job_id) == "running"
-        assert killed.wait(10) and cancel.is_set()
+        assert killed.wait(10) and held.cancel.is_set()
+        assert not held.lost.is_set()
 
 
 def lease_threads() -> int:
@@ -106,3 +107,34 @@ def test_the_lease_thread_leaves_signals_to_the_main_thread(conn, leases, runnin
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         assert blocked & (1 << (sig - 1)), sig.name
     assert not blocked & (1 << (signal.SIGSEGV - 1))
+
+
+def test_a_job_ended_by_someone_else_is_lost_and_its_sandbox_stopped(conn, leases, running_job):
+    """A reaper ended the job (its lease ran out while the worker was cut off): stop, store nothing."""
+    job_id = running_job()
+    killed = threading.Event()
+    with leases.hold(conn, job_id, "w1") as held, held.cancel.watch(killed.set):
+        assert store.end_unrun(conn, job_id, "error", "reaped", ("running",))
+        assert killed.wait(10) and held.lost.is_set()
+        assert "someone else ended it" in held.why
+    assert store.read(conn, job_id)["status"] == "error"
+    assert not conn.exists(store.key(job_id, "lease")), "renewed a lease of a job it lost"
+
+
+def test_a_lease_that_cannot_be_renewed_is_lost_within_its_time(conn, leases, running_job, monkeypatch):
+    """No answer from Redis for the lease's time: someone may have ended the job, so it stops."""
+    import redis
+
+    from jobs import connection_options
+
+    from .jobs_support import free_port
+
+    monkeypatch.setattr(store, "LEASE_TTL", 1)
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    unreachable = redis.Redis.from_url(dead, **connection_options(dead, socket_timeout=0.5, retries=0))
+    job_id = running_job()
+    killed = threading.Event()
+    with leases.hold(unreachable, job_id, "w1") as held, held.cancel.watch(killed.set):
+        assert killed.wait(10) and held.lost.is_set()
+        assert "no answer from Redis" in held.why
+    assert store.read(conn, job_id)["status"] == "running"  # the reapers' to end, not the worker's

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from sandbox import redact_url
 
@@ -53,24 +56,30 @@ def serve(url: str, queues: list[str], *, burst: bool = False, name: str | None 
 
     QueueAuthFailed (raised) when Redis refuses the URL's credentials.
     ``cleanup``: False when a supervisor has already cleaned up for it.
+    A worker whose Redis goes away (restarted, cut off) starts again once it
+    is back, with the same name if it was given one.
     """
     from jobs.client import is_auth_error
     from jobs.errors import QueueAuthFailed, QueueUnavailable
 
+    from .task import CONNECTIONS
+
     if cleanup:
         cleanup_host()
+    CONNECTIONS.configure(url)
     _start_reaper(url)
-    delay = BACKOFF_START
+    delay, worker = BACKOFF_START, None
     while True:
         try:
-            worker = _make_worker(url, queues, name)
+            worker = _make_worker(url, queues, name, previous=worker)
+            delay = BACKOFF_START  # it reached Redis: the next outage starts over
             log.info("worker %s takes jobs from %s", worker.name, ", ".join(queues))
             # RQ's own INFO lines are four per job; task.run logs one, with the verdict
             worker.work(burst=burst, logging_level="WARNING")
             # RQ records a SIGINT/SIGTERM (warm shutdown) here, idle or busy
             if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
                 return 0
-            log.warning("worker %s stopped unexpectedly; starting again", worker.name)
+            log.warning("worker %s stopped (Redis went away?); starting again", worker.name)
         except _connection_errors() as exc:
             if is_auth_error(exc):  # refused mid-run (the password changed): as at the start
                 raise QueueAuthFailed(url, exc) from exc
@@ -88,12 +97,21 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (redis.ConnectionError, redis.TimeoutError, QueueUnavailable)
 
 
-def _make_worker(url: str, queues: list[str], name: str | None):
+def _make_worker(url: str, queues: list[str], name: str | None, previous: Any = None) -> Any:
+    """A new RQ worker; ``previous``: this process's last one, which Redis may still list.
+
+    Without ``name``, each is named HOST.PID.RANDOM (the machine in `sandbox
+    jobs list`). With one, the previous incarnation's record is marked dead
+    first: RQ refuses a name whose record looks alive (as after a cut link).
+    """
     from rq.serializers import JSONSerializer
 
     from jobs.client import connect
 
     conn = connect(url)
+    if name is not None and previous is not None:
+        previous.register_death()
+    name = name or f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
     return _worker_class()(queues, connection=conn, serializer=JSONSerializer, name=name)
 
 
@@ -124,8 +142,9 @@ def _start_reaper(url: str) -> None:
     import redis
 
     from jobs import store
+    from jobs.client import connection_options
 
-    conn = redis.Redis.from_url(url, socket_connect_timeout=3)
+    conn = redis.Redis.from_url(url, **connection_options(url, retries=0))
 
     def loop() -> None:
         from sandbox import leave_to_main_thread
@@ -134,7 +153,8 @@ def _start_reaper(url: str) -> None:
         while True:
             try:
                 for job_id in store.reap(conn):
-                    log.warning("job %s: its worker died mid-job; marked error", job_id)
+                    log.warning("job %s: its worker stopped renewing its lease (died or cut off); "
+                                "marked error", job_id)
             except Exception as exc:
                 log.debug("reaper: %s", exc)
             time.sleep(REAP_INTERVAL)

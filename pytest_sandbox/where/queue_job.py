@@ -1,60 +1,92 @@
-"""A marked test as a job for the queue, and a finished job as that test's reports.
+"""Marked tests as a batch job for the queue, and each line the job writes as one test's outcome.
 
 The job: the session's rootdir as its workspace (``/workspace`` on the
-worker), one step that runs the inner pytest for the test's nodeid
-(``pytest_sandbox.inner``) with its report file in the workspace, and that
-file as the job's one artifact. The spec comes from the same sources as a
-local sandbox's (options, marker, ``pytest_sandbox_spec`` hooks); what only
-makes sense on this host (mounts, networks, hostname, user) is refused.
+worker), one step that runs the batch's pytest (``pytest_sandbox.batch``)
+on the batch's node ids, with the session's arguments. The sandbox spec of
+a batch is its tests' (options, marker, ``pytest_sandbox_spec`` hooks: only
+tests of the same spec share a batch); what only makes sense on this host
+(mounts, networks, hostname, user) is refused. Its limits apply to the
+batch's sandbox, which its tests' namespaces share; a test's ``timeout``
+ends that test alone, and the job's is the sum of its tests' with time to start
+(``BATCH_START``).
 
-Back: the report file's lines are the test's events (reports, warnings,
-...); a job that did not
-end as passed or failed (timed_out, cancelled, error), or a test process
-that died before it reported, becomes a failure of that test saying so.
+Back: each line the batch writes on its stdout is one test's events (its
+reports, warnings, ...) and how its process ended, with its uncaptured
+output: a test process that died before it reported (segfault,
+``os.abort()``, its time limit, the memory limit) becomes a failure of that
+test saying so. Tests the job never got to (it timed out, was cancelled,
+ended in error, its worker died) fail saying why.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
-from dataclasses import fields as dataclass_fields
 from pathlib import PurePosixPath
 
 from jobs import JobResult, JobSpec, ResultsSpec, Step
 from sandbox import Result, SandboxSpec, SpecError
 
 from .. import crash
-from ..channel import REPORTS
+from ..batch import FRAME, encode_node_ids
 from ..events import parse_events
-from ..inner import ENV, inner_argv
+from ..inner import session_argv
 from ..settings import base_fields, build_spec
 from . import Outcome
 
 WORKSPACE = "/workspace"
-#: The report directory, relative to the workspace (made fresh by the step).
+#: The reports' directory, relative to the workspace (made fresh by the step).
 REPORT_DIR = ".pytest-sandbox-reports"
-REPORT_FILE = f"{REPORT_DIR}/{REPORTS}"
-#: The job's timeout when neither option nor marker sets one (a job file's default).
+#: A test's time limit when neither option nor marker sets one (a job file's default).
 DEFAULT_TIMEOUT = 600.0
+#: What a batch's job is given beyond its tests' time limits: its pytest's start and
+#: collection, on a worker that may be busy (seconds).
+BATCH_START = 120.0
 #: Limits a job carries (its timeout is the job's own).
 JOB_LIMITS = ("memory", "cpus", "pids", "output", "disk")
 STEP = "test"
+#: The node ids of one batch, encoded, stay well under the kernel's 128 KiB per argument.
+MAX_BATCH_BYTES = 96 << 10
 
 
-def job_spec(config, item) -> JobSpec:
-    """The job that runs ``item`` on a worker; SpecError for a spec a worker cannot honour."""
-    command = inner_argv(item, python="python3", rootdir=WORKSPACE)
-    spec = build_spec(config, item, base_fields(config, item, command))
+def test_spec(config, item) -> SandboxSpec:
+    """The sandbox spec ``item`` runs under on a worker; SpecError for one a worker cannot honour."""
+    spec = build_spec(config, item, base_fields(config, item, ["pytest", item.nodeid]))
     _refuse_host_only(spec)
+    return spec
+
+
+def batch_key(spec: SandboxSpec) -> tuple:
+    """Tests whose specs give the same key can share a batch (and its sandbox)."""
+    return (spec.image, spec.limits, tuple(sorted(spec.env.items())), spec.seccomp, spec.userns)
+
+
+def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
+    """The job that runs the tests ``nodeids`` (of one spec) on a worker."""
+    argv = [*session_argv(config, python="python3", rootdir=WORKSPACE,
+                          plugin="pytest_sandbox.batch"),
+            f"--sandbox-batch={encode_node_ids(nodeids)}"]
+    if spec.limits.timeout:
+        argv.append(f"--sandbox-batch-timeout={spec.limits.timeout}")
     run = (f"rm -rf {REPORT_DIR} && mkdir {REPORT_DIR} && cd {shlex.quote(_invocation_dir(config))}"
-           f" && exec {shlex.join(spec.command)}")
+           f" && exec {shlex.join(argv)}")
+    limits = {k: getattr(spec.limits, k) for k in JOB_LIMITS}
+    if limits["output"] is not None:
+        limits["output"] *= len(nodeids)  # each test's, and the lines that carry its reports
+    name = nodeids[0] if len(nodeids) == 1 else f"{nodeids[0]} and {len(nodeids) - 1} more"
     return JobSpec(
-        name=item.nodeid, steps=(Step(STEP, run),), image=spec.image,
-        workspace=str(config.rootpath), timeout=spec.limits.timeout or DEFAULT_TIMEOUT,
-        limits={k: getattr(spec.limits, k) for k in JOB_LIMITS},
-        env={**_pytest_env(), **spec.env, ENV: f"{WORKSPACE}/{REPORT_DIR}",
-             "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(artifacts=(REPORT_FILE,)))
+        name=name, steps=(Step(STEP, run),), image=spec.image,
+        workspace=str(config.rootpath),
+        timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
+        limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
+        results=ResultsSpec(), seccomp=spec.seccomp, userns=spec.userns)
+
+
+def fits(nodeids: list[str]) -> bool:
+    """Whether one batch can carry these node ids (on its command line)."""
+    return len(encode_node_ids(nodeids)) <= MAX_BATCH_BYTES
 
 
 def _invocation_dir(config) -> str:
@@ -66,7 +98,7 @@ def _invocation_dir(config) -> str:
 
 
 def _pytest_env() -> dict[str, str]:
-    """The environment variables of this session's arguments (PYTEST_ADDOPTS): the inner
+    """The environment variables of this session's arguments (PYTEST_ADDOPTS): the batch's
     pytest is given its arguments, and these, to be the same."""
     return {k: os.environ[k] for k in ("PYTEST_ADDOPTS",) if k in os.environ}
 
@@ -79,43 +111,87 @@ def _refuse_host_only(spec: SandboxSpec) -> None:
     if spec.network != default.network:
         raise SpecError("network", spec.network.mode, "none with --sandbox-redis "
                         "(a job's steps have no network)")
+    if spec.seccomp not in ("default", "unconfined"):
+        raise SpecError("seccomp", spec.seccomp, "default or unconfined with --sandbox-redis "
+                        "(a profile file is a path of this host)")
     for name in ("hostname", "user"):
         if getattr(spec, name) != getattr(default, name):
             raise SpecError(name, getattr(spec, name), f"{getattr(default, name)!r} (the "
                             "default) with --sandbox-redis (a job's steps cannot change it)")
 
 
-def outcome(item, job: JobResult, report: bytes | None, output: dict[str, bytes]) -> Outcome:
-    """The test's reports from its job's result, its report file and its step's output."""
-    result = engine_result(job, output)
-    if result is not None:
-        item.config.hook.pytest_sandbox_result(item=item, result=result)
-    moved = (WORKSPACE, str(item.config.rootpath))
-    events = parse_events(item.config, report, moved=moved) if report else []
-    return Outcome(crash.complete(item, events, result, reason=why(job, report)), result, "remote")
+def frames(data: bytes) -> tuple[list[dict], bytes]:
+    """The lines in what a batch wrote so far, and what is left of a line not ended yet."""
+    *lines, rest = data.split(b"\n")
+    found = []
+    for line in lines:
+        start = line.find(FRAME.encode())
+        if start >= 0:
+            try:
+                found.append(json.loads(line[start + len(FRAME):]))
+            except ValueError:
+                continue
+    return found, rest
 
 
-def why(job: JobResult, report: bytes | None) -> str | None:
-    """One line when the job itself, not the test, ended things; None to let the Result speak."""
+def frame_outcome(item, job_id: str, frame: dict, spec: SandboxSpec) -> Outcome:
+    """The test's outcome from its line: its events, completed if its process died first."""
+    config = item.config
+    if frame.get("missing"):
+        return Outcome(crash.complete(item, [], None, reason=f"sandbox: remote job {job_id} did "
+                                      f"not collect {item.nodeid} on its worker"), path="remote")
+    result = _result(job_id, frame, spec)
+    config.hook.pytest_sandbox_result(item=item, result=result)
+    moved = (WORKSPACE, str(config.rootpath))
+    events = parse_events(config, frame["events"].encode(), moved=moved) if frame["events"] else []
+    return Outcome(crash.complete(item, events, result), result, "remote")
+
+
+def _result(job_id: str, frame: dict, spec: SandboxSpec) -> Result:
+    """How the test's process ended, as the engine's Result says it."""
+    status = frame.get("status")
+    signal = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+    if status is None:
+        code = 255
+    elif signal is not None:
+        code = 128 + signal
+    else:
+        code = os.WEXITSTATUS(status)
+    stdout, stderr = (base64.b64decode(frame.get(name, "")) for name in ("stdout", "stderr"))
+    limits = spec.limits
+    return Result(id=job_id, exit_code=code, signal=signal, started_at=frame["started"],
+                  ended_at=frame["ended"], duration=frame["ended"] - frame["started"],
+                  stdout=stdout, stderr=stderr, timed_out=bool(frame.get("timed_out")),
+                  stdout_bytes=len(stdout), stderr_bytes=len(stderr),
+                  limits={"memory": limits.memory, "timeout": limits.timeout,
+                          "output": limits.output, "pids": limits.pids, "cpus": limits.cpus,
+                          "disk": limits.disk})
+
+
+def why_unrun(job: JobResult | None, job_id: str, error: str | None, stderr: bytes = b"") -> str:
+    """Why a batch's test never ran: the job ended first (or was lost); with the end of
+    the batch's stderr (pytest's own output there: a collection error, say)."""
+    tail = stderr[-crash.OUTPUT_HEAD:].decode("utf-8", "replace").strip()
+    return _why_unrun(job, job_id, error) + (f"\n\nthe batch's stderr ends with:\n{tail}"
+                                             if tail else "")
+
+
+def _why_unrun(job: JobResult | None, job_id: str, error: str | None) -> str:
+    if job is None:
+        return f"sandbox: lost remote job {job_id}: {error}"
     where = f"remote job {job.id}" + (f" on worker {job.worker}" if job.worker else "")
     detail = f": {job.error}" if job.error else ""
     if job.status == "timed_out":
-        return f"sandbox: {where} timed out{detail}"
+        return f"sandbox: {where} timed out before it ran this test{detail}"
     if job.status == "cancelled":
         return f"sandbox: {where} was cancelled{detail}"
     if job.status not in ("passed", "failed"):
         return f"sandbox: {where} ended in {job.status}{detail}"
-    if report is None and any(a.path == REPORT_FILE and not a.stored for a in job.artifacts):
-        return f"sandbox: {where}: the test's report file was over the job queue's artifact size cap"
-    return None
+    return f"sandbox: {where} ended before it ran this test{_stderr(job)}"
 
 
-def engine_result(job: JobResult, output: dict[str, bytes]) -> Result | None:
-    """The sandbox Result of the job's step (from its JSON form), with the output seen in its log."""
+def _stderr(job: JobResult) -> str:
     step = next((s for s in job.steps if s.name == STEP and s.result), None)
-    if step is None or step.result is None:
-        return None
-    known = {f.name for f in dataclass_fields(Result)}
-    data = {k: v for k, v in step.result.items() if k in known}
-    data.update(stdout=output.get("stdout", b""), stderr=output.get("stderr", b""))
-    return Result(**data)
+    code = step.result.get("exit_code") if step is not None and step.result else None
+    return f" (its pytest exited with status {code}; its output is in the job's log)" \
+        if code not in (None, 0) else ""

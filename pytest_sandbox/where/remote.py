@@ -1,22 +1,31 @@
-"""Dispatch marked tests to the job queue's workers (``--sandbox-redis URL``).
+"""Dispatch marked tests to the job queue's workers (``--sandbox-redis URL``), in batches.
 
-As pytest-xdist distributes tests to workers, but each test isolated in a
-sandbox on a worker: one job per marked test (``queue_job``), submitted
-with the ``jobs`` package's client. When the session knows its tests
-(``expect``, after collection) every marked test is submitted at once, so
-the workers run them side by side while this process collects the results
-in the session's order; a test that was not expected (in a pytest-xdist
-worker, say) is submitted when its turn comes. Jobs still queued or
-running when the session ends early (``-x``, Ctrl-C) are cancelled.
+As pytest-xdist's load scheduling hands each worker a chunk of the tests:
+when the session knows its tests (``expect``, after collection) they are
+cut, in the session's order, into one batch per worker listening on the
+queue (tests of the same spec only: ``queue_job.batch_key``), each one job
+(``queue_job.batch_job``): its worker collects the batch once and runs each
+test in namespaces of its own (``pytest_sandbox.batch``), writing a line
+per test to the job's log as the test ends. A thread per job follows its
+log, so each test's outcome is here as soon as it ended there; the session
+shows them in its own order. When a batch has ended and another still has
+tests it has not started, the second half of those is stolen: the other
+batch is told (``jobs.tell``) to stop there, says where it stopped, and the
+rest goes to a new batch, for the worker that is free. A test that was not
+expected (a pytest-xdist worker learns of its tests one by one) is a batch
+of its own, submitted when its turn comes. Jobs still queued or running when
+the session ends early (``-x``, Ctrl-C) are cancelled.
 
 Redis unreachable at the start, or a rootdir too big to travel, is one
-usage error; a job lost later (Redis gone, results expired) fails that
-test only, saying so.
+usage error; a job lost later (Redis gone, results expired) fails its
+tests only, saying so.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -27,11 +36,50 @@ from sandbox import SpecError, redact_url
 
 from .. import crash
 from . import Outcome
-from .queue_job import REPORT_FILE, job_spec, outcome
+from .queue_job import (
+    STEP,
+    batch_job,
+    batch_key,
+    fits,
+    frame_outcome,
+    frames,
+    test_spec,
+    why_unrun,
+)
+
+#: Steal only when the half to steal would take longer than this (seconds): a new batch
+#: starts a pytest and collects on its worker first.
+STEAL_WORTH = 2.0
+#: How much of a batch's stderr is kept to say why its tests did not run.
+STDERR_TAIL = 8192
+
+
+class Batch:
+    """One batch job: its tests in order, and the lines that came back for them."""
+
+    def __init__(self, items: list, spec) -> None:
+        self.items = items
+        self.spec = spec
+        self.job_id: str | None = None
+        self.frames: dict[int, dict] = {}  # index -> its line
+        self.ended = False
+        self.job = None  # its JobResult, once ended
+        self.error: str | None = None  # why it could not be followed, or submitted
+        self.stderr = b""
+        self.stolen_from: int | None = None  # where it stopped for another batch
+        self.steal_asked = False
+
+    def unstarted(self) -> int:
+        """Tests it has not reached yet (the one running counts as started)."""
+        return max(0, len(self.items) - len(self.frames) - 1)
+
+    def seconds_per_test(self) -> float | None:
+        done = [f["ended"] - f["started"] for f in self.frames.values() if "ended" in f]
+        return sum(done) / len(done) if done else None
 
 
 class QueueRunner:
-    """Submits one job per marked test and turns each job's result into the test's reports."""
+    """Submits the marked tests as batch jobs and turns their lines into the tests' outcomes."""
 
     needs_host_sandboxes = False  # the workers make the sandboxes
 
@@ -48,73 +96,224 @@ class QueueRunner:
                 f"--sandbox-redis: {exc.message.rstrip('.')}; start Redis there (and `sandbox worker "
                 f"--redis {self.url}`), or run without --sandbox-redis to sandbox marked tests "
                 "on this host") from exc
-        self.jobs: dict = {}  # item -> the id of its job, until its result is in
-        self.problems: dict = {}  # item -> why its job could not be submitted
+        self.problems: dict = {}  # item -> why it cannot go to the queue
+        self._where: dict = {}  # item -> (Batch, index)
+        self._batches: list[Batch] = []
+        self._changed = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._capacity = 1  # the workers listening when the tests were submitted
         self._packed: bytes | None = None
 
     def expect(self, items: list) -> None:
-        """Submit a job for each of ``items`` now: workers run them while we wait for the first."""
+        """Submit the marked tests now, one batch per worker: they run while we wait."""
+        groups: dict = {}
         for item in items:
-            self._submit(item)
+            spec = self._spec(item)
+            if spec is not None:
+                groups.setdefault(batch_key(spec), (spec, []))[1].append(item)
+        workers = self._capacity = max(1, self._workers())
+        for spec, group in groups.values():
+            for chunk in _chunks(group, workers):
+                self._submit(chunk, spec)
+
+    def collected(self, items: list) -> None:
+        pass  # each test is a batch of its own, submitted when its turn comes
 
     def run(self, item, nextitem) -> Outcome:
-        if item not in self.jobs and item not in self.problems:
-            self._submit(item)
+        if item not in self._where and item not in self.problems:
+            spec = self._spec(item)
+            if spec is not None:
+                self._submit([item], spec)
         if item in self.problems:
             return _failed(item, self.problems.pop(item))
-        job_id = self.jobs[item]  # stays until collected: on Ctrl-C, close() cancels it
-        output = {"stdout": b"", "stderr": b""}
-        try:
-            result = jobs.wait(self.conn, job_id, on_event=lambda e: _keep_output(output, e))
-            report = jobs.artifact(self.conn, job_id, REPORT_FILE)
-        except (jobs.JobError, redis.RedisError) as exc:
-            del self.jobs[item]
-            return _failed(item, f"sandbox: lost remote job {job_id} at {self.url}: {exc}")
-        del self.jobs[item]
-        return outcome(item, result, report, output)
+        found = self._wait_for(item)
+        if found is None:  # given up while the session closed
+            return _failed(item, self.problems.pop(item))
+        batch, frame = found
+        if frame is not None:
+            return frame_outcome(item, batch.job_id or "-", frame, batch.spec)
+        return _failed(item, why_unrun(batch.job, batch.job_id or "-", batch.error, batch.stderr))
 
     def close(self) -> None:
         """Cancel the jobs of tests that will not be collected after all."""
-        for job_id in self.jobs.values():
+        with self._changed:
+            self._closing = True
+            running = [b.job_id for b in self._batches if b.job_id and not b.ended]
+        for job_id in running:
             try:
                 jobs.cancel(self.conn, job_id)
             except (jobs.JobError, redis.RedisError):
                 pass  # the queue is gone; the job's TTL ends it
-        self.jobs.clear()
+        for thread in list(self._threads):
+            thread.join(30)
 
-    def _submit(self, item) -> None:
-        """Put ``item``'s job on the queue, or note why it cannot go."""
+    # -- submitting ---------------------------------------------------------------
+
+    def _spec(self, item):
         try:
-            spec = job_spec(self.config, item)
+            return test_spec(self.config, item)
         except SpecError as exc:
             self.problems[item] = f"sandbox spec: {exc}"
-            return
-        try:
-            self.jobs[item] = jobs.submit(self.conn, spec, queue=self.queue,
-                                                 packed=self._workspace(spec.workspace or str(self.config.rootpath)))
-        except (jobs.JobError, redis.RedisError) as exc:
-            self.problems[item] = f"sandbox: cannot submit to the queue at {self.url}: {exc}"
+            return None
 
-    def _workspace(self, rootdir: str) -> bytes:
+    def _submit(self, items: list, spec) -> None:
+        """Put ``items`` (of one spec) on the queue as batches, and follow each."""
+        for chunk in _fitting([items]):
+            batch = Batch(chunk, spec)
+            with self._changed:
+                self._batches.append(batch)
+                for index, item in enumerate(chunk):
+                    self._where[item] = (batch, index)
+                self._changed.notify_all()
+            try:
+                nodeids = [item.nodeid for item in chunk]
+                batch.job_id = jobs.submit(self.conn, batch_job(self.config, spec, nodeids),
+                                           queue=self.queue, packed=self._workspace())
+            except (jobs.JobError, redis.RedisError) as exc:
+                self._ended(batch, None, f"cannot submit to the queue at {self.url}: {exc}")
+                continue
+            thread = threading.Thread(target=self._follow, args=(batch, batch.job_id), daemon=True,
+                                      name=f"follow {batch.job_id}")
+            self._threads.append(thread)
+            thread.start()
+
+    def _workspace(self) -> bytes:
         """The rootdir, packed once for all jobs; a usage error when it cannot travel."""
         if self._packed is None:
             try:
-                self._packed = jobs.pack_workspace(rootdir)
+                self._packed = jobs.pack_workspace(str(self.config.rootpath))
             except jobs.WorkspaceError as exc:
                 raise pytest.UsageError(f"--sandbox-redis: the rootdir is each job's "
                                         f"workspace: {exc}") from exc
             _warn_without_workers(self.conn, self.url, self.queue)
         return self._packed
 
+    def _workers(self) -> int:
+        from rq import Queue, Worker
+
+        try:
+            return Worker.count(queue=Queue(self.queue, connection=self.conn))
+        except redis.RedisError:
+            return 0
+
+    # -- following (one thread per batch) -----------------------------------------
+
+    def _follow(self, batch: Batch, job_id: str) -> None:
+        pending = b""
+
+        def on_event(event) -> None:
+            nonlocal pending
+            if event.kind != "out" or event.step != STEP:
+                return
+            if event.stream == "stderr":
+                batch.stderr = (batch.stderr + event.data)[-STDERR_TAIL:]
+                return
+            found, pending = frames(pending + event.data)
+            for frame in found:
+                self._arrived(batch, frame)
+
+        job, error = None, None
+        try:
+            job = jobs.wait(self.conn, job_id, on_event=on_event)
+        except (jobs.JobError, redis.RedisError) as exc:
+            error = str(exc)
+        self._ended(batch, job, error)
+
+    def _arrived(self, batch: Batch, frame: dict) -> None:
+        with self._changed:
+            if "stolen_from" in frame:
+                batch.stolen_from = frame["stolen_from"]
+            else:
+                batch.frames[frame["index"]] = frame
+            self._changed.notify_all()
+        if "stolen_from" in frame:
+            self._resubmit(batch)
+        else:
+            self._steal()  # a worker freed before any test had a time may steal now
+
+    def _ended(self, batch: Batch, job, error: str | None) -> None:
+        with self._changed:
+            batch.ended, batch.job, batch.error = True, job, error
+            self._changed.notify_all()
+        self._steal()
+
+    def _wait_for(self, item) -> tuple[Batch, dict | None] | None:
+        """Block until ``item``'s line is in, or its batch ended without it (then its line is
+        None); None when it was given up (the session closed while it moved batches)."""
+        with self._changed:
+            while True:
+                if item not in self._where:
+                    return None
+                batch, index = self._where[item]
+                frame = batch.frames.get(index)
+                if frame is not None or (batch.ended and (batch.stolen_from is None
+                                                          or index < batch.stolen_from)):
+                    return batch, frame
+                self._changed.wait()
+
+    # -- stealing at the end ----------------------------------------------------------
+
+    def _steal(self) -> None:
+        """When a worker is free (fewer batches on the queue than workers), tell the batch
+        with the most tests not started yet to leave the second half of them to a new batch."""
+        with self._changed:
+            if self._closing or sum(not b.ended for b in self._batches) >= self._capacity:
+                return  # every worker has a batch, running or waiting for it
+            if any(b.steal_asked and b.stolen_from is None and not b.ended for b in self._batches):
+                return  # one steal at a time: the free worker gets that one's tests
+            victims = [b for b in self._batches if not b.ended and not b.steal_asked]
+            victim = max(victims, key=Batch.unstarted, default=None)
+            if victim is None or victim.job_id is None or victim.unstarted() < 2:
+                return
+            per_test = victim.seconds_per_test() or 0.0
+            if per_test * victim.unstarted() / 2 < STEAL_WORTH:
+                return
+            victim.steal_asked = True
+            start = len(victim.items) - victim.unstarted() // 2
+            job_id = victim.job_id
+        try:
+            jobs.tell(self.conn, job_id, f"steal {start}")
+        except (jobs.JobError, redis.RedisError):
+            pass  # it runs them itself
+
+    def _resubmit(self, batch: Batch) -> None:
+        """What a batch left when told to stop: a new batch, for the worker that is free
+        (none once the session is closing: those tests fail, saying why)."""
+        with self._changed:
+            rest = batch.items[batch.stolen_from:]
+            if self._closing:
+                for item in rest:
+                    self.problems[item] = "sandbox: the session ended before this test ran"
+                    self._where.pop(item, None)
+                self._changed.notify_all()
+                return
+        self._submit(rest, batch.spec)
+
+
+def _chunks(items: list, count: int) -> Iterator[list]:
+    """``items`` cut, in order, into ``count`` chunks of (nearly) the same size."""
+    count = max(1, min(count, len(items)))
+    size, extra = divmod(len(items), count)
+    start = 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        yield items[start:end]
+        start = end
+
+
+def _fitting(chunks: list[list]) -> Iterator[list]:
+    """Each chunk, halved until its node ids fit on a batch's command line."""
+    for chunk in chunks:
+        if len(chunk) > 1 and not fits([item.nodeid for item in chunk]):
+            half = len(chunk) // 2
+            yield from _fitting([chunk[:half], chunk[half:]])
+        else:
+            yield chunk
+
 
 def _failed(item, reason: str) -> Outcome:
     return Outcome(crash.complete(item, [], None, reason=reason), path="remote")
-
-
-def _keep_output(output: dict[str, bytes], event) -> None:
-    """The step's stdout/stderr from the job's log: shown if the test process dies."""
-    if event.kind == "out" and event.stream in output:
-        output[event.stream] += event.data
 
 
 def _warn_without_workers(conn, url: str, queue: str) -> None:

@@ -9,6 +9,10 @@ pytest itself: it is ended as soon as a test ran in pytest since (an
 unsandboxed one) or the fixtures pytest has set up changed, and a new one
 is made at the next sandboxed test that follows another.
 
+In a session's twin (``pytest_sandbox.twin``) nothing ever runs in the
+session itself, so its server is made at the first test and stands for
+all (``stable``).
+
 Tests are named to the server by their positions in ``session.items``.
 ``PYTEST_SANDBOX_FORK_SERVER=0`` turns the server off.
 """
@@ -29,7 +33,8 @@ SERVER_ENV = "PYTEST_SANDBOX_FORK_SERVER"
 class Forker:
     """Builds each marked test's target, served by a fork server while its copy stands."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stable: bool = False) -> None:
+        self._stable = stable  # the session never runs a test itself: its copy always stands
         self._server: ForkServer | None = None
         self._server_stack: tuple = ()  # pytest's set-up nodes when the server was made
         self._last: int | None = None  # the position of the last item run
@@ -37,6 +42,8 @@ class Forker:
 
     def follow(self, item, position: int | None) -> None:
         """Note that ``item`` (at ``position``) runs now; end a server whose copy no longer stands."""
+        if self._stable:
+            return
         follows = position is not None and self._last is not None and position == self._last + 1
         self._streak = self._streak + 1 if follows else 1
         self._last = position
@@ -47,12 +54,13 @@ class Forker:
     def target(self, item, nextitem, positions: tuple[int | None, int | None],
                wait_for_go: bool):
         """What ``item``'s sandbox runs: its phases (``inside.run_item``), by the server
-        when there is one or one can be made now; ``positions``: of item and nextitem."""
+        when there is one or one can be made now; ``positions``: of item and nextitem
+        (with ``wait_for_go``, the go message names the next item instead)."""
         local = partial(inside.run_item, item, nextitem, wait_for_go=wait_for_go)
         position, next_position = positions
         ahead = 1 if wait_for_go else 0  # made while the item before it runs
-        if (self._streak + ahead < 2 or os.environ.get(SERVER_ENV) == "0" or position is None
-                or (nextitem is not None and next_position is None)):
+        if ((self._streak + ahead < 2 and not self._stable) or os.environ.get(SERVER_ENV) == "0"
+                or position is None or (nextitem is not None and next_position is None)):
             return local
         if self._server is None:
             if not single_threaded():

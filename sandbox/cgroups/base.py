@@ -40,6 +40,8 @@ class CgroupStats:
     """Accounting read from the cgroup at the end of a run (None: not known)."""
 
     peak_memory: int | None = None
+    #: memory in use now (a live sandbox's; the daemon's stats and a class's page show it)
+    memory_current: int | None = None
     cpu_user: float | None = None
     cpu_system: float | None = None
     cpu_total: float | None = None

@@ -192,6 +192,7 @@ class SandboxCgroupV1(Cgroup):
         events = read_keyed(self._file("pids", "pids.events") or "")
         return CgroupStats(
             peak_memory=read_int(self._file("memory", "memory.max_usage_in_bytes") or ""),
+            memory_current=read_int(self._file("memory", "memory.usage_in_bytes") or ""),
             cpu_user=None if usage_user is None else usage_user / 1e9,
             cpu_system=None if usage_sys is None else usage_sys / 1e9,
             cpu_total=None if usage is None else usage / 1e9,

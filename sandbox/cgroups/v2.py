@@ -168,6 +168,7 @@ class SandboxCgroupV2(Cgroup):
             peak = self._sampled_peak or None
         return CgroupStats(
             peak_memory=peak,
+            memory_current=read_int(self._f("memory.current")),
             cpu_user=cpu["user_usec"] / 1e6 if "user_usec" in cpu else None,
             cpu_system=cpu["system_usec"] / 1e6 if "system_usec" in cpu else None,
             cpu_total=cpu["usage_usec"] / 1e6 if "usage_usec" in cpu else None,

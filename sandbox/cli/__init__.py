@@ -24,7 +24,7 @@ from ..errors import SandboxError
 #: Verb modules inside the engine, in --help order.
 BUILTIN = ("run", "manage", "images", "build", "transfer", "doctor", "network")
 #: Verb modules of the packages built on the engine, imported if installed.
-EXTENSIONS = ("jobs.cli", "worker.cli", "server.cli")
+EXTENSIONS = ("jobs.cli", "worker.cli", "server.cli", "server.class_cli")
 
 USAGE_ERROR = 125
 

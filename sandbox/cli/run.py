@@ -39,9 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--egress", action="store_true", help="with bridge: allow NAT to outside")
     g.add_argument("-p", "--publish", action="append", default=[], metavar="HOSTPORT:PORT",
                    help="with bridge: publish a port on the host's 127.0.0.1")
+    g.add_argument("--allow-host-port", action="append", default=[], metavar="PORT",
+                   help="with bridge: let the sandbox connect to this port of the host "
+                   "(every other connection to the host is dropped)")
     g.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
                    help="drop a capability (ALL drops every one)")
     g.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+    g.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE",
+                   help="seccomp=PROFILE.json (Docker's format) or seccomp=unconfined "
+                   "(default: Docker's default profile)")
+    g.add_argument("--userns", default=None, metavar="MODE",
+                   help="auto: a user namespace of its own, root in it an unprivileged uid "
+                   "range of the host; host: the host's (default: host)")
     g.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
     lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
     lim.add_argument("--memory", default="1g", help="memory limit, swap off (default 1g)")
@@ -85,9 +94,26 @@ def spec_from_args(args: argparse.Namespace):
         user=args.user, hostname=args.hostname, name=args.name,
         mounts=tuple(Mount.parse(v) for v in args.volume), limits=limits,
         network=NetworkSpec(args.network, alias=args.name, egress=args.egress,
-                            publish=tuple(args.publish)),
-        capabilities=caps,
+                            publish=tuple(args.publish),
+                            allow_host_ports=tuple(args.allow_host_port)),
+        capabilities=caps, seccomp=seccomp_option(args.security_opt),
+        **({"userns": args.userns} if args.userns is not None else {}),
     )
+
+
+def seccomp_option(options: list[str]) -> str:
+    """The seccomp setting of ``--security-opt`` values (Docker's syntax; the last wins)."""
+    from ..spec import SpecError
+
+    seccomp = "default"
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            key, sep, value = option.partition(":")  # Docker's older spelling
+        if key != "seccomp" or not value:
+            raise SpecError("security-opt", option, "seccomp=PROFILE.json or seccomp=unconfined")
+        seccomp = value if value in ("unconfined", "default") else os.path.abspath(value)
+    return seccomp
 
 
 def _write(record) -> None:
@@ -164,8 +190,16 @@ def spec_body(args: argparse.Namespace) -> dict:
             "user": args.user, "hostname": args.hostname, "name": args.name,
             "mounts": [_absolute_volume(v) for v in args.volume], "limits": limits,
             "network": {"mode": args.network, "alias": args.name, "egress": args.egress,
-                        "publish": list(args.publish)},
-            "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop)}
+                        "publish": list(args.publish),
+                        "allow_host_ports": [_port(p) for p in args.allow_host_port]},
+            "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop),
+            "seccomp": seccomp_option(args.security_opt), "userns": args.userns}
+
+
+def _port(text: str) -> int | str:
+    """A port number as the daemon's JSON takes it (anything else is sent as is, and refused)."""
+    return int(text) if text.isdigit() else text
+
 
 
 def _absolute_volume(text: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from .api.classes import ClassesAPI
 from .api.images import ImagesAPI
 from .api.jobs import JobsAPI
 from .api.networks import NetworksAPI
@@ -44,6 +45,7 @@ class Client:
         self.networks = NetworksAPI(self.transport)
         self.jobs = JobsAPI(self.transport)
         self.system = SystemAPI(self.transport)
+        self.classes = ClassesAPI(self.transport)
 
     @classmethod
     def from_env(cls, host: str | None = None, token: str | None = None) -> "Client":

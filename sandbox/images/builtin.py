@@ -11,6 +11,12 @@ the sandbox's throwaway tmpfs. So a sandbox can write anywhere (``pip
 install`` into the host's Python works) and the host never changes. It
 shows what the read-only binds showed before, minus whatever is mounted
 below those directories on the host (an overlay does not cross mounts).
+
+What it shows is an allow-list: ``HOST_PATHS``, this Python's prefix and
+this package's checkout; nothing else of the host (not /root, /home, /run,
+/var, /srv or /mnt: the skeleton has them empty). The secrets below them
+(``hostmask.HIDDEN``: /etc/shadow, sudoers, SSH host keys, ...) show as
+empty files and directories.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import ImageError
-from . import layout
+from . import hostmask, layout
 from .model import Image
 from .oci import ImageConfig
 
@@ -129,15 +135,19 @@ def _python_prefixes() -> tuple[str, ...]:
 def host_image() -> Image:
     """The view of the host's /usr, /etc, libraries and this Python, each writable by overlay.
 
-    Worked out once per process and state root: it stats every host path,
-    and the pytest plugin asks for it once per test.
+    Worked out once per process and state root (it stats every host path, and
+    the pytest plugin asks for it once per test), but for what it hides, which
+    is looked at again whenever a directory holding a secret changes.
     """
     root = os.path.join(layout.root(), "host", "rootfs")
     if not os.path.isdir(root):
         _build_host_skeleton()
+    dirs = host_dirs()
+    masks = hostmask.masks(dirs)
     image = _HOST_IMAGES.get(root)
-    if image is None:
-        image = _HOST_IMAGES[root] = Image("host", (root,), host_dirs=host_dirs(), env=host_env())
+    if image is None or image.host_dirs != dirs or image.host_masks != masks:
+        image = _HOST_IMAGES[root] = Image("host", (root,), host_dirs=dirs, host_masks=masks,
+                                           env=host_env())
     return image
 
 

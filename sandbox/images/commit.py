@@ -6,7 +6,9 @@ container reaches them. Its init holds that tmpfs open (the root ``overlay``
 step keeps an O_PATH fd on it), so root on the host reads it through the
 magic link ``/proc/<init pid>/fd/<n>``, which the kernel resolves to the
 directory itself, whatever namespace it lives in; a process of the sandbox
-cannot open its init's fds (the init is not dumpable). Which upper dir is
+cannot open its init's fds (the init is not dumpable). In a user namespace
+the overlays see the layer through an idmapped copy, and the init holds the
+layer itself, whose files keep the image's own ids. Which upper dir is
 which container path comes from the overlay mounts the kernel lists in
 ``/proc/<init pid>/mountinfo``. The sandbox is frozen (its cgroup's freezer)
 while the changes are packed, as `docker commit` pauses, and the tree is
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 
 from .. import state
 from ..errors import ImageError, StateError
+from ..idmap import IDMAPPED
 from .oci import ImageConfig
 from .pack import layer_from_upper
 from .reference import parse_reference
@@ -98,6 +101,7 @@ def _upper_dirs(init: int, sandbox_id: str) -> list[tuple[str, str]]:
             options = dict(o.partition("=")[::2] for o in fields[sep + 3].split(","))
             upper = options.get("upperdir", "")
             _, marker, rel = upper.partition(f"/{sandbox_id}/")
+            rel = rel.removeprefix(f"{IDMAPPED}/")  # a user namespace's view: the fd is the layer
             if marker and rel.endswith("upper") and ".." not in rel.split("/"):
                 found.append((_unescape(fields[4]), rel))
     if not any(path == "/" for path, _ in found):

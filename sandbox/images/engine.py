@@ -42,18 +42,20 @@ def to_image(stored: StoredImage, name: str) -> Image:
     config = stored.config.config
     env = config.env_dict()
     host_dirs: tuple[str, ...] = ()
+    host_masks: tuple[tuple[str, str], ...] = ()
     if stored.base == "host":
         host = host_image()
         layers += host.layers
         links += ("host/rootfs",)
-        host_dirs = host.host_dirs
+        host_dirs, host_masks = host.host_dirs, host.host_masks
         env = {**host.env, **env}
     if not layers:  # FROM scratch and nothing added: an empty root
         empty = layout.root() / "empty"
         empty.mkdir(mode=0o755, exist_ok=True)
         layers, links = (str(empty),), ("empty",)
     size = sum(unpacked_size(layer.diff_id) for layer in stored.layers)
-    return Image(name, layers, host_dirs=host_dirs, env=env, config=config, id=stored.id,
+    return Image(name, layers, host_dirs=host_dirs, host_masks=host_masks, env=env, config=config,
+                 id=stored.id,
                  links=links, link_base=str(layout.root()), size=size, created=stored.created)
 
 

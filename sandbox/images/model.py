@@ -18,13 +18,16 @@ class Image:
     kernels without ``fsconfig(lowerdir+)``), or empty. ``host_dirs``: host
     directories shown at the same path, each under a writable overlay of its
     own (the ``host`` image and images built on it); the layers' own
-    content under such a path lies over the host's. ``env`` is the image's
-    environment (its config's Env, or the host image's PATH).
+    content under such a path lies over the host's. ``host_masks``: (host
+    dir, mask dir) for the host dirs with secrets hidden below them
+    (``hostmask``): the mask lies right above the host dir. ``env`` is the
+    image's environment (its config's Env, or the host image's PATH).
     """
 
     name: str
     layers: tuple[str, ...]
     host_dirs: tuple[str, ...] = ()
+    host_masks: tuple[tuple[str, str], ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     config: ImageConfig = field(default_factory=ImageConfig)
     id: str | None = None
@@ -53,6 +56,14 @@ class Image:
             return candidate
         for top in self.host_dirs:
             if path == top or path.startswith(top.rstrip("/") + "/"):
-                candidate = top + path[len(top.rstrip("/")):]
+                rest = path[len(top.rstrip("/")):]
+                for masked, mask in self.host_masks:
+                    if masked == top and os.path.lexists(mask + rest):
+                        return mask + rest
+                candidate = top + rest
                 return candidate if os.path.exists(candidate) else None
         return None
+
+    def mask_for(self, host_dir: str) -> str | None:
+        """The mask dir over ``host_dir``, if secrets below it are hidden."""
+        return next((mask for top, mask in self.host_masks if top == host_dir), None)

@@ -33,3 +33,18 @@ def own_start_time() -> int | None:
         _OWN_START.clear()
         _OWN_START[pid] = process_start_time(pid)
     return _OWN_START[pid]
+
+
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Get ``sig`` when the parent dies (PR_SET_PDEATHSIG); False if ``parent`` is gone already.
+
+    For a helper process a multi-threaded owner started (a pytest-xdist
+    worker's single-threaded twin): the prctl alone would miss a parent that
+    died before it, whose child has been handed to another process since.
+    The signal comes when the thread that started this process ends: the
+    owner's main thread, for the owners that use this.
+    """
+    from .syscalls import set_pdeathsig
+
+    set_pdeathsig(sig)
+    return os.getppid() == parent

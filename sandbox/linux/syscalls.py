@@ -44,6 +44,7 @@ __all__ = [
     "drop_bounding_caps",
     "fork_into_pid_ns",
     "fork_sibling",
+    "fork_with",
     "loopback_up",
     "mount",
     "mount_setattr",
@@ -288,14 +289,22 @@ def fork_sibling() -> int:
     """fork(), except that the child is our parent's child (clone(2) with CLONE_PARENT).
 
     Our parent then reaps it and gets its real wait status, as if it had
-    forked it itself. Python's fork hooks run around it as around os.fork
-    (``PyOS_BeforeFork`` and the rest). Returns 0 in the child, as fork does.
-    Only where CAN_FORK_SIBLING; only in a single-threaded process.
+    forked it itself. Returns 0 in the child, as fork does. Only where
+    CAN_FORK_SIBLING; only in a single-threaded process.
+    """
+    return fork_with(_CLONE_PARENT)
+
+
+def fork_with(flags: int) -> int:
+    """fork() as clone(2) with ``flags`` (CLONE_PARENT, CLONE_NEW*): Python's fork hooks
+    run around it as around os.fork (``PyOS_BeforeFork`` and the rest). Returns 0 in
+    the child, as fork does. Only where CAN_FORK_SIBLING; only in a single-threaded
+    process.
     """
     if _SYS_CLONE is None:
-        raise OSError(errno.ENOSYS, f"fork_sibling is not supported on {os.uname().machine}")
+        raise OSError(errno.ENOSYS, f"clone is not wired up for {os.uname().machine}")
     _before_fork()
-    pid = _pylibc.syscall(_SYS_CLONE, _CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+    pid = _pylibc.syscall(_SYS_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0)
     if pid == 0:
         _after_fork_child()
         return 0

@@ -62,6 +62,8 @@ class Attachment:
     ops: tuple[Op, ...] = field(default=())
     #: (host file, container path): read-only binds into the container's root
     binds: tuple[tuple[str, str], ...] = field(default=())
+    #: Ports of the host this member may connect to (``--allow-host-port``)
+    host_ports: tuple[int, ...] = field(default=())
 
     @property
     def veth(self) -> str:
@@ -69,7 +71,8 @@ class Attachment:
 
     def detach(self) -> None:
         """Close ports, give the address back, leave /etc/hosts; idempotent."""
-        _release(self.network, self.address, self.sandbox_id, self.egress, self.publish)
+        _release(self.network, self.address, self.sandbox_id, self.egress, self.publish,
+                 self.host_ports)
 
     def describe(self) -> str:
         """What is reserved on the host for this sandbox, in one line (for plans)."""
@@ -79,12 +82,14 @@ class Attachment:
             text += ", egress open"
         if self.publish:
             text += ", publish " + ", ".join(f"127.0.0.1:{h}->{p}" for h, p in self.publish)
+        if self.host_ports:
+            text += ", host ports " + ", ".join(map(str, self.host_ports)) + " open to it"
         return text
 
     def as_record(self) -> dict[str, Any]:
         return {"network": self.network.name, "bridge": self.network.bridge,
                 "address": self.address, "veth": self.veth, "egress": self.egress,
-                "publish": [list(p) for p in self.publish]}
+                "publish": [list(p) for p in self.publish], "host_ports": list(self.host_ports)}
 
 
 def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
@@ -97,7 +102,8 @@ def attach(spec: Any, sandbox_id: str, record: Any) -> Attachment:
     alias = net_spec.alias or spec.name
     master = _bridge_index(network)
     address = ipam.allocate(network, sandbox_id, alias)
-    attachment = _connect(network, sandbox_id, address, alias, net_spec.egress, publish, master)
+    attachment = _connect(network, sandbox_id, address, alias, net_spec.egress, publish, master,
+                          net_spec.allow_host_ports)
     record.network = attachment.as_record()
     try:
         _open_ports(attachment)
@@ -118,7 +124,7 @@ def preview(spec: Any, sandbox_id: str) -> Attachment:
     network = registry.get(net_spec.mode, define=False)
     publish = tuple((p.host_port, p.port) for p in net_spec.publish)
     return _connect(network, sandbox_id, None, net_spec.alias or spec.name, net_spec.egress,
-                    publish, 0)
+                    publish, 0, net_spec.allow_host_ports)
 
 
 def _bridge_index(network: Network) -> int:
@@ -130,7 +136,8 @@ def _bridge_index(network: Network) -> int:
 
 
 def _connect(network: Network, sandbox_id: str, address: str | None, alias: str | None,
-             egress: bool, publish: tuple[tuple[int, int], ...], master: int) -> Attachment:
+             egress: bool, publish: tuple[tuple[int, int], ...], master: int,
+             host_ports: tuple[int, ...] = ()) -> Attachment:
     """The Attachment with its plan steps (data, encoded here; nothing is done here).
 
     The first process opens a netlink socket in the host's namespace before
@@ -152,7 +159,7 @@ def _connect(network: Network, sandbox_id: str, address: str | None, alias: str 
               f"connect {PEER_NAME} to {where} as {address or '<address>'}"),)
     binds = ((str(ipam.hosts_path(network)), "/etc/hosts"),)
     return Attachment(network, sandbox_id, address or "", alias, egress, publish, pre_ops, ops,
-                      binds)
+                      binds, host_ports)
 
 
 def _open_ports(attachment: Attachment) -> None:
@@ -160,11 +167,11 @@ def _open_ports(attachment: Attachment) -> None:
         from .bridge import allow_localnet
 
         allow_localnet(attachment.network)
-    if attachment.egress or attachment.publish:
+    if attachment.egress or attachment.publish or attachment.host_ports:
         from . import firewall
 
         firewall.open_ports(attachment.network, attachment.address, attachment.egress,
-                            attachment.publish)
+                            attachment.publish, attachment.host_ports)
 
 
 def _check_host_ports(publish: tuple[tuple[int, int], ...]) -> None:
@@ -201,11 +208,11 @@ def _published_ports() -> dict[int, str]:
 
 
 def _release(network: Network, address: str, sandbox_id: str, egress: bool,
-             publish: tuple[tuple[int, int], ...]) -> None:
-    if egress or publish:
+             publish: tuple[tuple[int, int], ...], host_ports: tuple[int, ...] = ()) -> None:
+    if egress or publish or host_ports:
         from . import firewall
 
-        firewall.close_ports(network, address, egress, publish)
+        firewall.close_ports(network, address, egress, publish, host_ports)
     ipam.release(network, address, sandbox_id)
 
 
@@ -217,7 +224,8 @@ def detach_record(record: Any) -> None:
     except NetworkError:
         return
     _release(network, data["address"], record.id, bool(data.get("egress")),
-             tuple(tuple(p) for p in data.get("publish", ())))
+             tuple(tuple(p) for p in data.get("publish", ())),
+             tuple(int(p) for p in data.get("host_ports", ())))
     _delete_leftover_veth(data.get("veth"))
 
 

@@ -6,28 +6,40 @@ One table per network, ``ip sandbox_<bridge>``, made with the bridge:
   anywhere else is dropped unless the member's address is in the ``egress``
   set; new connections into the bridge from elsewhere are dropped. So two
   networks cannot reach each other even when the host forwards packets.
-- input: new packets from the bridge for 127.0.0.0/8 are dropped: route_localnet
-  is on for -p, and this keeps members off the host's loopback services
-  (replies to -p connections, un-NATed to 127.0.0.1, still pass).
+- input: members reach no service of the host. What comes from the bridge
+  for the host itself (its address on the bridge, any other address of it,
+  127.0.0.0/8: route_localnet is on for -p) is dropped, but for replies
+  (to -p connections, un-NATed to 127.0.0.1, and ICMP errors) and for the
+  ports a member was given with ``--allow-host-port`` (the ``host_ports``
+  set: member address . port, TCP or UDP). The sandbox service offers
+  members nothing on the host by itself.
 - nat: members in ``egress`` are masqueraded; ``publish`` maps a TCP port of
   the host's 127.0.0.1 to a member's address and port.
 
 Per sandbox, only set and map elements change (``nft add element``), and only
-when it asks for --egress or -p. nft(8) is run as a command: pyroute2's
-nftables support cannot yet express these rules.
+when it asks for --egress, -p or --allow-host-port. nft(8) is run as a
+command: pyroute2's nftables support cannot yet express these rules.
+
+A bridge made by an older version has an older table: ``ensure_current``
+brings its input chain and sets up to date (once per boot and state run
+directory: a marker file says it was done), keeping the elements of the
+members it has.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
+from .. import state
 from ..errors import HostError, NetworkError
 from .model import Network
 
 RULES = """\
 table ip {table} {{
   set egress {{ type ipv4_addr; }}
+  set host_ports {{ type ipv4_addr . inet_service; }}
   map publish {{ type inet_service : ipv4_addr . inet_service; }}
   chain forward {{
     type filter hook forward priority -1; policy accept;
@@ -39,7 +51,7 @@ table ip {table} {{
   }}
   chain input {{
     type filter hook input priority -1; policy accept;
-    iifname "{br}" ip daddr 127.0.0.0/8 ct direction original drop
+{input}
   }}
   chain output {{
     type nat hook output priority -100; policy accept;
@@ -52,6 +64,15 @@ table ip {table} {{
   }}
 }}
 """
+
+
+#: The input chain's rules (the version that adds anything here adds to VERSION too).
+INPUT = """\
+    iifname "{br}" ip daddr 127.0.0.0/8 ct direction original drop
+    iifname "{br}" ct state established,related accept
+    iifname "{br}" meta l4proto {{ tcp, udp }} ip saddr . th dport @host_ports accept
+    iifname "{br}" drop"""
+VERSION = "2"
 
 
 def nft(script: str, *, what: str) -> str:
@@ -68,8 +89,35 @@ def nft(script: str, *, what: str) -> str:
 
 
 def install(network: Network) -> None:
-    nft(RULES.format(table=network.firewall_table, br=network.bridge),
-        what=f"installing the firewall of network {network.name!r}")
+    rules = RULES.format(table=network.firewall_table, br=network.bridge,
+                         input=INPUT.format(br=network.bridge))
+    nft(rules, what=f"installing the firewall of network {network.name!r}")
+    _mark_current(network)
+
+
+def ensure_current(network: Network) -> None:
+    """Bring the table of a bridge made by an older version up to date (its sets' elements kept)."""
+    if _marker(network).exists():
+        return
+    table, br = network.firewall_table, network.bridge
+    script = (f"add set ip {table} host_ports {{ type ipv4_addr . inet_service; }}\n"
+              f"flush chain ip {table} input\n"
+              + "".join(f"add rule ip {table} input {line.strip()}\n"
+                        for line in INPUT.format(br=br).splitlines()))
+    nft(script, what=f"updating the firewall of network {network.name!r}")
+    _mark_current(network)
+
+
+def _marker(network: Network) -> Path:
+    return state.run_dir() / "networks" / f"{network.bridge}.firewall-{VERSION}"
+
+
+def _mark_current(network: Network) -> None:
+    try:
+        _marker(network).parent.mkdir(parents=True, exist_ok=True)
+        _marker(network).touch()
+    except OSError:
+        pass  # checked again next time
 
 
 def uninstall(network: Network) -> None:
@@ -91,9 +139,9 @@ def list_rules(network: Network) -> str:
 
 
 def open_ports(network: Network, address: str, egress: bool,
-               publish: tuple[tuple[int, int], ...]) -> None:
-    """Add a member's egress and published ports (one nft call)."""
-    script = _elements("add", network, address, egress, publish)
+               publish: tuple[tuple[int, int], ...], host_ports: tuple[int, ...] = ()) -> None:
+    """Add a member's egress, published ports and host ports (one nft call)."""
+    script = _elements("add", network, address, egress, publish, host_ports)
     if script:
         if egress:
             enable_forwarding()
@@ -108,9 +156,9 @@ def open_ports(network: Network, address: str, egress: bool,
 
 
 def close_ports(network: Network, address: str, egress: bool,
-                publish: tuple[tuple[int, int], ...]) -> None:
+                publish: tuple[tuple[int, int], ...], host_ports: tuple[int, ...] = ()) -> None:
     """Remove them again; elements already gone are not an error."""
-    for line in _elements("delete", network, address, egress, publish).splitlines():
+    for line in _elements("delete", network, address, egress, publish, host_ports).splitlines():
         try:
             nft(line + "\n", what=f"closing egress/ports for {address}")
         except NetworkError:
@@ -118,9 +166,10 @@ def close_ports(network: Network, address: str, egress: bool,
 
 
 def _elements(verb: str, network: Network, address: str, egress: bool,
-              publish: tuple[tuple[int, int], ...]) -> str:
+              publish: tuple[tuple[int, int], ...], host_ports: tuple[int, ...] = ()) -> str:
     table = network.firewall_table
     lines = [f"{verb} element ip {table} egress {{ {address} }}"] if egress else []
+    lines += [f"{verb} element ip {table} host_ports {{ {address} . {port} }}" for port in host_ports]
     for host_port, port in publish:
         value = f" : {address} . {port}" if verb == "add" else ""
         lines.append(f"{verb} element ip {table} publish {{ {host_port}{value} }}")

@@ -26,7 +26,7 @@ from typing import Any
 from .. import state
 from ..errors import NetworkError
 from ..spec import _NAME_RE
-from . import bridge, ipam
+from . import bridge, firewall, ipam
 from .locks import locked
 from .model import DEFAULT, RESERVED, Network, bridge_name, parse_subnet
 
@@ -129,8 +129,10 @@ def _bridge_ports(bridge_name: str, settle: float = 2.0) -> list[str]:
 
 
 def ensure(network: Network) -> None:
-    """Make the network's bridge again if it is missing (after a reboot)."""
+    """Make the network's bridge again if it is missing (after a reboot); bring the
+    firewall of one an older version made up to date."""
     if bridge.exists(network):
+        firewall.ensure_current(network)
         return
     with _host_lock():
         if not bridge.exists(network):

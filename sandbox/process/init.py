@@ -29,8 +29,8 @@ import os
 
 from ..linux.proc import process_alive
 from ..plan import Plan
+from . import confine, handshake, steps
 from . import fds as fdmod
-from . import handshake, steps
 from .credentials import become
 from .fds import STATUS_FD, ChildFds
 from .handshake import HELD, SETUP_FAILED, fail_setup
@@ -95,6 +95,7 @@ def finish(plan: Plan, kernel: Kernel, target: Target | None = None,
     kernel.set_name(NAME)
     kernel.set_cmdline(NAME)  # not the host's paths and command line, in /proc/1/cmdline
     if plan.hold:
+        confine.enter_user_namespace(plan.exec, kernel)  # the target joins it through our pidfd
         hold(kernel, hold_fd)
     return start_command(plan, kernel, target, forward or install_forwarder(kernel))
 
@@ -184,7 +185,9 @@ def _spawn_command(plan: Plan, kernel: Kernel) -> int:
     """
     env = become(plan.exec, kernel)
     kernel.set_dumpable(False)
+    confine.stay_tied_to_owner(kernel)
     kernel.mark("become the user")
+    confine.load_seccomp(plan.exec, kernel)  # last: the filter holds from the spawn on
     argv = plan.exec.argv
     try:
         return kernel.spawn(find_in_path(argv[0], env.get("PATH", "")), argv, env)

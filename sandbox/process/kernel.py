@@ -21,12 +21,13 @@ import _signal  # signal's C module: no enum wrapping in freshly forked children
 import fcntl
 import os
 import resource
+import select
 import socket
 import stat
 import time
 
 from .. import linux
-from ..linux import rtnetlink, unix
+from ..linux import rtnetlink, seccomp, unix, userns
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class Kernel:
         #: An O_PATH fd on the writable layer's directory, held by the init for
         #: `sandbox commit` (pivot_root leaves no path to it), or -1.
         self.held_layer = -1
+        #: An fd for the sandbox's user namespace, made but not yet entered, or -1.
+        self.userns_fd = -1
+        #: True once this process is in the sandbox's user namespace.
+        self.in_userns = False
 
     def child(self, *, trace: bool = False) -> Kernel:
         """The Kernel of a process forked from this one (it starts with nothing done ahead)."""
@@ -302,6 +307,51 @@ class Kernel:
 
     def interface_index(self, name: str) -> int:
         return socket.if_nametoindex(name)
+
+    # -- user namespace and seccomp ---------------------------------------------------------
+
+    def make_userns(self, uid_map: str, gid_map: str, owner: tuple[int, int]) -> None:
+        """Make the sandbox's user namespace (``userns_fd``), without entering it."""
+        self.userns_fd = userns.make_user_namespace(uid_map, gid_map, owner)
+
+    def idmapped_mount(self, source: str, target: str, attrs: int, recursive: bool) -> None:
+        """Mount a copy of ``source`` on ``target``, its ids mapped as ``userns_fd``'s."""
+        userns.idmapped_mount(source, target, self.userns_fd, attrs, recursive)
+
+    def set_fs_ids(self, uid: int, gid: int) -> None:
+        """The filesystem ids mounts made now record as their mounter's."""
+        userns.set_fs_ids(uid, gid)
+
+    def enter_userns(self) -> None:
+        """Enter the user namespace made by ``make_userns`` (and close its fd)."""
+        if self.userns_fd < 0:
+            raise OSError(9, "no user namespace was made for this sandbox")
+        linux.setns(self.userns_fd, linux.CLONE_NEWUSER)
+        os.close(self.userns_fd)
+        self.userns_fd = -1
+        self.in_userns = True
+
+    def join_userns(self, pidfd: int) -> None:
+        """Enter the user namespace of ``pidfd``'s process (after its other namespaces)."""
+        linux.setns(pidfd, linux.CLONE_NEWUSER)
+        self.in_userns = True
+
+    def set_sysctl(self, path: str, value: str) -> None:
+        """Write a /proc/sys file (a setting of this process's namespaces)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+    def reader_gone(self, fd: int) -> bool:
+        """True when the read end of pipe ``fd`` (a write end) is closed (POLLERR)."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+
+    def load_seccomp(self, program: bytes, flags: int) -> None:
+        seccomp.load_filter(program, flags)
 
     # -- credentials ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .. import linux, pseudofs
 from ..linux import rtnetlink
 from ..plan import Op
 from ..securejoin import secure_join
+from . import userns
 from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
@@ -128,19 +129,26 @@ MOUNT_DATA_MAX = 4000
 
 
 def _overlay(kernel: Kernel, root: str, path: str, lowers: tuple[str, ...], upper: str,
-             work: str, flags: int, hold: bool, links_base: str | None) -> None:
+             work: str, flags: int, hold: str | None, links_base: str | None) -> None:
     """Mount an overlay at ``path`` in ``root``: one mount(2) while its options fit a page,
     else fsconfig(lowerdir+); ``links_base``: the lowers are short links relative to it.
 
-    With ``hold``, the init keeps the upper dir's parent open (``Kernel.held_layer``),
-    so `sandbox commit` can read it through /proc/<init>/fd after pivot_root
-    detached it from every path.
+    ``hold``: a directory the init keeps open (``Kernel.held_layer``), the
+    writable layer's, so `sandbox commit` can read it through /proc/<init>/fd
+    after pivot_root detached it from every path.
     """
     target = root if path == "/" else secure_join(root, path)
     if path != "/":
         kernel.makedirs(target)
     options = ",".join(f"{k}={v}" for k, v in OVERLAY_OPTIONS)
     data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{options}"
+    _mount_overlay(kernel, target, lowers, upper, work, flags, links_base, data)
+    if hold is not None:
+        kernel.held_layer = kernel.open(hold, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _mount_overlay(kernel: Kernel, target: str, lowers: tuple[str, ...], upper: str, work: str,
+                   flags: int, links_base: str | None, data: str) -> None:
     if links_base is not None:
         kernel.chdir(links_base)
         try:
@@ -151,9 +159,6 @@ def _overlay(kernel: Kernel, root: str, path: str, lowers: tuple[str, ...], uppe
         kernel.mount("overlay", target, "overlay", flags, data)
     else:
         kernel.mount_overlay(target, lowers, upper, work, OVERLAY_OPTIONS, flags)
-    if hold:
-        kernel.held_layer = kernel.open(os.path.dirname(upper),
-                                        os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def _hostname(kernel: Kernel, name: str) -> None:
@@ -230,5 +235,5 @@ STEPS: dict[str, Callable[..., Any]] = {
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
     "makedirs": _makedirs, "pseudo_fs": _pseudo_fs, "host_netlink": _host_netlink,
-    "plug": _plug, "overlay": _overlay,
+    "plug": _plug, "overlay": _overlay, **userns.STEPS,
 }

@@ -37,8 +37,8 @@ import gc
 import os
 
 from ..plan import Plan
+from . import confine, handshake
 from . import fds as fdmod
-from . import handshake
 from .credentials import become
 from .fds import STATUS_FD, ChildFds
 from .handshake import HELD, SETUP_FAILED, fail_setup
@@ -70,6 +70,7 @@ def child_of_init(plan: Plan, kernel: Kernel, target: Target) -> int:
         try:
             kernel.reset_signals()
             kernel.set_environ(become(plan.exec, kernel))
+            confine.load_seccomp(plan.exec, kernel)
         except StepFailed as exc:
             handshake.send_error(kernel, err_w, exc.step, exc.error)
             kernel.exit(SETUP_FAILED)
@@ -108,9 +109,11 @@ def _enter(plan: Plan, fds: ChildFds, init_pidfd: int, sock_fd: int, kernel: Ker
     in_step("join cgroup", kernel.join_cgroup, plan.cgroup_procs)
     _wait_until_held(kernel, sock_fd)
     in_step("enter namespaces", kernel.setns, init_pidfd, plan.unshare_flags)
+    confine.join_user_namespace(plan.exec, kernel, init_pidfd)
     fdmod.close_all_but(kernel, (), above=STATUS_FD)
     kernel.reset_signals()
     kernel.set_environ(become(plan.exec, kernel))
+    confine.load_seccomp(plan.exec, kernel)
     handshake.send_started(kernel, STATUS_FD, os.getpid())
     kernel.close(STATUS_FD)
 

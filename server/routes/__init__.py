@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import images, job_logs, jobs, networks, sandbox_logs, sandboxes, system
+from . import classes, images, job_logs, jobs, networks, sandbox_logs, sandboxes, system, terminals
 
 api = APIRouter(prefix="/v1")
-for module in (system, sandboxes, sandbox_logs, images, networks, jobs, job_logs):
+for module in (system, sandboxes, sandbox_logs, terminals, images, networks, jobs, job_logs, classes):
     api.include_router(module.router)

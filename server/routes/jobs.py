@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, show, cancel, artifacts, JUnit; the log in ``job_logs``.
+"""/v1/jobs: submit, list, show, cancel, re-run, artifacts, JUnit; the log in ``job_logs``.
 
 Submit is multipart, as curl sends it::
 
@@ -14,6 +14,7 @@ request path. A token sees only the jobs it submitted, unless admin.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from jobs import JobResult, NoSuchJob, load_job_text
+from jobs import JobResult, JobSpec, NoSuchJob, load_job_text
 
 from ..deps import Caller, EngineDep, Reader, Submitter
 from ..engine import Engine
@@ -50,12 +51,48 @@ async def submit(caller: Submitter, engine: EngineDep,
     text = await _read_capped(job, MAX_JOB_FILE, "job")
     packed = await _read_capped(workspace, MAX_WORKSPACE, "workspace") if workspace else None
     specs = load_job_text(text, job.filename or "job.toml", workspace_uploaded=packed is not None)
+    if not caller.admin:
+        _check_security(caller, specs)
 
     def enqueue() -> list[dict[str, str]]:
-        return [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
+        made = [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
                  "name": spec.name} for spec in specs]
+        engine.workspaces.keep([job["id"] for job in made], packed)
+        return made
 
     return {"jobs": await run_in_threadpool(enqueue), "queued": engine.jobs.queued}
+
+
+@router.post("/{job_id}/rerun", status_code=201, response_model=JobsSubmitted)
+async def rerun(job_id: str, caller: Submitter, engine: EngineDep) -> dict[str, Any]:
+    """Submit the job again: the same spec, the same workspace, on the same queue (409 when
+    this daemon no longer keeps the workspace it was submitted with)."""
+    fields = await run_in_threadpool(visible_fields, engine, caller, job_id)
+
+    def enqueue() -> list[dict[str, str]]:
+        packed = engine.workspaces.get(job_id)
+        spec = JobSpec.from_dict(json.loads(fields["spec"]))
+        new_id = engine.jobs.submit(spec, owner=caller.name, queue=fields.get("queue") or "default",
+                                    packed=packed)
+        engine.workspaces.keep([new_id], packed)
+        return [{"id": new_id, "name": spec.name}]
+
+    return {"jobs": await run_in_threadpool(enqueue), "queued": engine.jobs.queued}
+
+
+def _check_security(caller: Caller, specs: list[JobSpec]) -> None:
+    """403 for a [security] only an admin token may ask (as for a sandbox: see
+    ``sandboxes.check_rights``): no seccomp filter, ports of the host, the host's user
+    namespace where the daemon's default is its own."""
+    for spec in specs:
+        for asked, field, what in (
+                (spec.seccomp == "unconfined", "security.seccomp", "run without a seccomp filter"),
+                (bool(spec.allow_host_ports), "security.allow_host_ports", "connect to ports of the host"),
+                (spec.userns == "host" and os.environ.get("SANDBOX_USERNS") == "auto", "security.userns",
+                 "run in the host's user namespace")):
+            if asked:
+                raise ApiError(403, f"token {caller.name!r} may not {what}: that needs an admin "
+                               "token", field=field)
 
 
 def visible_fields(engine: Engine, caller: Caller, job_id: str) -> dict[str, str]:

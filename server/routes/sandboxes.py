@@ -9,13 +9,14 @@ the attach WebSocket are in ``sandbox_logs``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal as signals
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import StateError, host_caps, remove_sandbox, sandbox_rows
+from sandbox import DEFAULT_CAPABILITIES, StateError, capabilities_from, host_caps, remove_sandbox, sandbox_rows
 
 from ..deps import Caller, EngineDep, Reader, Runner
 from ..engine import Engine
@@ -60,13 +61,42 @@ def held_or_409(engine: Engine, caller: Caller, ref: str) -> Held:
 
 
 def check_rights(caller: Caller, body: SandboxCreate) -> None:
+    """403 for what only some tokens may ask: host paths (mounts, a seccomp profile file) need
+    ``mount-host``; what weakens the walls around a sandbox (the host's network, ports of the
+    host, no seccomp filter, the host's user namespace where the daemon's default is its own,
+    capabilities beyond the default set) needs ``admin``."""
     if body.mounts and not caller.allows("mount-host"):
         raise ApiError(403, f"token {caller.name!r} may not mount host paths: that needs the "
                        "scope 'mount-host'", field="mounts")
-    mode = body.network if isinstance(body.network, str) else (body.network.mode if body.network else None)
-    if mode == "host" and not caller.admin:
-        raise ApiError(403, f"token {caller.name!r} may not use the host's network: that needs "
-                       "an admin token", field="network")
+    if body.seccomp.startswith("/") and not caller.allows("mount-host"):
+        raise ApiError(403, f"token {caller.name!r} may not name a profile file of the daemon's "
+                       "host: that needs the scope 'mount-host'", field="seccomp")
+    asked = [] if caller.admin else _admin_only(body)
+    if asked:
+        field, why = asked[0]
+        raise ApiError(403, f"token {caller.name!r} may not {why}: that needs an admin token",
+                       field=field)
+
+
+def _admin_only(body: SandboxCreate) -> list[tuple[str, str]]:
+    """(field, what it asks) for each part of the request only an admin token may ask."""
+    network = body.network
+    mode = network if isinstance(network, str) else (network.mode if network else None)
+    asked = []
+    if mode == "host":
+        asked.append(("network", "use the host's network"))
+    if network is not None and not isinstance(network, str) and network.allow_host_ports:
+        asked.append(("network", "connect to ports of the host (allow_host_ports)"))
+    if body.seccomp == "unconfined":
+        asked.append(("seccomp", "run without a seccomp filter"))
+    if body.userns == "host" and os.environ.get("SANDBOX_USERNS") == "auto":
+        asked.append(("userns", "run in the host's user namespace"))
+    caps = body.capabilities if body.capabilities is not None else (
+        capabilities_from(body.cap_add, body.cap_drop) or ())
+    extra = {str(c).upper().removeprefix("CAP_") for c in caps} - set(DEFAULT_CAPABILITIES)
+    if extra:
+        asked.append(("cap_add", f"add the capabilities {', '.join(sorted(extra))}"))
+    return asked
 
 
 @router.post("", status_code=201, response_model=SandboxCreated)
@@ -113,7 +143,8 @@ async def inspect(ref: str, caller: Reader, engine: EngineDep) -> dict[str, Any]
         if row is None:
             raise no_such(ref)
         return row
-    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error}
+    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error,
+              "terminal": takes_input(held)}
     if held.result is not None:
         detail.update(exit_code=held.result.exit_code, result=held.result.to_dict())
     return detail
@@ -134,6 +165,13 @@ async def wait(ref: str, caller: Reader, engine: EngineDep, remove: bool = False
     if remove and caller.allows("run"):
         engine.sandboxes.drop(held)
     return ended(held)
+
+
+def takes_input(held: Held) -> str | None:
+    """How the sandbox takes input: ``pty``, ``pipe`` (its stdin), or None."""
+    if getattr(held.spec, "tty", False):
+        return "pty"
+    return "pipe" if held.stdin_w is not None else None
 
 
 def ended(held: Held) -> dict[str, Any]:

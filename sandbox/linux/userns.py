@@ -1,0 +1,169 @@
+"""User namespaces and idmapped mounts: made by a privileged process for a sandbox.
+
+``make_user_namespace`` makes a user namespace with a given uid and gid map
+and returns an fd for it, without entering it: a helper task is cloned into
+a new user namespace (clone(2) with CLONE_NEWUSER and CLONE_VM: it shares
+this process's memory, so no page tables are copied, and runs only libc's
+pause(3) on a small stack of its own), this process writes the helper's
+/proc/PID/uid_map and gid_map (user_namespaces(7): the writer needs
+CAP_SETUID and CAP_SETGID in the parent namespace), opens its ns/user and
+kills it; the namespace lives on through the fd. The namespace is made with
+the range's first ids as its owner (the effective ids at clone time), so
+the kernel's per-user counts above it (inotify instances, user namespaces)
+are the sandbox's own, not root's.
+
+``idmapped_mount`` clones a tree (open_tree(2)), gives it the namespace's
+mapping (mount_setattr(2) with MOUNT_ATTR_IDMAP: files owned by 0 on disk
+show as the range's first id) and attaches it (move_mount(2)).
+``set_fs_ids`` sets the filesystem ids a mount (an overlay) records as its
+mounter's, keeping this process's capabilities.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+from .syscalls import CLONE_NEWUSER, _CapDataPair, _CapHeader, _check, _MountAttr
+
+__all__ = ["idmapped_mount", "make_user_namespace", "set_fs_ids"]
+
+_CLONE_VM = 0x100
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # every architecture
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x100000
+_STACK_SIZE = 16384
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_clone = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                          ctypes.c_void_p, use_errno=True)(("clone", _libc))
+#: The helper's whole program: pause(3), called by libc's clone wrapper on the helper's stack.
+_PAUSE = ctypes.cast(_libc.pause, ctypes.c_void_p)
+#: Made at import (in the zygote), not in each container's freshly forked first process.
+_STACK = ctypes.create_string_buffer(_STACK_SIZE)
+_STACK_TOP = (ctypes.addressof(_STACK) + _STACK_SIZE - 64) & ~0xF
+_open_tree = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                              ctypes.c_uint, use_errno=True)(("syscall", _libc))
+_mount_setattr = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                                  ctypes.c_uint, ctypes.POINTER(_MountAttr), ctypes.c_size_t,
+                                  use_errno=True)(("syscall", _libc))
+_move_mount = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
+                               ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+                               use_errno=True)(("syscall", _libc))
+_capget = _libc.capget
+_capset = _libc.capset
+_CAP_V3 = 0x20080522
+_setfsuid = _libc.setfsuid
+_setfsgid = _libc.setfsgid
+
+
+def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> int:
+    """A new user namespace with these maps, owned by ``owner`` (uid, gid): its fd.
+
+    Only from a single-threaded process with CAP_SETUID, CAP_SETGID (and
+    real uid 0, to take its effective ids back).
+    """
+    pid = _clone_helper(owner)
+    try:
+        proc = f"/proc/{_pid_in_proc(pid)}"
+        for name, text in (("uid_map", uid_map), ("gid_map", gid_map)):
+            fd = os.open(f"{proc}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        return os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        _forget_pid(pid)
+
+
+def _forget_pid(pid: int) -> None:
+    """In a pid namespace's init: hand the helper's pid out again next (ns_last_pid,
+    pid_namespaces(7)), so the command is still the init's first child, pid 2."""
+    if os.getpid() != 1:
+        return
+    try:
+        fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"%d" % (pid - 1))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # pids merely go on from the helper's
+
+
+def _pid_in_proc(pid: int) -> int:
+    """``pid`` (in our pid namespace) as the /proc mounted here numbers it.
+
+    A container's first process is pid 1 of its own namespace while /proc is
+    still the host's: the ``Pid:`` line of a pidfd's fdinfo is in the
+    namespace of the procfs it is read from (proc(5)).
+    """
+    pidfd = os.pidfd_open(pid)
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pid:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(pidfd)
+    raise OSError(3, f"process {pid} is not in this /proc")
+
+
+def _clone_helper(owner: tuple[int, int]) -> int:
+    """Clone the paused helper into a new user namespace owned by ``owner``; its pid.
+
+    Nothing but this process's SIGKILL is ever sent to the helper (it is in
+    no session or process group of its own, and its pid is known only here),
+    so it runs nothing but pause(3) until then.
+    """
+    os.setegid(owner[1])
+    os.seteuid(owner[0])  # the new namespace's owner; effective capabilities drop meanwhile
+    try:
+        pid = _clone(_PAUSE, _STACK_TOP, CLONE_NEWUSER | _CLONE_VM | signal.SIGCHLD, None)
+        err = ctypes.get_errno()
+    finally:
+        os.seteuid(0)  # capabilities come back with uid 0 (capabilities(7))
+        os.setegid(0)
+    if pid < 0:
+        raise OSError(err, f"clone(CLONE_NEWUSER): {os.strerror(err)}")
+    return pid
+
+
+def idmapped_mount(source: str, target: str, userns_fd: int, attrs: int = 0,
+                   recursive: bool = False) -> None:
+    """Attach at ``target`` a copy of the tree at ``source`` mapped through ``userns_fd``'s
+    namespace, with MOUNT_ATTR_* ``attrs`` (``recursive``: submounts too)."""
+    rec = _AT_RECURSIVE if recursive else 0
+    fd = _check(_open_tree(_SYS_OPEN_TREE, _AT_FDCWD, os.fsencode(source),
+                           _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | rec), source)
+    try:
+        attr = _MountAttr(attrs | MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        _check(_mount_setattr(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | rec, attr,
+                              ctypes.sizeof(attr)), source)
+        _check(_move_mount(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, os.fsencode(target),
+                           _MOVE_MOUNT_F_EMPTY_PATH), target)
+    finally:
+        os.close(fd)
+
+
+def set_fs_ids(uid: int, gid: int) -> None:
+    """setfsuid(2)/setfsgid(2) to ``uid``/``gid``, keeping the effective capabilities
+    (which leaving fsuid 0 drops: they are raised again to the permitted set)."""
+    _setfsgid(gid)
+    _setfsuid(uid)
+    if uid != 0:
+        header = _CapHeader(_CAP_V3, 0)
+        data = _CapDataPair()
+        _check(_capget(ctypes.byref(header), data))
+        for half in data:
+            half.effective = half.permitted
+        _check(_capset(ctypes.byref(header), data))

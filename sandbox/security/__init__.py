@@ -1,0 +1,13 @@
+"""What a sandbox is kept from: its seccomp filter, its user namespace's ids.
+
+- ``profile``: seccomp profiles in Docker's JSON format (``default.json`` is
+  moby's default profile, vendored unmodified: see NOTICE), checked and
+  resolved for one sandbox's capabilities, architecture and kernel.
+- ``filters``: a resolved profile compiled to a BPF program with libseccomp,
+  once per profile and capability set (cached in memory and on disk).
+- ``subids``: per-sandbox ranges of host uids and gids for ``--userns=auto``,
+  from the ``sandbox`` entries of /etc/subuid and /etc/subgid.
+
+The container's side (entering the user namespace, loading the filter last
+before exec) is ``sandbox.process.confine``.
+"""
