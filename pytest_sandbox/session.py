@@ -7,7 +7,8 @@ parent writes ``N/cmd`` and ``N/in`` there and a line ``N`` to the agent's
 stdin; the agent runs ``sh N/cmd`` with its output in ``N/out`` and
 ``N/err`` and answers ``done N STATUS`` on its stdout. Files, processes and
 /tmp persist between commands, as in one container; everything is gone
-after ``close()``.
+after ``close()``. ``spawn()`` starts a program on a terminal of its own in
+the same sandbox (``sandbox exec -t``), for tests of interactive programs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from sandbox import Mount, Result, Sandbox, SandboxError, SandboxSpec
+from sandbox import Mount, Result, Sandbox, SandboxError, SandboxSpec, Spawned
 
 EXCHANGE = "/run/pytest-sandbox"
 AGENT = f"""
@@ -50,6 +51,7 @@ class SandboxSession:
         self._partial = b""
         self._count = 0
         self._dead: str | None = None
+        self._spawned: list[Spawned] = []
         stdin_r, self._stdin = os.pipe2(os.O_CLOEXEC)
         self.sandbox = Sandbox(spec, on_output=self._on_output, stdin_fd=stdin_r, log_file=False)
         try:
@@ -159,6 +161,19 @@ class SandboxSession:
                 "output": limits.output, "pids": limits.pids, "cpus": limits.cpus,
                 "disk": limits.disk}
 
+    def spawn(self, command: str | list[str], *, env: dict[str, str] | None = None,
+              cwd: str | None = None, user: str | None = None,
+              size: tuple[int, int] = (24, 80)) -> Spawned:
+        """Start ``command`` (a shell string, or a list of arguments) in this sandbox on a
+        terminal of its own, and drive it as pexpect does: ``send``, ``sendline``,
+        ``sendcontrol``, ``expect``, ``wait``. It ends with the sandbox, at the latest."""
+        if self._dead:
+            raise SandboxError(f"sandbox {self.id} has ended ({self._dead}); make a new one")
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        spawned = self.sandbox.spawn(argv, env=env, workdir=cwd, user=user, tty_size=size)
+        self._spawned.append(spawned)
+        return spawned
+
     def write_file(self, path: str, data: bytes | str, *, mode: int = 0o644) -> None:
         """Create or replace a file inside the sandbox."""
         quoted = shlex.quote(path)
@@ -176,7 +191,9 @@ class SandboxSession:
         return result.stdout
 
     def close(self) -> None:
-        """End the agent (stdin closed), then tear the sandbox down."""
+        """End what was spawned and the agent (stdin closed), then tear the sandbox down."""
+        while self._spawned:
+            self._spawned.pop().close()
         if self._stdin >= 0:
             os.close(self._stdin)
             self._stdin = -1

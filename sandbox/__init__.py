@@ -17,6 +17,17 @@ engine:
   ``Result``, ``LogRecord``, ``StopOnSignals`` (a stop hook for
   ``Sandbox.run``), ``single_threaded`` (whether this process may fork a
   Python target into a sandbox);
+- interactive programs: ``spawn(spec)`` (a new sandbox whose command runs on
+  a terminal) and ``Sandbox.spawn(command)`` return a ``Spawned``, driven as
+  pexpect drives a program (``send``, ``expect``; ``ExpectTimeout``,
+  ``ExpectEOF``); ``Exec`` and ``exec_into`` (a process in a running sandbox,
+  by object or by id or name: `sandbox exec`);
+- sandboxes that outlive their client (``sandbox.supervisor``), for the CLI
+  and the daemon alike: ``run_detached(spec, SupervisorOptions(...))``
+  (``RestartPolicy``), ``attach_to(id)`` (the frames a WebSocket carries:
+  ``sandbox.supervisor.protocol``), and the verbs ``start_sandbox``,
+  ``stop_sandbox``, ``restart_sandbox``, ``kill_sandbox``, ``wait_sandbox``
+  (``remove_sandbox`` removes supervised sandboxes too);
 - specs: ``SandboxSpec``, ``Limits``, ``Mount``, ``NetworkSpec``, ``Publish`` (a port
   published on the host's loopback, parsed from ``HOSTPORT:PORT``), ``Ulimit``,
   and the units they accept (``parse_size``, ``parse_duration``,
@@ -82,6 +93,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         SpecError,
         StateError,
     )
+    from .execute import Exec, exec_into
     from .gc import collect as collect_garbage
     from .hostlimits import capped as host_caps
     from .images import Image, import_image
@@ -111,8 +123,9 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .process.launcher import single_threaded
     from .redact import hide_from_ps, redact_url
     from .result import Result
-    from .runtime import Sandbox, dry_run, run
+    from .runtime import Sandbox, dry_run, run, spawn
     from .signals import StopOnSignals, leave_to_main_thread
+    from .spawned import ExpectEOF, ExpectTimeout, Spawned
     from .spec import (
         DEFAULT_CAPABILITIES,
         USERNS_MODES,
@@ -126,6 +139,13 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         check_name,
     )
     from .state import lib_dir, owner_gone, run_dir, write_owner
+    from .supervisor.lifecycle import attach_to, run_detached
+    from .supervisor.lifecycle import kill as kill_sandbox
+    from .supervisor.lifecycle import restart as restart_sandbox
+    from .supervisor.lifecycle import start as start_sandbox
+    from .supervisor.lifecycle import stop as stop_sandbox
+    from .supervisor.lifecycle import wait as wait_sandbox
+    from .supervisor.options import RestartPolicy, SupervisorOptions
     from .units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
@@ -135,6 +155,9 @@ __all__ = [
     "BuildStepFailed",
     "CommandNotExecutable",
     "CommandNotFound",
+    "Exec",
+    "ExpectEOF",
+    "ExpectTimeout",
     "ForkServer",
     "HostError",
     "Image",
@@ -147,17 +170,21 @@ __all__ = [
     "NetworkError",
     "NetworkSpec",
     "Publish",
+    "RestartPolicy",
     "Result",
     "Sandbox",
     "SandboxError",
     "SandboxSpec",
     "ServedTarget",
     "SetupError",
+    "Spawned",
     "SpecError",
     "StateError",
     "StopOnSignals",
+    "SupervisorOptions",
     "Ulimit",
     "UnpackError",
+    "attach_to",
     "build_error_text",
     "build_image",
     "capabilities_from",
@@ -167,6 +194,7 @@ __all__ = [
     "create_network",
     "die_with_parent",
     "dry_run",
+    "exec_into",
     "fork_nested",
     "format_duration",
     "format_size",
@@ -177,6 +205,7 @@ __all__ = [
     "image_rows",
     "import_image",
     "inspect_image",
+    "kill_sandbox",
     "leave_to_main_thread",
     "lib_dir",
     "network_rows",
@@ -193,13 +222,19 @@ __all__ = [
     "remove_image",
     "remove_network",
     "remove_sandbox",
+    "restart_sandbox",
     "run",
+    "run_detached",
     "run_dir",
     "sandbox_log",
     "sandbox_rows",
     "single_threaded",
+    "spawn",
+    "start_sandbox",
+    "stop_sandbox",
     "unpack_tar_into",
     "uploaded_context",
+    "wait_sandbox",
     "why_unavailable",
     "write_owner",
 ]
@@ -282,6 +317,21 @@ _LAZY = {
     "copy_tree_into": (".images.untrusted", "copy_tree_into"),
     "unpack_tar_into": (".images.untrusted", "unpack_tar_into"),
     "hide_from_ps": (".redact", "hide_from_ps"),
+    "Spawned": (".spawned", "Spawned"),
+    "ExpectTimeout": (".spawned", "ExpectTimeout"),
+    "ExpectEOF": (".spawned", "ExpectEOF"),
+    "spawn": (".runtime", "spawn"),
+    "Exec": (".execute", "Exec"),
+    "exec_into": (".execute", "exec_into"),
+    "SupervisorOptions": (".supervisor.options", "SupervisorOptions"),
+    "RestartPolicy": (".supervisor.options", "RestartPolicy"),
+    "run_detached": (".supervisor.lifecycle", "run_detached"),
+    "start_sandbox": (".supervisor.lifecycle", "start"),
+    "stop_sandbox": (".supervisor.lifecycle", "stop"),
+    "restart_sandbox": (".supervisor.lifecycle", "restart"),
+    "kill_sandbox": (".supervisor.lifecycle", "kill"),
+    "wait_sandbox": (".supervisor.lifecycle", "wait"),
+    "attach_to": (".supervisor.lifecycle", "attach_to"),
 }
 
 

@@ -11,45 +11,76 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import state
+from .errors import SandboxError
+
+if TYPE_CHECKING:
+    from .supervisor.status import Status
 
 
 def sandbox_rows(*, include_orphans: bool = False) -> list[dict[str, Any]]:
     """The sandboxes on this host (`sandbox ps`): id, name, image, status, created, command.
 
-    ``status`` is ``running`` while the sandbox's owner lives, ``orphaned``
-    (only with ``include_orphans``) for what a crash left to `sandbox gc`.
+    ``status`` is ``running`` while the sandbox's owner lives (a supervised one's
+    supervisor: ``running``, ``restarting`` or ``removing``); with
+    ``include_orphans`` also the stopped ones (``exited (N) ...``, their
+    ``exit_code`` set), ``created`` ones never started, ``dead`` ones whose
+    supervisor died, and ``orphaned`` what a crash left to `sandbox gc`.
     """
+    from .supervisor.status import read_status
+
     rows = []
-    for _sdir, record in state.iter_records():
-        if record is None:
+    for sdir, record in state.iter_records():
+        try:
+            status = read_status(sdir)
+        except SandboxError:
             continue
-        alive = record.owner_alive
-        if not alive and not include_orphans:
+        if status is not None:
+            row = _supervised_row(sdir, status)
+        elif record is not None:
+            row = {"id": record.id, "name": record.name, "image": record.image,
+                   "status": "running" if record.owner_alive else "orphaned",
+                   "created": record.created, "command": list(record.command),
+                   "owner_pid": record.owner_pid, "live": record.owner_alive}
+        else:
             continue
-        rows.append({"id": record.id, "name": record.name, "image": record.image,
-                     "status": "running" if alive else "orphaned", "created": record.created,
-                     "command": list(record.command), "owner_pid": record.owner_pid})
+        if row.pop("live") or include_orphans:
+            rows.append(row)
     return rows
+
+
+def _supervised_row(sdir: state.SandboxDir, status: Status) -> dict[str, Any]:
+    """A supervised sandbox's row; ``live``: whether it counts as running."""
+    from .supervisor.status import supervisor_alive
+
+    alive = supervisor_alive(sdir)
+    spec = status.spec
+    live = alive and status.state in ("running", "restarting", "removing")
+    if live:
+        what = status.state
+    elif status.state == "created":
+        what = "created"
+    elif status.live:  # its supervisor died: `sandbox gc` says so in its status
+        what = "dead"
+    else:
+        what = f"exited ({status.exit_code})"
+    return {"id": sdir.id, "name": spec.get("name"), "image": spec.get("image", "?"),
+            "status": what, "created": status.created, "command": list(spec.get("command") or ()),
+            "owner_pid": None, "exit_code": None if live else status.exit_code,
+            "finished": status.finished_at, "live": live}
 
 
 def remove_sandbox(ref: str, *, force: bool = False) -> str:
     """Kill (with ``force``) and remove the sandbox ``ref`` names (`sandbox rm`); its id.
 
-    StateError when there is no such sandbox, or it runs and ``force`` is false.
+    A supervised sandbox's writable layer, log and name go too. StateError
+    when there is no such sandbox, or it runs and ``force`` is false.
     """
-    from . import gc
-    from .errors import StateError
+    from .supervisor.lifecycle import remove
 
-    sdir = state.resolve(ref)
-    try:
-        record = sdir.read_record()
-    except StateError:
-        record = None
-    gc.remove(sdir, record, force=force)
-    return sdir.id
+    return remove(ref, force=force)
 
 
 def sandbox_log(ref: str) -> tuple[str, Path, Callable[[], bool]]:

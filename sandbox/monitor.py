@@ -18,6 +18,7 @@ the kernel gave the loop's thread is handled within WAKE_INTERVAL.
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import threading
@@ -41,9 +42,12 @@ class Monitor:
                  sinks: list[Sink], limiter: OutputLimiter, *, kill: Callable[[], None],
                  sample: Callable[[], None], timeout: float | None,
                  stdin: tuple[int, bytes] | None = None,
-                 on_exit: Callable[[], None] = lambda: None) -> None:
+                 on_exit: Callable[[], None] = lambda: None, terminal: int = -1,
+                 idle_timeout: float | None = None) -> None:
         self.proc = proc
         self.streams = {stdout_r: "stdout", stderr_r: "stderr"}
+        if terminal >= 0:  # the pty's master: what the command writes on its terminal
+            self.streams[terminal] = "stdout"
         self.status_r = status_r
         self.sinks = sinks
         self.limiter = limiter
@@ -51,6 +55,9 @@ class Monitor:
         self._sample = sample
         self._on_exit = on_exit
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        #: time.monotonic() of the last output read or input noted (``note_input``).
+        self.last_activity = time.monotonic()
         self.stdin = stdin
         self.started = threading.Event()
         self.done = threading.Event()
@@ -58,13 +65,16 @@ class Monitor:
         self.exit_status: int | None = None
         self.trace: list | None = None
         self.command_started_at: float | None = None
+        #: The command's pid, as its first process sees it (the host's, for an exec).
+        self.command_pid: int | None = None
         self.ended_at: float | None = None
         self.timed_out = False
+        self.idle_timed_out = False
         self.output_killed = False
         self.killed = False
         self.sink_error: BaseException | None = None
         self._status_buf = b""
-        self._open = {status_r, stdout_r, stderr_r, *([stdin[0]] if stdin and stdin[0] >= 0 else [])}
+        self._open = {status_r, *self.streams, *([stdin[0]] if stdin and stdin[0] >= 0 else [])}
         self._thread: threading.Thread | None = None  # made by start() only: run_here needs none
 
     def start(self) -> None:
@@ -107,6 +117,10 @@ class Monitor:
         """Block until the command has started or the sandbox failed (in slices, as join)."""
         while not self.started.wait(WAKE_INTERVAL):
             pass
+
+    def note_input(self) -> None:
+        """Input went to the command: it is not idle (callable from any thread)."""
+        self.last_activity = time.monotonic()
 
     def kill(self) -> None:
         """End the sandbox now (idempotent)."""
@@ -166,7 +180,11 @@ class Monitor:
             if deadline is not None and now >= deadline and not self.killed:
                 self.timed_out = True
                 self.kill()
-            wait = min(x for x in (deadline, next_sample) if x is not None) - now
+            idle_deadline = self._idle_deadline()
+            if idle_deadline is not None and now >= idle_deadline and not self.killed:
+                self.idle_timed_out = True
+                self.kill()
+            wait = min(x for x in (deadline, next_sample, idle_deadline) if x is not None) - now
             for key, _ in sel.select(max(wait, 0) if not self.killed else 0.05):
                 fd = key.fd
                 if fd == self.proc.pidfd:
@@ -193,6 +211,12 @@ class Monitor:
             self._close(stdin_fd)
         sel.close()
 
+    def _idle_deadline(self) -> float | None:
+        """When the command counts as idle (no output, no input), once it has started."""
+        if not self.idle_timeout or self.command_started_at is None:
+            return None
+        return self.last_activity + self.idle_timeout
+
     def _feed(self, sel: selectors.BaseSelector, fd: int, data: bytes) -> bytes:
         try:
             written = os.write(fd, data[:CHUNK]) if data else 0
@@ -210,11 +234,16 @@ class Monitor:
             data = os.read(fd, CHUNK)
         except BlockingIOError:
             return True
+        except OSError as exc:  # a pty's master once no process holds its peer: EIO
+            if exc.errno != errno.EIO:
+                raise
+            return False
         if not data:
             return False
         if fd == self.status_r:
             self._on_status(data)
             return True
+        self.last_activity = time.monotonic()
         kept = self.limiter.admit(self.streams[fd], data)
         if self.limiter.exhausted and not self.output_killed:
             self.output_killed = True  # a limit like the others: kill, then read to EOF
@@ -235,6 +264,7 @@ class Monitor:
         for event in events:
             if event.kind == "started":
                 self.command_started_at = time.time()
+                self.command_pid = event.data.get("pid")
                 self.trace = event.data.get("trace")
                 self.started.set()
             elif event.kind == "error":

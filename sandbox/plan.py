@@ -48,8 +48,8 @@ class UserNamespace(namedtuple("UserNamespace", ("uid_base", "gid_base", "size")
 
 
 class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_caps", "ids",
-                                       "rlimits", "no_new_privs", "seccomp", "userns"),
-                          defaults=((), True, None, None))):
+                                       "rlimits", "no_new_privs", "seccomp", "userns", "tty"),
+                          defaults=((), True, None, None, None))):
     """How the command is started once the container exists.
 
     ``user`` is "uid[:gid]" or "name[:group]" as given (for messages); ``ids``
@@ -57,15 +57,47 @@ class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_c
     parent; ``keep_caps`` is the bit mask of capabilities the command keeps;
     ``rlimits`` are (name, soft, hard). ``seccomp``: the SeccompFilter loaded
     last before exec, or None (unconfined); ``userns``: the UserNamespace the
-    command runs in (entered before it becomes its user), or None.
+    command runs in (entered before it becomes its user), or None. ``tty``: None,
+    or the (rows, cols) of the pty the command gets as its controlling terminal
+    (made in the container's devpts; its master goes to the parent on the console
+    socket).
     """
 
     __slots__ = ()
 
+    def describe(self) -> str:
+        """The command's line of a plan's description."""
+        line = f"exec {' '.join(self.argv)} as {self.user} in {self.workdir}"
+        if self.seccomp is not None:
+            line = f"{self.seccomp}\n{line}"
+        if self.tty:
+            rows, cols = self.tty
+            line = (f"open a pty in /dev/pts ({rows}x{cols}), send its master on the console "
+                    f"socket\n{line}, the pty its controlling terminal")
+        return line
+
+
+def namespace_names(flags: int) -> str:
+    """The namespaces in clone flags, by name: ``mnt uts ipc net cgroup``."""
+    from .linux import (
+        CLONE_NEWCGROUP,
+        CLONE_NEWIPC,
+        CLONE_NEWNET,
+        CLONE_NEWNS,
+        CLONE_NEWPID,
+        CLONE_NEWUSER,
+        CLONE_NEWUTS,
+    )
+
+    names = ((CLONE_NEWUSER, "user"), (CLONE_NEWNS, "mnt"), (CLONE_NEWUTS, "uts"),
+             (CLONE_NEWIPC, "ipc"), (CLONE_NEWNET, "net"), (CLONE_NEWCGROUP, "cgroup"),
+             (CLONE_NEWPID, "pid"))
+    return " ".join(name for flag, name in names if flags & flag)
+
 
 class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "ops", "exec",
-                               "hooks", "pre_ops", "hold", "trace", "host_steps"),
-                  defaults=((), (), False, False, ()))):
+                               "hooks", "pre_ops", "hold", "trace", "host_steps", "enter"),
+                  defaults=((), (), False, False, (), None))):
     """Everything the child needs, and nothing it must look up on the host.
 
     ``ops`` run after unshare, up to pivot_root; ``hooks`` after it
@@ -75,9 +107,12 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
     it (``process.launch_held``). With ``trace`` each step's time comes back
     with the "started" message. ``host_steps`` say what the owner does on
     the host before the container starts (its cgroup, its network lease),
-    for ``describe``: the runtime does them. (Named tuples, not dataclasses:
-    the zygote, which every container is a fork of, then needs neither
-    dataclasses nor typing.)
+    for ``describe``: the runtime does them. ``enter``: for a process
+    started in a running container (``sandbox exec``), the (pid, start
+    time, namespace ids) of that container's init, whose cgroup and
+    namespaces (``unshare_flags``) it joins; such a plan has no steps.
+    (Named tuples, not dataclasses: the zygote, which every container is a
+    fork of, then needs neither dataclasses nor typing.)
     """
 
     __slots__ = ()
@@ -85,6 +120,8 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
     def describe(self) -> str:
         """The plan as readable lines (for --dry-run and debugging)."""
         lines = [f"sandbox {self.sandbox_id}"]
+        if self.enter is not None:
+            return "\n".join([*lines, *self._describe_entry()])
         lines += [f"on the host: {step}" for step in self.host_steps]
         lines += [f"join cgroup {p}" for p in self.cgroup_procs]
         lines += [op.step for op in self.pre_ops]
@@ -92,7 +129,16 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
         lines += [f"{op.step}" for op in self.ops + self.hooks]
         if self.exec.userns is not None:
             lines.append(f"enter the user namespace ({self.exec.userns})")
-        if self.exec.seccomp is not None:
-            lines.append(str(self.exec.seccomp))
-        lines.append(f"exec {' '.join(self.exec.argv)} as {self.exec.user} in {self.exec.workdir}")
+        lines.append(self.exec.describe())
         return "\n".join(lines)
+
+    def _describe_entry(self) -> list[str]:
+        """The lines of an exec's plan: runc's order of joining, one setns by pidfd."""
+        pid = self.enter[0]
+        return [f"open a pidfd on the init (host pid {pid}), checked by its start time",
+                "close every fd but stdio, the status pipe and the console socket",
+                "become non-dumpable",
+                *(f"join cgroup {p}" for p in self.cgroup_procs),
+                f"setns(pidfd, {namespace_names(self.unshare_flags)} pid), then check each "
+                "against the init's",
+                self.exec.describe() + ", a process of the pid namespace joined"]

@@ -17,6 +17,19 @@ from .spec import DEFAULT_CAPABILITIES, DEFAULT_PATH, Limits, SandboxSpec
 from .units import format_duration, format_size
 from .users import resolve_user
 
+#: The size of a sandbox's terminal when none is given (rows, cols), as a VT100's.
+DEFAULT_TTY_SIZE = (24, 80)
+
+
+def check_tty_size(size: object) -> tuple[int, int]:
+    """(rows, cols), each 1 to 65535 (SpecError otherwise)."""
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        rows, cols = size
+        if all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536
+               for n in (rows, cols)):
+            return int(rows), int(cols)
+    raise SpecError("terminal size", size, "(rows, columns), each from 1 to 65535")
+
 
 class NetworkSteps(Protocol):
     """What a network attachment adds to a plan (``sandbox.network.Attachment``)."""
@@ -58,10 +71,16 @@ def capabilities(spec: SandboxSpec, *, device_cgroup: bool) -> int:
     return mask(names)
 
 
+#: What a sandbox on a terminal runs when neither it nor its image names a command.
+DEFAULT_SHELL = ("/bin/sh",)
+
+
 def command_of(spec: SandboxSpec, image: Image) -> tuple[str, ...]:
     """The argv, as Docker makes it: the image's ENTRYPOINT, then the spec's command or
-    else the image's CMD."""
+    else the image's CMD; on a terminal, else /bin/sh."""
     argv = image.config.entrypoint + (spec.command or image.config.cmd)
+    if not argv and spec.tty:
+        argv = DEFAULT_SHELL
     if not argv:
         raise SpecError("command", (), f"a command (image {image.name} has no CMD or ENTRYPOINT)")
     return argv
@@ -122,7 +141,8 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
                cgroup: Cgroup | None, *, device_cgroup: bool = True,
                network: NetworkSteps | None = None,
                ids: tuple[int, int, tuple[int, ...], str] | None = None,
-               trace: bool = False, userns: UserNamespace | None = None) -> Plan:
+               trace: bool = False, userns: UserNamespace | None = None,
+               tty_size: tuple[int, int] | None = None) -> Plan:
     """The whole plan for one sandbox: mounts, then hostname, network, workdir.
 
     The network's ``pre_ops`` run in the host's namespaces before unshare
@@ -130,7 +150,8 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
     its ``binds`` (host file, container path) are bound read-only after the
     spec's own mounts. ``userns``: the range a ``userns="auto"`` sandbox
     leased (required then). The seccomp filter is compiled here (once per
-    profile and capability set: ``security.filters``).
+    profile and capability set: ``security.filters``). With ``spec.tty``, the
+    command's pty starts at ``tty_size`` (default 24x80).
     """
     if (spec.userns == "auto") != (userns is not None):
         raise SetupError("user namespace", "a sandbox with userns=auto needs a leased uid range")
@@ -153,6 +174,7 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         ids=ids if ids is not None else resolve_ids(spec, image),
         seccomp=filter_for(spec.seccomp, keep_caps),
         userns=userns,
+        tty=(tty_size or DEFAULT_TTY_SIZE) if spec.tty else None,
     )
     host_steps = []
     if cgroup is not None:

@@ -16,7 +16,8 @@ class Result:
 
     ``exit_code`` is the command's exit status, or 128+N when signal N ended
     it (as shells and Docker report it). ``cause`` is one of ``exited``,
-    ``signaled``, ``oom_killed``, ``timed_out``, ``output_limit``, ``removed``.
+    ``signaled``, ``oom_killed``, ``timed_out``, ``idle_timeout``, ``output_limit``,
+    ``removed``.
 
     Output: the first ``limits["output"]`` bytes of both streams together are
     kept, the rest counted and dropped (``output_truncated``); the command runs
@@ -34,6 +35,7 @@ class Result:
     stdout: bytes = b""
     stderr: bytes = b""
     timed_out: bool = False
+    idle_timed_out: bool = False
     oom_killed: bool = False
     output_truncated: bool = False
     output_killed: bool = False
@@ -57,6 +59,8 @@ class Result:
     def cause(self) -> str:
         if self.timed_out:
             return "timed_out"
+        if self.idle_timed_out:
+            return "idle_timeout"
         if self.oom_killed:
             return "oom_killed"
         if self.output_killed:
@@ -78,6 +82,9 @@ class Result:
         """One line saying which limit ended or cut the run, if any."""
         if self.timed_out:
             return f"killed: wall time limit {format_duration(self.limits.get('timeout'))} exceeded"
+        if self.idle_timed_out:
+            return (f"killed: idle for {format_duration(self.limits.get('idle_timeout'))} "
+                    "(no output, no input)")
         if self.oom_killed:
             peak = format_size(self.peak_memory) if self.peak_memory else "unknown"
             return (f"killed: memory limit {format_size(self.limits.get('memory'))} exceeded "

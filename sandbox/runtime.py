@@ -25,20 +25,23 @@ from typing import TYPE_CHECKING
 
 from . import images, state
 from .cgroups import Cgroup, CgroupHierarchy, CgroupStats, host_cgroups
-from .errors import SandboxError, SetupError, StateError
+from .entry import entry_of, exec_plan
+from .errors import SandboxError, SetupError, SpecError, StateError
 from .hostlimits import check as check_host_limits
+from .liveinput import LiveInput, take_input
 from .logs import CallbackSink, FileSink, LogRecord, MemorySink, OutputLimiter, Sink
 from .monitor import Monitor
 from .plan import Plan, UserNamespace
-from .planner import NetworkSteps, build_plan, command_of, resolve_ids
+from .planner import DEFAULT_TTY_SIZE, NetworkSteps, build_plan, check_tty_size, command_of, resolve_ids
 from .process.container import ContainerProcess
-from .process.fds import ChildFds
-from .process.launcher import launcher_for
 from .result import Result
 from .spec import SandboxSpec
+from .stdio import ContainerStdio, start_process
 
 if TYPE_CHECKING:
+    from .execute import Exec
     from .network import Attachment
+    from .spawned import Spawned
 
 OutputCallback = Callable[[LogRecord], None]
 #: A stop hook: given the function that stops the sandbox, a context manager
@@ -56,15 +59,29 @@ class Sandbox:
     ``target``: a callable of this process to run inside the sandbox instead
     of ``spec.command`` (which is then only a label); its return value is the
     exit status. The caller must be single-threaded (this process is forked).
+
+    With ``spec.tty`` the command runs on a pty made inside the sandbox,
+    ``tty_size`` (rows, cols) at first; with ``spec.tty`` or
+    ``spec.interactive`` it takes live input (``write_stdin``), logged to
+    the log file with ``log_stdin``. ``sandbox_id`` and ``kept``: a sandbox
+    that starts again under the same id (``sandbox.supervisor``): its state
+    dir, log and name outlive each run, until it is removed.
     """
 
     def __init__(self, spec: SandboxSpec, *, on_output: OutputCallback | None = None,
                  sinks: Iterable[Sink] = (), log_file: bool = True,
-                 stdin_fd: int | None = None, target: Callable[[], int | None] | None = None) -> None:
+                 stdin_fd: int | None = None, target: Callable[[], int | None] | None = None,
+                 tty_size: tuple[int, int] = DEFAULT_TTY_SIZE, log_stdin: bool = False,
+                 sandbox_id: str | None = None, kept: bool = False) -> None:
+        if target is not None and spec.tty:
+            raise SpecError("tty", True, "a command: a Python target runs without a terminal")
         self.spec = spec
         self._target = target
         self._stdin_fd = stdin_fd
-        self.id = state.new_id()
+        self._tty_size = check_tty_size(tty_size)
+        self._log_stdin = log_stdin
+        self._kept = kept
+        self.id = sandbox_id or state.new_id()
         self.dir = state.SandboxDir(self.id)
         self.state = "new"
         self.cgroup: Cgroup | None = None
@@ -82,6 +99,9 @@ class Sandbox:
         self._record: state.Record | None = None
         self._created_at = 0.0
         self._spawned_at = 0.0
+        self._file_sink: FileSink | None = None
+        #: Where live input goes (``spec.tty`` or ``spec.interactive``), once started.
+        self.input: LiveInput | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -116,25 +136,36 @@ class Sandbox:
             ids = resolve_ids(self.spec, image)
             hierarchy = host_cgroups()
             self.state = "creating"
-            self.dir.create()
-            self._push("state dir", self.dir.remove)
-            if self.spec.name:
-                state.claim_name(self.spec.name, self.id)
-                self._push("name", lambda: state.release_name(self.spec.name, self.id))
+            self._make_dir()
             self._record = state.new_record(self.id, self.spec, image_id=image.id)
             self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
             self._push("cgroup parents", self.cgroup.release_parents)  # if never made
             self._record.cgroups = list(self.cgroup.paths)
             self.network = self._attach_network()
             userns = self._lease_uid_range()
+            self.plan = _plan(self.spec, image, self.id, str(self.dir.path), self.cgroup,
+                              hierarchy, self.network, ids, userns, self._tty_size)
+            self._record.entry = entry_of(self.plan, self.spec.limits.output)
             self.dir.write_record(self._record)
-        self.plan = _plan(self.spec, image, self.id, str(self.dir.path), self.cgroup, hierarchy,
-                          self.network, ids, userns)
         if self._log_file:
-            sink = FileSink(self.dir.log_path)
-            self._sinks.append(sink)
-            self._push("log file", sink.close)
+            self._file_sink = FileSink(self.dir.log_path)
+            self._sinks.append(self._file_sink)
+            self._push("log file", self._file_sink.close)
         self.state = "created"
+
+    def _make_dir(self) -> None:
+        """The state dir and the name; a kept sandbox's outlive this run (made at its first)."""
+        if self._kept and self.dir.path.is_dir():
+            if self.spec.name:
+                state.claim_name(self.spec.name, self.id)
+            return
+        self.dir.create()
+        if not self._kept:
+            self._push("state dir", self.dir.remove)
+        if self.spec.name:
+            state.claim_name(self.spec.name, self.id)
+            if not self._kept:
+                self._push("name", lambda: state.release_name(self.spec.name, self.id))
 
     def _attach_network(self) -> Attachment | None:
         """Seam for network modes beyond ``none``/``host`` (see sandbox.network).
@@ -183,40 +214,59 @@ class Sandbox:
         """
         if self.state != "created":
             raise StateError(f"sandbox {self.id} cannot start from state {self.state}")
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if self.spec.stdin is not None:
-            in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        elif self._stdin_fd is not None:
-            in_r, in_w = os.dup(self._stdin_fd), -1
-        else:
-            in_r, in_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
-        try:
-            self._spawned_at = time.perf_counter()
-            launcher = launcher_for(self.plan, self._target)
-            # the launcher closes the child's ends here, also on error
-            self.process = launcher.start(self.plan, ChildFds(status_w, in_r, out_w, err_w),
-                                          self._make_cgroup)
-        except BaseException:
-            for fd in (status_r, out_r, err_r, in_w):
-                if fd >= 0:
-                    os.close(fd)
-            raise
+        spec = self.spec
+        stdio = ContainerStdio(tty=spec.tty, stdin_data=spec.stdin is not None,
+                               interactive=spec.interactive, stdin_fd=self._stdin_fd)
+        self._spawned_at = time.perf_counter()
+        self.process = start_process(self.plan, stdio, self._target, self._make_cgroup)
         self._push("process", self._end_process)
         self.state = "running"
-        limits = self.spec.limits
+        terminal = self._take_input(stdio)
+        limits = spec.limits
         self._monitor = Monitor(
-            self.process, status_r, out_r, err_r, self._sinks, OutputLimiter(limits.output),
-            kill=self._kill_all, sample=self.cgroup.sample if self.cgroup else lambda: None,
-            timeout=limits.timeout,
-            stdin=(in_w, bytes(self.spec.stdin)) if self.spec.stdin is not None else None,
-            on_exit=self._read_stats,
+            self.process, stdio.status_r, stdio.stdout_r, stdio.stderr_r, self._sinks,
+            OutputLimiter(limits.output), kill=self._kill_all,
+            sample=self.cgroup.sample if self.cgroup else lambda: None, timeout=limits.timeout,
+            stdin=(stdio.stdin_w, bytes(spec.stdin)) if spec.stdin is not None else None,
+            on_exit=self._read_stats, terminal=terminal, idle_timeout=limits.idle_timeout,
         )
         if background:
             self._monitor.start()
             self._monitor.wait_started()
             self._raise_start_error()
+
+    def _take_input(self, stdio: ContainerStdio) -> int:
+        """Live input's fd from ``stdio`` (``liveinput.take_input``); the master's copy
+        the monitor reads, or -1."""
+        self.input, terminal = take_input(stdio, tty=self.spec.tty, interactive=self.spec.interactive,
+                                          what=f"sandbox {self.id}", on_input=self._on_input)
+        if self.input is not None:
+            self._push("input", self.input.close)
+        return terminal
+
+    def _on_input(self, data: bytes) -> None:
+        if self._monitor is not None:
+            self._monitor.note_input()
+        if self._log_stdin and self._file_sink is not None:
+            self._file_sink.write(LogRecord("stdin", time.time(), data))
+
+    def write_stdin(self, data: bytes, timeout: float | None = None) -> None:
+        """Send input to the command (its terminal, or its stdin pipe); waits for room."""
+        self._live_input().write(data, timeout)
+
+    def close_stdin(self) -> None:
+        """End the command's input (a pipe is closed; a terminal stays: send Ctrl-D)."""
+        self._live_input().end()
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the command's terminal (it gets SIGWINCH)."""
+        self._live_input().resize(rows, cols)
+
+    def _live_input(self) -> LiveInput:
+        if self.input is None:
+            raise StateError(f"sandbox {self.id} takes no input: make it with tty or "
+                             "interactive, and start it")
+        return self.input
 
     def _raise_start_error(self) -> None:
         assert self._monitor is not None
@@ -295,7 +345,8 @@ class Sandbox:
         stats = self._stats
         if stats is None and self.cgroup is not None:
             stats = self.cgroup.stats()
-        if mon.exit_status is not None and not (mon.timed_out and os.WIFSIGNALED(mon.exit_status)):
+        killed_by_limit = mon.timed_out or mon.idle_timed_out
+        if mon.exit_status is not None and not (killed_by_limit and os.WIFSIGNALED(mon.exit_status)):
             code = os.waitstatus_to_exitcode(mon.exit_status)
         else:
             code = -signal.SIGKILL
@@ -307,7 +358,8 @@ class Sandbox:
             id=self.id, exit_code=128 + sig if sig else code, signal=sig,
             started_at=started, ended_at=ended, duration=max(ended - started, 0.0),
             stdout=self._memory.data("stdout"), stderr=self._memory.data("stderr"),
-            timed_out=mon.timed_out, oom_killed=bool(stats and stats.oom_kills),
+            timed_out=mon.timed_out, idle_timed_out=mon.idle_timed_out,
+            oom_killed=bool(stats and stats.oom_kills),
             output_truncated=mon.limiter.truncated, output_killed=mon.output_killed,
             removed=self._removed_by_another(code),
             stdout_bytes=mon.limiter.total["stdout"], stderr_bytes=mon.limiter.total["stderr"],
@@ -319,7 +371,8 @@ class Sandbox:
             pids_limited=bool(stats and stats.pids_limited),
             setup_time=started - self._created_at if mon.command_started_at else None,
             limits={"memory": limits.memory, "timeout": limits.timeout, "output": limits.output,
-                    "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk},
+                    "pids": limits.pids, "cpus": limits.cpus, "disk": limits.disk,
+                    "idle_timeout": limits.idle_timeout},
         )
 
     def _removed_by_another(self, code: int) -> bool:
@@ -375,7 +428,45 @@ class Sandbox:
             finally:
                 self.destroy()
 
+    # -- processes started in it -------------------------------------------------
+
+    def exec(self, command: tuple[str, ...] | list[str], *, env: dict[str, str] | None = None,
+             workdir: str | None = None, user: str | None = None, tty: bool = False,
+             tty_size: tuple[int, int] = DEFAULT_TTY_SIZE, interactive: bool = False,
+             on_output: OutputCallback | None = None) -> Exec:
+        """A new process in this running sandbox (``execute.Exec``; ``start`` or ``run``
+        it): its namespaces, cgroup, limits, user and capabilities, with ``env``
+        added and ``workdir``, ``user`` and a terminal as asked; it dies with the sandbox."""
+        from .execute import Exec, running_init, user_ids
+
+        if self._record is None or self.state != "running":
+            raise StateError(f"sandbox {self.id} is not running")
+        init = running_init(self.dir, self._record)
+        plan = exec_plan(self.id, self._record.entry, init, command, env=env, workdir=workdir,
+                         user=user_ids(user, self._record.image_id or self.spec.image) if user else None,
+                         tty_size=check_tty_size(tty_size) if tty else None)
+        return Exec(plan, on_output=on_output, interactive=interactive or tty,
+                    output_limit=self.spec.limits.output)
+
+    def spawn(self, command: tuple[str, ...] | list[str], *, env: dict[str, str] | None = None,
+              workdir: str | None = None, user: str | None = None,
+              tty_size: tuple[int, int] = DEFAULT_TTY_SIZE) -> Spawned:
+        """Start ``command`` in this running sandbox on a terminal of its own, driven with
+        ``send``/``expect`` (``spawned.Spawned``); close it (or use ``with``) when done."""
+        from .spawned import Spawned
+
+        spawned = Spawned()
+        process = self.exec(command, env=env, workdir=workdir, user=user, tty=True,
+                            tty_size=tty_size, on_output=spawned.feed)
+        spawned.attach(process, lambda: process.done, process.close)
+        process.start()
+        return spawned
+
     # -- conveniences ----------------------------------------------------------
+
+    def ended(self) -> bool:
+        """True once the command has ended and its output has all been read."""
+        return self._monitor is not None and self._monitor.done.is_set()
 
     @property
     def trace(self) -> list[tuple[str, float]]:
@@ -398,7 +489,21 @@ def run(spec: SandboxSpec, *, on_output: OutputCallback | None = None,
     return Sandbox(spec, on_output=on_output, sinks=sinks, log_file=log_file).run()
 
 
-def dry_run(spec: SandboxSpec) -> Plan:
+def spawn(spec: SandboxSpec, *, tty_size: tuple[int, int] = DEFAULT_TTY_SIZE,
+          log_file: bool = False) -> Spawned:
+    """A new sandbox whose command runs on a terminal, driven with ``send``/``expect``
+    (``spawned.Spawned``); closing it (or leaving its ``with``) tears the sandbox down."""
+    from .spawned import Spawned
+
+    spawned = Spawned()
+    sandbox = Sandbox(spec.with_changes(tty=True, interactive=True), on_output=spawned.feed,
+                      tty_size=tty_size, log_file=log_file)
+    sandbox.__enter__()
+    spawned.attach(sandbox, sandbox.ended, sandbox.destroy)
+    return spawned
+
+
+def dry_run(spec: SandboxSpec, tty_size: tuple[int, int] = DEFAULT_TTY_SIZE) -> Plan:
     """The plan a run of ``spec`` would perform, with the id ``<id>``; nothing is made.
 
     The same steps a run performs (cgroup and network included), named the
@@ -420,16 +525,18 @@ def dry_run(spec: SandboxSpec) -> Plan:
 
         userns = subids.preview()
     return _plan(spec, image, sandbox_id, str(state.sandboxes_dir() / sandbox_id),
-                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids, userns)
+                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids, userns, tty_size)
 
 
 def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: str,
           cgroup: Cgroup, hierarchy: CgroupHierarchy, network: NetworkSteps | None,
-          ids: tuple[int, int, tuple[int, ...], str], userns: UserNamespace | None) -> Plan:
+          ids: tuple[int, int, tuple[int, ...], str], userns: UserNamespace | None,
+          tty_size: tuple[int, int] = DEFAULT_TTY_SIZE) -> Plan:
     """The plan of one sandbox, for a run and for a dry run alike."""
     return build_plan(spec, image, sandbox_id, state_path, cgroup,
                       device_cgroup=hierarchy.controls_devices, network=network, ids=ids,
-                      trace=os.environ.get("SANDBOX_TRACE") == "1", userns=userns)
+                      trace=os.environ.get("SANDBOX_TRACE") == "1", userns=userns,
+                      tty_size=tty_size if spec.tty else None)
 
 
 class _Stopper:

@@ -124,6 +124,8 @@ class Limits:
     cpuset: str | None = None
     pids: int | None = 4096
     timeout: float | None = None
+    #: End the sandbox after this long without output or input (an interactive session).
+    idle_timeout: float | None = None
     output: int | None = 16 << 20
     disk: int | None = 1 << 30
     ulimits: tuple[Ulimit, ...] = (Ulimit("core", 0, 0),)
@@ -136,6 +138,7 @@ class Limits:
         _set(self, "output", parse_size("output limit", self.output))
         _set(self, "disk", parse_size("disk", self.disk))
         _set(self, "timeout", parse_duration("timeout", self.timeout))
+        _set(self, "idle_timeout", parse_duration("idle timeout", self.idle_timeout))
         _set(self, "cpus", _parse_cpus(self.cpus))
         _set(self, "pids", _parse_pids(self.pids))
         if self.cpuset is not None and not _CPUSET_RE.match(str(self.cpuset)):
@@ -276,6 +279,11 @@ class SandboxSpec:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     capabilities: tuple[str, ...] | None = None  # None: Docker's default set
     stdin: bytes | None = None
+    #: The command gets a pty, made inside the sandbox, as its controlling terminal and
+    #: stdio (``sandbox run -t``); what it writes there is its STDOUT.
+    tty: bool = False
+    #: Its stdin stays open for live input (``Sandbox.write_stdin``; ``sandbox run -i``).
+    interactive: bool = False
     #: A host directory for the writable layer's upper dirs instead of the throwaway tmpfs,
     #: so they outlive the sandbox (a build step turns them into a layer; see rootfs.upper_parts).
     #: Empty, owned by the caller (who removes it), on a filesystem overlayfs takes as an upper
@@ -319,10 +327,36 @@ class SandboxSpec:
         _check_security(self.seccomp, self.userns)
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
+        for flag in ("tty", "interactive"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SpecError(flag, getattr(self, flag), "true or false")
+        if self.stdin is not None and (self.tty or self.interactive):
+            raise SpecError("stdin", f"{len(self.stdin)} bytes", "no stdin data with tty or "
+                            "interactive: write the input with Sandbox.write_stdin instead",
+                            shown=f"{len(self.stdin)} bytes")
 
     def with_changes(self, **changes: Any) -> "SandboxSpec":
         """A copy with some fields replaced (and validated again)."""
         return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SandboxSpec":
+        """The spec ``to_dict`` gave (stdin, kept there as a length only, is left out)."""
+        fields_ = dict(data)
+        fields_.pop("stdin", None)
+        limits = dict(fields_.get("limits") or {})
+        if "ulimits" in limits:
+            limits["ulimits"] = tuple(Ulimit(**u) for u in limits["ulimits"])
+        network = dict(fields_.get("network") or {})
+        network["publish"] = tuple(Publish(**p) for p in network.get("publish", ()))
+        fields_.update(
+            limits=Limits(**limits), network=NetworkSpec(**network),
+            mounts=tuple(Mount(**m) for m in fields_.get("mounts", ())),
+            command=tuple(fields_.get("command", ())),
+            capabilities=(tuple(fields_["capabilities"])
+                          if fields_.get("capabilities") is not None else None))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in fields_.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON (records, job results)."""

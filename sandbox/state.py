@@ -70,6 +70,8 @@ class Record:
     network: dict[str, Any] = field(default_factory=dict)
     image_id: str | None = None  # the stored image mounted (kept by the image sweep)
     userns: int | None = None  # the uid range leased for userns=auto (security.subids)
+    #: What `sandbox exec` needs to start a process in it (``sandbox.entry``).
+    entry: dict[str, Any] = field(default_factory=dict)
 
     @property
     def owner_alive(self) -> bool:
@@ -106,16 +108,15 @@ class SandboxDir:
             os.mkdir(self.path, 0o700)
 
     def write_record(self, record: Record) -> None:
-        """Write the record (once, at create; readers treat a partial one as missing)."""
-        fd = os.open(self.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            os.write(fd, json.dumps(vars(record)).encode())
-        finally:
-            os.close(fd)
+        """Write the record (at each create: a kept sandbox's names its new owner), whole:
+        a reader sees the old one or the new one."""
+        write_atomically(self.record_path, json.dumps(vars(record)).encode())
 
     def read_record(self) -> Record:
         try:
-            return Record(**json.loads(self.record_path.read_text()))
+            data = json.loads(self.record_path.read_text())
+            known = set(Record.__dataclass_fields__)
+            return Record(**{k: v for k, v in data.items() if k in known})
         except FileNotFoundError:
             raise StateError(f"no such sandbox: {self.id}") from None
         except (ValueError, TypeError) as exc:
@@ -132,22 +133,40 @@ class SandboxDir:
         return (self.path / REMOVED_NAME).exists()
 
     def remove(self) -> None:
-        """Remove the directory and the files in it."""
+        """Remove the directory and the files in it (a kept sandbox's layer is unmounted
+        first: ``supervisor.layer``)."""
         path = str(self.path)
         try:
             names = os.listdir(path)
         except FileNotFoundError:
             return
         for name in names:
-            os.unlink(os.path.join(path, name))
+            try:
+                os.unlink(os.path.join(path, name))
+            except IsADirectoryError:
+                os.rmdir(os.path.join(path, name))
+            except FileNotFoundError:
+                pass
         try:
             os.rmdir(path)
         except FileNotFoundError:
             pass
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data`` in one rename: never seen half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
 def claim_name(name: str, sandbox_id: str) -> None:
-    """Reserve a sandbox name atomically; a live holder makes this fail."""
+    """Reserve a sandbox name atomically; a live holder makes this fail (this sandbox
+    holding it already is fine: a kept one starting again)."""
     names_dir().mkdir(parents=True, exist_ok=True)
     link = names_dir() / name
     for _ in range(2):
@@ -156,6 +175,8 @@ def claim_name(name: str, sandbox_id: str) -> None:
             return
         except FileExistsError:
             holder = os.readlink(link)
+            if holder == sandbox_id:
+                return
             if (sandboxes_dir() / holder).exists():
                 raise StateError(
                     f"name {name!r} is in use by sandbox {holder}",

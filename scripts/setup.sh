@@ -30,12 +30,13 @@ elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman catatonit docker-registry apache2-utils chromium fonts-dejavu-core >/dev/null
+        umoci skopeo buildah podman catatonit docker-registry apache2-utils chromium fonts-dejavu-core tmux >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
     # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
-    # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it
+    # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it;
+    # tmux: the real terminal the interactive tests type into
     # libseccomp2: seccomp filters; uidmap: /etc/subuid; the programs the security tests run
     # under the default profile (and gcc builds their probe): gcc, git, node, a JVM
     apt-get install -y -qq --no-install-recommends \

@@ -9,9 +9,12 @@ holds (cgroup, mounts, network, state dir) lives exactly as long as the
 command, and a daemon killed by SIGKILL takes its containers with it (they
 die with their owner) and leaves only what `sandbox gc` removes.
 
-Until the long-lived sandbox of `sandbox run -d` lands in the engine, this
-is where the daemon's sandboxes live; ``SandboxTable`` is the only part of
-the daemon that knows.
+The daemon's sandboxes live here, not under the engine's supervisors
+(`sandbox run -d`, ``run_detached``): they are the daemon's and end with
+it, as before; ``SandboxTable`` is the only part of the daemon that would
+change to hand them to supervisors. A sandbox made with ``tty`` has its
+command on a pty made inside it: keystrokes go to the Sandbox's live
+input (its pty's master), the screen comes as its stdout.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from .logbuffer import LogBuffer
 MAX_EXITED = 500
 #: An exited sandbox made with ``auto_remove`` is forgotten once waited for, or after this.
 AUTO_REMOVE_AFTER = 60.0
+#: Keystrokes a terminal has not taken for this long are refused (its program reads nothing).
+INPUT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -68,8 +73,19 @@ class Held:
                 "created": self.created, "command": list(self.spec.command),
                 "owner_pid": os.getpid(), "owner": self.owner}
 
+    @property
+    def tty(self) -> bool:
+        """Whether its command runs on a pty made inside the sandbox (``spec.tty``)."""
+        return self.spec.tty
+
     def write_stdin(self, data: bytes) -> None:
-        """Pass bytes to the command's stdin (a pipe); empty bytes close it (EOF)."""
+        """Pass bytes to the command's stdin (a pipe; empty bytes close it: EOF) or, on a
+        terminal, keystrokes to its pty (empty bytes do nothing: a terminal's EOF is
+        Ctrl-D). StateError once the command takes no more input."""
+        if self.tty:
+            if data and self.status == "running":
+                self.sandbox.write_stdin(data, timeout=INPUT_TIMEOUT)
+            return
         if self.stdin_w is None:
             return
         if not data:
@@ -80,9 +96,19 @@ class Held:
         while view:
             view = view[os.write(self.stdin_w, view):]
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set its terminal's size (the command gets SIGWINCH); StateError without one."""
+        if not self.tty:
+            raise StateError(f"sandbox {self.id} has no terminal to resize",
+                             hint="create it with tty: true")
+        if self.status != "running":
+            raise StateError(f"sandbox {self.id} is not running", hint=f"it is {self.status}")
+        self.sandbox.resize(rows, cols)
+
     async def wait_ended(self) -> None:
         """Return once the command has ended and the container is gone (without a thread)."""
-        await self.logs.wait_beyond(sys.maxsize)
+        while not self.logs.closed:  # every append wakes the waiters: wait again until closed
+            await self.logs.wait_beyond(sys.maxsize)
 
     def close_fds(self) -> None:
         for name in ("stdin_w", "stdin_r"):
@@ -118,7 +144,8 @@ class SandboxTable:
                auto_remove: bool = False, sinks: tuple[Any, ...] = ()) -> Held:
         """Make the sandbox (nothing runs yet); errors as the engine raises them. ``sinks``
         take its output records too (a class's recording)."""
-        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC) if stdin else (None, None)
+        # a terminal takes its input through its pty's master, which the Sandbox holds
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC) if stdin and not spec.tty else (None, None)
         buffer: LogBuffer[LogRecord] = LogBuffer()
         sandbox = Sandbox(spec, sinks=[_BufferSink(buffer), *sinks], stdin_fd=stdin_r)
         held = Held(sandbox, owner, time.time(), auto_remove, logs=buffer,

@@ -47,6 +47,8 @@ class LimitsBody(Strict):
     cpuset: str | None = None
     pids: int | str | None = None
     timeout: Size = None
+    idle_timeout: Size = Field(default=None, description="end it after this long without "
+                               "output or input (an interactive session)")
     output: Size = None
     disk: Size = None
     ulimits: list[str] | None = Field(default=None, description="NAME=SOFT[:HARD]")
@@ -85,6 +87,9 @@ class SandboxCreate(Strict):
                          "(needs mount-host)")
     userns: str | None = Field(default=None, description="auto (a user namespace of its own) or "
                                "host; null: the daemon's default ($SANDBOX_USERNS, else host)")
+    tty: bool = Field(default=False, description="run the command on a pty made inside the "
+                      "sandbox (`sandbox run -t`): the attach WebSocket carries it, keystrokes "
+                      "in and the screen out, and POST .../resize sets its size")
 
     def to_spec(self) -> SandboxSpec:
         """The engine's SandboxSpec, checked in the order `sandbox run` checks its flags."""
@@ -101,7 +106,8 @@ class SandboxCreate(Strict):
             mounts=tuple(_mount(m) for m in self.mounts), limits=limits,
             network=self._network(), capabilities=tuple(caps) if caps is not None else None,
             stdin=self.stdin.encode() if self.stdin is not None else None, seccomp=self.seccomp,
-            **({"userns": self.userns} if self.userns is not None else {}))
+            **({"userns": self.userns} if self.userns is not None else {}),
+            tty=self.tty, interactive=self.tty)
 
     def _network(self) -> NetworkSpec:
         body = self.network

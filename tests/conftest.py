@@ -5,8 +5,9 @@
 - ``needs_root`` skips with the reason on a machine that cannot run containers;
   with SANDBOX_MUST_WORK=1 (set by .ci/run) every skip is turned into a failure.
 - The autouse ``leak_check`` fixture snapshots what a sandbox could leave
-  behind (mounts, cgroups, state dirs, sandbox processes, network links,
-  named netns, uid range leases) before each test and fails the test if anything new remains.
+  behind (mounts, cgroups, state dirs, sandbox processes, supervisors, ptys
+  held here, network links, named netns, uid range leases) before each test and fails
+  the test if anything new remains.
 """
 
 from __future__ import annotations
@@ -162,6 +163,25 @@ def _fork_servers() -> set[int]:
     return set(_processes_named("sandbox-forker"))
 
 
+def _supervisors() -> set[int]:
+    """Supervisors of sandboxes (sandbox.supervisor) and processes started in sandboxes by
+    `sandbox exec` (their first process, outside the sandbox's pid namespace)."""
+    return set(_processes_named("sandbox-supervi")) | set(_processes_named("sandbox-exec"))
+
+
+def _terminals() -> set[str]:
+    """Terminals this process holds beyond its stdio: a pty's master (or peer) that a
+    sandbox, an exec or a spawned program left open here."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if int(name) > 2 and os.isatty(int(name)):
+                found.add(f"fd {name} {os.readlink(f'/proc/self/fd/{name}')}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own fd)
+    return found
+
+
 def _links() -> set[str]:
     try:
         return {name for name in os.listdir("/sys/class/net")
@@ -217,6 +237,7 @@ def _class_dirs() -> set[str]:
 SNAPSHOTS = {
     "mounts": _mounts, "classes": _class_dirs, "cgroups": _cgroups, "state dirs": _state_dirs,
     "sandbox processes": _sandbox_processes, "fork servers": _fork_servers,
+    "supervisors and execs": _supervisors, "terminals": _terminals,
     "network links": _links, "named netns": _named_netns,
     "temp dirs": _temp_dirs, "uid ranges": _uid_ranges,
 }

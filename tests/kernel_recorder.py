@@ -5,8 +5,8 @@ appends ``(name, *args)`` to ``calls`` and returns a harmless answer, so a
 start route's code runs in the test process and the test asserts on the
 order of what it would have done. Files under ``files_under`` (a test's tmp
 dir) are made for real, so steps that look at what earlier steps made see
-it. ``exit`` raises Exited (and the first one is where the process ends: calls
-after it are not recorded), ``fail_on`` makes a method raise EPERM, and
+it. ``exit`` and ``execve`` raise Exited (and the first is where the process
+ends: calls after it are not recorded), ``fail_on`` makes a method raise EPERM, and
 ``replies`` scripts what ``read`` and ``recv_fds`` return.
 """
 
@@ -88,6 +88,9 @@ class RecordingKernel(Kernel):
         if name == "exit":
             self.exited = args[0]
             raise Exited(args[0])
+        if name == "execve":  # the process is the command from here: its end, for the test
+            self.exited = 0
+            raise Exited(0)
         if name == "child":
             return self  # a forked child's calls follow in the same list
         if name == "loopback_up":
@@ -100,7 +103,7 @@ class RecordingKernel(Kernel):
             self.in_userns = True
         elif name in ("dup", "dup_above", "open", "pidfd_open"):
             return next(self._fds)
-        elif name == "pipe":
+        elif name in ("pipe", "open_pty"):
             return next(self._fds), next(self._fds)
         elif name in ("fork", "fork_new_pidns", "fork_into_pidns"):
             self.last_child = 4242

@@ -59,3 +59,32 @@ def test_session_images(pytester):
             assert sandbox_factory(image=name).run("true").exit_code == 0
     """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_spawn_drives_an_interactive_program_on_a_terminal(pytester):
+    pytester.makepyfile("""
+        import pytest
+        from sandbox import ExpectTimeout
+
+        def test_interactive(sandbox):
+            sandbox.write_file("/tmp/ask.sh", "printf 'name? '; read n; echo hello $n; exit 3")
+            with sandbox.spawn("sh /tmp/ask.sh") as prog:
+                prog.expect("name\\\\? ")
+                prog.sendline("world")
+                prog.expect(r"hello (\\w+)")
+                assert prog.match.group(1) == b"world"
+                assert prog.wait(10).exit_code == 3
+            with sandbox.spawn(["sh"], size=(33, 77)) as sh:
+                sh.expect_exact("# ")
+                sh.sendline("tty; stty size")
+                sh.expect("33 77")
+                assert b"/dev/pts/" in sh.before
+                sh.sendline("sleep 100")
+                sh.sendcontrol("c")
+                sh.expect_exact("# ")
+                with pytest.raises(ExpectTimeout, match="did not come"):
+                    sh.expect("never", timeout=0.3)
+            assert sandbox.run("echo still-there").stdout == b"still-there\\n"
+            left = sandbox.spawn("sleep 1000")  # ended with the sandbox at the latest
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

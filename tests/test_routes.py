@@ -18,7 +18,7 @@ import signal
 
 import pytest
 
-from sandbox import SandboxSpec, linux
+from sandbox import SandboxSpec, StateError, linux
 from sandbox.images import Image
 from sandbox.plan import UserNamespace
 from sandbox.planner import build_plan
@@ -269,3 +269,149 @@ def test_the_dry_run_shows_the_user_namespace_and_the_filter():
     assert "make the user namespace (ids 0-65535" in text
     assert "enter the user namespace" in text
     assert text.index("load the seccomp filter (default profile") < text.index("exec sh -c true")
+
+
+# -- a command on a terminal ---------------------------------------------------------------
+
+TTY_FDS = ChildFds(10, 11, 12, 13, 14)
+#: fds.arrange with a console socket: it is moved above 3 first, and kept.
+ARRANGE_WITH_CONSOLE = ["dup_above", *ARRANGE[:-1], "close_range", "close_range"]
+#: console.open_console: the pty, its size and owner, the master sent and closed here.
+OPEN_CONSOLE = ["open_pty", "set_window_size", "fchown", "send_fds", "close", "close"]
+
+
+def test_a_command_on_a_terminal_gets_a_pty_made_inside_before_the_user_changes():
+    """runc's order: the pty is opened in the container's devpts after pivot_root, as root;
+    its master goes to the owner on the console socket and is closed here; then the user."""
+    plan = make_plan(tty=True)
+    kernel = RecordingKernel()
+    assert run_until_exit(kernel, init.fresh_main, plan, TTY_FDS, PARENT, kernel) == 0
+    names = kernel.names()
+    assert names[:len(ARRANGE_WITH_CONSOLE)] == ARRANGE_WITH_CONSOLE
+    assert names[names.index("set_cmdline") + 1:] == [
+        *FORWARDED, *OPEN_CONSOLE, *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "fork",
+        "close", "write",
+        *NULL_STDIO, "wait_any", "write", "exit"]
+    console = kernel.calls[0]  # dup_above(14, 4): where the console socket is kept
+    assert console == ("dup_above", 14, 4)
+    calls = kernel.calls
+    _, master, rows, cols = calls[names.index("set_window_size")]
+    _, peer, uid, gid = calls[names.index("fchown")]
+    assert (rows, cols, uid, gid) == (24, 80, 1000, 1000)  # the user's terminal, sized
+    assert calls[names.index("send_fds")] == ("send_fds", 100, b"pty", [master])
+    assert calls[names.index("send_fds") + 1:names.index("send_fds") + 3] == [
+        ("close", master), ("close", 100)]  # neither the master nor the socket stays
+    assert calls[names.index("fork") + 1] == ("close", peer)
+    assert "spawn" not in names  # a fork: the controlling terminal needs an ioctl
+
+
+def test_the_command_on_a_terminal_is_a_session_leader_with_the_pty_as_controlling_tty():
+    plan = make_plan(tty=True)
+    kernel = RecordingKernel(replies={"fork": [0]})  # follow the command's side of the fork
+    run_until_exit(kernel, init.fresh_main, plan, TTY_FDS, PARENT, kernel)
+    names = kernel.names()
+    assert names[names.index("fork") + 1:] == [
+        "reset_signals", "setsid", "set_controlling_tty", "dup2", "dup2", "dup2", "close",
+        "execve"]
+    peer = kernel.calls[names.index("fchown")][1]
+    assert ("set_controlling_tty", peer) in kernel.calls
+    assert kernel.calls[-1][0] == "execve" and kernel.calls[-1][2] == ("sh", "-c", "true")
+
+
+def test_a_terminal_that_cannot_be_made_fails_at_its_step_and_nothing_runs():
+    kernel = RecordingKernel(fail_on="open_pty")
+    plan = make_plan(tty=True)
+    assert run_until_exit(kernel, init.fresh_main, plan, TTY_FDS, PARENT, kernel) == SETUP_FAILED
+    assert "fork" not in kernel.names() and "set_ids" not in kernel.names()
+    assert b'"step": "open a terminal"' in kernel.calls[-2][2]
+
+
+def test_a_spare_keeps_the_console_socket_through_its_plan():
+    plan = make_plan(tty=True)
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(TTY_FDS))],
+                                      "read": [spare.GO]})
+    flags = spare.spare_flags(plan.unshare_flags)
+    assert run_until_exit(kernel, spare.spare_main, 5, flags, PARENT, None, kernel) == 0
+    names = kernel.names()
+    assert "open_pty" in names and names.index("open_pty") > names.index("read")  # after "go"
+    moved = [c for c in kernel.calls if c[:2] == ("dup_above", 14)]
+    assert len(moved) == 1  # the console socket, moved above 3 and kept through the mounts
+    sent = names.index("send_fds")
+    sock = kernel.calls[sent][1]
+    assert kernel.calls[sent + 2] == ("close", sock)  # used once, then closed
+
+
+# -- a process started in a running container (sandbox exec) ----------------------------------
+
+INIT_NAMESPACES = ((1, 11), (1, 12), (1, 13), (1, 14), (1, 15), (1, 16))
+
+
+def make_exec_plan(**changes):
+    from sandbox.entry import entry_of, exec_plan
+
+    entry = entry_of(make_plan(), 1 << 20)
+    return exec_plan("abc", entry, (os.getpid(), None, INIT_NAMESPACES), ["sh", "-c", "true"],
+                     **changes)
+
+
+def test_an_exec_closes_fds_goes_non_dumpable_joins_the_cgroup_then_the_namespaces():
+    """runc's nsexec: no host fd left, non-dumpable before joining, the cgroup by the
+    host's path, one setns by pidfd (pid included), each namespace checked, then the
+    command as an init starts one."""
+    from sandbox.process.enter import enter_main
+
+    plan = make_exec_plan()
+    kernel = RecordingKernel(replies={"namespace_ids": [INIT_NAMESPACES]})
+    assert run_until_exit(kernel, enter_main, plan, FDS, 21, PARENT, kernel) == 0
+    assert kernel.names() == [
+        "dup_above", *ARRANGE_KEEPING_2[:-1], "open", "set_pdeathsig", "setsid", "set_dumpable",
+        "join_cgroup", "open", "setns", "namespace_ids", "close", "close", "set_name",
+        *FORWARDED, *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn", "write",
+        "dup2", "dup2", "dup2", "wait_any", "write", "exit"]
+    calls = kernel.calls
+    assert calls[0] == ("dup_above", 21, 4)  # the init's pidfd, kept
+    assert ("set_dumpable", False) in calls[:calls.index(("join_cgroup", plan.cgroup_procs))]
+    assert ("setns", 100, plan.unshare_flags | linux.CLONE_NEWPID) in calls
+    assert ("set_name", "sandbox-exec") in calls
+    opened = [c for c in calls if c[0] == "open"]
+    assert opened[0][1] == "/dev/null" and opened[1][1] == "/proc/self/ns"  # both the host's
+
+
+def test_an_exec_that_joined_other_namespaces_than_the_inits_runs_nothing():
+    from sandbox.process.enter import enter_main
+
+    wrong = ((1, 11), (1, 99), *INIT_NAMESPACES[2:])
+    kernel = RecordingKernel(replies={"namespace_ids": [wrong]})
+    status = run_until_exit(kernel, enter_main, make_exec_plan(), FDS, 21, PARENT, kernel)
+    assert status == SETUP_FAILED and "spawn" not in kernel.names()
+    assert b'"step": "enter namespaces"' in kernel.calls[-2][2]
+    assert b"uts namespace" in kernel.calls[-2][2]
+
+
+def test_an_exec_on_a_terminal_opens_its_pty_in_the_container_it_joined():
+    from sandbox.process.enter import enter_main
+
+    plan = make_exec_plan(tty_size=(30, 100))
+    kernel = RecordingKernel(replies={"namespace_ids": [INIT_NAMESPACES]})
+    run_until_exit(kernel, enter_main, plan, TTY_FDS, 21, PARENT, kernel)
+    names = kernel.names()
+    assert names.index("setns") < names.index("open_pty") < names.index("set_ids")
+    assert kernel.calls[names.index("set_window_size")][2:] == (30, 100)
+
+
+def test_the_owner_side_of_the_exec_route_checks_the_init_then_forks():
+    from sandbox.linux.proc import own_start_time
+    from sandbox.process.launch_exec import ExecLauncher
+
+    plan = make_exec_plan()._replace(enter=(os.getpid(), own_start_time(), INIT_NAMESPACES))
+    kernel = RecordingKernel()
+    proc = ExecLauncher(here=True, kernel=kernel).start(plan, FDS, lambda: None)
+    assert (proc.pid, proc.direct) == (4242, True)
+    assert kernel.names() == ["pidfd_open", "fork", "pidfd_open", "close", "close", "close",
+                              "close", "close"]
+
+    gone = make_exec_plan()._replace(enter=(os.getpid(), 1, INIT_NAMESPACES))  # a recycled pid
+    kernel = RecordingKernel()
+    with pytest.raises(StateError, match="has ended"):
+        ExecLauncher(here=True, kernel=kernel).start(gone, FDS, lambda: None)
+    assert "fork" not in kernel.names() and kernel.names().count("close") == 5

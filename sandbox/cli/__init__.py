@@ -22,7 +22,7 @@ from typing import NoReturn
 from ..errors import SandboxError
 
 #: Verb modules inside the engine, in --help order.
-BUILTIN = ("run", "manage", "images", "build", "transfer", "doctor", "network")
+BUILTIN = ("run", "lifecycle", "manage", "images", "build", "transfer", "doctor", "network")
 #: Verb modules of the packages built on the engine, imported if installed.
 EXTENSIONS = ("jobs.cli", "worker.cli", "server.cli", "server.class_cli")
 
@@ -76,6 +76,18 @@ def fail(message: str, status: int = USAGE_ERROR) -> int:
     """Print one error line; return the exit status."""
     print(f"sandbox: error: {message}", file=sys.stderr)
     return status
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``-e KEY=VALUE`` (and ``-e KEY``: its value here, if it is set here) as a dict."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+        elif key in os.environ:  # as Docker: a KEY unset here is left out
+            env[key] = os.environ[key]
+    return env
 
 
 def main(argv: Sequence[str] | None = None) -> int:

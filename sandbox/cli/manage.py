@@ -8,18 +8,29 @@ import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ps", help="list live sandboxes",
-                       description="List the sandboxes on this host, from any process.")
-    p.add_argument("-a", "--all", action="store_true", help="include orphans left by a crash")
+    p = sub.add_parser("ps", help="list sandboxes (-a: stopped ones too)",
+                       description="List the sandboxes on this host, from any process: the "
+                       "running ones, or with -a every one, stopped ones with their exit status.")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="include stopped ones (with their exit status) and orphans left by a crash")
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.set_defaults(handler=ps, remote=remote_ps)
     p = sub.add_parser("logs", help="print a sandbox's output",
-                       description="Print the captured STDOUT/STDERR of a live sandbox.")
+                       description="Print the captured STDOUT/STDERR of a sandbox, running or "
+                       "stopped (kept until `sandbox rm`), across its restarts.")
     p.add_argument("sandbox", metavar="ID|NAME")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it stops")
+    p.add_argument("--since", default=None, metavar="TIME",
+                   help="only what came after TIME: a duration ago (10m, 1h) or epoch seconds")
+    p.add_argument("-t", "--timestamps", action="store_true",
+                   help="start each line with the time it came (RFC 3339, UTC)")
+    p.add_argument("--stdin", action="store_true",
+                   help="also what was typed, if it was logged (`run --log-stdin`)")
     p.set_defaults(handler=logs, remote=remote_logs)
     p = sub.add_parser("rm", help="remove sandboxes",
-                       description="Remove sandboxes: kill what runs and remove every trace.")
+                       description="Remove sandboxes: kill what runs and remove every trace "
+                       "(a stopped one's writable layer and log too). A running one only "
+                       "with -f.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-f", "--force", action="store_true", help="also kill running ones")
     p.set_defaults(handler=rm, remote=remote_rm)
@@ -48,39 +59,43 @@ def _print_ps(args: argparse.Namespace, rows: list[dict]) -> int:
         print("\n".join(r["id"] for r in rows))
         return 0
     print_table(("ID", "NAME", "IMAGE", "STATUS", "CREATED", "COMMAND"),
-                [(r["id"], r["name"] or "-", r["image"], r["status"], ago(r["created"]),
+                [(r["id"], r["name"] or "-", r["image"], _status(r), ago(r["created"]),
                   " ".join(r["command"])[:40]) for r in rows])
     return 0
 
 
-def logs(args: argparse.Namespace) -> int:
-    from ..inventory import sandbox_log
-    from ..logs import LogRecord
+def _status(row: dict) -> str:
+    """A row's status; a stopped one's with when it stopped (`exited (0) 5m ago`)."""
+    from .tables import ago
 
-    _id, log_path, running = sandbox_log(args.sandbox)
-    pos = 0
+    if row.get("finished") and row["status"].startswith("exited"):
+        return f"{row['status']} {ago(row['finished'])}"
+    return row["status"]
+
+
+def logs(args: argparse.Namespace) -> int:
+    from .. import state
+    from .logview import LogView
+
+    view = LogView(state.resolve(args.sandbox), since=args.since, timestamps=args.timestamps,
+                   stdin=args.stdin)
     while True:
-        try:
-            with open(log_path) as f:
-                f.seek(pos)
-                for line in f:
-                    if not line.endswith("\n"):
-                        break
-                    pos += len(line.encode())
-                    if '"stream": "sandbox"' in line:
-                        continue
-                    rec = LogRecord.from_json(line)
-                    _write(rec.stream, rec.data)
-        except FileNotFoundError:  # nothing printed yet, or the sandbox is gone
-            if not log_path.parent.exists():
-                return 0
-        if not args.follow or not running():
+        view.print_new()
+        if not args.follow or not view.still_running():
+            view.print_new()  # what came as it stopped
             return 0
         time.sleep(0.1)
 
 
 def remote_logs(args: argparse.Namespace, client) -> int:
+    from ..client import DaemonError
     from ..client.api.sandboxes import frames
+
+    for flag, given in (("--since", args.since), ("--timestamps", args.timestamps),
+                        ("--stdin", args.stdin)):
+        if given:
+            raise DaemonError(f"`sandbox logs {flag}` does not go through a daemon yet: run it "
+                              "without SANDBOX_HOST/--host, on the daemon's host")
 
     response = client.sandboxes.logs(args.sandbox, follow=args.follow)
     try:

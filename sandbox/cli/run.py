@@ -17,8 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stored NAME[:TAG]), stream its output live, tear everything down, and exit with the "
         "command's status (128+N if signal N killed it; 125 setup error, 126 cannot "
         "execute, 127 not found). Without COMMAND the image's CMD runs; the image's "
-        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker.",
-        epilog="example: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'")
+        "ENTRYPOINT, ENV, WORKDIR and USER apply as with Docker. With -it the command "
+        "(default: the image's CMD, else /bin/sh) runs on a terminal made inside the sandbox, "
+        "this terminal in raw mode until it ends or you detach (Ctrl-P Ctrl-Q): Ctrl-C and "
+        "Ctrl-Z act inside. With -d it runs in the background, owned by a supervisor "
+        "process: `sandbox attach`, `exec`, `logs`, `stop`, `start`, `rm` take it from there.",
+        epilog="examples: sandbox run --memory 64m --timeout 10s busybox -- sh -c 'echo hi'; "
+        "sandbox run -it busybox; sandbox run -d --name web --restart on-failure:3 IMAGE")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="the command and its arguments (after --)")
@@ -51,7 +56,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--userns", default=None, metavar="MODE",
                    help="auto: a user namespace of its own, root in it an unprivileged uid "
                    "range of the host; host: the host's (default: host)")
-    g.add_argument("-i", "--interactive", action="store_true", help="pass this terminal's stdin in")
+    g.add_argument("-i", "--interactive", action="store_true",
+                   help="pass this terminal's stdin in (with -d: keep stdin open for `attach`)")
+    g.add_argument("-t", "--tty", action="store_true",
+                   help="run the command on a terminal made inside the sandbox (with -i: "
+                   "this terminal, raw, until the command ends or you detach)")
+    life = p.add_argument_group("a sandbox that outlives this command (-d, or -t)")
+    life.add_argument("-d", "--detach", action="store_true",
+                      help="start it in the background and print its id; it is kept (stopped) "
+                      "after its command ends, until `sandbox rm`")
+    life.add_argument("--rm", action="store_true",
+                      help="with -d: remove it when its command ends (runs without -d always are)")
+    life.add_argument("--restart", default="no", metavar="POLICY",
+                      help="with -d: no (default), always, or on-failure[:N] (at most N times)")
+    life.add_argument("--detach-keys", default=None, metavar="KEYS",
+                      help="with -t: keys that detach from the session (default ctrl-p,ctrl-q; "
+                      "'' for none)")
+    life.add_argument("--log-stdin", action="store_true",
+                      help="keep what is typed in the sandbox's log too (off: keys can be secrets)")
+    life.add_argument("--record", default=None, metavar="FILE",
+                      help="with -t: save the session as an asciicast v2 file (asciinema play FILE)")
     lim = p.add_argument_group("limits", "every limit is enforced by the kernel " + LIMIT_HELP)
     lim.add_argument("--memory", default="1g", help="memory limit, swap off (default 1g)")
     lim.add_argument("--memory-swap", default=None, help="swap allowed on top of --memory")
@@ -59,6 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lim.add_argument("--cpuset", default=None, help="pin to CPUs, e.g. 0 or 0-1")
     lim.add_argument("--pids", default="4096", help="process limit (default 4096)")
     lim.add_argument("--timeout", default=None, help="wall-clock limit, e.g. 30s (default: none)")
+    lim.add_argument("--idle-timeout", default=None,
+                     help="end it after this long without output or input, e.g. 15m (default: none)")
     lim.add_argument("--output-limit", default="16m", help="bytes of output kept (default 16m)")
     lim.add_argument("--disk", default="1g", help="size of the writable layer (default 1g)")
     lim.add_argument("--ulimit", action="append", default=None, metavar="NAME=SOFT[:HARD]",
@@ -72,22 +98,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def spec_from_args(args: argparse.Namespace):
     """The SandboxSpec the flags describe (SpecError on bad values)."""
     from ..spec import Limits, Mount, NetworkSpec, SandboxSpec, capabilities_from, check_name
+    from . import parse_env
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-        elif key in os.environ:  # as Docker: a KEY unset here is left out
-            env[key] = os.environ[key]
+    env = parse_env(args.env)
     check_name(args.name)  # before it is used as the network alias, so the error names --name
     caps = capabilities_from(args.cap_add, args.cap_drop)
     limits = Limits(memory=args.memory, memory_swap=args.memory_swap, cpus=args.cpus,
                     cpuset=args.cpuset, pids=args.pids, timeout=args.timeout,
-                    output=args.output_limit, disk=args.disk,
+                    idle_timeout=args.idle_timeout, output=args.output_limit, disk=args.disk,
                     **({"ulimits": tuple(args.ulimit)} if args.ulimit is not None else {}))
     return SandboxSpec(
         image=args.image, command=tuple(command), env=env, workdir=args.workdir,
@@ -98,6 +119,7 @@ def spec_from_args(args: argparse.Namespace):
                             allow_host_ports=tuple(args.allow_host_port)),
         capabilities=caps, seccomp=seccomp_option(args.security_opt),
         **({"userns": args.userns} if args.userns is not None else {}),
+        tty=args.tty, interactive=bool(args.interactive and (args.tty or args.detach)),
     )
 
 
@@ -129,6 +151,18 @@ def handle(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if args.dry_run:
         return _dry_run(spec)
+    if args.detach or args.tty:
+        from .sessions import run_supervised
+
+        return run_supervised(args, spec)
+    for flag, given in (("--rm", args.rm), ("--restart", args.restart != "no"),
+                        ("--detach-keys", args.detach_keys is not None),
+                        ("--record", args.record), ("--log-stdin", args.log_stdin)):
+        if given:
+            from . import fail
+
+            return fail(f"{flag} needs -d or -t (a sandbox run without them is removed at its "
+                        "end, and has no terminal)")
 
     from ..hostlimits import capped
 
@@ -160,8 +194,9 @@ def _pull_if_missing(ref: str) -> None:
 
 def _dry_run(spec) -> int:
     from ..runtime import dry_run
+    from .sessions import terminal_size
 
-    print(dry_run(spec).describe())
+    print(dry_run(spec, terminal_size()).describe())
     return 0
 
 
@@ -171,19 +206,15 @@ def spec_body(args: argparse.Namespace) -> dict:
     What only this side knows is resolved here, as Docker's client does: an
     ``-e KEY`` copied from this environment, a relative ``-v`` source made absolute.
     """
+    from . import parse_env
+
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
+    env = parse_env(args.env)
     limits = {"memory": args.memory, "memory_swap": args.memory_swap, "cpus": args.cpus,
               "cpuset": args.cpuset, "pids": args.pids, "timeout": args.timeout,
-              "output": args.output_limit, "disk": args.disk}
+              "idle_timeout": args.idle_timeout, "output": args.output_limit, "disk": args.disk}
     if args.ulimit is not None:
         limits["ulimits"] = list(args.ulimit)
     return {"image": args.image, "command": command, "env": env, "workdir": args.workdir,
@@ -215,6 +246,17 @@ def remote(args: argparse.Namespace, client) -> int:
 
     if args.dry_run:
         raise DaemonError("--dry-run prints this host's plan: run it without SANDBOX_HOST/--host")
+    local_only = [flag for flag, given in (
+        ("-d", args.detach), ("--rm", args.rm), ("--restart", args.restart != "no"),
+        ("--detach-keys", args.detach_keys is not None), ("--record", args.record),
+        ("--log-stdin", args.log_stdin)) if given]
+    if local_only:
+        raise DaemonError(f"`sandbox run {local_only[0]}` does not go through a daemon yet: run "
+                          "it without SANDBOX_HOST/--host, on the daemon's host")
+    if args.tty:
+        from .remote_session import run_on_terminal
+
+        return run_on_terminal(args, client, spec_body(args))
     created = client.sandboxes.create(spec_body(args), start=True, remove=True,
                                       stdin=args.interactive)
     for note in created["warnings"]:

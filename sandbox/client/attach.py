@@ -7,16 +7,20 @@ the rest of the client.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from .transport import DaemonError, Transport, segment
 
 
-def open_attach(transport: Transport, sandbox_id: str) -> Any:
-    """A connected ``websockets.sync`` client of /v1/sandboxes/{id}/attach."""
+def open_attach(transport: Transport, sandbox_id: str, query: dict[str, int] | None = None) -> Any:
+    """A connected ``websockets.sync`` client of /v1/sandboxes/{id}/attach (``query``: its
+    parameters, e.g. a terminal's rows and cols)."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect, unix_connect
 
     path = f"/v1/sandboxes/{segment(sandbox_id)}/attach"
+    if query:
+        path += "?" + urlencode(query)
     headers = {"Authorization": f"Bearer {transport.token}"} if transport.token else {}
     try:
         if transport.scheme == "unix":

@@ -48,3 +48,38 @@ def die_with_parent(sig: int, parent: int) -> bool:
 
     set_pdeathsig(sig)
     return os.getppid() == parent
+
+
+def namespace_ids(ns_dir: str | int, names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """(device, inode) of each namespace file ``names`` in a /proc/PID/ns directory
+    (a path, or an fd opened on it): equal pairs are the same namespace."""
+    ids = []
+    for name in names:
+        if isinstance(ns_dir, int):
+            st = os.stat(name, dir_fd=ns_dir)
+        else:
+            st = os.stat(os.path.join(ns_dir, name))
+        ids.append((st.st_dev, st.st_ino))
+    return tuple(ids)
+
+
+def init_of(pids: list[int]) -> int | None:
+    """Which of ``pids`` is pid 1 of a pid namespace one level below ours (a sandbox's
+    init), by the NSpid lines of /proc/PID/status; None if none is."""
+    depth = len(_nspids("self"))
+    for pid in pids:
+        nspids = _nspids(str(pid))
+        if len(nspids) == depth + 1 and nspids[-1] == "1":
+            return pid
+    return None
+
+
+def _nspids(pid: str) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return line.split()[1:]
+    except OSError:
+        pass
+    return []

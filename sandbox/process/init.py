@@ -28,9 +28,10 @@ import gc
 import os
 
 from ..linux.proc import process_alive
-from ..plan import Plan
+from ..plan import ExecPlan, Plan
 from . import confine, handshake, steps
 from . import fds as fdmod
+from .console import open_console, spawn_on_terminal
 from .credentials import become
 from .fds import STATUS_FD, ChildFds
 from .handshake import HELD, SETUP_FAILED, fail_setup
@@ -62,7 +63,7 @@ def fresh_main(plan: Plan, fds: ChildFds, parent: tuple[int, int | None], kernel
     kernel.mark("forked")
 
     def setup_and_run() -> int:
-        in_step("start", fdmod.arrange, kernel, fds)
+        console = in_step("start", fdmod.arrange, kernel, fds)
         in_step("start", leave_parent, kernel, parent)
         in_step("join cgroup", kernel.join_cgroup, plan.cgroup_procs)
         kernel.mark("join cgroup")
@@ -70,7 +71,7 @@ def fresh_main(plan: Plan, fds: ChildFds, parent: tuple[int, int | None], kernel
         in_step("unshare namespaces", kernel.unshare, plan.unshare_flags)
         kernel.mark("unshare")
         steps.run(plan.ops, kernel)
-        return finish(plan, kernel, target)
+        return finish(plan, kernel, target, console_fd=console)
 
     run_and_report(kernel, setup_and_run)
 
@@ -84,11 +85,12 @@ def leave_parent(kernel: Kernel, parent: tuple[int, int | None]) -> None:
 
 
 def finish(plan: Plan, kernel: Kernel, target: Target | None = None,
-           forward: Forwarder | None = None, hold_fd: int = -1) -> int:
+           forward: Forwarder | None = None, hold_fd: int = -1, console_fd: int = -1) -> int:
     """After the mounts: the hooks, then the command; returns its wait status.
 
     A hold plan starts no command: the init holds the ready container for
-    the owner's target (``hold``) and never returns.
+    the owner's target (``hold``) and never returns. ``console_fd``: the
+    console socket of a plan whose command has a terminal.
     """
     steps.run(plan.hooks, kernel)
     kernel.close_host_netlink()  # if no step used it: it must never reach the command
@@ -97,7 +99,7 @@ def finish(plan: Plan, kernel: Kernel, target: Target | None = None,
     if plan.hold:
         confine.enter_user_namespace(plan.exec, kernel)  # the target joins it through our pidfd
         hold(kernel, hold_fd)
-    return start_command(plan, kernel, target, forward or install_forwarder(kernel))
+    return start_command(plan, kernel, target, forward or install_forwarder(kernel), console_fd)
 
 
 def hold(kernel: Kernel, sock_fd: int) -> NoReturn:
@@ -164,33 +166,42 @@ def install_forwarder(kernel: Kernel) -> Forwarder:
     return forward
 
 
-def start_command(plan: Plan, kernel: Kernel, target: Target | None, forward: Forwarder) -> int:
+def start_command(plan: Plan, kernel: Kernel, target: Target | None, forward: Forwarder,
+                  console_fd: int = -1, null: int = -1) -> int:
     """Start the command (or the target); report it started; be init until it exits."""
     if target is not None:
         pid = child_of_init(plan, kernel, target)
     else:
-        pid = _spawn_command(plan, kernel)
+        pid = spawn_command(plan.exec, kernel, console_fd)
     forward.attach(pid)
     kernel.mark("command started")
     extra = {"trace": kernel.trace} if kernel.trace else {}
     handshake.send(kernel, STATUS_FD, "started", pid=pid, **extra)
-    return reap_until(kernel, pid)
+    return reap_until(kernel, pid, null)
 
 
-def _spawn_command(plan: Plan, kernel: Kernel) -> int:
-    """Become the plan's user here, then posix_spawn the command.
+def spawn_command(plan: ExecPlan, kernel: Kernel, console_fd: int = -1) -> int:
+    """Become the plan's user here, then start the command: posix_spawn, or on its
+    terminal (``console``) when the plan has one.
 
-    The init keeps the command's own credentials and capabilities and is
+    The process keeps the command's own credentials and capabilities and is
     made non-dumpable, so the command cannot ptrace it.
     """
-    env = become(plan.exec, kernel)
+    peer = -1
+    if plan.tty:
+        peer = in_step("open a terminal", open_console, plan, kernel, console_fd)
+        kernel.mark("open a terminal")
+    env = become(plan, kernel)
     kernel.set_dumpable(False)
     confine.stay_tied_to_owner(kernel)
     kernel.mark("become the user")
-    confine.load_seccomp(plan.exec, kernel)  # last: the filter holds from the spawn on
-    argv = plan.exec.argv
+    confine.load_seccomp(plan, kernel)  # last: the filter holds from the spawn on
+    argv = plan.argv
     try:
-        return kernel.spawn(find_in_path(argv[0], env.get("PATH", "")), argv, env)
+        path = find_in_path(argv[0], env.get("PATH", ""))
+        if peer >= 0:
+            return spawn_on_terminal(kernel, peer, path, argv, env)
+        return kernel.spawn(path, argv, env)
     except OSError as exc:
         handshake.send_error(kernel, STATUS_FD, "exec", exc, command=argv[0])
         kernel.exit(exit_status_for(exc))
@@ -218,9 +229,10 @@ def exit_status_for(exc: OSError) -> int:
     return 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
 
 
-def reap_until(kernel: Kernel, child: int) -> int:
-    """Reap every process until ``child`` exits; its wait status."""
-    fdmod.null_stdio(kernel)
+def reap_until(kernel: Kernel, child: int, null: int = -1) -> int:
+    """Reap every process until ``child`` exits; its wait status. ``null``: a /dev/null
+    opened before (one in the container could be anything by now)."""
+    fdmod.null_stdio(kernel, null)
     while True:
         try:
             pid, status = kernel.wait_any()

@@ -27,7 +27,8 @@ import stat
 import time
 
 from .. import linux
-from ..linux import rtnetlink, seccomp, unix, userns
+from ..linux import pty, rtnetlink, seccomp, unix, userns
+from ..linux.proc import namespace_ids
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
 if TYPE_CHECKING:
@@ -131,6 +132,10 @@ class Kernel:
         fork = linux.fork_sibling if sibling else os.fork
         return linux.fork_into_pid_ns(pidfd, own_pidns_fd, fork=fork)
 
+    def execve(self, path: str, argv: tuple[str, ...], env: dict[str, str]) -> NoReturn:
+        """Replace this process with ``path`` (OSError if the kernel refuses)."""
+        os.execve(path, list(argv), env)
+
     def spawn(self, path: str, argv: tuple[str, ...], env: dict[str, str]) -> int:
         """posix_spawn (vfork + exec: far cheaper than forking a Python process), every
         signal at its default disposition and none blocked."""
@@ -201,10 +206,32 @@ class Kernel:
         with it (close-on-exec)."""
         return unix.recv_fds(sock, size, maxfds)
 
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        os.fchown(fd, uid, gid)
+
+    # -- terminals -----------------------------------------------------------------
+
+    def open_pty(self) -> tuple[int, int]:
+        """A new pty of this container's devpts (/dev/pts): (master, peer), close-on-exec,
+        checked by fd, the peer reached from the master (``linux.pty.open_pty``)."""
+        return pty.open_pty("/dev/pts")
+
+    def set_window_size(self, fd: int, rows: int, cols: int) -> None:
+        pty.set_window_size(fd, rows, cols)
+
+    def set_controlling_tty(self, fd: int) -> None:
+        """Make terminal ``fd`` the controlling terminal of this session (its leader)."""
+        pty.set_controlling_tty(fd)
+
     # -- namespaces and cgroups ----------------------------------------------------
 
     def unshare(self, flags: int) -> None:
         linux.unshare(flags)
+
+    def namespace_ids(self, ns_dir_fd: int, names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+        """(device, inode) of this process's namespaces ``names``, read through an fd on
+        its /proc/PID/ns (opened before it left the host's mount namespace)."""
+        return namespace_ids(ns_dir_fd, names)
 
     def setns(self, fd: int, flags: int) -> None:
         linux.setns(fd, flags)

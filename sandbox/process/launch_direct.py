@@ -67,7 +67,7 @@ class DirectLauncher:
             pid = fork_init(self.kernel, plan, fds, self.target)
             pidfd = self.kernel.pidfd_open(pid)
         finally:
-            for fd in fds:
+            for fd in fds.passed():
                 self.kernel.close(fd)
         _FORKED[0] += 1
         return ContainerProcess(pid, pidfd, direct=True)

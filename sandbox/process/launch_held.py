@@ -59,7 +59,7 @@ class HeldLauncher:
                 _abandon(proc)
                 raise
         finally:
-            for fd in fds:
+            for fd in fds.passed():
                 os.close(fd)
         with zygote.lock:
             zygote.ask_for_spare(spare_flags(plan.unshare_flags))

@@ -88,6 +88,7 @@ class ZygoteClient:
         self.pid = os.getpid()
         self.kernel = Kernel()
         self._spare_asked = False
+        self._spare: Spare | None = None  # a spare whose reply was read before its start
 
     @classmethod
     def get(cls) -> ZygoteClient:
@@ -101,7 +102,20 @@ class ZygoteClient:
     def spawn(self, plan: Plan, fds: ChildFds) -> tuple[int, int]:
         """Have the zygote fork a fresh init: (pid, pidfd). Under self.lock."""
         try:
-            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("spawn", plan)), fds)
+            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("spawn", plan)),
+                                 fds.passed())
+        except OSError as exc:
+            raise HostError(f"the zygote process failed: {exc}") from exc
+        pid, (pidfd,) = self._reply()
+        return pid, pidfd  # type: ignore[return-value]
+
+    def enter(self, plan: Plan, fds: ChildFds, init_pidfd: int) -> tuple[int, int]:
+        """Have the zygote fork an exec's first process into a running container
+        (``enter``): (pid, pidfd). Under self.lock."""
+        self._spare = self._pending_spare()  # replies come in order: a spare's is due first
+        try:
+            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("enter", plan)),
+                                 [*fds.passed(), init_pidfd])
         except OSError as exc:
             raise HostError(f"the zygote process failed: {exc}") from exc
         pid, (pidfd,) = self._reply()
@@ -129,8 +143,19 @@ class ZygoteClient:
 
     def _take_spare(self, plan: Plan) -> Spare | None:
         """The spare asked for last time, if it fits the plan and is still there."""
-        if not self._spare_asked:
+        spare = self._pending_spare()
+        if spare is None:
             return None
+        if fits(plan, spare.flags) and spare.alive():
+            return spare
+        spare.discard()
+        return None
+
+    def _pending_spare(self) -> Spare | None:
+        """The spare asked for last time (its reply read now, if not yet), or None."""
+        spare, self._spare = self._spare, None
+        if spare is not None or not self._spare_asked:
+            return spare
         self._spare_asked = False
         try:
             value, (pidfd, sock_fd) = self._reply()
@@ -138,15 +163,11 @@ class ZygoteClient:
             pid, flags = value
         except HostError:
             return None  # no spare this time: the zygote forks afresh
-        spare = Spare(pid, pidfd, socket.socket(fileno=sock_fd), flags, self.kernel)
-        if fits(plan, flags) and spare.alive():
-            return spare
-        spare.discard()
-        return None
+        return Spare(pid, pidfd, socket.socket(fileno=sock_fd), flags, self.kernel)
 
     def ask_for_spare(self, flags: int) -> None:
         """Ask for the next spare now (once); its reply is read at the next start."""
-        if self._spare_asked:
+        if self._spare_asked or self._spare is not None:
             return  # another thread asked already: one reply is due, never two
         try:
             self.sock.send(pickle.dumps(("spare", (flags, staging_dir()))))
@@ -193,7 +214,7 @@ class ZygoteLauncher:
                     prepare()
                     pid, pidfd = zygote.spawn(plan, fds)
         finally:
-            for fd in fds:
+            for fd in fds.passed():
                 os.close(fd)
         if spare is not None:
             pid, pidfd = spare.pid, spare.pidfd

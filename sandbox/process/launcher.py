@@ -13,6 +13,9 @@ Every route implements ``Launcher.start(plan, fds, prepare) -> ContainerProcess`
 - ``launch_held.HeldLauncher``: a spare from the zygote holds the container
   ready and this process (or its fork server) forks the Python target into
   it. For later Python targets: a large caller is forked once, not twice.
+- ``launch_exec.ExecLauncher``: no new container; a process started in a
+  running one (`sandbox exec`, a plan with ``enter``), forked here when
+  this process may fork, else by the zygote.
 
 ``launcher_for`` is the one place that chooses. ``SANDBOX_SPAWN=direct`` or
 ``=zygote`` forces a route for commands, for tests and benchmarks.
@@ -50,6 +53,10 @@ def launcher_for(plan: Plan, target: Target | None = None) -> Launcher:
     """The route for this plan from this process, now (see the module docstring)."""
     from .launch_direct import DirectLauncher, forked_here
 
+    if plan.enter is not None:
+        from .launch_exec import ExecLauncher
+
+        return ExecLauncher(here=bool(_fork_here(spawn_mode(), 0)))
     here = _fork_here(spawn_mode(), forked_here())
     if target is None:
         if here:

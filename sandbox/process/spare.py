@@ -49,7 +49,7 @@ from ..linux.proc import own_start_time
 from ..plan import Plan
 from . import fds as fdmod
 from . import steps
-from .fds import ChildFds
+from .fds import MAX_CHILD_FDS, ChildFds
 from .handshake import SETUP_FAILED
 from .init import Forwarder, finish, install_forwarder, leave_parent, run_and_report
 from .kernel import Kernel
@@ -99,7 +99,7 @@ class Spare:
     def hand_over(self, plan: Plan, fds: ChildFds) -> None:
         """Send the plan: the spare starts on its mounts; its pid and pidfd are now
         the caller's. OSError if it is gone before it got the plan. Call ``release`` next."""
-        self.kernel.send_fds(self.sock.fileno(), pickle.dumps(plan), fds)
+        self.kernel.send_fds(self.sock.fileno(), pickle.dumps(plan), fds.passed())
 
     def release(self, plan: Plan) -> None:
         """Join the spare to the plan's cgroup, then let it go on (or fail at "join cgroup").
@@ -168,7 +168,7 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None], staging
     gc.disable()  # a collection would touch, and so copy, the parent's whole heap
     try:
         sock_fd, forward = _get_ready(kernel, sock_fd, flags, parent, staging)
-        msg, fds = kernel.recv_fds(sock_fd, MAX_PLAN, 4)  # the fd stays open, for the "go"
+        msg, fds = kernel.recv_fds(sock_fd, MAX_PLAN, MAX_CHILD_FDS)  # the fd stays open, for the "go"
     except BaseException:
         kernel.exit(SETUP_FAILED)
     if not msg:
@@ -202,14 +202,14 @@ def _get_ready(kernel: Kernel, sock_fd: int, flags: int, parent: tuple[int, int 
 def _become(plan: Plan, fds: ChildFds, sock_fd: int, forward: Forwarder, kernel: Kernel) -> int:
     """The plan's mounts, the owner's "go", the cgroup namespace, then init.finish."""
     held = (kernel.host_netlink.fileno(),) if kernel.host_netlink is not None else ()
-    in_step("start", fdmod.arrange, kernel, fds, (sock_fd, *held))
+    console = in_step("start", fdmod.arrange, kernel, fds, (sock_fd, *held))
     steps.run(plan.ops, kernel)
     in_step("join cgroup", _wait_for_go, kernel, sock_fd, not plan.hold)
     kernel.mark("join cgroup")
     if plan.unshare_flags & linux.CLONE_NEWCGROUP:
         in_step("unshare namespaces", kernel.unshare, linux.CLONE_NEWCGROUP)
     kernel.mark("unshare")
-    return finish(plan, kernel, forward=forward, hold_fd=sock_fd)
+    return finish(plan, kernel, forward=forward, hold_fd=sock_fd, console_fd=console)
 
 
 def _wait_for_go(kernel: Kernel, sock_fd: int, close: bool = True) -> None:

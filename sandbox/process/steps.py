@@ -35,10 +35,10 @@ class StepFailed(Exception):
         self.error = error
 
 
-def in_step(step: str, action: Callable[..., object], *args: object) -> None:
-    """Call ``action``; any failure becomes StepFailed naming ``step``."""
+def in_step(step: str, action: Callable[..., Any], *args: object) -> Any:
+    """Call ``action`` and return what it returns; any failure becomes StepFailed naming ``step``."""
     try:
-        action(*args)
+        return action(*args)
     except StepFailed:
         raise  # it names the inner step already
     except Exception as exc:

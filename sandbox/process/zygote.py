@@ -7,6 +7,8 @@ it forks is a copy of it. It reads requests from its socket, each a pickled
 
 - ("spawn", plan), with the container's four fds: forks a fresh init
   (``init.fresh_main``) and answers ("ok", pid) with a pidfd for it;
+- ("enter", plan), with an exec's fds and the init's pidfd: forks an exec's
+  first process (``enter.enter_main``) and answers ("ok", pid) with a pidfd;
 - ("spare", (flags, staging)): forks a spare (``spare``) and answers
   ("ok", (pid, flags)) with a pidfd and the spare's socket: the owner hands
   the next plan to the spare itself.
@@ -26,7 +28,8 @@ import socket
 
 from ..plan import Plan
 from . import init, spare  # noqa: F401 - loaded once here, not in every fork
-from .fds import ChildFds, flush_stdio
+from .enter import fork_enter
+from .fds import MAX_CHILD_FDS, ChildFds, flush_stdio
 from .kernel import Kernel
 from .launch_direct import fork_init, own_pidns_fd
 
@@ -40,6 +43,10 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
         assert isinstance(value, Plan)
         pid = fork_init(kernel, value, ChildFds(*fds))
         return pid, [kernel.pidfd_open(pid)]
+    if kind == "enter":
+        assert isinstance(value, Plan)
+        pid = fork_enter(kernel, value, ChildFds(*fds[:-1]), fds[-1])
+        return pid, [kernel.pidfd_open(pid)]
     if kind == "spare":
         assert isinstance(value, tuple)
         flags, staging = value
@@ -52,7 +59,7 @@ def handle(kernel: Kernel, kind: str, value: object, fds: list[int]) -> tuple[ob
 def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
     """Handle one request; False when the owner has gone."""
     try:
-        msg, fds = kernel.recv_fds(sock, 1 << 20, 4)
+        msg, fds = kernel.recv_fds(sock, 1 << 20, MAX_CHILD_FDS + 1)
     except ConnectionResetError:
         return False
     if not msg:

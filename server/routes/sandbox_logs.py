@@ -11,14 +11,22 @@ output record as a binary message, its first byte the stream (1 stdout,
 2 stderr), then one text message, the JSON of how it ended (as ``wait``
 answers), and closes. The client sends binary messages to the command's
 stdin (the sandbox was created with ``stdin=true``; an empty one closes it)
-and text messages ``{"signal": "SIGINT"}`` to signal it. The pty of an
-interactive sandbox joins here once the engine has one.
+and text messages ``{"signal": "SIGINT"}`` to signal it. A sandbox made
+with ``tty`` carries its pty here, as `sandbox run -it` does: binary
+messages are keystrokes (Ctrl-C is the byte 0x03, acted on inside), its
+screen comes as stdout, and ``{"resize": {"rows": R, "cols": C}}`` (or
+``?rows=R&cols=C`` on connecting, or POST .../resize) sets its size.
+Closing the WebSocket leaves a sandbox running, except a terminal session
+made with ``remove`` (`sandbox run -it` through the daemon): its client
+gone, it is hung up (SIGHUP, SIGKILL 2 s later), as a local one is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -26,7 +34,7 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import LogRecord, read_log, sandbox_log
+from sandbox import LogRecord, StateError, read_log, sandbox_log
 
 from ..deps import Caller, EngineDep, Reader, authenticate
 from ..errors import ApiError
@@ -38,6 +46,8 @@ from .sandboxes import ended, find, parse_signal
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 FORMATS = ("text", "sse", "multiplexed")
 POLL = 0.1
+#: A foreground terminal session whose client went away: SIGHUP, then SIGKILL this much later.
+HANGUP_GRACE = 2.0
 
 
 @router.get("/{ref}/logs", response_class=StreamingResponse, responses={200: {"content": {
@@ -105,18 +115,37 @@ async def _file_records(ref: str, follow: bool) -> AsyncIterator[tuple[int, LogR
 
 
 @router.websocket("/{ref}/attach")
-async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True) -> None:
+async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True,
+                 rows: int | None = None, cols: int | None = None) -> None:
     """Output out, stdin and signals in, and how it ended (see the module docstring)."""
     try:
         caller = authenticate(websocket, engine)
         if not caller.allows("run"):
             raise ApiError(403, f"token {caller.name!r} lacks the scope 'run'")
         held = _attachable(engine, caller, ref)
+        if rows is not None or cols is not None:
+            await run_in_threadpool(held.resize, rows or 0, cols or 0)
     except Exception as exc:
         await websocket.close(code=1008, reason=str(getattr(exc, "message", exc))[:120])
         return
     await websocket.accept()
     reader = asyncio.create_task(_read_input(websocket, held, engine))
+    writer = asyncio.create_task(_send_output(websocket, held, logs))
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and reader.result() and not writer.done():  # the client went away
+            writer.cancel()
+            if held.auto_remove and held.tty:
+                await _hang_up(held, engine)
+        else:
+            await writer
+    finally:
+        reader.cancel()
+        writer.cancel()
+
+
+async def _send_output(websocket: WebSocket, held: Held, logs: bool) -> None:
+    """The output as it comes, then how it ended (a text message), then the close."""
     try:
         start = 0 if logs else len(held.logs.items)
         async for _index, record in held.logs.follow(start):
@@ -124,10 +153,24 @@ async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool =
         await held.wait_ended()
         await websocket.send_text(json.dumps(ended(held)))
         await websocket.close()
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away meanwhile
+
+
+async def _hang_up(held: Held, engine: Any) -> None:
+    """A terminal session in the foreground (`sandbox run -it` through the daemon, made with
+    ``remove``) whose client went away before its end: a hangup, as when a terminal closes:
+    SIGHUP to the command, SIGKILL HANGUP_GRACE seconds later. The sandbox ends."""
+    try:
+        await run_in_threadpool(engine.sandboxes.kill, held, signal.SIGHUP)
+        await asyncio.wait_for(held.wait_ended(), HANGUP_GRACE)
+        return
+    except StateError:
+        return  # it ended meanwhile
+    except TimeoutError:
         pass
-    finally:
-        reader.cancel()
+    with contextlib.suppress(StateError):
+        await run_in_threadpool(engine.sandboxes.kill, held, signal.SIGKILL)
 
 
 def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
@@ -137,21 +180,33 @@ def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
     return held
 
 
-async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> None:
-    """stdin bytes and signals from the client, until it closes."""
+async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> bool:
+    """stdin bytes (keystrokes), signals and resizes from the client, until it closes (True)
+    or its input cannot go anywhere any more (False: the command ended)."""
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return True
             if message.get("bytes") is not None:
                 await run_in_threadpool(held.write_stdin, message["bytes"])
             elif message.get("text"):
-                request = json.loads(message["text"])
-                if "signal" in request:
-                    await run_in_threadpool(engine.sandboxes.kill, held,
-                                            parse_signal(str(request["signal"])))
-    except (WebSocketDisconnect, RuntimeError, OSError, ValueError):
-        return
-    except Exception:  # the sandbox ended meanwhile (kill refused): nothing more to pass on
-        return
+                await _control(message["text"], held, engine)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return True
+    except Exception:  # the sandbox ended meanwhile (input refused): nothing more to pass on
+        return False
+
+
+async def _control(text: str, held: Held, engine: Any) -> None:
+    """A text message: ``{"signal": NAME}`` or ``{"resize": {"rows": R, "cols": C}}``. One
+    that is not understood, or not possible now (no terminal), is dropped: the session goes on."""
+    try:
+        request = json.loads(text)
+        if "signal" in request:
+            await run_in_threadpool(engine.sandboxes.kill, held, parse_signal(str(request["signal"])))
+        if "resize" in request:
+            size = request["resize"]
+            await run_in_threadpool(held.resize, int(size["rows"]), int(size["cols"]))
+    except (ValueError, KeyError, TypeError, AttributeError, ApiError, StateError):
+        pass

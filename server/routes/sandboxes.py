@@ -213,6 +213,17 @@ async def stop(ref: str, caller: Runner, engine: EngineDep,
     return Response(status_code=204)
 
 
+@router.post("/{ref}/resize", status_code=204)
+async def resize(ref: str, caller: Runner, engine: EngineDep,
+                 rows: Annotated[int, Query(ge=1, le=65535)],
+                 cols: Annotated[int, Query(ge=1, le=65535)]) -> Response:
+    """Set the size of its terminal (made with ``tty``), as Docker's ``/containers/{id}/resize``
+    (h, w): the command gets SIGWINCH."""
+    held = held_or_409(engine, caller, ref)
+    await run_in_threadpool(held.resize, rows, cols)
+    return Response(status_code=204)
+
+
 @router.delete("/{ref}", response_model=Removed)
 async def delete(ref: str, caller: Runner, engine: EngineDep, force: bool = False) -> dict[str, str]:
     """Remove it (`sandbox rm`): refused while it runs, unless ``force`` (which kills it)."""
