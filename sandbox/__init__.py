@@ -38,7 +38,11 @@ engine:
 - inside a sandbox, a copy of a process in namespaces nested in the
   sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``);
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
-  Sandboxfile built into the store);
+  Sandboxfile built into the store; ``build_error_text`` prints its
+  BuildFileError with the lines it points at), ``uploaded_context`` (a build context
+  that came as a tar, unpacked as safely as a workspace), ``pull_image`` and
+  ``push_image`` (a registry copy; ``registry_progress(stream)`` shows its
+  progress as `sandbox pull` does);
 - untrusted trees and archives copied into a directory without escaping it
   (a job's workspace, its caches): ``copy_tree_into``, ``unpack_tar_into``,
   ``UnpackError``;
@@ -94,7 +98,11 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .hostlimits import capped as host_caps
     from .images import Image, import_image
     from .images import get as get_image
-    from .images.build import build_image
+    from .images.build import build_image, uploaded_context
+    from .images.build.source import render as build_error_text
+    from .images.registry import for_stream as registry_progress
+    from .images.registry import pull as pull_image
+    from .images.registry import push as push_image
     from .images.unpack import UnpackError
     from .images.untrusted import copy_tree_into, unpack_tar_into
     from .inventory import (
@@ -177,6 +185,7 @@ __all__ = [
     "Ulimit",
     "UnpackError",
     "attach_to",
+    "build_error_text",
     "build_image",
     "capabilities_from",
     "check_name",
@@ -205,8 +214,11 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "process_alive",
+    "pull_image",
+    "push_image",
     "read_log",
     "redact_url",
+    "registry_progress",
     "remove_image",
     "remove_network",
     "remove_sandbox",
@@ -221,6 +233,7 @@ __all__ = [
     "start_sandbox",
     "stop_sandbox",
     "unpack_tar_into",
+    "uploaded_context",
     "wait_sandbox",
     "why_unavailable",
     "write_owner",
@@ -234,6 +247,11 @@ _LAZY = {
     "BuildFileError": (".errors", "BuildFileError"),
     "BuildStepFailed": (".errors", "BuildStepFailed"),
     "build_image": (".images.build", "build_image"),
+    "build_error_text": (".images.build.source", "render"),
+    "uploaded_context": (".images.build", "uploaded_context"),
+    "pull_image": (".images.registry", "pull"),
+    "push_image": (".images.registry", "push"),
+    "registry_progress": (".images.registry", "for_stream"),
     "CommandNotExecutable": (".errors", "CommandNotExecutable"),
     "CommandNotFound": (".errors", "CommandNotFound"),
     "HostError": (".errors", "HostError"),

@@ -11,7 +11,7 @@ Scopes:
 - ``read``: see (list, inspect, follow) what the token made, images, networks
 - ``run``: create, start, stop, kill and remove sandboxes; make and remove networks
 - ``jobs``: submit and cancel jobs
-- ``images``: remove images (build, pull and push as they land)
+- ``images``: remove, build, pull and push images
 - ``mount-host``: bind host paths into sandboxes (refused without it)
 - ``admin``: everything, including what other tokens made
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 INSECURE_HELP = ("speak plain HTTP to this registry (host[:port]); localhost and 127.0.0.1 always are; "
                  "also SANDBOX_INSECURE_REGISTRIES=host,host")
@@ -40,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("ref", metavar="REF")
     q.add_argument("--insecure-registry", action="append", default=[], metavar="HOST", help=INSECURE_HELP)
     q.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
-    q.set_defaults(handler=pull)
+    q.set_defaults(handler=pull, remote=remote_pull)
     q = sub.add_parser("push", help="copy a stored image to a registry",
                        description="Copy the stored image REF (tag it first: `sandbox tag app:1 "
                        "HOST:PORT/app:1`) to the registry and repository its name holds; blobs the "
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("ref", metavar="REF")
     q.add_argument("--insecure-registry", action="append", default=[], metavar="HOST", help=INSECURE_HELP)
     q.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
-    q.set_defaults(handler=push)
+    q.set_defaults(handler=push, remote=remote_push)
     q = sub.add_parser("login", help="keep credentials for a registry",
                        description="Check USER and the password read from standard input against "
                        "REGISTRY, then keep them for pulls and pushes in $SANDBOX_STATE_DIR/auth.json "
@@ -129,6 +131,44 @@ def push(args: argparse.Namespace) -> int:
     digest = push_image(args.ref, progress=_progress(args), insecure=args.insecure_registry)
     if args.quiet:
         print(digest)
+    return 0
+
+
+def remote_pull(args: argparse.Namespace, client) -> int:
+    """`sandbox pull` through a daemon: its progress on stderr, -q the image id, as here."""
+    outcome = follow_progress(client.images.pull(args.ref, insecure=args.insecure_registry),
+                              None if args.quiet else sys.stderr)
+    return _finish(outcome, "id" if args.quiet else None)
+
+
+def remote_push(args: argparse.Namespace, client) -> int:
+    """`sandbox push` through a daemon: its progress on stderr, -q the digest, as here."""
+    outcome = follow_progress(client.images.push(args.ref, insecure=args.insecure_registry),
+                              None if args.quiet else sys.stderr)
+    return _finish(outcome, "digest" if args.quiet else None)
+
+
+def follow_progress(lines: Iterable[dict[str, Any]], out: TextIO | None) -> dict[str, Any]:
+    """Print a daemon's progress lines to ``out`` (None: not at all); the last line,
+    ``{"result": ...}`` or ``{"error": ...}``."""
+    from ..client import DaemonError
+
+    for item in lines:
+        if "progress" in item:
+            if out is not None:
+                print(item["progress"], file=out, flush=True)
+        elif "result" in item or "error" in item:
+            return item
+    raise DaemonError("the daemon's answer ended before its result (was the daemon stopped?)")
+
+
+def _finish(outcome: dict[str, Any], printed: str | None) -> int:
+    from . import fail
+
+    if "error" in outcome:
+        return fail(outcome["error"]["message"], int(outcome["error"].get("exit_status") or 125))
+    if printed:
+        print(outcome["result"][printed])
     return 0
 
 

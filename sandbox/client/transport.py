@@ -152,10 +152,11 @@ class Transport:
         return data
 
     def stream(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-               headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+               headers: dict[str, str] | None = None,
+               body: bytes | None = None) -> http.client.HTTPResponse:
         """A response to read as it comes (its own connection, no timeout); close it when done."""
         conn = self._connect(None)
-        response = self._send(conn, method, build_url(path, query), None, self._headers(headers))
+        response = self._send(conn, method, build_url(path, query), body, self._headers(headers))
         if response.status >= 400:
             data = response.read()
             conn.close()

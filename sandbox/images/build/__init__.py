@@ -12,13 +12,16 @@ The pipeline, after BuildKit's Dockerfile front end::
     context.py, ignore.py  what COPY may read (.dockerignore), safely, and its digest
     progress.py      the output, in BuildKit's shape; source.py the error printer
 
-``build_image`` is the call for code outside the CLI (jobs, the pytest plugin).
+``build_image`` is the call for code outside the CLI (jobs, the pytest plugin);
+``uploaded_context`` unpacks a context that came as a tar (the daemon's build).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...spec import Limits, NetworkSpec
@@ -31,10 +34,12 @@ if TYPE_CHECKING:  # not at run time: the build's modules load when a build star
 def build_image(context: str, *, tags: tuple[str, ...] = (), file: str | None = None,
                 build_args: Mapping[str, str] | None = None, target: str | None = None,
                 network: str = "none", egress: bool = False, limits: Limits | None = None,
-                no_cache: bool = False, out: TextOut | None = None, quiet: bool = False) -> StoredImage:
+                no_cache: bool = False, out: TextOut | None = None, quiet: bool = False,
+                shown_file: str | None = None) -> StoredImage:
     """Build the Sandboxfile ``file`` (default: the context's) and tag it; the StoredImage.
 
-    Progress goes to ``out`` (stdout by default). Raises BuildFileError for a
+    Progress goes to ``out`` (stdout by default); errors name the file as
+    ``shown_file`` (default: ``file`` as given). Raises BuildFileError for a
     file or context that cannot be built as written, BuildStepFailed when a
     RUN step fails (its exit status and last output lines on it).
     """
@@ -45,5 +50,23 @@ def build_image(context: str, *, tags: tuple[str, ...] = (), file: str | None = 
     request = BuildRequest(context=os.path.abspath(context), file=path, tags=tuple(tags),
                            build_args=dict(build_args or {}), target=target, no_cache=no_cache,
                            network=NetworkSpec(network, egress=egress), limits=limits or Limits(),
-                           shown_file=path)
+                           shown_file=shown_file or path)
     return build(request, out=out, quiet=quiet).image
+
+
+@contextmanager
+def uploaded_context(data: bytes, *, max_members: int, max_bytes: int) -> Iterator[Path]:
+    """A private work dir holding ``context/``, the (compressed) tar ``data`` unpacked there.
+
+    The tar is untrusted: it goes through the unpacker a job's workspace takes
+    (nothing written outside, no link followed, no device nodes, bounded in
+    members and bytes: UnpackError). The dir is removed at the end, and by
+    `sandbox gc` when its process was killed meanwhile.
+    """
+    from .. import layout
+    from ..untrusted import unpack_tar_into
+
+    with layout.work_dir("context") as work:
+        (work / "context").mkdir(mode=0o700)
+        unpack_tar_into(data, str(work / "context"), max_members=max_members, max_bytes=max_bytes)
+        yield work

@@ -71,7 +71,11 @@ def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = Fa
     BuildStepFailed or another SandboxError."""
     started = time.monotonic()
     shown = request.shown_file or request.file
-    text = read_file(request.file)
+    try:
+        text = read_file(request.file)
+    except BuildFileError as exc:
+        exc.file = shown  # the file as the user named it, not where it was read
+        raise
     for tag in request.tags:
         _check_tag(tag)
     with images.writing():
