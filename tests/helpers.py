@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,9 +19,17 @@ def sandbox_cli(*args: str, input: bytes | None = None, timeout: float = 60) -> 
 
 
 def popen_cli(*args: str) -> subprocess.Popen:
+    """The CLI as a user starts it from a shell: SIGINT at its default disposition. An
+    ignored signal is inherited across exec, and a Python that starts with SIGINT ignored
+    never raises KeyboardInterrupt; the Ctrl-C build test timed out in two whole-suite
+    runs (never alone), so this rules out one cause: an ignore left in the test process."""
     env = dict(os.environ, PYTHONPATH=REPO)
     return subprocess.Popen([sys.executable, "-m", "sandbox", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
