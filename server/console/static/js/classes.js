@@ -8,7 +8,7 @@ const message = el("div", { id: "class-error" });
 const field = (id, label, attrs) => el("div", {}, el("label", { for: id }, label), el("input", { id, ...attrs }));
 const form = el("form", { class: "stacked", id: "class-form", onsubmit: create },
   el("div", { class: "row" },
-    field("class-name", "Name", { required: true, size: 16, pattern: "[a-z0-9][a-z0-9-]*" }),
+    field("class-name", "Name", { required: true, size: 16, pattern: "[a-z0-9][a-z0-9\\-]*" }),
     field("class-students", "Students", { type: "number", min: 1, max: 200, value: 30 }),
     field("class-image", "Image", { value: "busybox", size: 14 }),
     field("class-ttl", "Lasts", { value: "2h", size: 6 })),
