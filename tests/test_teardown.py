@@ -126,7 +126,7 @@ OWNER = textwrap.dedent("""
 
 @pytest.mark.no_leak_check
 @pytest.mark.parametrize("mode, options", [
-    ("direct", {}), ("threaded", {}),
+    pytest.param("direct", {}, id="direct"), pytest.param("threaded", {}, id="threaded"),
     # the init changes its credentials to become these, which clears PR_SET_PDEATHSIG
     pytest.param("direct", {"user": "1000"}, id="direct-user"),
     pytest.param("threaded", {"user": "1000"}, id="threaded-user"),
