@@ -73,6 +73,11 @@ class Batch:
         """Tests it has not reached yet (the one running counts as started)."""
         return max(0, len(self.items) - len(self.frames) - 1)
 
+    def reported(self) -> bool:
+        """Every test it kept has its line: the job ends by itself, nothing to cancel."""
+        kept = len(self.items) if self.stolen_from is None else self.stolen_from
+        return len(self.frames) >= kept
+
     def seconds_per_test(self) -> float | None:
         done = [f["ended"] - f["started"] for f in self.frames.values() if "ended" in f]
         return sum(done) / len(done) if done else None
@@ -136,10 +141,12 @@ class QueueRunner:
         return _failed(item, why_unrun(batch.job, batch.job_id or "-", batch.error, batch.stderr))
 
     def close(self) -> None:
-        """Cancel the jobs of tests that will not be collected after all."""
+        """Cancel the jobs of tests that will not run after all (the session ended early);
+        a batch whose tests have all reported is left to end by itself."""
         with self._changed:
             self._closing = True
-            running = [b.job_id for b in self._batches if b.job_id and not b.ended]
+            running = [b.job_id for b in self._batches
+                       if b.job_id and not b.ended and not b.reported()]
         for job_id in running:
             try:
                 jobs.cancel(self.conn, job_id)
