@@ -67,14 +67,15 @@ def _alternate(suite: str, args: argparse.Namespace, queue: str) -> dict[str, li
     return times
 
 
-def _run(suite: str, extra: list[str]) -> tuple[float, str]:
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+def _run(suite: str, extra: list[str], prefix: tuple[str, ...] = ()) -> tuple[float, str]:
+    """One pytest session over ``suite`` (``prefix``: a command it runs under, e.g. nsenter)."""
+    argv = [*prefix, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
             "--sandbox", *extra]
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=suite, capture_output=True, text=True, timeout=1800)
     seconds = time.monotonic() - started
     found = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in [\d.]+s", proc.stdout, re.MULTILINE)
-    return seconds, found[-1] if found else f"exit {proc.returncode}: {proc.stdout[-300:]}"
+    return seconds, found[-1] if found else f"exit {proc.returncode}: {proc.stdout[-1500:]}"
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
