@@ -326,6 +326,16 @@ def test_a_terminal_that_cannot_be_made_fails_at_its_step_and_nothing_runs():
     assert b'"step": "open a terminal"' in kernel.calls[-2][2]
 
 
+def test_a_command_on_a_terminal_in_a_user_namespace_gets_a_pty_owned_by_its_mapped_ids():
+    plan = make_plan(userns="auto", tty=True)
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, plan, TTY_FDS, PARENT, kernel)
+    names = kernel.names()
+    assert names.index("open_pty") < names.index("enter_userns") < names.index("set_ids")
+    _, _, uid, gid = kernel.calls[names.index("fchown")]
+    assert (uid, gid) == (USERNS.uid_base + 1000, USERNS.gid_base + 1000)
+
+
 def test_a_spare_keeps_the_console_socket_through_its_plan():
     plan = make_plan(tty=True)
     kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(TTY_FDS))],
