@@ -3,11 +3,13 @@
 Every sandbox's record keeps, from its plan, what a process started in it
 later needs (``entry_of``): the namespaces its init unshared, its cgroup's
 procs files, and how its command was started: environment, user and ids,
-working directory, capabilities, rlimits, no_new_privs, the seccomp profile. ``exec_plan`` makes
-the plan of such a process (``Plan.enter``), changed only as asked (-e,
--w, -u, -t): the same limits, capabilities and policy as the command, in
-the same namespaces and cgroup. ``find_init`` finds the sandbox's init in
-its cgroup: pid 1 of a pid namespace one level below this process's.
+working directory, capabilities, rlimits, no_new_privs, the seccomp profile,
+the user namespace's range. ``exec_plan`` makes the plan of such a process
+(``Plan.enter``), changed only as asked (-e, -w, -u, -t): the same limits,
+capabilities and policy as the command, in the same namespaces (its user
+namespace too, with the same uid and gid maps) and cgroup. ``find_init``
+finds the sandbox's init in its cgroup: pid 1 of a pid namespace one level
+below this process's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from .errors import SpecError, StateError
 from .linux.proc import init_of, process_start_time
-from .plan import ExecPlan, Plan
+from .plan import ExecPlan, Plan, UserNamespace
 from .security.filters import filter_for
 from .spec import _check_command, _check_env
 
@@ -34,7 +36,7 @@ def entry_of(plan: Plan, output_limit: int | None) -> dict[str, Any]:
             "workdir": e.workdir, "keep_caps": e.keep_caps,
             "rlimits": [list(r) for r in e.rlimits], "no_new_privs": e.no_new_privs,
             "seccomp": e.seccomp.profile if e.seccomp is not None else "unconfined",
-            "userns": e.userns is not None}
+            "userns": list(e.userns) if e.userns is not None else None}
 
 
 def exec_plan(sandbox_id: str, entry: Mapping[str, Any], init: tuple[int, int | None, tuple],
@@ -45,9 +47,6 @@ def exec_plan(sandbox_id: str, entry: Mapping[str, Any], init: tuple[int, int | 
     """The plan of a process started in the sandbox whose init is ``init`` (pid, start
     time, namespace ids): its command, with ``env`` added, and ``workdir``, ``user``
     (name as given, and its resolved ids) and a terminal of ``tty_size`` if given."""
-    if entry.get("userns"):
-        raise StateError(f"sandbox {sandbox_id} runs in a user namespace of its own (--userns=auto): "
-                         "`sandbox exec` into such a sandbox is not supported yet")
     argv = _check_command(tuple(command))
     if not argv:
         raise SpecError("command", command, "a command to run in the sandbox")
@@ -62,9 +61,30 @@ def exec_plan(sandbox_id: str, entry: Mapping[str, Any], init: tuple[int, int | 
         rlimits=tuple(tuple(r) for r in entry["rlimits"]),
         no_new_privs=entry["no_new_privs"], tty=tty_size,
         seccomp=filter_for(entry.get("seccomp", "default"), entry["keep_caps"]),
+        userns=user_namespace(entry, init[0]),
     )
     return Plan(sandbox_id=sandbox_id, cgroup_procs=tuple(entry["cgroup_procs"]),
                 unshare_flags=entry["unshare_flags"], ops=(), exec=exec_, enter=init)
+
+
+def user_namespace(entry: Mapping[str, Any], init_pid: int) -> UserNamespace | None:
+    """The sandbox's user namespace (its range of host ids), or None if it has none.
+
+    A record written before the range was kept says only ``true``: the range
+    is then read from the init's uid_map and gid_map, which its owner wrote.
+    """
+    kept = entry.get("userns")
+    if not kept:
+        return None
+    if kept is not True:
+        return UserNamespace(*kept)
+    try:
+        with open(f"/proc/{init_pid}/uid_map") as uids, open(f"/proc/{init_pid}/gid_map") as gids:
+            (_, uid_base, size), (_, gid_base, _) = (f.read().split() for f in (uids, gids))
+    except (OSError, ValueError) as exc:
+        raise StateError(f"the sandbox's init (pid {init_pid}) has ended: the sandbox is not "
+                         "running") from exc
+    return UserNamespace(int(uid_base), int(gid_base), int(size))
 
 
 def find_init(cgroup_paths: list[str]) -> tuple[int, int | None] | None:

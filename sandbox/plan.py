@@ -70,6 +70,8 @@ class ExecPlan(namedtuple("ExecPlan", ("argv", "env", "user", "workdir", "keep_c
         line = f"exec {' '.join(self.argv)} as {self.user} in {self.workdir}"
         if self.seccomp is not None:
             line = f"{self.seccomp}\n{line}"
+        if self.userns is not None:
+            line = f"enter the user namespace ({self.userns})\n{line}"
         if self.tty:
             rows, cols = self.tty
             line = (f"open a pty in /dev/pts ({rows}x{cols}), send its master on the console "
@@ -127,8 +129,6 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
         lines += [op.step for op in self.pre_ops]
         lines.append(f"unshare 0x{self.unshare_flags:08x}")
         lines += [f"{op.step}" for op in self.ops + self.hooks]
-        if self.exec.userns is not None:
-            lines.append(f"enter the user namespace ({self.exec.userns})")
         lines.append(self.exec.describe())
         return "\n".join(lines)
 
@@ -141,4 +141,6 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
                 *(f"join cgroup {p}" for p in self.cgroup_procs),
                 f"setns(pidfd, {namespace_names(self.unshare_flags)} pid), then check each "
                 "against the init's",
+                *(["keep the pidfd: its user namespace is joined last, by setns(pidfd, user)"]
+                  if self.exec.userns is not None else []),
                 self.exec.describe() + ", a process of the pid namespace joined"]

@@ -197,6 +197,24 @@ def test_exec_it_into_a_detached_sandbox(term):
     assert sandbox_cli("rm", "-f", "it").returncode == 0
 
 
+def test_exec_it_into_a_sandbox_with_a_user_namespace_of_its_own(term):
+    """Root there, with its init's maps, on a pty of the sandbox's devpts that it owns."""
+    started = sandbox_cli("run", "-d", "--userns", "auto", "--name", "it", "busybox", "--",
+                          "sleep", "1000")
+    assert started.returncode == 0, started.stderr
+    term.type(f"{SANDBOX} exec -it it sh")
+    term.wait_for("/ #")
+    term.type("tty; id -u; echo map $(cat /proc/self/uid_map) is $(cat /proc/1/uid_map); "
+              "ls -ln $(tty) | cut -c 1-30")
+    found = term.wait_re(r"^/dev/pts/0\n0\nmap 0 (\d+) 65536 is 0 (\d+) 65536\nc[rw-]{9} +1 0 +0$")
+    assert found.group(1) == found.group(2) and int(found.group(1)) >= 1 << 31
+    term.type("exit 6")
+    term.wait_re(r"^host\$$")
+    term.type("echo status=$?")
+    term.wait_for("status=6")
+    assert sandbox_cli("rm", "-f", "it").returncode == 0
+
+
 def test_record_writes_an_asciicast_v2_file(term):
     cast = os.path.join(term.dir, "session.cast")
     term.type(f"{SANDBOX} run -it --record {cast} --name rec busybox")

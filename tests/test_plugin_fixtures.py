@@ -88,3 +88,21 @@ def test_spawn_drives_an_interactive_program_on_a_terminal(pytester):
             left = sandbox.spawn("sleep 1000")  # ended with the sandbox at the latest
     """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_spawn_works_in_a_sandbox_with_a_user_namespace_of_its_own(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.sandbox(image="busybox", userns="auto")
+        def test_interactive(sandbox):
+            with sandbox.spawn(["sh"]) as sh:
+                sh.expect_exact("# ")
+                sh.sendline("id -u; cat /proc/self/uid_map; echo ok-$((6 * 7))")
+                sh.expect("ok-42")
+                uid, inside, host, size = sh.before.split()[-4:]
+                assert (uid, inside, size) == (b"0", b"0", b"65536") and int(host) >= 1 << 31
+                sh.sendline("exit 2")
+                assert sh.wait(10).exit_code == 2
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

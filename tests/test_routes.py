@@ -326,6 +326,16 @@ def test_a_terminal_that_cannot_be_made_fails_at_its_step_and_nothing_runs():
     assert b'"step": "open a terminal"' in kernel.calls[-2][2]
 
 
+def test_a_command_on_a_terminal_in_a_user_namespace_gets_a_pty_owned_by_its_mapped_ids():
+    plan = make_plan(userns="auto", tty=True)
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, plan, TTY_FDS, PARENT, kernel)
+    names = kernel.names()
+    assert names.index("open_pty") < names.index("enter_userns") < names.index("set_ids")
+    _, _, uid, gid = kernel.calls[names.index("fchown")]
+    assert (uid, gid) == (USERNS.uid_base + 1000, USERNS.gid_base + 1000)
+
+
 def test_a_spare_keeps_the_console_socket_through_its_plan():
     plan = make_plan(tty=True)
     kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(TTY_FDS))],
@@ -397,6 +407,80 @@ def test_an_exec_on_a_terminal_opens_its_pty_in_the_container_it_joined():
     names = kernel.names()
     assert names.index("setns") < names.index("open_pty") < names.index("set_ids")
     assert kernel.calls[names.index("set_window_size")][2:] == (30, 100)
+
+
+def make_userns_exec_plan(**changes):
+    from sandbox.entry import entry_of, exec_plan
+
+    entry = entry_of(make_plan(userns="auto"), 1 << 20)
+    return exec_plan("abc", entry, (os.getpid(), None, INIT_NAMESPACES), ["sh", "-c", "true"],
+                     **changes)
+
+
+def test_an_exec_into_a_user_namespace_joins_it_last_by_the_same_pidfd_then_is_confined():
+    """The sandbox's other namespaces are the host's (its init made them as host root):
+    they are joined first, together, as root of the host; the user namespace alone, by
+    the same pidfd, right before the user changes, then the filter."""
+    from sandbox.process.enter import enter_main
+
+    plan = make_userns_exec_plan()
+    assert plan.exec.userns == USERNS
+    kernel = RecordingKernel(replies={"namespace_ids": [INIT_NAMESPACES]})
+    assert run_until_exit(kernel, enter_main, plan, FDS, 21, PARENT, kernel) == 0
+    assert kernel.names() == [
+        "dup_above", *ARRANGE_KEEPING_2[:-1], "open", "set_pdeathsig", "setsid", "set_dumpable",
+        "join_cgroup", "open", "setns", "namespace_ids", "keep_userns", "close", "set_name",
+        *FORWARDED, "enter_userns", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn",
+        "write", "dup2", "dup2", "dup2", "wait_any", "write", "exit"]
+    calls = kernel.calls
+    assert ("setns", 100, plan.unshare_flags | linux.CLONE_NEWPID) in calls
+    assert not plan.unshare_flags & linux.CLONE_NEWUSER  # never in the one setns: refused there
+    assert ("keep_userns", 100) in calls  # the init's pidfd (moved above 3), not closed
+    assert ("close", 100) not in calls
+    assert ("set_ids", 1000, 1000, (1000,)) in calls  # ids inside the namespace
+
+
+def test_an_exec_on_a_terminal_in_a_user_namespace_gives_the_pty_to_the_users_host_ids():
+    """The pty is made as the init makes its own: as root of the host in the sandbox's
+    devpts, before the user namespace is entered; so its owner is given as the host ids
+    the user is (the range's), which show as the user's own inside."""
+    from sandbox.process.enter import enter_main
+
+    plan = make_userns_exec_plan(tty_size=(30, 100))
+    kernel = RecordingKernel(replies={"namespace_ids": [INIT_NAMESPACES]})
+    run_until_exit(kernel, enter_main, plan, TTY_FDS, 21, PARENT, kernel)
+    names = kernel.names()
+    assert (names.index("setns") < names.index("keep_userns") < names.index("open_pty")
+            < names.index("enter_userns") < names.index("set_ids") < names.index("load_seccomp"))
+    _, _, uid, gid = kernel.calls[names.index("fchown")]
+    assert (uid, gid) == (USERNS.uid_base + 1000, USERNS.gid_base + 1000)
+
+
+def test_an_exec_plan_keeps_the_sandboxs_range_and_says_how_it_enters():
+    from sandbox.entry import entry_of
+
+    entry = entry_of(make_plan(userns="auto"), 1 << 20)
+    assert entry["userns"] == list(USERNS)
+    assert entry_of(make_plan(), 1 << 20)["userns"] is None
+    text = make_userns_exec_plan(tty_size=(24, 80)).describe()
+    lines = text.splitlines()
+    keep = next(i for i, line in enumerate(lines) if line.startswith("keep the pidfd"))
+    pty = next(i for i, line in enumerate(lines) if line.startswith("open a pty"))
+    enter = next(i for i, line in enumerate(lines) if line.startswith("enter the user namespace"))
+    seccomp = next(i for i, line in enumerate(lines) if line.startswith("load the seccomp filter"))
+    assert keep < pty < enter < seccomp < len(lines) - 1
+
+
+def test_a_record_that_kept_no_range_gives_the_inits_maps():
+    """Written before the range was kept (``"userns": true``): read from /proc."""
+    from sandbox.entry import user_namespace
+
+    assert user_namespace({"userns": None}, os.getpid()) is None
+    with open("/proc/self/uid_map") as f:
+        _, base, size = (int(n) for n in f.read().split())
+    assert user_namespace({"userns": True}, os.getpid())[::2] == (base, size)
+    with pytest.raises(StateError, match="has ended"):
+        user_namespace({"userns": True}, 1 << 30)  # above pid_max: no such process
 
 
 def test_the_owner_side_of_the_exec_route_checks_the_init_then_forks():

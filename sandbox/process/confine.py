@@ -4,9 +4,10 @@ Every route into a container ends with the same two calls, in this order:
 
 - ``enter_user_namespace`` first thing in ``credentials.become`` (a plan
   with a UserNamespace): the process joins the namespace its init made
-  (``process.userns``), or has joined already through the init's pidfd
-  (``join_user_namespace``: a target forked into a held container, an exec
-  into a running one, after the other namespaces, whose owner is the host);
+  (``process.userns``), or the init's through its pidfd (an exec into a
+  running container, ``process.enter``: after its terminal is made), or has
+  joined it already (``join_user_namespace``: a target forked into a held
+  container, after the other namespaces, whose owner is the host);
   then it becomes the plan's user, with capabilities that count only there;
 - ``load_seccomp`` last, after no_new_privs and everything else the route
   does, right before the exec (or the Python target's call): from then on
@@ -29,7 +30,8 @@ from .steps import in_step
 
 
 def enter_user_namespace(plan: ExecPlan, kernel: Kernel) -> None:
-    """Join the sandbox's user namespace, unless this process is in it already."""
+    """Join the sandbox's user namespace (``Kernel.userns_fd``), unless this process is
+    in it already."""
     if plan.userns is not None and not kernel.in_userns:
         in_step("enter the user namespace", kernel.enter_userns)
 

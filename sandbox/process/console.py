@@ -10,7 +10,9 @@ As runc's ``setupConsole`` does, and for the same reasons:
 - the master goes to the owner over the *console socket* (a unix socket
   pair, SCM_RIGHTS; the owner receives it close-on-exec) and is closed
   here: nothing in the container holds it;
-- the peer is given to the command's user (as login(1) does), sized, and
+- the peer is given to the command's user (as login(1) does; in a user
+  namespace, the host ids its uid and gid are, as the process is not in it
+  yet: its root can then open its own terminal by path), sized, and
   made the command's stdin, stdout, stderr and controlling terminal: the
   command is forked, calls setsid and TIOCSCTTY, and execs. So Ctrl-C,
   Ctrl-Z and job control act inside the container, on the command's
@@ -45,8 +47,7 @@ def open_console(plan: ExecPlan, kernel: Kernel, console_fd: int) -> int:
     try:
         rows, cols = plan.tty
         kernel.set_window_size(master, rows, cols)
-        uid, gid = plan.ids[0], plan.ids[1]
-        kernel.fchown(peer, uid, gid)
+        kernel.fchown(peer, *terminal_owner(plan, kernel))
         kernel.send_fds(console_fd, PTY_MESSAGE, [master])
     except BaseException:
         kernel.close(peer)
@@ -55,6 +56,15 @@ def open_console(plan: ExecPlan, kernel: Kernel, console_fd: int) -> int:
         kernel.close(master)
         kernel.close(console_fd)
     return peer
+
+
+def terminal_owner(plan: ExecPlan, kernel: Kernel) -> tuple[int, int]:
+    """The (uid, gid) the command's user is where this process is: in the host's user
+    namespace until it enters the sandbox's, its ids there are those of its range."""
+    uid, gid = plan.ids[0], plan.ids[1]
+    if plan.userns is None or kernel.in_userns:
+        return uid, gid
+    return plan.userns.uid_base + uid, plan.userns.gid_base + gid
 
 
 def spawn_on_terminal(kernel: Kernel, peer: int, path: str, argv: tuple[str, ...],

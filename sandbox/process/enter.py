@@ -12,18 +12,34 @@ init's pidfd, it does what runc's nsexec does, in the order that matters:
    nothing in the container may ptrace it or open its /proc files).
 3. The sandbox's cgroup, by the host's path: its limits hold from here on.
 4. An fd on its own /proc/PID/ns, then one setns(pidfd, every namespace of
-   the init, pid included): all joined at once (Linux 5.8's setns by
-   pidfd; the kernel enters a user namespace first, as runc orders them),
-   through a pidfd the owner checked by the init's start time, so no
-   recycled pid is ever entered.
+   the init but its user namespace, pid included): all joined at once
+   (Linux 5.8's setns by pidfd), through a pidfd the owner checked by the
+   init's start time, so no recycled pid is ever entered.
 5. Each namespace checked against the init's (device and inode, read by
-   the owner; pid against ``pid_for_children``): a mismatch ends here.
-6. As an init does from here: become the user (the capabilities, rlimits,
-   no_new_privs and ``confine`` of the sandbox), its terminal if asked,
-   spawn the command, reap it and report its wait status. setns with a pid
-   namespace moves only the *children* into it: the command runs inside,
-   pid N of the container, its parent outside it (pid 0 from inside, as
-   with `docker exec`), this process invisible to the container.
+   the owner; pid against ``pid_for_children``): a mismatch ends here. (The
+   user namespace is the one of the process the same pidfd names.)
+6. As an init does from here, in the same order: its terminal if asked
+   (made as root of the host, in the sandbox's devpts), then ``become``:
+   the sandbox's user namespace first, if it has one, joined by the same
+   pidfd (``Kernel.keep_userns``, then ``enter_userns``: setns(pidfd,
+   CLONE_NEWUSER)), then the user, capabilities, rlimits, no_new_privs and
+   ``confine`` of the sandbox; spawn the command, reap it and report its
+   wait status. setns with a pid namespace moves only the *children* into
+   it: the command runs inside, pid N of the container, its parent outside
+   it (pid 0 from inside, as with `docker exec`), this process invisible to
+   the container.
+
+The user namespace is joined last and on its own, unlike runc's nsexec,
+which joins it first: as the init does, the exec makes the terminal as
+root of the host, in the sandbox's mount namespace, before it enters the
+user namespace. A process in the namespace whose host uid the namespace
+does not map (root of the host, until it becomes the user) cannot give a
+pty it made to the user (fchown: EPERM), and one setns naming the user
+namespace with the others would put it there at once. The other
+namespaces are the host's user namespace's (the init made them as root of
+the host, ``process.userns``), which this process, root of the host, may
+join. A process with threads cannot join a user namespace: this one is a
+fresh fork of a single-threaded process (the owner, or its zygote).
 
 The command dies with the container (its pid namespace's init) and with
 this process's cgroup; this process dies with its parent (pdeathsig).
@@ -96,15 +112,26 @@ def enter_main(plan: Plan, fds: ChildFds, init_pidfd: int, parent: tuple[int, in
 
 
 def enter_namespaces(kernel: Kernel, plan: Plan, pidfd: int) -> None:
-    """setns into every namespace of the init at once, then check each was joined."""
+    """setns into every namespace of the init at once but its user namespace, check
+    each was joined, and keep the pidfd for the user namespace, joined in ``become``."""
     own = kernel.open("/proc/self/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    keep = False
     try:
         kernel.setns(pidfd, plan.unshare_flags | linux.CLONE_NEWPID)
         theirs, ours = joined(plan.unshare_flags | linux.CLONE_NEWPID)
         now = kernel.namespace_ids(own, ours)
+        check_joined(plan, theirs, now)
+        if plan.exec.userns is not None:
+            kernel.keep_userns(pidfd)
+            keep = True
     finally:
         kernel.close(own)
-        kernel.close(pidfd)
+        if not keep:
+            kernel.close(pidfd)
+
+
+def check_joined(plan: Plan, theirs: tuple[str, ...], now: tuple[tuple[int, int], ...]) -> None:
+    """OSError unless every namespace joined is the one the owner read of the init."""
     expected = tuple(tuple(ids) for ids in plan.enter[2])
     if len(expected) != len(theirs):
         raise OSError(f"the plan names {len(expected)} namespaces to check, not {len(theirs)}")

@@ -59,7 +59,8 @@ class Kernel:
         #: An O_PATH fd on the writable layer's directory, held by the init for
         #: `sandbox commit` (pivot_root leaves no path to it), or -1.
         self.held_layer = -1
-        #: An fd for the sandbox's user namespace, made but not yet entered, or -1.
+        #: An fd for the sandbox's user namespace, not yet entered, or -1: the namespace's
+        #: own (made by this init), or a pidfd of the sandbox's init (an exec's).
         self.userns_fd = -1
         #: True once this process is in the sandbox's user namespace.
         self.in_userns = False
@@ -349,8 +350,14 @@ class Kernel:
         """The filesystem ids mounts made now record as their mounter's."""
         userns.set_fs_ids(uid, gid)
 
+    def keep_userns(self, fd: int) -> None:
+        """Keep ``fd``, a pidfd of a process in the sandbox's user namespace, for
+        ``enter_userns`` (setns by a pidfd with CLONE_NEWUSER joins that process's)."""
+        self.userns_fd = fd
+
     def enter_userns(self) -> None:
-        """Enter the user namespace made by ``make_userns`` (and close its fd)."""
+        """Enter the user namespace ``userns_fd`` names (made by ``make_userns``, or
+        kept by ``keep_userns``) and close its fd."""
         if self.userns_fd < 0:
             raise OSError(9, "no user namespace was made for this sandbox")
         linux.setns(self.userns_fd, linux.CLONE_NEWUSER)
