@@ -17,7 +17,10 @@ host's drift hits every row alike:
                         runc), and ``runc, unconfined`` without it
 
 Prints medians, p90 and the difference of each row's median from "off" (the
-targets: seccomp under 0.5 ms, userns under 1 ms). Needs root and a sandbox
+targets: seccomp under 0.5 ms, userns under 1 ms). With ``--steps`` the
+containers trace their setup (SANDBOX_TRACE=1) and each row's median time of
+the steps that differ between rows is printed too: on a loaded machine the
+seccomp(2) call's own time says more than a difference of two medians. Needs root and a sandbox
 entry in /etc/subuid and /etc/subgid; leaves nothing behind (its state, run
 and runc dirs live in one temp dir, removed at the end).
 """
@@ -42,7 +45,7 @@ os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox import SandboxSpec, images, run  # noqa: E402
+from sandbox import Sandbox, SandboxSpec, images  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
 from sandbox.linux.caps import mask  # noqa: E402
 from sandbox.security import filters, profile  # noqa: E402
@@ -56,13 +59,25 @@ MODES = {
 }
 
 
-def api(image: str, options: dict):
+#: The setup steps ``--steps`` reports (each one's time since the step before it).
+STEPS = ("become the user", "load the seccomp filter", "command started")
+#: Row name -> step -> its times (ms), with --steps.
+STEP_TIMES: dict[str, dict[str, list[float]]] = {}
+
+
+def api(image: str, options: dict, name: str):
     spec = SandboxSpec(image=image, command=["true"], **options)
 
     def call() -> None:
-        result = run(spec)
+        box = Sandbox(spec)  # what run(spec) does, keeping the sandbox for its trace
+        result = box.run()
         if result.exit_code != 0:
             raise RuntimeError(f"{image} {options} exited {result.exit_code}: {result.stderr!r}")
+        last = 0.0
+        for step, at in box.trace:
+            if step in STEPS:
+                STEP_TIMES.setdefault(name, {}).setdefault(step, []).append(at - last)
+            last = at
     return call
 
 
@@ -98,9 +113,11 @@ def runc_call(bundle: Path):
 
 
 def rows(n: int) -> list[tuple[str, object, int]]:
-    found: list[tuple[str, object, int]] = [(name, api("busybox", opts), n) for name, opts in MODES.items()]
-    found += [("host image, off", api("host", MODES["off"]), n),
-              ("host image, seccomp + userns", api("host", MODES["seccomp + userns"]), n)]
+    found: list[tuple[str, object, int]] = [(name, api("busybox", opts, name), n)
+                                            for name, opts in MODES.items()]
+    found += [(name, api("host", MODES[mode], name), n)
+              for name, mode in (("host image, off", "off"),
+                                 ("host image, seccomp + userns", "seccomp + userns"))]
     if shutil.which("runc"):
         rootfs = images.get("busybox").layers[0]
         found += [("runc, default profile", runc_call(runc_bundle(rootfs, True)), max(10, n // 4)),
@@ -132,6 +149,12 @@ def report(times: dict[str, list[float]]) -> None:
         p90 = sorted(values)[min(len(values) - 1, int(0.9 * len(values)))]
         ref = base["host"] if name.startswith("host") else base[""]
         print(f"{name:32} {len(values):5} {median:10.2f} {p90:8.2f} {median - ref:+8.2f}")
+    if STEP_TIMES:
+        print(f"\nsetup steps in the container, median ms (since the step before)\n{'what':32} "
+              + " ".join(f"{step:>24}" for step in STEPS))
+        for name, steps in STEP_TIMES.items():
+            cells = (f"{statistics.median(steps[s]):24.3f}" if s in steps else f"{'-':>24}" for s in STEPS)
+            print(f"{name:32} " + " ".join(cells))
 
 
 def runc_cgroups() -> set[str]:
@@ -142,7 +165,11 @@ def runc_cgroups() -> set[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100, help="runs per API row (runc: n/4)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also the median time of the container's setup steps (SANDBOX_TRACE=1)")
     args = parser.parse_args()
+    if args.steps:
+        os.environ["SANDBOX_TRACE"] = "1"
     if os.geteuid() != 0:
         print("security.py: needs root (containers, cgroups)", file=sys.stderr)
         shutil.rmtree(TMP, ignore_errors=True)

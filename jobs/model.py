@@ -125,7 +125,8 @@ class JobSpec:
     services: tuple[ServiceSpec, ...] = ()
     cache: CacheSpec | None = None
     params: Mapping[str, str] = field(default_factory=dict)
-    #: Every step's seccomp profile ("default" or "unconfined") and user namespace mode
+    #: Every step's seccomp profile ("default", "unconfined", or "nested": a remote batch of
+    #: the pytest plugin, whose tests stack the default) and user namespace mode
     #: ("host" or "auto"; None: the worker's default, $SANDBOX_USERNS or host).
     seccomp: str = "default"
     userns: str | None = None

@@ -20,9 +20,17 @@ Before each test it reads the job's inbox (``jobs.INBOX``, in the
 workspace): a line ``steal N`` (the session gave the tests from the N-th on
 to another worker) ends the batch there, with a line saying where.
 
+Under Docker's default seccomp profile (which refuses user namespaces) the
+batch's sandbox runs under the ``nested`` profile instead (the default plus
+exactly the namespaces and mounts of ``fork_nested``), and is given
+``--sandbox-batch-seccomp=default``: each copy, once settled, gets back this
+process's capabilities and stacks the default filter on the sandbox's, so a
+test's code is confined as an ordinary sandbox's command is (it cannot make
+namespaces of its own).
+
 Where the sandbox may not make user namespaces, each test runs in a plain
 copy of this process instead (its own process group, /tmp shared), said in
-its line (``nested: false``).
+its line (``nested: false``); it stacks the same filter.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import time
 
 import pytest
 
-from sandbox import fork_nested
+from sandbox import fork_confined, fork_nested
 
 from . import hookspecs, inside
 from .events import EVENTS_FILE
@@ -68,6 +76,7 @@ def pytest_addoption(parser) -> None:
     parser.addoption("--sandbox-batch", dest="sandbox_batch", help=argparse.SUPPRESS)
     parser.addoption("--sandbox-batch-timeout", dest="sandbox_batch_timeout", type=float,
                      help=argparse.SUPPRESS)
+    parser.addoption("--sandbox-batch-seccomp", dest="sandbox_batch_seccomp", help=argparse.SUPPRESS)
     if not _FRAMES:
         _FRAMES.append(os.dup(1))
         os.dup2(2, 1)
@@ -107,6 +116,7 @@ def pytest_runtestloop(session) -> bool:
         found.setdefault(item.nodeid, item)
     wanted = node_ids(config)
     timeout = config.getoption("sandbox_batch_timeout")
+    seccomp = config.getoption("sandbox_batch_seccomp")
     for index, nodeid in enumerate(wanted):
         stolen = _stolen_from()
         if stolen is not None and index >= stolen:
@@ -117,7 +127,7 @@ def pytest_runtestloop(session) -> bool:
             _emit({"index": index, "nodeid": nodeid, "missing": True})
             continue
         after = found.get(wanted[index + 1]) if index + 1 < len(wanted) else None
-        _emit(_run_one(item, after, index, recorder, timeout))
+        _emit(_run_one(item, after, index, recorder, timeout, seccomp))
     return True
 
 
@@ -139,8 +149,10 @@ def _emit(frame: dict) -> None:
         data = data[os.write(_FRAMES[0], data):]
 
 
-def _run_one(item, nextitem, index: int, recorder, timeout: float | None) -> dict:
-    """Run one test in a copy of this process in namespaces of its own; its line."""
+def _run_one(item, nextitem, index: int, recorder, timeout: float | None,
+             seccomp: str | None) -> dict:
+    """Run one test in a copy of this process in namespaces of its own (stacking the
+    filter of profile ``seccomp``, if given); its line."""
     directory = os.path.join(REPORTS, str(index))
     os.makedirs(directory, exist_ok=True)
     recorder.path = os.path.join(directory, EVENTS_FILE)  # the copy writes there
@@ -149,10 +161,10 @@ def _run_one(item, nextitem, index: int, recorder, timeout: float | None) -> dic
         started = time.time()
         nested = True
         try:
-            pid = fork_nested()
+            pid = fork_nested(seccomp)
         except OSError:
             nested = False
-            pid = os.fork()
+            pid = fork_confined(seccomp) if seccomp else os.fork()
         if pid == 0:
             _copy(item, nextitem, out.fileno(), err.fileno(), status_w, nested)
         os.close(status_w)

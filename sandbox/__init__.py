@@ -36,7 +36,9 @@ engine:
 - Python targets forked by a copy of the caller: ``ForkServer``,
   ``ServedTarget`` (see ``sandbox.process.forkserver``);
 - inside a sandbox, a copy of a process in namespaces nested in the
-  sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``);
+  sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``; with
+  ``seccomp="default"`` the copy stacks Docker's default filter, for a sandbox under
+  the ``nested`` profile), and ``fork_confined`` (a plain fork so confined);
 - images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
   Sandboxfile built into the store; ``build_error_text`` prints its
   BuildFileError with the lines it points at), ``uploaded_context`` (a build context
@@ -118,7 +120,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     )
     from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
-    from .nested import fork_nested
+    from .nested import fork_confined, fork_nested
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
     from .redact import hide_from_ps, redact_url
@@ -195,6 +197,7 @@ __all__ = [
     "die_with_parent",
     "dry_run",
     "exec_into",
+    "fork_confined",
     "fork_nested",
     "format_duration",
     "format_size",
@@ -288,6 +291,7 @@ _LAZY = {
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
     "fork_nested": (".nested", "fork_nested"),
+    "fork_confined": (".nested", "fork_confined"),
     "get_image": (".images", "get"),
     "import_image": (".images", "import_image"),
     "Image": (".images", "Image"),

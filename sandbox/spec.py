@@ -290,8 +290,10 @@ class SandboxSpec:
     #: (ext4, xfs, tmpfs): best a ``images.layout.work_dir``, which gc removes after a crash.
     #: The disk limit does not apply to it.
     upper_dir: str | None = None
-    #: The seccomp profile: "default" (Docker's), "unconfined" (no filter), or the absolute
-    #: path of a profile in Docker's JSON format (``sandbox.security.profile``).
+    #: The seccomp profile: "default" (Docker's), "unconfined" (no filter), the absolute
+    #: path of a profile in Docker's JSON format (``sandbox.security.profile``), or "nested"
+    #: (Docker's default plus what ``fork_nested`` needs, for a command whose nested copies
+    #: stack the default: ``fork_nested(seccomp="default")``).
     seccomp: str = "default"
     #: "host": the host's user namespace (root in the sandbox is root on the host, with
     #: Docker's capabilities); "auto": one of its own, root in it a range of host ids.
@@ -404,8 +406,8 @@ def check_user(user: str) -> None:
 
 def _check_security(seccomp: object, userns: object) -> None:
     """A seccomp setting that names a readable, valid profile; a known userns mode."""
-    accepted = "default, unconfined or the absolute path of a seccomp profile (Docker's JSON)"
-    if not isinstance(seccomp, str) or not (seccomp in ("default", "unconfined")
+    accepted = "default, unconfined, nested or the absolute path of a seccomp profile (Docker's JSON)"
+    if not isinstance(seccomp, str) or not (seccomp in ("default", "unconfined", "nested")
                                             or seccomp.startswith("/")):
         raise SpecError("seccomp", seccomp, accepted)
     if seccomp != "unconfined":

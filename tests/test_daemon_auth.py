@@ -83,6 +83,7 @@ def test_the_cli_over_tcp_with_a_token(tcp_daemon):
 def test_what_weakens_a_sandbox_s_walls_needs_an_admin_token(tcp_daemon):
     runner = tcp_daemon.token("student", "run")
     for asks, field in (({"seccomp": "unconfined"}, "seccomp"),
+                        ({"seccomp": "nested"}, "seccomp"),  # user namespaces allowed
                         ({"seccomp": "/etc/passwd"}, "seccomp"),  # a file of the host: mount-host
                         ({"network": {"mode": "bridge", "allow_host_ports": [6379]}}, "network"),
                         ({"cap_add": ["SYS_ADMIN"]}, "cap_add"),

@@ -48,3 +48,65 @@ def test_a_nested_copy_is_pid_1_with_its_own_tmp_and_only_lo(tmp_path):
     helper = subprocess.run([sys.executable, "-c", HELPER], capture_output=True, text=True,
                             timeout=60, env=dict(os.environ, PYTHONPATH=REPO), cwd=tmp_path)
     assert helper.stdout == "ok exit 0; /tmp/left seen here: False\n", helper.stderr
+
+
+CONFINED = """
+import ctypes, errno, os
+from sandbox import fork_nested, linux
+from sandbox.nested import NESTED
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def refused(call, *args):
+    return call(*args) == -1 and ctypes.get_errno() == errno.EPERM
+
+
+def nested_clone():  # clone(2) with fork_nested's namespaces: True if made
+    pid = libc.syscall(56, NESTED | 17, 0, 0, 0, 0)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+    return pid > 0
+
+
+def filters():
+    with open("/proc/self/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("Seccomp_filters:"))
+
+
+said = []
+# the nested profile opens clone with exactly fork_nested's namespaces, nothing more
+said.append(f"unshare {refused(libc.unshare, 0x10000000)}")
+said.append(f"clone+cgroupns {refused(libc.syscall, 56, 0x10000000 | 0x02000000 | 17, 0, 0, 0, 0)}")
+for stack in (None, "default"):
+    pid = fork_nested(stack)
+    if pid == 0:
+        line = [f"{stack}: filters {filters()}",
+                f"unshare refused {refused(libc.unshare, 0x10000000)}",
+                f"clone made {nested_clone()}",
+                f"mount refused {refused(libc.mount, b'none', b'/tmp', b'tmpfs', 6, None)}"]
+        os.write(1, (" ".join(line) + "\\n").encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(" ".join(said))
+"""
+
+
+def test_under_the_nested_profile_a_copy_stacks_the_default(tmp_path):
+    """A sandbox under the nested profile may make fork_nested's namespaces (and no
+    others); a copy made with seccomp="default" is under both filters, and so cannot
+    make a user namespace or mount, as a sandbox under the default cannot."""
+    from sandbox import SandboxSpec, run
+
+    result = run(SandboxSpec(image="host", command=["python3", "-c", CONFINED], seccomp="nested",
+                             env={"PYTHONPATH": REPO}), log_file=False)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [
+        # the copy is root in its own user namespace: under the nested profile alone it may
+        # make nested namespaces again and mount with fork_nested's flags; never unshare
+        "None: filters 1 unshare refused True clone made True mount refused False",
+        "default: filters 2 unshare refused True clone made False mount refused True",
+        "unshare True clone+cgroupns True",
+    ], result.stderr

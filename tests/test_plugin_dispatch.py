@@ -7,6 +7,7 @@ would. Each test uses its own queue, so only its own workers take its jobs.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -20,11 +21,10 @@ pytestmark = pytest.mark.root
 
 #: The workers import this checkout (PYTHONPATH), and the host image shows it;
 #: the inner pytest on a worker must import the same pytest_sandbox, even when
-#: the editable install points at another checkout. A batch forks each test into
-#: nested namespaces, which Docker's default seccomp profile refuses (it denies
-#: user namespaces inside a sandbox): these tests of the batch's workings run
-#: unconfined; test_under_the_default_profile_a_batch_shares_its_namespaces shows
-#: what the default profile gives.
+#: the editable install points at another checkout. These tests of the batch's
+#: workings run unconfined (as the lines without a filter have always run);
+#: test_under_the_default_profile_each_test_of_a_batch_has_namespaces_of_its_own
+#: shows what the default profile gives (the nested profile, the default stacked).
 CONFTEST = f"""
 def pytest_sandbox_spec(item, fields):
     fields["env"]["PYTHONPATH"] = {ROOT!r}
@@ -221,8 +221,11 @@ def test_a_batch_runs_each_test_in_namespaces_of_its_own(pytester, redis_url, qu
     assert batch["name"].endswith("::test_leaves_a_file_in_tmp and 1 more")
 
 
-def test_under_the_default_profile_a_batch_shares_its_namespaces(pytester, redis_url, queue,
-                                                                workers):
+def test_under_the_default_profile_each_test_of_a_batch_has_namespaces_of_its_own(
+        pytester, redis_url, queue, workers):
+    """The batch's sandbox runs under the nested profile; each test's copy settles in its
+    own namespaces, then stacks Docker's default on top: the test's code cannot make a
+    user namespace, mount, or hold more capabilities than a sandbox's command."""
     workers.start()
     _registered(connect(redis_url), queue, 1)
     pytester.makeconftest(f"""
@@ -230,21 +233,35 @@ def test_under_the_default_profile_a_batch_shares_its_namespaces(pytester, redis
             fields["env"]["PYTHONPATH"] = {ROOT!r}
     """)
     pytester.makepyfile("""
-        import os, pytest
+        import ctypes, errno, os, pytest
+
+        def status():
+            with open("/proc/self/status") as f:
+                return dict(line.rstrip("\\n").split(":\\t", 1) for line in f)
 
         @pytest.mark.sandbox
         def test_leaves_a_file_in_tmp():
             open("/tmp/left", "w").close()
+            assert os.getppid() == 1  # its copy of the batch's pytest is pid 1 of its own
 
         @pytest.mark.sandbox
-        def test_sees_it_and_is_confined():
-            assert os.path.exists("/tmp/left")  # the batch's /tmp: no namespaces of its own
-            with open("/proc/self/status") as f:
-                assert "Seccomp:\t2" in f.read()  # still under the batch's filter
+        def test_sees_a_fresh_tmp_and_is_confined():
+            assert not os.path.exists("/tmp/left") and os.getppid() == 1
+            found = status()
+            # the sandbox's filter (nested) and the default stacked on it
+            assert found["Seccomp"] == "2" and found["Seccomp_filters"] == "2", found
+            assert found["CapEff"] == found["CapBnd"] and not int(found["CapEff"], 16) & (1 << 21)
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.unshare(0x10000000) == -1 and ctypes.get_errno() == errno.EPERM
+            assert libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) == -1
+            assert ctypes.get_errno() == errno.EPERM
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--sandbox-redis",
                                            redis_url, "--sandbox-queue", queue, timeout=300)
     result.assert_outcomes(passed=2)
+    conn = connect(redis_url)
+    (batch,) = queued_jobs(conn, queue)
+    assert json.loads(store.read(conn, batch["id"])["spec"])["seccomp"] == "nested"
 
 
 def test_a_free_worker_steals_the_second_half_of_a_slow_batch(pytester, redis_url, queue,

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import signal
+import time
+from dataclasses import replace
 
 import pytest
 
-from sandbox import SandboxSpec, SpecError, run
+from sandbox import Sandbox, SandboxSpec, SpecError, run
+from sandbox.linux import libseccomp
 from sandbox.linux.caps import mask
 from sandbox.security import filters, profile
 from sandbox.spec import DEFAULT_CAPABILITIES
@@ -57,6 +61,22 @@ def test_capabilities_architectures_and_kernels_decide_which_rules_apply():
     assert arm.arches == ("SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM") and not rules_for("arch_prctl", arm)
     old = profile.resolve(default, DOCKER_CAPS, arch="amd64", kernel=(4, 4))
     assert not rules_for("ptrace", old)  # before 4.8, ptrace could bypass seccomp
+
+
+def test_the_nested_profile_is_the_default_plus_fork_nested_s_clone_and_mounts():
+    default = profile.resolve(profile.load("default"), DOCKER_CAPS, arch="amd64", kernel=(6, 1))
+    nested = profile.resolve(profile.load("nested"), DOCKER_CAPS, arch="amd64", kernel=(6, 1))
+    assert nested.rules[:len(default.rules)] == default.rules
+    assert nested.rules[len(default.rules):] == (
+        profile.Rule(("clone",), "SCMP_ACT_ALLOW", None,
+                     (profile.Arg(0, 0x7E020000, 0x7C020000, "SCMP_CMP_MASKED_EQ"),)),
+        profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 0x44000, 0, "SCMP_CMP_EQ"),)),
+        profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 6, 0, "SCMP_CMP_EQ"),)))
+    assert not rules_for("unshare", nested) and not rules_for("setns", nested)
+    s390 = profile.resolve(profile.load("nested"), DOCKER_CAPS, arch="s390x", kernel=(6, 1))
+    assert rules_for("clone", s390)[-1].args[0].position == 1  # where s390's clone has its flags
+    assert filters.filter_for("nested", mask(DEFAULT_CAPABILITIES)).program != \
+        filters.filter_for("default", mask(DEFAULT_CAPABILITIES)).program
 
 
 def test_the_oci_form_is_what_runc_takes():
@@ -100,6 +120,50 @@ def test_a_program_is_compiled_once_per_profile_and_capability_set(tmp_path):
     admin = filters.filter_for("default", mask((*DEFAULT_CAPABILITIES, "SYS_ADMIN")))
     assert admin.program != first.program
     assert filters.filter_for("unconfined", 0) is None
+
+
+def test_the_cache_key_is_what_the_program_depends_on():
+    resolved = profile.resolve(profile.load("default"), DOCKER_CAPS, arch="amd64", kernel=(6, 1))
+    key = filters.cache_key(resolved, "x86_64", "2.5.4")
+    assert key == filters.cache_key(resolved, "x86_64", "2.5.4") and len(key) == 32
+    others = {
+        filters.cache_key(resolved, "aarch64", "2.5.4"),
+        filters.cache_key(resolved, "x86_64", "2.5.5"),  # another libseccomp may emit another program
+        filters.cache_key(profile.resolve(profile.load("default"), DOCKER_CAPS | {"CAP_SYS_ADMIN"},
+                                          arch="amd64", kernel=(6, 1)), "x86_64", "2.5.4"),
+        filters.cache_key(profile.resolve(profile.load("default"), DOCKER_CAPS, arch="amd64",
+                                          kernel=(4, 4)), "x86_64", "2.5.4"),
+        filters.cache_key(replace(resolved, default_errno=38), "x86_64", "2.5.4"),
+        filters.cache_key(replace(resolved, arches=resolved.arches[:1]), "x86_64", "2.5.4"),
+        filters.cache_key(replace(resolved, flags=("SECCOMP_FILTER_FLAG_LOG",)), "x86_64", "2.5.4"),
+    }
+    assert key not in others and len(others) == 7
+    # the profile's name is not part of it: a copy of default.json shares its program
+    assert filters.cache_key(replace(resolved, source="/etc/copy.json"), "x86_64", "2.5.4") == key
+
+
+def test_a_profile_file_is_compiled_again_when_it_changes(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    first = filters.filter_for(str(path), 0)
+    assert filters.filter_for(str(path), 0) is first
+    path.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "rmdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    second = filters.filter_for(str(path), 0)
+    assert second.program != first.program and second.profile == str(path)
+
+
+def test_a_corrupt_cache_file_is_compiled_again(tmp_path):
+    resolved = profile.resolve(profile.load("default"), DOCKER_CAPS)
+    key = filters.cache_key(resolved, os.uname().machine, libseccomp.version())
+    filters.cache_dir().mkdir(parents=True, exist_ok=True)
+    (filters.cache_dir() / f"{key}.bpf").write_bytes(b"torn")  # not whole instructions
+    filters._COMPILED.pop(key, None)
+    filters._MADE.clear()
+    made = filters.filter_for("default", mask(DEFAULT_CAPABILITIES))
+    assert made.program == filters.compile_program(resolved)
+    assert (filters.cache_dir() / f"{key}.bpf").read_bytes() == made.program
 
 
 def test_a_condition_twice_on_one_argument_becomes_two_rules(tmp_path):
@@ -157,6 +221,59 @@ def test_capabilities_open_what_the_profile_says_they_open():
     admin = sh("unshare -U true && echo made || echo denied",
                capabilities=(*DEFAULT_CAPABILITIES, "SYS_ADMIN"))
     assert denied.stdout == b"denied\n" and admin.stdout == b"made\n"
+
+
+PTRACE_ATTACH, PTRACE_DETACH, PTRACE_SECCOMP_GET_FILTER = 16, 17, 0x420C
+
+
+def installed_filters(pid: int) -> list[bytes]:
+    """The seccomp programs of process ``pid``, newest first, as the kernel holds them
+    (PTRACE_SECCOMP_GET_FILTER: the process is stopped as a tracee meanwhile)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.restype = ctypes.c_long
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) < 0:
+        raise OSError(ctypes.get_errno(), "PTRACE_ATTACH")
+    try:
+        os.waitpid(pid, 0)  # stopped
+        programs = []
+        while (count := libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(programs), None)) > 0:
+            buf = ctypes.create_string_buffer(count * 8)
+            assert libc.ptrace(PTRACE_SECCOMP_GET_FILTER, pid, len(programs), buf) == count
+            programs.append(buf.raw)
+        return programs
+    finally:
+        libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+
+def child_of(pid: int) -> int:
+    """The one child process of ``pid`` (the command its init spawned), once it has one."""
+    for _ in range(500):
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        return int(entry)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} started no command")
+
+
+@pytest.mark.root
+def test_the_installed_filter_is_libseccomp_s_export_byte_for_byte():
+    """The command runs under exactly one filter, the very program libseccomp exports
+    for the profile: nothing added, nothing lost on the way to the container."""
+    exported = filters.compile_program(profile.resolve(profile.load("default"), DOCKER_CAPS))
+    with Sandbox(SandboxSpec(image="busybox", command=["sleep", "60"]), log_file=False) as box:
+        assert box.process is not None
+        command = child_of(box.process.pid)
+        with open(f"/proc/{command}/status") as f:
+            status = f.read()
+        programs = installed_filters(command)
+        box.kill()
+    assert "Seccomp:\t2" in status and "Seccomp_filters:\t1" in status
+    assert programs == [exported]
 
 
 def _unshare_user() -> int:

@@ -8,7 +8,8 @@ tests of the same spec share a batch); what only makes sense on this host
 (mounts, networks, hostname, user) is refused. Its limits apply to the
 batch's sandbox, which its tests' namespaces share; a test's ``timeout``
 ends that test alone, and the job's is the sum of its tests' with time to start
-(``BATCH_START``).
+(``BATCH_START``). Under Docker's default profile the batch's sandbox gets the
+``nested`` profile and each test stacks the default (``pytest_sandbox.batch``).
 
 Back: each line the batch writes on its stdout is one test's events (its
 reports, warnings, ...) and how its process ended, with its uncaptured
@@ -70,6 +71,10 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
             f"--sandbox-batch={encode_node_ids(nodeids)}"]
     if spec.limits.timeout:
         argv.append(f"--sandbox-batch-timeout={spec.limits.timeout}")
+    seccomp = spec.seccomp
+    if seccomp == "default":  # the batch makes each test's namespaces; each test stacks the default
+        seccomp = "nested"
+        argv.append("--sandbox-batch-seccomp=default")
     run = (f"rm -rf {REPORT_DIR} && mkdir {REPORT_DIR} && cd {shlex.quote(_invocation_dir(config))}"
            f" && exec {shlex.join(argv)}")
     limits = {k: getattr(spec.limits, k) for k in JOB_LIMITS}
@@ -81,7 +86,7 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
         workspace=str(config.rootpath),
         timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
         limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(), seccomp=spec.seccomp, userns=spec.userns)
+        results=ResultsSpec(), seccomp=seccomp, userns=spec.userns)
 
 
 def fits(nodeids: list[str]) -> bool:

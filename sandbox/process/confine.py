@@ -61,3 +61,4 @@ def load_seccomp(plan: ExecPlan, kernel: Kernel) -> None:
     """Load the plan's seccomp filter: the last step before exec (no_new_privs is set)."""
     if plan.seccomp is not None:
         in_step("seccomp", kernel.load_seccomp, plan.seccomp.program, plan.seccomp.flags)
+        kernel.mark("load the seccomp filter")

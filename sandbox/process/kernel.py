@@ -385,6 +385,7 @@ class Kernel:
         return any(event & select.POLLERR for _, event in poller.poll(0))
 
     def load_seccomp(self, program: bytes, flags: int) -> None:
+        """Install a program compiled by the owner: one seccomp(2) call, no library."""
         seccomp.load_filter(program, flags)
 
     # -- credentials ---------------------------------------------------------------------

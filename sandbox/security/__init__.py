@@ -2,7 +2,9 @@
 
 - ``profile``: seccomp profiles in Docker's JSON format (``default.json`` is
   moby's default profile, vendored unmodified: see NOTICE), checked and
-  resolved for one sandbox's capabilities, architecture and kernel.
+  resolved for one sandbox's capabilities, architecture and kernel; and the
+  built-in ``nested`` profile (the default plus ``sandbox.fork_nested``'s clone
+  and mounts).
 - ``filters``: a resolved profile compiled to a BPF program with libseccomp,
   once per profile and capability set (cached in memory and on disk).
 - ``subids``: per-sandbox ranges of host uids and gids for ``--userns=auto``,

@@ -41,12 +41,25 @@ def capability_names(keep_caps: int) -> frozenset[str]:
 
 
 def filter_for(seccomp: str, keep_caps: int) -> SeccompFilter | None:
-    """The filter for a sandbox's ``seccomp`` setting and capability mask (None: unconfined)."""
+    """The filter for a sandbox's ``seccomp`` setting and capability mask (None: unconfined).
+
+    A sandbox after the first of its profile and capabilities costs a dict
+    lookup here (a profile file is re-read and hashed, so an edit is seen);
+    its container only installs the program (``process.confine``).
+    """
     if seccomp == "unconfined":
         return None
     profile = load(seccomp)
-    resolved = resolve(profile, capability_names(keep_caps))
-    key = _cache_key(resolved)
+    known = (seccomp, profile.digest, keep_caps)
+    found = _MADE.get(known)
+    if found is None:
+        found = _MADE[known] = _compiled(seccomp, resolve(profile, capability_names(keep_caps)))
+    return found
+
+
+def _compiled(seccomp: str, resolved: Resolved) -> SeccompFilter:
+    """The program of ``resolved``: from this process, the cache dir, or libseccomp."""
+    key = cache_key(resolved, os.uname().machine, _libseccomp_version())
     found = _COMPILED.get(key)
     if found is None:
         program = _read_cached(key)
@@ -54,9 +67,12 @@ def filter_for(seccomp: str, keep_caps: int) -> SeccompFilter | None:
             program = compile_program(resolved)
             _write_cached(key, program)
         found = _COMPILED[key] = SeccompFilter(seccomp, program, flag_bits(resolved.flags))
-    return found
+    return found._replace(profile=seccomp) if found.profile != seccomp else found
 
 
+#: By (setting, profile digest, capability mask): what the planner asks, per sandbox.
+_MADE: dict[tuple[str, str, int], SeccompFilter] = {}
+#: By cache key: one program per resolved filter, shared by profiles that resolve alike.
 _COMPILED: dict[str, SeccompFilter] = {}
 
 
@@ -67,12 +83,14 @@ def flag_bits(flags: tuple[str, ...]) -> int:
     return bits
 
 
-def _cache_key(resolved: Resolved) -> str:
+def cache_key(resolved: Resolved, machine: str, libseccomp_version: str) -> str:
     """What the program depends on: the rules, architectures and flags it was made
-    from (the profile and capabilities resolved), this machine and libseccomp."""
+    from (the profile resolved for the capabilities, architecture and kernel), the
+    machine, libseccomp's version and how we compile (``COMPILER_VERSION``); not the
+    profile's name or path (profiles that resolve alike share a program)."""
     text = "\n".join((COMPILER_VERSION, resolved.default_action, repr(resolved.default_errno),
                       repr(resolved.arches), repr(resolved.rules), repr(resolved.flags),
-                      os.uname().machine, _libseccomp_version()))
+                      machine, libseccomp_version))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -14,6 +14,12 @@ the file and the key); ``resolve`` keeps the rules that apply to one sandbox
 before it hands the profile to runc; what is left is a ``Resolved`` filter,
 which ``filters`` compiles with libseccomp, and ``to_oci`` writes as the
 ``linux.seccomp`` object of a runc config (the tests run runc with it).
+
+One more profile is built in: ``nested``, Docker's default plus exactly what
+``sandbox.fork_nested`` does that the default refuses (clone with its set of
+namespaces, the mounts it makes there): for a process that runs untrusted
+code in nested copies of itself, each of which stacks the default filter on
+top (the pytest plugin's remote batches).
 """
 
 from __future__ import annotations
@@ -25,10 +31,22 @@ import platform
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .. import linux
 from ..errors import SpecError
 
 #: The built-in profile: moby's default.json, as published (see NOTICE beside it).
 DEFAULT_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.json")
+#: The built-in profile for a process that makes nested copies of itself (see above).
+NESTED = "nested"
+#: The namespaces of a nested copy (``sandbox.fork_nested``), all in one clone.
+NESTED_NAMESPACES = (linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWPID
+                     | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+#: The mount flags a nested copy mounts with, and no others: / made private (recursively),
+#: a tmpfs on /tmp and /dev/shm.
+NESTED_MOUNT_FLAGS = (linux.MS_REC | linux.MS_PRIVATE, linux.MS_NOSUID | linux.MS_NODEV)
+#: Every CLONE_NEW* flag: the mask Docker's default clone rule checks.
+NAMESPACE_FLAGS = (linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+                   | linux.CLONE_NEWUSER | linux.CLONE_NEWPID | linux.CLONE_NEWNET)
 ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
            "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
 OPS = ("SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
@@ -94,7 +112,11 @@ class Resolved:
 
 
 def load(source: str) -> Profile:
-    """The profile ``source`` names ("default" or a JSON file), checked; SpecError if bad."""
+    """The profile ``source`` names ("default", "nested" or a JSON file), checked; SpecError
+    if bad."""
+    if source == NESTED:
+        base = load("default")
+        return Profile(NESTED, f"{base.digest}+{NESTED}", base.data)  # its rules: ``resolve``
     path = DEFAULT_PROFILE if source == "default" else source
     cached = _LOADED.get(source)
     if cached is not None and source == "default":
@@ -233,8 +255,25 @@ def resolve(profile: Profile, caps: frozenset[str], *, arch: str | None = None,
             args = tuple(Arg(a["index"], a.get("value", 0), a.get("valueTwo", 0), a["op"])
                          for a in call.get("args") or [])
             rules.append(Rule(names, call["action"], call.get("errnoRet"), args))
+    if profile.source == NESTED:
+        rules += nested_rules(rules)
     return Resolved(profile.source, data["defaultAction"], data.get("defaultErrnoRet"),
                     _arches(data, arch), tuple(rules), tuple(data.get("flags") or ()))
+
+
+def nested_rules(rules: list[Rule]) -> list[Rule]:
+    """What the ``nested`` profile allows beyond ``rules`` (the default's, resolved): clone
+    with exactly NESTED_NAMESPACES (checked on the argument the default's own clone rule
+    checks, which is not the first on every architecture) and mount with exactly one of
+    NESTED_MOUNT_FLAGS. Without CAP_SYS_ADMIN, the default has no rule of its own for
+    mount, and allows clone only without namespace flags."""
+    added = [Rule(("clone",), "SCMP_ACT_ALLOW", None,
+                  (Arg(arg.position, NAMESPACE_FLAGS, NESTED_NAMESPACES, "SCMP_CMP_MASKED_EQ"),))
+             for rule in rules if "clone" in rule.names and rule.action == "SCMP_ACT_ALLOW"
+             for arg in rule.args if arg.op == "SCMP_CMP_MASKED_EQ" and arg.value == NAMESPACE_FLAGS]
+    added += [Rule(("mount",), "SCMP_ACT_ALLOW", None, (Arg(3, flags, 0, "SCMP_CMP_EQ"),))
+              for flags in NESTED_MOUNT_FLAGS]
+    return added
 
 
 def _applies(call: dict, caps: frozenset[str], arch: str, kernel: tuple[int, int]) -> bool:

@@ -87,6 +87,7 @@ def _check_security(caller: Caller, specs: list[JobSpec]) -> None:
     for spec in specs:
         for asked, field, what in (
                 (spec.seccomp == "unconfined", "security.seccomp", "run without a seccomp filter"),
+                (spec.seccomp == "nested", "security.seccomp", "make user namespaces (the nested profile)"),
                 (bool(spec.allow_host_ports), "security.allow_host_ports", "connect to ports of the host"),
                 (spec.userns == "host" and os.environ.get("SANDBOX_USERNS") == "auto", "security.userns",
                  "run in the host's user namespace")):

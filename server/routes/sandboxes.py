@@ -89,6 +89,8 @@ def _admin_only(body: SandboxCreate) -> list[tuple[str, str]]:
         asked.append(("network", "connect to ports of the host (allow_host_ports)"))
     if body.seccomp == "unconfined":
         asked.append(("seccomp", "run without a seccomp filter"))
+    if body.seccomp == "nested":
+        asked.append(("seccomp", "make user namespaces (the nested profile)"))
     if body.userns == "host" and os.environ.get("SANDBOX_USERNS") == "auto":
         asked.append(("userns", "run in the host's user namespace"))
     caps = body.capabilities if body.capabilities is not None else (
