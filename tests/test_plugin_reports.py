@@ -28,7 +28,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .helpers import cached
+from .helpers import UNRELATED_PLUGINS_OFF, cached
 from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]
@@ -98,8 +98,9 @@ CONFTEST = """
             f.write(sandbox.spec.command[0] + "\\n")
 """
 #: Plugins of this machine that rewrite pytest's own output stay out of the compared runs
-#: (schemathesis, in the test extra for the daemon's API tests, reformats SUBFAILED lines).
-HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis")
+#: (schemathesis, in the test extra for the daemon's API tests, reformats SUBFAILED lines),
+#: and so do those that only make every session slower to start (UNRELATED_PLUGINS_OFF).
+HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis", *UNRELATED_PLUGINS_OFF)
 ARGS = (*HERMETIC, "-rAR", "--tb=short", "-W", "error::FutureWarning",
         "--durations=0", "--durations-min=0",
         "-o", "verbosity_subtests=1",  # passed and skipped subtests are shown too
