@@ -53,6 +53,16 @@ def live_name(pid: int) -> str | None:
     return None if rest.split()[0] == "Z" else name.split("(", 1)[1]
 
 
+#: ``-p no:`` options for the pytest sessions a test starts, for the plugins this machine has
+#: only because other tests need them (schemathesis brings hypothesis, whose plugin imports
+#: all of it at configure; pytest-benchmark for bench/; anyio, which imports trio, with
+#: httpx): each session that loads them takes about three times the CPU to start, and what
+#: the plugin's tests that start sessions check does not depend on them. The tests of how the
+#: plugin fits among other plugins (test_plugin_options.py) and the real projects' suites
+#: (test_plugin_suite.py) run with them loaded, as a user's session would.
+UNRELATED_PLUGINS_OFF = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:anyio")
+
+
 #: What scripts/test-cache.sh fetched at setup for the tests (nothing is fetched while they run).
 TEST_CACHE = os.environ.get("SANDBOX_TEST_CACHE", "/opt/sandbox-tests")
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from .helpers import UNRELATED_PLUGINS_OFF
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
 
@@ -19,7 +21,7 @@ def test_a_sandbox_runs_commands_and_keeps_its_files(pytester):
             assert sandbox.run("pwd", cwd="/tmp").stdout == b"/tmp\\n"
             assert sandbox.run("echo $GREETING", env={"GREETING": "hi"}).stdout == b"hi\\n"
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)
 
 
 def test_the_marker_sets_the_fixtures_options(pytester):
@@ -33,7 +35,7 @@ def test_the_marker_sets_the_fixtures_options(pytester):
             assert sandbox.run("echo $WHO").stdout == b"marker\\n"
             assert b"BusyBox" in sandbox.run("busybox --help").stdout
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)
 
 
 def test_a_factory_makes_several_and_a_timeout_kills_one(pytester):
@@ -49,7 +51,7 @@ def test_a_factory_makes_several_and_a_timeout_kills_one(pytester):
             assert r.timed_out and r.exit_code == 137
             assert a.run("true").exit_code == 0
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)
 
 
 def test_session_images(pytester):
@@ -58,7 +60,7 @@ def test_session_images(pytester):
             name = sandbox_images.get("busybox")
             assert sandbox_factory(image=name).run("true").exit_code == 0
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)
 
 
 def test_spawn_drives_an_interactive_program_on_a_terminal(pytester):
@@ -87,7 +89,7 @@ def test_spawn_drives_an_interactive_program_on_a_terminal(pytester):
             assert sandbox.run("echo still-there").stdout == b"still-there\\n"
             left = sandbox.spawn("sleep 1000")  # ended with the sandbox at the latest
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)
 
 
 def test_spawn_works_in_a_sandbox_with_a_user_namespace_of_its_own(pytester):
@@ -105,4 +107,4 @@ def test_spawn_works_in_a_sandbox_with_a_user_namespace_of_its_own(pytester):
                 sh.sendline("exit 2")
                 assert sh.wait(10).exit_code == 2
     """)
-    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF).assert_outcomes(passed=1)

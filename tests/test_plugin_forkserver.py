@@ -17,7 +17,7 @@ import pytest
 
 from pytest_sandbox.channel import channel_root, sweep
 
-from .helpers import live_name, sandbox_cli, wait_for
+from .helpers import UNRELATED_PLUGINS_OFF, live_name, sandbox_cli, wait_for
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
@@ -51,7 +51,7 @@ def run(pytester, monkeypatch):
         pytester.makeconftest(CONFTEST)
         pytester.makepyfile(source)
         monkeypatch.setenv("PYTEST_SANDBOX_FORK_SERVER", "1" if server else "0")
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF, "-s", *args)
     return run
 
 
@@ -147,7 +147,7 @@ def test_a_fixture_of_pytest_s_torn_down_between_two_marked_tests_ends_the_serve
         def test_next_module(i):
             pass
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF, "-s")
     # test_two's first test comes after pytest tore test_one's module down: a server made
     # while that module was set up would give it a session that still has it
     result.assert_outcomes(passed=5)
@@ -171,7 +171,8 @@ def test_a_killed_pytest_takes_its_fork_server_and_its_tests_along(pytester, tmp
                 open("/flag/running", "w").close()
                 time.sleep(120)
     """)
-    pytest_proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    pytest_proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                    *UNRELATED_PLUGINS_OFF],
                                    cwd=pytester.path, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
     try:

@@ -10,13 +10,15 @@ import os
 
 import pytest
 
+from .helpers import UNRELATED_PLUGINS_OFF
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
 
 
 def run(pytester, source, *args):
     pytester.makepyfile(source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF, "-rA", *args)
 
 
 def test_pass_fail_error_skip_xfail_are_reported_as_usual(pytester):
@@ -218,7 +220,7 @@ def test_module_fixture_torn_down_once_in_the_parent(pytester):
     """, test_two="def test_other(): pass")
     os.environ["LOG_DIR"] = str(log_dir)
     try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF)
     finally:
         del os.environ["LOG_DIR"]
     result.assert_outcomes(passed=3)

@@ -195,11 +195,18 @@ OPTIONS_SUITE = {
 }
 
 
+@pytest.fixture(scope="module")
+def plain_options_run() -> dict:
+    """The plain run of OPTIONS_SUITE, made once for the paths' tests (each has the same files)."""
+    return {}
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("args", [["--sandbox"], ["--sandbox", "-n", "2"],
                                   ["--sandbox", "--sandbox-no-fork"], ["remote"]],
                          ids=["fork", "xdist-twin", "subprocess", "remote"])
-def test_the_sessions_options_reach_every_path(pytester, monkeypatch, request, args):
+def test_the_sessions_options_reach_every_path(pytester, monkeypatch, request, plain_options_run,
+                                               args):
     pytester.makefile(".ini", ci=OPTIONS_SUITE["ci.ini"])
     for name, source in OPTIONS_SUITE.items():
         if name.endswith(".py"):
@@ -211,7 +218,10 @@ def test_the_sessions_options_reach_every_path(pytester, monkeypatch, request, a
                                      for name in ("redis_url", "queue", "workers"))
         workers.start()
         args = ["--sandbox", "--sandbox-redis", redis_url, "--sandbox-queue", queue]
-    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *SHAPING)
+    if "result" not in plain_options_run:
+        plain_options_run["result"] = pytester.runpytest_subprocess("-p", "no:cacheprovider",
+                                                                    "-rA", *SHAPING)
+    plain = plain_options_run["result"]
     plain.assert_outcomes(passed=1, failed=1)
     plain.stdout.fnmatch_lines(["E       DeprecationWarning: old"])
     sandboxed = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *SHAPING, *args,

@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+from .helpers import UNRELATED_PLUGINS_OFF
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
 
@@ -32,7 +34,7 @@ def run(pytester, source, *args, prepare=True):
     pytester.makepyfile(source)
     os.environ["PYTEST_SANDBOX_PREPARE"] = "1" if prepare else "0"
     try:
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args)
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *UNRELATED_PLUGINS_OFF, "-rA", *args)
     finally:
         del os.environ["PYTEST_SANDBOX_PREPARE"]
 

@@ -10,6 +10,11 @@ subtests (pytest's built-in ``subtests`` fixture), a skip inside a subtest,
 warnings (one of them made an error by ``-W``), xfail and xpass, a rerun
 (pytest-rerunfailures, from the test cache: see scripts/test-cache.sh),
 captured output, ``record_property`` and ``--durations``.
+
+A plain run's report depends only on the suite and the options, not on the
+test that asks for it: each is made once for the module (``plain_runs``)
+and compared, its directory's path masked, with the sandboxed runs of every
+test that uses the same options.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .helpers import cached
+from .helpers import UNRELATED_PLUGINS_OFF, cached
 from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]
@@ -93,8 +98,9 @@ CONFTEST = """
             f.write(sandbox.spec.command[0] + "\\n")
 """
 #: Plugins of this machine that rewrite pytest's own output stay out of the compared runs
-#: (schemathesis, in the test extra for the daemon's API tests, reformats SUBFAILED lines).
-HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis")
+#: (schemathesis, in the test extra for the daemon's API tests, reformats SUBFAILED lines),
+#: and so do those that only make every session slower to start (UNRELATED_PLUGINS_OFF).
+HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis", *UNRELATED_PLUGINS_OFF)
 ARGS = (*HERMETIC, "-rAR", "--tb=short", "-W", "error::FutureWarning",
         "--durations=0", "--durations-min=0",
         "-o", "verbosity_subtests=1",  # passed and skipped subtests are shown too
@@ -105,25 +111,45 @@ LAST_LINE = ("4 failed, 5 passed, 1 skipped, 1 xfailed, 1 xpassed, 2 warnings, "
 
 @pytest.fixture
 def suite(pytester, monkeypatch):
-    """The suite, with pytest-rerunfailures on the path of its sessions (and theirs inside)."""
+    """The suite, with pytest-rerunfailures on the path of its sessions (and theirs inside).
+    Its file has the same name in every test's directory, as the plain runs shared by the
+    tests need."""
     site = cached("site", "pytest_rerunfailures.py")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.dirname(site), ROOT]))
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(SUITE)
+    pytester.makepyfile(test_suite=SUITE)
     return pytester
 
 
+@pytest.fixture(scope="module")
+def plain_runs() -> dict:
+    """The plain runs made so far in this module, by what was run and how: a key's run,
+    made in one test's directory, is what it would be in another's (paths masked)."""
+    return {}
+
+
 def run(pytester, *args: str):
-    """pytest on the suite: its result, its output with times masked, its JUnit XML."""
+    """pytest on the suite: its result, its output with times and its directory masked, its
+    JUnit XML (directory masked too)."""
     xml = pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(*ARGS, f"--junitxml={xml}", *args, timeout=300)
-    return result, masked(result.outlines), junit(xml)
+    return result, masked(result.outlines, pytester.path), junit(xml, pytester.path)
 
 
-def masked(lines: list[str]) -> list[str]:
-    """``lines`` without times (nor the padding of a line they were in); the durations,
-    which come slowest first, in name order."""
-    lines = [re.sub(r"^=* *(.*\bin )\d+\.\d+s(?: \(\d+:\d+:\d+\))? *=*$", r"\1Ns", line)
+def plain_run(pytester, plain_runs: dict, *args: str) -> tuple[list[str], str]:
+    """The masked output and JUnit XML of the plain run with ``args``, made once a module."""
+    key = ("suite", args)
+    if key not in plain_runs:
+        _, lines, xml = run(pytester, *args)
+        plain_runs[key] = (lines, xml)
+    return plain_runs[key]
+
+
+def masked(lines: list[str], directory) -> list[str]:
+    """``lines`` without times nor the run's directory (written as {dir}), nor the padding of
+    a line they were in; the durations, which come slowest first, in name order."""
+    lines = [re.sub(r"^=* *(.*\bin )\d+\.\d+s(?: \(\d+:\d+:\d+\))? *=*$", r"\1Ns",
+                    _without_directory(line, str(directory)))
              for line in lines]
     start = next((i + 1 for i, line in enumerate(lines) if "slowest durations" in line), None)
     if start is None:
@@ -133,9 +159,18 @@ def masked(lines: list[str]) -> list[str]:
     return [*lines[:start], *durations, *lines[end:]]
 
 
-def junit(path) -> str:
-    """The JUnit XML without what differs between two runs (times, host), test cases in order."""
-    root = ET.parse(path).getroot()
+def _without_directory(line: str, directory: str) -> str:
+    """``line`` with {dir} for ``directory``, and without the padding of a separator line
+    (``--- generated xml file: PATH ---``), whose width depended on the path's."""
+    if directory not in line:
+        return line
+    return re.sub(r"^[-=]+ (.*) [-=]+$", r"\1", line.replace(directory, "{dir}"))
+
+
+def junit(path, directory) -> str:
+    """The JUnit XML without what differs between two runs (times, host, the run's directory),
+    test cases in order."""
+    root = ET.fromstring(path.read_text().replace(str(directory), "{dir}"))
     for element in root.iter():
         for name in ("time", "timestamp", "hostname"):
             element.attrib.pop(name, None)
@@ -159,10 +194,10 @@ def started(pytester) -> set[str]:
     return set(path.read_text().split()) if path.exists() else set()
 
 
-def test_the_plain_run_has_what_is_compared(suite):
-    result, lines, xml = run(suite)
+def test_the_plain_run_has_what_is_compared(suite, plain_runs):
+    lines, xml = plain_run(suite, plain_runs, "-p", "no:xdist")  # the one compared below
     assert lines[-1] == LAST_LINE
-    result.stdout.fnmatch_lines_random([
+    pytest.LineMatcher(lines).fnmatch_lines_random([
         "SUBFAILED(i=1) test_*.py::test_sub*", "SUBSKIPPED[[]skipped[]] [[]1[]] test_*.py:*",
         "FAILED test_*.py::test_sub*", "FAILED test_*.py::test_warning_made_an_error*",
         "E   FutureWarning: turned into an error by -W",
@@ -178,11 +213,12 @@ def test_the_plain_run_has_what_is_compared(suite):
     ("server", ["--sandbox"], {}),
     ("subprocess", ["--sandbox", "--sandbox-no-fork"], {}),
 ])
-def test_a_sandboxed_run_reports_as_the_plain_run(suite, monkeypatch, path, args, env):
+def test_a_sandboxed_run_reports_as_the_plain_run(suite, plain_runs, monkeypatch, path, args,
+                                                  env):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # pytest-rerunfailures starts a thread in a session with pytest-xdist: none could be forked
-    _, plain, plain_xml = run(suite, "-p", "no:xdist")
+    plain, plain_xml = plain_run(suite, plain_runs, "-p", "no:xdist")
     _, sandboxed, sandboxed_xml = run(suite, "-p", "no:xdist", *args)
     assert started(suite) == ({"pytest"} if path != "subprocess" else {sys.executable})
     assert sandboxed == plain
@@ -198,11 +234,11 @@ def test_under_xdist_a_sandboxed_run_reports_as_the_plain_run(suite):
     assert sandboxed_xml == plain_xml
 
 
-def test_through_the_queue_a_sandboxed_run_reports_as_the_plain_run(suite, redis_url, queue,
-                                                                      workers):
+def test_through_the_queue_a_sandboxed_run_reports_as_the_plain_run(suite, plain_runs, redis_url,
+                                                                      queue, workers):
     workers.start()
     workers.start()
-    _, plain, plain_xml = run(suite, "-p", "no:xdist")
+    plain, plain_xml = plain_run(suite, plain_runs, "-p", "no:xdist")
     _, sandboxed, sandboxed_xml = run(suite, "-p", "no:xdist", "--sandbox",
                                       "--sandbox-redis", redis_url, "--sandbox-queue", queue)
     assert not started(suite)  # pytest_sandbox_ready is not called for remote tests
@@ -230,13 +266,16 @@ TRACEBACKS = """
     (["--sandbox"], ("long", "short", "line", "native", "no")),
     (["--sandbox", "--sandbox-no-fork"], ("long", "line", "native")),  # short: above
 ], ids=["fork", "subprocess"])
-def test_each_traceback_style_is_the_plain_runs(pytester, args, styles):
+def test_each_traceback_style_is_the_plain_runs(pytester, plain_runs, args, styles):
     pytester.makepyfile(TRACEBACKS)
     for style in styles:
         common = (*HERMETIC, "-rA", f"--tb={style}", "-vv")
-        plain = masked(pytester.runpytest_subprocess(*common).outlines)
-        sandboxed = masked(pytester.runpytest_subprocess(*common, *args, timeout=120).outlines)
-        assert sandboxed == plain, style
+        if ("tracebacks", style) not in plain_runs:  # the styles both paths are compared in
+            plain_runs["tracebacks", style] = masked(
+                pytester.runpytest_subprocess(*common).outlines, pytester.path)
+        sandboxed = masked(pytester.runpytest_subprocess(*common, *args, timeout=120).outlines,
+                           pytester.path)
+        assert sandboxed == plain_runs["tracebacks", style], style
 
 
 def test_warnings_made_errors_by_w_error_fail_as_in_the_plain_run(pytester):

@@ -12,7 +12,9 @@ fetched while tests run).
   so a ``-W`` option decides whether they even collect) run with the
   options of issue 25: plain, with ``--sandbox``, and with ``-p xdist -n 2
   --sandbox`` (each pytest-xdist worker's twin forks its tests), with the
-  same outcome counts each time.
+  same outcome counts each time. Five of its twenty test files run
+  (CLICK_FILES), half its tests: every kind of check the whole suite makes
+  is in them, and the other files add only more tests of the same kinds.
 """
 
 from __future__ import annotations
@@ -87,10 +89,19 @@ CLICK_ARGS = ("-q", "-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no
               "-W", "ignore::pytest.PytestRemovedIn10Warning")
 
 
+#: click's test files that run: test_basic.py (the file issue 25's inner pytest found no
+#: collectors in), test_chain.py (click's one xfail), test_termui.py (all 21 of the suite's
+#: skips on Linux, parametrized, monkeypatch), test_utils.py (capsys and capfd, files in a
+#: temp dir, monkeypatch), test_shell_completion.py (fixtures of its own, beside
+#: conftest.py's); click's filterwarnings = error applies to each. 289 of its 650 tests.
+CLICK_FILES = ("tests/test_basic.py", "tests/test_chain.py", "tests/test_termui.py",
+               "tests/test_utils.py", "tests/test_shell_completion.py")
+
+
 def test_click_reports_the_same_sandboxed_and_under_xdist(click):
-    plain = click.runpytest_subprocess(*CLICK_ARGS, "-p", "no:xdist", timeout=900)
+    plain = click.runpytest_subprocess(*CLICK_ARGS, "-p", "no:xdist", *CLICK_FILES, timeout=900)
     counts = plain.parseoutcomes()
-    assert counts["passed"] > 600 and counts["skipped"] > 10, counts
+    assert counts["passed"] > 250 and counts["skipped"] > 10 and counts["xfailed"] == 1, counts
     for args in (["-p", "no:xdist", "--sandbox"], ["-p", "xdist", "-n", "2", "--sandbox"]):
-        sandboxed = click.runpytest_subprocess(*CLICK_ARGS, *args, timeout=900)
+        sandboxed = click.runpytest_subprocess(*CLICK_ARGS, *args, *CLICK_FILES, timeout=900)
         assert sandboxed.parseoutcomes() == counts, (args, sandboxed.outlines[-30:])

@@ -19,13 +19,13 @@ import sys
 
 import pytest
 
-from .helpers import cached, live_name, sandbox_cli, wait_for
+from .helpers import UNRELATED_PLUGINS_OFF, cached, live_name, sandbox_cli, wait_for
 from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.root
 
-HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis")
+HERMETIC = ("-p", "no:cacheprovider", "-p", "no:schemathesis", *UNRELATED_PLUGINS_OFF)
 CONFTEST = """
     import os
 
