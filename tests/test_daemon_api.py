@@ -167,9 +167,15 @@ def test_images_and_networks(daemon):
         assert r.status_code == 404 and "not found" in r.json()["message"]
         r = c.post("/v1/networks", json={"name": "apinet"})
         assert r.status_code == 201 and r.json()["name"] == "apinet"
-        assert "apinet" in [n["name"] for n in c.get("/v1/networks").json()]
+        assert r.json()["isolated"] is False
+        r = c.post("/v1/networks", json={"name": "apiiso", "isolated": True})
+        assert r.status_code == 201 and r.json()["isolated"] is True
+        rows = {n["name"]: n for n in c.get("/v1/networks").json()}
+        assert not rows["apinet"]["isolated"] and rows["apiiso"]["isolated"]
         assert c.post("/v1/networks", json={"name": "apinet"}).status_code in (400, 409)
+        assert c.post("/v1/networks", json={"name": "x", "isolated": "maybe"}).status_code == 400
         assert c.delete("/v1/networks/apinet").json()["name"] == "apinet"
+        assert c.delete("/v1/networks/apiiso").json()["name"] == "apiiso"
 
 
 def test_sigterm_stops_running_sandboxes_and_removes_the_socket(daemon):
