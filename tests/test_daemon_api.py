@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.sync.client import unix_connect
@@ -135,6 +136,25 @@ def test_delete_running_needs_force(daemon):
         assert r.status_code == 409 and "is running" in r.json()["message"]
         assert c.delete(f"/v1/sandboxes/{sid}", params={"force": "true"}).json() == {"id": sid}
         assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
+
+
+def test_a_delete_racing_the_sandbox_s_own_end_or_another_delete_answers_200_or_404(daemon):
+    """The daemon removes what it runs through its own teardown: a DELETE that meets the
+    command ending by itself, or a second DELETE, answers 200 or 404, never 4xx/5xx for a
+    cgroup or file that went meanwhile, and the sandbox is gone after either."""
+    answers = []
+    with daemon.unix() as c, daemon.unix() as other:
+        for i in range(12):
+            sid = run(c, ["sleep", "0.05"] if i % 2 else ["sleep", "60"])
+            time.sleep(0.01 * (i % 6))  # around the moment a short one ends by itself
+            with ThreadPoolExecutor(2) as pool:
+                pair = [f.result() for f in [pool.submit(client.delete, f"/v1/sandboxes/{sid}",
+                                                         params={"force": "true"})
+                                             for client in (c, other)]]
+            answers += [(r.status_code, r.text) for r in pair]
+            assert 200 in [r.status_code for r in pair], pair
+            assert c.get(f"/v1/sandboxes/{sid}").status_code == 404
+    assert all(code in (200, 404) for code, _ in answers), answers
 
 
 def test_attach_websocket_stdin_and_signals(daemon):
