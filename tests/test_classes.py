@@ -84,7 +84,7 @@ def test_students_on_the_class_network_cannot_reach_each_other(console):
     second = TerminalClient(seat_url(console, name, "student-02"), two["token"])
     try:
         address = first.run("ip -4 -o addr show eth0").split(b"inet ")[1].split(b"/")[0].decode()
-        first.send("(while true; do echo from-one | nc -l -p 5000; done) >/dev/null 2>&1 &\n")
+        first.send("nc -ll -p 5000 -e echo from-one >/dev/null 2>&1 &\n")
         assert read_line_from(address, 5000) == b"from-one\n"  # it listens: the host gets in
         seen = second.run(f"nc -w 2 {address} 5000 </dev/null; echo byaddr=$?; "
                           "nc -w 2 student-01 5000 </dev/null; echo byname=$?")

@@ -24,8 +24,9 @@ from .helpers import sandbox_cli, wait_for
 
 pytestmark = pytest.mark.root
 
-#: A member's server: answers every connection on port 5000 with its name.
-SERVER = "while true; do echo from-a | nc -l -p 5000; done"
+#: A member's server: answers every connection on port 5000 with its name (busybox's
+#: persistent server: it listens again at once, so no client finds the port closed).
+SERVER = "nc -ll -p 5000 -e echo from-a"
 
 
 @pytest.fixture
