@@ -144,22 +144,24 @@ def remove_image(ref: str, *, force: bool = False) -> dict[str, Any]:
 
 
 def network_rows() -> list[dict[str, Any]]:
-    """The named networks (`sandbox network ls`): name, bridge, subnet, members."""
+    """The named networks (`sandbox network ls`): name, bridge, subnet, isolated, members."""
     from .network import ipam, registry
 
-    return [{"name": n.name, "bridge": n.bridge, "subnet": n.subnet,
+    return [{"name": n.name, "bridge": n.bridge, "subnet": n.subnet, "isolated": n.isolated,
              "members": len(ipam.members(n))} for n in registry.list_networks()]
 
 
 def create_network(name: str, subnet: str | None = None, *,
-                   temporary: bool = False) -> dict[str, Any]:
+                   temporary: bool = False, isolated: bool = False) -> dict[str, Any]:
     """Make a named network and its bridge (`sandbox network create`); ``temporary``: it
     belongs to this process, and `sandbox gc` removes it once the process is gone (a
-    job's private network)."""
+    job's private network); ``isolated``: its members reach the gateway, never each
+    other (a class's network)."""
     from .network import registry
 
-    network = registry.create(name, subnet, temporary=temporary)
-    return {"name": network.name, "bridge": network.bridge, "subnet": network.subnet}
+    network = registry.create(name, subnet, temporary=temporary, isolated=isolated)
+    return {"name": network.name, "bridge": network.bridge, "subnet": network.subnet,
+            "isolated": network.isolated}
 
 
 def remove_network(name: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox import LogRecord, Result, Sandbox, SandboxSpec, StateError, remove_sandbox
+from sandbox import LogRecord, Result, Sandbox, SandboxSpec, StateError
 
 from .logbuffer import LogBuffer
 
@@ -251,14 +251,27 @@ class SandboxTable:
         held.ended.wait(30)
 
     def remove(self, held: Held, *, force: bool = False) -> str:
-        """Remove it: kill it with ``force`` (refused while it runs otherwise), forget it."""
+        """Remove it: kill it with ``force`` (refused while it runs otherwise), forget it.
+
+        A running one is killed through its own Sandbox, and the thread that
+        waits for it tears it down, as at the daemon's shutdown. Removing it
+        as `sandbox rm` does (from outside: its cgroup, network, uid range and
+        state directory) would race that teardown, and the loser's error
+        (a cgroup or a file gone meanwhile) would be the request's answer.
+        """
         if held.status == "created":
             held.close_fds()
             held.sandbox.destroy()
             held.status = "exited"
             held.logs.close()
         elif held.status == "running":
-            remove_sandbox(held.id, force=force)  # as `sandbox rm`: the same refusal, the same kill
+            if not force:
+                raise StateError(f"sandbox {held.id} is running",
+                                 hint="stop it first, or use `sandbox rm -f` to kill it")
+            try:
+                held.sandbox.kill(signal.SIGKILL)
+            except StateError:
+                pass  # it ended meanwhile: its thread tears it down all the same
             held.ended.wait(30)
         self.drop(held)
         return held.id

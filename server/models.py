@@ -191,12 +191,15 @@ class ImageRemoved(BaseModel):
 class NetworkCreate(Strict):
     name: str
     subnet: str | None = None
+    #: Members reach the gateway (and what the firewall lets through it), never each other.
+    isolated: bool = False
 
 
 class NetworkRow(BaseModel):
     name: str
     bridge: str
     subnet: str
+    isolated: bool = False
     members: int = 0
 
 

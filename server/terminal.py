@@ -12,6 +12,13 @@ How keys, a resize and Ctrl-C reach the shell (a pty or a stdin pipe) is
 Roles: the sandbox's ``owner`` (for a class seat, the student) types;
 someone else may ``take over`` the keyboard (the teacher), and the owner's
 keys are dropped until they let go. Watchers only read.
+
+Who may type is decided on the event loop, as each message is taken from its
+WebSocket: the take-over and its end happen there too, so a key is judged
+by who held the keyboard when it arrived, never by who holds it when a
+worker thread gets to it (under load a thread may run long after the
+teacher let go). The keys let through are then written one message at a
+time, in the order they were let through.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sandbox import StateError
@@ -58,6 +66,7 @@ class Terminal:
         self._holder: Connection | None = None  # the page that took the keyboard over
         self.size = (24, 80)
         self.replaced = False  # a reset made another sandbox for the same seat
+        self._writing = asyncio.Lock()  # FIFO: keys reach the shell in the order let through
 
     @classmethod
     def of(cls, held: Held) -> "Terminal":
@@ -103,9 +112,20 @@ class Terminal:
             return conn is self._holder if conn is not None else role == self._holder.role
         return role == "owner"
 
-    def type(self, conn: Connection, data: bytes) -> bool:
-        """Pass keystrokes (or, without a pty, a line) on; False when ``conn`` may not type now."""
-        if not self.may_type(conn.role, conn) or self.held.status != "running":
+    async def type(self, conn: Connection, data: bytes) -> bool:
+        """Pass keystrokes (or, without a pty, a line) on; False when ``conn`` may not type now.
+
+        Called on the event loop as the message arrives: the decision is taken
+        here, before any await; the write (which may block on a full pty) runs
+        in a worker thread, after the keys let through before these.
+        """
+        if not self.may_type(conn.role, conn):
+            return False
+        async with self._writing:
+            return await run_in_threadpool(self._write_keys, data)
+
+    def _write_keys(self, data: bytes) -> bool:
+        if self.held.status != "running":
             return False
         tty.send_keys(self.held, data)
         if self.recorder is not None:
@@ -121,9 +141,16 @@ class Terminal:
         if self.recorder is not None:
             self.recorder.resize(rows, cols)
 
-    def interrupt(self, role: str, name: str = "SIGINT") -> bool:
-        """Ctrl-C without a pty: the signal to the shell (with one, Ctrl-C is a byte)."""
-        if not self.may_type(role) or self.held.status != "running":
+    async def interrupt(self, role: str, name: str = "SIGINT") -> bool:
+        """Ctrl-C without a pty: the signal to the shell (with one, Ctrl-C is a byte); decided,
+        as keys are, on the event loop when the request arrives."""
+        if not self.may_type(role):
+            return False
+        async with self._writing:
+            return await run_in_threadpool(self._signal, name)
+
+    def _signal(self, name: str) -> bool:
+        if self.held.status != "running":
             return False
         tty.interrupt(self.held, name)
         return True
@@ -189,8 +216,6 @@ async def _send_output(websocket: WebSocket, terminal: Terminal) -> None:
 async def _keys(websocket: WebSocket, terminal: Terminal, conn: Connection | None) -> None:
     """Keystrokes from the page (binary or text messages alike; dropped without ``conn``),
     until it closes."""
-    from starlette.concurrency import run_in_threadpool
-
     try:
         while True:
             message = await websocket.receive()
@@ -201,7 +226,7 @@ async def _keys(websocket: WebSocket, terminal: Terminal, conn: Connection | Non
                 data = message["text"].encode()
             if data and conn is not None:
                 try:
-                    await run_in_threadpool(terminal.type, conn, data)
+                    await terminal.type(conn, data)
                 except (OSError, StateError):  # the command ended: the sender says how
                     pass
     except (WebSocketDisconnect, RuntimeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -67,6 +68,46 @@ def test_each_student_reaches_only_their_own_shell(console):
         names = {r["name"] for r in c.get("/v1/sandboxes").json()}
         assert {f"{name}-student-01", f"{name}-student-02"} <= names
         assert c.delete(f"/v1/classes/{name}").json()["ended"] is True
+
+
+def test_students_on_the_class_network_cannot_reach_each_other(console):
+    """``--network class``: an isolated network, one member per student; the host reaches
+    each student's server, no other student does (by address or by name)."""
+    teacher = console.token("teacher", "run")
+    name = class_name()
+    room = console.make_class(teacher, name, students=2, network="class")
+    one, two = room["students"]
+    with console.tcp(teacher) as c:
+        row = next(n for n in c.get("/v1/networks").json() if n["name"] == f"class-{name}")
+    assert row["isolated"] is True and row["members"] == 2
+    first = TerminalClient(seat_url(console, name, "student-01"), one["token"])
+    second = TerminalClient(seat_url(console, name, "student-02"), two["token"])
+    try:
+        address = first.run("ip -4 -o addr show eth0").split(b"inet ")[1].split(b"/")[0].decode()
+        first.send("nc -ll -p 5000 -e echo from-one >/dev/null 2>&1 &\n")
+        assert read_line_from(address, 5000) == b"from-one\n"  # it listens: the host gets in
+        seen = second.run(f"nc -w 2 {address} 5000 </dev/null; echo byaddr=$?; "
+                          "nc -w 2 student-01 5000 </dev/null; echo byname=$?")
+        assert b"byaddr=1" in seen and b"byname=1" in seen, seen
+        assert b"from-one" not in seen and b"refused" not in seen, seen  # not even a reset came
+    finally:
+        first.close()
+        second.close()
+
+
+def read_line_from(address: str, port: int) -> bytes:
+    """The first line a server in a sandbox sends the host (retried until it listens)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=5) as conn:
+                line = conn.makefile("rb").readline()
+                if line:
+                    return line
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def test_the_teacher_watches_and_takes_over(console):

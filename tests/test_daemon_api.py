@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.sync.client import unix_connect
@@ -137,6 +138,25 @@ def test_delete_running_needs_force(daemon):
         assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
 
 
+def test_a_delete_racing_the_sandbox_s_own_end_or_another_delete_answers_200_or_404(daemon):
+    """The daemon removes what it runs through its own teardown: a DELETE that meets the
+    command ending by itself, or a second DELETE, answers 200 or 404, never 4xx/5xx for a
+    cgroup or file that went meanwhile, and the sandbox is gone after either."""
+    answers = []
+    with daemon.unix() as c, daemon.unix() as other:
+        for i in range(12):
+            sid = run(c, ["sleep", "0.05"] if i % 2 else ["sleep", "60"])
+            time.sleep(0.01 * (i % 6))  # around the moment a short one ends by itself
+            with ThreadPoolExecutor(2) as pool:
+                pair = [f.result() for f in [pool.submit(client.delete, f"/v1/sandboxes/{sid}",
+                                                         params={"force": "true"})
+                                             for client in (c, other)]]
+            answers += [(r.status_code, r.text) for r in pair]
+            assert 200 in [r.status_code for r in pair], pair
+            assert c.get(f"/v1/sandboxes/{sid}").status_code == 404
+    assert all(code in (200, 404) for code, _ in answers), answers
+
+
 def test_attach_websocket_stdin_and_signals(daemon):
     with daemon.unix() as c:
         r = c.post("/v1/sandboxes", params={"start": "true", "stdin": "true"},
@@ -167,9 +187,15 @@ def test_images_and_networks(daemon):
         assert r.status_code == 404 and "not found" in r.json()["message"]
         r = c.post("/v1/networks", json={"name": "apinet"})
         assert r.status_code == 201 and r.json()["name"] == "apinet"
-        assert "apinet" in [n["name"] for n in c.get("/v1/networks").json()]
+        assert r.json()["isolated"] is False
+        r = c.post("/v1/networks", json={"name": "apiiso", "isolated": True})
+        assert r.status_code == 201 and r.json()["isolated"] is True
+        rows = {n["name"]: n for n in c.get("/v1/networks").json()}
+        assert not rows["apinet"]["isolated"] and rows["apiiso"]["isolated"]
         assert c.post("/v1/networks", json={"name": "apinet"}).status_code in (400, 409)
+        assert c.post("/v1/networks", json={"name": "x", "isolated": "maybe"}).status_code == 400
         assert c.delete("/v1/networks/apinet").json()["name"] == "apinet"
+        assert c.delete("/v1/networks/apiiso").json()["name"] == "apiiso"
 
 
 def test_sigterm_stops_running_sandboxes_and_removes_the_socket(daemon):

@@ -140,6 +140,39 @@ def test_attachment_plan_ops_are_data():
     assert att.as_record()["veth"] == "vsb0123456789ab"
 
 
+def test_an_isolated_network_s_plug_isolates_the_port_and_its_firewall_drops_hairpins():
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    from sandbox.network import firewall
+
+    net = Network("iso", "sbxiso", "10.231.13.0/24", isolated=True)
+    att = _connect(net, "0123456789ab", "10.231.13.2", "s1", False, (), master=7)
+    (plug,) = att.ops
+    assert len(plug.args) == 6 and "its bridge port isolated" in plug.step
+    assert "isolated" in att.describe()
+    msg = ifinfmsg(plug.args[5])
+    msg.decode()
+    assert msg.get_attr("IFLA_IFNAME") == "vsb0123456789ab"  # the host's end, found by name
+    slave = msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_SLAVE_DATA")
+    assert slave.get_attr("IFLA_BRPORT_ISOLATED") == 1
+    assert 'iifname "sbxiso" oifname "sbxiso" counter drop' in firewall.rules(net)
+    # a network that is not isolated: no such request, members forwarded to each other
+    plain = Network("plain", "sbxplain", "10.231.14.0/24")
+    (plug,) = _connect(plain, "0123456789ab", "10.231.14.2", "s1", False, (), master=7).ops
+    assert len(plug.args) == 5 and "isolated" not in plug.step
+    assert 'iifname "sbxplain" oifname "sbxplain" accept' in firewall.rules(plain)
+
+
+def test_whether_a_network_is_isolated_is_kept_in_its_definition(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "networks_dir", lambda: tmp_path)
+    monkeypatch.setattr(registry.bridge, "create", lambda network: None)  # no root here
+    monkeypatch.setattr(registry.bridge, "exists", lambda network: False)
+    made = registry.create("kept-iso", "10.231.15.0/24", isolated=True)
+    assert made.isolated and registry.get("kept-iso") == made
+    assert not registry.create("kept-plain", "10.231.16.0/24").isolated
+    assert not registry.get("kept-plain").isolated
+
+
 def test_spec_with_network_name_round_trips():
     spec = SandboxSpec(image="busybox", command=["true"], network="ci")
     assert spec.network.mode == "ci" and spec.network.isolated

@@ -499,3 +499,33 @@ def test_the_owner_side_of_the_exec_route_checks_the_init_then_forks():
     with pytest.raises(StateError, match="has ended"):
         ExecLauncher(here=True, kernel=kernel).start(gone, FDS, lambda: None)
     assert "fork" not in kernel.names() and kernel.names().count("close") == 5
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["shared", "isolated"])
+def test_a_bridge_member_s_port_is_made_and_isolated_from_the_host_before_its_end_comes_up(
+        isolated):
+    """The veth request, and on an isolated network the port's flag, go on the socket opened
+    in the host's namespace, before unshare; only then is the container's end addressed and
+    brought up, so no frame crosses a member's port before it is isolated."""
+    from sandbox import NetworkSpec
+    from sandbox.network import _connect
+    from sandbox.network.model import Network
+
+    network = Network("cls", "sbxroutes", "10.231.20.0/24", isolated=isolated)
+    attachment = _connect(network, "abc", "10.231.20.2", "s1", False, (), master=7)
+    spec = SandboxSpec(image="test", command=["sh", "-c", "true"], network=NetworkSpec("cls"))
+    plan = build_plan(spec, IMAGE, "abc", "/run/sb/abc", None, network=attachment,
+                      ids=(0, 0, (0,), "/"))
+    kernel = RecordingKernel()
+    assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel) == 0
+    names = kernel.names()
+    assert names.index("open_host_netlink") < names.index("unshare")
+    requests = [(args[0], args[2]) for name, *args in kernel.calls if name == "netlink_request"]
+    host = requests[0][0]
+    isolate = [(host, "isolate the bridge port")] if isolated else []
+    assert requests[:len(isolate) + 1] == [(host, "create the veth pair"), *isolate]
+    assert [what for _, what in requests[len(isolate) + 1:]] == [
+        "add the address to eth0", "bring eth0 up", "add the default route"]
+    assert all(sock is not host for sock, _ in requests[len(isolate) + 1:])
+    sent = [i for i, name in enumerate(names) if name == "netlink_request"]
+    assert sent[len(isolate)] < names.index("interface_index") < sent[len(isolate) + 1]

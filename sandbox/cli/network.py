@@ -8,7 +8,8 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("network", help="manage networks",
                        description="Manage named networks. Members of a network reach each "
-                       "other by address and by --name; separate networks cannot reach each other.")
+                       "other by address and by --name (unless it is --isolated); separate "
+                       "networks cannot reach each other.")
     nsub = p.add_subparsers(dest="network_verb", metavar="VERB", parser_class=type(p))
     nsub.required = True
     q = nsub.add_parser("create", help="create a named network (and its bridge)",
@@ -17,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name", metavar="NAME")
     q.add_argument("--subnet", metavar="CIDR",
                    help="IPv4 subnet, /8 to /29 (default: a free /24 from 10.220.0.0/14)")
+    q.add_argument("--isolated", action="store_true",
+                   help="members reach the gateway (and, as allowed, egress, published and "
+                   "host ports) but never each other, at layer 2 or routed through the host")
     q.set_defaults(handler=create, remote=remote_create)
     q = nsub.add_parser("ls", help="list networks")
     q.set_defaults(handler=ls, remote=remote_ls)
@@ -31,15 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def create(args: argparse.Namespace) -> int:
     from ..inventory import create_network
 
-    return _created(create_network(args.name, args.subnet))
+    return _created(create_network(args.name, args.subnet, isolated=args.isolated))
 
 
 def remote_create(args: argparse.Namespace, client) -> int:
-    return _created(client.networks.create(args.name, args.subnet))
+    return _created(client.networks.create(args.name, args.subnet, isolated=args.isolated))
 
 
 def _created(network: dict) -> int:
-    print(f"created {network['name']} ({network['subnet']} on {network['bridge']})")
+    isolated = ", isolated" if network.get("isolated") else ""
+    print(f"created {network['name']} ({network['subnet']} on {network['bridge']}{isolated})")
     return 0
 
 
@@ -56,8 +61,9 @@ def remote_ls(args: argparse.Namespace, client) -> int:
 def _print_networks(rows: list[dict]) -> int:
     from .tables import print_table
 
-    print_table(("NAME", "BRIDGE", "SUBNET", "MEMBERS"),
-                [(r["name"], r["bridge"], r["subnet"], str(r["members"])) for r in rows])
+    print_table(("NAME", "BRIDGE", "SUBNET", "ISOLATED", "MEMBERS"),
+                [(r["name"], r["bridge"], r["subnet"], "yes" if r.get("isolated") else "no",
+                  str(r["members"])) for r in rows])
     return 0
 
 

@@ -76,8 +76,9 @@ class Attachment:
 
     def describe(self) -> str:
         """What is reserved on the host for this sandbox, in one line (for plans)."""
+        isolated = ", isolated" if self.network.isolated else ""
         text = (f"lease {self.address or '<address>'} on network {self.network.name} "
-                f"({self.network.bridge})")
+                f"({self.network.bridge}{isolated})")
         if self.egress:
             text += ", egress open"
         if self.publish:
@@ -144,7 +145,9 @@ def _connect(network: Network, sandbox_id: str, address: str | None, alias: str 
     unshare (a spare has one already), sends the veth request on it, and
     configures its end (PEER_NAME) from inside; the network's hosts file is
     bound read-only on /etc/hosts (ipam rewrites it in place, so members see
-    every change). Without an ``address`` (a preview) no request is encoded.
+    every change). On an isolated network the host's end of the pair becomes an
+    isolated bridge port. Without an ``address`` (a preview) no request is
+    encoded.
     """
     where = f"network {network.name} ({network.bridge})"
     pre_ops = (Op("host_netlink", (), f"open a netlink socket for {where}"),)
@@ -155,8 +158,11 @@ def _connect(network: Network, sandbox_id: str, address: str | None, alias: str 
         requests = (rt.veth_request(veth_name(sandbox_id), master, PEER_NAME, mac_for(address)),
                     rt.address_request(address, network.prefixlen),
                     rt.link_up_request(), rt.default_route_request(network.gateway))
+        if network.isolated:
+            requests += (rt.isolate_port_request(veth_name(sandbox_id)),)
+    port = ", its bridge port isolated" if network.isolated else ""
     ops = (Op("plug", (PEER_NAME, *requests),
-              f"connect {PEER_NAME} to {where} as {address or '<address>'}"),)
+              f"connect {PEER_NAME} to {where} as {address or '<address>'}{port}"),)
     binds = ((str(ipam.hosts_path(network)), "/etc/hosts"),)
     return Attachment(network, sandbox_id, address or "", alias, egress, publish, pre_ops, ops,
                       binds, host_ports)

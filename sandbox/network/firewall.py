@@ -2,10 +2,14 @@
 
 One table per network, ``ip sandbox_<bridge>``, made with the bridge:
 
-- forward: members may talk to each other; traffic from the bridge to
-  anywhere else is dropped unless the member's address is in the ``egress``
-  set; new connections into the bridge from elsewhere are dropped. So two
-  networks cannot reach each other even when the host forwards packets.
+- forward: members may talk to each other (on an isolated network, what
+  the host would route from the bridge back into it is dropped: a member
+  that sends another's traffic to the gateway gets it nowhere; the bridge
+  ports themselves are isolated, see ``requests.isolate_port_request``);
+  traffic from the bridge to anywhere else is dropped unless the member's
+  address is in the ``egress`` set; new connections into the bridge from
+  elsewhere are dropped. So two networks cannot reach each other even when
+  the host forwards packets.
 - input: members reach no service of the host. What comes from the bridge
   for the host itself (its address on the bridge, any other address of it,
   127.0.0.0/8: route_localnet is on for -p) is dropped, but for replies
@@ -43,7 +47,7 @@ table ip {table} {{
   map publish {{ type inet_service : ipv4_addr . inet_service; }}
   chain forward {{
     type filter hook forward priority -1; policy accept;
-    iifname "{br}" oifname "{br}" accept
+    iifname "{br}" oifname "{br}" {between_members}
     iifname "{br}" ip saddr @egress accept
     iifname "{br}" drop
     oifname "{br}" ct state established,related accept
@@ -88,10 +92,16 @@ def nft(script: str, *, what: str) -> str:
     return proc.stdout
 
 
+def rules(network: Network) -> str:
+    """The network's whole table, as an nft script (an isolated network's members get
+    nothing routed to each other: dropped and counted)."""
+    return RULES.format(table=network.firewall_table, br=network.bridge,
+                        between_members="counter drop" if network.isolated else "accept",
+                        input=INPUT.format(br=network.bridge))
+
+
 def install(network: Network) -> None:
-    rules = RULES.format(table=network.firewall_table, br=network.bridge,
-                         input=INPUT.format(br=network.bridge))
-    nft(rules, what=f"installing the firewall of network {network.name!r}")
+    nft(rules(network), what=f"installing the firewall of network {network.name!r}")
     _mark_current(network)
 
 

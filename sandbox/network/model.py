@@ -29,11 +29,18 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 @dataclass(frozen=True)
 class Network:
-    """A network: its name, its bridge on the host, and its IPv4 subnet."""
+    """A network: its name, its bridge on the host, and its IPv4 subnet.
+
+    ``isolated``: members reach the gateway (and what the firewall lets
+    through it) but never each other: their bridge ports are isolated (no
+    frame passes from one member's port to another's) and the firewall drops
+    what the host would route from the bridge back into it.
+    """
 
     name: str
     bridge: str
     subnet: str  # CIDR, e.g. 10.200.0.0/16; the gateway is its first address
+    isolated: bool = False
 
     def __post_init__(self) -> None:
         if not _IFNAME_RE.match(self.bridge):

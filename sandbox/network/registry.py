@@ -70,12 +70,14 @@ def list_networks() -> list[Network]:
     return [_read(n) for n in names]
 
 
-def create(name: str, subnet: str | None = None, *, temporary: bool = False) -> Network:
+def create(name: str, subnet: str | None = None, *, temporary: bool = False,
+           isolated: bool = False) -> Network:
     """Define a named network and make its bridge; refuse taken names and overlaps.
 
     ``temporary``: the network belongs to this process (a job's private
     network): its definition names the process, and `sandbox gc` removes the
-    network once that process is gone and no sandbox uses it.
+    network once that process is gone and no sandbox uses it. ``isolated``:
+    its members reach the gateway but not each other (``Network.isolated``).
     """
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise NetworkError(f"invalid network name {name!r}: expected letters, digits, "
@@ -90,7 +92,7 @@ def create(name: str, subnet: str | None = None, *, temporary: bool = False) -> 
         if wanted is not None:
             _check_free(wanted)
         chosen = str(wanted) if wanted else _choose(NAMED_POOL)
-        network = Network(name, bridge_name(name, str(state.lib_dir())), chosen)
+        network = Network(name, bridge_name(name, str(state.lib_dir())), chosen, isolated)
         return _make(network, owner=_this_process() if temporary else None)
 
 
@@ -172,7 +174,8 @@ def _make(network: Network, owner: dict[str, Any] | None = None) -> Network:
     networks_dir().mkdir(parents=True, exist_ok=True)
     tmp = networks_dir() / f".{network.name}.tmp"
     definition = {"name": network.name, "bridge": network.bridge, "subnet": network.subnet,
-                  "created": time.time(), **({"owner": owner} if owner else {})}
+                  "isolated": network.isolated, "created": time.time(),
+                  **({"owner": owner} if owner else {})}
     tmp.write_text(json.dumps(definition))
     os.replace(tmp, _path(network.name))
     try:
@@ -206,7 +209,7 @@ def is_temporary(name: str) -> bool:
 
 def _read(name: str) -> Network:
     data = json.loads(_path(name).read_text())
-    return Network(data["name"], data["bridge"], data["subnet"])
+    return Network(data["name"], data["bridge"], data["subnet"], bool(data.get("isolated")))
 
 
 def _read_or_fail(name: str) -> Network:

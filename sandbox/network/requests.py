@@ -48,6 +48,20 @@ def veth_request(name: str, master: int, peer: str, peer_mac: str) -> bytes:
     return _encode(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
 
 
+def isolate_port_request(name: str) -> bytes:
+    """Set the bridge port flag ``isolated`` on link ``name`` (IFLA_BRPORT_ISOLATED, Linux
+    4.18): the bridge forwards no frame between two isolated ports, only to and from the
+    others and the bridge itself (the gateway). The link is found by name: its index is
+    not known when the request is encoded."""
+    msg = ifinfmsg()
+    msg["attrs"] = [
+        ("IFLA_IFNAME", name),
+        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"), ("IFLA_INFO_SLAVE_DATA",
+                                     {"attrs": [("IFLA_BRPORT_ISOLATED", 1)]})]}),
+    ]
+    return _encode(msg, RTM_NEWLINK, 0)
+
+
 def address_request(address: str, prefixlen: int) -> bytes:
     """Add ``address/prefixlen`` (the interface index is set by the sender)."""
     msg = ifaddrmsg()

@@ -203,18 +203,22 @@ def _host_netlink(kernel: Kernel) -> None:
 
 
 def _plug(kernel: Kernel, interface: str, veth: bytes, address: bytes, up: bytes,
-          route: bytes) -> None:
-    """Make the veth pair from the host's side, then configure ``interface`` from inside.
+          route: bytes, isolate: bytes | None = None) -> None:
+    """Make the veth pair from the host's side (and isolate its bridge port when the
+    network is isolated), then configure ``interface`` from inside.
 
     The requests were encoded by the parent (``sandbox.network.requests``);
     the veth request puts the peer, ``interface``, into the namespace of
-    pid 1: this process.
+    pid 1: this process. The port is isolated before ``interface`` comes up,
+    so no frame crosses it before.
     """
     host, kernel.host_netlink = kernel.host_netlink, None
     if host is None:
         raise OSError(errno.EBADF, "no netlink socket in the host's network namespace")
     try:
         kernel.netlink_request(host, veth, "create the veth pair")
+        if isolate is not None:
+            kernel.netlink_request(host, isolate, "isolate the bridge port")
     finally:
         host.close()
     index = kernel.interface_index(interface)

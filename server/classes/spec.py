@@ -36,7 +36,8 @@ class ClassSpec:
     """A class: ``students`` sandboxes of ``image`` for ``ttl`` seconds, each student's own.
 
     ``network``: ``none`` (each sandbox alone with its loopback) or ``class``
-    (one bridge for the class: students reach each other, nothing else).
+    (one isolated network for the class: each student reaches its gateway,
+    never another student).
     ``home_volume``: each student's home is a host directory kept across a
     reset (removed with the class). ``keep_recordings``: the session
     recordings stay on disk after the class ends. ``userns``: the students'

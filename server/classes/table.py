@@ -81,7 +81,7 @@ class ClassTable:
         write_owner(room.directory)
         (room.directory / "class.json").write_text(json.dumps(spec.to_dict()))
         if spec.network == "class":
-            create_network(spec.network_name())
+            create_network(spec.network_name(), isolated=True)  # no student reaches another
             room.network = spec.network_name()
         tokens = {}
         for name in spec.student_names():

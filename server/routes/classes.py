@@ -181,7 +181,7 @@ async def interrupt(name: str, student: str, caller: AnyCaller, engine: EngineDe
     """Ctrl-C on a terminal without a pty: SIGINT to the shell."""
     _, seat, role = seat_for(engine, caller, name, student)
     if seat.terminal is not None:
-        await run_in_threadpool(seat.terminal.interrupt, role)
+        await seat.terminal.interrupt(role)
 
 
 @router.get("/{name}/students/{student}/recordings")

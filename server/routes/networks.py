@@ -30,7 +30,8 @@ async def list_networks(_caller: Reader) -> list[dict[str, Any]]:
 
 @router.post("", status_code=201, response_model=NetworkRow)
 async def create(body: NetworkCreate, caller: Runner) -> dict[str, Any]:
-    made = await run_in_threadpool(create_network, body.name, body.subnet)
+    made = await run_in_threadpool(create_network, body.name, body.subnet,
+                                   isolated=body.isolated)
     MADE_BY[body.name] = caller.name
     return {**made, "members": 0}
 

@@ -14,8 +14,10 @@ class NetworksAPI:
     def list(self) -> list[dict[str, Any]]:
         return self.t.request("GET", "/v1/networks")
 
-    def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
-        return self.t.request("POST", "/v1/networks", json_body={"name": name, "subnet": subnet})
+    def create(self, name: str, subnet: str | None = None, *,
+               isolated: bool = False) -> dict[str, Any]:
+        return self.t.request("POST", "/v1/networks",
+                              json_body={"name": name, "subnet": subnet, "isolated": isolated})
 
     def remove(self, name: str) -> dict[str, Any]:
         return self.t.request("DELETE", f"/v1/networks/{segment(name)}")
