@@ -23,7 +23,7 @@ its static files (the same for everyone, no data): PUBLIC.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -37,6 +37,8 @@ from .errors import body as error_body
 from .tokens import Token
 
 TRANSPORT_KEY = "sandbox.transport"
+#: (secret, Caller) of a TCP request, as its listener checked them (so it is not checked twice).
+CALLER_KEY = "sandbox.caller"
 UNAUTHORIZED = ("this daemon needs a valid token: send Authorization: Bearer TOKEN (make one "
                 "with `sandbox daemon token create`; the CLI reads SANDBOX_TOKEN)")
 
@@ -65,8 +67,13 @@ class Caller:
 LOCAL = Caller("local", ("admin",))
 
 
-def get_engine(connection: HTTPConnection) -> Engine:
-    """The app's Engine (made by its lifespan); tests swap it through dependency_overrides."""
+async def get_engine(connection: HTTPConnection) -> Engine:
+    """The app's Engine (made by its lifespan); tests swap it through dependency_overrides.
+
+    The dependencies here are coroutines although they never wait: FastAPI
+    runs a plain function dependency in a worker thread, a hop that costs
+    more than the check itself, on every request.
+    """
     return connection.app.state.engine
 
 
@@ -103,13 +110,16 @@ def caller_for(engine: Engine, secret: str) -> Caller | None:
     return None
 
 
-def authenticate(connection: HTTPConnection, engine: EngineDep) -> Caller:
+def authenticate(connection: HTTPConnection, engine: Engine) -> Caller:
+    """Who makes the request (401 without a valid token; 403 for a console request that
+    could be a cross-site one)."""
     secret, by_cookie = secret_of(connection.headers, connection.cookies)
     if secret is None and connection.scope.get(TRANSPORT_KEY) == "unix":
         return LOCAL
     if not secret:
         raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    caller = caller_for(engine, secret)
+    checked = connection.scope.get(CALLER_KEY)  # found by mark_transport for this request
+    caller = checked[1] if checked and checked[0] == secret else caller_for(engine, secret)
     if caller is None:
         raise ApiError(401, "invalid token (revoked, or never made on this daemon)",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -131,10 +141,15 @@ def _check_console_request(connection: HTTPConnection) -> None:
                        f"{CONSOLE_HEADER}: 1 (send Authorization: Bearer TOKEN instead)")
 
 
-def require(scope: str) -> Callable[..., Caller]:
+async def current_caller(connection: HTTPConnection, engine: EngineDep) -> Caller:
+    """The dependency form of ``authenticate`` (which WebSocket routes call themselves)."""
+    return authenticate(connection, engine)
+
+
+def require(scope: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency: the caller, if its token has ``scope`` (403 otherwise)."""
 
-    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    async def check(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
         if not caller.allows(scope):
             raise ApiError(403, f"token {caller.name!r} lacks the scope {scope!r} "
                            f"(it has {', '.join(caller.scopes) or 'none'})")
@@ -144,7 +159,7 @@ def require(scope: str) -> Callable[..., Caller]:
 
 
 #: Anyone with a valid token, students included (routes that check the seat themselves).
-AnyCaller = Annotated[Caller, Depends(authenticate)]
+AnyCaller = Annotated[Caller, Depends(current_caller)]
 Reader = Annotated[Caller, Depends(require("read"))]
 Runner = Annotated[Caller, Depends(require("run"))]
 Submitter = Annotated[Caller, Depends(require("jobs"))]
@@ -172,12 +187,18 @@ def mark_transport(app: ASGIApp, transport: str) -> ASGIApp:
 
 
 def _token_valid(app: ASGIApp, scope: Scope) -> bool:
+    """Whether the request may go on: a public page, or a valid token (noted in ``scope``)."""
     if scope["type"] == "http" and (scope["path"].startswith(PUBLIC) or scope["path"] == "/"):
         return True
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or ()}
-    secret, _cookie = secret_of(headers, _cookies(headers.get("cookie", "")))
+    cookie = headers.get("cookie")
+    secret, _cookie = secret_of(headers, _cookies(cookie) if cookie else {})
     engine = getattr(getattr(app, "state", None), "engine", None)
-    return bool(secret) and engine is not None and caller_for(engine, secret or "") is not None
+    if not secret or engine is None:
+        return False
+    caller = caller_for(engine, secret)
+    scope[CALLER_KEY] = (secret, caller)
+    return caller is not None
 
 
 def _cookies(header: str) -> dict[str, str]:

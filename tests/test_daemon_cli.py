@@ -131,7 +131,7 @@ def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, worker
     monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
     d = Daemon(tmp_path, redis=redis_url).start()
     try:
-        workers.start("--burst")
+        workers.start()  # not --burst: it would exit if it looked before the job was queued
         path = job_file(tmp_path, """
             name = "queued"
             image = "busybox"

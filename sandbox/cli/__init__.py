@@ -90,10 +90,24 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def verb_of(words: list[str]) -> str | None:
+    """The verb of a command line, past the options before it (``-H URL run ...``), or None."""
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if word in ("-H", "--host"):
+            at += 2
+        elif word.startswith(("--host=", "-H")):
+            at += 1
+        else:
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from_command_line = argv is None
     words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(words[0] if words else None)
+    parser = build_parser(verb_of(words))
     args = parser.parse_args(words)
     if from_command_line and any("@" in a or "password=" in a for a in sys.argv):
         from ..redact import hide_secrets_from_ps
@@ -121,7 +135,10 @@ def _remote(args: argparse.Namespace, host: str, remote) -> int:
     if remote is None:
         return fail(f"`sandbox {verb}` does not go through a daemon yet: run it without "
                     "SANDBOX_HOST/--host, on the daemon's host")
-    client = Client.from_env(host)
+    try:
+        client = Client.from_env(host)
+    except DaemonError as exc:  # a host that is no URL of a daemon
+        return fail(str(exc), exc.exit_status)
     try:
         return int(remote(args, client) or 0)
     except DaemonError as exc:

@@ -125,14 +125,14 @@ def spec_from_args(args: argparse.Namespace):
 
 def seccomp_option(options: list[str]) -> str:
     """The seccomp setting of ``--security-opt`` values (Docker's syntax; the last wins)."""
-    from ..spec import SpecError
-
     seccomp = "default"
     for option in options:
         key, sep, value = option.partition("=")
         if not sep:
             key, sep, value = option.partition(":")  # Docker's older spelling
         if key != "seccomp" or not value:
+            from ..spec import SpecError  # here only: a client of the daemon never loads the spec
+
             raise SpecError("security-opt", option, "seccomp=PROFILE.json or seccomp=unconfined")
         seccomp = value if value in ("unconfined", "default") else os.path.abspath(value)
     return seccomp

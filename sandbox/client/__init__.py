@@ -18,14 +18,18 @@ daemon's one-line message, the HTTP status, the CLI's exit status).
 from __future__ import annotations
 
 import os
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from .api.classes import ClassesAPI
-from .api.images import ImagesAPI
-from .api.jobs import JobsAPI
-from .api.networks import NetworksAPI
-from .api.sandboxes import SandboxesAPI
-from .api.system import SystemAPI
 from .transport import DEFAULT_SOCKET, DaemonError, Transport
+
+if TYPE_CHECKING:
+    from .api.classes import ClassesAPI
+    from .api.images import ImagesAPI
+    from .api.jobs import JobsAPI
+    from .api.networks import NetworksAPI
+    from .api.sandboxes import SandboxesAPI
+    from .api.system import SystemAPI
 
 __all__ = ["DEFAULT_SOCKET", "Client", "DaemonError", "Transport", "host_from_env"]
 
@@ -36,16 +40,47 @@ def host_from_env(explicit: str | None = None) -> str | None:
 
 
 class Client:
-    """One daemon, its resources as attributes."""
+    """One daemon, its resources as attributes (each module loaded when first used: a
+    command uses one or two)."""
 
     def __init__(self, host: str, token: str | None = None) -> None:
         self.transport = Transport(host, token)
-        self.sandboxes = SandboxesAPI(self.transport)
-        self.images = ImagesAPI(self.transport)
-        self.networks = NetworksAPI(self.transport)
-        self.jobs = JobsAPI(self.transport)
-        self.system = SystemAPI(self.transport)
-        self.classes = ClassesAPI(self.transport)
+
+    @cached_property
+    def sandboxes(self) -> SandboxesAPI:
+        from .api.sandboxes import SandboxesAPI
+
+        return SandboxesAPI(self.transport)
+
+    @cached_property
+    def images(self) -> ImagesAPI:
+        from .api.images import ImagesAPI
+
+        return ImagesAPI(self.transport)
+
+    @cached_property
+    def networks(self) -> NetworksAPI:
+        from .api.networks import NetworksAPI
+
+        return NetworksAPI(self.transport)
+
+    @cached_property
+    def jobs(self) -> JobsAPI:
+        from .api.jobs import JobsAPI
+
+        return JobsAPI(self.transport)
+
+    @cached_property
+    def system(self) -> SystemAPI:
+        from .api.system import SystemAPI
+
+        return SystemAPI(self.transport)
+
+    @cached_property
+    def classes(self) -> ClassesAPI:
+        from .api.classes import ClassesAPI
+
+        return ClassesAPI(self.transport)
 
     @classmethod
     def from_env(cls, host: str | None = None, token: str | None = None) -> "Client":

@@ -1,9 +1,12 @@
-"""HTTP/1.1 to a daemon over its unix socket or TCP (plain or TLS), with http.client.
+"""Requests to a daemon over its unix socket or TCP (plain or TLS): JSON in and out.
 
-http.client and the standard library only: the CLI as a client must start
-fast, and httpx (or the engine) would cost more than the request itself.
-One keep-alive connection per Transport; a stream (logs, events) takes a
-connection of its own, closed when the stream is.
+The standard library only, and little of it (``http1`` speaks HTTP/1.1 on
+the socket; ssl is imported for a TLS host alone): the CLI as a client must
+start fast, and http.client or httpx (or the engine) would cost more than
+the request itself. One keep-alive connection per Transport, reused while
+the daemon keeps it open; a stream (logs, events, progress) takes that
+connection, or a new one, and hands it back once read to its end. Not for
+use by two threads at once: a thread of its own makes its own Transport.
 
 Hosts, as SANDBOX_HOST or ``--host`` take them:
 
@@ -15,17 +18,26 @@ Hosts, as SANDBOX_HOST or ``--host`` take them:
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
+
+# The C socket alone for unix sockets: the socket module around it (its enums, makefile,
+# create_connection) costs about as much to import as the rest of the client; TCP imports it.
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as bare_socket
 from collections.abc import Iterator
-from typing import Any
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, Any
+
+from .http1 import Connection, ProtocolError, Response
+
+if TYPE_CHECKING:
+    import socket
 
 DEFAULT_SOCKET = "/run/sandbox/sandbox.sock"
 #: How long a plain request may take; streams and waits have none.
 TIMEOUT = 60.0
+#: The bytes a query value or path segment keeps as they are (RFC 3986 unreserved).
+UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 class DaemonError(Exception):
@@ -46,24 +58,6 @@ class DaemonError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-class UnixConnection(http.client.HTTPConnection):
-    """http.client over a unix socket (the Host header says ``localhost``)."""
-
-    def __init__(self, path: str, timeout: float | None = TIMEOUT) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def parse_host(host: str) -> tuple[str, str, int | None]:
@@ -89,18 +83,47 @@ class Transport:
         self.host = host
         self.scheme, self.address, self.port = parse_host(host)
         self.token = token
-        self._conn: http.client.HTTPConnection | None = None
+        self._idle: Connection | None = None
+        self._closed = False
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self.scheme == "unix":
-            return UnixConnection(self.address, timeout=timeout)
-        if self.scheme == "https":
-            import ssl
+    def _connection(self, timeout: float | None) -> Connection:
+        """The kept connection if the daemon has not closed it meanwhile, else a new one."""
+        conn, self._idle = self._idle, None
+        if conn is not None and conn.stale():
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._connect()
+        conn.settimeout(timeout)
+        return conn
 
-            context = ssl.create_default_context(cafile=os.environ.get("SANDBOX_CA_CERT") or None)
-            return http.client.HTTPSConnection(self.address, self.port, timeout=timeout,
-                                               context=context)
-        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+    def _connect(self) -> Connection:
+        try:
+            if self.scheme == "unix":
+                sock: Any = _unix_connection(self.address)
+                host_header = "localhost"
+            else:
+                sock = _tcp_connection(self.address, self.port, tls=self.scheme == "https")
+                name = f"[{self.address}]" if ":" in self.address else self.address
+                host_header = f"{name}:{self.port}"
+        except OSError as exc:
+            raise self._unreachable(exc) from exc
+        return Connection(sock, host_header, on_idle=self._keep, on_error=self._lost)
+
+    def _keep(self, conn: Connection) -> None:
+        """A connection whose response was read to its end: the next request's."""
+        if self._idle is None and not self._closed:
+            self._idle = conn
+        else:
+            conn.close()
+
+    def _unreachable(self, exc: Exception) -> DaemonError:
+        return DaemonError(f"cannot reach the sandbox daemon at {self.host}: "
+                           f"{getattr(exc, 'strerror', None) or exc}", kind="unreachable")
+
+    def _lost(self, exc: Exception) -> DaemonError:
+        return DaemonError(f"lost the connection to the sandbox daemon at {self.host}: "
+                           f"{getattr(exc, 'strerror', None) or exc}", kind="unreachable")
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -109,83 +132,105 @@ class Transport:
         headers.update(extra or {})
         return headers
 
-    def _send(self, conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None,
-              headers: dict[str, str]) -> http.client.HTTPResponse:
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+              timeout: float | None) -> Response:
+        conn = self._connection(timeout)
         try:
-            conn.request(method, url, body=body, headers=headers)
-            return conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+            return conn.request(method, url, headers, body)
+        except (OSError, ProtocolError) as exc:
             conn.close()
-            raise DaemonError(f"cannot reach the sandbox daemon at {self.host}: "
-                              f"{getattr(exc, 'strerror', None) or exc}",
-                              kind="unreachable") from exc
+            raise self._unreachable(exc) from exc
 
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 json_body: Any = None, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float | None = TIMEOUT) -> Any:
-        """One request on the kept connection; the decoded JSON answer (None for 204)."""
-        url = build_url(path, query)
+        """One request on the kept connection; the decoded JSON answer (None for an empty one).
+        ``timeout`` None: as long as it takes (a wait)."""
         extra = dict(headers or {})
         if json_body is not None:
             body = json.dumps(json_body).encode()
             extra["Content-Type"] = "application/json"
-        if self._conn is None or timeout != TIMEOUT:
-            conn = self._connect(timeout)
-            if timeout == TIMEOUT:
-                self._conn = conn
-        else:
-            conn = self._conn
-        try:
-            response = self._send(conn, method, url, body, self._headers(extra))
-            data = response.read()
-        except DaemonError:
-            self._conn = None
-            raise
-        finally:
-            if conn is not self._conn:
-                conn.close()
+        response = self._send(method, build_url(path, query), body, self._headers(extra), timeout)
+        data = response.read()
         check(response, data)
         if not data:
             return None
-        if response.getheader("Content-Type", "").startswith("application/json"):
+        if response.getheader("Content-Type").startswith("application/json"):
             return json.loads(data)
         return data
 
     def stream(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-               headers: dict[str, str] | None = None,
-               body: bytes | None = None) -> http.client.HTTPResponse:
-        """A response to read as it comes (its own connection, no timeout); close it when done."""
-        conn = self._connect(None)
-        response = self._send(conn, method, build_url(path, query), body, self._headers(headers))
+               headers: dict[str, str] | None = None, body: bytes | None = None) -> Response:
+        """A response to read as it comes (no timeout); close it when done."""
+        response = self._send(method, build_url(path, query), body, self._headers(headers), None)
         if response.status >= 400:
-            data = response.read()
-            conn.close()
-            check(response, data)
+            check(response, response.read())
         return response
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._closed = True
+        if self._idle is not None:
+            self._idle.close()
+            self._idle = None
+
+
+def _unix_connection(path: str) -> bare_socket:
+    sock = bare_socket(AF_UNIX, SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp_connection(address: str, port: int | None, *, tls: bool) -> socket.socket:
+    """A TCP connection; with ``tls``, in TLS, the daemon's certificate checked against the
+    system's CAs or SANDBOX_CA_CERT's."""
+    import socket
+
+    sock = socket.create_connection((address, port), timeout=TIMEOUT)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not tls:
+            return sock
+        import ssl
+
+        context = ssl.create_default_context(cafile=os.environ.get("SANDBOX_CA_CERT") or None)
+        return context.wrap_socket(sock, server_hostname=address)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def build_url(path: str, query: dict[str, Any] | None) -> str:
-    items = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
-    return path + ("?" + urlencode(items, doseq=True) if items else "")
+    """``path?query``: None values left out, a list as the key repeated, booleans as true/false."""
+    pairs = []
+    for key, value in (query or {}).items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if item is not None:
+                pairs.append(f"{quote(str(key))}={quote(_query_value(item))}")
+    return path + ("?" + "&".join(pairs) if pairs else "")
 
 
-def _query_value(value: Any) -> Any:
+def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value
+    return str(value)
+
+
+def quote(text: str) -> str:
+    """``text`` percent-encoded as UTF-8, every byte but the unreserved ones."""
+    return "".join(chr(b) if b in UNRESERVED else f"%{b:02X}" for b in text.encode())
 
 
 def segment(value: str) -> str:
     """A path segment, quoted (ids and names are checked by the daemon)."""
-    return quote(value, safe="")
+    return quote(value)
 
 
-def check(response: http.client.HTTPResponse, data: bytes) -> None:
+def check(response: Response, data: bytes) -> None:
     """DaemonError for an error status, with the daemon's message."""
     if response.status < 400:
         return
@@ -202,7 +247,7 @@ def check(response: http.client.HTTPResponse, data: bytes) -> None:
                       field=body.get("field"), kind=body.get("kind"))
 
 
-def iter_lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
+def iter_lines(response: Response) -> Iterator[bytes]:
     """The lines of a streamed body (each with its newline), as they arrive."""
     while True:
         line = response.readline()
@@ -211,7 +256,7 @@ def iter_lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
         yield line
 
 
-def iter_sse(response: http.client.HTTPResponse) -> Iterator[tuple[str, str, str]]:
+def iter_sse(response: Response) -> Iterator[tuple[str, str, str]]:
     """(event, id, data) for each Server-Sent Event of a streamed body."""
     event, ident = "message", ""
     data: list[str] = []

@@ -221,6 +221,8 @@ async def delete(ref: str, caller: Runner, engine: EngineDep, force: bool = Fals
     held = find(engine, caller, ref)
     if held is None:
         return {"id": await run_in_threadpool(lambda: remove_sandbox(ref, force=force))}
+    if held.status == "exited":  # torn down already: forgetting it blocks nothing
+        return {"id": engine.sandboxes.remove(held, force=force)}
     return {"id": await run_in_threadpool(lambda: engine.sandboxes.remove(held, force=force))}
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import builtins
-import http.client
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
+from ..http1 import Response
 from ..transport import Transport, iter_sse, segment
 
 
@@ -49,7 +49,7 @@ class JobsAPI:
     def junit(self, job_id: str) -> dict[str, Any]:
         return self.t.request("GET", f"/v1/jobs/{segment(job_id)}/junit")
 
-    def log(self, job_id: str, *, follow: bool = True, after: int = 0) -> http.client.HTTPResponse:
+    def log(self, job_id: str, *, follow: bool = True, after: int = 0) -> Response:
         return self.t.stream("GET", f"/v1/jobs/{segment(job_id)}/log",
                              query={"follow": follow},
                              headers={"Accept": "text/event-stream",

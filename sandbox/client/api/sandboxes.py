@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 from typing import Any
 
+from ..http1 import Response
 from ..transport import Transport, segment
 
 
@@ -46,7 +46,7 @@ class SandboxesAPI:
         return self.t.request("GET", f"/v1/sandboxes/{segment(ref)}/stats")
 
     def logs(self, ref: str, *, follow: bool = False, format: str = "multiplexed",
-             stdout: bool = True, stderr: bool = True) -> http.client.HTTPResponse:
+             stdout: bool = True, stderr: bool = True) -> Response:
         """The log as a stream: ``multiplexed`` frames (see ``frames``), ``text``, or ``sse``."""
         return self.t.stream("GET", f"/v1/sandboxes/{segment(ref)}/logs",
                              query={"follow": follow, "format": format, "stdout": stdout,
@@ -57,7 +57,7 @@ class SandboxesAPI:
 STREAM_TYPES = {1: "stdout", 2: "stderr"}
 
 
-def frames(response: http.client.HTTPResponse):
+def frames(response: Response):
     """(stream, bytes) for each frame of a multiplexed log: an 8-byte header, then the data.
 
     The header is Docker's: the stream type (1 stdout, 2 stderr), three zero
