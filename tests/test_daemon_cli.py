@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .daemon_support import Daemon, daemon, local_cli  # noqa: F401 - fixture
+from .daemon_support import Daemon, daemon, local_cli, wait_status  # noqa: F401 - fixture
 from .helpers import wait_for
 from .jobs_support import env, job_file, queue, redis_url, workers  # noqa: F401 - fixtures
 
@@ -127,6 +127,61 @@ def test_submit_in_process(daemon, tmp_path):
     assert r.returncode == 125 and b"steps[0].timeout" in r.stderr
 
 
+SECRET = "hunter2-not-for-logs"
+PARAMETERIZED = """
+    name = "parameterized"
+    image = "busybox"
+    [params]
+    GREETING = "hello"
+    [[steps]]
+    name = "show"
+    run = "echo $GREETING; echo token=$TOKEN"
+    secrets = ["TOKEN"]
+"""
+
+
+def test_submit_with_a_param_and_a_secret(daemon, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text(SECRET + "\n")
+    path = job_file(tmp_path, PARAMETERIZED)
+    r = same(daemon, "submit", "--param", "GREETING=bonjour", "--secret", f"TOKEN=@{secret}", path,
+             normalize=times)
+    assert r.returncode == 0 and b"bonjour\ntoken=***\n" in r.stdout, r
+    r = same(daemon, "submit", "--secret", f"TOKEN={SECRET}", path, normalize=times)
+    assert r.returncode == 0 and b"hello\ntoken=***\n" in r.stdout, r
+    for bad in (("--param", "NOPE=1", "--secret", "TOKEN=x"), ("--param", "bad", "--secret", "TOKEN=x"),
+                ("--secret", "TOKEN="), ("--secret", "OTHER=x"), ()):
+        r = same(daemon, "submit", *bad, path)
+        assert r.returncode == 125 and r.stderr.count(b"\n") == 1, (bad, r)
+    with daemon.unix() as c:
+        for job in c.get("/v1/jobs").json():
+            shown = c.get(f"/v1/jobs/{job['id']}").text + c.get(f"/v1/jobs/{job['id']}/log/text").text
+            assert SECRET not in shown and "token=***" in shown
+    assert SECRET.encode() not in daemon.log.read_bytes()
+
+
+def test_the_api_refuses_params_and_secrets_as_the_cli_does(daemon, tmp_path):
+    job = ("job.toml", PARAMETERIZED.encode())
+    cases = (([("param", "NOPE=1"), ("secret", "TOKEN=x")],
+              "job.toml: params: --param NOPE=1: no such parameter (declared: GREETING; add NOPE "
+              "under [params] with a default)"),
+             ([("param", "bad"), ("secret", "TOKEN=x")],
+              "--param bad: expected NAME=VALUE, NAME of letters, digits and _"),
+             ([("secret", SECRET)], "--secret: expected NAME=VALUE, NAME of letters, digits and _ "
+              "(the value is not shown)"))
+    with daemon.unix() as c:
+        for fields, message in cases:
+            r = c.post("/v1/jobs", files={"job": job}, data=dict(fields))
+            assert (r.status_code, r.json()["message"]) == (400, message), r.text
+            assert SECRET not in r.text
+        assert c.get("/v1/jobs").json() == []  # nothing half-made
+        made = c.post("/v1/jobs", files={"job": job}, data={"secret": f"TOKEN={SECRET}"})
+        assert made.status_code == 201 and SECRET not in made.text
+        job_id = made.json()["jobs"][0]["id"]
+        assert wait_status(c, job_id)["status"] == "passed"
+        assert "token=***" in c.get(f"/v1/jobs/{job_id}/log/text").text
+
+
 def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, workers, monkeypatch):
     monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
     d = Daemon(tmp_path, redis=redis_url).start()
@@ -153,3 +208,37 @@ def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, worker
         assert job_id.encode() in d.cli("jobs", "list").stdout
     finally:
         assert d.stop() == 0
+
+
+def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root, redis_url, queue,
+                                                          workers, monkeypatch):
+    monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
+    d = Daemon(tmp_path, redis=redis_url).start()
+    try:
+        workers.start("--burst")
+        path = job_file(tmp_path, PARAMETERIZED + """
+            [services.echoer]
+            command = "echo service-says-hi; echo service-err >&2; exec sleep 600"
+            ready = "true"
+        """)
+        sub = d.cli("submit", "--queue", queue, "--follow", "--param", "GREETING=hola",
+                    "--secret", f"TOKEN={SECRET}", path)
+        assert sub.returncode == 0, sub.stderr
+        job_id = sub.stdout.split()[0].decode()
+        assert b"hola\ntoken=***\n" in sub.stdout and SECRET.encode() not in sub.stdout
+        for args in (("jobs", "logs", job_id), ("jobs", "logs", job_id, "--service", "echoer"),
+                     ("jobs", "logs", job_id, "--service", "nope"), ("jobs", "show", "--json", job_id)):
+            here = local_cli(*args[:1], "--redis", redis_url, *args[1:])
+            there = d.cli(*args)
+            assert (there.returncode, there.stdout, there.stderr) == \
+                (here.returncode, here.stdout, here.stderr), args
+            assert SECRET.encode() not in here.stdout + here.stderr
+        shown = d.cli("jobs", "logs", job_id, "--service", "echoer")
+        assert (shown.stdout, shown.stderr) == (b"service-says-hi\n", b"service-err\n")
+        assert b"token=***" in d.cli("jobs", "logs", job_id).stdout
+        with d.unix() as c:
+            text = c.get(f"/v1/jobs/{job_id}/log/text", params={"service": "echoer"}).text
+        assert text == "service-says-hi\nservice-err\n"
+    finally:
+        assert d.stop() == 0
+    assert SECRET.encode() not in d.log.read_bytes()
