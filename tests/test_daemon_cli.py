@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -102,10 +106,106 @@ def test_images_and_networks(daemon):
 
 
 def test_verbs_without_a_remote_form_say_so(daemon):
-    out = daemon.cli("tag", "busybox", "mine:1")
+    out = daemon.cli("image", "prune")
     assert out.returncode == 125
-    assert out.stderr == (b"sandbox: error: `sandbox tag` does not go through a daemon yet: run it "
-                          b"without SANDBOX_HOST/--host, on the daemon's host\n")
+    assert out.stderr == (b"sandbox: error: `sandbox image prune` does not go through a daemon yet: "
+                          b"run it without SANDBOX_HOST/--host, on the daemon's host\n")
+
+
+def image_ids(data: bytes) -> bytes:
+    """An image id varies with the time it was made: blanked."""
+    return re.sub(rb"sha256:[0-9a-f]{64}", b"<image>", data)
+
+
+def rootfs_tar(path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return str(path)
+
+
+def test_tag_both_ways(daemon):
+    try:
+        r = same(daemon, "tag", "busybox", "remote-tag:1")
+        assert r.returncode == 0 and r.stdout.startswith(b"tagged sha256:")
+        assert b"remote-tag" in daemon.cli("images").stdout
+        assert same(daemon, "tag", "nope:1", "remote-tag:2").returncode == 125
+        assert same(daemon, "tag", "busybox", "Bad Name!").returncode == 125
+    finally:
+        local_cli("rmi", "remote-tag:1")
+
+
+def test_import_of_a_tarball_both_ways(daemon, tmp_path):
+    good = rootfs_tar(tmp_path / "rootfs.tar.gz", {"bin/hello": b"#!/bin/sh\necho hi\n",
+                                                   "etc/motd": b"imported\n"})
+    try:
+        r = same(daemon, "image", "import", good, "imported:1", "--replace", normalize=image_ids)
+        assert r.returncode == 0 and r.stdout.startswith(b"imported imported:1 sha256:"), r
+        r = same(daemon, "image", "import", good, "imported:1", normalize=image_ids)
+        assert r.returncode == 125 and b"already exists" in r.stderr
+        with open(good, "rb") as f:
+            data = f.read()
+        r = same(daemon, "image", "import", "-", "imported:2", "--replace", input=data,
+                 normalize=image_ids)
+        assert r.returncode == 0, r
+        history = daemon.cli("image", "history", "imported:1")  # refused: shown the same either way
+        assert history.returncode == 125
+        inspected = json.loads(local_cli("image", "inspect", "imported:1").stdout)[0]
+        assert "sandbox image import rootfs.tar.gz" in json.dumps(inspected)
+        assert same(daemon, "image", "import", str(tmp_path / "nope.tar"), "imported:3").returncode == 125
+        assert same(daemon, "image", "import", "/dev/null", "imported:3").returncode == 125
+    finally:
+        local_cli("rmi", "imported:1", "imported:2")
+    for name, evil in (("dotdot", {"../escaped": b"x"}), ("absolute", {"/abs-escaped": b"x"})):
+        bad = rootfs_tar(tmp_path / f"{name}.tar.gz", evil)
+        r = same(daemon, "image", "import", bad, f"evil-{name}:1")
+        assert r.returncode == 125 and r.stderr.count(b"\n") == 1, r
+    bad = rootfs_tar(tmp_path / "through-link.tar.gz", {"out/escaped": b"x"}, links={"out": str(tmp_path)})
+    try:  # the link is kept as a link; what goes "through" it stays in the image
+        same(daemon, "image", "import", bad, "evil-link:1", "--replace", normalize=image_ids)
+    finally:
+        local_cli("rmi", "evil-link:1")
+    assert not (tmp_path / "escaped").exists() and not os.path.exists("/abs-escaped")
+    assert b"evil" not in daemon.cli("images").stdout
+
+
+def test_build_dry_run_both_ways(daemon, tmp_path):
+    (tmp_path / "Sandboxfile").write_text("FROM busybox\nARG V=1\nENV V=$V\nRUN echo $V\n"
+                                          "COPY a.txt /a\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    r = same(daemon, "build", "--dry-run", "--build-arg", "V=2", str(tmp_path))
+    assert r.returncode == 0 and b"run [" in r.stdout and b"V=2" in r.stdout, r
+    (tmp_path / "Bad").write_text("FROM busybox\nRUN\nNOPE x\n")
+    r = same(daemon, "build", "--dry-run", "-f", str(tmp_path / "Bad"), str(tmp_path))
+    assert r.returncode == 125 and b"Bad" in r.stderr, r
+    r = same(daemon, "build", "--dry-run", "-f", str(tmp_path / "missing"), str(tmp_path))
+    assert r.returncode == 125, r
+    assert same(daemon, "build", "--dry-run", str(tmp_path / "no-context")).returncode == 125
+
+
+def test_commit_both_ways(daemon):
+    holder = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "--name", "to-commit",
+                               "busybox", "--", "sh", "-c", "echo changed > /made; echo up; sleep 60"],
+                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"up\n"
+        r = same(daemon, "commit", "-m", "by a test", "to-commit", "committed:1", normalize=image_ids)
+        assert r.returncode == 0 and r.stdout.startswith(b"committed to-commit as committed:1 "), r
+        assert same(daemon, "commit", "no-such", "committed:2").returncode == 125
+        ran = daemon.cli("run", "committed:1", "--", "cat", "/made")
+        assert ran.stdout == b"changed\n"
+    finally:
+        local_cli("rm", "-f", "to-commit")
+        holder.wait(30)
+        holder.stdout.close()
+        holder.stderr.close()
+        local_cli("rmi", "committed:1")
 
 
 def test_submit_in_process(daemon, tmp_path):
