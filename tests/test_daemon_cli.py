@@ -286,7 +286,7 @@ def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, worker
     monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
     d = Daemon(tmp_path, redis=redis_url).start()
     try:
-        workers.start("--burst")
+        workers.start()  # not --burst: one that starts before the submit would find no job and quit
         path = job_file(tmp_path, """
             name = "queued"
             image = "busybox"
@@ -307,7 +307,7 @@ def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, worker
                 (here.returncode, here.stdout, here.stderr), args
         assert job_id.encode() in d.cli("jobs", "list").stdout
     finally:
-        assert d.stop() == 0
+        assert d.stop() == 0, d.log.read_text()
 
 
 def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root, redis_url, queue,
@@ -315,7 +315,7 @@ def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root,
     monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
     d = Daemon(tmp_path, redis=redis_url).start()
     try:
-        workers.start("--burst")
+        workers.start()  # not --burst: one that starts before the submit would find no job and quit
         path = job_file(tmp_path, PARAMETERIZED + """
             [services.echoer]
             command = "echo service-says-hi; echo service-err >&2; exec sleep 600"
@@ -340,5 +340,5 @@ def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root,
             text = c.get(f"/v1/jobs/{job_id}/log/text", params={"service": "echoer"}).text
         assert text == "service-says-hi\nservice-err\n"
     finally:
-        assert d.stop() == 0
+        assert d.stop() == 0, d.log.read_text()
     assert SECRET.encode() not in d.log.read_bytes()
