@@ -18,7 +18,8 @@ queue uses (a lost Redis is an error within seconds, a restart is waited
 through). For adapters (the daemon): ``load_job_text`` (a job file sent over the
 network), ``job_fields``, ``list_jobs``, ``job_result``, ``job_artifacts``
 and ``follow_log`` read the store (``junit_totals``: a report's totals as a listing
-shows them); ``collect_job_dirs`` removes the directories of dead runners (gc);
+shows them); ``param_args`` and ``sent_secrets`` read a submitter's ``--param``
+and ``--secret`` pairs; ``collect_job_dirs`` removes the directories of dead runners (gc);
 ``JobLog`` numbers the events of a job run
 here; ``Renderer`` and ``summary`` print them as the CLI does; ``EXIT_STATUS``
 and ``FINAL`` say what a status means.
@@ -58,10 +59,12 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _EXPORTS loads t
     from .model import JobSpec, ResultsSpec, Step
     from .render import Renderer, summary
     from .result import EXIT_STATUS, FINAL, Artifact, JobResult, StepResult
+    from .secrets import sent_secrets
     from .store import artifacts as job_artifacts
     from .store import list_jobs
     from .store import read as job_fields
     from .store import result_of as job_result
+    from .validator import param_args
     from .workspace import collect as collect_job_dirs
     from .workspace import pack as pack_workspace
 
@@ -101,10 +104,12 @@ __all__ = [
     "load_job_file",
     "load_job_text",
     "pack_workspace",
+    "param_args",
     "parse_job",
     "redis_url",
     "run_job",
     "run_local",
+    "sent_secrets",
     "submit",
     "summary",
     "tell",
@@ -122,6 +127,7 @@ _EXPORTS = {
     "LogEvent": "events", "execute_job": "execute",
     "load_job_file": ("jobfile", "load"), "parse_job": ("jobfile", "parse"),
     "load_job_text": ("jobfile", "loads"),
+    "param_args": ("validator", "param_args"), "sent_secrets": ("secrets", "sent_secrets"),
     "job_fields": ("store", "read"), "list_jobs": ("store", "list_jobs"),
     "job_result": ("store", "result_of"), "job_artifacts": ("store", "artifacts"),
     "follow_log": ("logstream", "follow"), "collect_job_dirs": ("workspace", "collect"), "JobLog": "events",

@@ -129,17 +129,9 @@ def _print_submitted(args: argparse.Namespace, ids: list[str], names: list[str])
 
 
 def _params(given: list[str]) -> dict[str, str]:
-    """``--param NAME=VALUE`` arguments as a dict (JobError on a malformed one)."""
-    from .errors import JobError
-    from .validator import ENV_KEY_RE
+    from .validator import param_args
 
-    params: dict[str, str] = {}
-    for arg in given:
-        name, sep, value = arg.partition("=")
-        if not sep or not ENV_KEY_RE.match(name):
-            raise JobError(f"--param {arg}: expected NAME=VALUE, NAME of letters, digits and _")
-        params[name] = value
-    return params
+    return param_args(given)
 
 
 def _hide_given_secrets(args: list[str], secrets: dict[str, str]) -> None:
@@ -314,20 +306,24 @@ def _save_artifacts(args: argparse.Namespace, stored: dict[str, bytes]) -> int:
 # -- through a daemon (SANDBOX_HOST / --host): the same output and exit statuses ----------
 
 def remote_submit(args: argparse.Namespace, client) -> int:
-    """Validated and packed here (the same errors as here), run where the daemon runs jobs."""
+    """Validated and packed here (the same errors as here), run where the daemon runs jobs.
+
+    Secrets are read here (environment, file or as given), as `submit` reads
+    them, and sent in the request's body: the daemon never reads a file of its own for one.
+    """
     from pathlib import Path
 
-    from .errors import JobError
     from .jobfile import load
+    from .secrets import read_secret_args
     from .workspace import pack
 
-    if args.param or args.secret:
-        raise JobError("--param and --secret do not go through a daemon yet: submit with "
-                       "--redis URL, or without SANDBOX_HOST")
-    specs = load(args.jobfile, workspace=args.workspace)
+    secrets = read_secret_args(args.secret)
+    _hide_given_secrets(args.secret, secrets)
+    params = _params(args.param)
+    specs = load(args.jobfile, workspace=args.workspace, params=params, secrets=secrets.keys())
     packed = pack(specs[0].workspace) if specs[0].workspace else None
     answer = client.jobs.submit(args.jobfile, Path(args.jobfile).read_bytes(), workspace=packed,
-                                queue=args.queue)
+                                queue=args.queue, params=params, secrets=secrets)
     if answer["queued"]:
         _print_submitted(args, [job["id"] for job in answer["jobs"]], [job["name"] for job in answer["jobs"]])
         if not args.follow:
@@ -380,15 +376,11 @@ def remote_show(args: argparse.Namespace, client) -> int:
 
 
 def remote_logs(args: argparse.Namespace, client) -> int:
-    from .errors import JobError
     from .events import LogEvent
     from .render import Renderer
 
-    if args.service:
-        raise JobError("--service does not go through a daemon yet: read the job's log "
-                       "with --redis URL, or without SANDBOX_HOST")
-    renderer = Renderer()
-    for data in client.jobs.events(args.id, follow=args.follow):
+    renderer = Renderer(service=args.service)
+    for data in client.jobs.events(args.id, follow=args.follow, service=args.service):
         renderer.write(LogEvent.from_json(data))
     return 0
 

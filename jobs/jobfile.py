@@ -89,9 +89,12 @@ def load(path: str | os.PathLike, *, workspace: str | None = None,
                  params=params, secrets=secrets)
 
 
-def loads(text: bytes, name: str, *, workspace_uploaded: bool = False) -> list[JobSpec]:
+def loads(text: bytes, name: str, *, workspace_uploaded: bool = False,
+          params: Mapping[str, str] | None = None,
+          secrets: Collection[str] | None = None) -> list[JobSpec]:
     """The jobs of a job file that came over the network (the daemon): TOML, YAML or
     JSON as its ``name`` ends, validated as ``load`` does, errors naming ``name``.
+    ``params`` and ``secrets``: as for ``parse``.
 
     Its workspace can never be a directory of this host: the submitter packs
     it and sends it along (``workspace_uploaded``), and a file that names one
@@ -102,7 +105,8 @@ def loads(text: bytes, name: str, *, workspace_uploaded: bool = False) -> list[J
         raise JobFileError(name, "workspace", f"{_show(data['workspace'])} is a directory of the "
                            "submitter's: send it packed (tar.gz) beside the job file, as "
                            "`sandbox submit` does (curl: -F workspace=@ws.tar.gz)")
-    return parse({k: v for k, v in data.items() if k != "workspace"}, path=name)
+    return parse({k: v for k, v in data.items() if k != "workspace"}, path=name, params=params,
+                 secrets=secrets)
 
 
 def _read(path: str) -> dict[str, Any]:

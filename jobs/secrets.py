@@ -54,6 +54,30 @@ def read_secret_args(args: Iterable[str], environ: Mapping[str, str] | None = No
     return values
 
 
+def sent_secrets(pairs: Iterable[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs a submitter sent (the daemon's ``secret`` fields) -> {NAME: value}.
+
+    The value is always the text after the first ``=``, even one that starts
+    with ``@``: the daemon never reads its own environment or files for a
+    secret (the CLI as a client has read them on its side). The same checks
+    and one-line messages as ``read_secret_args``; a message never holds a value.
+    """
+    from .validator import ENV_KEY_RE
+
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not ENV_KEY_RE.match(name):  # what was sent is not echoed: it may be the value
+            raise SecretError("--secret: expected NAME=VALUE, NAME of letters, digits and _ "
+                              "(the value is not shown)")
+        if name in values:
+            raise SecretError(f"--secret {name}: given twice")
+        if not value:
+            raise SecretError(f"--secret {name}: the value is empty (expected a non-empty secret)")
+        values[name] = value
+    return values
+
+
 def _value(name: str, sep: str, given: str, environ: Mapping[str, str]) -> str:
     if not sep:
         if name not in environ:

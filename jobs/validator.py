@@ -16,6 +16,20 @@ from .errors import JobFileError
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def param_args(given: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` arguments (the CLI's, or the daemon's ``param`` fields) as a
+    dict; JobError on a malformed one."""
+    from .errors import JobError
+
+    params: dict[str, str] = {}
+    for arg in given:
+        name, sep, value = arg.partition("=")
+        if not sep or not ENV_KEY_RE.match(name):
+            raise JobError(f"--param {arg}: expected NAME=VALUE, NAME of letters, digits and _")
+        params[name] = value
+    return params
+
+
 def show(value: Any) -> str:
     """A value as the job file wrote it (TOML/JSON style), never a Python repr."""
     if isinstance(value, str):

@@ -39,9 +39,13 @@ engine:
   sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``; with
   ``seccomp="default"`` the copy stacks Docker's default filter, for a sandbox under
   the ``nested`` profile), and ``fork_confined`` (a plain fork so confined);
-- images: ``get_image``, ``import_image``, ``Image``, ``build_image`` (a
-  Sandboxfile built into the store; ``build_error_text`` prints its
-  BuildFileError with the lines it points at), ``uploaded_context`` (a build context
+- images: ``get_image``, ``import_image`` (``import_image_archive``: a rootfs
+  tarball from a stream, an upload), ``tag_image``, ``commit_sandbox`` (a live
+  sandbox's changes as an image), ``Image``, ``build_image`` (a Sandboxfile built
+  into the store; ``build_plan_text``: what a dry run prints; ``BuildCancel``: stops
+  a build from another thread, which then raises ``BuildCancelled``;
+  ``build_error_text`` prints its BuildFileError with the lines it points at),
+  ``uploaded_context`` (a build context
   that came as a tar, unpacked as safely as a workspace), ``pull_image`` and
   ``push_image`` (a registry copy; ``registry_progress(stream)`` shows its
   progress as `sandbox pull` does);
@@ -98,10 +102,12 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     from .execute import Exec, exec_into
     from .gc import collect as collect_garbage
     from .hostlimits import capped as host_caps
-    from .images import Image, import_image
+    from .images import Image, import_image, import_image_archive, tag_image
     from .images import get as get_image
-    from .images.build import build_image, uploaded_context
+    from .images.build import build_image, build_plan_text, uploaded_context
+    from .images.build.cancel import BuildCancel, BuildCancelled
     from .images.build.source import render as build_error_text
+    from .images.commit import commit_sandbox
     from .images.registry import for_stream as registry_progress
     from .images.registry import pull as pull_image
     from .images.registry import push as push_image
@@ -153,6 +159,8 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "USERNS_MODES",
+    "BuildCancel",
+    "BuildCancelled",
     "BuildFileError",
     "BuildStepFailed",
     "CommandNotExecutable",
@@ -189,9 +197,11 @@ __all__ = [
     "attach_to",
     "build_error_text",
     "build_image",
+    "build_plan_text",
     "capabilities_from",
     "check_name",
     "collect_garbage",
+    "commit_sandbox",
     "copy_tree_into",
     "create_network",
     "die_with_parent",
@@ -207,6 +217,7 @@ __all__ = [
     "host_checks",
     "image_rows",
     "import_image",
+    "import_image_archive",
     "inspect_image",
     "kill_sandbox",
     "leave_to_main_thread",
@@ -235,6 +246,7 @@ __all__ = [
     "spawn",
     "start_sandbox",
     "stop_sandbox",
+    "tag_image",
     "unpack_tar_into",
     "uploaded_context",
     "wait_sandbox",
@@ -250,6 +262,12 @@ _LAZY = {
     "BuildFileError": (".errors", "BuildFileError"),
     "BuildStepFailed": (".errors", "BuildStepFailed"),
     "build_image": (".images.build", "build_image"),
+    "build_plan_text": (".images.build", "build_plan_text"),
+    "BuildCancel": (".images.build.cancel", "BuildCancel"),
+    "BuildCancelled": (".images.build.cancel", "BuildCancelled"),
+    "commit_sandbox": (".images.commit", "commit_sandbox"),
+    "import_image_archive": (".images", "import_image_archive"),
+    "tag_image": (".images", "tag_image"),
     "build_error_text": (".images.build.source", "render"),
     "uploaded_context": (".images.build", "uploaded_context"),
     "pull_image": (".images.registry", "pull"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -61,8 +61,11 @@ class QueuedJobs:
         self.url = url
         self.conn = connect_redis(url)
 
-    def submit(self, spec: JobSpec, *, owner: str, queue: str, packed: bytes | None) -> str:
-        return submit_job(self.conn, spec, queue=queue, packed=packed, owner=owner)
+    def submit(self, spec: JobSpec, *, owner: str, queue: str, packed: bytes | None,
+               secrets: Mapping[str, str] | None = None) -> str:
+        """Queued as `sandbox submit --redis` queues it: ``secrets`` in their own Redis hash
+        until a worker claims the job (``jobs.secrets``), never in the job's record."""
+        return submit_job(self.conn, spec, queue=queue, packed=packed, owner=owner, secrets=secrets)
 
     def fields(self, job_id: str) -> dict[str, str]:
         return job_fields(self.conn, job_id)
@@ -133,32 +136,39 @@ class LocalJobs:
         self._keep = keep
         self._threads: list[threading.Thread] = []
 
-    def submit(self, spec: JobSpec, *, owner: str, queue: str, packed: bytes | None) -> str:
+    def submit(self, spec: JobSpec, *, owner: str, queue: str, packed: bytes | None,
+               secrets: Mapping[str, str] | None = None) -> str:
+        """Run in a thread of the daemon; ``secrets`` live only in that thread's memory (and
+        the environment of the steps that list them) and go with it when the job ends."""
         job = LocalJob(new_id(), spec, owner, time.time())
         with self._lock:
             self._jobs[job.id] = job
             self._trim()
-        thread = threading.Thread(target=self._run, args=(job, packed), name=f"job-{job.id}",
-                                  daemon=True)
+        thread = threading.Thread(target=self._run, args=(job, packed, dict(secrets or {})),
+                                  name=f"job-{job.id}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return job.id
 
-    def _run(self, job: LocalJob, packed: bytes | None) -> None:
+    def _run(self, job: LocalJob, packed: bytes | None, secrets: dict[str, str]) -> None:
         with self._slots:
             with self._lock:  # a cancel of the queued job and this start: one wins
-                if job.status != "queued":
+                if job.status != "queued":  # cancelled while queued
+                    secrets.clear()
                     return
                 job.status, job.started_at = "running", time.time()
             log = JobLog(_BufferSink(job.log))
             try:
                 result = execute_job(job.spec, job_id=job.id, log=log, cancel=job.cancel,
-                                     packed_workspace=packed, worker="daemon",
+                                     packed_workspace=packed, worker="daemon", secrets=secrets,
                                      store_artifacts=_keep_in(job.artifacts))
             except BaseException as exc:
                 result = JobResult(id=job.id, name=job.spec.name, status="error",
                                    started_at=job.started_at, ended_at=time.time(),
-                                   error=f"the daemon failed running it: {type(exc).__name__}: {exc}")
+                                   error=log.secrets.mask(f"the daemon failed running it: "
+                                                          f"{type(exc).__name__}: {exc}"))
+            finally:
+                secrets.clear()  # the job has ended: its secrets go
             self._finish(job, result, log.seq + 1)
 
     @staticmethod

@@ -182,6 +182,13 @@ class ImageRow(BaseModel):
     note: str | None
 
 
+class ImageMade(BaseModel):
+    """An image a tag, an import or a commit made: its id and its names."""
+
+    id: str
+    tags: list[str]
+
+
 class ImageRemoved(BaseModel):
     ref: str
     id: str

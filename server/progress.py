@@ -11,8 +11,11 @@ a line::
 An error before the first progress line (a bad reference, no such image, a
 Sandboxfile that does not parse) is answered as any other route's: its
 HTTP status and the one-line JSON body. Memory is bounded: the thread
-waits while the client is slow; a client that went away is no longer
-written to, and the work runs to its end (nothing is left half-made).
+waits while the client is slow. A client that went away before the end
+(starlette notices the disconnect and cancels the answer) is no longer
+written to, and ``on_gone`` is called: a build is cancelled then
+(``sandbox.BuildCancel``); work without it runs to its end (nothing is left
+half-made either way).
 """
 
 from __future__ import annotations
@@ -50,11 +53,21 @@ ErrorText = Callable[[SandboxError], str]
 class Channel:
     """Items from a thread to the event loop, at most WINDOW in flight."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 on_gone: Callable[[], None] | None = None) -> None:
         self.loop = loop
         self.items: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
         self.room = threading.Semaphore(WINDOW)
         self.gone = threading.Event()
+        self.ended = False  # the work's last item (None) was read
+        self.on_gone = on_gone
+
+    def leave(self) -> None:
+        """The reader stops reading: the work is told, if it has not ended."""
+        self.gone.set()
+        if not self.ended and self.on_gone is not None:
+            log.warning("the client went away before the end: cancelling the work")
+            self.on_gone()
 
     def put(self, item: dict[str, Any] | BaseException | None) -> None:
         """From the work's thread: wait for room, unless the reader went away."""
@@ -71,6 +84,7 @@ class Channel:
     async def get(self) -> dict[str, Any] | BaseException | None:
         item = await self.items.get()
         self.room.release()
+        self.ended = self.ended or item is None
         return item
 
 
@@ -122,12 +136,18 @@ def _run(work: Work, channel: Channel, text: ErrorText) -> None:
         channel.put(None)
 
 
-async def streamed(work: Work, *, error_text: ErrorText = str) -> Response:
-    """``work(out)`` on a thread, its progress streamed; an early error as a plain error answer."""
-    channel = Channel(asyncio.get_running_loop())
+async def streamed(work: Work, *, error_text: ErrorText = str,
+                   on_gone: Callable[[], None] | None = None) -> Response:
+    """``work(out)`` on a thread, its progress streamed; an early error as a plain error answer.
+    ``on_gone``: called (from the event loop) when the client leaves before the work's end."""
+    channel = Channel(asyncio.get_running_loop(), on_gone)
     threading.Thread(target=_run, args=(work, channel, error_text), name="image-work",
                      daemon=True).start()
-    first = await channel.get()
+    try:
+        first = await channel.get()
+    except asyncio.CancelledError:
+        channel.leave()
+        raise
     if isinstance(first, BaseException):
         channel.gone.set()
         raise first
@@ -148,4 +168,4 @@ async def _lines(first: dict[str, Any] | None, channel: Channel) -> AsyncIterato
             yield (json.dumps(item) + "\n").encode()
             item = await channel.get()
     finally:
-        channel.gone.set()
+        channel.leave()

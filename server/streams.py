@@ -57,10 +57,11 @@ def text(record: LogRecord, timestamps: bool) -> bytes:
     return (timestamp(record.time).encode() + b" " if timestamps else b"") + record.data
 
 
-def render(events: list[LogEvent]) -> bytes:
-    """A job's log as the CLI prints it (sections and output, both streams together)."""
+def render(events: list[LogEvent], service: str | None = None) -> bytes:
+    """A job's log as the CLI prints it (sections and output, both streams together);
+    with ``service``, that service's output alone (`sandbox jobs logs --service`)."""
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="replace", write_through=True)
-    renderer = Renderer(out, out)
+    renderer = Renderer(out, out, service=service)
     for event in events:
         renderer.write(event)
     out.flush()

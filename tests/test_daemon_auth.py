@@ -130,3 +130,25 @@ def test_a_job_that_weakens_its_walls_needs_an_admin_token(tcp_daemon):
             made = c.post("/v1/jobs", files={"job": ("j.toml", job)})
             assert made.status_code == 201, made.text
             assert wait_status(c, made.json()["jobs"][0]["id"])["status"] == "passed"
+
+
+def test_tag_import_and_commit_need_the_images_scope_and_a_visible_sandbox(tcp_daemon):
+    reader, runner = tcp_daemon.token("viewer", "read"), tcp_daemon.token("alice", "run")
+    imager = tcp_daemon.token("bob", "images")
+    archive = {"archive": ("r.tar", bytes(10240), "application/x-tar")}
+    with tcp_daemon.tcp(reader) as r:
+        for method, path, kw in (("POST", "/v1/images/busybox/tag", {"params": {"target": "x:1"}}),
+                                 ("POST", "/v1/images/import", {"params": {"name": "x:1"}, "files": archive}),
+                                 ("POST", "/v1/images/commit", {"params": {"sandbox": "s", "target": "x:1"}})):
+            refused = r.request(method, path, **kw)
+            assert refused.status_code == 403 and "'images'" in refused.json()["message"], path
+    with tcp_daemon.tcp(runner) as a, tcp_daemon.tcp(imager) as b:
+        mine = a.post("/v1/sandboxes", params={"start": "true"}, json=SLEEP).json()["id"]
+        try:
+            r = b.post("/v1/images/commit", params={"sandbox": mine, "target": "stolen:1"})
+            assert r.status_code == 404, r.text  # bob cannot see alice's sandbox
+            tagged = b.post("/v1/images/busybox/tag", params={"target": "bobs:1"})
+            assert tagged.status_code == 201 and tagged.json()["tags"], tagged.text
+            assert b.delete("/v1/images/bobs:1").status_code == 200
+        finally:
+            a.delete(f"/v1/sandboxes/{mine}", params={"force": "true"})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
-from .daemon_support import Daemon, daemon, local_cli  # noqa: F401 - fixture
+from .daemon_support import Daemon, daemon, local_cli, wait_status  # noqa: F401 - fixture
 from .helpers import wait_for
 from .jobs_support import env, job_file, queue, redis_url, workers  # noqa: F401 - fixtures
 
@@ -102,10 +106,106 @@ def test_images_and_networks(daemon):
 
 
 def test_verbs_without_a_remote_form_say_so(daemon):
-    out = daemon.cli("tag", "busybox", "mine:1")
+    out = daemon.cli("image", "prune")
     assert out.returncode == 125
-    assert out.stderr == (b"sandbox: error: `sandbox tag` does not go through a daemon yet: run it "
-                          b"without SANDBOX_HOST/--host, on the daemon's host\n")
+    assert out.stderr == (b"sandbox: error: `sandbox image prune` does not go through a daemon yet: "
+                          b"run it without SANDBOX_HOST/--host, on the daemon's host\n")
+
+
+def image_ids(data: bytes) -> bytes:
+    """An image id varies with the time it was made: blanked."""
+    return re.sub(rb"sha256:[0-9a-f]{64}", b"<image>", data)
+
+
+def rootfs_tar(path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return str(path)
+
+
+def test_tag_both_ways(daemon):
+    try:
+        r = same(daemon, "tag", "busybox", "remote-tag:1")
+        assert r.returncode == 0 and r.stdout.startswith(b"tagged sha256:")
+        assert b"remote-tag" in daemon.cli("images").stdout
+        assert same(daemon, "tag", "nope:1", "remote-tag:2").returncode == 125
+        assert same(daemon, "tag", "busybox", "Bad Name!").returncode == 125
+    finally:
+        local_cli("rmi", "remote-tag:1")
+
+
+def test_import_of_a_tarball_both_ways(daemon, tmp_path):
+    good = rootfs_tar(tmp_path / "rootfs.tar.gz", {"bin/hello": b"#!/bin/sh\necho hi\n",
+                                                   "etc/motd": b"imported\n"})
+    try:
+        r = same(daemon, "image", "import", good, "imported:1", "--replace", normalize=image_ids)
+        assert r.returncode == 0 and r.stdout.startswith(b"imported imported:1 sha256:"), r
+        r = same(daemon, "image", "import", good, "imported:1", normalize=image_ids)
+        assert r.returncode == 125 and b"already exists" in r.stderr
+        with open(good, "rb") as f:
+            data = f.read()
+        r = same(daemon, "image", "import", "-", "imported:2", "--replace", input=data,
+                 normalize=image_ids)
+        assert r.returncode == 0, r
+        history = daemon.cli("image", "history", "imported:1")  # refused: shown the same either way
+        assert history.returncode == 125
+        inspected = json.loads(local_cli("image", "inspect", "imported:1").stdout)[0]
+        assert "sandbox image import rootfs.tar.gz" in json.dumps(inspected)
+        assert same(daemon, "image", "import", str(tmp_path / "nope.tar"), "imported:3").returncode == 125
+        assert same(daemon, "image", "import", "/dev/null", "imported:3").returncode == 125
+    finally:
+        local_cli("rmi", "imported:1", "imported:2")
+    for name, evil in (("dotdot", {"../escaped": b"x"}), ("absolute", {"/abs-escaped": b"x"})):
+        bad = rootfs_tar(tmp_path / f"{name}.tar.gz", evil)
+        r = same(daemon, "image", "import", bad, f"evil-{name}:1")
+        assert r.returncode == 125 and r.stderr.count(b"\n") == 1, r
+    bad = rootfs_tar(tmp_path / "through-link.tar.gz", {"out/escaped": b"x"}, links={"out": str(tmp_path)})
+    try:  # the link is kept as a link; what goes "through" it stays in the image
+        same(daemon, "image", "import", bad, "evil-link:1", "--replace", normalize=image_ids)
+    finally:
+        local_cli("rmi", "evil-link:1")
+    assert not (tmp_path / "escaped").exists() and not os.path.exists("/abs-escaped")
+    assert b"evil" not in daemon.cli("images").stdout
+
+
+def test_build_dry_run_both_ways(daemon, tmp_path):
+    (tmp_path / "Sandboxfile").write_text("FROM busybox\nARG V=1\nENV V=$V\nRUN echo $V\n"
+                                          "COPY a.txt /a\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    r = same(daemon, "build", "--dry-run", "--build-arg", "V=2", str(tmp_path))
+    assert r.returncode == 0 and b"run [" in r.stdout and b"V=2" in r.stdout, r
+    (tmp_path / "Bad").write_text("FROM busybox\nRUN\nNOPE x\n")
+    r = same(daemon, "build", "--dry-run", "-f", str(tmp_path / "Bad"), str(tmp_path))
+    assert r.returncode == 125 and b"Bad" in r.stderr, r
+    r = same(daemon, "build", "--dry-run", "-f", str(tmp_path / "missing"), str(tmp_path))
+    assert r.returncode == 125, r
+    assert same(daemon, "build", "--dry-run", str(tmp_path / "no-context")).returncode == 125
+
+
+def test_commit_both_ways(daemon):
+    holder = subprocess.Popen([sys.executable, "-m", "sandbox", "run", "--name", "to-commit",
+                               "busybox", "--", "sh", "-c", "echo changed > /made; echo up; sleep 60"],
+                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"up\n"
+        r = same(daemon, "commit", "-m", "by a test", "to-commit", "committed:1", normalize=image_ids)
+        assert r.returncode == 0 and r.stdout.startswith(b"committed to-commit as committed:1 "), r
+        assert same(daemon, "commit", "no-such", "committed:2").returncode == 125
+        ran = daemon.cli("run", "committed:1", "--", "cat", "/made")
+        assert ran.stdout == b"changed\n"
+    finally:
+        local_cli("rm", "-f", "to-commit")
+        holder.wait(30)
+        holder.stdout.close()
+        holder.stderr.close()
+        local_cli("rmi", "committed:1")
 
 
 def test_submit_in_process(daemon, tmp_path):
@@ -125,6 +225,61 @@ def test_submit_in_process(daemon, tmp_path):
     bad.write_text('name = "x"\n[[steps]]\nname = "s"\nrun = "true"\ntimeout = "soon"\n')
     r = same(daemon, "submit", str(bad))
     assert r.returncode == 125 and b"steps[0].timeout" in r.stderr
+
+
+SECRET = "hunter2-not-for-logs"
+PARAMETERIZED = """
+    name = "parameterized"
+    image = "busybox"
+    [params]
+    GREETING = "hello"
+    [[steps]]
+    name = "show"
+    run = "echo $GREETING; echo token=$TOKEN"
+    secrets = ["TOKEN"]
+"""
+
+
+def test_submit_with_a_param_and_a_secret(daemon, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text(SECRET + "\n")
+    path = job_file(tmp_path, PARAMETERIZED)
+    r = same(daemon, "submit", "--param", "GREETING=bonjour", "--secret", f"TOKEN=@{secret}", path,
+             normalize=times)
+    assert r.returncode == 0 and b"bonjour\ntoken=***\n" in r.stdout, r
+    r = same(daemon, "submit", "--secret", f"TOKEN={SECRET}", path, normalize=times)
+    assert r.returncode == 0 and b"hello\ntoken=***\n" in r.stdout, r
+    for bad in (("--param", "NOPE=1", "--secret", "TOKEN=x"), ("--param", "bad", "--secret", "TOKEN=x"),
+                ("--secret", "TOKEN="), ("--secret", "OTHER=x"), ()):
+        r = same(daemon, "submit", *bad, path)
+        assert r.returncode == 125 and r.stderr.count(b"\n") == 1, (bad, r)
+    with daemon.unix() as c:
+        for job in c.get("/v1/jobs").json():
+            shown = c.get(f"/v1/jobs/{job['id']}").text + c.get(f"/v1/jobs/{job['id']}/log/text").text
+            assert SECRET not in shown and "token=***" in shown
+    assert SECRET.encode() not in daemon.log.read_bytes()
+
+
+def test_the_api_refuses_params_and_secrets_as_the_cli_does(daemon, tmp_path):
+    job = ("job.toml", PARAMETERIZED.encode())
+    cases = (([("param", "NOPE=1"), ("secret", "TOKEN=x")],
+              "job.toml: params: --param NOPE=1: no such parameter (declared: GREETING; add NOPE "
+              "under [params] with a default)"),
+             ([("param", "bad"), ("secret", "TOKEN=x")],
+              "--param bad: expected NAME=VALUE, NAME of letters, digits and _"),
+             ([("secret", SECRET)], "--secret: expected NAME=VALUE, NAME of letters, digits and _ "
+              "(the value is not shown)"))
+    with daemon.unix() as c:
+        for fields, message in cases:
+            r = c.post("/v1/jobs", files={"job": job}, data=dict(fields))
+            assert (r.status_code, r.json()["message"]) == (400, message), r.text
+            assert SECRET not in r.text
+        assert c.get("/v1/jobs").json() == []  # nothing half-made
+        made = c.post("/v1/jobs", files={"job": job}, data={"secret": f"TOKEN={SECRET}"})
+        assert made.status_code == 201 and SECRET not in made.text
+        job_id = made.json()["jobs"][0]["id"]
+        assert wait_status(c, job_id)["status"] == "passed"
+        assert "token=***" in c.get(f"/v1/jobs/{job_id}/log/text").text
 
 
 def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, workers, monkeypatch):
@@ -152,4 +307,38 @@ def test_jobs_verbs_through_redis(tmp_path, needs_root, redis_url, queue, worker
                 (here.returncode, here.stdout, here.stderr), args
         assert job_id.encode() in d.cli("jobs", "list").stdout
     finally:
-        assert d.stop() == 0
+        assert d.stop() == 0, d.log.read_text()
+
+
+def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root, redis_url, queue,
+                                                          workers, monkeypatch):
+    monkeypatch.setenv("SANDBOX_REDIS_URL", redis_url)
+    d = Daemon(tmp_path, redis=redis_url).start()
+    try:
+        workers.start()  # not --burst: one that starts before the submit would find no job and quit
+        path = job_file(tmp_path, PARAMETERIZED + """
+            [services.echoer]
+            command = "echo service-says-hi; echo service-err >&2; exec sleep 600"
+            ready = "true"
+        """)
+        sub = d.cli("submit", "--queue", queue, "--follow", "--param", "GREETING=hola",
+                    "--secret", f"TOKEN={SECRET}", path)
+        assert sub.returncode == 0, sub.stderr
+        job_id = sub.stdout.split()[0].decode()
+        assert b"hola\ntoken=***\n" in sub.stdout and SECRET.encode() not in sub.stdout
+        for args in (("jobs", "logs", job_id), ("jobs", "logs", job_id, "--service", "echoer"),
+                     ("jobs", "logs", job_id, "--service", "nope"), ("jobs", "show", "--json", job_id)):
+            here = local_cli(*args[:1], "--redis", redis_url, *args[1:])
+            there = d.cli(*args)
+            assert (there.returncode, there.stdout, there.stderr) == \
+                (here.returncode, here.stdout, here.stderr), args
+            assert SECRET.encode() not in here.stdout + here.stderr
+        shown = d.cli("jobs", "logs", job_id, "--service", "echoer")
+        assert (shown.stdout, shown.stderr) == (b"service-says-hi\n", b"service-err\n")
+        assert b"token=***" in d.cli("jobs", "logs", job_id).stdout
+        with d.unix() as c:
+            text = c.get(f"/v1/jobs/{job_id}/log/text", params={"service": "echoer"}).text
+        assert text == "service-says-hi\nservice-err\n"
+    finally:
+        assert d.stop() == 0, d.log.read_text()
+    assert SECRET.encode() not in d.log.read_bytes()

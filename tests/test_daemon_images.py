@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 
+import httpx
 import pytest
 
 from sandbox import images
 
 from .daemon_support import Daemon, daemon, local_cli, tcp_daemon  # noqa: F401 - fixtures
+from .helpers import wait_for
 from .image_helpers import image_on_busybox, tar_layer
 from .registry_peers import docker_registry
 from .test_daemon_cli import times
@@ -178,3 +181,42 @@ def test_cli_push_and_pull_both_ways(daemon):
             for ref in ("dpush:1", here_reg.ref("dpush:1"), there_reg.ref("dpush:1")):
                 if images.get(ref):
                     images.remove_image(ref)
+
+
+def _build_sandboxes() -> list[str]:
+    """The state dirs of live sandboxes (the build's RUN step, while it runs)."""
+    from sandbox.state import sandboxes_dir
+
+    try:
+        return os.listdir(sandboxes_dir())
+    except FileNotFoundError:
+        return []
+
+
+def test_a_client_that_goes_away_cancels_its_build(daemon):
+    files = {"Sandboxfile": "FROM busybox\nRUN echo step-one > /one\n"
+                            "RUN echo started && sleep 120 && touch /two\n"}
+    transport = httpx.HTTPTransport(uds=daemon.socket)
+    with httpx.Client(transport=transport, base_url="http://daemon", timeout=60) as c, \
+            c.stream("POST", "/v1/images/build", params={"tag": "cancelled:1", "no_cache": "true"},
+                     files={"context": ("c.tar", context_tar(files), "application/x-tar")}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():  # leaving this loop closes the connection (httpx)
+            if line == '{"progress": "      started"}':
+                assert _build_sandboxes()  # the step runs
+                break
+    # the client is gone: the daemon kills the running step and ends the build, tagging nothing
+    wait_for(lambda: not _build_sandboxes(), timeout=30)
+    work = images.layout.root() / "tmp"
+    wait_for(lambda: not any(p.name.endswith(("-build", "-context")) for p in work.iterdir()),
+             timeout=30)
+    with daemon.unix() as c:
+        assert not [i for i in c.get("/v1/images").json() if i["name"] == "cancelled"]
+        assert c.get("/v1/images/cancelled:1").status_code == 404
+    assert "cancelling the work" in daemon.log.read_text()
+    # the daemon still builds, and the step that was not finished runs again (nothing half-kept)
+    with daemon.unix(timeout=120) as c:
+        r = post_build(c, {"Sandboxfile": "FROM busybox\nRUN echo step-one > /one\nRUN echo fine\n"},
+                       tag=["after-cancel:1"])
+        assert "result" in lines(r)[-1], r.text
+        assert c.delete("/v1/images/after-cancel:1").status_code == 200

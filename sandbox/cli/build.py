@@ -104,12 +104,10 @@ def _step_failed(message: str, tail: tuple[str, ...] | list[str], status: int) -
 
 def remote(args: argparse.Namespace, client) -> int:
     """`sandbox build` through a daemon: the context sent as a tar, the same output and status."""
-    from ..errors import BuildFileError
     from .transfer import follow_progress
 
     if args.dry_run:
-        raise BuildFileError("`sandbox build --dry-run` does not go through a daemon yet: run it "
-                             "without SANDBOX_HOST/--host")
+        return _remote_dry_run(args, client)
     build_args = checked_args(args)
     path = args.file or _default_file(args.context)
     file, text = _file_for_daemon(args.context, path)
@@ -125,6 +123,32 @@ def remote(args: argparse.Namespace, client) -> int:
     if args.quiet:
         print(outcome["result"]["id"])
     return 0
+
+
+def _remote_dry_run(args: argparse.Namespace, client) -> int:
+    """The plan the daemon would build (against its store), printed as `--dry-run` prints
+    it here; only the Sandboxfile is sent, the context is not read."""
+    from ..errors import BuildFileError
+    from .transfer import follow_progress
+
+    build_args = checked_args(args)
+    path = args.file or _default_file(args.context)
+    try:
+        with open(path, "rb") as f:
+            text = f.read((1 << 20) + 1)
+    except OSError as exc:
+        return _file_error(BuildFileError(f"cannot read: {exc.strerror or exc}", file=path), path)
+    lines = client.images.build(EMPTY_TAR, sandboxfile=text, shown_file=path, build_args=build_args,
+                                target=args.target, dry_run=True)
+    outcome = follow_progress(lines, sys.stdout)
+    if "error" in outcome:
+        error = outcome["error"]
+        return _step_failed(error["message"], (), int(error.get("exit_status") or 125))
+    return 0
+
+
+#: A tar with no member (two zero blocks, padded to a record): the context of a dry run.
+EMPTY_TAR = bytes(10240)
 
 
 def _default_file(context: str) -> str:
@@ -181,10 +205,8 @@ def _file_error(exc, path: str) -> int:
 
 
 def _dry_run(request) -> int:
-    from ..images.build.frontend import dump, plan_text, read_file
-    from ..images.build.storage import Bases
+    from ..images.build import build_plan_text
 
-    plan = plan_text(read_file(request.file), request.shown_file, base_config=Bases().config,
-                     build_args=request.build_args, target=request.target)
-    sys.stdout.write(dump(plan))
+    sys.stdout.write(build_plan_text(request.file, shown_file=request.shown_file,
+                                     build_args=request.build_args, target=request.target))
     return 0

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("path", metavar="PATH", help="a directory, a tar archive, or - for stdin")
     q.add_argument("name", metavar="NAME[:TAG]")
     q.add_argument("--replace", action="store_true", help="move the tag if it exists")
-    q.set_defaults(handler=import_)
+    q.set_defaults(handler=import_, remote=remote_import)
     isub.add_parser("ls", help="list images (as `sandbox images`)").set_defaults(handler=ls, remote=remote_ls)
     q = isub.add_parser("rm", help="remove images (as `sandbox rmi`)")
     _rmi_arguments(q)
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Point TARGET (NAME[:TAG]) at the image SOURCE names.")
     q.add_argument("source", metavar="SOURCE")
     q.add_argument("target", metavar="TARGET")
-    q.set_defaults(handler=tag)
+    q.set_defaults(handler=tag, remote=remote_tag)
     _rmi_arguments(sub.add_parser("rmi", help="remove images",
                                   description="Remove tags; an image whose last tag goes is "
                                   "deleted with the layers nothing else uses. Refused while a "
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("sandbox", metavar="ID|NAME")
     q.add_argument("target", metavar="IMAGE[:TAG]")
     q.add_argument("-m", "--message", default="", help="a comment for the image's history")
-    q.set_defaults(handler=commit)
+    q.set_defaults(handler=commit, remote=remote_commit)
 
 
 def _rmi_arguments(q: argparse.ArgumentParser) -> None:
@@ -75,6 +75,64 @@ def import_(args: argparse.Namespace) -> int:
     image = import_image(args.path, args.name, replace=args.replace)
     print(f"imported {image.tags[0]} {image.id}")
     return 0
+
+
+def remote_import(args: argparse.Namespace, client) -> int:
+    """`sandbox image import` through a daemon: the archive (a directory packed as one, or
+    standard input) uploaded, unpacked there by the same rules; the same output."""
+    made = client.images.import_archive(_archive(args.path), args.name, source=args.path,
+                                        replace=args.replace)
+    print(f"imported {made['tags'][0]} {made['id']}")
+    return 0
+
+
+#: What `image import` reads (as the engine's importer says it).
+SOURCES = "a directory, a tar archive (plain, gzip, xz, bzip2 or zstd) or - for standard input"
+
+
+def _archive(path: str) -> bytes:
+    """The bytes to upload: the file, standard input, or a directory as a tar of it."""
+    import os
+    import stat
+    import sys
+
+    from ..errors import ImageError
+
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            return _pack_directory(path)
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"cannot import {path}: it is {_kind(mode)}; accepted: {SOURCES}")
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        why = "no such file or directory" if isinstance(exc, FileNotFoundError) else (
+            exc.strerror or str(exc)).lower()
+        raise ImageError(f"cannot import {path}: {why}") from None
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, text in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return text
+    return "not a regular file"
+
+
+def _pack_directory(path: str) -> bytes:
+    """A directory as a tar, every entry as it is (the daemon's unpacker judges them)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(path, arcname=".")
+    return buf.getvalue()
 
 
 def ls(args: argparse.Namespace) -> int:
@@ -148,6 +206,12 @@ def tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def remote_tag(args: argparse.Namespace, client) -> int:
+    made = client.images.tag(args.source, args.target)
+    print(f"tagged {made['id'][:19]} as {args.target}")
+    return 0
+
+
 def rmi(args: argparse.Namespace) -> int:
     from ..inventory import remove_image
 
@@ -179,4 +243,10 @@ def commit(args: argparse.Namespace) -> int:
 
     image = commit_sandbox(args.sandbox, args.target, message=args.message)
     print(f"committed {args.sandbox} as {image.tags[0]} {image.id}")
+    return 0
+
+
+def remote_commit(args: argparse.Namespace, client) -> int:
+    made = client.images.commit(args.sandbox, args.target, message=args.message)
+    print(f"committed {args.sandbox} as {made['tags'][0]} {made['id']}")
     return 0

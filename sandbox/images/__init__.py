@@ -40,6 +40,7 @@ their root). Errors are ImageError / ImageNotFound, one line each.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import ImageNotFound
 from . import stored as _stored
@@ -134,6 +135,14 @@ def import_image(source: str, ref: str, *, replace: bool = False) -> StoredImage
     from .importer import import_rootfs
 
     return import_rootfs(source, ref, replace=replace)
+
+
+def import_image_archive(stream: Any, ref: str, *, name: str, replace: bool = False) -> StoredImage:
+    """A rootfs tarball read from ``stream`` as a one-layer image tagged ``ref`` (as
+    ``import_image`` of an archive; ``name``: the source as its sender named it)."""
+    from .importer import import_archive
+
+    return import_archive(stream, ref, name=name, replace=replace)
 
 
 def names() -> list[str]:

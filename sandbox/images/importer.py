@@ -31,13 +31,38 @@ SOURCES = "a directory, a tar archive (plain, gzip, xz, bzip2 or zstd) or - for 
 
 def import_rootfs(source: str, ref_text: str, *, replace: bool = False, bounds=None) -> StoredImage:
     """Store ``source`` as the one-layer image ``ref_text`` (NAME[:TAG])."""
-    from .unpack import UnpackError
+    ref = _new_ref(ref_text, replace)
+    kind, handle = open_source(source)
+    try:
+        return _store(kind, handle, source, ref, replace, bounds)
+    finally:
+        if kind == "directory":
+            os.close(handle)
+        elif source != "-":
+            handle.close()
 
+
+def import_archive(stream: Any, ref_text: str, *, name: str, replace: bool = False,
+                   bounds=None) -> StoredImage:
+    """Store the rootfs tarball read from ``stream`` (an upload to the daemon) as
+    ``ref_text``, as ``import_rootfs`` stores an archive: the same checks, the same
+    unpacker; ``name`` is the source as its sender named it, for messages and history."""
+    ref = _new_ref(ref_text, replace)
+    return _store("archive", stream, name, ref, replace, bounds)
+
+
+def _new_ref(ref_text: str, replace: bool):
     ref = parse_reference(ref_text)
     check_taggable(ref)
     if not replace and str(ref) in read_index():
         raise ImageError(f"image {ref} already exists", hint="use --replace, or another tag")
-    kind, handle = open_source(source)
+    return ref
+
+
+def _store(kind: str, handle: Any, source: str, ref, replace: bool, bounds) -> StoredImage:
+    """The layer unpacked from ``handle``, written as a one-layer image; nothing named on failure."""
+    from .unpack import UnpackError
+
     try:
         with layout.writing():
             if kind == "directory":
@@ -49,11 +74,6 @@ def import_rootfs(source: str, ref_text: str, *, replace: bool = False, bounds=N
                                tag=ref, replace=replace)
     except UnpackError as exc:
         raise ImageError(f"cannot import {source}: {exc.message}") from exc
-    finally:
-        if kind == "directory":
-            os.close(handle)
-        elif source != "-":
-            handle.close()
 
 
 def open_source(source: str) -> tuple[str, Any]:

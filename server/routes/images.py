@@ -25,11 +25,13 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from sandbox import (
+    BuildCancel,
     BuildFileError,
     Limits,
     SandboxError,
     build_error_text,
     build_image,
+    build_plan_text,
     image_rows,
     inspect_image,
     pull_image,
@@ -43,6 +45,7 @@ from ..deps import ImageAdmin, Reader
 from ..errors import ApiError
 from ..models import ERRORS, ImageRemoved, ImageRow
 from ..progress import STREAMED, streamed
+from . import image_edits
 
 router = APIRouter(prefix="/images", tags=["images"], responses=ERRORS)
 MAX_CONTEXT = 256 << 20  # an uploaded build context, packed
@@ -94,8 +97,16 @@ async def build(
         target: str | None = None, no_cache: bool = False,
         network: Annotated[str, Query(description="none, bridge or a network's name")] = "none",
         egress: bool = False, memory: str | None = None, cpus: str | None = None,
-        pids: str | None = None, timeout: str | None = None) -> Response:
-    """Build an image (as `sandbox build`); progress as it prints it, result: id and tags."""
+        pids: str | None = None, timeout: str | None = None,
+        dry_run: Annotated[bool, Query(description="answer the plan as `sandbox build --dry-run` "
+                                       "prints it (against this host's store), build nothing")] = False,
+        ) -> Response:
+    """Build an image (as `sandbox build`); progress as it prints it, result: id and tags.
+
+    A client that goes away cancels the build: its running step is killed, nothing is
+    tagged, and its work dirs go (the steps it finished stay in the build cache, as
+    after a failed build).
+    """
     packed = await _read_capped(context, MAX_CONTEXT, "context")
     text = await _read_capped(sandboxfile, MAX_SANDBOXFILE + 1, "sandboxfile") if sandboxfile else None
     args = _build_args(build_arg)
@@ -103,22 +114,29 @@ async def build(
                                 ("timeout", timeout)) if v is not None}
     shown = shown_file or file or "Sandboxfile"
     sources: dict[str, str | None] = {}
+    cancel = BuildCancel()
 
     def work(out: TextIO) -> dict[str, Any]:
         with uploaded_context(packed, max_members=MAX_CONTEXT_MEMBERS,
                               max_bytes=MAX_CONTEXT_BYTES) as work_dir:
             path = _sandboxfile(work_dir, file, text)
             sources["text"] = _read_text(path)
+            if dry_run:
+                out.write(build_plan_text(path, shown_file=shown, build_args=args, target=target))
+                return {}
             image = build_image(str(work_dir / "context"), tags=tuple(tag), file=path,
                                 build_args=args, target=target, network=network, egress=egress,
                                 limits=Limits(**limits), no_cache=no_cache, out=out,
-                                shown_file=shown)
+                                shown_file=shown, cancel=cancel)
         return {"id": image.id, "tags": list(image.tags)}
 
     def error_text(exc: SandboxError) -> str:
         return _rendered(exc, sources.get("text"))
 
-    return await streamed(work, error_text=error_text)
+    return await streamed(work, error_text=error_text, on_gone=cancel.set)
+
+
+router.include_router(image_edits.router)  # POST import, commit, {ref}/tag: before the catch-alls
 
 
 @router.get("/{ref:path}")

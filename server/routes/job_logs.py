@@ -6,6 +6,10 @@ event as JSON; the last one is ``eof`` with the verdict. A client that lost
 the connection sends the last id it saw as ``Last-Event-ID`` (or
 ``?after=N``) and gets exactly the events after it: none lost, none twice.
 
+``?service=NAME`` (both forms): only that service's output, as `sandbox jobs
+logs ID --service NAME` shows it (SSE ids keep the events' own numbers, so
+they have gaps there, and Last-Event-ID resumes as well).
+
 Progressive text: ``GET /v1/jobs/{id}/log/text?start=N`` answers the log as
 the CLI prints it, from byte N to what there is now, with ``X-Text-Size``
 (the offset to ask for next) and ``X-More-Data: true`` while the job runs,
@@ -32,12 +36,13 @@ from ..streams import SSE_HEADERS, render, sse
 from .jobs import visible_fields
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)
+Service = Annotated[str | None, Query(description="only the output of the job's service NAME")]
 
 
 @router.get("/{job_id}/log", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def log(job_id: str, caller: Reader, engine: EngineDep, follow: bool = True,
-              after: Annotated[int, Query(ge=0)] = 0,
+              after: Annotated[int, Query(ge=0)] = 0, service: Service = None,
               last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
     """The job's events as Server-Sent Events, from after ``Last-Event-ID`` (or ``after``)."""
     if last_event_id is not None:
@@ -47,12 +52,20 @@ async def log(job_id: str, caller: Reader, engine: EngineDep, follow: bool = Tru
         after = int(last_event_id)
     await run_in_threadpool(visible_fields, engine, caller, job_id)
     events = engine.jobs.events(job_id, after, follow=follow)
-    return StreamingResponse(_sse(events), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(_sse(events, service), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
-async def _sse(events: AsyncIterator[LogEvent]) -> AsyncIterator[bytes]:
+def _shown(event: LogEvent, service: str | None) -> bool:
+    """All events, or only the service's output (and the eof that ends every log)."""
+    return service is None or event.kind == "eof" or (
+        event.kind == "out" and event.fields.get("service") == service)
+
+
+async def _sse(events: AsyncIterator[LogEvent], service: str | None) -> AsyncIterator[bytes]:
     async for event in events:
-        yield sse(event.kind, event.seq, event.to_json())
+        if _shown(event, service):
+            yield sse(event.kind, event.seq, event.to_json())
 
 
 @router.get("/{job_id}/log/text", response_class=Response,
@@ -62,17 +75,19 @@ async def _sse(events: AsyncIterator[LogEvent]) -> AsyncIterator[bytes]:
                 "X-More-Data": {"description": "true while the job runs",
                                 "schema": {"type": "string"}}}}})
 async def log_text(job_id: str, caller: Reader, engine: EngineDep,
-                   start: Annotated[int, Query(ge=0)] = 0) -> Response:
+                   start: Annotated[int, Query(ge=0)] = 0, service: Service = None) -> Response:
     """The log as text from byte ``start``; X-Text-Size and X-More-Data say how to go on."""
-    text, running = await _text(engine, caller, job_id)
+    text, running = await _text(engine, caller, job_id, service)
     start = min(start, len(text))
     return Response(text[start:], media_type="text/plain; charset=utf-8",
                     headers={"X-Text-Size": str(len(text)),
                              "X-More-Data": "true" if running else "false"})
 
 
-async def _text(engine: Engine, caller: Caller, job_id: str) -> tuple[bytes, bool]:
+async def _text(engine: Engine, caller: Caller, job_id: str,
+                service: str | None) -> tuple[bytes, bool]:
     fields = await run_in_threadpool(visible_fields, engine, caller, job_id)
     running = fields.get("status") not in FINAL
-    events = [e async for e in engine.jobs.events(job_id, 0, follow=False) if e.kind != "eof"]
-    return render(events), running
+    events = [e async for e in engine.jobs.events(job_id, 0, follow=False)
+              if e.kind != "eof" and _shown(e, service)]
+    return render(events, service), running

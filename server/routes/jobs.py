@@ -3,6 +3,10 @@
 Submit is multipart, as curl sends it::
 
     curl -H "Authorization: Bearer $T" -F job=@job.toml -F workspace=@ws.tar.gz .../v1/jobs
+    curl ... -F job=@job.toml -F param=VERSION=2 -F "secret=<token.pair" .../v1/jobs
+
+(``token.pair`` holds ``TOKEN=value``: curl reads a field's value from a file
+with ``<``, so the secret is never on a command line.)
 
 The job file (TOML, YAML or JSON, told by its file name) is validated by
 the job file reader, so a mistake reads as `sandbox submit` says it (400,
@@ -18,11 +22,11 @@ import os
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from jobs import JobResult, JobSpec, NoSuchJob, load_job_text
+from jobs import JobResult, JobSpec, NoSuchJob, load_job_text, param_args, sent_secrets
 
 from ..deps import Caller, EngineDep, Reader, Submitter
 from ..engine import Engine
@@ -46,16 +50,31 @@ async def _read_capped(upload: UploadFile, cap: int, what: str) -> bytes:
 async def submit(caller: Submitter, engine: EngineDep,
                  job: Annotated[UploadFile, File(description="the job file (.toml, .yaml, .json)")],
                  workspace: Annotated[UploadFile | None, File(description="a tar(.gz) of the workspace")] = None,
+                 param: Annotated[list[str], Form(description="NAME=VALUE: a parameter the job "
+                                                  "declares under [params] (repeatable)")] = [],  # noqa: B006
+                 secret: Annotated[list[str], Form(description="NAME=VALUE: a secret for the steps "
+                                                   "that list it (repeatable; never echoed)")] = [],  # noqa: B006
                  queue: str = "default") -> dict[str, Any]:
-    """Submit the job(s) a job file describes (one per matrix combination)."""
+    """Submit the job(s) a job file describes (one per matrix combination).
+
+    ``param`` and ``secret`` are form fields, as `sandbox submit --param/--secret` gives
+    them (a secret's value already read, from a file or the environment, on the
+    submitter's side). A secret is never logged, echoed or stored with the job: a queued
+    job's go to Redis as `sandbox submit --redis` puts them (their own hash, deleted
+    when a worker takes the job); a job the daemon runs itself keeps them only in the
+    memory of its thread until it ends. Every log event is masked (*** for a value).
+    """
     text = await _read_capped(job, MAX_JOB_FILE, "job")
     packed = await _read_capped(workspace, MAX_WORKSPACE, "workspace") if workspace else None
-    specs = load_job_text(text, job.filename or "job.toml", workspace_uploaded=packed is not None)
+    secrets = sent_secrets(secret)
+    specs = load_job_text(text, job.filename or "job.toml", workspace_uploaded=packed is not None,
+                          params=param_args(param), secrets=secrets.keys())
     if not caller.admin:
         _check_security(caller, specs)
 
     def enqueue() -> list[dict[str, str]]:
-        made = [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed),
+        made = [{"id": engine.jobs.submit(spec, owner=caller.name, queue=queue, packed=packed,
+                                          secrets={n: secrets[n] for n in spec.secret_names}),
                  "name": spec.name} for spec in specs]
         engine.workspaces.keep([job["id"] for job in made], packed)
         return made

@@ -23,6 +23,25 @@ class ImagesAPI:
     def remove(self, ref: str, *, force: bool = False) -> dict[str, Any]:
         return self.t.request("DELETE", f"/v1/images/{segment(ref)}", query={"force": force})
 
+    def tag(self, ref: str, target: str) -> dict[str, Any]:
+        """Point ``target`` at the image ``ref`` names: the image's id and tags."""
+        return self.t.request("POST", f"/v1/images/{segment(ref)}/tag", query={"target": target})
+
+    def commit(self, sandbox: str, target: str, *, message: str = "") -> dict[str, Any]:
+        """What the live ``sandbox`` changed, as the image ``target``: its id and tags."""
+        return self.t.request("POST", "/v1/images/commit", timeout=None,
+                              query={"sandbox": sandbox, "target": target, "message": message})
+
+    def import_archive(self, archive: bytes, name: str, *, source: str,
+                       replace: bool = False) -> dict[str, Any]:
+        """A rootfs tarball as the one-layer image ``name`` (``source``: the archive as the
+        user named it, for messages): its id and tags."""
+        body, content_type = multipart([("archive", "rootfs.tar", "application/octet-stream",
+                                         archive)])
+        return self.t.request("POST", "/v1/images/import", body=body, timeout=None,
+                              query={"name": name, "source": source, "replace": replace},
+                              headers={"Content-Type": content_type})
+
     def pull(self, ref: str, *, insecure: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
         """The pull's lines: {"progress": text}..., then {"result": {id, tags}} or {"error": ...}."""
         return self._lines("/v1/images/pull", {"ref": ref, "insecure_registry": list(insecure)})
@@ -35,11 +54,12 @@ class ImagesAPI:
               shown_file: str | None = None, tags: Iterable[str] = (),
               build_args: Mapping[str, str] | None = None, target: str | None = None,
               no_cache: bool = False, network: str = "none", egress: bool = False,
-              limits: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+              limits: Mapping[str, str] | None = None,
+              dry_run: bool = False) -> Iterator[dict[str, Any]]:
         """Build from ``context`` (a tar): the lines, as ``pull``'s; result: {id, tags}.
 
         ``file`` is the Sandboxfile's path in the context; ``sandboxfile`` its
-        text, when it lives outside.
+        text, when it lives outside. ``dry_run``: the plan's lines, nothing built.
         """
         parts = [("context", "context.tar", "application/x-tar", context)]
         if sandboxfile is not None:
@@ -48,7 +68,7 @@ class ImagesAPI:
         query = {"file": file, "shown_file": shown_file, "tag": list(tags),
                  "build_arg": [f"{k}={v}" for k, v in (build_args or {}).items()],
                  "target": target, "no_cache": no_cache, "network": network, "egress": egress,
-                 **(limits or {})}
+                 "dry_run": dry_run or None, **(limits or {})}
         return self._lines("/v1/images/build", query, body=body,
                            headers={"Content-Type": content_type})
 

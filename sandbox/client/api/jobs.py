@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..http1 import Response
@@ -17,11 +17,19 @@ class JobsAPI:
         self.t = transport
 
     def submit(self, filename: str, text: bytes, *, workspace: bytes | None = None,
-               queue: str | None = None) -> dict[str, Any]:
-        """Submit a job file (TOML, YAML or JSON, told by its name); jobs: [{id, name}], queued."""
-        parts = [("job", os.path.basename(filename).replace('"', "_"), "application/octet-stream", text)]
+               queue: str | None = None, params: Mapping[str, str] | None = None,
+               secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Submit a job file (TOML, YAML or JSON, told by its name); jobs: [{id, name}], queued.
+
+        ``params`` and ``secrets`` (their values already read) go as form fields of the
+        body, never in the URL.
+        """
+        parts: builtins.list[Part] = [("job", os.path.basename(filename).replace('"', "_"),
+                                       "application/octet-stream", text)]
         if workspace is not None:
             parts.append(("workspace", "workspace.tar.gz", "application/gzip", workspace))
+        for field, pairs in (("param", params), ("secret", secrets)):
+            parts += [(field, None, None, f"{k}={v}".encode()) for k, v in (pairs or {}).items()]
         body, content_type = multipart(parts)
         return self.t.request("POST", "/v1/jobs", body=body, query={"queue": queue},
                               headers={"Content-Type": content_type})
@@ -49,15 +57,18 @@ class JobsAPI:
     def junit(self, job_id: str) -> dict[str, Any]:
         return self.t.request("GET", f"/v1/jobs/{segment(job_id)}/junit")
 
-    def log(self, job_id: str, *, follow: bool = True, after: int = 0) -> Response:
+    def log(self, job_id: str, *, follow: bool = True, after: int = 0,
+            service: str | None = None) -> Response:
         return self.t.stream("GET", f"/v1/jobs/{segment(job_id)}/log",
-                             query={"follow": follow},
+                             query={"follow": follow, "service": service},
                              headers={"Accept": "text/event-stream",
                                       **({"Last-Event-ID": str(after)} if after else {})})
 
-    def events(self, job_id: str, *, follow: bool = True) -> Iterator[dict[str, Any]]:
-        """The job's log events as dicts (kind, seq, time, step, stream, data, fields), to its eof."""
-        response = self.log(job_id, follow=follow)
+    def events(self, job_id: str, *, follow: bool = True,
+               service: str | None = None) -> Iterator[dict[str, Any]]:
+        """The job's log events as dicts (kind, seq, time, step, stream, data, fields), to its
+        eof; with ``service``, only that service's output."""
+        response = self.log(job_id, follow=follow, service=service)
         try:
             for _event, _ident, data in iter_sse(response):
                 yield json.loads(data)
@@ -65,13 +76,20 @@ class JobsAPI:
             response.close()
 
 
-def multipart(parts: list[tuple[str, str, str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body of (field, filename, content type, bytes) parts."""
+#: (field, filename, content type, bytes); a plain form field has no filename nor type.
+Part = tuple[str, str | None, str | None, bytes]
+
+
+def multipart(parts: Sequence[Part]) -> tuple[bytes, str]:
+    """A multipart/form-data body of files and plain fields."""
     boundary = os.urandom(16).hex()
     out = []
     for name, filename, ctype, data in parts:
-        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                   f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode())
+        if filename is None:
+            out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
+        else:
+            out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                       f'filename="{filename}"\r\nContent-Type: {ctype}\r\n\r\n'.encode())
         out.append(data)
         out.append(b"\r\n")
     out.append(f"--{boundary}--\r\n".encode())

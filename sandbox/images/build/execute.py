@@ -27,6 +27,7 @@ from ... import images
 from ...errors import BuildFileError, BuildStepFailed, CommandNotExecutable, CommandNotFound, ImageError, SandboxError
 from ...spec import Limits, NetworkSpec
 from .. import layout
+from .cancel import BuildCancel, BuildCancelled
 from .context import Context, Files
 from .copy_step import write_copy_tar
 from .frontend import plan_text, read_file
@@ -66,9 +67,10 @@ class StageResult:
     history: list[dict]  # config steps after the last layer, for the image written next
 
 
-def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = False) -> BuildResult:
+def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = False,
+          cancel: BuildCancel | None = None) -> BuildResult:
     """Build the image, its progress on ``out``; BuildFileError (a file line),
-    BuildStepFailed or another SandboxError."""
+    BuildStepFailed or another SandboxError (BuildCancelled once ``cancel`` is set)."""
     started = time.monotonic()
     shown = request.shown_file or request.file
     try:
@@ -88,7 +90,8 @@ def build(request: BuildRequest, *, out: TextOut | None = None, quiet: bool = Fa
         except ValueError as exc:
             raise BuildFileError(str(exc), file=shown) from None
         with context:
-            image = Builder(request, plan, context, progress, shown, bases).run()
+            image = Builder(request, plan, context, progress, shown, bases,
+                            cancel or BuildCancel()).run()
     progress.finished(image.id, image.tags)
     return BuildResult(image, plan.total, progress.cached)
 
@@ -103,9 +106,9 @@ class Builder:
     """Runs one plan's stages in order; ``run()`` returns the target's image."""
 
     def __init__(self, request: BuildRequest, plan: BuildPlan, context: Context,
-                 progress: Progress, shown: str, bases: Bases) -> None:
+                 progress: Progress, shown: str, bases: Bases, cancel: BuildCancel) -> None:
         self.request, self.plan, self.context, self.progress = request, plan, context, progress
-        self.shown, self.bases = shown, bases
+        self.shown, self.bases, self.cancel = shown, bases, cancel
         self.results: dict[int, StageResult] = {}
         self.labels = {s.index: s.label for s in plan.stages} if len(plan.stages) > 1 else {}
 
@@ -116,6 +119,7 @@ class Builder:
         result = self.results[target.index]
         what = json.dumps([target.config.to_oci(), result.history], sort_keys=True)
         key = chain_key(result.key, "image", what)
+        self.cancel.check("before its image was written")
         return finish(result.state, target.config, result.history, self.request.tags, key,
                       reuse=not self.request.no_cache)
 
@@ -135,12 +139,15 @@ class Builder:
         """
         keyword = step.text.split()[0]
         try:
+            self.cancel.check(f"before step {step.number}/{self.plan.total}")
             return call()
         except ValueError as exc:
             raise BuildFileError(f"{keyword}: {exc}", line=step.loc.start, end_line=step.loc.end,
                                  file=self.shown) from None
         except BuildFileError as exc:
             exc.file, exc.line = exc.file or self.shown, exc.line or step.loc.start
+            raise
+        except BuildCancelled:
             raise
         except (CommandNotFound, CommandNotExecutable) as exc:
             failed = BuildStepFailed(f"{step.text}: {exc.message}", exit_status=exc.exit_status)
@@ -211,7 +218,9 @@ class Builder:
 
         ref = sandbox_ref(state)
         result = run_in_sandbox(action, ref, work=work, limits=self.request.limits,
-                                network=self.request.network, on_output=self.progress.output)
+                                network=self.request.network, on_output=self.progress.output,
+                                cancel=self.cancel)
+        self.cancel.check(f"while it ran {step.text}")
         check(result, step.text)
         return layer_of(ref, work)
 

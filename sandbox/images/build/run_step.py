@@ -21,16 +21,19 @@ from ... import images
 from ...errors import BuildStepFailed
 from ...logs import LogRecord
 from ...result import Result
-from ...runtime import run
+from ...runtime import Sandbox
 from ...spec import Limits, Mount, NetworkSpec, SandboxSpec
+from .cancel import BuildCancel
 from .steps import RunAction
 
 RESOLV_CONF = "/etc/resolv.conf"
 
 
 def run_in_sandbox(action: RunAction, image_ref: str, *, work: Path, limits: Limits,
-                   network: NetworkSpec, on_output: Callable[[bytes], None]) -> Result:
-    """Run the step with its writable layer kept under ``work``; its Result."""
+                   network: NetworkSpec, on_output: Callable[[bytes], None],
+                   cancel: BuildCancel | None = None) -> Result:
+    """Run the step with its writable layer kept under ``work``; its Result (the sandbox
+    killed at once when ``cancel`` is set meanwhile)."""
     image = images.get(image_ref)
     mounts = []
     stub = False
@@ -44,7 +47,8 @@ def run_in_sandbox(action: RunAction, image_ref: str, *, work: Path, limits: Lim
     def forward(record: LogRecord) -> None:
         on_output(record.data)
 
-    result = run(spec, on_output=forward, log_file=False)
+    sandbox = Sandbox(spec, on_output=forward, log_file=False)
+    result = sandbox.run(stop=cancel.watch if cancel is not None else None)
     if stub:
         _remove_stub(work / "upper" / RESOLV_CONF.lstrip("/"))
     return result
