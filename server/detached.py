@@ -56,6 +56,7 @@ from sandbox import (
 )
 
 from .errors import ApiError
+from .signals import parse_signal
 
 
 def owner_of(ref: str) -> tuple[bool, str | None]:
@@ -202,8 +203,6 @@ async def _client_messages(websocket: WebSocket, attachment: Any, ref: str) -> s
 async def _control(text: str, attachment: Any, ref: str) -> bool:
     """A text message (``resize``, ``signal``, ``detach``); True for a detach. One not
     understood, or not possible now, is dropped: the session goes on."""
-    from .routes.sandboxes import parse_signal
-
     try:
         request = json.loads(text)
         if request.get("detach"):

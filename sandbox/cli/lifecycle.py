@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 
@@ -135,6 +134,7 @@ def restart(args: argparse.Namespace) -> int:
 
 def kill(args: argparse.Namespace) -> int:
     from ..supervisor import lifecycle
+    from .signal_names import parse_signal
 
     sig = parse_signal(args.signal)
     def kill_one(ref: str) -> str:
@@ -168,17 +168,3 @@ def exec_(args: argparse.Namespace) -> int:
     from .sessions import exec_ as exec_session
 
     return exec_session(args)
-
-
-def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGTERM``, ``hup`` or ``9`` as a signal number (SpecError otherwise)."""
-    from ..errors import SpecError
-
-    name = text.upper()
-    if name.isdigit() and 0 < int(name) < signal.NSIG:
-        return int(name)
-    try:
-        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
-    except KeyError:
-        raise SpecError("signal", text, "a signal name like TERM or SIGHUP, or a number "
-                        f"from 1 to {signal.NSIG - 1}") from None

@@ -47,7 +47,7 @@ def restart(args: argparse.Namespace, client: Any) -> int:
 
 
 def kill(args: argparse.Namespace, client: Any) -> int:
-    from .lifecycle import parse_signal
+    from .signal_names import parse_signal
 
     sig = str(parse_signal(args.signal))  # a bad one is said here, as embedded, before any call
     return _each(args.sandboxes, lambda ref: (client.sandboxes.kill(ref, sig), ref)[1])

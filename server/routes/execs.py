@@ -28,7 +28,8 @@ from ..deps import Caller, EngineDep, Reader, Runner, authenticate
 from ..errors import ApiError
 from ..execs import ExecEntry
 from ..models import ERRORS, ExecCreate, ExecCreated, ExecDetail
-from .sandboxes import find, parse_signal
+from ..signals import parse_signal
+from .sandboxes import find
 
 router = APIRouter(tags=["execs"], responses=ERRORS)
 

@@ -48,8 +48,9 @@ from ..deps import Caller, EngineDep, Reader, authenticate
 from ..errors import ApiError
 from ..held import Held
 from ..models import ERRORS
+from ..signals import parse_signal
 from ..streams import MULTIPLEXED, SSE_HEADERS, frame, record_sse, text
-from .sandboxes import ended, find, parse_signal
+from .sandboxes import ended, find
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 FORMATS = ("text", "sse", "multiplexed")

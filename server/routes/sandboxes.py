@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal as signals
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -44,6 +43,7 @@ from ..models import (
     SandboxSummary,
     WaitResponse,
 )
+from ..signals import parse_signal
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 DETACH = ("hand it to a supervisor of its own, as `sandbox run -d` does: it outlives the "
@@ -234,16 +234,6 @@ def ended(held: Held) -> dict[str, Any]:
                 "summary": None, "error": held.error or "the sandbox ended without a result"}
     return {"id": held.id, "exit_code": result.exit_code, "result": result.to_dict(),
             "message": result.limit_message(), "summary": result.summary(), "error": held.error}
-
-
-def parse_signal(name: str) -> int:
-    text = name.upper()
-    try:
-        return int(text) if text.isdigit() else int(signals.Signals[
-            text if text.startswith("SIG") else f"SIG{text}"])
-    except (KeyError, ValueError):
-        raise ApiError(400, f"invalid signal {name!r}: expected a name like SIGTERM or TERM, "
-                       "or a number", field="signal") from None
 
 
 @router.post("/{ref}/kill", status_code=204)
