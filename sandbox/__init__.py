@@ -24,7 +24,8 @@ engine:
   by object or by id or name: `sandbox exec`);
 - sandboxes that outlive their client (``sandbox.supervisor``), for the CLI
   and the daemon alike: ``run_detached(spec, SupervisorOptions(...))``
-  (``RestartPolicy``), ``attach_to(id)`` (the frames a WebSocket carries:
+  (``RestartPolicy``), ``create_detached`` (made, not started),
+  ``supervised_status(ref)`` (its state, options and owner), ``attach_to(id)`` (the frames a WebSocket carries:
   ``sandbox.supervisor.protocol``), and the verbs ``start_sandbox``,
   ``stop_sandbox``, ``restart_sandbox``, ``kill_sandbox``, ``wait_sandbox``
   (``remove_sandbox`` removes supervised sandboxes too);
@@ -147,7 +148,8 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
         check_name,
     )
     from .state import lib_dir, owner_gone, run_dir, write_owner
-    from .supervisor.lifecycle import attach_to, run_detached
+    from .supervisor.lifecycle import attach_to, create_detached, run_detached
+    from .supervisor.lifecycle import describe as supervised_status
     from .supervisor.lifecycle import kill as kill_sandbox
     from .supervisor.lifecycle import restart as restart_sandbox
     from .supervisor.lifecycle import start as start_sandbox
@@ -203,6 +205,7 @@ __all__ = [
     "collect_garbage",
     "commit_sandbox",
     "copy_tree_into",
+    "create_detached",
     "create_network",
     "die_with_parent",
     "dry_run",
@@ -246,6 +249,7 @@ __all__ = [
     "spawn",
     "start_sandbox",
     "stop_sandbox",
+    "supervised_status",
     "tag_image",
     "unpack_tar_into",
     "uploaded_context",
@@ -354,6 +358,8 @@ _LAZY = {
     "kill_sandbox": (".supervisor.lifecycle", "kill"),
     "wait_sandbox": (".supervisor.lifecycle", "wait"),
     "attach_to": (".supervisor.lifecycle", "attach_to"),
+    "create_detached": (".supervisor.lifecycle", "create_detached"),
+    "supervised_status": (".supervisor.lifecycle", "describe"),
 }
 
 

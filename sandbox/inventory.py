@@ -69,7 +69,7 @@ def _supervised_row(sdir: state.SandboxDir, status: Status) -> dict[str, Any]:
     return {"id": sdir.id, "name": spec.get("name"), "image": spec.get("image", "?"),
             "status": what, "created": status.created, "command": list(spec.get("command") or ()),
             "owner_pid": None, "exit_code": None if live else status.exit_code,
-            "finished": status.finished_at, "live": live}
+            "finished": status.finished_at, "owner": status.options.get("owner"), "live": live}
 
 
 def remove_sandbox(ref: str, *, force: bool = False) -> str:

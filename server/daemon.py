@@ -9,11 +9,12 @@ At start it removes what a killed daemon (or any crashed process) left
 - with ``--listen tcp://ADDR:PORT``, on TCP too, where every request needs a
   bearer token (TLS with ``--tls-cert``/``--tls-key``).
 
-SIGTERM or SIGINT: the sandboxes it runs are killed and torn down, jobs it
+SIGTERM or SIGINT: the sandboxes it holds are killed and torn down, jobs it
 runs in-process cancelled, open connections given a few seconds, the socket
-removed; jobs in Redis stay there for the workers. SIGKILL: its containers
-die with it (they die with their owner) and the next start's gc removes the
-rest; jobs in Redis are not touched.
+removed; jobs in Redis stay there for the workers. SIGKILL: the containers
+it holds die with it (they die with their owner) and the next start's gc
+removes the rest; jobs in Redis are not touched. Detached sandboxes are
+their supervisors' (``server.detached``): both leave them running.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .classes.table import ClassTable
+from .execs import ExecTable
 from .held import SandboxTable
 from .jobqueue import LocalJobs, QueuedJobs
 from .reruns import Workspaces
@@ -19,9 +20,10 @@ from .tokens import TokenStore
 
 @dataclass
 class Engine:
-    """The daemon's state: held sandboxes, jobs (Redis or in-process), classes, tokens."""
+    """The daemon's state: held sandboxes, execs, jobs (Redis or in-process), classes, tokens."""
 
     sandboxes: SandboxTable = field(default_factory=SandboxTable)
+    execs: ExecTable = field(default_factory=ExecTable)
     jobs: QueuedJobs | LocalJobs = field(default_factory=LocalJobs)
     tokens: TokenStore = field(default_factory=TokenStore)
     classes: ClassTable = field(init=False)
@@ -40,5 +42,6 @@ class Engine:
     def shutdown(self) -> None:
         """Stop what runs here (classes, sandboxes, in-process jobs); jobs in Redis stay there."""
         self.classes.shutdown()
+        self.execs.shutdown()
         self.jobs.close()
         self.sandboxes.shutdown()

@@ -9,10 +9,12 @@ holds (cgroup, mounts, network, state dir) lives exactly as long as the
 command, and a daemon killed by SIGKILL takes its containers with it (they
 die with their owner) and leaves only what `sandbox gc` removes.
 
-The daemon's sandboxes live here, not under the engine's supervisors
-(`sandbox run -d`, ``run_detached``): they are the daemon's and end with
-it, as before; ``SandboxTable`` is the only part of the daemon that would
-change to hand them to supervisors. A sandbox made with ``tty`` has its
+Only sandboxes whose life is one request live here (`sandbox run` and
+`run -i` through the daemon, the console's terminals, a class's seats):
+they are the daemon's and end with it. A detached sandbox (``?detach=true``,
+`sandbox run -d`) is handed to a supervisor of its own instead and
+outlives the daemon: see ``server.detached``.
+A sandbox made with ``tty`` has its
 command on a pty made inside it: keystrokes go to the Sandbox's live
 input (its pty's master), the screen comes as its stdout.
 """

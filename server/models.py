@@ -145,22 +145,61 @@ class SandboxSummary(BaseModel):
     command: list[str]
     owner_pid: int | None = None
     owner: str | None = None
+    exit_code: int | None = Field(default=None, description="a stopped one's last exit status")
+    finished: float | None = Field(default=None, description="when a stopped one stopped")
+
+
+class ExecCreate(Strict):
+    """A process to start in a running sandbox (`sandbox exec`)."""
+
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict, description="added to the sandbox's")
+    workdir: str | None = None
+    user: str | None = Field(default=None, description="UID[:GID] or NAME[:GROUP] of the image")
+    tty: bool = Field(default=False, description="on a pty made inside the sandbox")
+    interactive: bool = Field(default=False, description="its stdin stays open: the attach "
+                              "WebSocket's binary messages (an empty one closes it)")
+    rows: int | None = Field(default=None, ge=1, le=1000)
+    cols: int | None = Field(default=None, ge=1, le=1000)
+
+
+class ExecCreated(BaseModel):
+    id: str
+
+
+class ExecDetail(BaseModel):
+    """An exec's state: ``created`` (not started: its attach starts it), ``running``, ``exited``."""
+
+    id: str
+    sandbox: str
+    command: list[str]
+    tty: bool
+    interactive: bool
+    status: str
+    running: bool
+    exit_code: int | None = None
+    message: str | None = None
+    pid: int | None = None
+    owner: str | None = None
+    created: float
 
 
 class SandboxDetail(SandboxSummary):
     spec: dict[str, Any] | None = None
     terminal: str | None = Field(default=None, description="pty or pipe: it takes input "
                                  "(its terminal WebSocket types into it); null: it does not")
-    exit_code: int | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    detached: dict[str, Any] | None = Field(default=None, description="a detached sandbox's "
+                                            "supervisor state, restart policy and restarts")
+    execs: list[ExecDetail] = Field(default_factory=list, description="the execs made in it")
 
 
 class WaitResponse(BaseModel):
     """How a sandbox ended: its exit status, the engine's Result, and the lines `sandbox run` prints."""
 
     id: str
-    exit_code: int
+    exit_code: int | None = Field(description="null: a detached sandbox that never ran")
     result: dict[str, Any] | None
     message: str | None = Field(description="the limit that ended or cut the run, if any")
     summary: str | None = Field(description="usage, as `sandbox run --stats` prints it")

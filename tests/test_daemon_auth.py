@@ -49,6 +49,44 @@ def test_a_student_cannot_see_or_kill_another_students_sandbox(tcp_daemon):
         assert t.delete(f"/v1/sandboxes/{mine}", params={"force": "true"}).json() == {"id": mine}
 
 
+def test_detached_sandboxes_and_execs_are_their_makers_own(tcp_daemon):
+    """A detached sandbox (a supervisor's) and an exec are seen and acted on only by the token
+    that made them, and by admins; to another token they do not exist."""
+    alice, bob = tcp_daemon.token("alice", "run", "read"), tcp_daemon.token("bob", "run", "read")
+    admin = tcp_daemon.token("teacher", "admin")
+    with tcp_daemon.tcp(alice) as a, tcp_daemon.tcp(bob) as b, tcp_daemon.tcp(admin) as t:
+        made = a.post("/v1/sandboxes", params={"start": "true", "detach": "true"}, json=SLEEP)
+        assert made.status_code == 201, made.text
+        mine = made.json()["id"]
+        try:
+            _only_alices(a, b, t, mine)
+        finally:
+            t.delete(f"/v1/sandboxes/{mine}", params={"force": "true"})
+
+
+def _only_alices(a, b, t, mine: str) -> None:
+    """What alice made is hers alone (bob gets 404), and the admin's to see."""
+    assert [(s["id"], s["owner"]) for s in a.get("/v1/sandboxes").json()] == [(mine, "alice")]
+    assert b.get("/v1/sandboxes", params={"all": "true"}).json() == []
+    exec_id = a.post(f"/v1/sandboxes/{mine}/exec", json={"command": ["true"]}).json()["id"]
+    for method, path in (("GET", ""), ("POST", "/kill"), ("POST", "/stop"), ("DELETE", ""),
+                         ("POST", "/start"), ("POST", "/restart"), ("GET", "/logs"),
+                         ("POST", "/wait")):
+        r = b.request(method, f"/v1/sandboxes/{mine}{path}")
+        assert r.status_code == 404, (method, path, r.text)
+    assert b.post(f"/v1/sandboxes/{mine}/exec", json={"command": ["true"]}).status_code == 404
+    assert b.get(f"/v1/execs/{exec_id}").status_code == 404
+    found = a.get(f"/v1/execs/{exec_id}").json()
+    assert (found["status"], found["sandbox"], found["owner"]) == ("created", mine, "alice")
+    assert [e["id"] for e in a.get(f"/v1/sandboxes/{mine}").json()["execs"]] == [exec_id]
+    assert a.get(f"/v1/sandboxes/{mine}").json()["detached"]["state"] == "running"
+    assert [s["id"] for s in t.get("/v1/sandboxes").json()] == [mine]
+    assert a.post(f"/v1/sandboxes/{mine}/stop", params={"t": 0}).status_code == 204
+    assert a.post(f"/v1/sandboxes/{mine}/wait").json()["exit_code"] == 137
+    assert a.delete(f"/v1/sandboxes/{mine}").json() == {"id": mine}
+    assert a.get(f"/v1/sandboxes/{mine}").status_code == 404
+
+
 def test_scopes(tcp_daemon, tmp_path):
     reader = tcp_daemon.token("viewer", "read")
     runner = tcp_daemon.token("runner", "run")

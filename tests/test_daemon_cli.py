@@ -342,3 +342,73 @@ def test_a_queued_job_s_secret_param_and_service_both_ways(tmp_path, needs_root,
     finally:
         assert d.stop() == 0, d.log.read_text()
     assert SECRET.encode() not in d.log.read_bytes()
+
+
+#: A service that says when it starts and ends with 3 on SIGTERM.
+SERVICE = "echo up; trap 'echo down; exit 3' TERM; while :; do sleep 0.05; done"
+
+
+def lifecycle_script(cli) -> list:
+    """`run -d` and the verbs on it, through ``cli``: each verb's (status, stdout, stderr)."""
+    steps = [
+        ("run", "-d", "--name", "svc", "busybox", "--", "sh", "-c", SERVICE),
+        ("exec", "svc", "sh", "-c", "echo out; echo err >&2; exit 4"),
+        ("exec", "-i", "svc", "sh", "-c", "cat; echo end"),
+        ("exec", "-e", "A=1", "-w", "/tmp", "-u", "1:2", "svc", "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g)"),
+        ("exec", "svc", "no-such-command"),
+        ("exec", "svc"),
+        ("kill", "-s", "NOPE", "svc"),
+        ("stop", "-t", "10", "svc"),
+        ("wait", "svc"),
+        ("exec", "svc", "true"),
+        ("ps", "-a"),
+        ("start", "svc"),
+        ("restart", "-t", "10", "svc"),
+        ("kill", "svc"),
+        ("wait", "svc"),
+        ("logs", "svc"),
+        ("stop", "svc", "no-such"),
+        ("stop", "no-such"),
+        ("restart", "no-such"),
+        ("wait", "no-such"),
+        ("kill", "no-such"),
+        ("rm", "svc"),
+        ("run", "-d", "--rm", "--restart", "always", "busybox", "true"),
+        ("run", "-d", "--restart", "sometimes", "busybox", "true"),
+        ("run", "--restart", "always", "busybox", "true"),
+        ("run", "--log-stdin", "busybox", "true"),
+        ("run", "-d", "--name", "bad", "busybox", "no-such-command"),
+        ("ps", "-a"),
+        ("rm", "bad"),
+        ("run", "-d", "--rm", "--name", "once", "busybox", "sh", "-c", "exit 5"),
+    ]
+    out = []
+    for args in steps:
+        r = cli(*args, input=b"in\n" if args[:2] == ("exec", "-i") else None)
+        out.append((args, r.returncode, times(r.stdout), times(r.stderr)))
+        if args[0] == "run" and "up" in " ".join(args):  # the service runs: its first line came
+            wait_for(lambda: b"up" in local_cli("logs", "svc").stdout)
+        if args[0] in ("start", "restart"):  # its run has begun: the next verb acts on it
+            runs = 2 if args[0] == "start" else 3
+            wait_for(lambda runs=runs: local_cli("logs", "svc").stdout.count(b"up") >= runs)
+    wait_for(lambda: b"once" not in local_cli("ps", "-a").stdout)  # --rm: gone at its end
+    return out
+
+
+def test_detached_sandboxes_and_their_verbs_both_ways(daemon):
+    """`run -d`, `exec`, `stop`, `start`, `restart`, `kill`, `wait`, `logs`, `rm` through the
+    daemon print and exit exactly as embedded (ids and times blanked)."""
+    try:
+        here = lifecycle_script(local_cli)
+        there = lifecycle_script(daemon.cli)
+    finally:
+        local_cli("rm", "-f", "svc", "bad", "once")
+    for local, remote in zip(here, there):
+        assert remote == local
+    statuses = {" ".join(args): status for args, status, _out, _err in here}
+    assert statuses["exec svc sh -c echo out; echo err >&2; exit 4"] == 4
+    assert statuses["exec svc no-such-command"] == 127
+    assert statuses["wait svc"] == 137  # the last wait: after the kill
+    assert [s for a, s, _o, _e in here if a[:2] == ("stop", "-t")] == [0]
+    assert here[8][2] == b"3\n"  # the first wait: the service's own end on SIGTERM
+    assert here[2][2] == b"in\nend\n" and here[3][2] == b"1 /tmp 1:2\n"

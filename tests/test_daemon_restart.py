@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .daemon_support import Daemon, wait_status
+from .daemon_support import Daemon, local_cli, wait_status
 from .jobs_support import queue, redis_url, workers  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.root
@@ -58,4 +58,37 @@ def test_a_second_daemon_on_a_live_socket_is_refused(tmp_path, needs_root):
         with d.unix() as c:
             assert c.get("/v1/health").status_code == 200
     finally:
+        assert d.stop() == 0
+
+
+SERVICE = "echo up; trap 'echo down; exit 3' TERM; while :; do sleep 0.05; done"
+
+
+def test_a_detached_sandbox_outlives_a_daemon_killed_with_sigkill(tmp_path, needs_root,
+                                                                  monkeypatch):
+    """`run -d` through the daemon hands the sandbox to a supervisor: the daemon killed with
+    SIGKILL and started again finds it running, still its maker's, and acts on it."""
+    monkeypatch.setenv("SANDBOX_STATE_DIR", str(tmp_path / "state"))
+    d = Daemon(tmp_path, tcp=True).start()
+    try:
+        alice, bob = d.token("alice", "run", "read"), d.token("bob", "run", "read")
+        made = d.cli("run", "-d", "--name", "keep", "busybox", "--", "sh", "-c", SERVICE,
+                     token=alice)
+        assert made.returncode == 0, made.stderr
+        sid = made.stdout.decode().strip()
+        d.stop(signal.SIGKILL)
+        d.start()  # its gc leaves a sandbox whose supervisor lives alone
+        assert local_cli("ps", "-q").stdout.decode().split() == [sid]  # the host's one truth
+        assert d.cli("ps", "-q", token=alice).stdout.decode().split() == [sid]
+        assert d.cli("ps", "-q", "-a", token=bob).stdout.split() == []
+        out = d.cli("exec", "keep", "sh", "-c", "echo from-exec", token=alice)
+        assert (out.returncode, out.stdout) == (0, b"from-exec\n")
+        refused = d.cli("stop", "keep", token=bob)
+        assert refused.returncode == 125 and b"no such sandbox: keep" in refused.stderr
+        assert d.cli("stop", "keep", token=alice).stdout == b"keep\n"
+        assert d.cli("wait", "keep", token=alice).stdout == b"3\n"
+        assert d.cli("logs", "keep", token=alice).stdout == b"up\ndown\n"
+        assert d.cli("rm", "keep", token=alice).stdout.decode().strip() == sid
+    finally:
+        local_cli("rm", "-f", "keep")
         assert d.stop() == 0

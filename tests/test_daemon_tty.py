@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -20,6 +21,7 @@ from websockets.sync.client import unix_connect
 
 from .conftest import MUST_WORK  # noqa: F401 - the suite's conftest, imported once
 from .daemon_support import daemon  # noqa: F401 - fixture
+from .helpers import wait_for
 from .terminal_driver import Terminal
 from .test_interactive_cli import COOKED, cooked
 
@@ -166,19 +168,27 @@ def test_run_it_through_the_daemon_without_a_terminal_says_so(daemon):
     out = daemon.cli("run", "-it", "busybox", input=b"")
     assert out.returncode == 125 and out.stderr.decode().strip() == (
         "sandbox: error: the input device is not a TTY"), out.stderr
-    out = daemon.cli("run", "-d", "busybox")
-    assert out.returncode == 125 and "-d` does not go through a daemon yet" in out.stderr.decode()
+    out = daemon.cli("run", "-t", "--restart", "always", "busybox")
+    assert out.returncode == 125 and out.stderr.decode().strip() == (
+        "sandbox: error: --restart needs -d (a run in the foreground ends with its terminal)")
     with daemon.unix() as c:
         assert c.get("/v1/sandboxes", params={"all": "true"}).json() == []
 
 
 def test_a_client_killed_with_sigkill_restores_its_terminal_and_the_daemon_hangs_up(daemon):
     """The client of `run -it` through the daemon dies without a word: its guard restores
-    the terminal, and the daemon, its WebSocket gone, hangs the foreground session up."""
+    the terminal, and the daemon, its WebSocket gone, lets go of the supervisor's session,
+    which hangs the foreground run up (and removes it, as a foreground run)."""
     term = Terminal(rows=30, cols=100)
+    pool = ThreadPoolExecutor(1)
     try:
         term.type(f"python3 -m sandbox --host {daemon.host} run -it --name hup busybox")
         term.wait_for("/ #")
+        supervisor = int(subprocess.run(["pgrep", "-x", "sandbox-supervi"], capture_output=True,
+                                        check=True).stdout.split()[0])
+        fds = len(os.listdir(f"/proc/{supervisor}/fd"))
+        waiter = pool.submit(lambda: daemon.unix(timeout=120).post("/v1/sandboxes/hup/wait").json())
+        wait_for(lambda: len(os.listdir(f"/proc/{supervisor}/fd")) > fds)  # the wait is in
         out = subprocess.run(["pgrep", "-f", "sandbox --host .* run -it --name hup"],
                              capture_output=True)
         os.kill(min(int(p) for p in out.stdout.split()), signal.SIGKILL)  # not its guard
@@ -186,7 +196,8 @@ def test_a_client_killed_with_sigkill_restores_its_terminal_and_the_daemon_hangs
         assert cooked(term) == COOKED
     finally:
         term.close()
-    with daemon.unix() as c:
-        ended = c.post("/v1/sandboxes/hup/wait").json()
-        assert ended["exit_code"] == 128 + signal.SIGHUP, ended  # the shell's end on a hangup
-        c.delete("/v1/sandboxes/hup")
+        pool.shutdown(wait=True)
+    ended = waiter.result(60)
+    assert ended["exit_code"] == 128 + signal.SIGHUP, ended  # the shell's end on a hangup
+    with daemon.unix() as c:  # a foreground run: removed at its end, as here
+        wait_for(lambda: c.get("/v1/sandboxes", params={"all": "true"}).json() == [])

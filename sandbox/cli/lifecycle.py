@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 
@@ -15,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-a", "--attach", action="store_true",
                    help="attach this terminal to it (one sandbox)")
     p.add_argument("-i", "--interactive", action="store_true", help="with -a: pass stdin in")
-    p.set_defaults(handler=start)
+    p.set_defaults(handler=start, remote=_remote("start"))
     p = sub.add_parser("stop", help="stop running sandboxes",
                        description="Send the command SIGTERM, then SIGKILL after the timeout. "
                        "A sandbox made with -d is kept, stopped (`sandbox start` runs it "
@@ -23,25 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL (default 10)")
-    p.set_defaults(handler=stop)
+    p.set_defaults(handler=stop, remote=_remote("stop"))
     p = sub.add_parser("restart", help="stop, then start, sandboxes",
                        description="`sandbox stop`, then `sandbox start`.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL (default 10)")
-    p.set_defaults(handler=restart)
+    p.set_defaults(handler=restart, remote=_remote("restart"))
     p = sub.add_parser("kill", help="send a signal to sandboxes' commands",
                        description="Send a signal to the command (SIGKILL, the default, ends "
                        "the whole sandbox at once, and it is not restarted).")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
     p.add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",
                    help="a name (TERM, SIGHUP) or number (default KILL)")
-    p.set_defaults(handler=kill)
+    p.set_defaults(handler=kill, remote=_remote("kill"))
     p = sub.add_parser("wait", help="wait for sandboxes to stop; print their exit statuses",
                        description="Block until each sandbox made with -d has stopped for good "
                        "(not to restart) and print its exit status; exit with the last one's.")
     p.add_argument("sandboxes", nargs="+", metavar="ID|NAME")
-    p.set_defaults(handler=wait)
+    p.set_defaults(handler=wait, remote=_remote("wait"))
     p = sub.add_parser("attach", help="attach this terminal to a running sandbox",
                        description="Attach to a sandbox made with -d (or a `run -it` detached "
                        "from): its terminal, or its output and stdin. Detach with Ctrl-P "
@@ -52,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keys that detach (default ctrl-p,ctrl-q; '' for none)")
     p.add_argument("--record", default=None, metavar="FILE",
                    help="save the session as an asciicast v2 file")
-    p.set_defaults(handler=attach)
+    p.set_defaults(handler=attach, remote=_remote("attach"))
     _register_exec(sub)
 
 
@@ -77,7 +76,18 @@ def _register_exec(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", default=None, metavar="FILE",
                    help="with -t: save the session as an asciicast v2 file")
     p.add_argument("--dry-run", action="store_true", help="print how it would enter, run nothing")
-    p.set_defaults(handler=exec_)
+    p.set_defaults(handler=exec_, remote=_remote("exec_"))
+
+
+def _remote(verb: str):
+    """The verb's form through a daemon (``remote_lifecycle``), imported when it runs."""
+
+    def remote(args: argparse.Namespace, client) -> int:
+        from . import remote_lifecycle
+
+        return getattr(remote_lifecycle, verb)(args, client)
+
+    return remote
 
 
 def _each(refs: list[str], verb) -> int:
@@ -124,6 +134,7 @@ def restart(args: argparse.Namespace) -> int:
 
 def kill(args: argparse.Namespace) -> int:
     from ..supervisor import lifecycle
+    from .signal_names import parse_signal
 
     sig = parse_signal(args.signal)
     def kill_one(ref: str) -> str:
@@ -157,17 +168,3 @@ def exec_(args: argparse.Namespace) -> int:
     from .sessions import exec_ as exec_session
 
     return exec_session(args)
-
-
-def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGTERM``, ``hup`` or ``9`` as a signal number (SpecError otherwise)."""
-    from ..errors import SpecError
-
-    name = text.upper()
-    if name.isdigit() and 0 < int(name) < signal.NSIG:
-        return int(name)
-    try:
-        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
-    except KeyError:
-        raise SpecError("signal", text, "a signal name like TERM or SIGHUP, or a number "
-                        f"from 1 to {signal.NSIG - 1}") from None

@@ -55,6 +55,7 @@ def remote_ps(args: argparse.Namespace, client) -> int:
 def _print_ps(args: argparse.Namespace, rows: list[dict]) -> int:
     from .tables import ago, print_table
 
+    rows = sorted(rows, key=lambda r: (r["created"], r["id"]))  # oldest first, both ways
     if args.quiet:
         print("\n".join(r["id"] for r in rows))
         return 0

@@ -155,14 +155,11 @@ def handle(args: argparse.Namespace) -> int:
         from .sessions import run_supervised
 
         return run_supervised(args, spec)
-    for flag, given in (("--rm", args.rm), ("--restart", args.restart != "no"),
-                        ("--detach-keys", args.detach_keys is not None),
-                        ("--record", args.record), ("--log-stdin", args.log_stdin)):
-        if given:
-            from . import fail
+    misplaced = _session_flag(args)
+    if misplaced:
+        from . import fail
 
-            return fail(f"{flag} needs -d or -t (a sandbox run without them is removed at its "
-                        "end, and has no terminal)")
+        return fail(misplaced)
 
     from ..hostlimits import capped
 
@@ -180,6 +177,17 @@ def handle(args: argparse.Namespace) -> int:
     if args.stats:
         print(f"sandbox: {result.summary()}", file=sys.stderr)
     return result.exit_code
+
+
+def _session_flag(args: argparse.Namespace) -> str | None:
+    """What is wrong with a flag given without -d or -t that needs one of them, if any."""
+    for flag, given in (("--rm", args.rm), ("--restart", args.restart != "no"),
+                        ("--detach-keys", args.detach_keys is not None),
+                        ("--record", args.record), ("--log-stdin", args.log_stdin)):
+        if given:
+            return (f"{flag} needs -d or -t (a sandbox run without them is removed at its end, "
+                    "and has no terminal)")
+    return None
 
 
 def _pull_if_missing(ref: str) -> None:
@@ -246,17 +254,15 @@ def remote(args: argparse.Namespace, client) -> int:
 
     if args.dry_run:
         raise DaemonError("--dry-run prints this host's plan: run it without SANDBOX_HOST/--host")
-    local_only = [flag for flag, given in (
-        ("-d", args.detach), ("--rm", args.rm), ("--restart", args.restart != "no"),
-        ("--detach-keys", args.detach_keys is not None), ("--record", args.record),
-        ("--log-stdin", args.log_stdin)) if given]
-    if local_only:
-        raise DaemonError(f"`sandbox run {local_only[0]}` does not go through a daemon yet: run "
-                          "it without SANDBOX_HOST/--host, on the daemon's host")
-    if args.tty:
-        from .remote_session import run_on_terminal
+    if args.detach or args.tty:
+        from .remote_session import run_supervised
 
-        return run_on_terminal(args, client, spec_body(args))
+        return run_supervised(args, client, spec_body(args))
+    misplaced = _session_flag(args)
+    if misplaced:
+        from . import fail
+
+        return fail(misplaced)
     created = client.sandboxes.create(spec_body(args), start=True, remove=True,
                                       stdin=args.interactive)
     for note in created["warnings"]:

@@ -1,6 +1,7 @@
-"""The attach WebSocket of a sandbox (``sandbox run -i`` through a daemon).
+"""The attach WebSocket of a sandbox or an exec (`run -i`, `run -t`, `attach`, `exec`
+through a daemon).
 
-Loaded only for ``-i``: the websockets library costs more to import than
+Loaded only for those: the websockets library costs more to import than
 the rest of the client.
 """
 
@@ -12,15 +13,18 @@ from urllib.parse import urlencode
 from .transport import DaemonError, Transport, segment
 
 
-def open_attach(transport: Transport, sandbox_id: str, query: dict[str, int] | None = None) -> Any:
+def open_attach(transport: Transport, sandbox_id: str, query: dict[str, Any] | None = None, *,
+                exec_id: str | None = None) -> Any:
     """A connected ``websockets.sync`` client of /v1/sandboxes/{id}/attach (``query``: its
-    parameters, e.g. a terminal's rows and cols)."""
+    parameters, e.g. a terminal's rows and cols), or of /v1/execs/{exec_id}/attach."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect, unix_connect
 
-    path = f"/v1/sandboxes/{segment(sandbox_id)}/attach"
+    path = (f"/v1/execs/{segment(exec_id)}/attach" if exec_id else
+            f"/v1/sandboxes/{segment(sandbox_id)}/attach")
     if query:
-        path += "?" + urlencode(query)
+        path += "?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v
+                                 for k, v in query.items()})
     headers = {"Authorization": f"Bearer {transport.token}"} if transport.token else {}
     try:
         if transport.scheme == "unix":

@@ -18,10 +18,13 @@ from .connections import connect
 from .protocol import (
     CLOSE_INPUT,
     DETACH,
+    EXIT,
     INPUT,
     REPLY,
     REQUEST,
     RESIZE,
+    STDERR,
+    STDOUT,
     FrameReader,
     frame,
     json_frame,
@@ -29,6 +32,8 @@ from .protocol import (
     recv_frame,
 )
 from .status import SOCKET_NAME
+
+EVENT_NAMES = {STDOUT: "stdout", STDERR: "stderr", EXIT: "exit"}
 
 
 def open_connection(sdir: state.SandboxDir) -> socket.socket:
@@ -86,6 +91,14 @@ class Attachment:
         if not data:
             return None
         return list(self._reader.feed(data))
+
+    def read_events(self) -> list[tuple[str, bytes]] | None:
+        """As ``read``, each frame named: ``stdout``, ``stderr`` (bytes) or ``exit`` (its
+        JSON: ``exit_code``, ``message``, ``restarting``), for a bridge that knows no frames."""
+        frames = self.read()
+        if frames is None:
+            return None
+        return [(EVENT_NAMES[kind], payload) for kind, payload in frames if kind in EVENT_NAMES]
 
     def send_input(self, data: bytes) -> None:
         self.sock.sendall(frame(INPUT, data))

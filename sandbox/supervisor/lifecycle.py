@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import asdict
+from typing import Any
 
 from .. import gc, state
 from ..cgroups import host_cgroups
@@ -30,6 +32,22 @@ def run_detached(spec: SandboxSpec, options: SupervisorOptions, *,
     """Make a supervised sandbox and start it (StartFailed if its command could not start:
     a --rm one is gone then, another stays, stopped, with the error as its status)."""
     return launch(create(spec, options), attach=attach)
+
+
+def create_detached(spec: SandboxSpec, options: SupervisorOptions) -> str:
+    """Make a supervised sandbox without starting it (`start` does): its id."""
+    return create(spec, options).id
+
+
+def describe(ref: str) -> dict[str, Any] | None:
+    """The supervised sandbox ``ref`` names, as its status says (``id``, ``state``,
+    ``exit_code``, ``message``, ``spec``, ``options``, ``restarts``, times) and ``live``
+    (its supervisor runs); None when ``ref`` is a sandbox run in the foreground of its
+    process. StateError when there is no such sandbox."""
+    sdir, status = supervised(ref)
+    if status is None:
+        return None
+    return {"id": sdir.id, **asdict(status), "live": supervisor_alive(sdir)}
 
 
 def attach_to(ref: str, *, stdin: bool = True) -> client.Attachment:

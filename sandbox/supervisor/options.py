@@ -53,7 +53,9 @@ class SupervisorOptions:
     is the terminal that started it (`sandbox run -it`): if that client goes
     away without detaching, the command gets a hangup, as when a terminal
     closes. ``log_stdin``: what clients type is kept in the log. ``tty_size``:
-    the terminal's size at the first start.
+    the terminal's size at the first start. ``owner``: who it is kept for, as
+    a daemon names its callers (the token that made it); the engine only
+    stores it, so a daemon started again still knows whose it is.
     """
 
     auto_remove: bool = False
@@ -61,6 +63,7 @@ class SupervisorOptions:
     foreground: bool = False
     log_stdin: bool = False
     tty_size: tuple[int, int] = DEFAULT_TTY_SIZE
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tty_size", check_tty_size(tuple(self.tty_size)))

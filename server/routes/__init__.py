@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import classes, images, job_logs, jobs, networks, sandbox_logs, sandboxes, system, terminals
+from . import (
+    classes,
+    execs,
+    images,
+    job_logs,
+    jobs,
+    networks,
+    sandbox_logs,
+    sandboxes,
+    system,
+    terminals,
+)
 
 api = APIRouter(prefix="/v1")
-for module in (system, sandboxes, sandbox_logs, terminals, images, networks, jobs, job_logs, classes):
+for module in (system, sandboxes, sandbox_logs, execs, terminals, images, networks, jobs, job_logs, classes):
     api.include_router(module.router)

@@ -17,8 +17,15 @@ messages are keystrokes (Ctrl-C is the byte 0x03, acted on inside), its
 screen comes as stdout, and ``{"resize": {"rows": R, "cols": C}}`` (or
 ``?rows=R&cols=C`` on connecting, or POST .../resize) sets its size.
 Closing the WebSocket leaves a sandbox running, except a terminal session
-made with ``remove`` (`sandbox run -it` through the daemon): its client
-gone, it is hung up (SIGHUP, SIGKILL 2 s later), as a local one is.
+made with ``remove``: its client gone without sending ``{"detach": true}``
+first, it is hung up (SIGHUP, SIGKILL 2 s later), as a local one is.
+
+A detached sandbox (made with ``detach``, owned by a supervisor) is
+attached through its supervisor (``server.detached``): the same messages,
+an end message at each end of a run (``restarting`` says whether another
+follows), ``stdin=false`` to only watch, and ``start=true`` to start a
+created or stopped one as this connection's first client (`sandbox run
+-it`, `start -a`): then the first message says whether it started.
 """
 
 from __future__ import annotations
@@ -34,14 +41,16 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import LogRecord, StateError, read_log, sandbox_log
+from sandbox import LogRecord, StateError, attach_to, read_log, sandbox_log
 
+from .. import detached
 from ..deps import Caller, EngineDep, Reader, authenticate
 from ..errors import ApiError
 from ..held import Held
 from ..models import ERRORS
+from ..signals import parse_signal
 from ..streams import MULTIPLEXED, SSE_HEADERS, frame, record_sse, text
-from .sandboxes import ended, find, parse_signal
+from .sandboxes import ended, find
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 FORMATS = ("text", "sse", "multiplexed")
@@ -116,26 +125,33 @@ async def _file_records(ref: str, follow: bool) -> AsyncIterator[tuple[int, LogR
 
 @router.websocket("/{ref}/attach")
 async def attach(websocket: WebSocket, ref: str, engine: EngineDep, logs: bool = True,
-                 rows: int | None = None, cols: int | None = None) -> None:
+                 rows: int | None = None, cols: int | None = None, stdin: bool = True,
+                 start: bool = False) -> None:
     """Output out, stdin and signals in, and how it ended (see the module docstring)."""
     try:
         caller = authenticate(websocket, engine)
         if not caller.allows("run"):
             raise ApiError(403, f"token {caller.name!r} lacks the scope 'run'")
         held = _attachable(engine, caller, ref)
-        if rows is not None or cols is not None:
+        attachment = None
+        if held is not None and (rows is not None or cols is not None):
             await run_in_threadpool(held.resize, rows or 0, cols or 0)
+        elif held is None and not start:  # refused before the handshake if it does not run
+            attachment = await run_in_threadpool(lambda: attach_to(ref, stdin=stdin))
     except Exception as exc:
         await websocket.close(code=1008, reason=str(getattr(exc, "message", exc))[:120])
         return
     await websocket.accept()
+    if held is None:
+        await detached.attach(websocket, ref, attachment, rows=rows, cols=cols)
+        return
     reader = asyncio.create_task(_read_input(websocket, held, engine))
     writer = asyncio.create_task(_send_output(websocket, held, logs))
     try:
         await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         if reader.done() and reader.result() and not writer.done():  # the client went away
             writer.cancel()
-            if held.auto_remove and held.tty:
+            if held.auto_remove and held.tty and reader.result() != "detached":
                 await _hang_up(held, engine)
         else:
             await writer
@@ -173,16 +189,19 @@ async def _hang_up(held: Held, engine: Any) -> None:
         await run_in_threadpool(engine.sandboxes.kill, held, signal.SIGKILL)
 
 
-def _attachable(engine: Any, caller: Caller, ref: str) -> Held:
+def _attachable(engine: Any, caller: Caller, ref: str) -> Held | None:
+    """The held sandbox, or None for a detached one the caller may attach to (409 for another
+    of the host's, which has nothing to attach to)."""
     held = find(engine, caller, ref)
-    if held is None:
+    if held is None and not detached.owner_of(ref)[0]:
         raise ApiError(409, f"sandbox {ref} was not made by this daemon: it cannot be attached to")
     return held
 
 
-async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> bool:
-    """stdin bytes (keystrokes), signals and resizes from the client, until it closes (True)
-    or its input cannot go anywhere any more (False: the command ended)."""
+async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> bool | str:
+    """stdin bytes (keystrokes), signals and resizes from the client, until it closes (True),
+    detaches (``detached``: no hangup) or its input cannot go anywhere any more (False: the
+    command ended)."""
     try:
         while True:
             message = await websocket.receive()
@@ -191,10 +210,19 @@ async def _read_input(websocket: WebSocket, held: Held, engine: Any) -> bool:
             if message.get("bytes") is not None:
                 await run_in_threadpool(held.write_stdin, message["bytes"])
             elif message.get("text"):
+                if _is_detach(message["text"]):
+                    return "detached"
                 await _control(message["text"], held, engine)
     except (WebSocketDisconnect, RuntimeError, OSError):
         return True
     except Exception:  # the sandbox ended meanwhile (input refused): nothing more to pass on
+        return False
+
+
+def _is_detach(text: str) -> bool:
+    try:
+        return bool(json.loads(text).get("detach"))
+    except (ValueError, AttributeError):
         return False
 
 

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal as signals
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from sandbox import DEFAULT_CAPABILITIES, StateError, capabilities_from, host_caps, remove_sandbox, sandbox_rows
+from sandbox import (
+    DEFAULT_CAPABILITIES,
+    StateError,
+    capabilities_from,
+    host_caps,
+    kill_sandbox,
+    remove_sandbox,
+    restart_sandbox,
+    sandbox_rows,
+    start_sandbox,
+    stop_sandbox,
+    wait_sandbox,
+)
 
+from .. import detached
 from ..deps import Caller, EngineDep, Reader, Runner
 from ..engine import Engine
 from ..errors import ApiError
@@ -31,8 +43,13 @@ from ..models import (
     SandboxSummary,
     WaitResponse,
 )
+from ..signals import parse_signal
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
+DETACH = ("hand it to a supervisor of its own, as `sandbox run -d` does: it outlives the "
+          "daemon, stops and starts again (see the README's 'The daemon')")
+FOREGROUND = ("with detach: its first attach (with start=true) is the terminal that runs it "
+              "(`sandbox run -it`): gone without a detach, the command gets a hangup")
 
 
 def no_such(ref: str) -> StateError:
@@ -40,14 +57,18 @@ def no_such(ref: str) -> StateError:
 
 
 def find(engine: Engine, caller: Caller, ref: str) -> Held | None:
-    """The held sandbox ``ref`` names, if the caller may see it; None: another of the host's
-    (admins only; others get 404, as for a sandbox that does not exist)."""
+    """The held sandbox ``ref`` names, if the caller may see it; None: another of the host's,
+    which the engine's verbs act on: a detached one (``server.detached``) the caller made, or
+    any (admins only; others get 404, as for a sandbox that does not exist)."""
     held = engine.sandboxes.find(ref)
     if held is not None:
         if not caller.sees(held.owner):
             raise no_such(ref)
         return held
-    if not caller.admin:
+    if caller.admin:
+        return None
+    is_detached, owner = detached.owner_of(ref)
+    if not is_detached or not caller.sees(owner):
         raise no_such(ref)
     return None
 
@@ -103,12 +124,28 @@ def _admin_only(body: SandboxCreate) -> list[tuple[str, str]]:
 
 @router.post("", status_code=201, response_model=SandboxCreated)
 async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
-                 start: bool = False, remove: bool = False, stdin: bool = False) -> dict[str, Any]:
+                 start: bool = False, remove: bool = False, stdin: bool = False,
+                 detach: Annotated[bool, Query(description=DETACH)] = False,
+                 restart: Annotated[str, Query(description="with detach: no, always or "
+                                               "on-failure[:N]")] = "no",
+                 foreground: Annotated[bool, Query(description=FOREGROUND)] = False,
+                 log_stdin: Annotated[bool, Query(description="with detach: keep what is "
+                                                  "typed in its log too")] = False,
+                 rows: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                 cols: Annotated[int | None, Query(ge=1, le=1000)] = None) -> dict[str, Any]:
     """Make a sandbox from a spec; with ``start`` start it too; with ``remove`` forget it once
-    it has ended and been waited for (`sandbox run` without -d). ``stdin``: its stdin is a pipe
-    the attach WebSocket writes to."""
+    it has ended and been waited for (`sandbox run` without -d; with ``detach``: remove it at
+    its end, `--rm`). ``stdin``: its stdin is a pipe the attach WebSocket writes to.
+    ``rows``/``cols``: the size of its terminal at start (``tty``)."""
     check_rights(caller, body)
     spec = body.to_spec()
+    if detach:
+        opts = detached.options(owner=caller.name, remove=remove, restart=restart,
+                                foreground=foreground, log_stdin=log_stdin, rows=rows, cols=cols)
+        spec = spec.with_changes(interactive=stdin)  # as `sandbox run -d`/`-t`: -i says
+        sandbox_id, status = await run_in_threadpool(detached.create, spec, opts, start=start)
+        return {"id": sandbox_id, "name": spec.name, "status": status,
+                "warnings": list(host_caps(spec.limits))}
 
     def make() -> Held:
         held = engine.sandboxes.create(spec, caller.name, stdin=stdin, auto_remove=remove)
@@ -123,46 +160,62 @@ async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
 
 @router.get("", response_model=list[SandboxSummary])
 async def list_sandboxes(caller: Reader, engine: EngineDep, all: bool = False) -> list[dict[str, Any]]:
-    """The live sandboxes (with ``all``: also exited ones kept here, and orphans of the host)."""
+    """The live sandboxes (with ``all``: also exited ones kept here, and orphans of the host):
+    the caller's own (held or detached), or every one of the host for an admin."""
     held = {h.id: h for h in engine.sandboxes.all() if caller.sees(h.owner)}
     rows = []
-    if caller.admin:
-        for row in await run_in_threadpool(sandbox_rows, include_orphans=all):
-            mine = held.pop(row["id"], None)
-            rows.append(mine.row() if mine is not None and mine.status != "running" else
-                        {**row, "owner": mine.owner if mine else None})
+    for row in await run_in_threadpool(sandbox_rows, include_orphans=all):
+        mine = held.pop(row["id"], None)
+        if mine is not None and mine.status != "running":
+            rows.append(mine.row())
+        elif mine is not None:
+            rows.append({**row, "owner": mine.owner})
+        elif caller.admin or (row.get("owner") is not None and caller.sees(row["owner"])):
+            rows.append(row)
     rows += [h.row() for h in held.values() if all or h.status != "exited"]
     return sorted(rows, key=lambda r: r["id"])
 
 
 @router.get("/{ref}", response_model=SandboxDetail)
 async def inspect(ref: str, caller: Reader, engine: EngineDep) -> dict[str, Any]:
+    """Its row, spec and state; a detached one's restart policy and runs; its execs."""
     held = find(engine, caller, ref)
-    if held is None:
+    if held is not None:
+        detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error,
+                  "terminal": takes_input(held)}
+        if held.result is not None:
+            detail.update(exit_code=held.result.exit_code, result=held.result.to_dict())
+    elif detached.owner_of(ref)[0]:
+        detail = await run_in_threadpool(detached.detail, ref)
+    else:
         rows = await run_in_threadpool(sandbox_rows, include_orphans=True)
         row = next((r for r in rows if r["id"] == ref or r["name"] == ref
                     or r["id"].startswith(ref)), None)
         if row is None:
             raise no_such(ref)
-        return row
-    detail = {**held.row(), "spec": held.spec.to_dict(), "error": held.error,
-              "terminal": takes_input(held)}
-    if held.result is not None:
-        detail.update(exit_code=held.result.exit_code, result=held.result.to_dict())
-    return detail
+        detail = row
+    return {**detail, "execs": engine.execs.of(detail["id"])}
 
 
 @router.post("/{ref}/start", status_code=204)
 async def start(ref: str, caller: Runner, engine: EngineDep) -> Response:
-    held = held_or_409(engine, caller, ref)
-    await run_in_threadpool(engine.sandboxes.start, held)
+    """Start it: a created one, or a stopped detached one again (same id, name, layer, log)."""
+    held = find(engine, caller, ref)
+    if held is None:
+        await run_in_threadpool(lambda: start_sandbox(ref))
+    else:
+        await run_in_threadpool(engine.sandboxes.start, held)
     return Response(status_code=204)
 
 
 @router.post("/{ref}/wait", response_model=WaitResponse)
 async def wait(ref: str, caller: Reader, engine: EngineDep, remove: bool = False) -> dict[str, Any]:
-    """Block until the sandbox has ended; how it ended. ``remove``: forget it then."""
-    held = held_or_409(engine, caller, ref)
+    """Block until the sandbox has ended (a detached one: for good, not to restart); how it
+    ended. ``remove``: forget it then (a held one)."""
+    held = find(engine, caller, ref)
+    if held is None:
+        code = await run_in_threadpool(wait_sandbox, ref)
+        return detached.ended(ref, code)
     await held.wait_ended()
     if remove and caller.allows("run"):
         engine.sandboxes.drop(held)
@@ -185,33 +238,49 @@ def ended(held: Held) -> dict[str, Any]:
             "message": result.limit_message(), "summary": result.summary(), "error": held.error}
 
 
-def parse_signal(name: str) -> int:
-    text = name.upper()
-    try:
-        return int(text) if text.isdigit() else int(signals.Signals[
-            text if text.startswith("SIG") else f"SIG{text}"])
-    except (KeyError, ValueError):
-        raise ApiError(400, f"invalid signal {name!r}: expected a name like SIGTERM or TERM, "
-                       "or a number", field="signal") from None
-
-
 @router.post("/{ref}/kill", status_code=204)
 async def kill(ref: str, caller: Runner, engine: EngineDep, signal: str = "SIGKILL") -> Response:
     """Send a signal to the command (SIGKILL, the default, ends the whole sandbox)."""
     sig = parse_signal(signal)
-    held = held_or_409(engine, caller, ref)
+    held = find(engine, caller, ref)
     if not 0 < sig < 65:
         raise ApiError(400, f"invalid signal {signal!r}: expected 1 to 64", field="signal")
-    await run_in_threadpool(engine.sandboxes.kill, held, sig)
+    if held is None:
+        await run_in_threadpool(kill_sandbox, ref, sig)
+    else:
+        await run_in_threadpool(engine.sandboxes.kill, held, sig)
     return Response(status_code=204)
 
 
+Seconds = Annotated[float, Query(ge=0, le=3600, description="seconds between SIGTERM and SIGKILL")]
+DockerSeconds = Annotated[float | None, Query(ge=0, le=3600, description="Docker's name for timeout")]
+
+
 @router.post("/{ref}/stop", status_code=204)
-async def stop(ref: str, caller: Runner, engine: EngineDep,
-               timeout: Annotated[float, Query(ge=0, le=3600)] = 10) -> Response:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once it has ended."""
-    held = held_or_409(engine, caller, ref)
-    await run_in_threadpool(engine.sandboxes.stop, held, timeout)
+async def stop(ref: str, caller: Runner, engine: EngineDep, timeout: Seconds = 10,
+               t: DockerSeconds = None) -> Response:
+    """SIGTERM, then SIGKILL after ``timeout`` (or ``t``) seconds; returns once it has ended
+    (a detached one is kept, stopped, until removed)."""
+    held = find(engine, caller, ref)
+    grace = timeout if t is None else t
+    if held is None:
+        await run_in_threadpool(stop_sandbox, ref, grace)
+    else:
+        await run_in_threadpool(engine.sandboxes.stop, held, grace)
+    return Response(status_code=204)
+
+
+@router.post("/{ref}/restart", status_code=204)
+async def restart(ref: str, caller: Runner, engine: EngineDep, timeout: Seconds = 10,
+                  t: DockerSeconds = None) -> Response:
+    """Stop it as ``stop`` does, then start it again (detached sandboxes only)."""
+    held = find(engine, caller, ref)
+    if held is not None:
+        raise StateError(f"sandbox {held.id} cannot start again: it runs in the foreground of "
+                         "the request that made it", hint="`sandbox run -d` makes sandboxes "
+                         "that can be stopped and started")
+    grace = timeout if t is None else t
+    await run_in_threadpool(lambda: restart_sandbox(ref, grace))
     return Response(status_code=204)
 
 

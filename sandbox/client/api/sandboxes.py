@@ -1,4 +1,5 @@
-"""/v1/sandboxes: create, start, wait, kill, remove, list, inspect, logs, stats."""
+"""/v1/sandboxes: create, start, stop, restart, wait, kill, remove, list, inspect, logs,
+stats, exec; /v1/execs."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ class SandboxesAPI:
         self.t = transport
 
     def create(self, spec: dict[str, Any], *, start: bool = False, remove: bool = False,
-               stdin: bool = False) -> dict[str, Any]:
-        """A new sandbox from a spec (SandboxSpec's fields as JSON): id, name, status, warnings."""
+               stdin: bool = False, **detached: Any) -> dict[str, Any]:
+        """A new sandbox from a spec (SandboxSpec's fields as JSON): id, name, status, warnings.
+
+        ``detached``: ``detach=True`` (a supervisor of its own, as `sandbox run -d`),
+        ``restart``, ``foreground``, ``log_stdin``, ``rows``, ``cols``: the query of
+        POST /v1/sandboxes.
+        """
         return self.t.request("POST", "/v1/sandboxes", json_body=spec,
-                              query={"start": start, "remove": remove, "stdin": stdin})
+                              query={"start": start, "remove": remove, "stdin": stdin, **detached})
 
     def list(self, *, all: bool = False) -> list[dict[str, Any]]:
         return self.t.request("GET", "/v1/sandboxes", query={"all": all})
@@ -38,6 +44,18 @@ class SandboxesAPI:
     def stop(self, ref: str, timeout: float = 10) -> None:
         self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/stop", query={"timeout": timeout},
                        timeout=None)
+
+    def restart(self, ref: str, timeout: float = 10) -> None:
+        self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/restart",
+                       query={"timeout": timeout}, timeout=None)
+
+    def exec(self, ref: str, body: dict[str, Any]) -> str:
+        """Make an exec in the running sandbox (``command``, ``env``, ``workdir``, ``user``,
+        ``tty``, ``interactive``, ``rows``, ``cols``): its id; its attach starts it."""
+        return self.t.request("POST", f"/v1/sandboxes/{segment(ref)}/exec", json_body=body)["id"]
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return self.t.request("GET", f"/v1/execs/{segment(exec_id)}")
 
     def remove(self, ref: str, *, force: bool = False) -> dict[str, Any]:
         return self.t.request("DELETE", f"/v1/sandboxes/{segment(ref)}", query={"force": force})
