@@ -449,8 +449,9 @@ def report(args: argparse.Namespace, bare: dict[str, tuple[float, CpuMeter]], si
     for name, how in sides.items():
         if isinstance(how, str):
             print(f"{name + ':':<14} {how}")
-    print(f"submit -> first log event (step start), median: {med(first_event) * 1000:6.1f} ms")
-    print(f"submit -> first output line, median:            {med(first_out) * 1000:6.1f} ms  (target < 30 ms)")
+    if first_event and first_out:  # none with --latency-runs 0
+        print(f"submit -> first log event (step start), median: {med(first_event) * 1000:6.1f} ms")
+        print(f"submit -> first output line, median:            {med(first_out) * 1000:6.1f} ms  (target < 30 ms)")
     print("CPU ms per job (each side's last round):")
     print(f"  {'bare RQ SimpleWorker:':<22} {bare['simple'][1].per_job()}")
     for name, runs in measured.items():
