@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from remote_suite import SDIST, _run  # noqa: E402
+from remote_suite import _run, sdist_path, unpack  # noqa: E402
 
 from tests.hosts_support import Lan, LanRedis  # noqa: E402
 
@@ -40,14 +39,11 @@ ONE, TWO = "one-machine", "two-machines"
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    sdist = os.path.join(os.environ.get("SANDBOX_TEST_CACHE", "/opt/sandbox-tests"), "sdist", SDIST)
-    if not os.path.exists(sdist):
-        print(f"no {sdist}: run scripts/test-cache.sh first")
+    sdist = sdist_path()
+    if sdist is None:
         return 125
     with tempfile.TemporaryDirectory(prefix="remote-hosts-") as tmp:
-        with tarfile.open(sdist) as tar:
-            tar.extractall(tmp, filter="data")
-        suite = os.path.join(tmp, SDIST.removesuffix(".tar.gz"))
+        suite = unpack(sdist, tmp)
         lan = Lan(Path(tmp) / "lan").start()
         server = None
         workers: list[subprocess.Popen] = []

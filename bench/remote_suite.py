@@ -32,16 +32,29 @@ SDIST = "pluggy-1.6.0.tar.gz"
 TARGET = 2.0
 
 
-def main(argv: list[str]) -> int:
-    args = _parse(argv)
+def sdist_path() -> str | None:
+    """pluggy's sdist in the test cache, or None (said on stdout) when it is not there."""
     sdist = os.path.join(os.environ.get("SANDBOX_TEST_CACHE", "/opt/sandbox-tests"), "sdist", SDIST)
     if not os.path.exists(sdist):
         print(f"no {sdist}: run scripts/test-cache.sh first")
+        return None
+    return sdist
+
+
+def unpack(sdist: str, tmp: str) -> str:
+    """The suite's directory, unpacked under ``tmp``."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp, filter="data")
+    return os.path.join(tmp, SDIST.removesuffix(".tar.gz"))
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    sdist = sdist_path()
+    if sdist is None:
         return 125
     with tempfile.TemporaryDirectory(prefix="remote-suite-") as tmp:
-        with tarfile.open(sdist) as tar:
-            tar.extractall(tmp, filter="data")
-        suite = os.path.join(tmp, SDIST.removesuffix(".tar.gz"))
+        suite = unpack(sdist, tmp)
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         workers = _start_workers(args.redis, queue, args.workers)
         try:
