@@ -31,7 +31,9 @@ class Terminal:
         self.dir = tempfile.mkdtemp(prefix="pytest-sandbox-tmux-")
         self.socket = os.path.join(self.dir, "tmux")
         env = {k: os.environ[k] for k in os.environ if k.startswith("SANDBOX_")}
-        env.update(PYTHONPATH=REPO, PS1="host$ ", TERM="xterm", HOME=self.dir)
+        # HISTFILE: bash hung up by kill-server would write its history into HOME while
+        # close() removes it, and a file made during the removal leaves the directory behind
+        env.update(PYTHONPATH=REPO, PS1="host$ ", TERM="xterm", HOME=self.dir, HISTFILE="/dev/null")
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         self._tmux("new-session", "-d", "-x", str(cols), "-y", str(rows),
                    f"env -i PATH={shlex.quote(os.environ['PATH'])} {exports} bash --norc --noprofile")
@@ -93,4 +95,9 @@ class Terminal:
             self._tmux("kill-server")
         except (AssertionError, subprocess.TimeoutExpired):
             pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        deadline = time.monotonic() + 10  # the server's processes may still be ending
+        while True:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if not os.path.exists(self.dir) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
