@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from ..import_sources import SOURCES, file_kind, os_error_text
 from ..units import format_size
 
 
@@ -87,7 +88,6 @@ def remote_import(args: argparse.Namespace, client) -> int:
 
 
 #: What `image import` reads (as the engine's importer says it).
-SOURCES = "a directory, a tar archive (plain, gzip, xz, bzip2 or zstd) or - for standard input"
 
 
 def _archive(path: str) -> bytes:
@@ -105,23 +105,11 @@ def _archive(path: str) -> bytes:
         if stat.S_ISDIR(mode):
             return _pack_directory(path)
         if not stat.S_ISREG(mode):
-            raise ImageError(f"cannot import {path}: it is {_kind(mode)}; accepted: {SOURCES}")
+            raise ImageError(f"cannot import {path}: it is {file_kind(mode)}; accepted: {SOURCES}")
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        why = "no such file or directory" if isinstance(exc, FileNotFoundError) else (
-            exc.strerror or str(exc)).lower()
-        raise ImageError(f"cannot import {path}: {why}") from None
-
-
-def _kind(mode: int) -> str:
-    import stat
-
-    for test, text in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return text
-    return "not a regular file"
+        raise ImageError(f"cannot import {path}: {os_error_text(exc)}") from None
 
 
 def _pack_directory(path: str) -> bytes:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from ..errors import ImageError
+from ..import_sources import SOURCES, file_kind, os_error_text
 from . import layout
 from .layers import layer_from_tar
 from .oci import ImageConfig
@@ -26,7 +27,6 @@ from .stored import StoredImage, write_image
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: What `image import` reads, for the message that refuses anything else.
-SOURCES = "a directory, a tar archive (plain, gzip, xz, bzip2 or zstd) or - for standard input"
 
 
 def import_rootfs(source: str, ref_text: str, *, replace: bool = False, bounds=None) -> StoredImage:
@@ -87,15 +87,15 @@ def open_source(source: str) -> tuple[str, Any]:
     try:
         st = os.stat(source)
     except OSError as exc:
-        raise ImageError(f"cannot import {source}: {_strerror(exc)}") from None
+        raise ImageError(f"cannot import {source}: {os_error_text(exc)}") from None
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        raise ImageError(f"cannot import {source}: it is {_kind(st.st_mode)}; accepted: {SOURCES}")
+        raise ImageError(f"cannot import {source}: it is {file_kind(st.st_mode)}; accepted: {SOURCES}")
     if stat.S_ISDIR(st.st_mode):
         _refuse_the_store(source)
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ImageError(f"cannot import {source}: {_strerror(exc)}") from None
+        raise ImageError(f"cannot import {source}: {os_error_text(exc)}") from None
     now = os.fstat(fd)
     if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
         os.close(fd)
@@ -115,15 +115,3 @@ def _refuse_the_store(source: str) -> None:
                          "an import writes to; accepted: a directory outside it")
 
 
-def _kind(mode: int) -> str:
-    for test, text in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return text
-    return "not a regular file"
-
-
-def _strerror(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file or directory"
-    return (exc.strerror or str(exc)).lower()
