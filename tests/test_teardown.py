@@ -1,11 +1,13 @@
 """Teardown after every kind of ending: nothing is left behind (the leak check verifies)."""
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -219,6 +221,45 @@ def test_the_parents_stay_while_another_process_runs_a_sandbox(own_parent):
         assert _parents_left(own_parent)  # ours still uses them
     own_parent.remove_parents()  # what this process's exit does
     assert _parents_left(own_parent) == []
+
+
+def test_a_sandbox_planned_while_another_thread_makes_the_parents_shares_them(own_parent, monkeypatch):
+    """Two threads start sandboxes at once on parents nobody has made yet (a class's seats):
+    the one that found them missing sees the other make them and shares them, rather than
+    waiting for an exclusive lock that the other's live sandbox keeps from it."""
+    from sandbox.cgroups.base import _open_dir
+    from sandbox.spec import Limits
+
+    other = _open_dir(own_parent.parent_paths()[0])  # the other thread's lock, held from now on
+    fcntl.flock(other, fcntl.LOCK_SH)
+    waiting, planned, failed = threading.Event(), [], []
+    prepare = own_parent._prepare_parents_exclusively
+
+    def waits_for_the_exclusive_lock(first):
+        waiting.set()
+        prepare(first)
+
+    monkeypatch.setattr(own_parent, "_prepare_parents_exclusively", waits_for_the_exclusive_lock)
+
+    def plan():
+        try:
+            planned.append(own_parent.plan(f"share-{os.getpid()}", Limits()))
+        except SandboxError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=plan)
+    thread.start()
+    try:
+        assert waiting.wait(30)  # it found the parents missing
+        own_parent._prepare_parents()  # the other thread makes them
+        thread.join(60)
+        assert not failed, failed
+        assert planned and planned[0].parents_lock >= 0
+    finally:
+        thread.join()
+        for cgroup in planned:
+            cgroup.remove()
+        os.close(other)
 
 
 @pytest.mark.no_leak_check

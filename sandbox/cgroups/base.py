@@ -235,6 +235,12 @@ class CgroupHierarchy(ABC):
             self._prepare_parents_exclusively(first)
 
     def _prepare_parents_exclusively(self, first: str) -> None:
+        """Make the parents under the exclusive lock, unless someone makes them meanwhile.
+
+        Whoever made them keeps a shared lock for as long as its sandbox runs
+        (another thread of this process, too), so waiting for the exclusive
+        lock alone would wait for that sandbox's end.
+        """
         fd = _open_dir(first)
         try:
             deadline = time.monotonic() + PREPARE_WAIT
@@ -243,6 +249,8 @@ class CgroupHierarchy(ABC):
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if _still_there(first, fd) and self._parents_ready():
+                        return  # made by whoever holds the lock: share it
                     if time.monotonic() > deadline:
                         raise LimitError(f"cannot set up the cgroup parents ({first}): running "
                                          f"sandboxes hold them, yet one is missing") from None
