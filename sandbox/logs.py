@@ -37,7 +37,11 @@ class LogRecord:
 
     @classmethod
     def from_json(cls, line: str) -> "LogRecord":
-        obj = json.loads(line)
+        return cls.from_dict(json.loads(line))
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> "LogRecord":
+        """The record of ``to_json``'s object (as a log file or the daemon's SSE carry it)."""
         data = base64.b64decode(obj["b64"]) if "b64" in obj else obj.get("data", "").encode()
         return cls(obj.get("stream", "stdout"), obj.get("time", 0.0), data)
 

@@ -4,8 +4,8 @@
   job event's sequence number) so a client that lost the connection sends
   ``Last-Event-ID`` and gets exactly what follows, the data one JSON line.
 - Multiplexed (``application/vnd.docker.multiplexed-stream``): Docker's
-  framing for output without a terminal, 8 bytes (stream type 1 stdout or
-  2 stderr, three zeros, the length big-endian) then the bytes.
+  framing for output without a terminal, 8 bytes (stream type 0 stdin, 1
+  stdout or 2 stderr, three zeros, the length big-endian) then the bytes.
 - Text: the bytes as they came, both streams together, optionally each
   record prefixed with its time.
 """
@@ -23,7 +23,7 @@ from sandbox import LogRecord
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
-STREAM_TYPES = {"stdout": 1, "stderr": 2}
+STREAM_TYPES = {"stdin": 0, "stdout": 1, "stderr": 2}
 
 
 def data_fields(data: bytes) -> dict[str, str]:

@@ -42,6 +42,11 @@ def test_create_start_wait_delete(daemon):
         assert ended["exit_code"] == 3 and ended["result"]["cause"] == "exited"
         assert c.get(f"/v1/sandboxes/{sid}/logs").content == b"out\nerr\n"
         assert c.get(f"/v1/sandboxes/{sid}/logs", params={"stderr": "false"}).content == b"out\n"
+        assert c.get(f"/v1/sandboxes/{sid}/logs", params={"since": time.time() + 60}).content == b""
+        assert c.get(f"/v1/sandboxes/{sid}/logs", params={"since": 0}).content == b"out\nerr\n"
+        for since in ("nan", "soon"):
+            bad = c.get(f"/v1/sandboxes/{sid}/logs", params={"since": since})
+            assert bad.status_code == 400 and bad.json()["field"] == "since", bad.text
         detail = c.get(f"/v1/sandboxes/{sid}").json()
         assert detail["status"] == "exited (3)" and detail["spec"]["image"] == "busybox"
         assert c.delete(f"/v1/sandboxes/{sid}").json() == {"id": sid}

@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -89,6 +91,27 @@ def test_ps_logs_rm_of_a_running_sandbox(daemon):
         holder.stdout.close()
         holder.stderr.close()
     assert holder.returncode == 137
+
+
+def test_logs_since_and_timestamps_both_ways(daemon):
+    """`logs --timestamps` and `--since` (a time, a duration ago, the future, nonsense) of a
+    detached sandbox print the same through the daemon as here."""
+    made = local_cli("run", "-d", "--name", "stamped", "busybox", "--", "sh", "-c",
+                     "echo one; echo err >&2; sleep 1.2; echo two")
+    assert made.returncode == 0, made.stderr
+    try:
+        wait_for(lambda: b"two" in local_cli("logs", "stamped").stdout)
+        stamped = same(daemon, "logs", "--timestamps", "stamped")
+        lines = stamped.stdout.decode().splitlines()
+        assert [line.split()[1] for line in lines] == ["one", "two"]
+        assert re.fullmatch(rb"\d{4}-\d\d-\d\dT[0-9:.]+Z err\n", stamped.stderr)
+        two_at = datetime.strptime(lines[1].split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert same(daemon, "logs", "--since", f"{two_at.timestamp():.6f}", "stamped").stdout == b"two\n"
+        assert same(daemon, "logs", "--since", "1h", "stamped").stdout == b"one\ntwo\n"
+        assert same(daemon, "logs", "--since", str(time.time() + 60), "stamped").stdout == b""
+        assert same(daemon, "logs", "--since", "yesterday", "stamped").returncode == 125
+    finally:
+        local_cli("rm", "-f", "stamped")
 
 
 def test_images_and_networks(daemon):

@@ -81,6 +81,23 @@ def test_other_detach_keys_and_exec_it_through_the_daemon(daemon, term):
     assert local_cli("rm", "-f", "it").returncode == 0
 
 
+def test_logs_stdin_through_the_daemon_shows_what_was_typed(daemon, term):
+    term.type(f"{remote(daemon)} run -it --log-stdin -d --name it busybox")
+    term.wait_re(r"^[0-9a-f]{12}$")
+    term.type(f"{remote(daemon)} attach it")
+    time.sleep(1)  # the attach shows nothing until the shell writes
+    term.type("echo typed-here")
+    term.wait_re(r"^typed-here$")
+    term.send("C-p", "C-q")
+    term.wait_for("detached from")
+    there = daemon.cli("logs", "--stdin", "it")
+    assert there.returncode == 0, there.stderr
+    assert there.stdout == local_cli("logs", "--stdin", "it").stdout
+    assert b"echo typed-here\r" in there.stdout
+    assert b"echo typed-here\r" not in daemon.cli("logs", "it").stdout.replace(b"\r\n", b"")
+    assert local_cli("rm", "-f", "it").returncode == 0
+
+
 @pytest.mark.no_leak_check  # the client is killed: its guard cleans up, checked below
 def test_an_attached_client_killed_with_sigkill_leaves_a_detached_sandbox_running(daemon, term):
     from tests.conftest import leaks_since, snapshot

@@ -39,33 +39,19 @@ def stamp(when: float) -> str:
     return datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class LogView:
-    """What of one sandbox's log has been printed so far."""
+class LogPrinter:
+    """Prints log records as `sandbox logs` shows them: filtered by stream and time, each
+    line stamped with ``--timestamps``; whether the records come from a log file here
+    (``LogView``) or from a daemon."""
 
-    def __init__(self, sdir: state.SandboxDir, *, since: str | None = None,
-                 timestamps: bool = False, stdin: bool = False) -> None:
-        self.sdir = sdir
+    def __init__(self, *, since: str | None = None, timestamps: bool = False,
+                 stdin: bool = False) -> None:
         self.since = parse_since(since)
         self.timestamps = timestamps
         self.streams = {"stdout", "stderr"} | ({"stdin"} if stdin else set())
-        self.pos = 0
         self._line_start = {"stdout": True, "stderr": True, "stdin": True}
 
-    def print_new(self) -> None:
-        """Print the whole records added since the last call."""
-        try:
-            with open(self.sdir.log_path, "rb") as f:
-                f.seek(self.pos)
-                for line in f:
-                    if not line.endswith(b"\n"):
-                        break  # being written
-                    self.pos += len(line)
-                    if b'"stream": "sandbox"' not in line:
-                        self._show(LogRecord.from_json(line.decode()))
-        except FileNotFoundError:  # nothing written yet, or the sandbox is gone
-            pass
-
-    def _show(self, rec: LogRecord) -> None:
+    def show(self, rec: LogRecord) -> None:
         if rec.stream not in self.streams or (self.since and rec.time < self.since):
             return
         out = sys.stderr.buffer if rec.stream == "stderr" else sys.stdout.buffer
@@ -85,6 +71,29 @@ class LogView:
             out += piece
             self._line_start[rec.stream] = piece.endswith(b"\n")
         return bytes(out)
+
+
+class LogView:
+    """What of one sandbox's log file has been printed so far."""
+
+    def __init__(self, sdir: state.SandboxDir, printer: LogPrinter) -> None:
+        self.sdir = sdir
+        self.printer = printer
+        self.pos = 0
+
+    def print_new(self) -> None:
+        """Print the whole records added since the last call."""
+        try:
+            with open(self.sdir.log_path, "rb") as f:
+                f.seek(self.pos)
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break  # being written
+                    self.pos += len(line)
+                    if b'"stream": "sandbox"' not in line:
+                        self.printer.show(LogRecord.from_json(line.decode()))
+        except FileNotFoundError:  # nothing written yet, or the sandbox is gone
+            pass
 
     def still_running(self) -> bool:
         """Whether more can come: its supervisor runs, or its owner (a foreground run)."""

@@ -78,8 +78,7 @@ def logs(args: argparse.Namespace) -> int:
     from .. import state
     from .logview import LogView
 
-    view = LogView(state.resolve(args.sandbox), since=args.since, timestamps=args.timestamps,
-                   stdin=args.stdin)
+    view = LogView(state.resolve(args.sandbox), _printer(args))
     while True:
         view.print_new()
         if not args.follow or not view.still_running():
@@ -89,28 +88,19 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def remote_logs(args: argparse.Namespace, client) -> int:
-    from ..client import DaemonError
-    from ..client.api.sandboxes import frames
+    from ..logs import LogRecord
 
-    for flag, given in (("--since", args.since), ("--timestamps", args.timestamps),
-                        ("--stdin", args.stdin)):
-        if given:
-            raise DaemonError(f"`sandbox logs {flag}` does not go through a daemon yet: run it "
-                              "without SANDBOX_HOST/--host, on the daemon's host")
-
-    response = client.sandboxes.logs(args.sandbox, follow=args.follow)
-    try:
-        for stream, data in frames(response):
-            _write(stream, data)
-    finally:
-        response.close()
+    printer = _printer(args)  # a bad --since is refused before anything is sent
+    for record in client.sandboxes.records(args.sandbox, follow=args.follow, stdin=args.stdin,
+                                           since=printer.since):
+        printer.show(LogRecord.from_dict(record))
     return 0
 
 
-def _write(stream: str, data: bytes) -> None:
-    out = sys.stdout.buffer if stream == "stdout" else sys.stderr.buffer
-    out.write(data)
-    out.flush()
+def _printer(args: argparse.Namespace):
+    from .logview import LogPrinter
+
+    return LogPrinter(since=args.since, timestamps=args.timestamps, stdin=args.stdin)
 
 
 def rm(args: argparse.Namespace) -> int:

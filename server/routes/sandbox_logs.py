@@ -1,8 +1,10 @@
 """A sandbox's output: GET /v1/sandboxes/{ref}/logs, and the attach WebSocket.
 
-Logs: history, and with ``follow`` what comes until the sandbox ends; as
-SSE (``format=sse`` or ``Accept: text/event-stream``; ``Last-Event-ID``
-resumes), as Docker's multiplexed frames, or as plain chunked text. For a
+Logs: history, and with ``follow`` what comes until the sandbox ends
+(``since``: from a time on; ``stdin``: what was typed too, when it was
+logged); as SSE (``format=sse`` or ``Accept: text/event-stream``;
+``Last-Event-ID`` resumes), as Docker's multiplexed frames, or as plain
+chunked text. For a
 sandbox of the host that the daemon did not make (admins only), its log
 file is read, and followed while its owner lives, as `sandbox logs -f` does.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -63,6 +66,10 @@ HANGUP_GRACE = 2.0
     "text/plain": {}, "text/event-stream": {}, MULTIPLEXED: {}}}})
 async def logs(ref: str, caller: Reader, engine: EngineDep, follow: bool = False,
                stdout: bool = True, stderr: bool = True, timestamps: bool = False,
+               stdin: Annotated[bool, Query(description="also what was typed, when it was "
+                                                        "logged (`run -d --log-stdin`)")] = False,
+               since: Annotated[float | None, Query(description="only what came at or after "
+                                                          "this time (epoch seconds)")] = None,
                format: Annotated[str | None, Query(description="text, sse or multiplexed")] = None,
                accept: Annotated[str | None, Header()] = None,
                last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
@@ -70,12 +77,14 @@ async def logs(ref: str, caller: Reader, engine: EngineDep, follow: bool = False
     kind = format or ("sse" if "text/event-stream" in (accept or "") else "text")
     if kind not in FORMATS:
         raise ApiError(400, f"invalid format {kind!r}: expected {', '.join(FORMATS)}", field="format")
+    if since is not None and not math.isfinite(since):
+        raise ApiError(400, f"invalid since {since!r}: expected epoch seconds", field="since")
     start = _resume_index(last_event_id) if kind == "sse" else 0
-    streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+    streams = {s for s, on in (("stdout", stdout), ("stderr", stderr), ("stdin", stdin)) if on}
     held = find(engine, caller, ref)
     records = (held.logs.follow(start, follow=follow) if held is not None
                else await _file_records(ref, follow))
-    body = _encode(records, kind, streams, timestamps)
+    body = _encode(records, kind, streams, timestamps, since)
     media = {"sse": "text/event-stream", "multiplexed": MULTIPLEXED}.get(kind, "text/plain")
     return StreamingResponse(body, media_type=media, headers=SSE_HEADERS if kind == "sse" else None)
 
@@ -90,9 +99,9 @@ def _resume_index(last_event_id: str | None) -> int:
 
 
 async def _encode(records: AsyncIterator[tuple[int, LogRecord]], kind: str, streams: set[str],
-                  timestamps: bool) -> AsyncIterator[bytes]:
+                  timestamps: bool, since: float | None) -> AsyncIterator[bytes]:
     async for index, record in records:
-        if record.stream not in streams:
+        if record.stream not in streams or (since is not None and record.time < since):
             continue
         if kind == "sse":
             yield record_sse(index, record)

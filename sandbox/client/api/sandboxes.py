@@ -3,10 +3,12 @@ stats, exec; /v1/execs."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from ..http1 import Response
-from ..transport import Transport, segment
+from ..transport import Transport, iter_sse, segment
 
 
 class SandboxesAPI:
@@ -64,21 +66,34 @@ class SandboxesAPI:
         return self.t.request("GET", f"/v1/sandboxes/{segment(ref)}/stats")
 
     def logs(self, ref: str, *, follow: bool = False, format: str = "multiplexed",
-             stdout: bool = True, stderr: bool = True) -> Response:
-        """The log as a stream: ``multiplexed`` frames (see ``frames``), ``text``, or ``sse``."""
+             stdout: bool = True, stderr: bool = True, stdin: bool = False,
+             since: float | None = None) -> Response:
+        """The log as a stream: ``multiplexed`` frames (see ``frames``), ``text``, or ``sse``
+        (see ``records``); ``since``: only what came at or after it (epoch seconds)."""
         return self.t.stream("GET", f"/v1/sandboxes/{segment(ref)}/logs",
                              query={"follow": follow, "format": format, "stdout": stdout,
-                                    "stderr": stderr})
+                                    "stderr": stderr, "stdin": stdin, "since": since})
+
+    def records(self, ref: str, *, follow: bool = False, stdin: bool = False,
+                since: float | None = None) -> Iterator[dict[str, Any]]:
+        """The log's records as the daemon keeps them: dicts of ``stream``, ``time`` (epoch
+        seconds) and ``data`` (text) or ``b64`` (other bytes), as a log file's lines."""
+        response = self.logs(ref, follow=follow, format="sse", stdin=stdin, since=since)
+        try:
+            for _event, _ident, data in iter_sse(response):
+                yield json.loads(data)
+        finally:
+            response.close()
 
 
 #: The stream types of a multiplexed frame, as Docker numbers them.
-STREAM_TYPES = {1: "stdout", 2: "stderr"}
+STREAM_TYPES = {0: "stdin", 1: "stdout", 2: "stderr"}
 
 
 def frames(response: Response):
     """(stream, bytes) for each frame of a multiplexed log: an 8-byte header, then the data.
 
-    The header is Docker's: the stream type (1 stdout, 2 stderr), three zero
+    The header is Docker's: the stream type (0 stdin, 1 stdout, 2 stderr), three zero
     bytes, and the length of the data as a big-endian 32-bit number.
     """
     while True:
