@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 STREAMS = ("stdout", "stderr")
 
@@ -40,7 +40,7 @@ class LogRecord:
         return cls.from_dict(json.loads(line))
 
     @classmethod
-    def from_dict(cls, obj: dict) -> "LogRecord":
+    def from_dict(cls, obj: dict[str, Any]) -> "LogRecord":
         """The record of ``to_json``'s object (as a log file or the daemon's SSE carry it)."""
         data = base64.b64decode(obj["b64"]) if "b64" in obj else obj.get("data", "").encode()
         return cls(obj.get("stream", "stdout"), obj.get("time", 0.0), data)
