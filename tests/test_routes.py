@@ -241,6 +241,37 @@ def test_a_user_namespace_is_made_before_the_overlays_and_entered_before_the_use
     assert ("set_sysctl", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0") in kernel.calls
 
 
+def test_the_user_namespace_s_helper_is_reaped_after_the_setup_before_the_init_forks():
+    """The helper the namespace was made with is killed at once but reaped only once the
+    setup is done (it needs the CPU to end: the init does not wait for it meanwhile), and
+    before the init's first child, which takes its pid (2): the command, a first target,
+    or a held container's target."""
+    plan = make_plan(userns="auto")
+    hooks = names_of(plan.hooks)
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel)
+    names = kernel.names()
+    assert names.count("reap_userns_helper") == 1
+    assert names.index("make_userns") < names.index("pivot_root") < names.index("reap_userns_helper")
+    assert names[names.index("reap_userns_helper") - len(hooks):names.index("close_host_netlink")] == [
+        *hooks, "reap_userns_helper"]
+
+    first_target = RecordingKernel()
+    run_until_exit(first_target, init.fresh_main, plan, FDS, PARENT, first_target, lambda: 4)
+    names = first_target.names()
+    assert names.index("reap_userns_helper") < names.index("fork")
+
+    held = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan._replace(hold=True)), list(FDS))],
+                                    "read": [spare.GO, b""]})
+    run_until_exit(held, spare.spare_main, 5, spare.spare_flags(plan.unshare_flags), PARENT, None, held)
+    names = held.names()
+    assert names.index("read") < names.index("reap_userns_helper") < names.index("enter_userns")
+
+    kernel = RecordingKernel()
+    run_until_exit(kernel, init.fresh_main, make_plan(), FDS, PARENT, kernel)
+    assert "reap_userns_helper" not in kernel.names()  # no namespace, no helper
+
+
 def test_a_held_init_in_a_user_namespace_enters_it_before_it_says_held():
     plan = make_plan(userns="auto")._replace(hold=True)
     kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plan), list(FDS))],

@@ -114,6 +114,20 @@ def test_a_python_target_runs_in_the_namespace_on_every_route(spawn_mode):
     assert not leases()
 
 
+def _alone_with_its_init() -> int:
+    pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit())
+    return 0 if pids == [1, os.getpid()] else 1
+
+
+def test_a_python_target_finds_no_process_but_its_init_on_every_route(spawn_mode):
+    """The helper the namespace was made with is reaped before the init's first child
+    (forked by the init, or into a held container by its owner) starts."""
+    spec = SandboxSpec(image="host", command=["python-target"], userns="auto")
+    for _ in range(2):
+        with Sandbox(spec, target=_alone_with_its_init, log_file=False) as box:
+            assert box.wait().exit_code == 0
+
+
 def test_the_host_image_is_writable_and_its_secrets_stay_hidden():
     r = sh("echo x >> /etc/motd && tail -1 /etc/motd; wc -c < /etc/shadow; id -un; "
            "python3 -c 'import os; print(os.getuid())'", image="host")

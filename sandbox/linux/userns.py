@@ -12,6 +12,12 @@ the range's first ids as its owner (the effective ids at clone time), so
 the kernel's per-user counts above it (inotify instances, user namespaces)
 are the sandbox's own, not root's.
 
+The helper is reaped later (``Helper.reap``, before this process forks
+again), not at once: a killed task still has to be scheduled to end, and a
+newly cloned one waits on whichever CPU the scheduler put it, behind what
+runs there (the idle CPU of a waiting parent does not pull it), so waiting
+for it here cost a scheduler slice whenever the other CPU was busy.
+
 ``idmapped_mount`` clones a tree (open_tree(2)), gives it the namespace's
 mapping (mount_setattr(2) with MOUNT_ATTR_IDMAP: files owned by 0 on disk
 show as the range's first id) and attaches it (move_mount(2)).
@@ -27,7 +33,7 @@ import signal
 
 from .syscalls import CLONE_NEWUSER, _CapDataPair, _CapHeader, _check, _MountAttr
 
-__all__ = ["idmapped_mount", "make_user_namespace", "set_fs_ids"]
+__all__ = ["Helper", "idmapped_mount", "make_user_namespace", "set_fs_ids"]
 
 _CLONE_VM = 0x100
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # every architecture
@@ -63,8 +69,9 @@ _setfsuid = _libc.setfsuid
 _setfsgid = _libc.setfsgid
 
 
-def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> int:
-    """A new user namespace with these maps, owned by ``owner`` (uid, gid): its fd.
+def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> tuple[int, Helper]:
+    """A new user namespace with these maps, owned by ``owner`` (uid, gid): its fd, and
+    the helper it was made with, killed, for the caller to reap before it forks again.
 
     Only from a single-threaded process with CAP_SETUID, CAP_SETGID (and
     real uid 0, to take its effective ids back).
@@ -78,26 +85,48 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> i
                 os.write(fd, text.encode())
             finally:
                 os.close(fd)
-        return os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
+        ns_fd = os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        _forget_pid(pid)
+        raise
+    os.kill(pid, signal.SIGKILL)
+    return ns_fd, Helper(pid, _open_last_pid())
 
 
-def _forget_pid(pid: int) -> None:
-    """In a pid namespace's init: hand the helper's pid out again next (ns_last_pid,
-    pid_namespaces(7)), so the command is still the init's first child, pid 2."""
-    if os.getpid() != 1:
-        return
-    try:
-        fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+class Helper:
+    """The killed helper a user namespace was made with, until ``reap`` collects it."""
+
+    def __init__(self, pid: int, last_pid_fd: int) -> None:
+        self.pid = pid
+        #: /proc/sys/kernel/ns_last_pid, opened while /proc was still the host's (it is
+        #: read-only in the container by the time the helper is reaped), or -1.
+        self.last_pid_fd = last_pid_fd
+
+    def reap(self) -> None:
+        """Wait for the helper's end (usually over by now); in a pid namespace's init,
+        hand its pid out again next (ns_last_pid, pid_namespaces(7)), so the command is
+        still the init's first child, pid 2."""
+        os.waitpid(self.pid, 0)
+        if self.last_pid_fd < 0:
+            return
         try:
-            os.write(fd, b"%d" % (pid - 1))
+            os.write(self.last_pid_fd, b"%d" % (self.pid - 1))
+        except OSError:
+            pass  # pids merely go on from the helper's
         finally:
-            os.close(fd)
+            os.close(self.last_pid_fd)
+            self.last_pid_fd = -1
+
+
+def _open_last_pid() -> int:
+    """ns_last_pid of this process's pid namespace for writing, if it is the namespace's init."""
+    if os.getpid() != 1:
+        return -1
+    try:
+        return os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
-        pass  # pids merely go on from the helper's
+        return -1
 
 
 def _pid_in_proc(pid: int) -> int:

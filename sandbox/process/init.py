@@ -93,6 +93,9 @@ def finish(plan: Plan, kernel: Kernel, target: Target | None = None,
     console socket of a plan whose command has a terminal.
     """
     steps.run(plan.hooks, kernel)
+    if plan.exec.userns is not None:
+        in_step("make the user namespace", kernel.reap_userns_helper)  # before any fork: pid 2
+        kernel.mark("reap the user namespace's helper")
     kernel.close_host_netlink()  # if no step used it: it must never reach the command
     kernel.set_name(NAME)
     kernel.set_cmdline(NAME)  # not the host's paths and command line, in /proc/1/cmdline

@@ -64,6 +64,9 @@ class Kernel:
         self.userns_fd = -1
         #: True once this process is in the sandbox's user namespace.
         self.in_userns = False
+        #: The killed helper ``make_userns`` made the namespace with, until
+        #: ``reap_userns_helper`` collects it (before this process forks again).
+        self.userns_helper: userns.Helper | None = None
 
     def child(self, *, trace: bool = False) -> Kernel:
         """The Kernel of a process forked from this one (it starts with nothing done ahead)."""
@@ -340,7 +343,13 @@ class Kernel:
 
     def make_userns(self, uid_map: str, gid_map: str, owner: tuple[int, int]) -> None:
         """Make the sandbox's user namespace (``userns_fd``), without entering it."""
-        self.userns_fd = userns.make_user_namespace(uid_map, gid_map, owner)
+        self.userns_fd, self.userns_helper = userns.make_user_namespace(uid_map, gid_map, owner)
+
+    def reap_userns_helper(self) -> None:
+        """Collect the helper ``make_userns`` killed, so the next child takes its pid."""
+        if self.userns_helper is not None:
+            self.userns_helper.reap()
+            self.userns_helper = None
 
     def idmapped_mount(self, source: str, target: str, attrs: int, recursive: bool) -> None:
         """Mount a copy of ``source`` on ``target``, its ids mapped as ``userns_fd``'s."""

@@ -13,7 +13,9 @@ namespace's fd gives the image its ids:
              a namespace the host owns), as Docker sets them
     userns   make the namespace: clone a paused helper into it, write its
              uid_map and gid_map (the parent writes them: user_namespaces(7)),
-             keep ns/user open, kill the helper          (Kernel.make_userns);
+             keep ns/user open, kill the helper          (Kernel.make_userns;
+             it is reaped once the setup is done, before the init's first
+             child, which takes its pid: Kernel.reap_userns_helper);
              then take the range's first ids as this process's filesystem
              ids (its capabilities kept): what the setup makes from here on
              (the overlays' work dirs and copy-ups, which an overlay does as
