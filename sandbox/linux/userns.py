@@ -47,8 +47,12 @@ MOUNT_ATTR_IDMAP = 0x100000
 _STACK_SIZE = 16384
 
 _libc = ctypes.CDLL(None, use_errno=True)
+#: glibc's clone(fn, stack, flags, arg, parent_tid): with CLONE_PIDFD the kernel puts a
+#: pidfd of the child in *parent_tid (Linux 5.2)
 _clone = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                          ctypes.c_void_p, use_errno=True)(("clone", _libc))
+                          ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), use_errno=True)(("clone", _libc))
+_CLONE_PIDFD = 0x1000
+_PIDFD = ctypes.c_int(-1)
 #: The helper's whole program: pause(3), called by libc's clone wrapper on the helper's stack.
 _PAUSE = ctypes.cast(_libc.pause, ctypes.c_void_p)
 #: Made at import (in the zygote), not in each container's freshly forked first process.
@@ -76,9 +80,9 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> t
     Only from a single-threaded process with CAP_SETUID, CAP_SETGID (and
     real uid 0, to take its effective ids back).
     """
-    pid = _clone_helper(owner)
+    pid, pidfd = _clone_helper(owner)
     try:
-        proc = f"/proc/{_pid_in_proc(pid)}"
+        proc = f"/proc/{_pid_in_proc(pidfd)}"
         for name, text in (("uid_map", uid_map), ("gid_map", gid_map)):
             fd = os.open(f"{proc}/{name}", os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -90,6 +94,8 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> t
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    finally:
+        os.close(pidfd)
     os.kill(pid, signal.SIGKILL)
     return ns_fd, Helper(pid, _open_last_pid())
 
@@ -129,26 +135,27 @@ def _open_last_pid() -> int:
         return -1
 
 
-def _pid_in_proc(pid: int) -> int:
-    """``pid`` (in our pid namespace) as the /proc mounted here numbers it.
+def _pid_in_proc(pidfd: int) -> int:
+    """The pid of ``pidfd``'s process as the /proc mounted here numbers it.
 
     A container's first process is pid 1 of its own namespace while /proc is
     still the host's: the ``Pid:`` line of a pidfd's fdinfo is in the
     namespace of the procfs it is read from (proc(5)).
     """
-    pidfd = os.pidfd_open(pid)
+    fd = os.open(f"/proc/self/fdinfo/{pidfd}", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pid:"):
-                    return int(line.split()[1])
+        info = os.read(fd, 4096)
     finally:
-        os.close(pidfd)
-    raise OSError(3, f"process {pid} is not in this /proc")
+        os.close(fd)
+    start = info.find(b"\nPid:")
+    if start < 0:
+        raise OSError(3, "the helper is not in this /proc")
+    return int(info[start + 5:info.index(b"\n", start + 5)])
 
 
-def _clone_helper(owner: tuple[int, int]) -> int:
-    """Clone the paused helper into a new user namespace owned by ``owner``; its pid.
+def _clone_helper(owner: tuple[int, int]) -> tuple[int, int]:
+    """Clone the paused helper into a new user namespace owned by ``owner``; its pid and
+    a pidfd of it.
 
     Nothing but this process's SIGKILL is ever sent to the helper (it is in
     no session or process group of its own, and its pid is known only here),
@@ -157,14 +164,15 @@ def _clone_helper(owner: tuple[int, int]) -> int:
     os.setegid(owner[1])
     os.seteuid(owner[0])  # the new namespace's owner; effective capabilities drop meanwhile
     try:
-        pid = _clone(_PAUSE, _STACK_TOP, CLONE_NEWUSER | _CLONE_VM | signal.SIGCHLD, None)
+        pid = _clone(_PAUSE, _STACK_TOP, CLONE_NEWUSER | _CLONE_VM | _CLONE_PIDFD | signal.SIGCHLD,
+                     None, ctypes.byref(_PIDFD))
         err = ctypes.get_errno()
     finally:
         os.seteuid(0)  # capabilities come back with uid 0 (capabilities(7))
         os.setegid(0)
     if pid < 0:
         raise OSError(err, f"clone(CLONE_NEWUSER): {os.strerror(err)}")
-    return pid
+    return pid, _PIDFD.value
 
 
 def idmapped_mount(source: str, target: str, userns_fd: int, attrs: int = 0,
