@@ -367,17 +367,25 @@ def pip_cache(url: str, runs: int, env: dict[str, str], tmp: str) -> tuple[list[
 
 def pipelines(url: str, args: argparse.Namespace, env: dict[str, str], tmp: str) -> None:
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-    with_service, plain = services(url, args.service_runs, env)
-    print(f"submit -> first step line, median of {args.service_runs}: with a Redis service "
+    if args.service_runs > 0:
+        _print_services(ms, *services(url, args.service_runs, env), args.service_runs)
+    if args.pip_runs > 0:
+        _print_pip(ms, pip_cache(url, args.pip_runs, env, tmp), args.pip_runs)
+
+
+def _print_services(ms, with_service: list[float], plain: list[float], runs: int) -> None:
+    print(f"submit -> first step line, median of {runs}: with a Redis service "
           f"{ms(with_service):6.1f} ms, without {ms(plain):6.1f} ms, difference "
           f"{ms(with_service) - ms(plain):6.1f} ms, ratio {ms(with_service) / ms(plain):.2f}")
-    timed = pip_cache(url, args.pip_runs, env, tmp)
+
+
+def _print_pip(ms, timed: tuple[list[float], list[float]] | str, runs: int) -> None:
     if isinstance(timed, str):
         print(f"pip install with a cache: {timed}")
         return
     hits, misses = timed
     print(f"pip install of {len(REQUIREMENTS.split())} requirements, job duration, median of "
-          f"{args.pip_runs}: cache hit {ms(hits):7.1f} ms, miss (download) {ms(misses):7.1f} ms, "
+          f"{runs}: cache hit {ms(hits):7.1f} ms, miss (download) {ms(misses):7.1f} ms, "
           f"ratio {ms(hits) / ms(misses):.2f}")
 
 

@@ -8,6 +8,7 @@ check here is a function returning a Check; none changes the host.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -241,6 +242,20 @@ def check_deep_images() -> Check:
                  "a Linux 6.8 or later kernel", required=False)
 
 
+def check_isolated_networks(release: str | None = None) -> Check:
+    """Whether bridge ports can be isolated (IFLA_BRPORT_ISOLATED, Linux 4.18+): what keeps the
+    members of an isolated network (`network create --isolated`, a class's) apart."""
+    release = release or os.uname().release
+    numbers = re.match(r"(\d+)\.(\d+)", release)
+    version = (int(numbers.group(1)), int(numbers.group(2))) if numbers else (0, 0)
+    if version >= (4, 18):
+        return Check("isolated networks", True, f"bridge ports can be isolated (Linux {release})",
+                     required=False)
+    return Check("isolated networks", False, f"Linux {release} cannot isolate bridge ports: a "
+                 "sandbox on an isolated network (a class's, `network create --isolated`) fails "
+                 "at its start", "a Linux 4.18 or later kernel", required=False)
+
+
 def check_rlimits() -> Check:
     import resource
 
@@ -272,7 +287,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("overlay", "modprobe overlay"),
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,
-        check_deep_images, check_rlimits, check_migration_latency,
+        check_deep_images, check_isolated_networks, check_rlimits, check_migration_latency,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

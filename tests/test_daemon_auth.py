@@ -47,6 +47,9 @@ def test_a_student_cannot_see_or_kill_another_students_sandbox(tcp_daemon):
         assert a.get(f"/v1/sandboxes/{mine}").json()["owner"] == "alice"
         assert [s["id"] for s in t.get("/v1/sandboxes").json()] == [mine]
         assert t.delete(f"/v1/sandboxes/{mine}", params={"force": "true"}).json() == {"id": mine}
+        for method, path in (("GET", "/stats"), ("POST", "/resize?rows=9&cols=9")):
+            r = t.request(method, f"/v1/sandboxes/{mine}{path}")  # gone: 404, not "not made here"
+            assert r.status_code == 404 and "no such sandbox" in r.json()["message"], (path, r.text)
 
 
 def test_detached_sandboxes_and_execs_are_their_makers_own(tcp_daemon):

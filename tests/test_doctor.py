@@ -11,12 +11,12 @@ import sys
 import pytest
 
 from sandbox.cgroups import CgroupV2
-from sandbox.doctor import cgroup_v2_check, filesystem_type, run_checks
+from sandbox.doctor import cgroup_v2_check, check_isolated_networks, filesystem_type, run_checks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^(ok  |warn|FAIL)  (?P<name>[a-z0-9][a-z0-9 -]*): (?P<detail>.+)$")
 CHECKS = ["root", "cgroups", "device filter", "overlay", "tmpfs", "namespaces", "netlink", "state root",
-          "busybox image", "rlimits"]
+          "busybox image", "rlimits", "isolated networks"]
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess:
@@ -110,6 +110,16 @@ def test_the_file_system_of_a_path_is_its_deepest_mount_and_the_last_stacked_one
     escaped = str(spaced).replace(" ", "\\040")  # as the kernel writes it
     mountinfo.write_text(MOUNTINFO + f"28 22 0:24 / {escaped} rw shared:6 - ramfs ramfs rw\n")
     assert filesystem_type(str(spaced / "run"), str(mountinfo)) == "ramfs"
+
+
+def test_isolated_networks_need_linux_4_18_and_say_what_fails_without():
+    for release in ("4.18.0-553.el8", "6.1.0-57-amd64", "10.0"):
+        check = check_isolated_networks(release)
+        assert check.ok and release in check.detail, release
+    for release in ("4.14.336", "3.10.0-1160.el7.x86_64", "unknown"):
+        check = check_isolated_networks(release)
+        assert not check.ok and not check.required and "4.18" in check.fix, release
+        assert "isolated network" in check.detail and release in check.detail, release
 
 
 def test_live_state_off_a_tmpfs_is_a_warning_with_the_fix(monkeypatch):

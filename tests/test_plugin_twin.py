@@ -19,6 +19,9 @@ import sys
 
 import pytest
 
+from jobs import connect
+from jobs.store import list_jobs
+
 from .helpers import UNRELATED_PLUGINS_OFF, cached, live_name, sandbox_cli, wait_for
 from .jobs_support import ROOT, queue, redis_url, workers  # noqa: F401 - fixtures
 
@@ -262,14 +265,17 @@ def test_sandbox_redis_under_xdist_still_sends_tests_to_remote_workers(pytester,
         import os, pytest
 
         @pytest.mark.sandbox
-        @pytest.mark.parametrize("i", range(3))
+        @pytest.mark.parametrize("i", range(12))
         def test_remote(i):
             assert os.getpid() < 10
     """)
     result = pytester.runpytest_subprocess(*HERMETIC, "-n", "2", "--sandbox-redis", redis_url,
                                            "--sandbox-queue", queue, timeout=300)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=12)
     assert not made(pytester)  # pytest_sandbox_ready is not called for remote tests
+    # each xdist worker sends what it holds when a test's turn comes, not one test per batch
+    batches = [job for job in list_jobs(connect(redis_url), 1000) if job.get("queue") == queue]
+    assert 2 <= len(batches) < 12, [job.get("name") for job in batches]
 
 
 KILLED = """

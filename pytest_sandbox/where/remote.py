@@ -12,8 +12,8 @@ shows them in its own order. When a batch has ended and another still has
 tests it has not started, the second half of those is stolen: the other
 batch is told (``jobs.tell``) to stop there, says where it stopped, and the
 rest goes to a new batch, for the worker that is free. A test that was not
-expected (a pytest-xdist worker learns of its tests one by one) is a batch
-of its own, submitted when its turn comes. Jobs still queued or running when
+expected (a pytest-xdist worker learns of its tests a few at a time) goes,
+when its turn comes, in a batch with the tests the worker holds by then. Jobs still queued or running when
 the session ends early (``-x``, Ctrl-C) are cancelled.
 
 Redis unreachable at the start, or a rootdir too big to travel, is one
@@ -109,6 +109,7 @@ class QueueRunner:
         self._closing = False
         self._capacity = 1  # the workers listening when the tests were submitted
         self._packed: bytes | None = None
+        self._marked: set = set()  # under pytest-xdist: this worker's marked tests
 
     def expect(self, items: list) -> None:
         """Submit the marked tests now, one batch per worker: they run while we wait."""
@@ -123,13 +124,17 @@ class QueueRunner:
                 self._submit(chunk, spec)
 
     def collected(self, items: list) -> None:
-        pass  # each test is a batch of its own, submitted when its turn comes
+        """A pytest-xdist worker's marked tests: it runs those it is handed, submitted in
+        batches of what it holds when a test's turn comes (``handed_here``)."""
+        self._marked = set(items)
 
     def run(self, item, nextitem) -> Outcome:
         if item not in self._where and item not in self.problems:
             spec = self._spec(item)
             if spec is not None:
-                self._submit([item], spec)
+                key = batch_key(spec)
+                self._submit([item, *(other for other in handed_here(self.config)
+                                      if self._unsent(other, key))], spec)
         if item in self.problems:
             return _failed(item, self.problems.pop(item))
         found = self._wait_for(item)
@@ -156,6 +161,13 @@ class QueueRunner:
             thread.join(30)
 
     # -- submitting ---------------------------------------------------------------
+
+    def _unsent(self, item, key) -> bool:
+        """Whether ``item`` is marked, not yet submitted, and of the spec ``key`` names."""
+        if item not in self._marked or item in self._where or item in self.problems:
+            return False
+        spec = self._spec(item)
+        return spec is not None and batch_key(spec) == key
 
     def _spec(self, item):
         try:
@@ -296,6 +308,27 @@ class QueueRunner:
                 self._changed.notify_all()
                 return
         self._submit(rest, batch.spec)
+
+
+#: pytest-xdist's schedulers that never take back a test they handed out (``worksteal`` does:
+#: a test sent in a batch and then stolen would run twice).
+KEEPING_SCHEDULERS = ("load", "loadscope", "loadfile", "loadgroup", "each", "no")
+
+
+def handed_here(config) -> list:
+    """The tests a pytest-xdist worker has been handed and not yet run, in its order (none
+    when the scheduler may take them back, or xdist keeps them where this cannot see)."""
+    if config.getoption("dist", "no") not in KEEPING_SCHEDULERS:
+        return []
+    worker = next((plugin for plugin in config.pluginmanager.get_plugins()
+                   if type(plugin).__name__ == "WorkerInteractor"), None)
+    lock = getattr(getattr(worker, "torun", None), "lock", None)
+    items = getattr(getattr(worker, "session", None), "items", None)
+    if not callable(lock) or items is None:
+        return []
+    with lock() as pending:
+        indices = [getattr(worker, "nextitem_index", None), *pending]
+    return [items[i] for i in indices if isinstance(i, int) and 0 <= i < len(items)]
 
 
 def _chunks(items: list, count: int) -> Iterator[list]:

@@ -23,6 +23,7 @@ from sandbox import (
     kill_sandbox,
     remove_sandbox,
     restart_sandbox,
+    sandbox_log,
     sandbox_rows,
     start_sandbox,
     stop_sandbox,
@@ -74,8 +75,11 @@ def find(engine: Engine, caller: Caller, ref: str) -> Held | None:
 
 
 def held_or_409(engine: Engine, caller: Caller, ref: str) -> Held:
+    """The held sandbox ``ref`` names; 404 when no sandbox of the host has that name, 409 when
+    one has but the daemon did not make it (an admin's view of the host's others)."""
     held = find(engine, caller, ref)
     if held is None:
+        sandbox_log(ref)  # StateError "no such sandbox" (404) when the host has none either
         raise StateError(f"sandbox {ref} was not made by this daemon: it can only be removed here",
                          hint="`sandbox rm -f` it")
     return held
