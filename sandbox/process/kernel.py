@@ -198,9 +198,10 @@ class Kernel:
     def write(self, fd: int, data: bytes) -> int:
         return os.write(fd, data)
 
-    def send_fds(self, sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
-        """Send one message with ``fds`` on unix socket ``sock_fd``."""
-        unix.send_fds(sock_fd, data, fds)
+    def send_fds(self, sock: int | socket.socket, data: bytes,
+                 fds: list[int] | tuple[int, ...]) -> None:
+        """Send one message with ``fds`` on unix socket ``sock`` (an object or an fd)."""
+        unix.send_fds(sock, data, fds)
 
     def recv_fds(self, sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
         """One message on unix socket ``sock`` (an object or an fd) and the fds that came
