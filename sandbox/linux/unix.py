@@ -13,16 +13,25 @@ import os
 import socket
 
 _INT_SIZE = array.array("i").itemsize
+# Plain ints, not the socket module's MsgFlag members: ``flags & MSG_CTRUNC`` with an
+# IntFlag runs the enum module's Python code, whose objects every forking server and
+# freshly forked child would then write, and so copy (bench/README.md).
+_MSG_CMSG_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
 
 
-def send_fds(sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
-    """Send ``data`` with ``fds`` attached on socket ``sock_fd`` (a copy of each
-    arrives at the other end)."""
-    sock = socket.socket(fileno=sock_fd)
-    try:
+def send_fds(sock: int | socket.socket, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
+    """Send ``data`` with ``fds`` attached on socket ``sock`` (an object, or an fd): a
+    copy of each arrives at the other end. As in ``recv_fds``, a socket object is used
+    as it is: no object is made per message."""
+    if isinstance(sock, socket.socket):
         socket.send_fds(sock, [data], list(fds))
+        return
+    wrapped = socket.socket(fileno=sock)
+    try:
+        socket.send_fds(wrapped, [data], list(fds))
     finally:
-        sock.detach()
+        wrapped.detach()
 
 
 def recv_fds(sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
@@ -36,19 +45,19 @@ def recv_fds(sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, 
     """
     if isinstance(sock, socket.socket):
         data, ancdata, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
-                                               socket.MSG_CMSG_CLOEXEC)
+                                               _MSG_CMSG_CLOEXEC)
     else:
         wrapped = socket.socket(fileno=sock)
         try:
             data, ancdata, flags, _ = wrapped.recvmsg(size, socket.CMSG_SPACE(maxfds * _INT_SIZE),
-                                                      socket.MSG_CMSG_CLOEXEC)
+                                                      _MSG_CMSG_CLOEXEC)
         finally:
             wrapped.detach()
     fds = array.array("i")
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[:len(payload) - (len(payload) % _INT_SIZE)])
-    if flags & socket.MSG_CTRUNC or len(fds) > maxfds:
+    if flags & _MSG_CTRUNC or len(fds) > maxfds:
         for fd in fds:
             os.close(fd)
         raise OSError(f"more file descriptors came with a message than the {maxfds} expected")

@@ -108,7 +108,7 @@ class ForkServer:
             # the plan is unpickled in the child, without the steps only its init runs
             slim = plan._replace(ops=(), hooks=(), pre_ops=())
             request = pickle.dumps((key, pickle.dumps(slim)))
-            self.kernel.send_fds(self.sock.fileno(), request, [*fds.passed(), init_pidfd, sock_fd])
+            self.kernel.send_fds(self.sock, request, [*fds.passed(), init_pidfd, sock_fd])
         except OSError:
             self.close()
             return None

@@ -13,6 +13,11 @@ spare: the namespaces unshared, ``lo`` up, /proc, /dev and /sys staged, a
 netlink socket opened in the host's network namespace): the steps ask it,
 so no module global changes what a step does. One Kernel per process; a
 forked child gets its own (``Kernel.child``).
+
+A method that only passes its arguments on is the wrapped function itself
+(a staticmethod): a freshly forked process copies every page it writes,
+and a Python wrapper's function and code objects are written (reference
+counts) at each call, so each layer costs copied pages in every fork.
 """
 
 from __future__ import annotations
@@ -79,25 +84,19 @@ class Kernel:
 
     # -- this process ------------------------------------------------------------
 
-    def set_pdeathsig(self, sig: int) -> None:
-        linux.set_pdeathsig(sig)
+    set_pdeathsig = staticmethod(linux.set_pdeathsig)
 
-    def setsid(self) -> None:
-        os.setsid()
+    setsid = staticmethod(os.setsid)
 
-    def set_name(self, name: str) -> None:
-        """The process's name (comm)."""
-        linux.set_name(name)
+    #: The process's name (comm).
+    set_name = staticmethod(linux.set_name)
 
-    def set_cmdline(self, text: str) -> None:
-        """What /proc/PID/cmdline shows for this process."""
-        linux.set_cmdline(text)
+    #: What /proc/PID/cmdline shows for this process.
+    set_cmdline = staticmethod(linux.set_cmdline)
 
-    def set_dumpable(self, dumpable: bool) -> None:
-        linux.set_dumpable(dumpable)
+    set_dumpable = staticmethod(linux.set_dumpable)
 
-    def set_signal(self, sig: int, handler: object) -> None:
-        _signal.signal(sig, handler)
+    set_signal = staticmethod(_signal.signal)
 
     def reset_signals(self) -> None:
         """Default dispositions and an empty mask: Python ignores SIGPIPE and the
@@ -118,17 +117,14 @@ class Kernel:
             if os.environ.get(name) != value:
                 os.environ[name] = value
 
-    def exit(self, status: int) -> NoReturn:
-        os._exit(status)
+    exit = staticmethod(os._exit)
 
     # -- processes ---------------------------------------------------------------
 
-    def fork(self) -> int:
-        return os.fork()
+    fork = staticmethod(os.fork)
 
-    def fork_new_pidns(self, own_pidns_fd: int) -> int:
-        """Fork a child that is pid 1 of a new pid namespace."""
-        return linux.unshare_pid_and_fork(own_pidns_fd)
+    #: Fork a child that is pid 1 of a new pid namespace.
+    fork_new_pidns = staticmethod(linux.unshare_pid_and_fork)
 
     def fork_into_pidns(self, pidfd: int, own_pidns_fd: int, sibling: bool = False) -> int:
         """Fork a child into the pid namespace of ``pidfd``'s process; with ``sibling``
@@ -149,8 +145,7 @@ class Kernel:
         """Wait for child ``pid``; its wait status."""
         return os.waitpid(pid, 0)[1]
 
-    def kill(self, pid: int, sig: int) -> None:
-        os.kill(pid, sig)
+    kill = staticmethod(os.kill)
 
     def wait_any(self) -> tuple[int, int]:
         """waitpid(-1): (pid, wait status); ChildProcessError when no child is left."""
@@ -166,8 +161,7 @@ class Kernel:
             if pid == 0:
                 return
 
-    def pidfd_open(self, pid: int) -> int:
-        return os.pidfd_open(pid)
+    pidfd_open = staticmethod(os.pidfd_open)
 
     # -- file descriptors --------------------------------------------------------
 
@@ -175,43 +169,33 @@ class Kernel:
         """A close-on-exec pipe: (read end, write end)."""
         return os.pipe2(os.O_CLOEXEC)
 
-    def dup(self, fd: int) -> int:
-        return os.dup(fd)
+    dup = staticmethod(os.dup)
 
     def dup_above(self, fd: int, lowest: int) -> int:
         """A close-on-exec copy of ``fd`` numbered ``lowest`` or above."""
         return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
 
-    def dup2(self, fd: int, to: int, inheritable: bool = True) -> None:
-        os.dup2(fd, to, inheritable=inheritable)
+    dup2 = staticmethod(os.dup2)
 
-    def close(self, fd: int) -> None:
-        os.close(fd)
+    close = staticmethod(os.close)
 
-    def close_range(self, low: int, high: int) -> None:
-        """Close every fd from ``low`` up to, not including, ``high``."""
-        os.closerange(low, high)
+    #: Close every fd from ``low`` up to, not including, ``high``.
+    close_range = staticmethod(os.closerange)
 
-    def open(self, path: str, flags: int) -> int:
-        return os.open(path, flags)
+    open = staticmethod(os.open)
 
-    def read(self, fd: int, size: int) -> bytes:
-        return os.read(fd, size)
+    read = staticmethod(os.read)
 
-    def write(self, fd: int, data: bytes) -> int:
-        return os.write(fd, data)
+    write = staticmethod(os.write)
 
-    def send_fds(self, sock_fd: int, data: bytes, fds: list[int] | tuple[int, ...]) -> None:
-        """Send one message with ``fds`` on unix socket ``sock_fd``."""
-        unix.send_fds(sock_fd, data, fds)
+    #: Send one message with ``fds`` on unix socket ``sock`` (an object or an fd).
+    send_fds = staticmethod(unix.send_fds)
 
-    def recv_fds(self, sock: int | socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
-        """One message on unix socket ``sock`` (an object or an fd) and the fds that came
-        with it (close-on-exec)."""
-        return unix.recv_fds(sock, size, maxfds)
+    #: One message on unix socket ``sock`` (an object or an fd) and the fds that came
+    #: with it (close-on-exec).
+    recv_fds = staticmethod(unix.recv_fds)
 
-    def fchown(self, fd: int, uid: int, gid: int) -> None:
-        os.fchown(fd, uid, gid)
+    fchown = staticmethod(os.fchown)
 
     # -- terminals -----------------------------------------------------------------
 
@@ -220,25 +204,20 @@ class Kernel:
         checked by fd, the peer reached from the master (``linux.pty.open_pty``)."""
         return pty.open_pty("/dev/pts")
 
-    def set_window_size(self, fd: int, rows: int, cols: int) -> None:
-        pty.set_window_size(fd, rows, cols)
+    set_window_size = staticmethod(pty.set_window_size)
 
-    def set_controlling_tty(self, fd: int) -> None:
-        """Make terminal ``fd`` the controlling terminal of this session (its leader)."""
-        pty.set_controlling_tty(fd)
+    #: Make terminal ``fd`` the controlling terminal of this session (its leader).
+    set_controlling_tty = staticmethod(pty.set_controlling_tty)
 
     # -- namespaces and cgroups ----------------------------------------------------
 
-    def unshare(self, flags: int) -> None:
-        linux.unshare(flags)
+    unshare = staticmethod(linux.unshare)
 
-    def namespace_ids(self, ns_dir_fd: int, names: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
-        """(device, inode) of this process's namespaces ``names``, read through an fd on
-        its /proc/PID/ns (opened before it left the host's mount namespace)."""
-        return namespace_ids(ns_dir_fd, names)
+    #: (device, inode) of this process's namespaces ``names``, read through an fd on
+    #: its /proc/PID/ns (opened before it left the host's mount namespace).
+    namespace_ids = staticmethod(namespace_ids)
 
-    def setns(self, fd: int, flags: int) -> None:
-        linux.setns(fd, flags)
+    setns = staticmethod(linux.setns)
 
     def join_cgroup(self, procs_files: tuple[str, ...], pid: int = 0) -> None:
         """Move process ``pid`` (0: this one) into the sandbox's cgroup(s), one
@@ -256,27 +235,19 @@ class Kernel:
 
     # -- mounts and the files of the new root ----------------------------------------
 
-    def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
-              data: str | None) -> None:
-        linux.mount(source, target, fstype, flags, data)
+    mount = staticmethod(linux.mount)
 
-    def umount(self, target: str, flags: int) -> None:
-        linux.umount(target, flags)
+    umount = staticmethod(linux.umount)
 
-    def mount_setattr(self, path: str, attrs: int, recursive: bool) -> None:
-        linux.mount_setattr(path, attrs, recursive)
+    mount_setattr = staticmethod(linux.mount_setattr)
 
-    def pivot_root(self, new_root: str, put_old: str) -> None:
-        linux.pivot_root(new_root, put_old)
+    pivot_root = staticmethod(linux.pivot_root)
 
-    def mount_overlay(self, target: str, lowers: tuple[str, ...], upper: str, work: str,
-                      options: tuple[tuple[str, str], ...], flags: int) -> None:
-        """An overlay through fsopen/fsconfig(lowerdir+): for stacks too deep for one
-        mount(2) option page."""
-        linux.mount_overlay(target, lowers, upper, work, options, flags)
+    #: An overlay through fsopen/fsconfig(lowerdir+): for stacks too deep for one
+    #: mount(2) option page.
+    mount_overlay = staticmethod(linux.mount_overlay)
 
-    def chdir(self, path: str) -> None:
-        os.chdir(path)
+    chdir = staticmethod(os.chdir)
 
     def mkdir(self, path: str, mode: int) -> None:
         """Make a directory with exactly ``mode`` (the umask aside); an existing one is kept."""
@@ -306,8 +277,7 @@ class Kernel:
 
     # -- network -----------------------------------------------------------------------
 
-    def sethostname(self, name: str) -> None:
-        linux.sethostname(name)
+    sethostname = staticmethod(linux.sethostname)
 
     def loopback_up(self) -> None:
         linux.loopback_up()
@@ -333,11 +303,9 @@ class Kernel:
         """A NETLINK_ROUTE socket in the current network namespace."""
         return rtnetlink.open_socket()
 
-    def netlink_request(self, sock: socket.socket, data: bytes, what: str) -> None:
-        rtnetlink.request(sock, data, what)
+    netlink_request = staticmethod(rtnetlink.request)
 
-    def interface_index(self, name: str) -> int:
-        return socket.if_nametoindex(name)
+    interface_index = staticmethod(socket.if_nametoindex)
 
     # -- user namespace and seccomp ---------------------------------------------------------
 
@@ -355,9 +323,8 @@ class Kernel:
         """Mount a copy of ``source`` on ``target``, its ids mapped as ``userns_fd``'s."""
         userns.idmapped_mount(source, target, self.userns_fd, attrs, recursive)
 
-    def set_fs_ids(self, uid: int, gid: int) -> None:
-        """The filesystem ids mounts made now record as their mounter's."""
-        userns.set_fs_ids(uid, gid)
+    #: The filesystem ids mounts made now record as their mounter's.
+    set_fs_ids = staticmethod(userns.set_fs_ids)
 
     def keep_userns(self, fd: int) -> None:
         """Keep ``fd``, a pidfd of a process in the sandbox's user namespace, for
@@ -393,9 +360,8 @@ class Kernel:
         poller.register(fd, select.POLLOUT)
         return any(event & select.POLLERR for _, event in poller.poll(0))
 
-    def load_seccomp(self, program: bytes, flags: int) -> None:
-        """Install a program compiled by the owner: one seccomp(2) call, no library."""
-        seccomp.load_filter(program, flags)
+    #: Install a program compiled by the owner: one seccomp(2) call, no library.
+    load_seccomp = staticmethod(seccomp.load_filter)
 
     # -- credentials ---------------------------------------------------------------------
 
@@ -407,19 +373,15 @@ class Kernel:
             hard = min(hard, current)
         resource.setrlimit(res, (min(soft, hard), hard))
 
-    def drop_bounding_caps(self, keep_mask: int, last_cap: int) -> None:
-        linux.drop_bounding_caps(keep_mask, last_cap)
+    drop_bounding_caps = staticmethod(linux.drop_bounding_caps)
 
-    def clear_ambient_caps(self) -> None:
-        linux.clear_ambient_caps()
+    clear_ambient_caps = staticmethod(linux.clear_ambient_caps)
 
     def set_ids(self, uid: int, gid: int, groups: tuple[int, ...]) -> None:
         os.setgroups(groups)
         os.setgid(gid)
         os.setuid(uid)
 
-    def set_caps(self, effective: int, permitted: int, inheritable: int) -> None:
-        linux.set_caps(effective, permitted, inheritable)
+    set_caps = staticmethod(linux.set_caps)
 
-    def set_no_new_privs(self) -> None:
-        linux.set_no_new_privs()
+    set_no_new_privs = staticmethod(linux.set_no_new_privs)

@@ -102,8 +102,7 @@ class ZygoteClient:
     def spawn(self, plan: Plan, fds: ChildFds) -> tuple[int, int]:
         """Have the zygote fork a fresh init: (pid, pidfd). Under self.lock."""
         try:
-            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("spawn", plan)),
-                                 fds.passed())
+            self.kernel.send_fds(self.sock, pickle.dumps(("spawn", plan)), fds.passed())
         except OSError as exc:
             raise HostError(f"the zygote process failed: {exc}") from exc
         pid, (pidfd,) = self._reply()
@@ -114,7 +113,7 @@ class ZygoteClient:
         (``enter``): (pid, pidfd). Under self.lock."""
         self._spare = self._pending_spare()  # replies come in order: a spare's is due first
         try:
-            self.kernel.send_fds(self.sock.fileno(), pickle.dumps(("enter", plan)),
+            self.kernel.send_fds(self.sock, pickle.dumps(("enter", plan)),
                                  [*fds.passed(), init_pidfd])
         except OSError as exc:
             raise HostError(f"the zygote process failed: {exc}") from exc

@@ -99,7 +99,7 @@ class Spare:
     def hand_over(self, plan: Plan, fds: ChildFds) -> None:
         """Send the plan: the spare starts on its mounts; its pid and pidfd are now
         the caller's. OSError if it is gone before it got the plan. Call ``release`` next."""
-        self.kernel.send_fds(self.sock.fileno(), pickle.dumps(plan), fds.passed())
+        self.kernel.send_fds(self.sock, pickle.dumps(plan), fds.passed())
 
     def release(self, plan: Plan) -> None:
         """Join the spare to the plan's cgroup, then let it go on (or fail at "join cgroup").

@@ -74,7 +74,7 @@ def serve_one(kernel: Kernel, sock: socket.socket) -> bool:
     for fd in fds:
         os.close(fd)
     try:
-        kernel.send_fds(sock.fileno(), pickle.dumps(reply), out_fds)
+        kernel.send_fds(sock, pickle.dumps(reply), out_fds)
     finally:
         for fd in out_fds:
             os.close(fd)
