@@ -5,16 +5,16 @@ when the session knows its tests (``expect``, after collection) they are
 cut, in the session's order, into one batch per worker listening on the
 queue (tests of the same spec only: ``queue_job.batch_key``), each one job
 (``queue_job.batch_job``): its worker collects the batch once and runs each
-test in namespaces of its own (``pytest_sandbox.batch``), writing a line
-per test to the job's log as the test ends. A thread per job follows its
-log, so each test's outcome is here as soon as it ended there; the session
-shows them in its own order. When a batch has ended and another still has
-tests it has not started, the second half of those is stolen: the other
-batch is told (``jobs.tell``) to stop there, says where it stopped, and the
-rest goes to a new batch, for the worker that is free. A test that was not
-expected (a pytest-xdist worker learns of its tests a few at a time) goes,
-when its turn comes, in a batch with the tests the worker holds by then. Jobs still queued or running when
-the session ends early (``-x``, Ctrl-C) are cancelled.
+test in namespaces of its own (``pytest_sandbox.batch``), writing a line per
+test to the job's log as the test ends. A thread per job follows its log, so
+each test's outcome is here as soon as it ended there; the session shows
+them in its own order. When a batch has ended and another still has tests it
+has not started, the second half of those is stolen: the other batch is told
+(``jobs.tell``) to stop there, says where it stopped, and the rest goes to a
+new batch, for the worker that is free. A test that was not expected (a
+pytest-xdist worker learns of its tests a few at a time) goes, when its turn
+comes, in a batch with the tests the worker holds by then. Jobs still queued
+or running when the session ends early (``-x``, Ctrl-C) are cancelled.
 
 Redis unreachable at the start, or a rootdir too big to travel, is one
 usage error; a job lost later (Redis gone, results expired) fails its

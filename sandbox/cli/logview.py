@@ -11,11 +11,14 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from .. import state
 from ..errors import SpecError, StateError
 from ..logs import LogRecord
 from ..units import parse_duration
+
+if TYPE_CHECKING:  # the daemon's client prints with LogPrinter and loads no engine module
+    from .. import state
 
 
 def parse_since(text: str | None, now: float | None = None) -> float | None:
