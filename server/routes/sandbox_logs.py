@@ -4,9 +4,9 @@ Logs: history, and with ``follow`` what comes until the sandbox ends
 (``since``: from a time on; ``stdin``: what was typed too, when it was
 logged); as SSE (``format=sse`` or ``Accept: text/event-stream``;
 ``Last-Event-ID`` resumes), as Docker's multiplexed frames, or as plain
-chunked text. For a
-sandbox of the host that the daemon did not make (admins only), its log
-file is read, and followed while its owner lives, as `sandbox logs -f` does.
+chunked text. For a sandbox of the host that the daemon did not make (admins
+only), its log file is read, and followed while its owner lives, as `sandbox
+logs -f` does.
 
 Attach (WebSocket ``/v1/sandboxes/{ref}/attach``): the daemon sends each
 output record as a binary message, its first byte the stream (1 stdout,
