@@ -272,7 +272,7 @@ class SandboxTable:
                                  hint="stop it first, or use `sandbox rm -f` to kill it")
             try:
                 held.sandbox.kill(signal.SIGKILL)
-            except StateError:
+            except (StateError, OSError):  # its process was reaped and closed meanwhile
                 pass  # it ended meanwhile: its thread tears it down all the same
             held.ended.wait(30)
         self.drop(held)
