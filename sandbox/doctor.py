@@ -8,7 +8,6 @@ check here is a function returning a Check; none changes the host.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -245,10 +244,10 @@ def check_deep_images() -> Check:
 def check_isolated_networks(release: str | None = None) -> Check:
     """Whether bridge ports can be isolated (IFLA_BRPORT_ISOLATED, Linux 4.18+): what keeps the
     members of an isolated network (`network create --isolated`, a class's) apart."""
+    from .security.profile import kernel_version
+
     release = release or os.uname().release
-    numbers = re.match(r"(\d+)\.(\d+)", release)
-    version = (int(numbers.group(1)), int(numbers.group(2))) if numbers else (0, 0)
-    if version >= (4, 18):
+    if (kernel_version(release) or (0, 0)) >= (4, 18):
         return Check("isolated networks", True, f"bridge ports can be isolated (Linux {release})",
                      required=False)
     return Check("isolated networks", False, f"Linux {release} cannot isolate bridge ports: a "

@@ -199,7 +199,7 @@ def _check_syscall(source: str, call: object, where: str) -> None:
             raise _bad(source, f"{where}.{key}", "an object with caps, arches or minKernel")
         _check_strings(source, rule.get("caps") or [], f"{where}.{key}.caps")
         _check_strings(source, rule.get("arches") or [], f"{where}.{key}.arches")
-        if "minKernel" in rule and _kernel_version(rule["minKernel"]) is None:
+        if "minKernel" in rule and kernel_version(rule["minKernel"]) is None:
             raise _bad(source, f"{where}.{key}.minKernel", 'a kernel version like "4.8"')
 
 
@@ -224,7 +224,8 @@ def _check_int(source: str, value: object, where: str, *, optional: bool = False
         raise _bad(source, where, f"a whole number from 0 to {top}")
 
 
-def _kernel_version(text: object) -> tuple[int, int] | None:
+def kernel_version(text: object) -> tuple[int, int] | None:
+    """(major, minor) of a kernel release like ``6.1.0-57-amd64``; None if it is not one."""
     if not isinstance(text, str):
         return None
     major, _, rest = text.partition(".")
@@ -247,7 +248,7 @@ def resolve(profile: Profile, caps: frozenset[str], *, arch: str | None = None,
     by default), as Docker's daemon resolves them."""
     data = profile.data
     arch = arch or go_arch()
-    kernel = kernel or _kernel_version(os.uname().release) or (0, 0)
+    kernel = kernel or kernel_version(os.uname().release) or (0, 0)
     rules = []
     for call in data.get("syscalls") or []:
         if _applies(call, caps, arch, kernel):
@@ -283,14 +284,14 @@ def _applies(call: dict, caps: frozenset[str], arch: str, kernel: tuple[int, int
         return False
     if any(cap in caps for cap in excludes.get("caps") or ()):
         return False
-    if "minKernel" in excludes and kernel >= _kernel_version(excludes["minKernel"]):  # type: ignore[operator]
+    if "minKernel" in excludes and kernel >= kernel_version(excludes["minKernel"]):  # type: ignore[operator]
         return False
     includes = call.get("includes") or {}
     if includes.get("arches") and arch not in includes["arches"]:
         return False
     if not all(cap in caps for cap in includes.get("caps") or ()):
         return False
-    return not ("minKernel" in includes and kernel < _kernel_version(includes["minKernel"]))  # type: ignore[operator]
+    return not ("minKernel" in includes and kernel < kernel_version(includes["minKernel"]))  # type: ignore[operator]
 
 
 def _arches(data: dict, arch: str) -> tuple[str, ...]:
