@@ -76,9 +76,16 @@ class Monitor:
         self._status_buf = b""
         self._open = {status_r, *self.streams, *([stdin[0]] if stdin and stdin[0] >= 0 else [])}
         self._thread: threading.Thread | None = None  # made by start() only: run_here needs none
+        self._on_done: Callable[[], None] | None = None
 
-    def start(self) -> None:
-        """Run the loop in a thread of its own."""
+    def start(self, on_done: Callable[[], None] | None = None) -> None:
+        """Run the loop in a thread of its own; ``on_done`` runs there once it has ended.
+
+        ``on_done`` saves an owner that must act on the end (tear the sandbox
+        down, keep its result) a thread of its own: in a busy process a new
+        thread waits for the GIL before it even reports that it started.
+        """
+        self._on_done = on_done
         thread = threading.Thread(target=self._run, name="sandbox-monitor", daemon=True)
         thread.start()
         self._thread = thread
@@ -103,8 +110,8 @@ class Monitor:
         signal the kernel gave the monitor's thread waits until the main
         thread wakes. A join without a timeout would hold it indefinitely.
         """
-        if self._thread is None:
-            return self.done.is_set()
+        if self._thread is None or self._thread is threading.current_thread():
+            return self.done.is_set()  # no thread, or asked by ``on_done`` in the loop's own
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._thread.is_alive():
             left = WAKE_INTERVAL if deadline is None else min(WAKE_INTERVAL, deadline - time.monotonic())
@@ -145,6 +152,8 @@ class Monitor:
                                     "ended before it started the command"}
             self.started.set()
             self.done.set()
+        if self._on_done is not None:
+            self._on_done()
 
     def _close(self, fd: int) -> None:
         self._open.discard(fd)

@@ -205,12 +205,16 @@ class Sandbox:
         assert self.cgroup is not None
         self.cgroup.remove()
 
-    def start(self, *, background: bool = True) -> None:
+    def start(self, *, background: bool = True,
+              on_ended: Callable[[Sandbox], None] | None = None) -> None:
         """Start the command; raises SetupError if the container could not be made.
 
         With ``background=False`` no monitor thread is started: wait() then
         runs the monitor loop in the calling thread (what run() does: one
         thread fewer, and a single-threaded caller stays single-threaded).
+        ``on_ended(sandbox)`` (background only): called in the monitor's thread
+        once the command has ended, where wait() returns at once and destroy()
+        may be called; it must not raise. Not called when start raises.
         """
         if self.state != "created":
             raise StateError(f"sandbox {self.id} cannot start from state {self.state}")
@@ -231,9 +235,17 @@ class Sandbox:
             on_exit=self._read_stats, terminal=terminal, idle_timeout=limits.idle_timeout,
         )
         if background:
-            self._monitor.start()
+            self._monitor.start(on_done=None if on_ended is None else self._ended_callback(on_ended))
             self._monitor.wait_started()
             self._raise_start_error()
+
+    def _ended_callback(self, on_ended: Callable[[Sandbox], None]) -> Callable[[], None]:
+        """``on_ended`` for the monitor, skipped for a start that failed (start raises)."""
+        def done() -> None:
+            assert self._monitor is not None
+            if self._monitor.start_error is None:
+                on_ended(self)
+        return done
 
     def _take_input(self, stdio: ContainerStdio) -> int:
         """Live input's fd from ``stdio`` (``liveinput.take_input``); the master's copy

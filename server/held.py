@@ -163,12 +163,13 @@ class SandboxTable:
         return held
 
     def start(self, held: Held) -> None:
-        """Start its command; a thread waits for its end and tears it down."""
+        """Start its command; its monitor's thread tears it down at its end."""
         if held.status != "created":
             raise StateError(f"sandbox {held.id} is {held.status}, not created",
                              hint="create a new one to run again")
+        held.status = "running"  # before: a short command can end before start returns
         try:
-            held.sandbox.start(background=True)
+            held.sandbox.start(background=True, on_ended=lambda _sandbox: self._wait(held))
         except BaseException as exc:
             held.error = str(exc)
             self._end(held, None)
@@ -178,10 +179,9 @@ class SandboxTable:
             if held.stdin_r is not None:  # the container has its own copy now
                 os.close(held.stdin_r)
                 held.stdin_r = None
-        held.status = "running"
-        threading.Thread(target=self._wait, args=(held,), name=f"wait-{held.id}", daemon=True).start()
 
     def _wait(self, held: Held) -> None:
+        """Its end, in its monitor's thread: keep the result, tear it down."""
         result = None
         try:
             result = held.sandbox.wait()
