@@ -80,7 +80,7 @@ engine:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
 
 if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them at run time
     from .doctor import run_checks as host_checks
@@ -363,7 +363,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

@@ -22,7 +22,11 @@ translated at the boundary with ``raise ... from exc``.
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SandboxError(Exception):

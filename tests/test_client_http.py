@@ -432,12 +432,15 @@ def test_the_cli_as_a_client_loads_neither_the_engine_nor_http_client(serve, tmp
                      "except SystemExit as end:\n"
                      "    print(end.code, json.dumps(sorted(sys.modules)), file=sys.stderr)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO), SANDBOX_HOST=server.host)
-    result = subprocess.run([sys.executable, str(probe)], env=env, capture_output=True, timeout=60)
+    # -S: what site imports here (this host's .pth files import typing) is not the client's
+    result = subprocess.run([sys.executable, "-S", str(probe)], env=env, capture_output=True,
+                            timeout=60)
     assert result.stdout == b"hi\n"
     code, _, modules = result.stderr.decode().partition(" ")
     assert code == "3"
     loaded = set(json.loads(modules))
     assert {"sandbox.client", "sandbox.cli.run"} <= loaded
     for heavy in ("sandbox.spec", "sandbox.runtime", "sandbox.process", "sandbox.images",
-                  "http.client", "email", "ssl", "socket", "httpx", "sandbox.client.api.jobs"):
+                  "http.client", "email", "ssl", "socket", "httpx", "sandbox.client.api.jobs",
+                  "typing"):
         assert heavy not in loaded, heavy

@@ -17,9 +17,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from ..errors import SandboxError
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 #: Verb modules inside the engine, in --help order.
 BUILTIN = ("run", "lifecycle", "manage", "images", "build", "transfer", "doctor", "network")

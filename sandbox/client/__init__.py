@@ -11,7 +11,10 @@ as dicts, and ``Client`` gathers them::
     client.sandboxes.remove(sb["id"])
 
 Nothing here imports the engine or a web framework: the CLI as a client
-starts about as fast as Python itself. Errors are ``DaemonError`` (the
+starts about as fast as Python itself. Nor does anything on its way (this
+package, ``sandbox``, ``sandbox.errors``, ``sandbox.cli``) import ``typing``,
+which costs a bare interpreter more than this package does: its names are
+for the checker only, under a ``TYPE_CHECKING = False`` of their own. Errors are ``DaemonError`` (the
 daemon's one-line message, the HTTP status, the CLI's exit status).
 """
 
@@ -19,9 +22,10 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from .transport import DEFAULT_SOCKET, DaemonError, Transport
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
 
 if TYPE_CHECKING:
     from .api.classes import ClassesAPI

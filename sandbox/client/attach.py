@@ -7,10 +7,14 @@ the rest of the client.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from .transport import DaemonError, Transport, segment
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def open_attach(transport: Transport, sandbox_id: str, query: dict[str, Any] | None = None, *,

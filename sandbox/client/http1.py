@@ -20,10 +20,12 @@ from __future__ import annotations
 import io
 import select
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
 
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
 #: Bounds on what a server may send before the body: one line, and the headers.
 MAX_LINE = 65536

@@ -26,12 +26,14 @@ import os
 from _socket import AF_UNIX, SOCK_STREAM
 from _socket import socket as bare_socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from .http1 import Connection, ProtocolError, Response
 
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/sandbox/sandbox.sock"
 #: How long a plain request may take; streams and waits have none.

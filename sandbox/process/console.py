@@ -29,6 +29,7 @@ from ..plan import ExecPlan
 from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from typing import NoReturn
 

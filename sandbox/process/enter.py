@@ -60,6 +60,7 @@ from .kernel import Kernel
 from .steps import in_step
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from typing import NoReturn
 

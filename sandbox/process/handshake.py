@@ -25,6 +25,7 @@ from .kernel import Kernel
 from .steps import StepFailed
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 

@@ -40,6 +40,7 @@ from .steps import in_step
 from .target import child_of_init
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn

@@ -36,6 +36,7 @@ from ..linux import pty, rtnetlink, seccomp, unix, userns
 from ..linux.proc import namespace_ids
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from typing import NoReturn
 

@@ -17,6 +17,7 @@ from .fds import ChildFds, flush_stdio
 from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote (which imports this) stays small
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 

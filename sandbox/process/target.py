@@ -46,6 +46,7 @@ from .kernel import Kernel
 from .steps import StepFailed, in_step
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import NoReturn

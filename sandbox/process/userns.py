@@ -43,6 +43,7 @@ from ..securejoin import secure_join
 from .kernel import Kernel
 
 TYPE_CHECKING = False  # typing itself is not loaded: the zygote stays small
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 from ..transport import Transport, iter_lines, segment
 from .jobs import multipart
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ImagesAPI:

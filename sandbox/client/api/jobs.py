@@ -6,10 +6,14 @@ import builtins
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 from ..http1 import Response
 from ..transport import Transport, iter_sse, segment
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class JobsAPI:

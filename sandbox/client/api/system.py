@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..transport import Transport
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SystemAPI:
