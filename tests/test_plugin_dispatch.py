@@ -290,3 +290,27 @@ def test_a_free_worker_steals_the_second_half_of_a_slow_batch(pytester, redis_ur
     assert len(names) == 3, names
     assert names[:2] == ["test_fast[0] and 5 more", "test_slow[0] and 5 more"]
     assert names[2].startswith("test_slow[") and names[2] != "test_slow[0] and 5 more", names
+
+
+def test_a_batch_asks_for_a_user_namespace_only_when_its_tests_do(pytester, redis_url, queue,
+                                                                 workers):
+    """Without userns in the marker, the batch takes its worker's default (SANDBOX_USERNS): a
+    session whose own default is the host's does not override a worker set to auto."""
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    result = dispatch(pytester, redis_url, queue, """
+        import pytest
+
+        @pytest.mark.sandbox
+        def test_plain():
+            pass
+
+        @pytest.mark.sandbox(userns="auto")
+        def test_own_namespace():
+            pass
+    """)
+    result.assert_outcomes(passed=2)
+    conn = connect(redis_url)
+    asked = {job["name"].rpartition("::")[2]: json.loads(store.read(conn, job["id"])["spec"])["userns"]
+             for job in queued_jobs(conn, queue)}
+    assert asked == {"test_plain": None, "test_own_namespace": "auto"}

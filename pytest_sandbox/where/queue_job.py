@@ -86,7 +86,14 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
         workspace=str(config.rootpath),
         timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
         limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(), seccomp=seccomp, userns=spec.userns)
+        results=ResultsSpec(), seccomp=seccomp, userns=worker_userns(spec))
+
+
+def worker_userns(spec: SandboxSpec) -> str | None:
+    """The batch's user namespace as the job asks it of its worker: "auto" when the test asks
+    for one of its own; else None, the worker's default (its SANDBOX_USERNS), which a session
+    cannot lower: a worker that gives every sandbox a user namespace gives batches one too."""
+    return "auto" if spec.userns == "auto" else None
 
 
 def fits(nodeids: list[str]) -> bool:
