@@ -6,6 +6,9 @@
 - Multiplexed (``application/vnd.docker.multiplexed-stream``): Docker's
   framing for output without a terminal, 8 bytes (stream type 0 stdin, 1
   stdout or 2 stderr, three zeros, the length big-endian) then the bytes.
+  A run followed in its create request (``POST /v1/sandboxes?follow=true``)
+  adds two types of ours around the output, each one JSON object: 3, the
+  sandbox made (first), and 4, how it ended, as ``/wait`` answers (last).
 - Text: the bytes as they came, both streams together, optionally each
   record prefixed with its time.
 """
@@ -24,6 +27,8 @@ from sandbox import LogRecord
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 STREAM_TYPES = {"stdin": 0, "stdout": 1, "stderr": 2}
+#: The frame types a followed run adds: what was made, and how it ended.
+CREATED_FRAME, ENDED_FRAME = 3, 4
 
 
 def data_fields(data: bytes) -> dict[str, str]:
@@ -47,6 +52,12 @@ def record_sse(index: int, record: LogRecord) -> bytes:
 def frame(record: LogRecord) -> bytes:
     return (bytes([STREAM_TYPES.get(record.stream, 1), 0, 0, 0])
             + len(record.data).to_bytes(4, "big") + record.data)
+
+
+def json_frame(kind: int, payload: dict[str, Any]) -> bytes:
+    """A frame of one of our own types (CREATED_FRAME, ENDED_FRAME): a JSON object."""
+    data = json.dumps(payload).encode()
+    return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 def timestamp(when: float) -> str:

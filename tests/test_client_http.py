@@ -421,10 +421,15 @@ def test_the_cli_answers_through_the_daemon_as_here_before_it_is_reached():
 def test_the_cli_as_a_client_loads_neither_the_engine_nor_http_client(serve, tmp_path):
     """What `sandbox run` through a daemon imports: the client, never the engine's spec,
     runtime or a web client (they cost more to import than the request)."""
-    created = response("201 Created", b'{"id": "abc", "name": null, "status": "running", "warnings": []}')
-    ended = response("200 OK", b'{"id": "abc", "exit_code": 3, "result": null, "message": null, '
-                     b'"summary": null, "error": null}')
-    server = serve(created, chunked("200 OK", bytes([1, 0, 0, 0, 0, 0, 0, 3]) + b"hi\n"), ended)
+    def framed(kind: int, data: bytes) -> bytes:
+        return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+    created = framed(3, b'{"id": "abc", "name": null, "status": "running", "warnings": []}')
+    ended = framed(4, b'{"id": "abc", "exit_code": 3, "result": null, "message": null, '
+                   b'"summary": null, "error": null}')
+    # the whole run is one request: what was made, the output, how it ended
+    server = serve(chunked("201 Created", created, framed(1, b"hi\n"), ended,
+                           content_type="application/vnd.docker.multiplexed-stream"))
     probe = tmp_path / "probe.py"
     probe.write_text("import json, runpy, sys\n"
                      "sys.argv = ['sandbox', 'run', 'busybox', '--', 'true']\n"

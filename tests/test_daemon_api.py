@@ -53,6 +53,39 @@ def test_create_start_wait_delete(daemon):
         assert c.get(f"/v1/sandboxes/{sid}").status_code == 404
 
 
+def test_a_run_followed_in_one_request_streams_what_was_made_its_output_and_its_end(daemon):
+    """`sandbox run` in one request: frames of type 3 (made), 1/2 (output), 4 (ended)."""
+    with daemon.unix() as c:
+        with c.stream("POST", "/v1/sandboxes", params={"start": "true", "remove": "true",
+                                                       "follow": "true"},
+                      json={**BUSYBOX, "command": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                            "limits": {"memory": "64m"}}) as r:
+            assert r.status_code == 201
+            assert r.headers["content-type"] == "application/vnd.docker.multiplexed-stream"
+            raw = r.read()
+        frames = []
+        while raw:
+            size = int.from_bytes(raw[4:8], "big")
+            frames.append((raw[0], raw[8:8 + size]))
+            raw = raw[8 + size:]
+        kinds = [kind for kind, _ in frames]
+        assert kinds[0] == 3 and kinds[-1] == 4 and sorted(kinds[1:-1]) == [1, 2], kinds
+        made = json.loads(frames[0][1])
+        assert made["status"] == "running" and isinstance(made["warnings"], list)
+        assert dict(frames[1:-1]) == {1: b"out\n", 2: b"err\n"}
+        ended = json.loads(frames[-1][1])
+        assert ended["id"] == made["id"] and ended["exit_code"] == 3
+        assert ended["result"]["cause"] == "exited"
+        assert c.get(f"/v1/sandboxes/{made['id']}").status_code == 404  # remove: forgotten
+        for query in ({"follow": "true"}, {"follow": "true", "start": "true", "stdin": "true"},
+                      {"follow": "true", "start": "true", "detach": "true"}):
+            bad = c.post("/v1/sandboxes", params=query, json=BUSYBOX)
+            assert bad.status_code == 400 and bad.json()["field"] == "follow", bad.text
+        bad = c.post("/v1/sandboxes", params={"start": "true", "follow": "true"},
+                     json={**BUSYBOX, "command": ["nope"]})
+        assert bad.status_code == 400 and bad.json()["exit_status"] == 127  # before any frame
+        assert c.get("/v1/sandboxes").json() == []
+
 def test_created_then_started(daemon):
     with daemon.unix() as c:
         r = c.post("/v1/sandboxes", json={**BUSYBOX, "command": ["echo", "later"], "name": "two-step"})

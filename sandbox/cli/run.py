@@ -263,40 +263,61 @@ def remote(args: argparse.Namespace, client) -> int:
         from . import fail
 
         return fail(misplaced)
-    created = client.sandboxes.create(spec_body(args), start=True, remove=True,
-                                      stdin=args.interactive)
+    received: list[int] = []
+    if not args.interactive:
+        ended = _run_followed(client, spec_body(args), received)
+    else:
+        created = client.sandboxes.create(spec_body(args), start=True, remove=True, stdin=True)
+        _made(client, created, received)
+        _attach(client, created["id"])
+        ended = client.sandboxes.wait(created["id"], remove=True)
+    if received:
+        return 128 + received[0]
+    return _report(args, ended)
+
+
+def _made(client, created: dict, received: list[int]) -> None:
+    """The sandbox is made and started: its notes said, and the signals that end a run here
+    (as StopOnSignals does) now kill it there, each noted in ``received``."""
+    from ..client import DaemonError
+
     for note in created["warnings"]:
         print(f"sandbox: note: {note}", file=sys.stderr)
-    received: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:  # as StopOnSignals: the sandbox ends
+    def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        try:
+        try:  # on a connection of its own: the run's is busy with its answer
             type(client)(client.transport.host, client.transport.token).sandboxes.kill(created["id"])
         except DaemonError:
             pass  # it has ended meanwhile
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, forward)
-    if args.interactive:
-        _attach(client, created["id"])
-    else:
-        _follow(client, created["id"])
-    ended = client.sandboxes.wait(created["id"], remove=True)
-    if received:
-        return 128 + received[0]
-    return _report(args, ended)
 
 
-def _follow(client, sandbox_id: str) -> None:
+def _run_followed(client, body: dict, received: list[int]) -> dict:
+    """The run in one request (``sandboxes.run``): its output written as it comes; how it
+    ended."""
+    import json
+
+    from ..client import DaemonError
     from ..client.api.sandboxes import frames
 
-    response = client.sandboxes.logs(sandbox_id, follow=True)
+    ended = None
+    response = client.sandboxes.run(body)
     try:
         for stream, data in frames(response):
-            _write_data(stream, data)
+            if stream == "created":
+                _made(client, json.loads(data), received)
+            elif stream == "ended":
+                ended = json.loads(data)
+            else:
+                _write_data(stream, data)
     finally:
         response.close()
+    if ended is None:
+        raise DaemonError("the daemon ended the run's answer before the sandbox ended")
+    return ended
 
 
 def _write_data(stream: str, data: bytes) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from sandbox import (
@@ -45,12 +47,16 @@ from ..models import (
     WaitResponse,
 )
 from ..signals import parse_signal
+from ..streams import CREATED_FRAME, ENDED_FRAME, MULTIPLEXED, frame, json_frame
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"], responses=ERRORS)
 DETACH = ("hand it to a supervisor of its own, as `sandbox run -d` does: it outlives the "
           "daemon, stops and starts again (see the README's 'The daemon')")
 FOREGROUND = ("with detach: its first attach (with start=true) is the terminal that runs it "
               "(`sandbox run -it`): gone without a detach, the command gets a hangup")
+FOLLOW = ("with start=true: answer with its output as it comes, Docker's multiplexed frames "
+          "between a frame of type 3 (what was made, JSON) and one of type 4 (how it ended, "
+          "as /wait answers): `sandbox run` in one request")
 
 
 def no_such(ref: str) -> StateError:
@@ -126,9 +132,11 @@ def _admin_only(body: SandboxCreate) -> list[tuple[str, str]]:
     return asked
 
 
-@router.post("", status_code=201, response_model=SandboxCreated)
+@router.post("", status_code=201, response_model=SandboxCreated,
+             responses={201: {"content": {MULTIPLEXED: {}}}})
 async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
                  start: bool = False, remove: bool = False, stdin: bool = False,
+                 follow: Annotated[bool, Query(description=FOLLOW)] = False,
                  detach: Annotated[bool, Query(description=DETACH)] = False,
                  restart: Annotated[str, Query(description="with detach: no, always or "
                                                "on-failure[:N]")] = "no",
@@ -136,11 +144,15 @@ async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
                  log_stdin: Annotated[bool, Query(description="with detach: keep what is "
                                                   "typed in its log too")] = False,
                  rows: Annotated[int | None, Query(ge=1, le=1000)] = None,
-                 cols: Annotated[int | None, Query(ge=1, le=1000)] = None) -> dict[str, Any]:
+                 cols: Annotated[int | None, Query(ge=1, le=1000)] = None) -> Any:
     """Make a sandbox from a spec; with ``start`` start it too; with ``remove`` forget it once
     it has ended and been waited for (`sandbox run` without -d; with ``detach``: remove it at
     its end, `--rm`). ``stdin``: its stdin is a pipe the attach WebSocket writes to.
-    ``rows``/``cols``: the size of its terminal at start (``tty``)."""
+    ``rows``/``cols``: the size of its terminal at start (``tty``). ``follow``: the answer
+    streams its output and how it ended (see FOLLOW)."""
+    if follow and (not start or detach or stdin or body.tty):
+        raise ApiError(400, "follow streams a started sandbox's output to its end: it needs "
+                       "start=true, and takes neither detach, stdin nor tty", field="follow")
     check_rights(caller, body)
     spec = body.to_spec()
     if detach:
@@ -158,8 +170,25 @@ async def create(body: SandboxCreate, caller: Runner, engine: EngineDep,
         return held
 
     held = await run_in_threadpool(make)
-    return {"id": held.id, "name": spec.name, "status": held.status,
-            "warnings": list(host_caps(spec.limits))}
+    created = {"id": held.id, "name": spec.name, "status": held.status,
+               "warnings": list(host_caps(spec.limits))}
+    if follow:
+        return StreamingResponse(_followed(held, engine, created, remove), status_code=201,
+                                 media_type=MULTIPLEXED)
+    return created
+
+
+async def _followed(held: Held, engine: Engine, created: dict[str, Any],
+                    remove: bool) -> AsyncIterator[bytes]:
+    """A started sandbox's run as one answer: what was made, its output, how it ended."""
+    yield json_frame(CREATED_FRAME, created)
+    async for _index, record in held.logs.follow(0):
+        if record.stream in ("stdout", "stderr"):
+            yield frame(record)
+    await held.wait_ended()
+    if remove:
+        engine.sandboxes.drop(held)
+    yield json_frame(ENDED_FRAME, ended(held))
 
 
 @router.get("", response_model=list[SandboxSummary])

@@ -30,6 +30,15 @@ class SandboxesAPI:
         return self.t.request("POST", "/v1/sandboxes", json_body=spec,
                               query={"start": start, "remove": remove, "stdin": stdin, **detached})
 
+    def run(self, spec: dict[str, Any]) -> Response:
+        """Make, start and follow a sandbox in one request (`sandbox run`), forgotten once it
+        has ended: read the answer with ``frames``, a ``created`` frame first (id, name,
+        status, warnings), the output, then ``ended`` (as ``wait`` answers). Close it."""
+        return self.t.stream("POST", "/v1/sandboxes", query={"start": True, "remove": True,
+                                                              "follow": True},
+                             body=json.dumps(spec).encode(),
+                             headers={"Content-Type": "application/json"})
+
     def list(self, *, all: bool = False) -> list[dict[str, Any]]:
         return self.t.request("GET", "/v1/sandboxes", query={"all": all})
 
@@ -90,8 +99,9 @@ class SandboxesAPI:
             response.close()
 
 
-#: The stream types of a multiplexed frame, as Docker numbers them.
-STREAM_TYPES = {0: "stdin", 1: "stdout", 2: "stderr"}
+#: The stream types of a multiplexed frame, as Docker numbers them; and the two a followed
+#: run (``run``) adds, each a JSON object: what was made, and how it ended.
+STREAM_TYPES = {0: "stdin", 1: "stdout", 2: "stderr", 3: "created", 4: "ended"}
 
 
 def frames(response: Response):
