@@ -14,6 +14,12 @@ Rows, alternated run by run (medians and p90 in ms, and each ratio to its floor)
 - submit -> first SSE line  ``POST /v1/jobs`` to the first `out` event of its SSE log
                             (target: under 30 ms)
 
+With ``--plain-install``, two more rows: this checkout installed (not editable) in a
+venv of its own, as a user's install is: ``python -c pass`` there, and the ``sandbox``
+command there through the daemon. The first rows' python3 runs this host's site-packages,
+whose .pth files (an editable install's finder, a CA bundle's hook) import a good part of
+what the CLI needs before it starts: their floor is higher and the CLI's own cost hidden.
+
 A daemon of its own runs on a private socket, state under a temp dir; all of it is
 removed at the end. The Python processes run with bytecode caching on whatever
 PYTHONDONTWRITEBYTECODE says, as an installed package runs (pip compiles it): the
@@ -54,6 +60,21 @@ def python_env(**extra: str) -> dict[str, str]:
     """The environment of the Python processes measured (bytecode cached: see above)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {**env, **extra}
+
+
+def plain_install() -> Path:
+    """A venv of its own with the ``sandbox`` package in its site-packages as a wheel puts it
+    (the client needs no other package) and the console script pip would write."""
+    venv = TMP / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    shutil.copytree(REPO / "sandbox", site / "sandbox",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = venv / "bin" / "sandbox"
+    script.write_text(f"#!{venv}/bin/python\nimport sys\nfrom sandbox.cli import entry\n"
+                      "sys.exit(entry())\n")
+    script.chmod(0o755)
+    return venv
 
 
 def run_cli(host: bool) -> None:
@@ -111,6 +132,8 @@ def report(rows: dict[str, list[float]], floors: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30)
+    parser.add_argument("--plain-install", action="store_true",
+                        help="also the floor and the CLI in a venv with this checkout pip-installed")
     args = parser.parse_args()
     from sandbox import Sandbox, SandboxSpec
     from sandbox.client import Client
@@ -124,6 +147,17 @@ def main() -> None:
         rows: dict[str, list[float]] = {k: [] for k in (
             "python3 -c pass", "cli via daemon", "cli embedded", "api in-process",
             "http create..delete", "submit -> first SSE line")}
+        plain: list[tuple[str, list[str]]] = []
+        if args.plain_install:
+            venv = plain_install()
+            env = {k: v for k, v in python_env().items() if k != "PYTHONPATH"}
+            env["SANDBOX_HOST"] = f"unix://{SOCKET}"
+            plain = [("venv python -c pass", [str(venv / "bin" / "python"), "-c", "pass"]),
+                     ("venv sandbox via daemon", [str(venv / "bin" / "sandbox"), "run", "busybox",
+                                                  "--", "true"])]
+            for _name, argv in plain * 3:  # warm up: bytecode caches written
+                subprocess.run(argv, env=env, check=True)
+            rows.update({name: [] for name, _ in plain})
         for _ in range(args.n):
             rows["python3 -c pass"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"],
                                                                         env=python_env())))
@@ -132,8 +166,11 @@ def main() -> None:
             rows["api in-process"].append(timed(lambda: Sandbox(spec).run()))
             rows["http create..delete"].append(timed(lambda: http_roundtrip(client)))
             rows["submit -> first SSE line"].append(first_line(client))
+            for name, argv in plain:
+                rows[name].append(timed(lambda argv=argv: subprocess.run(argv, env=env, check=True)))
         report(rows, {"cli via daemon": "python3 -c pass", "cli embedded": "python3 -c pass",
-                      "http create..delete": "api in-process"})
+                      "http create..delete": "api in-process",
+                      "venv sandbox via daemon": "venv python -c pass"})
         print(json.dumps({"targets": {"cli via daemon": "<= 1.3x", "http create..delete": "<= 1.5x",
                                       "submit -> first SSE line": "< 30 ms"}}))
         client.close()
