@@ -81,9 +81,16 @@ class Cgroup(ABC):
             try:
                 with open(os.path.join(path, "cgroup.procs")) as f:
                     found.update(int(x) for x in f.read().split())
-            except FileNotFoundError:
-                continue
+            except OSError as exc:
+                # gone, or being removed by its owner's teardown meanwhile (ENODEV: the
+                # kernel took it between our open and read): nothing runs in it any more
+                if exc.errno not in (errno.ENOENT, errno.ENODEV):
+                    raise
         return sorted(found)
+
+    def gone(self) -> bool:
+        """True once none of its directories is left (its owner's teardown removed them)."""
+        return not any(os.path.isdir(p) for p in self.paths)
 
     def make(self, limits: Limits) -> None:
         """Make the directories and write the limits; nothing is left if that fails."""

@@ -127,7 +127,11 @@ class SandboxCgroupV2(Cgroup):
                 return
             except LimitError:
                 pass
-        self.freeze_and_kill()
+        try:
+            self.freeze_and_kill()
+        except LimitError:
+            if not self.gone():  # else removed meanwhile by its owner: nothing is left to kill
+                raise
 
     def freeze_and_kill(self, timeout: float = 1.0) -> None:
         """Kernels before 5.14: freeze the cgroup (Linux 5.2+), SIGKILL its members, thaw.
