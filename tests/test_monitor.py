@@ -7,7 +7,9 @@ from sandbox.monitor import Monitor
 from sandbox.process.container import ContainerProcess
 
 
-def _watch(child_writes: bytes):
+def _child_and_monitor(child_writes: bytes) -> tuple[ContainerProcess, Monitor]:
+    """A plain child that writes ``child_writes`` on its status pipe and exits, and a Monitor
+    of it (not started)."""
     status_r, status_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -20,6 +22,11 @@ def _watch(child_writes: bytes):
     proc = ContainerProcess(pid, os.pidfd_open(pid), direct=True)
     monitor = Monitor(proc, status_r, out_r, err_r, [MemorySink()], OutputLimiter(None),
                       kill=lambda: None, sample=lambda: None, timeout=None)
+    return proc, monitor
+
+
+def _watch(child_writes: bytes) -> Monitor:
+    proc, monitor = _child_and_monitor(child_writes)
     monitor.run_here()
     proc.reap()
     proc.close()
@@ -41,18 +48,7 @@ def test_a_reported_start_and_exit_are_not_an_error():
 def test_a_loop_in_its_own_thread_calls_on_done_there_once_it_has_ended():
     import threading
 
-    status_r, status_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(status_w, b'{"event": "started", "pid": 2}\n{"event": "exit", "status": 0}\n')
-        os._exit(0)
-    for fd in (status_w, out_w, err_w):
-        os.close(fd)
-    proc = ContainerProcess(pid, os.pidfd_open(pid), direct=True)
-    monitor = Monitor(proc, status_r, out_r, err_r, [MemorySink()], OutputLimiter(None),
-                      kill=lambda: None, sample=lambda: None, timeout=None)
+    proc, monitor = _child_and_monitor(b'{"event": "started", "pid": 2}\n{"event": "exit", "status": 0}\n')
     seen = []
     called = threading.Event()
 
