@@ -106,9 +106,19 @@ class Cgroup(ABC):
     def apply(self, limits: Limits) -> None:
         """Write the limits (before any process joins)."""
 
-    @abstractmethod
     def kill(self) -> None:
-        """SIGKILL every process, without letting any escape by forking."""
+        """SIGKILL every process, without letting any escape by forking. A cgroup its owner's
+        teardown removed meanwhile (`sandbox rm -f` racing the sandbox's own end) has nothing
+        left to kill: that is not an error."""
+        try:
+            self._kill()
+        except LimitError:
+            if not self.gone():
+                raise
+
+    @abstractmethod
+    def _kill(self) -> None:
+        """``kill`` on this backend's files."""
 
     @abstractmethod
     def stats(self) -> CgroupStats:

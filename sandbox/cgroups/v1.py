@@ -11,7 +11,6 @@ import os
 import signal
 import time
 
-from ..errors import LimitError
 from ..spec import Limits
 from .base import Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
 from .devices import DEVICE_RULES
@@ -164,14 +163,7 @@ class SandboxCgroupV1(Cgroup):
             for rule in DEVICE_RULES:
                 write(os.path.join(path, "devices.allow"), rule)
 
-    def kill(self) -> None:
-        try:
-            self._freeze_and_kill()
-        except LimitError:
-            if not self.gone():  # else removed meanwhile by its owner: nothing is left to kill
-                raise
-
-    def _freeze_and_kill(self) -> None:
+    def _kill(self) -> None:
         state = self._file("freezer", "freezer.state")
         if state and os.path.exists(state):
             write(state, "FROZEN")

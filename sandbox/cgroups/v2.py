@@ -119,7 +119,7 @@ class SandboxCgroupV2(Cgroup):
         if limits.cpuset is not None:
             write(self._f("cpuset.cpus"), limits.cpuset)
 
-    def kill(self) -> None:
+    def _kill(self) -> None:
         """SIGKILL every member at once with cgroup.kill (Linux 5.14+), else ``freeze_and_kill``."""
         if os.path.exists(self._f("cgroup.kill")):
             try:
@@ -127,11 +127,7 @@ class SandboxCgroupV2(Cgroup):
                 return
             except LimitError:
                 pass
-        try:
-            self.freeze_and_kill()
-        except LimitError:
-            if not self.gone():  # else removed meanwhile by its owner: nothing is left to kill
-                raise
+        self.freeze_and_kill()
 
     def freeze_and_kill(self, timeout: float = 1.0) -> None:
         """Kernels before 5.14: freeze the cgroup (Linux 5.2+), SIGKILL its members, thaw.
