@@ -50,14 +50,17 @@ def record_sse(index: int, record: LogRecord) -> bytes:
 
 
 def frame(record: LogRecord) -> bytes:
-    return (bytes([STREAM_TYPES.get(record.stream, 1), 0, 0, 0])
-            + len(record.data).to_bytes(4, "big") + record.data)
+    return _framed(STREAM_TYPES.get(record.stream, 1), record.data)
+
+
+def _framed(kind: int, data: bytes) -> bytes:
+    """Docker's 8-byte header (the type, three zeros, the length big-endian), then the data."""
+    return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 def json_frame(kind: int, payload: dict[str, Any]) -> bytes:
     """A frame of one of our own types (CREATED_FRAME, ENDED_FRAME): a JSON object."""
-    data = json.dumps(payload).encode()
-    return bytes([kind, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+    return _framed(kind, json.dumps(payload).encode())
 
 
 def timestamp(when: float) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from ..errors import SpecError, StateError
 from ..logs import LogRecord
 from ..units import parse_duration
+
+TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
 
 if TYPE_CHECKING:  # the daemon's client prints with LogPrinter and loads no engine module
     from .. import state

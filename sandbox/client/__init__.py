@@ -14,8 +14,9 @@ Nothing here imports the engine or a web framework: the CLI as a client
 starts about as fast as Python itself. Nor does anything on its way (this
 package, ``sandbox``, ``sandbox.errors``, ``sandbox.cli``) import ``typing``,
 which costs a bare interpreter more than this package does: its names are
-for the checker only, under a ``TYPE_CHECKING = False`` of their own. Errors are ``DaemonError`` (the
-daemon's one-line message, the HTTP status, the CLI's exit status).
+for the checker only, under a ``TYPE_CHECKING = False`` of their own.
+Errors are ``DaemonError`` (the daemon's one-line message, the HTTP status,
+the CLI's exit status).
 """
 
 from __future__ import annotations
