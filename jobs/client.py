@@ -25,6 +25,9 @@ DEFAULT_QUEUE = "default"
 #: RQ's own timeout is the job's plus this margin: it only fires if the runner hangs
 RQ_TIMEOUT_MARGIN = 60
 TASK = "worker.task.run"
+#: Seconds RQ keeps its own record of a job that ran (the result is ours: store.finish).
+#: Not 0: deleting it at once costs the worker more Redis work per job than its expiry.
+RQ_RESULT_TTL = 60
 #: a command's reply must come within this (blocking reads block for less)
 SOCKET_TIMEOUT = 5.0
 #: retries of a command on a lost connection (about 5 s in all: a Redis restart)
@@ -130,8 +133,7 @@ def submit(conn: Any, spec: JobSpec, *, queue: str = DEFAULT_QUEUE,
         Queue(queue, connection=conn, serializer=JSONSerializer).enqueue(
             TASK, job_id, job_id=job_id, description=spec.name,
             job_timeout=int(spec.timeout or 0) + RQ_TIMEOUT_MARGIN,
-            # the result is ours (store.finish); RQ keeps no copy of a job that ran
-            result_ttl=0, failure_ttl=store.JOB_TTL)
+            result_ttl=RQ_RESULT_TTL, failure_ttl=store.JOB_TTL)
     except redis.RedisError as exc:
         raise JobError(f"cannot submit job {spec.name!r}: {exc}") from exc
     return job_id
