@@ -19,7 +19,7 @@ from . import errors
 from .console.routes import router as console_router
 from .console.routes import static_apps
 from .engine import Engine
-from .routes import api
+from .routes import PREFIX, ROUTERS
 
 
 def create_app(engine: Engine | None = None, *,
@@ -40,7 +40,8 @@ def create_app(engine: Engine | None = None, *,
                   "request needs `Authorization: Bearer TOKEN`; errors are "
                   '`{"message": ..., "field": ..., "exit_status": ...}`.')
     errors.install(app)
-    app.include_router(api)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
     app.include_router(console_router)
     for path, files in static_apps():
         app.mount(path, files)

@@ -17,6 +17,8 @@ from . import (
     terminals,
 )
 
-api = APIRouter(prefix="/v1")
-for module in (system, sandboxes, sandbox_logs, execs, terminals, images, networks, jobs, job_logs, classes):
-    api.include_router(module.router)
+PREFIX = "/v1"
+#: Each resource's router, in the order their routes are matched (the app includes each
+#: under PREFIX itself: FastAPI matches a path once more per level of included routers).
+ROUTERS: tuple[APIRouter, ...] = tuple(module.router for module in (
+    system, sandboxes, sandbox_logs, execs, terminals, images, networks, jobs, job_logs, classes))
