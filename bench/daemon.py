@@ -11,6 +11,9 @@ Rows, alternated run by run (medians and p90 in ms, and each ratio to its floor)
 - api in-process            ``Sandbox(spec).run()`` in this process (the floor of the next)
 - http create..delete       ``POST /v1/sandboxes`` + start + wait + delete from a Python
                             client (``sandbox.client`` on the socket; target: within 1.5x)
+- http floor (bare FastAPI) the same four requests, same client, to bench/daemon_floor.py:
+                            FastAPI on uvicorn around the engine with nothing of ours (no
+                            auth, models or log buffers): what the framework alone costs
 - submit -> first SSE line  ``POST /v1/jobs`` to the first `out` event of its SSE log
                             (target: under 30 ms)
 
@@ -47,6 +50,7 @@ os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SOCKET = TMP / "d.sock"
+FLOOR_SOCKET = TMP / "floor.sock"
 JOB = b'name = "b"\nimage = "busybox"\n[[steps]]\nname = "s"\nrun = "echo first"\n'
 
 
@@ -108,15 +112,15 @@ def first_line(client) -> float:
     raise RuntimeError("no output event")
 
 
-def start_daemon() -> subprocess.Popen:
+def start_daemon(argv: list[str] | None = None, socket: Path = SOCKET) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "daemon", "--socket", str(SOCKET)],
-                            env=env)
+    argv = argv or ["-m", "sandbox", "daemon", "--socket", str(socket)]
+    proc = subprocess.Popen([sys.executable, *argv], env=env)
     for _ in range(600):
-        if SOCKET.exists():
+        if socket.exists():
             return proc
         time.sleep(0.05)
-    raise RuntimeError("the daemon did not start")
+    raise RuntimeError(f"{argv[-2]} did not start")
 
 
 def report(rows: dict[str, list[float]], floors: dict[str, str]) -> None:
@@ -139,14 +143,17 @@ def main() -> None:
     from sandbox.client import Client
 
     daemon = start_daemon()
+    floor = start_daemon([str(REPO / "bench" / "daemon_floor.py"), str(FLOOR_SOCKET)], FLOOR_SOCKET)
     try:
         client = Client(f"unix://{SOCKET}")
+        floor_client = Client(f"unix://{FLOOR_SOCKET}")
         spec = SandboxSpec(image="busybox", command=("true",))
         for _ in range(3):  # warm up: busybox made, zygotes started, imports cached
             run_cli(True), run_cli(False), http_roundtrip(client), Sandbox(spec).run()
+            http_roundtrip(floor_client)
         rows: dict[str, list[float]] = {k: [] for k in (
             "python3 -c pass", "cli via daemon", "cli embedded", "api in-process",
-            "http create..delete", "submit -> first SSE line")}
+            "http create..delete", "http floor (bare FastAPI)", "submit -> first SSE line")}
         plain: list[tuple[str, list[str]]] = []
         if args.plain_install:
             venv = plain_install()
@@ -165,18 +172,23 @@ def main() -> None:
             rows["cli embedded"].append(timed(lambda: run_cli(False)))
             rows["api in-process"].append(timed(lambda: Sandbox(spec).run()))
             rows["http create..delete"].append(timed(lambda: http_roundtrip(client)))
+            rows["http floor (bare FastAPI)"].append(timed(lambda: http_roundtrip(floor_client)))
             rows["submit -> first SSE line"].append(first_line(client))
             for name, argv in plain:
                 rows[name].append(timed(lambda argv=argv: subprocess.run(argv, env=env, check=True)))
         report(rows, {"cli via daemon": "python3 -c pass", "cli embedded": "python3 -c pass",
                       "http create..delete": "api in-process",
+                      "http floor (bare FastAPI)": "api in-process",
                       "venv sandbox via daemon": "venv python -c pass"})
         print(json.dumps({"targets": {"cli via daemon": "<= 1.3x", "http create..delete": "<= 1.5x",
                                       "submit -> first SSE line": "< 30 ms"}}))
         client.close()
+        floor_client.close()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
+        for proc in (daemon, floor):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (daemon, floor):
+            proc.wait(60)
         shutil.rmtree(TMP, ignore_errors=True)
 
 
