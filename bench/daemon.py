@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=30)
     parser.add_argument("--plain-install", action="store_true",
                         help="also the floor and the CLI in a venv with this checkout pip-installed")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the in-process API and the two HTTP rows, back to back (no "
+                        "process started between them: a steady loop, where caches stay warm)")
     args = parser.parse_args()
     from sandbox import Sandbox, SandboxSpec
     from sandbox.client import Client
@@ -165,15 +168,19 @@ def main() -> None:
             for _name, argv in plain * 3:  # warm up: bytecode caches written
                 subprocess.run(argv, env=env, check=True)
             rows.update({name: [] for name, _ in plain})
+        if args.http_only:
+            rows = {k: v for k, v in rows.items() if k.startswith(("api", "http", "venv"))}
         for _ in range(args.n):
-            rows["python3 -c pass"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"],
-                                                                        env=python_env())))
-            rows["cli via daemon"].append(timed(lambda: run_cli(True)))
-            rows["cli embedded"].append(timed(lambda: run_cli(False)))
+            if not args.http_only:
+                rows["python3 -c pass"].append(timed(lambda: subprocess.run(
+                    [sys.executable, "-c", "pass"], env=python_env())))
+                rows["cli via daemon"].append(timed(lambda: run_cli(True)))
+                rows["cli embedded"].append(timed(lambda: run_cli(False)))
             rows["api in-process"].append(timed(lambda: Sandbox(spec).run()))
             rows["http create..delete"].append(timed(lambda: http_roundtrip(client)))
             rows["http floor (bare FastAPI)"].append(timed(lambda: http_roundtrip(floor_client)))
-            rows["submit -> first SSE line"].append(first_line(client))
+            if not args.http_only:
+                rows["submit -> first SSE line"].append(first_line(client))
             for name, argv in plain:
                 rows[name].append(timed(lambda argv=argv: subprocess.run(argv, env=env, check=True)))
         report(rows, {"cli via daemon": "python3 -c pass", "cli embedded": "python3 -c pass",
