@@ -113,6 +113,7 @@ def first_line(client) -> float:
 
 
 def start_daemon(argv: list[str] | None = None, socket: Path = SOCKET) -> subprocess.Popen:
+    """`sandbox daemon` on ``socket`` (or the Python script ``argv`` that listens there)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     argv = argv or ["-m", "sandbox", "daemon", "--socket", str(socket)]
     proc = subprocess.Popen([sys.executable, *argv], env=env)
@@ -120,7 +121,7 @@ def start_daemon(argv: list[str] | None = None, socket: Path = SOCKET) -> subpro
         if socket.exists():
             return proc
         time.sleep(0.05)
-    raise RuntimeError(f"{argv[-2]} did not start")
+    raise RuntimeError(f"{' '.join(argv)} did not listen on {socket}")
 
 
 def report(rows: dict[str, list[float]], floors: dict[str, str]) -> None:

@@ -2,8 +2,8 @@
 
     python3 bench/daemon_floor.py SOCKET [ROUTES]   (bench/daemon.py starts it; not for use)
 
-The issue's HTTP target (create + start + wait + delete within 1.5x of the in-process
-API) names FastAPI on uvicorn as the expected framework. This app is what that
+bench/daemon.py's HTTP target (create + start + wait + delete within 1.5x of the
+in-process API) was set for a daemon on FastAPI and uvicorn. This app is what that
 costs with nothing of ours around the engine: four routes with a path parameter
 and a JSON body as a plain dict, no authentication, no dependencies, no request or
 response models, no log buffers, no owners; the engine's blocking calls in
@@ -63,8 +63,9 @@ async def delete(ref: str) -> dict[str, str]:
 
 
 def pad(total: int) -> None:
-    """Routes that answer nothing, after the four, up to ``total`` in all: FastAPI looks at
-    every route of an app in each request, and the daemon's API has as many as it has."""
+    """Routes that answer nothing, after the four, up to ``total`` in all: to see whether
+    the number of routes matters (FastAPI 0.165 looks at every route of an app in each
+    request; the daemon has about 70)."""
     for index in range(total - len(app.routes)):
         app.add_api_route(f"/v1/unused/{index}/{{ref}}", lambda ref: None, methods=["GET"])
 
