@@ -77,13 +77,15 @@ def bwrap_full_job(rootfs: str, url: str) -> str:
     cgroups = _peer_cgroup(job_id, memory=1 << 30, pids=4096)
     top = tempfile.mkdtemp(prefix="bench-full-")
     merged = os.path.join(top, "root")
-    status, shown = "failed", 0
+    status, shown, mounted = "failed", 0, []
     try:
         _mount("tmpfs", top, "tmpfs", 0, "size=1g")
+        mounted.append(top)
         for name in ("upper", "work", "root"):
             os.mkdir(os.path.join(top, name))
         _mount("overlay", merged, "overlay", 0,
                f"lowerdir={rootfs},upperdir={top}/upper,workdir={top}/work")
+        mounted.append(merged)
         argv = ["bwrap", "--unshare-all", "--die-with-parent", "--bind", merged, "/",
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "sh", "-c", "echo hi"]
         with _joined(cgroups):
@@ -97,7 +99,7 @@ def bwrap_full_job(rootfs: str, url: str) -> str:
         proc.stdout.close()
         status = "passed" if proc.wait(600) == 0 else "failed"
     finally:
-        for path in (merged, top):
+        for path in reversed(mounted):
             _umount(path)
         os.rmdir(top)
         for path in cgroups:
@@ -143,7 +145,8 @@ def _peer_cgroup(name: str, *, memory: int, pids: int) -> list[str]:
         path = f"/sys/fs/cgroup/bench-full-{name}"
         os.mkdir(path)
         for file, value in (("memory.max", memory), ("memory.swap.max", 0), ("pids.max", pids)):
-            Path(path, file).write_text(str(value))
+            if os.path.exists(os.path.join(path, file)):  # no swap.max without swap accounting
+                Path(path, file).write_text(str(value))
         return [path]
     memory_cg, pids_cg = f"/sys/fs/cgroup/memory/bench-full-{name}", f"/sys/fs/cgroup/pids/bench-full-{name}"
     os.mkdir(memory_cg)
