@@ -120,7 +120,11 @@ def start_daemon(argv: list[str] | None = None, socket: Path = SOCKET) -> subpro
     for _ in range(600):
         if socket.exists():
             return proc
+        if proc.poll() is not None:
+            break
         time.sleep(0.05)
+    proc.kill()
+    proc.wait()
     raise RuntimeError(f"{' '.join(argv)} did not listen on {socket}")
 
 
@@ -146,9 +150,11 @@ def main() -> None:
     from sandbox import Sandbox, SandboxSpec
     from sandbox.client import Client
 
-    daemon = start_daemon()
-    floor = start_daemon([str(REPO / "bench" / "daemon_floor.py"), str(FLOOR_SOCKET)], FLOOR_SOCKET)
+    servers: list[subprocess.Popen] = []
     try:
+        servers.append(start_daemon())
+        servers.append(start_daemon([str(REPO / "bench" / "daemon_floor.py"), str(FLOOR_SOCKET)],
+                                    FLOOR_SOCKET))
         client = Client(f"unix://{SOCKET}")
         floor_client = Client(f"unix://{FLOOR_SOCKET}")
         spec = SandboxSpec(image="busybox", command=("true",))
@@ -192,10 +198,10 @@ def main() -> None:
                                       "submit -> first SSE line": "< 30 ms"}}))
         client.close()
         floor_client.close()
-    finally:
-        for proc in (daemon, floor):
+    finally:  # also when one of them did not start
+        for proc in servers:
             proc.send_signal(signal.SIGTERM)
-        for proc in (daemon, floor):
+        for proc in servers:
             proc.wait(60)
         shutil.rmtree(TMP, ignore_errors=True)
 
