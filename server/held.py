@@ -1,10 +1,10 @@
 """The sandboxes the daemon made, held in its process from create to remove.
 
 A ``Held`` sandbox wraps one engine ``Sandbox``: made by create, started by
-start (its monitor thread reads the output into a LogBuffer), and waited
-for by a thread of its own, which tears the container down as soon as the
-command has ended and keeps the Result and the log in memory until the
-sandbox is removed, as Docker keeps an exited container. So what the host
+start (its monitor thread reads the output into a LogBuffer and, once the
+command has ended, tears the container down: ``Sandbox.start(on_ended=...)``),
+which keeps the Result and the log in memory until the sandbox is removed,
+as Docker keeps an exited container. So what the host
 holds (cgroup, mounts, network, state dir) lives exactly as long as the
 command, and a daemon killed by SIGKILL takes its containers with it (they
 die with their owner) and leaves only what `sandbox gc` removes.
