@@ -87,6 +87,7 @@ def test_a_run_followed_in_one_request_streams_what_was_made_its_output_and_its_
         assert bad.status_code == 400 and bad.json()["exit_status"] == 127  # before any frame
         assert c.get("/v1/sandboxes").json() == []
 
+
 def test_created_then_started(daemon):
     with daemon.unix() as c:
         r = c.post("/v1/sandboxes", json={**BUSYBOX, "command": ["echo", "later"], "name": "two-step"})

@@ -1,6 +1,7 @@
 """The monitor loop against real pipes and a real (plain) child process; no root needed."""
 
 import os
+import threading
 
 from sandbox.logs import MemorySink, OutputLimiter
 from sandbox.monitor import Monitor
@@ -46,8 +47,6 @@ def test_a_reported_start_and_exit_are_not_an_error():
 
 
 def test_a_loop_in_its_own_thread_calls_on_done_there_once_it_has_ended():
-    import threading
-
     proc, monitor = _child_and_monitor(b'{"event": "started", "pid": 2}\n{"event": "exit", "status": 0}\n')
     seen = []
     called = threading.Event()
