@@ -132,6 +132,9 @@ class JobSpec:
     userns: str | None = None
     #: Ports of the host the steps and services on the job's network may connect to.
     allow_host_ports: tuple[int, ...] = ()
+    #: Every step's sandbox gets a cgroup subtree of its own (``SandboxSpec.delegate_cgroup``):
+    #: a remote batch of the pytest plugin puts each test in a cgroup there.
+    delegate_cgroup: bool = False
 
     @property
     def secret_names(self) -> tuple[str, ...]:

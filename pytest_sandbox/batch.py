@@ -7,14 +7,18 @@ and ``--sandbox-batch=LIST`` (the batch's node ids), in the job's sandbox.
 
 It collects those tests once. Then, for each, in order, a copy of itself in
 namespaces nested in the job's sandbox (``sandbox.fork_nested``: its own
-user, mount, pid, network, IPC and UTS namespaces, a fresh /tmp) forks the
-test's process, which runs the test's protocol as a forked test does on the
+user, mount, pid, network, IPC and UTS namespaces, a fresh /tmp), and in a
+cgroup of its own with the test's limits (``--sandbox-batch-limits``; made in
+the subtree the job's sandbox is delegated, ``sandbox.delegated_cgroup``, and
+removed after the test, whatever is left in it killed), forks the test's
+process, which runs the test's protocol as a forked test does on the
 session's host (``inside.run_item``: every plugin's part, the reports to a
 directory of its own); this process waits for it, ending its namespaces at
 the test's time limit (``--sandbox-batch-timeout``), and writes one line for
-it on its stdout (``FRAME``, JSON): the test's events, how its process ended,
-its uncaptured output. The job's log carries each line to the session as
-soon as the test has ended. pytest's own output goes to stderr.
+it on its stdout (``FRAME``, JSON): the test's events, how its process ended
+and what its cgroup counted (an OOM kill, peak memory, processes, CPU), its
+uncaptured output. The job's log carries each line to the session as soon
+as the test has ended. pytest's own output goes to stderr.
 
 Before each test it reads the job's inbox (``jobs.INBOX``, in the
 workspace): a line ``steal N`` (the session gave the tests from the N-th on
@@ -47,7 +51,7 @@ import time
 
 import pytest
 
-from sandbox import fork_confined, fork_nested
+from sandbox import Limits, delegated_cgroup, fork_confined, fork_nested
 
 from . import hookspecs, inside
 from .events import EVENTS_FILE
@@ -77,6 +81,7 @@ def pytest_addoption(parser) -> None:
     parser.addoption("--sandbox-batch-timeout", dest="sandbox_batch_timeout", type=float,
                      help=argparse.SUPPRESS)
     parser.addoption("--sandbox-batch-seccomp", dest="sandbox_batch_seccomp", help=argparse.SUPPRESS)
+    parser.addoption("--sandbox-batch-limits", dest="sandbox_batch_limits", help=argparse.SUPPRESS)
     if not _FRAMES:
         _FRAMES.append(os.dup(1))
         os.dup2(2, 1)
@@ -105,6 +110,20 @@ def encode_node_ids(nodeids: list[str]) -> str:
     return base64.b64encode(json.dumps(nodeids).encode()).decode()
 
 
+#: The limits each test's cgroup gets (``--sandbox-batch-limits``, JSON).
+TEST_LIMITS = ("memory", "memory_swap", "pids", "cpus")
+
+
+def encode_limits(limits: Limits) -> str:
+    return json.dumps({name: getattr(limits, name) for name in TEST_LIMITS})
+
+
+def test_limits(config) -> Limits:
+    """Each test's limits (unlimited where the option does not say)."""
+    given = json.loads(config.getoption("sandbox_batch_limits") or "{}")
+    return Limits(**{name: given.get(name) for name in TEST_LIMITS})
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session) -> bool:
     """Run each of the batch's tests in its own namespaces, in the batch's order."""
@@ -117,6 +136,7 @@ def pytest_runtestloop(session) -> bool:
     wanted = node_ids(config)
     timeout = config.getoption("sandbox_batch_timeout")
     seccomp = config.getoption("sandbox_batch_seccomp")
+    limits = test_limits(config)
     for index, nodeid in enumerate(wanted):
         stolen = _stolen_from()
         if stolen is not None and index >= stolen:
@@ -127,7 +147,7 @@ def pytest_runtestloop(session) -> bool:
             _emit({"index": index, "nodeid": nodeid, "missing": True})
             continue
         after = found.get(wanted[index + 1]) if index + 1 < len(wanted) else None
-        _emit(_run_one(item, after, index, recorder, timeout, seccomp))
+        _emit(_run_one(item, after, index, recorder, timeout, seccomp, limits))
     return True
 
 
@@ -150,36 +170,71 @@ def _emit(frame: dict) -> None:
 
 
 def _run_one(item, nextitem, index: int, recorder, timeout: float | None,
-             seccomp: str | None) -> dict:
+             seccomp: str | None, limits: Limits) -> dict:
     """Run one test in a copy of this process in namespaces of its own (stacking the
-    filter of profile ``seccomp``, if given); its line."""
+    filter of profile ``seccomp``, if given) and, where the job's sandbox has a
+    delegated cgroup subtree, in a cgroup of its own with ``limits``; its line."""
     directory = os.path.join(REPORTS, str(index))
     os.makedirs(directory, exist_ok=True)
     recorder.path = os.path.join(directory, EVENTS_FILE)  # the copy writes there
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        status_r, status_w = os.pipe()
-        started = time.time()
-        nested = True
-        try:
-            pid = fork_nested(seccomp)
-        except OSError:
-            nested = False
-            pid = fork_confined(seccomp) if seccomp else os.fork()
-        if pid == 0:
-            _copy(item, nextitem, out.fileno(), err.fileno(), status_w, nested)
-        os.close(status_w)
-        status, timed_out = _wait(pid, status_r, timeout, nested)
-        ended = time.time()
-        frame = {"index": index, "nodeid": item.nodeid, "events": _read(recorder.path),
-                 "status": status, "timed_out": timed_out, "started": started, "ended": ended,
-                 "stdout": _head(out), "stderr": _head(err), "nested": nested}
+    cgroup = delegated_cgroup(f"test-{index}")
+    if cgroup is not None:
+        cgroup.make(limits)
+    # opened here, by this process: moving a process takes write access the copy's
+    # namespaces do not give it (and on cgroup v2, seeing both cgroups from the opener's)
+    join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup.procs_files] if cgroup else []
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            status_r, status_w = os.pipe()
+            started = time.time()
+            nested = True
+            try:
+                pid = fork_nested(seccomp)
+            except OSError:
+                nested = False
+                pid = fork_confined(seccomp) if seccomp else os.fork()
+            if pid == 0:
+                _copy(item, nextitem, out.fileno(), err.fileno(), status_w, nested, join)
+            for fd in join:
+                os.close(fd)
+            join = []
+            os.close(status_w)
+            status, timed_out = _wait(pid, status_r, timeout, nested)
+            ended = time.time()
+            frame = {"index": index, "nodeid": item.nodeid, "events": _read(recorder.path),
+                     "status": status, "timed_out": timed_out, "started": started, "ended": ended,
+                     "stdout": _head(out), "stderr": _head(err), "nested": nested,
+                     "cgroup": cgroup is not None}
+    finally:
+        for fd in join:
+            os.close(fd)
+        usage = _end(cgroup)
+    frame.update(usage)
     return frame
 
 
-def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool):
-    """In the copy (pid 1 of its pid namespace when nested): fork the test's process, wait
-    for it, say how it ended. Never returns."""
+def _end(cgroup) -> dict:
+    """What the test's cgroup counted (for its Result), then the cgroup removed, whatever
+    the test left running in it killed first; nothing without a cgroup."""
+    if cgroup is None:
+        return {}
     try:
+        stats = cgroup.stats()
+    finally:
+        cgroup.remove()
+    return {"oom_killed": stats.oom_kills > 0, "peak_memory": stats.peak_memory,
+            "pids_peak": stats.pids_peak, "pids_limited": stats.pids_limited > 0,
+            "cpu_user": stats.cpu_user, "cpu_system": stats.cpu_system}
+
+
+def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool, join: list[int]):
+    """In the copy (pid 1 of its pid namespace when nested): join the test's cgroup (``join``:
+    its cgroup.procs files, open), fork the test's process, wait for it, say how it
+    ended. Never returns."""
+    try:
+        for fd in join:
+            os.write(fd, b"0")
+            os.close(fd)
         gc.disable()  # a collection would touch, and so copy, the whole heap
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

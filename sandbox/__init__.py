@@ -40,6 +40,8 @@ engine:
   sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``; with
   ``seccomp="default"`` the copy stacks Docker's default filter, for a sandbox under
   the ``nested`` profile), and ``fork_confined`` (a plain fork so confined);
+  ``delegated_cgroup(name)``: a cgroup of its own for such a copy, in the subtree
+  of a sandbox made with ``SandboxSpec.delegate_cgroup`` (None elsewhere);
 - images: ``get_image``, ``import_image`` (``import_image_archive``: a rootfs
   tarball from a stream, an upload), ``tag_image``, ``commit_sandbox`` (a live
   sandbox's changes as an image), ``Image``, ``build_image`` (a Sandboxfile built
@@ -83,6 +85,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # as typing's, which the client's start does not import (see sandbox.client)
 
 if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them at run time
+    from .cgroups.delegated import delegated_cgroup
     from .doctor import run_checks as host_checks
     from .doctor import why_unavailable
     from .errors import (
@@ -207,6 +210,7 @@ __all__ = [
     "copy_tree_into",
     "create_detached",
     "create_network",
+    "delegated_cgroup",
     "die_with_parent",
     "dry_run",
     "exec_into",
@@ -313,6 +317,7 @@ _LAZY = {
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
     "fork_nested": (".nested", "fork_nested"),
+    "delegated_cgroup": (".cgroups.delegated", "delegated_cgroup"),
     "fork_confined": (".nested", "fork_confined"),
     "get_image": (".images", "get"),
     "import_image": (".images", "import_image"),

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from . import linux
 from .cgroups import Cgroup
+from .cgroups.base import DELEGATED_ENV
 from .errors import SetupError, SpecError
 from .images import Image
 from .linux.caps import mask
@@ -49,8 +50,11 @@ class NetworkSteps(Protocol):
 
 
 def unshare_flags(spec: SandboxSpec) -> int:
-    """Every namespace but pid (made by the fork) and, for ``host``, net."""
-    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWCGROUP
+    """Every namespace but pid (made by the fork), for ``host`` net, and for a sandbox that
+    delegates cgroups, cgroup (``SandboxSpec.delegate_cgroup``)."""
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+    if not spec.delegate_cgroup:
+        flags |= linux.CLONE_NEWCGROUP
     if spec.network.isolated:
         flags |= linux.CLONE_NEWNET
     return flags
@@ -164,9 +168,14 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
     workdir = workdir_of(spec, image)
     if workdir != "/":
         hooks.append(Op("makedirs", (workdir,), f"workdir {workdir}"))
+    env = environment(spec, image)
+    delegated = tuple(cgroup.delegated) if cgroup is not None else ()
+    if delegated:
+        assert cgroup is not None
+        env[DELEGATED_ENV] = cgroup.delegated_env
     exec_plan = ExecPlan(
         argv=command_of(spec, image),
-        env=environment(spec, image),
+        env=env,
         user=user_of(spec, image),
         workdir=workdir,
         keep_caps=keep_caps,
@@ -180,6 +189,8 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
     if cgroup is not None:
         host_steps.append(f"make cgroup {', '.join(cgroup.paths) or '(shared)'} "
                           f"({describe_limits(spec.limits)})")
+        if delegated:
+            host_steps.append(f"delegate {', '.join(d for d, _ in delegated)} to the sandbox")
     if network is not None:
         host_steps.append(network.describe())
     if userns is not None:
@@ -189,7 +200,8 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         sandbox_id=sandbox_id,
         cgroup_procs=tuple(cgroup.procs_files) if cgroup is not None else (),
         unshare_flags=unshare_flags(spec),
-        ops=tuple(rootfs_ops(spec, image, state_path, network.binds if network else (), userns)),
+        ops=tuple(rootfs_ops(spec, image, state_path, network.binds if network else (), userns,
+                             delegated)),
         exec=exec_plan,
         hooks=tuple(hooks),
         pre_ops=tuple(network.pre_ops) if network else (),

@@ -30,10 +30,11 @@ from __future__ import annotations
 import os
 import posixpath
 
+from .cgroups.base import DELEGATED_MOUNT
 from .errors import ImageError
 from .idmap import Idmapping
 from .images import Image
-from .linux import MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_REC
+from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC
 from .plan import Op, UserNamespace
 from .pseudofs import DEVICES, MASKED_PATHS, READONLY_PATHS, mount_ops, protect_ops
 from .spec import SandboxSpec
@@ -41,12 +42,15 @@ from .spec import SandboxSpec
 
 def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
                extra_binds: tuple[tuple[str, str], ...] = (),
-               userns: UserNamespace | None = None) -> list[Op]:
+               userns: UserNamespace | None = None,
+               delegated: tuple[tuple[str, str], ...] = ()) -> list[Op]:
     """The mount steps for one sandbox, in order, ending with pivot_root.
 
     ``extra_binds``: (host path, container path) bound read-only after the
     spec's mounts (a network's /etc/hosts). ``userns``: the sandbox's user
     namespace; its steps and idmapped dirs are planned by ``idmap``.
+    ``delegated``: the cgroup directories a delegating sandbox gets (host
+    path, name under /sys/fs/cgroup: ``cgroups.base``).
     """
     layer = state_path
     root = f"{layer}/root"
@@ -76,6 +80,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
         ops += mount_ops(root)
     tmp = f"{mapping.layer_view}/tmp" if mapping else f"{layer}/tmp"
     ops.append(Op("mount", (tmp, f"{root}/tmp", None, MS_BIND, None), "mount /tmp"))
+    ops += delegated_cgroup_ops(root, delegated)
     # after /tmp, so that a host path under /tmp (a checkout there) is not hidden by it
     ops += host_dir_ops(image, root, uppers, mapping)
     bind_kind = "bind_idmapped" if mapping else "bind"
@@ -87,6 +92,24 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
     ops.insert(3, overlay)
     if mapping is not None:  # before the first overlay: every lower dir is known by now
         ops[3:3] = mapping.ops(own_network=spec.network.isolated)
+    return ops
+
+
+def delegated_cgroup_ops(root: str, delegated: tuple[tuple[str, str], ...]) -> list[Op]:
+    """A delegating sandbox's cgroups at /sys/fs/cgroup, writable: v2's subtree over it,
+    or v1's, one directory per hierarchy, on a small read-only tmpfs there. Plain binds,
+    never idmapped (cgroupfs cannot be): its owner was given them on the host."""
+    if not delegated:
+        return []
+    top = f"{root}{DELEGATED_MOUNT}"
+    if len(delegated) == 1 and not delegated[0][1]:
+        return [Op("bind", (delegated[0][0], root, DELEGATED_MOUNT, False),
+                   f"bind the delegated cgroup on {DELEGATED_MOUNT}")]
+    ops = [Op("mount", ("cgroup", top, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k"),
+              f"mount a tmpfs on {DELEGATED_MOUNT}")]
+    ops += [Op("bind", (source, root, f"{DELEGATED_MOUNT}/{name}", False),
+               f"bind the delegated {name} cgroup") for source, name in delegated]
+    ops.append(Op("readonly_mount", (top,), f"make the tmpfs on {DELEGATED_MOUNT} read-only"))
     return ops
 
 

@@ -100,6 +100,7 @@ class Sandbox:
         self._created_at = 0.0
         self._spawned_at = 0.0
         self._file_sink: FileSink | None = None
+        self._cgroup_made = False
         #: Where live input goes (``spec.tty`` or ``spec.interactive``), once started.
         self.input: LiveInput | None = None
 
@@ -124,7 +125,8 @@ class Sandbox:
         """Make the state dir, record, network and plan; nothing runs yet.
 
         The cgroup is named here (the record and the plan name it) and made
-        by start(): a spare can then mount while it is being made.
+        by start(): a spare can then mount while it is being made. A
+        delegating sandbox's is made here: its mounts bind part of it.
         """
         if self.state != "new":
             raise StateError(f"sandbox {self.id} was already created")
@@ -138,7 +140,7 @@ class Sandbox:
             self.state = "creating"
             self._make_dir()
             self._record = state.new_record(self.id, self.spec, image_id=image.id)
-            self.cgroup = hierarchy.plan(self.id, self.spec.limits)  # made by start()
+            self.cgroup = hierarchy.plan(self.id, self.spec.limits, self.spec.delegate_cgroup)
             self._push("cgroup parents", self.cgroup.release_parents)  # if never made
             self._record.cgroups = list(self.cgroup.paths)
             self.network = self._attach_network()
@@ -147,6 +149,8 @@ class Sandbox:
                               hierarchy, self.network, ids, userns, self._tty_size)
             self._record.entry = entry_of(self.plan, self.spec.limits.output)
             self.dir.write_record(self._record)
+            if self.cgroup.delegated:  # bound in by the mounts, which a spare makes before start()
+                self._make_cgroup()
         if self._log_file:
             self._file_sink = FileSink(self.dir.log_path)
             self._sinks.append(self._file_sink)
@@ -196,9 +200,15 @@ class Sandbox:
         return userns
 
     def _make_cgroup(self) -> None:
-        """Make the cgroup the plan names, limits written (the launcher calls it)."""
-        assert self.cgroup is not None
-        self.cgroup.make(self.spec.limits)
+        """Make the cgroup the plan names, limits written (the launcher calls it; create()
+        already did for a delegating sandbox), its delegated subtree given to the root of
+        the sandbox's user namespace."""
+        assert self.cgroup is not None and self.plan is not None
+        if self._cgroup_made:
+            return
+        userns = self.plan.exec.userns
+        self.cgroup.make(self.spec.limits, None if userns is None else (userns.uid_base, userns.gid_base))
+        self._cgroup_made = True
         self._push("cgroup", self._remove_cgroup)
 
     def _remove_cgroup(self) -> None:
@@ -537,7 +547,8 @@ def dry_run(spec: SandboxSpec, tty_size: tuple[int, int] = DEFAULT_TTY_SIZE) -> 
 
         userns = subids.preview()
     return _plan(spec, image, sandbox_id, str(state.sandboxes_dir() / sandbox_id),
-                 hierarchy.name(sandbox_id, spec.limits), hierarchy, network, ids, userns, tty_size)
+                 hierarchy.name(sandbox_id, spec.limits, spec.delegate_cgroup), hierarchy, network,
+                 ids, userns, tty_size)
 
 
 def _plan(spec: SandboxSpec, image: images.Image, sandbox_id: str, state_path: str,

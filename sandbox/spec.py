@@ -299,6 +299,11 @@ class SandboxSpec:
     #: Docker's capabilities); "auto": one of its own, root in it a range of host ids.
     #: None: $SANDBOX_USERNS, else "host".
     userns: str | None = None
+    #: A cgroup subtree of its own at /sys/fs/cgroup, under its limits, where its processes
+    #: make cgroups for their children (``sandbox.delegated_cgroup``: a remote batch's tests).
+    #: Its cgroup namespace is then the host's: a process it moves into the subtree must be
+    #: seen from there (cgroup v2's ``nsdelegate``).
+    delegate_cgroup: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image:
@@ -329,7 +334,7 @@ class SandboxSpec:
         _check_security(self.seccomp, self.userns)
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
-        for flag in ("tty", "interactive"):
+        for flag in ("tty", "interactive", "delegate_cgroup"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(flag, getattr(self, flag), "true or false")
         if self.stdin is not None and (self.tty or self.interactive):

@@ -106,8 +106,7 @@ class SandboxCreate(Strict):
             mounts=tuple(_mount(m) for m in self.mounts), limits=limits,
             network=self._network(), capabilities=tuple(caps) if caps is not None else None,
             stdin=self.stdin.encode() if self.stdin is not None else None, seccomp=self.seccomp,
-            **({"userns": self.userns} if self.userns is not None else {}),
-            tty=self.tty, interactive=self.tty)
+            userns=self.userns, tty=self.tty, interactive=self.tty)
 
     def _network(self) -> NetworkSpec:
         body = self.network

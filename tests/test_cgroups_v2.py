@@ -24,7 +24,7 @@ import subprocess
 
 import pytest
 
-from sandbox.cgroups import CgroupStats, CgroupV1, CgroupV2, detect
+from sandbox.cgroups import CgroupStats, CgroupV1, CgroupV2, delegated_cgroup, detect
 from sandbox.cgroups.v1 import DEVICE_RULES
 from sandbox.errors import HostError, LimitError
 from sandbox.spec import Limits
@@ -107,11 +107,12 @@ class FakeCgroupFS:
 
     def mkdir(self, path, mode=0o777, *args, **kwargs):
         self._mkdir(path, mode, *args, **kwargs)
+        path = os.path.realpath(os.fspath(path))  # the tree as a sandbox sees it: links here
         if self._ours(path):
-            self.populate(os.path.abspath(os.fspath(path)))
+            self.populate(path)
 
     def rmdir(self, path, *args, **kwargs):
-        path = os.path.abspath(os.fspath(path))
+        path = os.path.realpath(os.fspath(path))
         if self._ours(path) and path in self.made:
             if any(os.path.isdir(os.path.join(path, d)) for d in os.listdir(path)):
                 raise OSError(16, "Device or resource busy", path)  # has child cgroups
@@ -227,6 +228,56 @@ def test_v2_create_delegates_controllers_and_writes_exact_limits(v2):
     assert hierarchy.leftovers() == []
     hierarchy.remove_parents()
     assert not os.path.exists(parent)
+
+
+def test_v2_a_delegating_sandbox_lives_in_a_leaf_beside_its_subtree(v2):
+    """No v2 cgroup with controllers enabled for its children may hold processes: the
+    sandbox's join ``main``, and the subtree beside it gets the limits' controllers; a
+    cgroup made there (by a process inside) has them, and the sandbox's removal takes it."""
+    hierarchy, _kernel = v2
+    cgroup = hierarchy.create("deleg1", Limits(memory="256m", pids=64), delegate=True)
+    own = cgroup.path
+    assert _read(os.path.join(own, "memory.max")) == str(256 * MiB)
+    assert _enabled(_read(os.path.join(own, "cgroup.subtree_control"))) == {"memory", "pids", "cpu"}
+    assert cgroup.procs_files == [os.path.join(own, "main", "cgroup.procs")]
+    (delegated, name), = cgroup.delegated
+    assert (delegated, name) == (os.path.join(own, "delegated"), "")
+    assert _enabled(_read(os.path.join(delegated, "cgroup.subtree_control"))) == {"memory", "pids", "cpu"}
+    test = delegated_cgroup("test-0", {"SANDBOX_CGROUP": f"v2:{delegated}"})
+    assert test is not None
+    test.make(Limits(memory="64m", pids=8))
+    assert _read(os.path.join(delegated, "test-0", "memory.max")) == str(64 * MiB)
+    assert _read(os.path.join(delegated, "test-0", "pids.max")) == "8"
+    cgroup.remove()  # the test's cgroup, left behind, goes with it
+    assert hierarchy.leftovers() == []
+    hierarchy.remove_parents()
+
+
+def _kernel_root(hierarchy: CgroupV1) -> str:
+    return os.path.dirname(hierarchy.mounts["memory"])
+
+
+def test_v1_a_delegating_sandbox_gets_a_subtree_per_hierarchy(v1):
+    hierarchy, _ = v1
+    cgroup = hierarchy.create("deleg1", Limits(memory="256m", pids=64), delegate=True)
+    names = {name: directory for directory, name in cgroup.delegated}
+    assert set(names) == {"memory", "pids", "freezer", "cpuacct"}  # not devices, not cpuset
+    for name, directory in names.items():
+        assert directory == os.path.join(cgroup.by_controller[name], "delegated")
+        assert os.path.isdir(directory)
+    assert cgroup.procs_files[0] == os.path.join(cgroup.by_controller["memory"], "cgroup.procs")
+    inside = os.path.join(os.path.dirname(_kernel_root(hierarchy)), "inside")  # as the sandbox
+    os.mkdir(inside)                                                          # sees them: by name
+    for name, directory in names.items():
+        os.symlink(directory, os.path.join(inside, name))
+    test = delegated_cgroup("test-0", {"SANDBOX_CGROUP": f"v1:{inside}"})
+    assert test is not None and set(test.by_controller) == set(names)
+    test.make(Limits(memory="64m", pids=8))
+    assert _read(os.path.join(names["memory"], "test-0", "memory.limit_in_bytes")) == str(64 * MiB)
+    assert _read(os.path.join(names["pids"], "test-0", "pids.max")) == "8"
+    cgroup.remove()
+    assert hierarchy.leftovers() == []
+    hierarchy.remove_parents()
 
 
 def test_v2_swap_when_asked_and_unlimited_fields_left_alone(v2):

@@ -158,3 +158,44 @@ def test_the_user_is_resolved_from_the_image_and_again_when_its_files_change(tmp
     assert resolve_ids(spec, image) == (1000, 50, (50,), "/home/alice")  # from the cache
     (etc / "passwd").write_text("alice:x:1001:50::/home/alice2:/bin/sh\n")
     assert resolve_ids(spec, image) == (1001, 50, (50,), "/home/alice2")
+
+
+def test_a_delegating_sandbox_gets_its_subtree_at_sys_fs_cgroup_and_the_hosts_cgroup_namespace():
+    from sandbox.cgroups import CgroupV1, CgroupV2
+    from sandbox.cgroups.base import parent_name
+    from sandbox.spec import Limits
+
+    parent = parent_name()
+
+    spec = SandboxSpec(image="test", command=["true"], delegate_cgroup=True)
+    mounts = {"memory": "/cg/memory", "pids": "/cg/pids", "cpu": "/cg/cpu,cpuacct",
+              "cpuacct": "/cg/cpu,cpuacct", "devices": "/cg/devices", "freezer": "/cg/freezer"}
+    v1 = CgroupV1(mounts).name("abc", Limits(cpus=1), delegate=True)
+    plan = build_plan(spec, IMAGE, "abc", "/run/sb/abc", v1)
+    assert not plan.unshare_flags & linux.CLONE_NEWCGROUP
+    assert plan.exec.env["SANDBOX_CGROUP"] == "v1:/sys/fs/cgroup"
+    # one directory per hierarchy of delegable controllers (not devices), named by them
+    binds = [op.args for op in plan.ops if op.kind == "bind"]
+    assert sorted(binds) == sorted([
+        (f"/cg/memory/{parent}/abc/delegated", "/run/sb/abc/root", "/sys/fs/cgroup/memory", False),
+        (f"/cg/pids/{parent}/abc/delegated", "/run/sb/abc/root", "/sys/fs/cgroup/pids", False),
+        (f"/cg/cpu,cpuacct/{parent}/abc/delegated", "/run/sb/abc/root", "/sys/fs/cgroup/cpu,cpuacct",
+         False),
+        (f"/cg/freezer/{parent}/abc/delegated", "/run/sb/abc/root", "/sys/fs/cgroup/freezer", False)])
+    kinds = [op.kind for op in plan.ops]
+    tmpfs = next(i for i, op in enumerate(plan.ops) if op.args[1:3] == ("/run/sb/abc/root/sys/fs/cgroup", "tmpfs"))
+    assert kinds.index("pseudo_fs") < tmpfs < kinds.index("bind") < kinds.index("readonly_mount")
+    assert any(line.startswith(f"delegate /cg/memory/{parent}/abc/delegated") for line in plan.host_steps)
+
+    v2 = CgroupV2("/cg2").name("abc", Limits(), delegate=True)
+    plan = build_plan(spec, IMAGE, "abc", "/run/sb/abc", v2)
+    assert plan.exec.env["SANDBOX_CGROUP"] == "v2:/sys/fs/cgroup"
+    assert [op.args for op in plan.ops if op.kind == "bind"] == [
+        (f"/cg2/{parent}/abc/delegated", "/run/sb/abc/root", "/sys/fs/cgroup", False)]
+    assert "readonly_mount" not in [op.kind for op in plan.ops]
+    assert plan.cgroup_procs == (f"/cg2/{parent}/abc/main/cgroup.procs",)
+
+    plain = build_plan(spec.with_changes(delegate_cgroup=False), IMAGE, "abc", "/run/sb/abc",
+                       CgroupV2("/cg2").name("abc", Limits()))
+    assert plain.unshare_flags & linux.CLONE_NEWCGROUP and "SANDBOX_CGROUP" not in plain.exec.env
+    assert plain.cgroup_procs == (f"/cg2/{parent}/abc/cgroup.procs",)

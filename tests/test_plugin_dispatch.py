@@ -108,7 +108,8 @@ def test_a_test_over_the_memory_limit_fails_alone(pytester, redis_url, queue, wo
             pass
     """)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*test_hogs*", "*SIGKILL*"])
+    # its own cgroup in the batch's counted the kill: said as a sandbox of its own says it
+    result.stdout.fnmatch_lines(["*test_hogs*", "sandbox killed: memory limit 128 MiB exceeded*"])
 
 
 def test_a_job_in_error_fails_that_test_saying_so(pytester, redis_url, queue, workers):
@@ -314,3 +315,75 @@ def test_a_batch_asks_for_a_user_namespace_only_when_its_tests_do(pytester, redi
     asked = {job["name"].rpartition("::")[2]: json.loads(store.read(conn, job["id"])["spec"])["userns"]
              for job in queued_jobs(conn, queue)}
     assert asked == {"test_plain": None, "test_own_namespace": "auto"}
+
+
+@pytest.mark.parametrize("userns", ["host", "auto"])
+def test_each_test_of_a_batch_has_a_cgroup_of_its_own(pytester, redis_url, queue, workers, userns):
+    """The batch's sandbox is delegated a cgroup subtree; each test runs in a cgroup of its own
+    there, with its own limits (a fork bomb meets the test's pids limit, not the batch's), and
+    its Result counts what the test used alone. Under a user namespace too (the subtree is
+    given to the namespace's root)."""
+    workers.start()
+    _registered(connect(redis_url), queue, 1)
+    results = pytester.path / "results.json"
+    pytester.makeconftest(CONFTEST + f"""
+import json
+
+def pytest_sandbox_result(item, result):
+    path = {str(results)!r}
+    try:
+        with open(path) as f:
+            seen = json.load(f)
+    except FileNotFoundError:
+        seen = {{}}
+    seen[item.name] = [result.peak_memory, result.pids_peak, result.pids_limited]
+    with open(path, "w") as f:
+        json.dump(seen, f)
+""")
+    pytester.makepyfile(f"""
+        import errno, os, time, pytest
+
+        def own_cgroup(index):
+            with open("/proc/self/cgroup") as f:
+                lines = f.read().splitlines()
+            # v1's memory and pids hierarchies, or v2's one
+            mine = ([line for line in lines if line.split(":")[1] in ("memory", "pids")]
+                    or [line for line in lines if line.startswith("0::")])
+            assert mine and all(line.endswith(f"/delegated/test-{{index}}") for line in mine), lines
+
+        @pytest.mark.sandbox(pids=16, userns={userns!r})
+        def test_forks_to_its_own_limit():
+            own_cgroup(0)
+            children = []
+            with pytest.raises(BlockingIOError):
+                while True:
+                    pid = os.fork()
+                    if pid == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                    children.append(pid)
+            assert 5 < len(children) < 16
+
+        @pytest.mark.sandbox(pids=16, userns={userns!r})
+        def test_holds_memory():
+            own_cgroup(1)
+            data = b"x" * (96 << 20)
+            assert len(data) == 96 << 20
+
+        @pytest.mark.sandbox(pids=16, userns={userns!r})
+        def test_comes_after_both():
+            own_cgroup(2)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--sandbox-redis",
+                                           redis_url, "--sandbox-queue", queue, timeout=300)
+    result.assert_outcomes(passed=3)
+    (batch,) = queued_jobs(connect(redis_url), queue)
+    assert batch["name"].endswith("::test_forks_to_its_own_limit and 2 more")
+    seen = json.loads(results.read_text())
+    MiB = 1 << 20
+    _, fork_pids, fork_limited = seen["test_forks_to_its_own_limit"]
+    assert fork_limited and 5 < fork_pids <= 16, seen
+    assert seen["test_holds_memory"][0] >= 96 * MiB, seen
+    # the one after counts only its own use: neither the batch's pytest nor the test before
+    peak, pids, limited = seen["test_comes_after_both"]
+    assert peak < 64 * MiB and pids <= 3 and not limited, seen

@@ -5,9 +5,12 @@ worker), one step that runs the batch's pytest (``pytest_sandbox.batch``)
 on the batch's node ids, with the session's arguments. The sandbox spec of
 a batch is its tests' (options, marker, ``pytest_sandbox_spec`` hooks: only
 tests of the same spec share a batch); what only makes sense on this host
-(mounts, networks, hostname, user) is refused. Its limits apply to the
-batch's sandbox, which its tests' namespaces share; a test's ``timeout``
-ends that test alone, and the job's is the sum of its tests' with time to start
+(mounts, networks, hostname, user) is refused. The batch's sandbox is
+delegated a cgroup subtree, where each test gets a cgroup of its own with
+the test's limits (memory, swap, pids, cpus); the batch's sandbox has them
+plus room for its own pytest (``BATCH_MEMORY``, ``BATCH_PIDS``), and the
+disk and output limits, which its tests share. A test's ``timeout`` ends
+that test alone, and the job's is the sum of its tests' with time to start
 (``BATCH_START``). Under Docker's default profile the batch's sandbox gets the
 ``nested`` profile and each test stacks the default (``pytest_sandbox.batch``).
 
@@ -31,7 +34,7 @@ from jobs import JobResult, JobSpec, ResultsSpec, Step
 from sandbox import Result, SandboxSpec, SpecError
 
 from .. import crash
-from ..batch import FRAME, encode_node_ids
+from ..batch import FRAME, encode_limits, encode_node_ids
 from ..events import parse_events
 from ..inner import session_argv
 from ..settings import base_fields, build_spec
@@ -50,6 +53,11 @@ JOB_LIMITS = ("memory", "cpus", "pids", "output", "disk")
 STEP = "test"
 #: The node ids of one batch, encoded, stay well under the kernel's 128 KiB per argument.
 MAX_BATCH_BYTES = 96 << 10
+#: What a batch's sandbox is given beyond its tests' memory and pids limits, for its own
+#: pytest (each test's cgroup, inside it, has the test's): so a test meets its own limit
+#: first, and the batch's pytest is not the one out of memory.
+BATCH_MEMORY = 256 << 20
+BATCH_PIDS = 64
 
 
 def test_spec(config, item) -> SandboxSpec:
@@ -71,6 +79,7 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
             f"--sandbox-batch={encode_node_ids(nodeids)}"]
     if spec.limits.timeout:
         argv.append(f"--sandbox-batch-timeout={spec.limits.timeout}")
+    argv.append(f"--sandbox-batch-limits={encode_limits(spec.limits)}")
     seccomp = spec.seccomp
     if seccomp == "default":  # the batch makes each test's namespaces; each test stacks the default
         seccomp = "nested"
@@ -80,13 +89,17 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
     limits = {k: getattr(spec.limits, k) for k in JOB_LIMITS}
     if limits["output"] is not None:
         limits["output"] *= len(nodeids)  # each test's, and the lines that carry its reports
+    if limits["memory"] is not None:
+        limits["memory"] += BATCH_MEMORY
+    if limits["pids"] is not None:
+        limits["pids"] += BATCH_PIDS
     name = nodeids[0] if len(nodeids) == 1 else f"{nodeids[0]} and {len(nodeids) - 1} more"
     return JobSpec(
         name=name, steps=(Step(STEP, run),), image=spec.image,
         workspace=str(config.rootpath),
         timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
         limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(), seccomp=seccomp, userns=worker_userns(spec))
+        results=ResultsSpec(), seccomp=seccomp, userns=worker_userns(spec), delegate_cgroup=True)
 
 
 def worker_userns(spec: SandboxSpec) -> str | None:
@@ -171,10 +184,15 @@ def _result(job_id: str, frame: dict, spec: SandboxSpec) -> Result:
         code = os.WEXITSTATUS(status)
     stdout, stderr = (base64.b64decode(frame.get(name, "")) for name in ("stdout", "stderr"))
     limits = spec.limits
+    user, system = frame.get("cpu_user"), frame.get("cpu_system")
     return Result(id=job_id, exit_code=code, signal=signal, started_at=frame["started"],
                   ended_at=frame["ended"], duration=frame["ended"] - frame["started"],
                   stdout=stdout, stderr=stderr, timed_out=bool(frame.get("timed_out")),
                   stdout_bytes=len(stdout), stderr_bytes=len(stderr),
+                  oom_killed=bool(frame.get("oom_killed")), peak_memory=frame.get("peak_memory"),
+                  pids_peak=frame.get("pids_peak"), pids_limited=bool(frame.get("pids_limited")),
+                  cpu_user=user, cpu_system=system,
+                  cpu_time=user + system if user is not None and system is not None else None,
                   limits={"memory": limits.memory, "timeout": limits.timeout,
                           "output": limits.output, "pids": limits.pids, "cpus": limits.cpus,
                           "disk": limits.disk})

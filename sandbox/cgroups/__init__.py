@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 
 from .base import Cgroup, CgroupHierarchy, CgroupStats
+from .delegated import delegated_cgroup
 from .v1 import CgroupV1
 from .v2 import CgroupV2
 
-__all__ = ["Cgroup", "CgroupHierarchy", "CgroupStats", "CgroupV1", "CgroupV2", "host_cgroups"]
+__all__ = ["Cgroup", "CgroupHierarchy", "CgroupStats", "CgroupV1", "CgroupV2", "delegated_cgroup",
+           "host_cgroups"]
 
 _CACHE: dict[str, CgroupHierarchy] = {}
 

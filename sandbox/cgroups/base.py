@@ -1,5 +1,12 @@
 """The interface every cgroup backend keeps.
 
+A sandbox may be given a subtree of its own (``delegate``): one directory
+more under its cgroup in each hierarchy (``DELEGATED``), shown inside at
+/sys/fs/cgroup, where its processes make cgroups of their own for their
+children, under the sandbox's limits (a remote batch gives each test one).
+Its own cgroup's files (its limits) stay out of its reach. The sandbox's
+teardown removes whatever it made there.
+
 The parent directories (one per hierarchy, SANDBOX_CGROUP_PARENT) are made
 when a sandbox needs them and removed when no sandbox on the host does: at
 the exit of each process that used them, and by ``sandbox gc``. Processes
@@ -24,6 +31,17 @@ from dataclasses import dataclass
 
 from ..errors import LimitError
 from ..spec import Limits
+
+#: The delegated subtree under a delegating sandbox's cgroup, in each hierarchy.
+DELEGATED = "delegated"
+#: Where a delegating sandbox's processes find it, and the variable that says how it is laid out
+#: ("v2:/sys/fs/cgroup", or "v1:/sys/fs/cgroup" with a directory per hierarchy there, named by
+#: its controllers joined with commas: ``delegated_cgroup``).
+DELEGATED_MOUNT = "/sys/fs/cgroup"
+DELEGATED_ENV = "SANDBOX_CGROUP"
+#: The files of a delegated directory its owner gets, when the sandbox's root is not the
+#: host's (a user namespace): systemd's list for a delegated unit.
+DELEGATED_FILES = ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks")
 
 
 def parent_name() -> str:
@@ -53,11 +71,15 @@ class CgroupStats:
 class Cgroup(ABC):
     """The cgroup(s) of one sandbox: made, limited, joined, killed, removed."""
 
+    version = 0  # the backend's
+
     def __init__(self, paths: list[str], shared: list[str] | None = None) -> None:
         self.paths = paths  # the sandbox's own directories: made, read and removed
         self.shared = shared or []  # joined only, never removed: v1's devices parent
         self.parents_lock = -1  # held from plan() until removed: the parents stay
         self.live: set | None = None  # the set of live cgroups it is in (see _LiveLocks)
+        #: A delegating sandbox's subtree: (host directory, its name under DELEGATED_MOUNT).
+        self.delegated: list[tuple[str, str]] = []
 
     def release_parents(self) -> None:
         """Let ``remove_parents`` remove the parents again (idempotent)."""
@@ -74,33 +96,50 @@ class Cgroup(ABC):
         """Files the container's first process writes ``0`` to, to join."""
         return [os.path.join(p, "cgroup.procs") for p in self.paths + self.shared]
 
+    @property
+    def delegated_env(self) -> str:
+        """The value of DELEGATED_ENV in a delegating sandbox (``delegated_cgroup`` reads it)."""
+        return f"v{self.version}:{DELEGATED_MOUNT}"
+
     def pids(self) -> list[int]:
-        """Every process in the sandbox's own cgroup(s)."""
+        """Every process in the sandbox's own cgroup(s), those below them included."""
         found: set[int] = set()
         for path in self.paths:
-            try:
-                with open(os.path.join(path, "cgroup.procs")) as f:
-                    found.update(int(x) for x in f.read().split())
-            except OSError as exc:
-                # gone, or being removed by its owner's teardown meanwhile (ENODEV: the
-                # kernel took it between our open and read): nothing runs in it any more
-                if exc.errno not in (errno.ENOENT, errno.ENODEV):
-                    raise
+            for directory in [path, *_below(path)]:
+                try:
+                    with open(os.path.join(directory, "cgroup.procs")) as f:
+                        found.update(int(x) for x in f.read().split())
+                except OSError as exc:
+                    # gone, or being removed by its owner's teardown meanwhile (ENODEV: the
+                    # kernel took it between our open and read): nothing runs in it any more
+                    if exc.errno not in (errno.ENOENT, errno.ENODEV):
+                        raise
         return sorted(found)
 
     def gone(self) -> bool:
         """True once none of its directories is left (its owner's teardown removed them)."""
         return not any(os.path.isdir(p) for p in self.paths)
 
-    def make(self, limits: Limits) -> None:
-        """Make the directories and write the limits; nothing is left if that fails."""
+    def make(self, limits: Limits, owner: tuple[int, int] | None = None) -> None:
+        """Make the directories and write the limits, then the delegated subtree (its
+        directory and files given to ``owner``, host uid and gid, when not None);
+        nothing is left if that fails."""
         try:
             for path in self.paths:
                 os.mkdir(path)
             self.apply(limits)
+            if self.delegated:
+                self._delegate(owner)
         except BaseException:
             self.remove()
             raise
+
+    def _delegate(self, owner: tuple[int, int] | None) -> None:
+        """Make the delegated directories, given to ``owner`` (a backend adds its part)."""
+        for directory, _ in self.delegated:
+            os.mkdir(directory)
+            if owner is not None:
+                give(directory, owner)
 
     @abstractmethod
     def apply(self, limits: Limits) -> None:
@@ -141,6 +180,7 @@ class Cgroup(ABC):
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise LimitError(f"cannot remove cgroup {path}: {exc.strerror}") from exc
                     self.kill()
+                    _remove_below(path)  # a delegated subtree's cgroups, deepest first
                     time.sleep(0.002)
         self.release_parents()
 
@@ -195,7 +235,7 @@ class CgroupHierarchy(ABC):
             self._live = _LiveLocks()
         return self._live
 
-    def plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
+    def plan(self, sandbox_id: str, limits: Limits, delegate: bool = False) -> Cgroup:
         """The sandbox's cgroup(s), named but not made yet (``Cgroup.make`` makes them).
 
         Knowing the paths first lets a spare be handed its plan (which names
@@ -208,7 +248,7 @@ class CgroupHierarchy(ABC):
         if lock < 0:
             lock = self._lock_parents()
         try:
-            cgroup = self._plan(sandbox_id, limits)
+            cgroup = self._plan(sandbox_id, limits, delegate)
         except BaseException:
             os.close(lock)
             raise
@@ -219,14 +259,15 @@ class CgroupHierarchy(ABC):
             atexit.register(self.remove_parents)
         return cgroup
 
-    def name(self, sandbox_id: str, limits: Limits) -> Cgroup:
+    def name(self, sandbox_id: str, limits: Limits, delegate: bool = False) -> Cgroup:
         """The cgroup(s) a sandbox would get, named only: nothing is made or locked
         (for ``sandbox run --dry-run``)."""
-        return self._plan(sandbox_id, limits)
+        return self._plan(sandbox_id, limits, delegate)
 
     @abstractmethod
-    def _plan(self, sandbox_id: str, limits: Limits) -> Cgroup:
-        """``plan`` with the parents locked: make any that is missing, name the cgroup."""
+    def _plan(self, sandbox_id: str, limits: Limits, delegate: bool) -> Cgroup:
+        """``plan`` with the parents locked: make any that is missing, name the cgroup
+        (and its delegated subtree, with ``delegate``)."""
 
     @abstractmethod
     def _parents_ready(self) -> bool:
@@ -277,9 +318,9 @@ class CgroupHierarchy(ABC):
         finally:
             os.close(fd)
 
-    def create(self, sandbox_id: str, limits: Limits) -> Cgroup:
+    def create(self, sandbox_id: str, limits: Limits, delegate: bool = False) -> Cgroup:
         """Make the sandbox's cgroup(s) with limits applied; nothing joins yet."""
-        cgroup = self.plan(sandbox_id, limits)
+        cgroup = self.plan(sandbox_id, limits, delegate)
         cgroup.make(limits)
         return cgroup
 
@@ -348,6 +389,38 @@ def _still_there(path: str, fd: int) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
+
+
+def _below(path: str) -> list[str]:
+    """The cgroups under ``path`` (a delegating sandbox's), deepest first; none for most."""
+    found: list[str] = []
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            found += _below(entry.path)
+            found.append(entry.path)
+    return found
+
+
+def _remove_below(path: str) -> None:
+    """rmdir every cgroup under ``path``, deepest first; one still busy stays (retried)."""
+    for directory in _below(path):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
+
+
+def give(directory: str, owner: tuple[int, int]) -> None:
+    """A delegated directory and the files that move processes to ``owner`` (uid, gid)."""
+    for name in DELEGATED_FILES:
+        try:
+            os.chown(os.path.join(directory, name), *owner)
+        except FileNotFoundError:
+            pass
 
 
 def write(path: str, value: str | int) -> None:

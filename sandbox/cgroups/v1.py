@@ -12,11 +12,13 @@ import signal
 import time
 
 from ..spec import Limits
-from .base import Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
+from .base import DELEGATED, Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
 from .devices import DEVICE_RULES
 
 CFS_PERIOD_US = 100_000
-
+#: The controllers a delegating sandbox gets hierarchies of (not devices: every sandbox has
+#: the same rules; not cpuset: a child needs its parent's cpus and mems copied in first).
+DELEGABLE = ("memory", "pids", "cpu", "cpuacct", "freezer")
 
 
 class CgroupV1(CgroupHierarchy):
@@ -83,7 +85,7 @@ class CgroupV1(CgroupHierarchy):
         return "devices" in controllers and not any(
             self.mounts[c] == mount for c in controllers if c != "devices")
 
-    def _plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV1":
+    def _plan(self, sandbox_id: str, limits: Limits, delegate: bool) -> "SandboxCgroupV1":
         by_controller: dict[str, str] = {}
         controllers = self._controllers_for(limits)
         shared = self._devices_shared(controllers)
@@ -91,7 +93,21 @@ class CgroupV1(CgroupHierarchy):
             parent = self._parent(controller)
             by_controller[controller] = parent if shared and controller == "devices" \
                 else os.path.join(parent, sandbox_id)
-        return SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
+        cgroup = SandboxCgroupV1(by_controller, shared=[by_controller["devices"]] if shared else [])
+        if delegate:
+            cgroup.delegated = self._delegated(by_controller)
+        return cgroup
+
+    def _delegated(self, by_controller: dict[str, str]) -> list[tuple[str, str]]:
+        """(host directory, name inside) of each hierarchy a delegating sandbox gets: those
+        of its cgroup whose controllers are all DELEGABLE, named by their controllers."""
+        found: dict[str, tuple[str, str]] = {}
+        for controller, path in by_controller.items():
+            mount = self.mounts[controller]
+            together = sorted(c for c in self.CONTROLLERS if self.mounts.get(c) == mount)
+            if mount not in found and set(together) <= set(DELEGABLE):
+                found[mount] = (os.path.join(path, DELEGATED), ",".join(together))
+        return list(found.values())
 
     def open(self, paths: list[str]) -> "SandboxCgroupV1":
         by_controller: dict[str, str] = {}
@@ -129,6 +145,8 @@ def _init_cpuset(root: str, parent: str) -> None:
 
 
 class SandboxCgroupV1(Cgroup):
+    version = 1
+
     def __init__(self, by_controller: dict[str, str], paths: list[str] | None = None,
                  shared: list[str] | None = None) -> None:
         shared = shared or []

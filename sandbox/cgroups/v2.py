@@ -16,11 +16,16 @@ import time
 
 from ..errors import LimitError
 from ..spec import Limits
-from .base import Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
+from .base import DELEGATED, Cgroup, CgroupHierarchy, CgroupStats, parent_name, read, read_int, read_keyed, write
 from .devices import DeviceFilter
 
 CPU_PERIOD_US = 100_000
 WANTED = ("memory", "pids", "cpu", "cpuset")
+#: The controllers a delegating sandbox's subtree gets (not cpuset: see v1.DELEGABLE).
+DELEGABLE = ("memory", "pids", "cpu")
+#: Where a delegating sandbox's own processes live: v2 lets no cgroup with controllers
+#: enabled for its children hold processes, so they sit in a leaf beside the subtree.
+MAIN = "main"
 
 
 class CgroupV2(CgroupHierarchy):
@@ -82,8 +87,11 @@ class CgroupV2(CgroupHierarchy):
             self.devices.attach(self.parent)
         self._checked_devices = True
 
-    def _plan(self, sandbox_id: str, limits: Limits) -> "SandboxCgroupV2":
-        return SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
+    def _plan(self, sandbox_id: str, limits: Limits, delegate: bool) -> "SandboxCgroupV2":
+        cgroup = SandboxCgroupV2([os.path.join(self.parent, sandbox_id)])
+        if delegate:
+            cgroup.delegated = [(os.path.join(cgroup.path, DELEGATED), "")]
+        return cgroup
 
     def open(self, paths: list[str]) -> "SandboxCgroupV2":
         return SandboxCgroupV2(paths)
@@ -99,6 +107,8 @@ class CgroupV2(CgroupHierarchy):
 
 
 class SandboxCgroupV2(Cgroup):
+    version = 2
+
     def __init__(self, paths: list[str]) -> None:
         super().__init__(paths)
         self.path = paths[0]
@@ -106,6 +116,28 @@ class SandboxCgroupV2(Cgroup):
 
     def _f(self, name: str) -> str:
         return os.path.join(self.path, name)
+
+    @property
+    def procs_files(self) -> list[str]:
+        if self.delegated:
+            return [os.path.join(self.path, MAIN, "cgroup.procs")]
+        return super().procs_files
+
+    def _delegate(self, owner: tuple[int, int] | None) -> None:
+        """The sandbox's processes in MAIN, the subtree beside it, both under the limits.
+        Moving a process between them takes write access to this cgroup's cgroup.procs
+        (their common ancestor's), which ``owner`` is given too."""
+        offered = (read(self._f("cgroup.controllers")) or "").split()
+        enable = " ".join(f"+{c}" for c in DELEGABLE if c in offered)
+        if enable:
+            write(self._f("cgroup.subtree_control"), enable)
+        os.mkdir(self._f(MAIN))
+        super()._delegate(owner)
+        if enable:
+            for directory, _ in self.delegated:
+                write(os.path.join(directory, "cgroup.subtree_control"), enable)
+        if owner is not None:
+            os.chown(self._f("cgroup.procs"), *owner)
 
     def apply(self, limits: Limits) -> None:
         if limits.memory is not None:

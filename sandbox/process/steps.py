@@ -114,6 +114,12 @@ def _readonly(kernel: Kernel, path: str) -> None:
                          | linux.MOUNT_ATTR_NODEV, True)
 
 
+def _readonly_mount(kernel: Kernel, path: str) -> None:
+    """The mount at ``path`` read-only, the mounts below it as they are."""
+    kernel.mount_setattr(path, linux.MOUNT_ATTR_RDONLY | linux.MOUNT_ATTR_NOSUID
+                         | linux.MOUNT_ATTR_NODEV | linux.MOUNT_ATTR_NOEXEC, False)
+
+
 def _pivot_root(kernel: Kernel, root: str) -> None:
     """pivot_root(".", ".") then detach the old root (as runc does)."""
     kernel.chdir(root)
@@ -238,6 +244,7 @@ def _makedirs(kernel: Kernel, path: str) -> None:
 STEPS: dict[str, Callable[..., Any]] = {
     "mount": _mount, "propagation": _propagation, "mkdirs": _mkdirs, "mknods": _mknods,
     "symlinks": _symlinks, "bind": _bind, "mask": _mask, "readonly": _readonly,
+    "readonly_mount": _readonly_mount,
     "pivot_root": _pivot_root, "hostname": _hostname, "loopback_up": _loopback,
     "makedirs": _makedirs, "pseudo_fs": _pseudo_fs, "host_netlink": _host_netlink,
     "plug": _plug, "overlay": _overlay, **userns.STEPS,
