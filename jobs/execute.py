@@ -235,7 +235,8 @@ def _sandbox_spec(spec: JobSpec, step: Step, job_id: str, workspace: str,
                        workdir="/workspace", network=net,
                        mounts=(Mount(workspace, "/workspace", read_only=False), *setup.mounts),
                        limits=Limits(**{**spec.limits, "timeout": timeout}),
-                       seccomp=spec.seccomp, userns=spec.userns, delegate_cgroup=spec.delegate_cgroup)
+                       seccomp=spec.seccomp, userns=spec.userns, delegate_cgroup=spec.nested,
+                       root_view=spec.nested)
 
 
 def _run_sandbox(spec: SandboxSpec, on_output: Callable[[LogRecord], None],

@@ -132,9 +132,10 @@ class JobSpec:
     userns: str | None = None
     #: Ports of the host the steps and services on the job's network may connect to.
     allow_host_ports: tuple[int, ...] = ()
-    #: Every step's sandbox gets a cgroup subtree of its own (``SandboxSpec.delegate_cgroup``):
-    #: a remote batch of the pytest plugin puts each test in a cgroup there.
-    delegate_cgroup: bool = False
+    #: Every step's sandbox can make sandboxes nested in it: a cgroup subtree of its own
+    #: (``SandboxSpec.delegate_cgroup``) and a view of its root (``root_view``), for a remote
+    #: batch of the pytest plugin, which runs each test in one.
+    nested: bool = False
 
     @property
     def secret_names(self) -> tuple[str, ...]:

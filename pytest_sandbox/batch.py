@@ -7,7 +7,9 @@ and ``--sandbox-batch=LIST`` (the batch's node ids), in the job's sandbox.
 
 It collects those tests once. Then, for each, in order, a copy of itself in
 namespaces nested in the job's sandbox (``sandbox.fork_nested``: its own
-user, mount, pid, network, IPC and UTS namespaces, a fresh /tmp), and in a
+user, mount, pid, network, IPC and UTS namespaces, a fresh /tmp, and a root
+filesystem of its own, overlays of the sandbox's writable mounts, where the
+kernel can make one: ``own_root``, its reports' directory bound through), and in a
 cgroup of its own with the test's limits (``--sandbox-batch-limits``; made in
 the subtree the job's sandbox is delegated, ``sandbox.delegated_cgroup``, and
 removed after the test, whatever is left in it killed), forks the test's
@@ -51,6 +53,7 @@ import time
 
 import pytest
 
+from sandbox import NESTED_ROOT_ENV as ROOT_ENV
 from sandbox import Limits, delegated_cgroup, fork_confined, fork_nested
 
 from . import hookspecs, inside
@@ -189,7 +192,7 @@ def _run_one(item, nextitem, index: int, recorder, timeout: float | None,
             started = time.time()
             nested = True
             try:
-                pid = fork_nested(seccomp)
+                pid = fork_nested(seccomp, own_root=True, keep=(directory,))
             except OSError:
                 nested = False
                 pid = fork_confined(seccomp) if seccomp else os.fork()
@@ -199,12 +202,12 @@ def _run_one(item, nextitem, index: int, recorder, timeout: float | None,
                 os.close(fd)
             join = []
             os.close(status_w)
-            status, timed_out = _wait(pid, status_r, timeout, nested)
+            status, root, timed_out = _wait(pid, status_r, timeout, nested)
             ended = time.time()
             frame = {"index": index, "nodeid": item.nodeid, "events": _read(recorder.path),
                      "status": status, "timed_out": timed_out, "started": started, "ended": ended,
                      "stdout": _head(out), "stderr": _head(err), "nested": nested,
-                     "cgroup": cgroup is not None}
+                     "cgroup": cgroup is not None, "root": root}
     finally:
         for fd in join:
             os.close(fd)
@@ -253,7 +256,8 @@ def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool, join:
                 code = inside.run_item(item, nextitem)
             finally:
                 os._exit(code)
-        os.write(status_w, str(_reap_until(test)).encode())
+        status = _reap_until(test)
+        os.write(status_w, f"{status}\n{os.environ.get(ROOT_ENV, 'shared')}".encode())
     finally:
         os._exit(0)
 
@@ -279,9 +283,11 @@ def _reap_until(pid: int) -> int:
             return status
 
 
-def _wait(pid: int, status_r: int, timeout: float | None, nested: bool) -> tuple[int | None, bool]:
-    """The test process's wait status (None if its copy died first) and whether its time
-    limit ended it."""
+def _wait(pid: int, status_r: int, timeout: float | None,
+          nested: bool) -> tuple[int | None, str | None, bool]:
+    """The test process's wait status (None if its copy died first), whose root it had
+    (``fork_nested``'s ROOT_ENV: "own", "shared: why"; None if unsaid) and whether its
+    time limit ended it."""
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out = False
     while True:
@@ -297,8 +303,9 @@ def _wait(pid: int, status_r: int, timeout: float | None, nested: bool) -> tuple
     os.close(status_r)
     _, own = os.waitpid(pid, 0)
     if data:
-        return int(data), timed_out
-    return (None if own == 0 else own), timed_out
+        status, _, root = data.decode().partition("\n")
+        return int(status), root, timed_out
+    return (None if own == 0 else own), None, timed_out
 
 
 def _kill(pid: int, nested: bool) -> None:

@@ -40,7 +40,9 @@ engine:
   sandbox's, made without privilege: ``fork_nested`` (``sandbox.nested``; with
   ``seccomp="default"`` the copy stacks Docker's default filter, for a sandbox under
   the ``nested`` profile), and ``fork_confined`` (a plain fork so confined);
-  ``delegated_cgroup(name)``: a cgroup of its own for such a copy, in the subtree
+  ``fork_nested(own_root=True)`` gives it a root filesystem of its own in a sandbox
+  made with ``SandboxSpec.root_view`` (``NESTED_ROOT_ENV`` in its environment says
+  whether it got one), ``delegated_cgroup(name)`` a cgroup of its own in the subtree
   of a sandbox made with ``SandboxSpec.delegate_cgroup`` (None elsewhere);
 - images: ``get_image``, ``import_image`` (``import_image_archive``: a rootfs
   tarball from a stream, an upload), ``tag_image``, ``commit_sandbox`` (a live
@@ -130,6 +132,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
     )
     from .linux.proc import die_with_parent, own_start_time, process_alive
     from .logs import LogRecord, read_log
+    from .nested import ROOT_ENV as NESTED_ROOT_ENV
     from .nested import fork_confined, fork_nested
     from .process.forkserver import ForkServer, ServedTarget
     from .process.launcher import single_threaded
@@ -163,6 +166,7 @@ if TYPE_CHECKING:  # what the checker sees: the names below, as _LAZY loads them
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
+    "NESTED_ROOT_ENV",
     "USERNS_MODES",
     "BuildCancel",
     "BuildCancelled",
@@ -317,6 +321,7 @@ _LAZY = {
     "ForkServer": (".process.forkserver", "ForkServer"),
     "ServedTarget": (".process.forkserver", "ServedTarget"),
     "fork_nested": (".nested", "fork_nested"),
+    "NESTED_ROOT_ENV": (".nested", "ROOT_ENV"),
     "delegated_cgroup": (".cgroups.delegated", "delegated_cgroup"),
     "fork_confined": (".nested", "fork_confined"),
     "get_image": (".images", "get"),

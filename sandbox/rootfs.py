@@ -37,7 +37,7 @@ from .images import Image
 from .linux import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC
 from .plan import Op, UserNamespace
 from .pseudofs import DEVICES, MASKED_PATHS, READONLY_PATHS, mount_ops, protect_ops
-from .spec import SandboxSpec
+from .spec import ROOT_VIEW, SandboxSpec
 
 
 def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
@@ -89,6 +89,8 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
     if not staged:
         ops += protect_ops(root, f"{layer}/empty")
     ops.append(Op("pivot_root", (root,), "pivot_root"))
+    if spec.root_view:  # right after the root's overlay, before anything is mounted on it
+        ops.insert(3, Op("bind", (root, root, ROOT_VIEW, True), f"a view of the root at {ROOT_VIEW}"))
     ops.insert(3, overlay)
     if mapping is not None:  # before the first overlay: every lower dir is known by now
         ops[3:3] = mapping.ops(own_network=spec.network.isolated)

@@ -263,6 +263,10 @@ def _check_ports(ports: object) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
+#: Where a sandbox made with ``root_view`` sees its root filesystem without the mounts on it.
+ROOT_VIEW = "/run/sandbox/root"
+
+
 @dataclass(frozen=True)
 class SandboxSpec:
     """Everything needed to create one sandbox. Validated on construction."""
@@ -304,6 +308,11 @@ class SandboxSpec:
     #: Its cgroup namespace is then the host's: a process it moves into the subtree must be
     #: seen from there (cgroup v2's ``nsdelegate``).
     delegate_cgroup: bool = False
+    #: A read-only view of its root filesystem without the mounts on it, at ROOT_VIEW: the
+    #: lowest layer of the root a nested copy of one of its processes makes of its own
+    #: (``sandbox.fork_nested(own_root=True)``: a remote batch's tests). A user namespace
+    #: cannot take the root itself, whose mounts it may not reveal.
+    root_view: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str) or not self.image:
@@ -334,7 +343,7 @@ class SandboxSpec:
         _check_security(self.seccomp, self.userns)
         if self.stdin is not None and not isinstance(self.stdin, (bytes, bytearray)):
             raise SpecError("stdin", type(self.stdin).__name__, "bytes or None")
-        for flag in ("tty", "interactive", "delegate_cgroup"):
+        for flag in ("tty", "interactive", "delegate_cgroup", "root_view"):
             if not isinstance(getattr(self, flag), bool):
                 raise SpecError(flag, getattr(self, flag), "true or false")
         if self.stdin is not None and (self.tty or self.interactive):

@@ -110,3 +110,60 @@ def test_under_the_nested_profile_a_copy_stacks_the_default(tmp_path):
         "default: filters 2 unshare refused True clone made False mount refused True",
         "unshare True clone+cgroupns True",
     ], result.stderr
+
+
+OWN_ROOT = """
+import os, sys
+from sandbox import NESTED_ROOT_ENV, fork_nested
+
+os.makedirs("/workspace/kept", exist_ok=True)
+for attempt in ("first", "second"):
+    pid = fork_nested("default", own_root=True, keep=("/workspace/kept",))
+    if pid == 0:
+        seen = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left")
+                if os.path.exists(p)]
+        os.write(1, f"{attempt}: {os.environ[NESTED_ROOT_ENV]} saw {seen} "
+                    f"hostname {os.path.exists('/etc/hostname')} in {os.getcwd()}\\n".encode())
+        for path in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/workspace/kept/report"):
+            with open(path, "a") as f:
+                f.write(attempt)
+        if os.path.exists("/etc/hostname"):
+            os.remove("/etc/hostname")  # a lower layer's file: whited out in its upper dir
+        os.mkdir("/usr/local/made-here")
+        os._exit(0)
+    os.waitpid(pid, 0)
+left = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/usr/local/made-here")
+        if os.path.exists(p)]
+print("here:", left, open("/workspace/kept/report").read(), os.path.exists("/etc/hostname"))
+"""
+
+
+@pytest.mark.parametrize(("root_view", "userns"), [(True, "host"), (False, "host"), (True, "auto")])
+def test_a_nested_copy_gets_a_root_of_its_own_where_the_sandbox_has_a_view(tmp_path, root_view,
+                                                                           userns):
+    """With the sandbox's view of its root, each copy writes to overlays of its own (the root,
+    the image's other overlays, the workspace) that go with it; what it was asked to keep
+    is bound through. Without the view it says it shares the sandbox's root. Under the
+    nested profile, the copy then stacking the default; in a sandbox with a user namespace
+    of its own too."""
+    from sandbox import Mount, SandboxSpec, run
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    result = run(SandboxSpec(image="host", command=["python3", "-c", OWN_ROOT], seccomp="nested",
+                             env={"PYTHONPATH": REPO}, root_view=root_view, userns=userns,
+                             workdir="/workspace",
+                             mounts=(Mount(str(workspace), "/workspace", read_only=False),)),
+                 log_file=False)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    if root_view:
+        # in the same working directory as its caller, in the new root
+        assert lines == ["first: own saw [] hostname True in /workspace",
+                         "second: own saw [] hostname True in /workspace",
+                         "here: [] firstsecond True"], result.stderr
+        assert sorted(os.listdir(workspace)) == ["kept"]
+    else:
+        assert lines[0] == "first: shared: the sandbox has no view of its root at /run/sandbox/root " \
+                           "saw [] hostname True in /workspace", result.stderr
+        assert lines[1].startswith("second: shared: ") and "/etc/left" in lines[1]

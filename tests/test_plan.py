@@ -199,3 +199,14 @@ def test_a_delegating_sandbox_gets_its_subtree_at_sys_fs_cgroup_and_the_hosts_cg
                        CgroupV2("/cg2").name("abc", Limits()))
     assert plain.unshare_flags & linux.CLONE_NEWCGROUP and "SANDBOX_CGROUP" not in plain.exec.env
     assert plain.cgroup_procs == (f"/cg2/{parent}/abc/cgroup.procs",)
+
+
+def test_a_root_view_is_bound_read_only_right_after_the_roots_overlay():
+    """Before anything is mounted on the root: the view shows it without its mounts."""
+    ops = plan_for(root_view=True).ops
+    kinds = [op.kind for op in ops]
+    overlay = kinds.index("overlay")
+    view = ops[overlay + 1]
+    assert view.kind == "bind" and view.args == ("/run/sb/abc/root", "/run/sb/abc/root",
+                                                 "/run/sandbox/root", True)
+    assert not any(op.kind == "bind" and op.args[2] == "/run/sandbox/root" for op in plan_for().ops)

@@ -225,8 +225,10 @@ def test_a_batch_runs_each_test_in_namespaces_of_its_own(pytester, redis_url, qu
 def test_under_the_default_profile_each_test_of_a_batch_has_namespaces_of_its_own(
         pytester, redis_url, queue, workers):
     """The batch's sandbox runs under the nested profile; each test's copy settles in its
-    own namespaces, then stacks Docker's default on top: the test's code cannot make a
-    user namespace, mount, or hold more capabilities than a sandbox's command."""
+    own namespaces and a root filesystem of its own (what a test writes, in /etc, /root
+    or the workspace, the next one does not see), then stacks Docker's default on top:
+    the test's code cannot make a user namespace, mount, or hold more capabilities than
+    a sandbox's command."""
     workers.start()
     _registered(connect(redis_url), queue, 1)
     pytester.makeconftest(f"""
@@ -240,14 +242,18 @@ def test_under_the_default_profile_each_test_of_a_batch_has_namespaces_of_its_ow
             with open("/proc/self/status") as f:
                 return dict(line.rstrip("\\n").split(":\\t", 1) for line in f)
 
+        LEFT = ("/tmp/left", "/etc/left", "/root/left", "/workspace/left")
+
         @pytest.mark.sandbox
-        def test_leaves_a_file_in_tmp():
-            open("/tmp/left", "w").close()
+        def test_leaves_files_behind():
+            for path in LEFT:
+                open(path, "w").close()
             assert os.getppid() == 1  # its copy of the batch's pytest is pid 1 of its own
 
         @pytest.mark.sandbox
-        def test_sees_a_fresh_tmp_and_is_confined():
-            assert not os.path.exists("/tmp/left") and os.getppid() == 1
+        def test_sees_a_root_of_its_own_and_is_confined():
+            assert os.environ["SANDBOX_NESTED_ROOT"] == "own"
+            assert not any(os.path.exists(path) for path in LEFT) and os.getppid() == 1
             found = status()
             # the sandbox's filter (nested) and the default stacked on it
             assert found["Seccomp"] == "2" and found["Seccomp_filters"] == "2", found

@@ -63,7 +63,7 @@ def test_capabilities_architectures_and_kernels_decide_which_rules_apply():
     assert not rules_for("ptrace", old)  # before 4.8, ptrace could bypass seccomp
 
 
-def test_the_nested_profile_is_the_default_plus_fork_nested_s_clone_and_mounts():
+def test_the_nested_profile_is_the_default_plus_fork_nested_s_clone_mounts_and_pivot():
     default = profile.resolve(profile.load("default"), DOCKER_CAPS, arch="amd64", kernel=(6, 1))
     nested = profile.resolve(profile.load("nested"), DOCKER_CAPS, arch="amd64", kernel=(6, 1))
     assert nested.rules[:len(default.rules)] == default.rules
@@ -71,7 +71,10 @@ def test_the_nested_profile_is_the_default_plus_fork_nested_s_clone_and_mounts()
         profile.Rule(("clone",), "SCMP_ACT_ALLOW", None,
                      (profile.Arg(0, 0x7E020000, 0x7C020000, "SCMP_CMP_MASKED_EQ"),)),
         profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 0x44000, 0, "SCMP_CMP_EQ"),)),
-        profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 6, 0, "SCMP_CMP_EQ"),)))
+        profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 6, 0, "SCMP_CMP_EQ"),)),
+        profile.Rule(("mount",), "SCMP_ACT_ALLOW", None, (profile.Arg(3, 0x5000, 0, "SCMP_CMP_EQ"),)),
+        profile.Rule(("pivot_root",), "SCMP_ACT_ALLOW", None, ()),
+        profile.Rule(("umount2",), "SCMP_ACT_ALLOW", None, (profile.Arg(1, 2, 0, "SCMP_CMP_EQ"),)))
     assert not rules_for("unshare", nested) and not rules_for("setns", nested)
     s390 = profile.resolve(profile.load("nested"), DOCKER_CAPS, arch="s390x", kernel=(6, 1))
     assert rules_for("clone", s390)[-1].args[0].position == 1  # where s390's clone has its flags

@@ -5,9 +5,11 @@ worker), one step that runs the batch's pytest (``pytest_sandbox.batch``)
 on the batch's node ids, with the session's arguments. The sandbox spec of
 a batch is its tests' (options, marker, ``pytest_sandbox_spec`` hooks: only
 tests of the same spec share a batch); what only makes sense on this host
-(mounts, networks, hostname, user) is refused. The batch's sandbox is
-delegated a cgroup subtree, where each test gets a cgroup of its own with
-the test's limits (memory, swap, pids, cpus); the batch's sandbox has them
+(mounts, networks, hostname, user) is refused. The batch's sandbox can make
+sandboxes nested in it (``JobSpec.nested``): a cgroup subtree, where each test
+gets a cgroup of its own with the test's limits (memory, swap, pids, cpus),
+and a view of its root, over which each test gets a root filesystem of its
+own (``pytest_sandbox.batch``); the batch's sandbox has the tests' limits
 plus room for its own pytest (``BATCH_MEMORY``, ``BATCH_PIDS``), and the
 disk and output limits, which its tests share. A test's ``timeout`` ends
 that test alone, and the job's is the sum of its tests' with time to start
@@ -99,7 +101,7 @@ def batch_job(config, spec: SandboxSpec, nodeids: list[str]) -> JobSpec:
         workspace=str(config.rootpath),
         timeout=(spec.limits.timeout or DEFAULT_TIMEOUT) * len(nodeids) + BATCH_START,
         limits=limits, env={**_pytest_env(), **spec.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        results=ResultsSpec(), seccomp=seccomp, userns=worker_userns(spec), delegate_cgroup=True)
+        results=ResultsSpec(), seccomp=seccomp, userns=worker_userns(spec), nested=True)
 
 
 def worker_userns(spec: SandboxSpec) -> str | None:

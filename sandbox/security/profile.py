@@ -17,7 +17,7 @@ which ``filters`` compiles with libseccomp, and ``to_oci`` writes as the
 
 One more profile is built in: ``nested``, Docker's default plus exactly what
 ``sandbox.fork_nested`` does that the default refuses (clone with its set of
-namespaces, the mounts it makes there): for a process that runs untrusted
+namespaces, the mounts it makes there, its pivot into a root of its own): for a process that runs untrusted
 code in nested copies of itself, each of which stacks the default filter on
 top (the pytest plugin's remote batches).
 """
@@ -42,8 +42,10 @@ NESTED = "nested"
 NESTED_NAMESPACES = (linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWPID
                      | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
 #: The mount flags a nested copy mounts with, and no others: / made private (recursively),
-#: a tmpfs on /tmp and /dev/shm.
-NESTED_MOUNT_FLAGS = (linux.MS_REC | linux.MS_PRIVATE, linux.MS_NOSUID | linux.MS_NODEV)
+#: a tmpfs on /tmp and /dev/shm (and the overlays of a root of its own), and the trees it
+#: binds into that root as they are.
+NESTED_MOUNT_FLAGS = (linux.MS_REC | linux.MS_PRIVATE, linux.MS_NOSUID | linux.MS_NODEV,
+                      linux.MS_BIND | linux.MS_REC)
 #: Every CLONE_NEW* flag: the mask Docker's default clone rule checks.
 NAMESPACE_FLAGS = (linux.CLONE_NEWNS | linux.CLONE_NEWCGROUP | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
                    | linux.CLONE_NEWUSER | linux.CLONE_NEWPID | linux.CLONE_NEWNET)
@@ -265,15 +267,20 @@ def resolve(profile: Profile, caps: frozenset[str], *, arch: str | None = None,
 def nested_rules(rules: list[Rule]) -> list[Rule]:
     """What the ``nested`` profile allows beyond ``rules`` (the default's, resolved): clone
     with exactly NESTED_NAMESPACES (checked on the argument the default's own clone rule
-    checks, which is not the first on every architecture) and mount with exactly one of
-    NESTED_MOUNT_FLAGS. Without CAP_SYS_ADMIN, the default has no rule of its own for
-    mount, and allows clone only without namespace flags."""
+    checks, which is not the first on every architecture), mount with exactly one of
+    NESTED_MOUNT_FLAGS, pivot_root, and umount2 with MNT_DETACH. Without CAP_SYS_ADMIN,
+    the default has no rule of its own for mount, pivot_root or umount2, and allows clone
+    only without namespace flags."""
     added = [Rule(("clone",), "SCMP_ACT_ALLOW", None,
                   (Arg(arg.position, NAMESPACE_FLAGS, NESTED_NAMESPACES, "SCMP_CMP_MASKED_EQ"),))
              for rule in rules if "clone" in rule.names and rule.action == "SCMP_ACT_ALLOW"
              for arg in rule.args if arg.op == "SCMP_CMP_MASKED_EQ" and arg.value == NAMESPACE_FLAGS]
     added += [Rule(("mount",), "SCMP_ACT_ALLOW", None, (Arg(3, flags, 0, "SCMP_CMP_EQ"),))
               for flags in NESTED_MOUNT_FLAGS]
+    # a root of its own: into it, then the old one detached
+    added += [Rule(("pivot_root",), "SCMP_ACT_ALLOW", None, ()),
+              Rule(("umount2",), "SCMP_ACT_ALLOW", None,
+                   (Arg(1, linux.MNT_DETACH, 0, "SCMP_CMP_EQ"),))]
     return added
 
 
