@@ -128,3 +128,39 @@ def _running(cmdline: str) -> bool:
         except OSError:
             continue
     return False
+
+
+#: A remote batch's way: the parent opens the cgroup's files, a nested copy (its own user
+#: and pid namespaces) joins through them, then hogs memory.
+NESTED = r"""
+import os
+from sandbox import Limits, delegated_cgroup, fork_nested
+
+cgroup = delegated_cgroup("test-0")
+cgroup.make(Limits(memory="48m", pids=16))
+join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in cgroup.procs_files]
+pid = fork_nested("default")
+if pid == 0:
+    for fd in join:
+        os.write(fd, b"0")
+    chunks = []
+    while True:
+        chunks.append(b"x" * (8 << 20))
+for fd in join:
+    os.close(fd)
+_, status = os.waitpid(pid, 0)
+print(os.WIFSIGNALED(status) and os.WTERMSIG(status), cgroup.stats().oom_kills)
+cgroup.remove()
+"""
+
+
+def test_a_nested_copy_joins_its_cgroup_through_files_its_parent_opened():
+    """Moving a process takes write access the copy's own namespaces do not give it (on v2
+    with nsdelegate, seen from the opener's cgroup namespace): the parent's open files do."""
+    result = run(SandboxSpec(image="host", command=("python3", "-c", NESTED), env={"PYTHONPATH": REPO},
+                             limits=Limits(memory="200m", pids=100), delegate_cgroup=True,
+                             seccomp="nested"))
+    assert result.exit_code == 0, result.stderr.decode()[-3000:]
+    assert result.stdout.decode().split() == ["9", "1"]  # SIGKILL, by its own cgroup's OOM killer
+    assert not result.oom_killed  # the sandbox's own limit was never reached
+    assert host_cgroups().leftovers() == []

@@ -248,6 +248,13 @@ def test_v2_a_delegating_sandbox_lives_in_a_leaf_beside_its_subtree(v2):
     test.make(Limits(memory="64m", pids=8))
     assert _read(os.path.join(delegated, "test-0", "memory.max")) == str(64 * MiB)
     assert _read(os.path.join(delegated, "test-0", "pids.max")) == "8"
+    # the kernel counts an OOM kill below in every ancestor's memory.events: the sandbox's
+    # own are its processes' (main), not those the test's limit made
+    _write(os.path.join(own, "memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    _write(os.path.join(delegated, "memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cgroup.stats().oom_kills == 0
+    _write(os.path.join(own, "main", "memory.events"), "low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n")
+    assert cgroup.stats().oom_kills == 1
     cgroup.remove()  # the test's cgroup, left behind, goes with it
     assert hierarchy.leftovers() == []
     hierarchy.remove_parents()

@@ -192,7 +192,9 @@ class SandboxCgroupV2(Cgroup):
 
     def stats(self) -> CgroupStats:
         cpu = read_keyed(self._f("cpu.stat"))
-        events = read_keyed(self._f("memory.events"))
+        # memory.events counts what happened below too: a delegating sandbox's OOM kills
+        # are its own processes' (in MAIN), not those its subtree's limits made
+        events = read_keyed(self._f(f"{MAIN}/memory.events" if self.delegated else "memory.events"))
         pid_events = read_keyed(self._f("pids.events"))
         peak = read_int(self._f("memory.peak"))
         if peak is None:
