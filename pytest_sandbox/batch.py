@@ -121,7 +121,7 @@ def encode_limits(limits: Limits) -> str:
     return json.dumps({name: getattr(limits, name) for name in TEST_LIMITS})
 
 
-def test_limits(config) -> Limits:
+def each_tests_limits(config) -> Limits:
     """Each test's limits (unlimited where the option does not say)."""
     given = json.loads(config.getoption("sandbox_batch_limits") or "{}")
     return Limits(**{name: given.get(name) for name in TEST_LIMITS})
@@ -139,7 +139,7 @@ def pytest_runtestloop(session) -> bool:
     wanted = node_ids(config)
     timeout = config.getoption("sandbox_batch_timeout")
     seccomp = config.getoption("sandbox_batch_seccomp")
-    limits = test_limits(config)
+    limits = each_tests_limits(config)
     for index, nodeid in enumerate(wanted):
         stolen = _stolen_from()
         if stolen is not None and index >= stolen:
@@ -175,8 +175,9 @@ def _emit(frame: dict) -> None:
 def _run_one(item, nextitem, index: int, recorder, timeout: float | None,
              seccomp: str | None, limits: Limits) -> dict:
     """Run one test in a copy of this process in namespaces of its own (stacking the
-    filter of profile ``seccomp``, if given) and, where the job's sandbox has a
-    delegated cgroup subtree, in a cgroup of its own with ``limits``; its line."""
+    filter of profile ``seccomp``, if given), on a root filesystem of its own where the
+    kernel can make one, and, where the job's sandbox has a delegated cgroup subtree,
+    in a cgroup of its own with ``limits``; its line."""
     directory = os.path.join(REPORTS, str(index))
     os.makedirs(directory, exist_ok=True)
     recorder.path = os.path.join(directory, EVENTS_FILE)  # the copy writes there
@@ -235,9 +236,6 @@ def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool, join:
     its cgroup.procs files, open), fork the test's process, wait for it, say how it
     ended. Never returns."""
     try:
-        for fd in join:
-            os.write(fd, b"0")
-            os.close(fd)
         gc.disable()  # a collection would touch, and so copy, the whole heap
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -247,6 +245,7 @@ def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool, join:
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
+        _join(join)
         test = os.fork()
         if test == 0:
             os.close(status_w)
@@ -260,6 +259,18 @@ def _copy(item, nextitem, out: int, err: int, status_w: int, nested: bool, join:
         os.write(status_w, f"{status}\n{os.environ.get(ROOT_ENV, 'shared')}".encode())
     finally:
         os._exit(0)
+
+
+def _join(procs_fds: list[int]) -> None:
+    """Join the test's cgroup, or end the copy saying why on its stderr (exit 125: the
+    test fails with it, as any copy that ends before its test reports)."""
+    try:
+        for fd in procs_fds:
+            os.write(fd, b"0")
+            os.close(fd)
+    except OSError as exc:
+        os.write(2, f"sandbox: cannot join the test's cgroup: {exc}\n".encode())
+        os._exit(125)
 
 
 def _first_to_go() -> None:

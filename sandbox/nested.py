@@ -209,7 +209,7 @@ def _stage_root(keep: tuple[str, ...]) -> str:
             upper, work = f"{STAGING}/{index}-upper", f"{STAGING}/{index}-work"
             os.mkdir(upper)
             os.mkdir(work)
-            lower = ROOT_VIEW if point == "/" else point
+            lower = _escaped(ROOT_VIEW if point == "/" else point)
             linux.mount("overlay", target, "overlay", PRIVATE_TMPFS,
                         f"lowerdir={lower},upperdir={upper},workdir={work},userxattr")
         else:
@@ -218,6 +218,11 @@ def _stage_root(keep: tuple[str, ...]) -> str:
     for path in keep:
         linux.mount(path, root + path, None, BIND_TREE, None)
     return root
+
+
+def _escaped(path: str) -> str:
+    """A path as overlayfs's options take it: its separators (, and :) escaped."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
 
 
 def _under(path: str, top: str) -> bool:

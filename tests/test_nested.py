@@ -120,11 +120,12 @@ os.makedirs("/workspace/kept", exist_ok=True)
 for attempt in ("first", "second"):
     pid = fork_nested("default", own_root=True, keep=("/workspace/kept",))
     if pid == 0:
-        seen = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left")
+        seen = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/odd,1:x/left")
                 if os.path.exists(p)]
         os.write(1, f"{attempt}: {os.environ[NESTED_ROOT_ENV]} saw {seen} "
                     f"hostname {os.path.exists('/etc/hostname')} in {os.getcwd()}\\n".encode())
-        for path in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/workspace/kept/report"):
+        for path in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/odd,1:x/left",
+                     "/workspace/kept/report"):
             with open(path, "a") as f:
                 f.write(attempt)
         if os.path.exists("/etc/hostname"):
@@ -132,8 +133,8 @@ for attempt in ("first", "second"):
         os.mkdir("/usr/local/made-here")
         os._exit(0)
     os.waitpid(pid, 0)
-left = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/usr/local/made-here")
-        if os.path.exists(p)]
+left = [p for p in ("/etc/left", "/root/left", "/workspace/left", "/tmp/left", "/odd,1:x/left",
+                    "/usr/local/made-here") if os.path.exists(p)]
 print("here:", left, open("/workspace/kept/report").read(), os.path.exists("/etc/hostname"))
 """
 
@@ -148,12 +149,14 @@ def test_a_nested_copy_gets_a_root_of_its_own_where_the_sandbox_has_a_view(tmp_p
     of its own too."""
     from sandbox import Mount, SandboxSpec, run
 
-    workspace = tmp_path / "workspace"
+    workspace, odd = tmp_path / "workspace", tmp_path / "odd"
     workspace.mkdir()
+    odd.mkdir()  # mounted where overlayfs's options need escapes
     result = run(SandboxSpec(image="host", command=["python3", "-c", OWN_ROOT], seccomp="nested",
                              env={"PYTHONPATH": REPO}, root_view=root_view, userns=userns,
                              workdir="/workspace",
-                             mounts=(Mount(str(workspace), "/workspace", read_only=False),)),
+                             mounts=(Mount(str(workspace), "/workspace", read_only=False),
+                                     Mount(str(odd), "/odd,1:x", read_only=False))),
                  log_file=False)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.decode().splitlines()
@@ -162,7 +165,7 @@ def test_a_nested_copy_gets_a_root_of_its_own_where_the_sandbox_has_a_view(tmp_p
         assert lines == ["first: own saw [] hostname True in /workspace",
                          "second: own saw [] hostname True in /workspace",
                          "here: [] firstsecond True"], result.stderr
-        assert sorted(os.listdir(workspace)) == ["kept"]
+        assert sorted(os.listdir(workspace)) == ["kept"] and not os.listdir(odd)
     else:
         assert lines[0] == "first: shared: the sandbox has no view of its root at /run/sandbox/root " \
                            "saw [] hostname True in /workspace", result.stderr
