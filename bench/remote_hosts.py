@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
             server = LanRedis(lan).start()
             workers = [_worker(lan, server, 1, [ONE, TWO], tmp), _worker(lan, server, 2, [TWO], tmp)]
             _listening(server, {ONE: 1, TWO: 2})
-            times = _alternate(suite, args.rounds, server.url, lan.hosts[0])
+            times, counts = _alternate(suite, args.rounds, server.url, lan.hosts[0])
         finally:
             for proc in workers:
                 proc.terminate()
@@ -60,6 +60,10 @@ def main(argv: list[str]) -> int:
             if server is not None:
                 server.stop()
             lan.stop()
+    if len(set(counts)) != 1:  # a run that failed (a worker that cannot import us) is no time
+        print(f"the runs' counts differ ({'; '.join(sorted({c.splitlines()[0] for c in counts}))}): "
+              "no ratio")
+        return 1
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians[TWO] / medians[ONE]
     print(f"median: local --sandbox {medians['local']:.2f} s; through the queue on one machine "
@@ -86,19 +90,23 @@ def _listening(server: LanRedis, wanted: dict[str, int], timeout: float = 120) -
         time.sleep(0.1)
 
 
-def _alternate(suite: str, rounds: int, url: str, first_host: str) -> dict[str, list[float]]:
+def _alternate(suite: str, rounds: int, url: str,
+               first_host: str) -> tuple[dict[str, list[float]], list[str]]:
+    """Each way's times, and every run's counts (or how it failed)."""
     session_host = ("nsenter", f"--net=/run/netns/{first_host}", "--")
     ways: dict[str, tuple[list[str], tuple[str, ...]]] = {
         "local": ([], ()),
         ONE: (["--sandbox-redis", url, "--sandbox-queue", ONE], session_host),
         TWO: (["--sandbox-redis", url, "--sandbox-queue", TWO], session_host)}
     times: dict[str, list[float]] = {name: [] for name in ways}
+    seen = []
     for round_ in range(rounds):
         for name, (extra, prefix) in ways.items():
             seconds, counts = _run(suite, extra, prefix)
             times[name].append(seconds)
+            seen.append(counts)
             print(f"round {round_ + 1} {name:12} {seconds:7.2f} s  {counts}", flush=True)
-    return times
+    return times, seen
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

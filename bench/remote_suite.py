@@ -58,9 +58,13 @@ def main(argv: list[str]) -> int:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         workers = _start_workers(args.redis, queue, args.workers)
         try:
-            times = _alternate(suite, args, queue)
+            times, counts = _alternate(suite, args, queue)
         finally:
             _stop_workers(workers)
+    if len(set(counts)) != 1:  # a run that failed (a worker that cannot import us) is no time
+        print(f"the runs' counts differ ({'; '.join(sorted({c.splitlines()[0] for c in counts}))}): "
+              "no ratio")
+        return 1
     local, remote = statistics.median(times["local"]), statistics.median(times["queue"])
     ratio = remote / local
     print(f"median: local --sandbox {local:.2f} s, through the queue ({args.workers} workers) "
@@ -69,15 +73,19 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _alternate(suite: str, args: argparse.Namespace, queue: str) -> dict[str, list[float]]:
+def _alternate(suite: str, args: argparse.Namespace,
+               queue: str) -> tuple[dict[str, list[float]], list[str]]:
+    """Each way's times, and every run's counts (or how it failed)."""
     ways = {"local": [], "queue": ["--sandbox-redis", args.redis, "--sandbox-queue", queue]}
     times: dict[str, list[float]] = {name: [] for name in ways}
+    seen = []
     for round_ in range(args.rounds):
         for name, extra in ways.items():
             seconds, counts = _run(suite, extra)
             times[name].append(seconds)
+            seen.append(counts)
             print(f"round {round_ + 1} {name:5} {seconds:7.2f} s  {counts}", flush=True)
-    return times
+    return times, seen
 
 
 def _run(suite: str, extra: list[str], prefix: tuple[str, ...] = ()) -> tuple[float, str]:
