@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import state
+from .linux.mountinfo import unescape
+from .securejoin import within
 
 if TYPE_CHECKING:
     from .cgroups import CgroupV2
@@ -74,7 +76,7 @@ def _mounted_read_only(path: str, mountinfo: str) -> bool:
     with open(mountinfo) as f:
         for line in f:
             fields = line.partition(" - ")[0].split()
-            if len(fields) > 5 and _unescape(fields[4]) == path:
+            if len(fields) > 5 and unescape(fields[4]) == path:
                 read_only = "ro" in fields[5].split(",")
     return read_only
 
@@ -190,18 +192,10 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
             fields = left.split()
             if len(fields) < 5 or not right:
                 continue
-            point = _unescape(fields[4])
-            inside = path == point or path.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best):  # the deepest; of stacked ones, the last
+            point = unescape(fields[4])
+            if within(path, point) and len(point) >= len(best):  # the deepest; of stacked ones, the last
                 best, kind = point, right.split()[0]
     return kind
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo path field, with its octal escapes (space, tab, newline, backslash) undone."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
 
 
 def check_live_state() -> Check:

@@ -47,7 +47,9 @@ from typing import NamedTuple
 from . import linux
 from .linux import seccomp as seccomp_call
 from .linux.caps import last_cap
+from .linux.mountinfo import unescape
 from .plan import SeccompFilter
+from .securejoin import within
 from .security.filters import filter_for
 from .security.profile import NESTED_MOUNT_FLAGS, NESTED_NAMESPACES
 from .spec import ROOT_VIEW
@@ -202,7 +204,7 @@ def _stage_root(keep: tuple[str, ...]) -> str:
     os.mkdir(root)
     bound: list[str] = []
     for index, (point, fstype, writable) in enumerate(_mounts()):
-        if point == ROOT_VIEW or any(_under(point, top) for top in (STAGING, *PRIVATE_DIRS, *bound)):
+        if point == ROOT_VIEW or any(within(point, top) for top in (STAGING, *PRIVATE_DIRS, *bound)):
             continue  # fresh ones come later; a bound mount brought what is on it
         target = root + point if point != "/" else root
         if point == "/" or (writable and point != "/dev" and fstype not in KERNEL_FILESYSTEMS):
@@ -225,10 +227,6 @@ def _escaped(path: str) -> str:
     return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
 
 
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
 def _mounts() -> list[tuple[str, str, bool]]:
     """(mount point, filesystem type, writable) of each mount, parents first."""
     found = []
@@ -236,8 +234,7 @@ def _mounts() -> list[tuple[str, str, bool]]:
         for line in f:
             pre, _, post = line.partition(" - ")
             fields, post_fields = pre.split(), post.split()
-            point = fields[4].replace("\\040", " ")
-            found.append((point, post_fields[0], "rw" in fields[5].split(",")))
+            found.append((unescape(fields[4]), post_fields[0], "rw" in fields[5].split(",")))
     return found
 
 

@@ -8,6 +8,12 @@ import stat
 MAX_LINK_HOPS = 40
 
 
+def within(path: str, top: str) -> bool:
+    """True when ``path`` is ``top`` or below it (both absolute and normalized; no link is
+    followed)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
 def secure_join(root: str, path: str) -> str:
     """``root/path`` with every symlink resolved as if root were ``/``.
 

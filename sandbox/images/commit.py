@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from .. import state
 from ..errors import ImageError, StateError
 from ..idmap import IDMAPPED
+from ..linux.mountinfo import unescape
 from .oci import ImageConfig
 from .pack import layer_from_upper
 from .reference import parse_reference
@@ -103,17 +104,10 @@ def _upper_dirs(init: int, sandbox_id: str) -> list[tuple[str, str]]:
             _, marker, rel = upper.partition(f"/{sandbox_id}/")
             rel = rel.removeprefix(f"{IDMAPPED}/")  # a user namespace's view: the fd is the layer
             if marker and rel.endswith("upper") and ".." not in rel.split("/"):
-                found.append((_unescape(fields[4]), rel))
+                found.append((unescape(fields[4]), rel))
     if not any(path == "/" for path, _ in found):
         raise StateError(f"sandbox {sandbox_id} has no root overlay to commit")
     return sorted(found)
-
-
-def _unescape(path: str) -> str:
-    """A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        path = path.replace(code, char)
-    return path
 
 
 @contextmanager

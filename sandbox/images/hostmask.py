@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .. import state
 from ..errors import HostError
+from ..securejoin import within
 from . import layout
 
 #: What holds secrets below the directories the host image shows (globs, from /):
@@ -63,7 +64,7 @@ def masks(host_dirs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     found: tuple[tuple[str, str], ...] = ()
     if entries:
         top = _ensure_tree(entries, _masks_dir(host_dirs))
-        found = tuple((d, f"{top}{d}") for d in host_dirs if any(_below(e[0], d) for e in entries))
+        found = tuple((d, f"{top}{d}") for d in host_dirs if any(within(e[0], d) for e in entries))
     _CACHE[host_dirs] = (stamp, found)
     return found
 
@@ -93,7 +94,7 @@ def hidden_entries(host_dirs: tuple[str, ...]) -> tuple[Entry, ...]:
     found = {}
     for pattern in _patterns():
         for path in glob.glob(pattern):
-            if not any(_below(path, d) and path != d for d in host_dirs):
+            if not any(within(path, d) and path != d for d in host_dirs):
                 continue
             try:
                 st = os.lstat(path)
@@ -103,15 +104,11 @@ def hidden_entries(host_dirs: tuple[str, ...]) -> tuple[Entry, ...]:
     return tuple(sorted(found.values()))
 
 
-def _below(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
 def _masks_dir(host_dirs: tuple[str, ...]) -> Path:
     """Where the mask trees live: in the image store, or in the run dir when the store lies
     below a shown dir (an overlay refuses a lower dir inside another of its lower dirs)."""
     for candidate in (layout.root() / "host" / "masks", state.run_dir() / "masks"):
-        if not any(_below(str(candidate), d) for d in host_dirs):
+        if not any(within(str(candidate), d) for d in host_dirs):
             return candidate
     raise HostError(f"both {state.lib_dir()} and {state.run_dir()} lie below a directory the "
                     "host image shows", hint="set SANDBOX_STATE_DIR or SANDBOX_RUN_DIR elsewhere "

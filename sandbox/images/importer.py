@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ImageError
 from ..import_sources import SOURCES, file_kind, os_error_text
+from ..securejoin import within
 from . import layout
 from .layers import layer_from_tar
 from .oci import ImageConfig
@@ -110,7 +111,7 @@ def _refuse_the_store(source: str) -> None:
     """A directory that holds the image store would be copied into itself, without end."""
     store = os.path.realpath(layout.root())
     real = os.path.realpath(source)
-    if store == real or store.startswith(real.rstrip("/") + "/"):
+    if within(store, real):
         raise ImageError(f"cannot import {source}: it holds the image store ({store}), which "
                          "an import writes to; accepted: a directory outside it")
 

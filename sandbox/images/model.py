@@ -43,7 +43,7 @@ class Image:
         hides what lies below it. Symlinks inside the image are resolved
         within it.
         """
-        from ..securejoin import secure_join
+        from ..securejoin import secure_join, within
 
         for layer in self.layers:
             candidate = secure_join(layer, path)
@@ -55,7 +55,7 @@ class Image:
                 return None  # deleted in this layer
             return candidate
         for top in self.host_dirs:
-            if path == top or path.startswith(top.rstrip("/") + "/"):
+            if within(path, top):
                 rest = path[len(top.rstrip("/")):]
                 for masked, mask in self.host_masks:
                     if masked == top and os.path.lexists(mask + rest):

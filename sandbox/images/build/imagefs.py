@@ -16,6 +16,7 @@ import os
 import stat
 from collections.abc import Generator
 
+from ...securejoin import within
 from ..model import Image
 from .context import Entry, Source, entry_of
 
@@ -43,7 +44,7 @@ def lookup(image: Image | None, parts: list[str]) -> str | None:
         return candidate
     for top in image.host_dirs:
         full = "/" + rel
-        if full == top or full.startswith(top.rstrip("/") + "/"):
+        if within(full, top):
             return full if os.path.lexists(full) else None
     return None
 
