@@ -170,8 +170,7 @@ def build_plan(spec: SandboxSpec, image: Image, sandbox_id: str, state_path: str
         hooks.append(Op("makedirs", (workdir,), f"workdir {workdir}"))
     env = environment(spec, image)
     delegated = tuple(cgroup.delegated) if cgroup is not None else ()
-    if delegated:
-        assert cgroup is not None
+    if cgroup is not None and delegated:
         env[DELEGATED_ENV] = cgroup.delegated_env
     exec_plan = ExecPlan(
         argv=command_of(spec, image),

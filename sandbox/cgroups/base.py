@@ -393,16 +393,7 @@ def _still_there(path: str, fd: int) -> bool:
 
 def _below(path: str) -> list[str]:
     """The cgroups under ``path`` (a delegating sandbox's), deepest first; none for most."""
-    found: list[str] = []
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            found += _below(entry.path)
-            found.append(entry.path)
-    return found
+    return [directory for directory, _, _ in os.walk(path, topdown=False) if directory != path]
 
 
 def _remove_below(path: str) -> None:
