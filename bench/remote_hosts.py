@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from remote_suite import _run, sdist_path, unpack  # noqa: E402
+from remote_suite import _run, same_counts, sdist_path, unpack  # noqa: E402
 
 from tests.hosts_support import Lan, LanRedis  # noqa: E402
 
@@ -60,9 +60,7 @@ def main(argv: list[str]) -> int:
             if server is not None:
                 server.stop()
             lan.stop()
-    if len(set(counts)) != 1:  # a run that failed (a worker that cannot import us) is no time
-        print(f"the runs' counts differ ({'; '.join(sorted({c.splitlines()[0] for c in counts}))}): "
-              "no ratio")
+    if not same_counts(counts):
         return 1
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians[TWO] / medians[ONE]

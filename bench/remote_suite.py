@@ -61,9 +61,7 @@ def main(argv: list[str]) -> int:
             times, counts = _alternate(suite, args, queue)
         finally:
             _stop_workers(workers)
-    if len(set(counts)) != 1:  # a run that failed (a worker that cannot import us) is no time
-        print(f"the runs' counts differ ({'; '.join(sorted({c.splitlines()[0] for c in counts}))}): "
-              "no ratio")
+    if not same_counts(counts):
         return 1
     local, remote = statistics.median(times["local"]), statistics.median(times["queue"])
     ratio = remote / local
@@ -71,6 +69,15 @@ def main(argv: list[str]) -> int:
           f"{remote:.2f} s: {ratio:.2f}x; {'meets' if ratio <= TARGET else 'misses'} the "
           f"{TARGET:.0f}x target")
     return 0
+
+
+def same_counts(counts: list[str]) -> bool:
+    """True when every run gave the same counts; else says how they differ. A run that
+    failed (a worker whose sandbox cannot import pytest_sandbox) is no time to compare."""
+    if len(set(counts)) == 1:
+        return True
+    print(f"the runs' counts differ ({'; '.join(sorted({c.splitlines()[0] for c in counts}))}): no ratio")
+    return False
 
 
 def _alternate(suite: str, args: argparse.Namespace,
