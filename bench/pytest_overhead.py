@@ -1,6 +1,6 @@
 """What @pytest.mark.sandbox costs per test: 200 trivial tests plain vs all marked, one run.
 
-    python3 bench/pytest_overhead.py [N] [--xdist W] [--redis URL] [-- extra pytest args]
+    python3 bench/pytest_overhead.py [N] [--xdist W | --concurrent K | --redis URL] [-- extra pytest args]
 
 Runs one pytest session (as root) over N plain and N marked trivial tests,
 and times each test from pytest_runtest_logstart to
@@ -26,6 +26,12 @@ tests' processes the twins reaped, zygotes, fork servers). The first
 marked test of each worker also waits for its twin to start: its time is
 printed on its own, and left out of the medians by the medians themselves.
 
+``--concurrent K`` runs the session alone, then K copies of it at once, each
+without xdist (its own engine state, its own fast path): what an xdist that
+cost nothing would give on this machine, the floor under the ``--xdist K``
+ratio. It prints the overhead per marked test of the K sessions together
+beside the one alone, and their ratio.
+
 ``--redis URL`` sends the marked tests through the job queue at URL instead
 (``--sandbox-redis``), to two ``sandbox worker`` processes the benchmark
 starts on a queue of its own (``--workers K`` for another count): the
@@ -36,6 +42,7 @@ last marked end, per test), beside the local one.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -160,12 +167,14 @@ def _alive(read, pids, children):
 '''
 
 
-def session(n: int, extra: list[str], env_extra: dict[str, str] | None = None) -> list[dict]:
-    """One pytest session over the suite: the records its processes wrote (one per worker)."""
+def session(n: int, extra: list[str], env_extra: dict[str, str] | None = None,
+            tag: str = "") -> list[dict]:
+    """One pytest session over the suite: the records its processes wrote (one per worker);
+    ``tag`` tells apart sessions that run at once (their cgroup parents)."""
     root = tempfile.mkdtemp(prefix="bench-pytest-")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, SANDBOX_STATE_DIR=f"{root}/lib", SANDBOX_RUN_DIR=f"{root}/run",
-               SANDBOX_CGROUP_PARENT=f"sandbox-bench-{os.getpid()}", BENCH_OUT=f"{root}/times",
+               SANDBOX_CGROUP_PARENT=f"sandbox-bench-{os.getpid()}{tag}", BENCH_OUT=f"{root}/times",
                PYTHONPATH=os.pathsep.join(filter(None, [repo, os.path.join(repo, "bench"),
                                                         os.environ.get("PYTHONPATH")])),
                **(env_extra or {}))
@@ -299,6 +308,8 @@ def main(argv: list[str]) -> int:
     args = _parse(argv[:argv.index("--")] if "--" in argv else argv)
     if args.xdist:
         return compare_xdist(args.tests, args.xdist, extra)
+    if args.concurrent:
+        return compare_concurrent(args.tests, args.concurrent, extra)
     if args.redis:
         return compare_queue(args.tests, args.redis, args.workers, extra)
     records = session(args.tests, extra)
@@ -311,6 +322,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="trivial tests of each kind (default 200)")
     parser.add_argument("--xdist", type=int, metavar="W",
                         help="also run under pytest-xdist with W workers, and compare")
+    parser.add_argument("--concurrent", type=int, metavar="K",
+                        help="also run K sessions without xdist at once, and compare")
     parser.add_argument("--redis", metavar="URL",
                         help="send the marked tests through the job queue at URL, and compare")
     parser.add_argument("--workers", type=int, default=2,
@@ -340,6 +353,33 @@ def compare_xdist(n: int, workers: int, extra: list[str]) -> int:
         print(f"xdist overhead over the whole run {under['whole']:7.2f} ms per sandboxed test "
               f"against {alone['whole']:.2f} without xdist: {under['whole'] / alone['whole']:.2f}x")
     return 0
+
+
+def compare_concurrent(n: int, count: int, extra: list[str]) -> int:
+    """The overhead without xdist, then with ``count`` such sessions at once: what an xdist
+    that cost nothing would give (each worker forks its own tests; no twin, no controller)."""
+    print("-- without xdist")
+    alone = report(session(n, ["-p", "no:xdist", *extra]), n)
+    print(f"-- {count} sessions at once, without xdist")
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        runs = list(pool.map(lambda i: session(n, ["-p", "no:xdist", *extra], tag=f"-{i}"),
+                             range(count)))
+    records = [_tagged(record, i) for i, run in enumerate(runs) for record in run]
+    together = report(records, n * count, label="at once ")
+    if alone is None or together is None:
+        return 1
+    print(f"at once overhead median {together['median']:7.2f} ms per sandboxed test against "
+          f"{alone['median']:.2f} alone: {together['median'] / alone['median']:.2f}x")
+    if alone["whole"] and together["whole"] is not None:
+        print(f"at once overhead over the whole run {together['whole']:7.2f} ms per sandboxed "
+              f"test against {alone['whole']:.2f} alone: {together['whole'] / alone['whole']:.2f}x")
+    return 0
+
+
+def _tagged(record: dict, i: int) -> dict:
+    """A session's record with its tests named apart from another session's."""
+    times = {(k if k.startswith("span:") else f"{i}:{k}"): v for k, v in record["times"].items()}
+    return {**record, "times": times}
 
 
 def compare_queue(n: int, url: str, count: int, extra: list[str]) -> int:
