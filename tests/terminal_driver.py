@@ -83,6 +83,14 @@ class Terminal:
                                      f"{screen}")
             time.sleep(0.05)
 
+    def prompt_below(self, line: str, prompt: str = "/ #") -> None:
+        """Wait until the shell's prompt shows on the line below ``line`` (a regex for a
+        whole line). Busybox's line editor asks the terminal where its cursor is each time
+        it shows a prompt; detach keys sent before tmux's answer reached the client leave
+        the answer to the host's shell, whose prompt then reads ``host$ ;5R``. Shown here,
+        the answer was written before the keys, and the client reads it first."""
+        self.wait_re(rf"^{line}\n{re.escape(prompt)}")
+
     def resize(self, rows: int, cols: int) -> None:
         self._tmux("resize-window", "-t", "0", "-x", str(cols), "-y", str(rows))
 

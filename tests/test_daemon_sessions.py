@@ -37,6 +37,7 @@ def test_detach_keys_leave_it_running_and_attach_through_the_daemon_comes_back(d
     term.type(f"{remote(daemon)} run -it --name it busybox")
     term.wait_for("/ #")
     term.type("echo before > /root/mark")
+    term.prompt_below(r"/ # echo before > /root/mark")
     term.send("C-p", "C-q")
     screen = term.wait_for("detached from")
     sid = re.search(r"detached from (\w{12}) \(`sandbox attach \1` to come back\)", screen)
@@ -87,7 +88,7 @@ def test_logs_stdin_through_the_daemon_shows_what_was_typed(daemon, term):
     term.type(f"{remote(daemon)} attach it")
     time.sleep(1)  # the attach shows nothing until the shell writes
     term.type("echo typed-here")
-    term.wait_re(r"^typed-here$")
+    term.prompt_below("typed-here")
     term.send("C-p", "C-q")
     term.wait_for("detached from")
     there = daemon.cli("logs", "--stdin", "it")
@@ -118,7 +119,7 @@ def test_an_attached_client_killed_with_sigkill_leaves_a_detached_sandbox_runnin
     term.type(f"{remote(daemon)} attach it")
     time.sleep(1)
     term.type("echo again-$((1 + 1))")
-    term.wait_re(r"^again-2$")
+    term.prompt_below("again-2")
     term.send("C-p", "C-q")
     term.wait_for("detached from")
     assert local_cli("rm", "-f", "it").returncode == 0

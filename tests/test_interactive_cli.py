@@ -106,6 +106,7 @@ def test_detach_keys_leave_it_running_and_attach_comes_back(term):
     term.type(f"{SANDBOX} run -it --name it busybox")
     term.wait_for("/ #")
     term.type("echo before > /root/mark")
+    term.prompt_below(r"/ # echo before > /root/mark")
     term.send("C-p", "C-q")
     term.wait_for("detached from")
     assert cooked(term) == COOKED
@@ -165,7 +166,7 @@ def test_an_attached_client_killed_with_sigkill_leaves_a_detached_sandbox_runnin
     term.type(f"{SANDBOX} attach it")
     time.sleep(1)
     term.type("echo again-$((1 + 1))")
-    term.wait_re(r"^again-2$")
+    term.prompt_below("again-2")
     term.send("C-p", "C-q")
     term.wait_for("detached from")
     assert sandbox_cli("rm", "-f", "it").returncode == 0
@@ -238,7 +239,7 @@ def test_log_stdin_keeps_what_was_typed(term):
     term.type(f"{SANDBOX} attach it")
     time.sleep(1)
     term.type("echo typed-here")
-    term.wait_re(r"^typed-here$")
+    term.prompt_below("typed-here")
     term.send("C-p", "C-q")
     term.wait_for("detached from")
     logs = sandbox_cli("logs", "--stdin", "it").stdout
