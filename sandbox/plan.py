@@ -119,6 +119,18 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
 
     __slots__ = ()
 
+    @property
+    def unshared_first(self) -> int:
+        """The namespaces the first process unshares (a spare, ahead): ``unshare_flags``
+        but those the user namespace step makes with the user namespace, which owns them
+        (``process.userns``); the init ends up in all of ``unshare_flags``, which an exec
+        joins."""
+        made = 0
+        for op in self.ops:
+            if op.kind == "userns":
+                made |= op.args[3]
+        return self.unshare_flags & ~made
+
     def describe(self) -> str:
         """The plan as readable lines (for --dry-run and debugging)."""
         lines = [f"sandbox {self.sandbox_id}"]
@@ -127,7 +139,7 @@ class Plan(namedtuple("Plan", ("sandbox_id", "cgroup_procs", "unshare_flags", "o
         lines += [f"on the host: {step}" for step in self.host_steps]
         lines += [f"join cgroup {p}" for p in self.cgroup_procs]
         lines += [op.step for op in self.pre_ops]
-        lines.append(f"unshare 0x{self.unshare_flags:08x}")
+        lines.append(f"unshare 0x{self.unshared_first:08x}")
         lines += [f"{op.step}" for op in self.ops + self.hooks]
         lines.append(self.exec.describe())
         return "\n".join(lines)

@@ -93,7 +93,7 @@ def rootfs_ops(spec: SandboxSpec, image: Image, state_path: str,
         ops.insert(3, Op("bind", (root, root, ROOT_VIEW, True), f"a view of the root at {ROOT_VIEW}"))
     ops.insert(3, overlay)
     if mapping is not None:  # before the first overlay: every lower dir is known by now
-        ops[3:3] = mapping.ops(own_network=spec.network.isolated)
+        ops[3:3] = mapping.ops(own_network=spec.network.isolated, capabilities=spec.capabilities)
     return ops
 
 

@@ -120,6 +120,35 @@ def test_a_spare_does_ahead_what_needs_no_plan_and_runs_the_command_only_after_g
     assert ("unshare", linux.CLONE_NEWCGROUP) in kernel.calls
 
 
+def test_spares_made_for_user_namespaces_and_for_none_serve_each_other_s_plans():
+    """A user namespace's plan with NET_ADMIN and SYS_ADMIN does not unshare the network
+    and UTS namespaces first (its user namespace makes them), and the zygote makes the
+    next spare like it: a plan without a user namespace then takes that spare and
+    unshares them before its steps; a user namespace's plan takes a spare made for one
+    without and leaves them behind. No spare with a network namespace of its own serves
+    a plan on the host's."""
+    userns = make_plan(userns="auto", capabilities=("NET_ADMIN", "SYS_ADMIN"))
+    plain = make_plan(capabilities=("NET_ADMIN", "SYS_ADMIN"))
+    lean, full = spare.spare_flags(userns.unshared_first), spare.spare_flags(plain.unshare_flags)
+    owned = linux.CLONE_NEWNET | linux.CLONE_NEWUTS
+    assert full == lean | owned
+    assert spare.fits(userns, lean) and spare.fits(userns, full) and spare.fits(plain, full)
+    assert spare.fits(plain, lean) and spare.late(plain, lean) == owned and spare.late(userns, full) == 0
+    on_host = make_plan(network="host")
+    assert not spare.fits(on_host, full) and spare.fits(on_host, lean)
+    assert spare.late(on_host, lean) == linux.CLONE_NEWUTS
+
+    kernel = RecordingKernel(replies={"recv_fds": [(pickle.dumps(plain), list(FDS))],
+                                      "read": [spare.GO]})
+    assert run_until_exit(kernel, spare.spare_main, 5, lean, PARENT, None, kernel) == 0
+    names = kernel.names()
+    assert ("unshare", lean) in kernel.calls and "loopback_up" not in names[:names.index("recv_fds")]
+    after = names[names.index("recv_fds") + 1:]
+    assert after[:len(ARRANGE_KEEPING_2) + 1] == [*ARRANGE_KEEPING_2, "unshare"]
+    assert kernel.calls[names.index("recv_fds") + 1 + len(ARRANGE_KEEPING_2)] == ("unshare", owned)
+    assert "loopback_up" in after  # the plan's own step: no spare brought this lo up
+
+
 def test_a_spare_the_owner_could_not_join_fails_at_join_cgroup():
     plan = make_plan()
     error = pickle.dumps((13, "Permission denied", "/sys/fs/cgroup/x/cgroup.procs"))
@@ -235,10 +264,32 @@ def test_a_user_namespace_is_made_before_the_overlays_and_entered_before_the_use
                                           ("/images/test/rootfs", "/run/sb/abc/lower/0")]
     assert "lowerdir=0,upperdir=/run/sb/abc/idmapped/upper" in kernel.calls[overlay][5]
     assert ("make_userns", "0 2147483648 65536\n", "0 2147483648 65536\n",
-            (2147483648, 2147483648)) in kernel.calls
+            (2147483648, 2147483648), 0) in kernel.calls  # Docker's capabilities: it owns no other
     assert names[names.index("set_cmdline"):names.index("spawn") + 1] == [
         "set_cmdline", *FORWARDED, "enter_userns", *CREDENTIALS, "set_dumpable", *REARM, "load_seccomp", "spawn"]
     assert ("set_sysctl", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "0") in kernel.calls
+    assert plan.unshared_first == plan.unshare_flags
+
+
+@pytest.mark.parametrize("network, owned", [
+    ("none", linux.CLONE_NEWNET | linux.CLONE_NEWUTS), ("host", linux.CLONE_NEWUTS)])
+def test_with_net_admin_and_sys_admin_its_network_and_uts_namespaces_are_made_with_it(network, owned):
+    """Capabilities beyond Docker's that act on a namespace have it made with the user
+    namespace, which owns it: not unshared before (an exec still joins it), made and
+    joined by the user namespace step, the network's sysctls set in the one joined."""
+    plan = make_plan(userns="auto", network=network, capabilities=("NET_ADMIN", "SYS_ADMIN"))
+    kernel = RecordingKernel()
+    assert run_until_exit(kernel, init.fresh_main, plan, FDS, PARENT, kernel) == 0
+    names = kernel.names()
+    made = next(c for c in kernel.calls if c[0] == "make_userns")
+    assert made[-1] == owned and plan.unshare_flags & owned == owned
+    assert plan.unshared_first == plan.unshare_flags & ~owned
+    assert ("unshare", plan.unshared_first) in kernel.calls
+    assert f"unshare 0x{plan.unshared_first:08x}" in plan.describe()
+    if network == "none":
+        assert names.index("make_userns") < names.index("set_sysctl") < names.index("loopback_up")
+    else:
+        assert "set_sysctl" not in names and "loopback_up" not in names
 
 
 def test_the_user_namespace_s_helper_is_reaped_after_the_setup_before_the_init_forks():

@@ -10,12 +10,14 @@ Python target runs in it on every route.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import pytest
 
 from sandbox import HostError, Mount, Sandbox, SandboxSpec, run
 from sandbox.security import subids
+from sandbox.spec import capabilities_from
 
 from .helpers import sandbox_cli, wait_for
 
@@ -142,6 +144,56 @@ def test_ports_below_1024_and_ping_sockets_work_for_its_root():
            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP); print(\"ping\")'",
            image="host")
     assert r.stdout.split() == [b"bound", b"ping"], r.stderr
+
+
+def test_with_net_admin_and_sys_admin_its_root_holds_them_over_its_network_and_hostname():
+    """Given NET_ADMIN and SYS_ADMIN, the network and UTS namespaces are made inside the
+    user namespace, which owns them: raw sockets (busybox's ping), an address on its lo, a
+    hostname of its choice. The mount namespace stays the host's: a mount is still
+    refused. With Docker's capabilities the host's user namespace owns them all, as a
+    spare made them ahead: no raw socket, no hostname."""
+    caps = capabilities_from(add=["SYS_ADMIN", "NET_ADMIN"])
+    r = sh("ping -c1 -W5 127.0.0.1 >/dev/null && echo ping; hostname renamed && hostname; "
+           "ip addr add 192.0.2.1/32 dev lo && ip -o addr show lo | grep -o 192.0.2.1; "
+           "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo refused", capabilities=caps)
+    assert r.stdout.decode().split() == ["ping", "renamed", "192.0.2.1", "refused"], r.stderr
+    plain = sh("ping -c1 -W5 127.0.0.1 >/dev/null; echo ping=$?; hostname renamed; echo hostname=$?")
+    assert plain.stdout.decode().split() == ["ping=1", "hostname=1"], plain.stderr
+    assert b"permission denied" in plain.stderr
+
+
+@pytest.mark.parametrize("caps", [None, ("NET_ADMIN", "SYS_ADMIN")], ids=["docker-caps", "net-sys-admin"])
+def test_seen_from_the_host_its_namespaces_are_owned_as_its_capabilities_need(caps):
+    """Seen from the host (NS_GET_USERNS): with Docker's capabilities every namespace of
+    the init belongs to the host's user namespace; with NET_ADMIN and SYS_ADMIN its network
+    and UTS namespaces belong to its own; its mount and pid namespaces stay the host's."""
+    spec = SandboxSpec(image="busybox", command=["sleep", "1000"], userns="auto",
+                       capabilities=capabilities_from(add=caps) if caps else None)
+    with Sandbox(spec) as box:
+        pid = box.process.pid
+        own = os.stat(f"/proc/{pid}/ns/user").st_ino
+        owners = {name: _owner(f"/proc/{pid}/ns/{name}") for name in ("net", "uts", "ipc", "mnt", "pid")}
+        hostname = box.exec(["hostname"]).run().stdout
+    host = os.stat("/proc/self/ns/user").st_ino
+    theirs = own if caps else host
+    assert owners == {"net": theirs, "uts": theirs, "ipc": host, "mnt": host, "pid": host}
+    assert hostname == b"sandbox\n"  # an exec joins the init's, wherever it was made
+
+
+def _owner(path: str) -> int:
+    """The inode of the user namespace that owns the namespace at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino
+    finally:
+        os.close(owner)
+
+
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1), ioctl_ns(2)
 
 
 def test_a_commit_stores_the_image_s_own_ids():

@@ -31,7 +31,7 @@ import ctypes
 import os
 import signal
 
-from .syscalls import CLONE_NEWUSER, _CapDataPair, _CapHeader, _check, _MountAttr
+from .syscalls import CLONE_NEWUSER, _CapDataPair, _CapHeader, _check, _MountAttr, setns
 
 __all__ = ["Helper", "idmapped_mount", "make_user_namespace", "set_fs_ids"]
 
@@ -73,14 +73,21 @@ _setfsuid = _libc.setfsuid
 _setfsgid = _libc.setfsgid
 
 
-def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> tuple[int, Helper]:
+def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int],
+                        inside: int = 0) -> tuple[int, Helper]:
     """A new user namespace with these maps, owned by ``owner`` (uid, gid): its fd, and
     the helper it was made with, killed, for the caller to reap before it forks again.
+
+    ``inside``: CLONE_NEW* flags (network, UTS) of namespaces the helper is
+    cloned into as well, which the new user namespace owns; this process
+    joins them before the helper is killed. Root in the sandbox then holds
+    its capabilities there (its links, its hostname), and this process, root
+    of the host, still may do anything there.
 
     Only from a single-threaded process with CAP_SETUID, CAP_SETGID (and
     real uid 0, to take its effective ids back).
     """
-    pid, pidfd = _clone_helper(owner)
+    pid, pidfd = _clone_helper(owner, inside)
     try:
         proc = f"/proc/{_pid_in_proc(pidfd)}"
         for name, text in (("uid_map", uid_map), ("gid_map", gid_map)):
@@ -90,6 +97,12 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int]) -> t
             finally:
                 os.close(fd)
         ns_fd = os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        if inside:
+            try:
+                setns(pidfd, inside)  # all at once, through the pidfd (Linux 5.8)
+            except BaseException:
+                os.close(ns_fd)
+                raise
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -153,9 +166,9 @@ def _pid_in_proc(pidfd: int) -> int:
     return int(info[start + 5:info.index(b"\n", start + 5)])
 
 
-def _clone_helper(owner: tuple[int, int]) -> tuple[int, int]:
-    """Clone the paused helper into a new user namespace owned by ``owner``; its pid and
-    a pidfd of it.
+def _clone_helper(owner: tuple[int, int], inside: int) -> tuple[int, int]:
+    """Clone the paused helper into a new user namespace owned by ``owner``, and into
+    new namespaces of the ``inside`` kinds, which that one owns; its pid and a pidfd of it.
 
     Nothing but this process's SIGKILL is ever sent to the helper (it is in
     no session or process group of its own, and its pid is known only here),
@@ -164,7 +177,8 @@ def _clone_helper(owner: tuple[int, int]) -> tuple[int, int]:
     os.setegid(owner[1])
     os.seteuid(owner[0])  # the new namespace's owner; effective capabilities drop meanwhile
     try:
-        pid = _clone(_PAUSE, _STACK_TOP, CLONE_NEWUSER | _CLONE_VM | _CLONE_PIDFD | signal.SIGCHLD,
+        pid = _clone(_PAUSE, _STACK_TOP,
+                     CLONE_NEWUSER | inside | _CLONE_VM | _CLONE_PIDFD | signal.SIGCHLD,
                      None, ctypes.byref(_PIDFD))
         err = ctypes.get_errno()
     finally:

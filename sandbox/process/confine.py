@@ -38,7 +38,8 @@ def enter_user_namespace(plan: ExecPlan, kernel: Kernel) -> None:
 
 def join_user_namespace(plan: ExecPlan, kernel: Kernel, init_pidfd: int) -> None:
     """Join the user namespace of the container's init (``init_pidfd``), after its other
-    namespaces: theirs are owned by the host's, which this process can only enter first."""
+    namespaces: those the host's user namespace owns (the mount and pid ones at least)
+    this process can only enter first."""
     if plan.userns is not None:
         in_step("enter namespaces", kernel.join_userns, init_pidfd)
 

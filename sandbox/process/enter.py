@@ -35,10 +35,11 @@ root of the host, in the sandbox's mount namespace, before it enters the
 user namespace. A process in the namespace whose host uid the namespace
 does not map (root of the host, until it becomes the user) cannot give a
 pty it made to the user (fchown: EPERM), and one setns naming the user
-namespace with the others would put it there at once. The other
-namespaces are the host's user namespace's (the init made them as root of
-the host, ``process.userns``), which this process, root of the host, may
-join. A process with threads cannot join a user namespace: this one is a
+namespace with the others would put it there at once. The other namespaces
+are the host's user namespace's (the init made them as root of the host),
+but a network or UTS namespace made with the sandbox's (``process.userns``);
+this process, root of the host, may join all of them, but the host's only
+before it is in the sandbox's. A process with threads cannot join a user namespace: this one is a
 fresh fork of a single-threaded process (the owner, or its zygote).
 
 The command dies with the container (its pid namespace's init) and with

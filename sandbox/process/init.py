@@ -69,7 +69,7 @@ def fresh_main(plan: Plan, fds: ChildFds, parent: tuple[int, int | None], kernel
         in_step("join cgroup", kernel.join_cgroup, plan.cgroup_procs)
         kernel.mark("join cgroup")
         steps.run(plan.pre_ops, kernel)
-        in_step("unshare namespaces", kernel.unshare, plan.unshare_flags)
+        in_step("unshare namespaces", kernel.unshare, plan.unshared_first)
         kernel.mark("unshare")
         steps.run(plan.ops, kernel)
         return finish(plan, kernel, target, console_fd=console)

@@ -310,9 +310,15 @@ class Kernel:
 
     # -- user namespace and seccomp ---------------------------------------------------------
 
-    def make_userns(self, uid_map: str, gid_map: str, owner: tuple[int, int]) -> None:
-        """Make the sandbox's user namespace (``userns_fd``), without entering it."""
-        self.userns_fd, self.userns_helper = userns.make_user_namespace(uid_map, gid_map, owner)
+    def make_userns(self, uid_map: str, gid_map: str, owner: tuple[int, int],
+                    inside: int = 0) -> None:
+        """Make the sandbox's user namespace (``userns_fd``), without entering it, and
+        join new namespaces of the ``inside`` kinds that it owns (a new network
+        namespace's lo is down: ``loopback_is_up`` no longer holds)."""
+        self.userns_fd, self.userns_helper = userns.make_user_namespace(
+            uid_map, gid_map, owner, inside)
+        if inside & linux.CLONE_NEWNET:
+            self.loopback_is_up = False
 
     def reap_userns_helper(self) -> None:
         """Collect the helper ``make_userns`` killed, so the next child takes its pid."""

@@ -62,7 +62,7 @@ class HeldLauncher:
             for fd in fds.passed():
                 os.close(fd)
         with zygote.lock:
-            zygote.ask_for_spare(spare_flags(plan.unshare_flags))
+            zygote.ask_for_spare(spare_flags(plan.unshared_first))
         return proc
 
     def _fork(self, plan: Plan, fds: ChildFds, init_pidfd: int, sock_fd: int) -> ChildProcess:

@@ -137,7 +137,7 @@ class ZygoteClient:
             if fresh == 0:
                 return None
             fresh -= 1
-            self.ask_for_spare(spare_flags(plan.unshare_flags))
+            self.ask_for_spare(spare_flags(plan.unshared_first))
             spare = self._take_spare(plan)
 
     def _take_spare(self, plan: Plan) -> Spare | None:
@@ -205,7 +205,7 @@ class ZygoteLauncher:
 
     def start(self, plan: Plan, fds: ChildFds, prepare: Callable[[], None]) -> ContainerProcess:
         zygote = ZygoteClient.get()
-        flags = spare_flags(plan.unshare_flags)
+        flags = spare_flags(plan.unshared_first)
         try:
             with zygote.lock:
                 spare = zygote.handed_spare(plan, fds)

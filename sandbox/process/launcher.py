@@ -71,7 +71,7 @@ def launcher_for(plan: Plan, target: Target | None = None) -> Launcher:
             hint="run it from a single-threaded process, or run a command instead")
     from .spare import fits, spare_flags
 
-    if not here and fits(plan, spare_flags(plan.unshare_flags)):
+    if not here and fits(plan, spare_flags(plan.unshared_first)):
         from .launch_held import HeldLauncher
 
         return HeldLauncher(target)

@@ -71,10 +71,24 @@ class JoinFailed(Exception):
     """The owner could not move the spare into the sandbox's cgroup."""
 
 
+#: Namespaces a spare and its plan may disagree on: a plan that wants one the spare did
+#: not unshare (the spare was made for a user namespace's plan, which makes its own) has it
+#: unshared when it starts (``late``); a user namespace's plan leaves the spare's behind.
+LATE = linux.CLONE_NEWNET | linux.CLONE_NEWUTS
+
+
 def fits(plan: Plan, flags: int) -> bool:
-    """True when a spare unshared with ``flags`` can become this plan's container."""
-    return (spare_flags(plan.unshare_flags) == flags
+    """True when a spare unshared with ``flags`` can become this plan's container: it
+    unshared what the plan unshares first, but for LATE ones, and nothing the plan's
+    container does not have of its own (a network namespace for a plan on the host's)."""
+    first, every = spare_flags(plan.unshared_first), spare_flags(plan.unshare_flags)
+    return (first & ~flags & ~LATE == 0 and flags & ~every == 0
             and all(op.kind in DONE_AHEAD for op in plan.pre_ops))
+
+
+def late(plan: Plan, flags: int) -> int:
+    """What a fitting spare unshared with ``flags`` still unshares for ``plan``."""
+    return spare_flags(plan.unshared_first) & ~flags
 
 
 def spare_flags(unshare_flags: int) -> int:
@@ -178,7 +192,7 @@ def spare_main(sock_fd: int, flags: int, parent: tuple[int, int | None], staging
     if plan.trace:
         kernel.trace = []
         kernel.mark("spare got the plan")
-    run_and_report(kernel, lambda: _become(plan, ChildFds(*fds), sock_fd, forward, kernel))
+    run_and_report(kernel, lambda: _become(plan, ChildFds(*fds), sock_fd, forward, kernel, flags))
 
 
 def _get_ready(kernel: Kernel, sock_fd: int, flags: int, parent: tuple[int, int | None],
@@ -188,8 +202,9 @@ def _get_ready(kernel: Kernel, sock_fd: int, flags: int, parent: tuple[int, int 
     leave_parent(kernel, parent)
     kernel.set_name(NAME)
     forward = install_forwarder(kernel)
-    if flags & linux.CLONE_NEWNET:
-        kernel.open_host_netlink()  # for a bridge plan's veth request, before unshare
+    # for a bridge plan's veth request, in the host's network namespace: before unshare, or
+    # for a spare that unshares none (a user namespace's plan makes its own later) at any time
+    kernel.open_host_netlink()
     kernel.unshare(flags)
     if flags & linux.CLONE_NEWNS:
         kernel.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE, None)
@@ -200,10 +215,14 @@ def _get_ready(kernel: Kernel, sock_fd: int, flags: int, parent: tuple[int, int 
     return sock_fd, forward
 
 
-def _become(plan: Plan, fds: ChildFds, sock_fd: int, forward: Forwarder, kernel: Kernel) -> int:
-    """The plan's mounts, the owner's "go", the cgroup namespace, then init.finish."""
+def _become(plan: Plan, fds: ChildFds, sock_fd: int, forward: Forwarder, kernel: Kernel,
+            flags: int) -> int:
+    """What the spare (unshared with ``flags``) left to the plan, the plan's mounts, the
+    owner's "go", the cgroup namespace, then init.finish."""
     held = (kernel.host_netlink.fileno(),) if kernel.host_netlink is not None else ()
     console = in_step("start", fdmod.arrange, kernel, fds, (sock_fd, *held))
+    if missing := late(plan, flags):
+        in_step("unshare namespaces", kernel.unshare, missing)
     steps.run(plan.ops, kernel)
     in_step("join cgroup", _wait_for_go, kernel, sock_fd, not plan.hold)
     kernel.mark("join cgroup")

@@ -2,24 +2,29 @@
 
 The namespace is made early in the setup, by the container's first process
 while it is still root on the host, and entered only at the end
-(``confine.enter_user_namespace``, before the command's user is set): the
-mounts, the network and the hostname are made in namespaces the host owns,
-so root in the sandbox holds no capability over them. In between, the
+(``confine.enter_user_namespace``, before the command's user is set). For a
+sandbox given NET_ADMIN or SYS_ADMIN it is made with new network or UTS
+namespaces, which it owns and which the first process joins at once
+(``idmap.owned_namespaces``): root in the sandbox holds those capabilities
+there. The other namespaces, the mount namespace included, are the host's
+user namespace's: root in the sandbox cannot undo the mounts. In between, the
 namespace's fd gives the image its ids:
 
     make / private, mount the writable layer (tmpfs), make its dirs
-    sysctls  in the sandbox's own network namespace: ports below 1024 and
-             ping for everyone (root in the sandbox holds no capability over
-             a namespace the host owns), as Docker sets them
-    userns   make the namespace: clone a paused helper into it, write its
+    userns   make the namespace: clone a paused helper into it (and into
+             the network and UTS namespaces it is to own), write its
              uid_map and gid_map (the parent writes them: user_namespaces(7)),
-             keep ns/user open, kill the helper          (Kernel.make_userns;
+             keep ns/user open, join the helper's other namespaces (setns by
+             its pidfd), kill the helper                (Kernel.make_userns;
              it is reaped once the setup is done, before the init's first
              child, which takes its pid: Kernel.reap_userns_helper);
              then take the range's first ids as this process's filesystem
              ids (its capabilities kept): what the setup makes from here on
              (the overlays' work dirs and copy-ups, which an overlay does as
              its mounter, mount points, /dev) is root's in the sandbox
+    sysctls  in the sandbox's network namespace (after the namespace when it
+             made that one): ports below 1024 and ping for every user of the
+             sandbox, as Docker sets them
     idmap    mount an idmapped copy of the writable layer, and of every
              lower dir, under the layer: a file owned by 0 on disk is owned
              by root in the sandbox                       (Kernel.idmapped_mount)
@@ -49,9 +54,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def make_userns(kernel: Kernel, uid_map: str, gid_map: str, owner: tuple[int, int]) -> None:
-    """Make the namespace; from now on, what the setup makes is its root's (``owner``)."""
-    kernel.make_userns(uid_map, gid_map, owner)
+def make_userns(kernel: Kernel, uid_map: str, gid_map: str, owner: tuple[int, int],
+                inside: int = 0) -> None:
+    """Make the namespace, and join the ``inside`` ones it owns; from now on, what the
+    setup makes is its root's (``owner``)."""
+    kernel.make_userns(uid_map, gid_map, owner, inside)
     kernel.set_fs_ids(*owner)
 
 
