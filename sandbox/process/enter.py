@@ -39,8 +39,9 @@ namespace with the others would put it there at once. The other namespaces
 are the host's user namespace's (the init made them as root of the host),
 but a network or UTS namespace made with the sandbox's (``process.userns``);
 this process, root of the host, may join all of them, but the host's only
-before it is in the sandbox's. A process with threads cannot join a user namespace: this one is a
-fresh fork of a single-threaded process (the owner, or its zygote).
+before it is in the sandbox's. A process with threads cannot join a user
+namespace: this one is a fresh fork of a single-threaded process (the
+owner, or its zygote).
 
 The command dies with the container (its pid namespace's init) and with
 this process's cgroup; this process dies with its parent (pdeathsig).
