@@ -350,8 +350,7 @@ def compare_xdist(n: int, workers: int, extra: list[str]) -> int:
           f"{alone['median']:.2f} without xdist: {ratio:.2f}x; {verdict} the "
           f"{XDIST_TARGET:.0f}x target")
     if alone["whole"] and under["whole"] is not None:
-        print(f"xdist overhead over the whole run {under['whole']:7.2f} ms per sandboxed test "
-              f"against {alone['whole']:.2f} without xdist: {under['whole'] / alone['whole']:.2f}x")
+        _whole_run_ratio("xdist ", under, alone, "without xdist")
     return 0
 
 
@@ -371,9 +370,14 @@ def compare_concurrent(n: int, count: int, extra: list[str]) -> int:
     print(f"at once overhead median {together['median']:7.2f} ms per sandboxed test against "
           f"{alone['median']:.2f} alone: {together['median'] / alone['median']:.2f}x")
     if alone["whole"] and together["whole"] is not None:
-        print(f"at once overhead over the whole run {together['whole']:7.2f} ms per sandboxed "
-              f"test against {alone['whole']:.2f} alone: {together['whole'] / alone['whole']:.2f}x")
+        _whole_run_ratio("at once ", together, alone, "alone")
     return 0
+
+
+def _whole_run_ratio(label: str, under: dict, alone: dict, against: str) -> None:
+    """The overhead over the whole run of one way beside the session alone's, and their ratio."""
+    print(f"{label}overhead over the whole run {under['whole']:7.2f} ms per sandboxed test "
+          f"against {alone['whole']:.2f} {against}: {under['whole'] / alone['whole']:.2f}x")
 
 
 def _tagged(record: dict, i: int) -> dict:
@@ -397,8 +401,7 @@ def compare_queue(n: int, url: str, count: int, extra: list[str]) -> int:
     under = report(records, n, label="queue ")
     if alone is None or under is None or under["whole"] is None or not alone["whole"]:
         return 1
-    print(f"queue overhead over the whole run {under['whole']:7.2f} ms per sandboxed test "
-          f"against {alone['whole']:.2f} on this host: {under['whole'] / alone['whole']:.2f}x")
+    _whole_run_ratio("queue ", under, alone, "on this host")
     return 0
 
 

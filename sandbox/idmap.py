@@ -70,7 +70,7 @@ class Idmapping:
     def lowers(self, paths: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(self.lower(p) for p in paths)
 
-    def ops(self, *, own_network: bool, capabilities: tuple[str, ...] | None = None) -> list[Op]:
+    def ops(self, *, own_network: bool, capabilities: tuple[str, ...] | None) -> list[Op]:
         """The steps before the first overlay: mount points, the namespace, the copies."""
         views = [(self.layer, self.layer_view)]
         if self.upper_dir:

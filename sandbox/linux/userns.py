@@ -96,13 +96,9 @@ def make_user_namespace(uid_map: str, gid_map: str, owner: tuple[int, int],
                 os.write(fd, text.encode())
             finally:
                 os.close(fd)
-        ns_fd = os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         if inside:
-            try:
-                setns(pidfd, inside)  # all at once, through the pidfd (Linux 5.8)
-            except BaseException:
-                os.close(ns_fd)
-                raise
+            setns(pidfd, inside)  # all at once, through the pidfd (Linux 5.8)
+        ns_fd = os.open(f"{proc}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)

@@ -119,7 +119,7 @@ def listdir(image: Image, path: str) -> dict[str, str]:
         if _opaque(here):
             return found
     for top in image.host_dirs:
-        if ("/" + rel).startswith(top.rstrip("/") + "/") or "/" + rel == top:
+        if within("/" + rel, top):
             for name in os.listdir("/" + rel):
                 if name not in found and name not in hidden:
                     found[name] = os.path.join("/" + rel, name)
