@@ -18,7 +18,11 @@ Throughput is the number of jobs over the time from the first job's start to
 the last one's end, as the jobs' own records say (RQ's started_at/ended_at, our
 JobResult), so neither starting the workers nor submitting is in it. Ours and
 the two peers are measured ``--rounds`` times, alternated, and compared round by
-round (the machine's load drifts). Targets: ours at least 10x RQ + podman and
+round (the machine's load drifts). The sandboxes' run dir (their state directories
+and the jobs' workspaces) is a temporary directory on a tmpfs, as the default
+/run/sandbox is wherever /run is one (as systemd makes it); ``--run-dir DIR`` puts
+it under DIR instead (on a disk, each sandbox's directory costs journal writes:
+`sandbox doctor` warns of it). Targets: ours at least 10x RQ + podman and
 at least 0.7x RQ + bwrap, judged on the median of the per-round ratios. It also prints the
 median latency from submit to the first log event and to the first output line
 at a client following the job, and where the CPU of one job goes (/proc: the
@@ -40,7 +44,7 @@ Then, through one worker, alternated run by run:
 
     python3 bench/jobs.py [--workers 2] [--jobs 200] [--podman-jobs 50] [--rounds 3]
                           [--latency-runs 30] [--service-runs 15] [--pip-runs 5]
-                          [--only-pipelines]
+                          [--only-pipelines] [--run-dir DIR]
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from proc_cpu import children_named, cpu_seconds, machine_busy_seconds  # noqa: E402 - bench/
 
+from sandbox.doctor import filesystem_type  # noqa: E402
+
 RQ_WORKER = """
 import sys
 sys.path.insert(0, sys.argv[4])  # bench/: the peers' jobs
@@ -72,6 +78,9 @@ from rq.serializers import JSONSerializer
 cls = {"simple": SimpleWorker, "fork": Worker}[sys.argv[2]]
 cls([sys.argv[3]], connection=Redis.from_url(sys.argv[1]), serializer=JSONSerializer).work(logging_level="WARNING")
 """
+#: Where the run dir goes: a tmpfs, as the default /run/sandbox is where /run is one (systemd
+#: mounts it so; `sandbox doctor` says so where it is not).
+RUN_ON_TMPFS = "/dev/shm"
 TRIVIAL = 'name = "trivial"\nimage = "busybox"\n[[steps]]\nname = "echo"\nrun = "echo hi"\n'
 WITH_SERVICE = """name = "with redis"
 image = "host"
@@ -405,13 +414,19 @@ def main() -> None:
     parser.add_argument("--pip-runs", type=int, default=5)
     parser.add_argument("--only-pipelines", action="store_true",
                         help="only the services and caches figures (no throughput runs)")
+    parser.add_argument("--run-dir", metavar="DIR",
+                        help="the sandboxes' run dir (SANDBOX_RUN_DIR) under DIR instead of a "
+                             f"temporary directory in {RUN_ON_TMPFS}")
     args = parser.parse_args()
     from jobs_support import RedisServer
 
     tmp = tempfile.mkdtemp(prefix="sandbox-bench-")
+    run = args.run_dir or tempfile.mkdtemp(prefix="sandbox-bench-run-", dir=RUN_ON_TMPFS)
     env = {**os.environ, "PYTHONPATH": ROOT, "SANDBOX_STATE_DIR": f"{tmp}/lib",
-           "SANDBOX_RUN_DIR": f"{tmp}/run", "SANDBOX_CGROUP_PARENT": "sandbox-bench"}
+           "SANDBOX_RUN_DIR": f"{run}/run", "SANDBOX_CGROUP_PARENT": "sandbox-bench"}
     os.environ.update(env)
+    print(f"run dir (sandboxes' and jobs' directories): {run} on {filesystem_type(run)}; "
+          f"state dir: {tmp} on {filesystem_type(tmp)}")
     server = RedisServer().start()
     try:
         with ExitStack() as cleanup:
@@ -429,7 +444,7 @@ def main() -> None:
             pipelines(server.url, args, env, tmp)
     finally:
         server.stop()
-        subprocess.run(["rm", "-rf", tmp])
+        subprocess.run(["rm", "-rf", tmp, *([] if args.run_dir else [run])])
 
 
 #: RQ + bwrap with what the target asks ours to keep on, each done by hand (peers.bwrap_full_job)
