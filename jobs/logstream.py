@@ -1,4 +1,4 @@
-"""A job's log in a Redis stream: one XADD per event, read by any number of followers.
+"""A job's log in a Redis stream: an XADD per event, read by any number of followers.
 
 Writers append with an approximate MAXLEN cap (store.LOG_MAXLEN), so a
 runaway job cannot fill Redis. Followers read the history with XRANGE, then
@@ -16,6 +16,7 @@ they saw.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,6 +32,8 @@ BLOCK_MS = 1000
 RECONNECT_FOR = 60.0
 #: a writer tries again this often while Redis cannot be reached
 RETRY_DELAY = 0.1
+#: a held event is written between renewals once it has waited this long (seconds)
+HOLD_AT_LEAST = 0.05
 log = logging.getLogger("sandbox.jobs")
 
 
@@ -48,41 +51,99 @@ class RedisLogSink:
     a full pipe makes it wait) until ``give_up()`` says the job is no longer
     this writer's; from then on, and once the log has its `eof`, events are
     dropped. Without ``give_up`` a lost connection raises.
+
+    With ``hold``, only output is written at once, together with every event
+    held before it (one round trip): the others (a step's start and end, notes)
+    wait for the next output, for the job's end (``take_held``: store.finish
+    writes them in its own round trip) or for ``flush_stale``, which the
+    worker's lease thread calls every few hundred milliseconds. A short step
+    then costs one write instead of three; a silent step's start reaches
+    followers at most about a lease renewal late.
     """
 
-    def __init__(self, conn: Any, job_id: str, *, give_up: Callable[[], bool] | None = None) -> None:
+    def __init__(self, conn: Any, job_id: str, *, give_up: Callable[[], bool] | None = None,
+                 hold: bool = False) -> None:
         self.conn = conn
         self.key = store.key(job_id, "log")
         self.give_up = give_up
+        self.hold = hold
         self.fenced = False  # the log has an eof someone else wrote: write nothing more
+        self._held: list[LogEvent] = []
+        self._held_since = 0.0
+        self._lock = threading.Lock()
 
     def write(self, event: LogEvent) -> None:
+        with self._lock:
+            self._held.append(event)
+            if self.hold and event.kind != "out":
+                if len(self._held) == 1:
+                    self._held_since = time.monotonic()
+                return
+            self._write_held()
+
+    def flush_stale(self, conn: Any = None, older_than: float = HOLD_AT_LEAST) -> None:
+        """Write what has been held for ``older_than`` seconds, through ``conn`` (a client
+        with a short timeout: a lease thread's, which calls this after a renewal): one try,
+        never waiting for Redis or for the job's thread."""
+        if not self._lock.acquire(blocking=False):
+            return  # the job's thread is writing: what is held goes with it
+        try:
+            if self.fenced:
+                self._held.clear()
+            elif self._held and time.monotonic() - self._held_since >= older_than:
+                self._append(self._held, conn or self.conn)
+                self._held.clear()
+        except connection_lost():
+            pass  # the job's thread tries again with its next write, or the finish does
+        finally:
+            self._lock.release()
+
+    def take_held(self) -> list[tuple[str, dict[str, bytes | str]]]:
+        """The held events as (entry id, fields), no longer held: for store.finish to write."""
+        with self._lock:
+            held, self._held = self._held, []
+        return [] if self.fenced else [(f"0-{e.seq}", e.to_fields()) for e in held]
+
+    def _write_held(self) -> None:
         while not self.fenced and not (self.give_up is not None and self.give_up()):
             try:
-                self._append(event)
-                return
+                self._append(self._held, self.conn)
+                break
             except connection_lost():
                 if self.give_up is None:
                     raise
                 time.sleep(RETRY_DELAY)
+        self._held.clear()
 
-    def _append(self, event: LogEvent) -> None:
+    def _append(self, events: list[LogEvent], conn: Any) -> None:
         import redis
 
-        entry = f"0-{event.seq}"
-        try:
-            self.conn.xadd(self.key, event.to_fields(), id=entry, maxlen=store.LOG_MAXLEN,
-                           approximate=True)
-        except redis.ResponseError as exc:
-            if "equal or smaller" not in str(exc):
-                raise
-            self.fenced = not self._stored(entry)
+        if len(events) == 1:
+            try:
+                replies = [self._xadd(conn, events[0])]
+            except redis.ResponseError as exc:
+                replies = [exc]
+        else:
+            with conn.pipeline(transaction=False) as pipe:
+                for event in events:
+                    self._xadd(pipe, event)
+                replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                if not store.refused_as_written(reply):
+                    raise reply
+                self.fenced = self.fenced or not self._ours_newest(conn)
 
-    def _stored(self, entry: str) -> bool:
-        """After a refused XADD: True if ``entry`` is the newest (a retry of a write that went
-        through), False if something came after it (the eof of a job ended without us)."""
-        newest = self.conn.xrevrange(self.key, count=1)
-        return bool(newest) and newest[0][0].decode() == entry
+    def _xadd(self, client: Any, event: LogEvent) -> Any:
+        return client.xadd(self.key, event.to_fields(), id=f"0-{event.seq}",
+                           maxlen=store.LOG_MAXLEN, approximate=True)
+
+    def _ours_newest(self, conn: Any) -> bool:
+        """After a refused XADD: True if the newest entry is still one of the worker's
+        (``0-<seq>``: the refused one went through before, on a retry), False if it is an
+        eof that someone else wrote (its id is the server's clock)."""
+        newest = conn.xrevrange(self.key, count=1)
+        return bool(newest) and newest[0][0].startswith(b"0-")
 
 
 def history(conn: Any, job_id: str, after: str = "-") -> Iterator[tuple[str, LogEvent]]:

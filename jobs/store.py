@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import NoSuchJob
@@ -196,11 +196,14 @@ def tell(conn: Any, job_id: str, line: str) -> None:
         pipe.execute()
 
 
-def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,)) -> bool:
+def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ...] = (RUNNING,),
+           log_entries: Sequence[tuple[str, Mapping[str, bytes | str]]] = ()) -> bool:
     """Store the final result and write the `eof` event; False if someone else ended it first.
 
     One script: a job never has a final status without its eof, its TTLs
-    and its removal from the running set.
+    and its removal from the running set. ``log_entries`` (entry id, fields),
+    the log's last events still held by its writer, go in the same round trip
+    just before it; one already written (a retry) is refused and skipped.
     """
     headline = result.junit.headline() if result.junit else ""
     fields = {"ended_at": result.ended_at, "error": result.error or "",
@@ -212,8 +215,26 @@ def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ..
             RUNNING_SET, key(result.id, "secrets")]
     args = [",".join(allowed), result.status, JOB_TTL, LOG_MAXLEN, result.id, 2 * len(fields),
             *_flat(fields), *_flat(eof)]
-    done, _ = conn.eval(_FINISH, len(keys), *keys, *args)
-    return bool(done)
+    if not log_entries:
+        done, _ = conn.eval(_FINISH, len(keys), *keys, *args)
+        return bool(done)
+    with conn.pipeline(transaction=False) as pipe:
+        for entry, entry_fields in log_entries:
+            pipe.xadd(key(result.id, "log"), dict(entry_fields), id=entry, maxlen=LOG_MAXLEN,
+                      approximate=True)
+        pipe.eval(_FINISH, len(keys), *keys, *args)
+        *written, finished = pipe.execute(raise_on_error=False)
+    for reply in written:  # a refused entry: written before, or fenced off by an eof
+        if isinstance(reply, Exception) and not refused_as_written(reply):
+            raise reply
+    if isinstance(finished, Exception):
+        raise finished
+    return bool(finished[0])
+
+
+def refused_as_written(reply: BaseException) -> bool:
+    """True for XADD's refusal of an entry id not above the stream's last one."""
+    return "equal or smaller" in str(reply)
 
 
 def _flat(fields: dict[str, object]) -> list[object]:

@@ -67,6 +67,75 @@ def test_a_worker_that_lost_its_job_writes_nothing_after_the_eof(conn):
     assert events[-1].fields["status"] == "error" and "stopped mid-job" in events[-1].fields["error"]
 
 
+def kinds_stored(conn, job_id: str) -> list[str]:
+    return [fields[b"kind"].decode() for _, fields in conn.xrange(store.key(job_id, "log"))]
+
+
+class CountingClient:
+    """A redis client that counts its round trips: each command, and each pipeline once."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.round_trips = conn, 0
+
+    def pipeline(self, *args, **kwargs):
+        pipe = self.conn.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a, **kw):
+            self.round_trips += 1
+            return execute(*a, **kw)
+        pipe.execute = counted
+        return pipe
+
+    def __getattr__(self, name):
+        command = getattr(self.conn, name)
+
+        def counted(*args, **kwargs):
+            self.round_trips += 1
+            return command(*args, **kwargs)
+        return counted
+
+
+def test_held_events_go_with_the_next_output_and_with_the_finish(conn):
+    """A step's start waits for its first output, its end for the finish: three events and
+    the eof in two round trips, in order, each once (the finish retried after a lost reply)."""
+    job_id = running_job(conn)
+    client = CountingClient(conn)
+    sink = RedisLogSink(client, job_id, hold=True)
+    log = JobLog(sink)
+    log.emit("step-start", step="s", run="echo hi", index=0, count=1)
+    assert kinds_stored(conn, job_id) == [] and client.round_trips == 0
+    log.output("stdout", b"hi\n", step="s")
+    assert kinds_stored(conn, job_id) == ["step-start", "out"] and client.round_trips == 1
+    log.emit("step-end", step="s", status="passed", exit_code=0)
+    assert kinds_stored(conn, job_id) == ["step-start", "out"]
+    held = sink.take_held()
+    result = JobResult(id=job_id, name="faults", status="passed", started_at=0.0, ended_at=1.0)
+    assert store.finish(client, result, seq=log.seq + 1, log_entries=held)
+    assert client.round_trips == 2
+    assert not store.finish(conn, result, seq=log.seq + 1, log_entries=held)  # a retry: refused
+    events = list(follow(conn, job_id, follow=False))
+    assert [(e.seq, e.kind) for e in events] == [(1, "step-start"), (2, "out"), (3, "step-end"),
+                                                 (4, "eof")]
+    assert not sink.fenced
+
+
+def test_a_held_event_is_written_once_it_waited_and_dropped_once_fenced(conn):
+    job_id = running_job(conn)
+    sink = RedisLogSink(conn, job_id, hold=True)
+    log = JobLog(sink)
+    log.emit("note", data=b"waiting")
+    sink.flush_stale(older_than=60)  # too young to go alone
+    assert kinds_stored(conn, job_id) == []
+    time.sleep(0.01)
+    sink.flush_stale(older_than=0.005)
+    assert kinds_stored(conn, job_id) == ["note"]
+    assert store.end_unrun(conn, job_id, "error", "reaped", ("running",))  # an eof by someone else
+    log.output("stdout", b"too late\n", step="s")
+    assert sink.fenced and sink.take_held() == []
+    assert kinds_stored(conn, job_id) == ["note", "eof"]
+
+
 def test_followers_and_a_writer_go_on_across_a_redis_restart():
     """Redis (AOF on) is down longer than a client's own retries: each line is still seen once."""
     server = RedisServer(aof=True).start()

@@ -12,7 +12,10 @@ import time
 import pytest
 
 from jobs import connect, parse_job, store
+from jobs.events import JobLog
 from jobs.execute import new_job_id
+from jobs.logstream import RedisLogSink
+from jobs.result import JobResult
 from worker.task import Leases
 
 from .jobs_support import redis_url  # noqa: F401
@@ -138,3 +141,27 @@ def test_a_lease_that_cannot_be_renewed_is_lost_within_its_time(conn, leases, ru
         assert killed.wait(10) and held.lost.is_set()
         assert "no answer from Redis" in held.why
     assert store.read(conn, job_id)["status"] == "running"  # the reapers' to end, not the worker's
+
+
+def test_a_renewal_writes_the_log_events_its_job_held(conn, leases, running_job):
+    """A silent step's start is not held for long: the lease thread writes it after a renewal."""
+    job_id = running_job()
+    sink = RedisLogSink(conn, job_id, hold=True)
+    log_key = store.key(job_id, "log")
+    with leases.hold(conn, job_id, "w1") as held:
+        held.tick = sink.flush_stale
+        JobLog(sink).emit("step-start", step="s", run="sleep 60", index=0, count=1)
+        assert wait_until(lambda: conn.xlen(log_key) == 1), "the held event was never written"
+    assert conn.xrange(log_key)[0][1][b"kind"] == b"step-start"
+
+
+def test_a_job_its_worker_ends_during_a_renewal_is_not_lost(conn, leases, running_job, caplog):
+    """The renewal that finds the job ended after the worker's own finish is no loss."""
+    job_id = running_job()
+    with leases.hold(conn, job_id, "w1") as held:
+        held.ending = True
+        assert store.finish(conn, JobResult(id=job_id, name="lease", status="passed",
+                                            started_at=0.0, ended_at=1.0))
+        time.sleep(INTERVAL * 6)  # several renewals find it ended
+        assert not held.lost.is_set() and not held.cancel.is_set()
+    assert "someone else ended it" not in caplog.text

@@ -15,6 +15,7 @@ through: the log and the result are written once Redis answers again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -83,13 +84,16 @@ def run(job_id: str) -> str:
     if packed is None and spec.workspace:  # submit() packs every workspace: this one is forged
         spec = dataclasses.replace(spec, workspace=None)  # never copy a host directory of the worker
     with LEASES.hold(CONNECTIONS.leases or conn, job_id, worker) as lease:
-        sink = RedisLogSink(conn, job_id, give_up=lease.lost.is_set)
+        sink = RedisLogSink(conn, job_id, give_up=lease.lost.is_set, hold=True)
+        lease.tick = sink.flush_stale
         job_log = JobLog(sink)
         try:
             result = execute_job(spec, job_id=job_id, log=job_log, cancel=lease.cancel,
                                  packed_workspace=packed, worker=worker, secrets=secrets,
                                  store_artifacts=functools.partial(_save_artifacts, conn, lease))
         except BaseException as exc:
+            with contextlib.suppress(Exception):  # what the job said before it failed: one try
+                sink.flush_stale(older_than=0)
             try:
                 store.end_unrun(conn, job_id, ERROR, job_log.secrets.mask(
                     f"the worker failed running it: {type(exc).__name__}: {exc}"), (RUNNING,))
@@ -98,7 +102,7 @@ def run(job_id: str) -> str:
             raise
         if lease.lost.is_set() or sink.fenced:
             return _lost(conn, job_id, worker, lease)
-        return _finish(conn, result, job_log.seq + 1, lease)
+        return _finish(conn, result, job_log.seq + 1, lease, sink.take_held())
 
 
 def _not_claimed(conn: Any, job_id: str, worker: str) -> str:
@@ -135,10 +139,14 @@ def _retrying(call: Callable[[], T], *, give_up: threading.Event | None = None) 
         delay = min(delay * 2, 2.0)
 
 
-def _finish(conn: Any, result: JobResult, seq: int, lease: Lease) -> str:
-    """Store the result, waiting through a Redis outage while the lease holds."""
+def _finish(conn: Any, result: JobResult, seq: int, lease: Lease,
+            held: list[tuple[str, dict[str, bytes | str]]]) -> str:
+    """Store the result and the log's held events, waiting through a Redis outage while the
+    lease holds."""
+    lease.ending = True  # from here on, a renewal that finds the job ended found our finish
     try:
-        done = _retrying(lambda: store.finish(conn, result, seq=seq), give_up=lease.lost)
+        done = _retrying(lambda: store.finish(conn, result, seq=seq, log_entries=held),
+                         give_up=lease.lost)
     except connection_lost():
         return _lost(conn, result.id, lease.worker, lease)
     if not done:
@@ -173,6 +181,11 @@ class Lease:
     why: str = ""
     #: monotonic time the last renewal that went through was sent (Redis expires it later)
     renewed: float = field(default_factory=time.monotonic)
+    #: called with ``conn`` after each renewal that went through (the job's log writes the
+    #: events it holds)
+    tick: Callable[[Any], None] | None = None
+    #: set once the worker stores the job's end: the job ending is then no loss
+    ending: bool = False
 
 
 class Leases:
@@ -219,13 +232,19 @@ class Leases:
             with self._lock:
                 held = [lease for lease in self._held.values() if not lease.lost.is_set()]
             for lease in held:  # outside the lock: a dead link must not hold up hold()'s exit
-                self._renew(lease)
+                if self._renew(lease) and lease.tick is not None:
+                    try:
+                        lease.tick(lease.conn)
+                    except Exception as exc:
+                        log.warning("job %s: cannot write its log: %s", lease.job_id, exc)
 
     @staticmethod
-    def _renew(lease: Lease) -> None:
+    def _renew(lease: Lease) -> bool:
+        """Renew the lease (or lose it); True if Redis answered and the job is still ours."""
         sent = time.monotonic()
         if sent - lease.renewed >= store.LEASE_TTL:
-            return _lose(lease, f"its lease ran out: no answer from Redis for {store.LEASE_TTL}s")
+            _lose(lease, f"its lease ran out: no answer from Redis for {store.LEASE_TTL}s")
+            return False
         try:
             answer, lines = store.renew(lease.conn, lease.job_id, lease.worker,
                                         inbox=has_workspace(lease.job_id))
@@ -233,13 +252,15 @@ class Leases:
                 deliver(lease.job_id, lines)
         except Exception as exc:
             log.warning("job %s: cannot renew lease: %s", lease.job_id, exc)
-            return None
+            return False
         if answer is None:
-            return _lose(lease, "someone else ended it after its lease ran out")
+            if not lease.ending:  # else its finish went through after the snapshot of held leases
+                _lose(lease, "someone else ended it after its lease ran out")
+            return False
         lease.renewed = sent
         if answer and not lease.cancel.is_set():
             lease.cancel.set()
-        return None
+        return True
 
 
 def _lose(lease: Lease, why: str) -> None:
