@@ -30,9 +30,11 @@ elif [ "${SANDBOX_SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         busybox-static redis-server iproute2 iptables nftables bubblewrap runc debootstrap \
-        umoci skopeo buildah podman catatonit docker-registry apache2-utils chromium fonts-dejavu-core tmux >/dev/null
+        umoci skopeo buildah podman catatonit golang-github-containernetworking-plugin-dnsname \
+        docker-registry apache2-utils chromium fonts-dejavu-core tmux >/dev/null
     # umoci, skopeo, buildah, podman: peers that read and write our archives and OCI layouts;
-    # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`);
+    # podman also runs compose.yaml in tests/test_compose.py (catatonit: its `init: true`;
+    # the dnsname plugin: its services' names, `redis`, on podman 4.3's CNI networks);
     # docker-registry (distribution 2.8) the registry the tests start, htpasswd (apache2-utils) its users;
     # debootstrap: `sandbox image bootstrap debian:SUITE`; chromium: the console's browser tests
     # (Playwright drives it: no browser is downloaded), DejaVu the terminal's font in it;
