@@ -12,7 +12,7 @@ capabilities, on some architectures or from some kernel version on
 the file and the key); ``resolve`` keeps the rules that apply to one sandbox
 (its capabilities, this architecture and kernel), as Docker's daemon does
 before it hands the profile to runc; what is left is a ``Resolved`` filter,
-which ``filters`` compiles with libseccomp, and ``to_oci`` writes as the
+which ``filters`` compiles, and ``to_oci`` writes as the
 ``linux.seccomp`` object of a runc config (the tests run runc with it).
 
 One more profile is built in: ``nested``, Docker's default plus exactly what
