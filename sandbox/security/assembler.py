@@ -116,6 +116,8 @@ def assemble(resolved: Resolved, arches: tuple[int, ...], default: int,
 
 
 class _Section(NamedTuple):
+    """The part of the program for one audit architecture (x86_64's holds x32's too)."""
+
     audit_arch: int
     outcomes: dict[int, Outcome]  # by syscall number, unsigned 32-bit
     bad_from: int | None  # numbers from here on are another ABI's, not in the filter
