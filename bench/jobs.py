@@ -138,6 +138,8 @@ class CpuMeter:
         self.groups = {self.workers: [p.pid for p in workers], "redis": [server_pid]}
         zygotes = [z for p in workers for z in children_named("sandbox-zygote", p.pid)]
         if zygotes:  # self and reaped children: the spares and inits they forked
+            if len(zygotes) != len(workers):  # one started later would be missed
+                raise RuntimeError(f"{len(zygotes)} zygotes for {len(workers)} workers")
             self.groups["zygotes+containers"] = zygotes
 
     def __enter__(self) -> "CpuMeter":
@@ -176,12 +178,35 @@ def rq_side(url: str, qname: str, kind: str, task: tuple, workers: int, jobs: in
     queue = Queue(qname, connection=conn, serializer=JSONSerializer)
     procs = start_workers([sys.executable, "-c", RQ_WORKER, url, kind, qname, BENCH], workers, env)
     try:
-        wait_rq([queue.enqueue(*task)], timeout=120)  # workers are up, caches warm
+        warm_up(lambda: [job.worker_name for job in wait_rq(
+            [queue.enqueue(*task) for _ in range(workers)], timeout=120)], workers)
         with CpuMeter(server_pid, procs, jobs, commands=task[0] != "os.getpid") as cpu:
             done = wait_rq([queue.enqueue(*task) for _ in range(jobs)], timeout=600)
         return throughput([(j.started_at.timestamp(), j.ended_at.timestamp()) for j in done]), cpu
     finally:
         stop(procs)
+
+
+def warm_up(run_some: Callable[[], list[str | None]], workers: int, tries: int = 20) -> None:
+    """Run jobs (``run_some``: a batch, the names of the workers that ran them) until every
+    worker has run one: what a worker does once, at its first job (our zygote's start, a
+    peer's imports), then falls before the measured window, on every side alike."""
+    seen: set[str | None] = set()
+    for _ in range(tries):
+        seen.update(run_some())
+        if len(seen - {None}) >= workers:
+            return
+    raise RuntimeError(f"only {len(seen - {None})} of {workers} workers took a warm-up job "
+                       f"in {tries} batches")
+
+
+def warm_ours(conn, spec, workers: int) -> None:
+    """Every sandbox worker up, with its zygote started and the image made."""
+    from jobs import submit, wait
+
+    warm_up(lambda: [wait(conn, job_id, timeout=60).worker
+                     for job_id in [submit(conn, spec, queue="ours") for _ in range(workers)]],
+            workers)
 
 
 def wait_rq(pending: list, timeout: float) -> list:
@@ -215,7 +240,7 @@ def latency(url: str, workers: int, runs: int, env: dict[str, str]) -> tuple[lis
     procs = start_workers([sys.executable, "-m", "sandbox", "worker", "--redis", url,
                            "--queue", "ours"], workers, env)
     try:
-        wait(conn, submit(conn, spec, queue="ours"), timeout=60)  # workers are up, image made
+        warm_ours(conn, spec, workers)
         first_event, first_line = [], []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -242,7 +267,7 @@ def ours(url: str, workers: int, jobs: int, env: dict[str, str], server_pid: int
     procs = start_workers([sys.executable, "-m", "sandbox", "worker", "--redis", url,
                            "--queue", "ours"], workers, env)
     try:
-        wait(conn, submit(conn, spec, queue="ours"), timeout=60)  # workers are up
+        warm_ours(conn, spec, workers)
         with CpuMeter(server_pid, procs, jobs) as cpu:
             ids = [submit(conn, spec, queue="ours") for _ in range(jobs)]
             results = [wait(conn, job_id, timeout=120) for job_id in ids]
