@@ -4,10 +4,11 @@ Only the owner of a sandbox compiles (``sandbox.security.filters``), once
 per profile and capability set; the container's processes load the
 finished program with seccomp(2) (``seccomp.load_filter``) and never load
 this library. libseccomp resolves syscall names per architecture (x86_64
-with its x86 and x32 sub-architectures, aarch64 with arm, ...); its program
-is the reference ``sandbox.security.assembler``'s shorter one is tested
-against, and what that assembler leaves alone is compiled here. Man pages: seccomp_init(3), seccomp_rule_add(3),
-seccomp_export_bpf(3), seccomp_arch_add(3), seccomp_attr_set(3).
+with its x86 and x32 sub-architectures, aarch64 with arm, ...). Its program
+is the reference that ``sandbox.security.assembler``'s shorter one is tested
+against, and what that assembler leaves alone is compiled here. Man pages:
+seccomp_init(3), seccomp_rule_add(3), seccomp_export_bpf(3), seccomp_arch_add(3),
+seccomp_attr_set(3).
 """
 
 from __future__ import annotations
