@@ -6,10 +6,13 @@ sandbox's start pays for that length. libseccomp compares the syscall number
 with each number the profile names, one instruction apiece. Profiles allow or
 deny runs of neighbouring numbers, so this module compares with the edges of
 those runs instead: a binary search over the intervals of numbers that share
-one outcome, then the argument checks of the few syscalls that have them. The
-program makes the same decision as libseccomp's for every syscall number and
-for arguments around every value a rule compares (tests/test_seccomp_assembler.py
-runs both in a BPF machine); libseccomp still resolves the names to numbers.
+one outcome, then the argument checks of the few syscalls that have them. It
+decides as the profile says, and as libseccomp's program does for every syscall
+number and for arguments around every value a rule compares
+(tests/test_seccomp_assembler.py runs both in a BPF machine), with one known
+difference: libseccomp 2.5 misjudges two rules that compare one 64-bit argument
+with ranges, and this program does not. A masked comparison masks the value too,
+as libseccomp does. libseccomp still resolves the names to numbers.
 
 ``assemble`` returns None for what it leaves to libseccomp: a syscall with rules
 of two different actions, a big-endian architecture, a syscall that x86
@@ -294,12 +297,13 @@ class _Program:
         """Jump to ``passed`` if the condition holds, else to ``fail``."""
         value, two, op = cond.value, cond.value_two, cond.op
         if op == "SCMP_CMP_MASKED_EQ":
+            # libseccomp compares with the datum masked too: (arg & mask) == (datum & mask)
             words = [(value >> 32, two >> 32, _arg_high(cond.position))] if cond.wide else []
             words.append((value & 0xFFFFFFFF, two & 0xFFFFFFFF, _arg_low(cond.position)))
             for n, (mask, datum, offset) in enumerate(words):
                 self.add(_LD_ABS, offset)
                 self.add(_AND, mask)
-                self.add(_JEQ, datum, passed if n == len(words) - 1 else None, fail)
+                self.add(_JEQ, datum & mask, passed if n == len(words) - 1 else None, fail)
             return
         high, low = value >> 32, value & 0xFFFFFFFF
         if op in ("SCMP_CMP_EQ", "SCMP_CMP_NE"):

@@ -11,7 +11,7 @@ version, so that is its cache key: kept in this process and in
 compiles a profile once per host, not once per run.
 
 The program is ``assembler``'s where it can make it (a third of the length of
-libseccomp's for Docker's default profile, the same decisions), else
+libseccomp's for Docker's default profile, with the same decisions), else
 libseccomp's. How rules become libseccomp calls follows runc: syscall names this
 libseccomp does not know are skipped, a rule whose action is the default
 action is left out (libseccomp refuses it), and a rule with two conditions
@@ -35,7 +35,7 @@ from .profile import Resolved, Rule, load, resolve
 
 EPERM = 1
 #: Bumped when the way a profile becomes a program changes (part of the cache key).
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"
 
 
 def capability_names(keep_caps: int) -> frozenset[str]:
