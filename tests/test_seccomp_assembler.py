@@ -200,12 +200,13 @@ def test_two_range_rules_on_one_argument_decide_as_the_profile_says(tmp_path):
 
 FUZZ_NAMES = ("read", "write", "open", "close", "socket", "connect", "bind", "recvmmsg", "ipc",
               "socketcall", "semget", "shmat", "clone", "personality", "mmap", "ioctl", "prctl",
-              "kill", "accept", "accept4", "recv", "futex", "openat", "ptrace", "unshare", "dup2")
+              "kill", "accept", "accept4", "recv", "futex", "openat", "ptrace", "unshare", "dup2",
+              "cacheflush", "set_tls")
 FUZZ_ACTIONS = ("SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_TRAP", "SCMP_ACT_LOG",
                 "SCMP_ACT_KILL_PROCESS")
 FUZZ_VALUES = (0, 1, 2, 7, 0xFF, 0xFFFFFFFF, 1 << 32, (1 << 40) + 5, 2**64 - 1, 0x7E020000)
 FUZZ_ARCHES = (["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], ["SCMP_ARCH_X86_64"],
-               ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"])
+               ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"], ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
 
 
 def random_profile(rng: random.Random) -> dict:
@@ -226,7 +227,8 @@ def random_profile(rng: random.Random) -> dict:
 
 def test_random_profiles_decide_as_their_rules_say(tmp_path):
     rng = random.Random(20261205)
-    numbers = [*range(560), *(0x40000000 + n for n in range(560)), 0x3FFFFFFF, 0xFFFFFFFF]
+    numbers = [*range(560), *(0x40000000 + n for n in range(560)), *range(0xF0000, 0xF0008),
+               0x3FFFFFFF, 0xFFFFFFFF]
     assembled = 0
     while assembled < 25:
         resolved = profile.resolve(profile.load(profile_file(tmp_path, random_profile(rng))),
@@ -236,7 +238,7 @@ def test_random_profiles_decide_as_their_rules_say(tmp_path):
             continue  # left to libseccomp
         assembled += 1
         cases = [(0,) * 6, *argument_sets(resolved)]
-        for arch, nr in itertools.product((X86_64, X86, UNKNOWN), numbers):
+        for arch, nr in itertools.product((X86_64, X86, AARCH64, ARM, UNKNOWN), numbers):
             loaded: set[int] = set()
             for args in cases:
                 expected = seccomp_model.decide(resolved, arch, nr, args)
