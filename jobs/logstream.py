@@ -64,6 +64,7 @@ class RedisLogSink:
     def __init__(self, conn: Any, job_id: str, *, give_up: Callable[[], bool] | None = None,
                  hold: bool = False) -> None:
         self.conn = conn
+        self.job_id = job_id
         self.key = store.key(job_id, "log")
         self.give_up = give_up
         self.hold = hold
@@ -102,7 +103,7 @@ class RedisLogSink:
         """The held events as (entry id, fields), no longer held: for store.finish to write."""
         with self._lock:
             held, self._held = self._held, []
-        return [] if self.fenced else [(f"0-{e.seq}", e.to_fields()) for e in held]
+        return [] if self.fenced else [(store.log_entry(e.seq), e.to_fields()) for e in held]
 
     def _write_held(self) -> None:
         while not self.fenced and not (self.give_up is not None and self.give_up()):
@@ -135,8 +136,7 @@ class RedisLogSink:
                 self.fenced = self.fenced or not self._ours_newest(conn)
 
     def _xadd(self, client: Any, event: LogEvent) -> Any:
-        return client.xadd(self.key, event.to_fields(), id=f"0-{event.seq}",
-                           maxlen=store.LOG_MAXLEN, approximate=True)
+        return store.append_log(client, self.job_id, store.log_entry(event.seq), event.to_fields())
 
     def _ours_newest(self, conn: Any) -> bool:
         """After a refused XADD: True if the newest entry is still one of the worker's

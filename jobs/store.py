@@ -215,13 +215,9 @@ def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ..
             RUNNING_SET, key(result.id, "secrets")]
     args = [",".join(allowed), result.status, JOB_TTL, LOG_MAXLEN, result.id, 2 * len(fields),
             *_flat(fields), *_flat(eof)]
-    if not log_entries:
-        done, _ = conn.eval(_FINISH, len(keys), *keys, *args)
-        return bool(done)
     with conn.pipeline(transaction=False) as pipe:
         for entry, entry_fields in log_entries:
-            pipe.xadd(key(result.id, "log"), dict(entry_fields), id=entry, maxlen=LOG_MAXLEN,
-                      approximate=True)
+            append_log(pipe, result.id, entry, entry_fields)
         pipe.eval(_FINISH, len(keys), *keys, *args)
         *written, finished = pipe.execute(raise_on_error=False)
     for reply in written:  # a refused entry: written before, or fenced off by an eof
@@ -230,6 +226,18 @@ def finish(conn: Any, result: JobResult, *, seq: int = 0, allowed: tuple[str, ..
     if isinstance(finished, Exception):
         raise finished
     return bool(finished[0])
+
+
+def log_entry(seq: int) -> str:
+    """The id of the worker's log entry for event ``seq``: ``0-<seq>``. An eof written by
+    someone else gets the server's clock as its id, above every one of them."""
+    return f"0-{seq}"
+
+
+def append_log(client: Any, job_id: str, entry: str, fields: Mapping[str, bytes | str]) -> Any:
+    """XADD one entry to the job's log, capped at about LOG_MAXLEN (a pipeline queues it)."""
+    return client.xadd(key(job_id, "log"), dict(fields), id=entry, maxlen=LOG_MAXLEN,
+                       approximate=True)
 
 
 def refused_as_written(reply: BaseException) -> bool:

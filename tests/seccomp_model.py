@@ -19,7 +19,7 @@ from sandbox.security import filters
 from sandbox.security.assembler import _X86_DIRECT, AUDIT_ARCH_X86_64, TOKEN_X32, TOKEN_X86
 from sandbox.security.profile import Arg, Resolved
 
-KILL_THREAD = 0
+KILL_THREAD = libseccomp.ACT_KILL_THREAD
 WORD = 0xFFFFFFFF
 
 

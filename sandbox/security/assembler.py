@@ -28,6 +28,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ..linux.libseccomp import ACT_KILL_THREAD
 from .profile import Arg, Resolved, Rule
 
 __all__ = ["assemble"]
@@ -61,7 +62,7 @@ _X32_SYSCALL_BIT = 0x40000000
 _ARCH_64BIT = 0x80000000
 _ARCH_LE = 0x40000000
 #: What a syscall of an architecture the filter does not name gets (libseccomp's default).
-_BAD_ARCH = 0x00000000  # SECCOMP_RET_KILL_THREAD
+_BAD_ARCH = ACT_KILL_THREAD
 #: libseccomp numbers a syscall that x86 multiplexes -100 - its socketcall(2) call or
 #: -200 - its ipc(2) call (linux/net.h, linux/ipc.h); since Linux 4.3 (socket) and 5.1
 #: (ipc) most have a number of their own too (arch/x86/entry/syscalls/syscall_32.tbl),
