@@ -31,6 +31,8 @@ from sandbox import redact_url
 log = logging.getLogger("sandbox.worker")
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 REAP_INTERVAL = 2.0
+#: Seconds between two heartbeats of a busy worker (its record lives ``worker_ttl``).
+HEARTBEAT_INTERVAL = 5.0
 
 
 def cleanup_host() -> None:
@@ -116,15 +118,49 @@ def _make_worker(url: str, queues: list[str], name: str | None, previous: Any = 
 
 
 def _worker_class() -> type:
-    """RQ's SimpleWorker, stopping its pubsub thread without waiting for it.
+    """RQ's SimpleWorker, with three changes.
 
-    RQ's thread waits for messages in 60-second sleeps, and redis-py 7+'s
-    stop() joins it: a worker's exit (--burst, SIGTERM) took up to a minute.
-    The thread is a daemon; it ends with the process.
+    - Its heartbeat (the worker's record kept alive for ``worker_ttl``, 420 s
+      by default) is written at most every HEARTBEAT_INTERVAL seconds, in one
+      round trip. RQ writes it three times per job, each as three commands:
+      for trivial jobs, a third of the worker's Redis round trips.
+      A heartbeat inside RQ's own pipelines (a job's monitoring) is written as
+      RQ writes it.
+    - Its state ("idle", "busy") is written when it changes: RQ writes "idle"
+      twice between two jobs.
+    - Its pubsub thread is stopped without waiting for it. RQ's thread waits for
+      messages in 60-second sleeps, and redis-py 7+'s stop() joins it: a
+      worker's exit (--burst, SIGTERM) took up to a minute. The thread is a
+      daemon; it ends with the process.
     """
     from rq import SimpleWorker
 
     class Worker(SimpleWorker):
+        _heartbeat_sent: float | None = None
+        _heartbeat_ttl = 0
+        _state_sent: str | None = None
+
+        def set_state(self, state: str, pipeline: Any = None) -> None:
+            if pipeline is None and state == self._state_sent:
+                self._state = state
+                return
+            super().set_state(state, pipeline=pipeline)
+            self._state_sent = state
+
+        def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+            if pipeline is not None:
+                super().heartbeat(timeout, pipeline=pipeline)
+                return
+            ttl = timeout or self.worker_ttl + 60
+            sent = time.monotonic()
+            if (self._heartbeat_sent is not None and ttl <= self._heartbeat_ttl
+                    and sent - self._heartbeat_sent < HEARTBEAT_INTERVAL):
+                return
+            with self.connection.pipeline() as pipe:
+                super().heartbeat(ttl, pipeline=pipe)
+                pipe.execute()
+            self._heartbeat_sent, self._heartbeat_ttl = sent, ttl
+
         def unsubscribe(self) -> None:
             thread = self.pubsub_thread
             if thread:
