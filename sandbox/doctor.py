@@ -257,6 +257,55 @@ def check_rlimits() -> Check:
                  "without CAP_SYS_RESOURCE", required=False)
 
 
+def check_user_namespaces() -> Check:
+    """Whether `--userns=auto` works here (a busybox sandbox is started with it) and is the
+    default (SANDBOX_USERNS=auto).
+
+    Without it, every sandbox runs as the host's root, and the kernel counts
+    inotify instances per user: one sandbox can take them all from the others
+    and from the host (README, "Resources stay contained"). Never required:
+    sandboxes without it are what the defaults make.
+    """
+    from .errors import ImageError, SandboxError
+
+    if os.geteuid() != 0:
+        return Check("user namespaces", True, "not checked: it starts a sandbox, which needs root",
+                     required=False)
+    from .runtime import run
+    from .spec import SandboxSpec
+
+    try:
+        result = run(SandboxSpec(image="busybox", command=("true",), userns="auto"))
+        if result.exit_code != 0:
+            raise SandboxError(f"`true` exited {result.exit_code} in it")
+    except ImageError as exc:
+        return Check("user namespaces", True, f"not checked: no busybox image to start ({exc.message})",
+                     required=False)
+    except (SandboxError, OSError) as exc:
+        why, hint = (exc.message, exc.hint) if isinstance(exc, SandboxError) else (str(exc), None)
+        return Check("user namespaces", False, f"--userns=auto does not work here: {why}",
+                     hint or "see README, \"User namespaces\": the kernels and file systems "
+                     "it needs", required=False)
+    default = os.environ.get("SANDBOX_USERNS")
+    if default == "auto":
+        return Check("user namespaces", True, "--userns=auto works and is the default "
+                     "(SANDBOX_USERNS=auto): each sandbox's root is a uid range of its own")
+    instances = _read_sysctl("fs/inotify/max_user_instances")
+    said = f"SANDBOX_USERNS={default}" if default else "SANDBOX_USERNS unset"
+    return Check("user namespaces", True, f"--userns=auto works here; not the default "
+                 f"({said}), so sandboxes run as the host's root and share its "
+                 f"{instances or 'per-user'} inotify instances: set SANDBOX_USERNS=auto where "
+                 "untrusted code runs (class sandboxes have it already)", required=False)
+
+
+def _read_sysctl(name: str) -> str | None:
+    try:
+        with open(f"/proc/sys/{name}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def check_redis(url: str) -> Check:
     from .redact import redact_url
 
@@ -281,6 +330,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,
         check_deep_images, check_isolated_networks, check_rlimits, check_migration_latency,
+        check_user_namespaces,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

@@ -11,12 +11,18 @@ import sys
 import pytest
 
 from sandbox.cgroups import CgroupV2
-from sandbox.doctor import cgroup_v2_check, check_isolated_networks, filesystem_type, run_checks
+from sandbox.doctor import (
+    cgroup_v2_check,
+    check_isolated_networks,
+    check_user_namespaces,
+    filesystem_type,
+    run_checks,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^(ok  |warn|FAIL)  (?P<name>[a-z0-9][a-z0-9 -]*): (?P<detail>.+)$")
 CHECKS = ["root", "cgroups", "device filter", "overlay", "tmpfs", "namespaces", "netlink", "state root",
-          "busybox image", "rlimits", "isolated networks"]
+          "busybox image", "rlimits", "isolated networks", "user namespaces"]
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess:
@@ -130,6 +136,38 @@ def test_live_state_off_a_tmpfs_is_a_warning_with_the_fix(monkeypatch):
     if not check.ok:
         assert "SANDBOX_RUN_DIR" in check.fix and kind in check.detail
 
+
+
+@pytest.mark.root
+def test_user_namespaces_are_checked_by_starting_a_sandbox_in_one(monkeypatch):
+    """It works here (scripts/setup.sh adds the subuid entries); the line says whether it
+    is the default, and what sandboxes share when it is not."""
+    monkeypatch.delenv("SANDBOX_USERNS", raising=False)
+    check = check_user_namespaces()
+    assert check.ok and not check.required, check
+    assert "--userns=auto works here; not the default" in check.detail
+    with open("/proc/sys/fs/inotify/max_user_instances") as f:
+        assert f"share its {f.read().strip()} inotify instances" in check.detail
+    monkeypatch.setenv("SANDBOX_USERNS", "auto")
+    check = check_user_namespaces()
+    assert check.ok and "works and is the default" in check.detail, check
+
+
+@pytest.mark.root
+def test_user_namespaces_without_a_uid_range_are_a_warning_with_the_fix(monkeypatch, tmp_path):
+    empty = tmp_path / "subuid"
+    empty.write_text("someone:100000:65536\n")
+    monkeypatch.setenv("SANDBOX_SUBUID", str(empty))
+    check = check_user_namespaces()
+    assert not check.ok and not check.required, check
+    assert check.detail.startswith("--userns=auto does not work here: no uid range"), check
+    assert "/etc/subuid" in check.fix
+
+
+def test_user_namespaces_are_not_checked_without_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    check = check_user_namespaces()
+    assert check.ok and not check.required and "needs root" in check.detail
 
 
 # -- a pure cgroup v2 host, as a directory laid out like its root ---------------------

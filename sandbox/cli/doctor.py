@@ -8,8 +8,9 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check this host",
                        description="Check cgroups, overlayfs, namespaces, netlink, the state "
-                       "root and (with --redis) Redis; print one line per check with the "
-                       "fix for anything missing. Exits 1 if something the defaults need is "
+                       "root, whether --userns=auto works (a busybox sandbox is started with "
+                       "it) and (with --redis) Redis; print one line per check with the fix "
+                       "for anything missing. Exits 1 if something the defaults need is "
                        "missing.")
     p.add_argument("--redis", metavar="URL", help="also check this Redis URL")
     p.set_defaults(handler=handle, remote="local")
