@@ -73,3 +73,29 @@ def test_the_installation_s_own_state_is_hidden_below_a_shown_dir(monkeypatch):
     monkeypatch.setattr(builtin, "host_dirs", lambda: (*dirs, top))
     assert os.listdir(lib_dir())  # the image store is there on the host
     assert sh(f"ls -A {lib_dir()} | wc -l").strip() == "0"
+
+
+def test_the_hidden_entries_are_looked_for_again_only_when_what_holds_them_changes(
+        tmp_path, monkeypatch):
+    """Not for every sandbox: entries coming and going beside the state dirs (the pytest
+    plugin's report dirs, in /dev/shm or /run, one per test) leave the masks as they are;
+    a hidden entry that appears is found."""
+    from sandbox import run_dir
+
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    host_dirs = (*builtin.host_dirs(), str(shown))
+    monkeypatch.setattr(hostmask, "HIDDEN", (*hostmask.HIDDEN, f"{shown}/token"))
+    looked = []
+    real = hostmask.hidden_entries
+    monkeypatch.setattr(hostmask, "hidden_entries", lambda dirs: looked.append(dirs) or real(dirs))
+    first = hostmask.masks(host_dirs)
+    assert len(looked) == 1 and not any(d == str(shown) for d, _ in first)
+    for parent in {os.path.dirname(str(lib_dir())), os.path.dirname(str(run_dir()))}:
+        beside = os.path.join(parent, f"beside-{os.getpid()}")
+        os.mkdir(beside)
+        os.rmdir(beside)
+    assert hostmask.masks(host_dirs) == first and len(looked) == 1
+    (shown / "token").write_text("secret")
+    second = hostmask.masks(host_dirs)
+    assert len(looked) == 2 and any(d == str(shown) for d, _ in second)

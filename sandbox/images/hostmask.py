@@ -18,7 +18,7 @@ the sandbox's writable layer and the host's /etc in the /etc overlay: its
 empty files cover the originals, its directories are opaque (the
 ``trusted.overlay.opaque`` xattr) so nothing below shows. It costs a
 sandbox nothing but one lower dir more. Which paths exist is checked again
-whenever a directory holding them changes (its mtime).
+whenever a directory holding them changes (its mtime), or the state dirs do.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import hashlib
 import os
 import shutil
 import stat
+from functools import cache
 from pathlib import Path
 
 from .. import state
@@ -78,15 +79,31 @@ def _patterns() -> tuple[str, ...]:
 
 
 def _stamp(host_dirs: tuple[str, ...]) -> tuple:
-    """What changes when a hidden entry comes or goes: the mtimes of their parent dirs."""
-    parents = sorted({os.path.dirname(p) for p in _patterns()})
+    """What changes when a hidden entry comes or goes: the mtimes of the dirs that hold
+    HIDDEN's entries, and this installation's state dirs themselves.
+
+    Not their parents: /run and /dev/shm gain and lose entries all the time
+    (the pytest plugin's report dirs, one per test), and each change would
+    make every sandbox look for the hidden entries again.
+    """
     out: list[object] = [tuple(host_dirs), str(layout.root())]
-    for parent in parents:
+    for parent in _parents(HIDDEN):
         try:
             out.append(os.stat(parent).st_mtime_ns)
         except OSError:
             out.append(None)
+    for own in (state.lib_dir(), state.run_dir()):
+        try:
+            st = os.lstat(own)
+            out.append((st.st_ino, st.st_mode, st.st_uid, st.st_gid))
+        except OSError:
+            out.append(None)
     return tuple(out)
+
+
+@cache
+def _parents(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({os.path.dirname(p) for p in patterns}))
 
 
 def hidden_entries(host_dirs: tuple[str, ...]) -> tuple[Entry, ...]:
