@@ -75,7 +75,11 @@ _CACHE: dict[tuple[str, ...], tuple[tuple, tuple[tuple[str, str], ...]]] = {}
 
 def _patterns() -> tuple[str, ...]:
     """HIDDEN, and this installation's own state directories (taken literally)."""
-    return (*HIDDEN, glob.escape(str(state.lib_dir())), glob.escape(str(state.run_dir())))
+    return (*HIDDEN, *(glob.escape(own) for own in _state_dirs()))
+
+
+def _state_dirs() -> tuple[str, str]:
+    return str(state.lib_dir()), str(state.run_dir())
 
 
 def _stamp(host_dirs: tuple[str, ...]) -> tuple:
@@ -92,7 +96,7 @@ def _stamp(host_dirs: tuple[str, ...]) -> tuple:
             out.append(os.stat(parent).st_mtime_ns)
         except OSError:
             out.append(None)
-    for own in (state.lib_dir(), state.run_dir()):
+    for own in _state_dirs():
         try:
             st = os.lstat(own)
             out.append((st.st_ino, st.st_mode, st.st_uid, st.st_gid))
