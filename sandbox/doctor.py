@@ -257,13 +257,67 @@ def check_rlimits() -> Check:
                  "without CAP_SYS_RESOURCE", required=False)
 
 
+#: The kernel's per-user counts that a sandbox in the host's user namespace shares
+#: with every other such sandbox and with the host's processes of its uid (root), each
+#: with the fewest bytes of kernel memory one counted object costs. That memory is
+#: charged to the memory cgroup of the process that made it, so a ceiling of at least
+#: the host's memory over that cost is never reached before some sandbox's --memory is:
+#: each sandbox is bounded by its own memory and nofile limits, not by a count it can
+#: take from the others. The kernel takes no ceiling above INT_MAX. scripts/setup.sh
+#: raises the ceilings to these figures.
+PER_USER_COUNTS = (("fs/inotify/max_user_instances", 512), ("fs/inotify/max_user_watches", 64),
+                   ("fs/epoll/max_user_watches", 64))
+INT_MAX = 2**31 - 1
+
+
+def per_user_ceilings_wanted(memory_bytes: int) -> dict[str, int]:
+    """The least ceiling of each per-user count that memory reaches first."""
+    return {name: min(memory_bytes // cost, INT_MAX) for name, cost in PER_USER_COUNTS}
+
+
+def check_per_user_counts(memory_bytes: int | None = None,
+                          read: Callable[[str], str | None] | None = None) -> Check:
+    """Whether the per-user ceilings of inotify and epoll are above what memory reaches.
+
+    Below it, one sandbox can hold all of root's inotify instances (128 by default) or
+    watches and make `inotify_init` fail with EMFILE (file watchers, `tail -f`) for the
+    other sandboxes and the host until it ends (README, "Resources stay contained").
+    Not required: sandboxes run; they are just not contained in this.
+    """
+    read = read or _read_sysctl
+    if memory_bytes is None:
+        memory_bytes = _memory_total()
+    short = []
+    for name, wanted in per_user_ceilings_wanted(memory_bytes).items():
+        value = read(name)
+        if value is not None and int(value) < wanted:
+            short.append((name.replace("/", "."), int(value), wanted))
+    if not short:
+        return Check("per-user counts", True, "inotify and epoll ceilings are above what "
+                     "memory reaches: each sandbox is bounded by its own --memory and nofile",
+                     required=False)
+    said = ", ".join(f"{name} {value}" for name, value, _ in short)
+    fix = "; ".join(f"sysctl -w {name}={wanted}" for name, _, wanted in short)
+    return Check("per-user counts", False, f"{said}: every sandbox shares these with the "
+                 "others and the host's root, and one can take them all",
+                 f"run scripts/setup.sh, or: {fix} (and keep them in /etc/sysctl.d)",
+                 required=False)
+
+
+def _memory_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no MemTotal in /proc/meminfo")
+
+
 def check_user_namespaces() -> Check:
     """Whether `--userns=auto` works here (a busybox sandbox is started with it) and is the
     default (SANDBOX_USERNS=auto).
 
-    Without it, every sandbox runs as the host's root, and the kernel counts
-    inotify instances per user: one sandbox can take them all from the others
-    and from the host (README, "Resources stay contained"). Never required:
+    Without it, every sandbox runs as the host's root: a process that escapes its
+    other walls is root on the host (README, "User namespaces"). Never required:
     sandboxes without it are what the defaults make.
     """
     from .errors import ImageError, SandboxError
@@ -290,12 +344,10 @@ def check_user_namespaces() -> Check:
     if default == "auto":
         return Check("user namespaces", True, "--userns=auto works and is the default "
                      "(SANDBOX_USERNS=auto): each sandbox's root is a uid range of its own")
-    instances = _read_sysctl("fs/inotify/max_user_instances")
     said = f"SANDBOX_USERNS={default}" if default else "SANDBOX_USERNS unset"
     return Check("user namespaces", True, f"--userns=auto works here; not the default "
-                 f"({said}), so sandboxes run as the host's root and share its "
-                 f"{instances or 'per-user'} inotify instances: set SANDBOX_USERNS=auto where "
-                 "untrusted code runs (class sandboxes have it already)", required=False)
+                 f"({said}), so sandboxes run as the host's root: set SANDBOX_USERNS=auto "
+                 "where untrusted code runs (class sandboxes have it already)", required=False)
 
 
 def _read_sysctl(name: str) -> str | None:
@@ -330,7 +382,7 @@ def run_checks(redis_url: str | None = None) -> Iterator[Check]:
         lambda: check_filesystem("tmpfs", "use a kernel with CONFIG_TMPFS"),
         check_namespaces, check_netlink, check_state_root, check_live_state, check_busybox,
         check_deep_images, check_isolated_networks, check_rlimits, check_migration_latency,
-        check_user_namespaces,
+        check_per_user_counts, check_user_namespaces,
     ]
     if redis_url:
         checks.append(lambda: check_redis(redis_url))

@@ -60,6 +60,33 @@ cgroup2_root=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -1 || true)
 if [ -n "$cgroup2_root" ]; then
     mount -o remount,favordynmods "$cgroup2_root" 2>/dev/null || true
 fi
+# The kernel counts inotify instances and watches and epoll watches per user, and every
+# sandbox in the host's user namespace is root there: with the default ceilings (128
+# inotify instances) one sandbox could take them all from the others and the host. Each
+# of them costs kernel memory charged to its sandbox's memory cgroup, so ceilings that
+# memory reaches first (memory / the fewest bytes one costs: 512, 64, 64) leave each
+# sandbox bounded by its own --memory and nofile. `sandbox doctor` checks the same
+# figures (sandbox/doctor.py, PER_USER_COUNTS); only raised, never lowered.
+if [ -w /proc/sys/fs/inotify/max_user_instances ]; then
+    sysctl_conf=/etc/sysctl.d/60-sandbox.conf
+    mem_bytes=$(( $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) * 1024 ))
+    mkdir -p /etc/sysctl.d
+    : > "$sysctl_conf.tmp"
+    for entry in fs.inotify.max_user_instances:512 fs.inotify.max_user_watches:64 \
+            fs.epoll.max_user_watches:64; do
+        name=${entry%%:*} cost=${entry##*:}
+        file=/proc/sys/${name//.//}
+        want=$(( mem_bytes / cost > 2147483647 ? 2147483647 : mem_bytes / cost ))
+        have=$(cat "$file" 2>/dev/null || echo 0)
+        [ "$have" -gt "$want" ] && want=$have
+        echo "$name = $want" >> "$sysctl_conf.tmp"
+        echo "$want" > "$file"
+    done
+    mv "$sysctl_conf.tmp" "$sysctl_conf"
+else
+    echo "setup.sh: note: /proc/sys is read-only here (a container?): the inotify and epoll" \
+        "ceilings are the host's to raise (README.md, \"Resources stay contained\")" >&2
+fi
 # --userns=auto: each sandbox leases 65536 host ids from the sandbox entries (4096 ranges);
 # ids far above any user's, never 0 (sandbox/security/subids.py)
 for f in /etc/subuid /etc/subgid; do

@@ -14,8 +14,10 @@ from sandbox.cgroups import CgroupV2
 from sandbox.doctor import (
     cgroup_v2_check,
     check_isolated_networks,
+    check_per_user_counts,
     check_user_namespaces,
     filesystem_type,
+    per_user_ceilings_wanted,
     run_checks,
 )
 
@@ -138,6 +140,34 @@ def test_live_state_off_a_tmpfs_is_a_warning_with_the_fix(monkeypatch):
 
 
 
+def test_per_user_counts_below_what_memory_reaches_are_a_warning_with_the_fix():
+    memory = 8 << 30
+    wanted = per_user_ceilings_wanted(memory)
+    assert wanted == {"fs/inotify/max_user_instances": memory // 512,
+                      "fs/inotify/max_user_watches": memory // 64,
+                      "fs/epoll/max_user_watches": memory // 64}
+    assert per_user_ceilings_wanted(1 << 40)["fs/inotify/max_user_watches"] == 2**31 - 1
+    defaults = {"fs/inotify/max_user_instances": "128", "fs/inotify/max_user_watches": "8192",
+                "fs/epoll/max_user_watches": str(memory // 64)}
+    check = check_per_user_counts(memory, defaults.get)
+    assert not check.ok and not check.required
+    assert check.detail.startswith("fs.inotify.max_user_instances 128, "
+                                   "fs.inotify.max_user_watches 8192: ")
+    assert f"sysctl -w fs.inotify.max_user_instances={memory // 512}" in check.fix
+    assert "fs.epoll" not in check.fix  # at what memory reaches: enough
+    raised = {name: str(value) for name, value in wanted.items()}
+    assert check_per_user_counts(memory, raised.get).ok
+    assert check_per_user_counts(memory, lambda name: None).ok  # a kernel without them
+
+
+def test_per_user_counts_here_are_raised_by_the_setup():
+    """scripts/setup.sh raised them on this machine (and keeps them in /etc/sysctl.d)."""
+    check = check_per_user_counts()
+    if not check.ok:
+        pytest.skip(f"{check.detail}: {check.fix}")
+    assert "bounded by its own --memory and nofile" in check.detail
+
+
 @pytest.mark.root
 def test_user_namespaces_are_checked_by_starting_a_sandbox_in_one(monkeypatch):
     """It works here (scripts/setup.sh adds the subuid entries); the line says whether it
@@ -146,8 +176,7 @@ def test_user_namespaces_are_checked_by_starting_a_sandbox_in_one(monkeypatch):
     check = check_user_namespaces()
     assert check.ok and not check.required, check
     assert "--userns=auto works here; not the default" in check.detail
-    with open("/proc/sys/fs/inotify/max_user_instances") as f:
-        assert f"share its {f.read().strip()} inotify instances" in check.detail
+    assert "sandboxes run as the host's root" in check.detail
     monkeypatch.setenv("SANDBOX_USERNS", "auto")
     check = check_user_namespaces()
     assert check.ok and "works and is the default" in check.detail, check
