@@ -9,10 +9,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check this host",
                        description="Check cgroups, overlayfs, namespaces, netlink, the state "
                        "root, the inotify and epoll ceilings one sandbox could otherwise "
-                       "take from the others, whether --userns=auto works (a busybox sandbox is started with "
-                       "it) and (with --redis) Redis; print one line per check with the fix "
-                       "for anything missing. Exits 1 if something the defaults need is "
-                       "missing.")
+                       "take from the others, whether --userns=auto works (a busybox "
+                       "sandbox is started with it) and (with --redis) Redis; print one "
+                       "line per check with the fix for anything missing. Exits 1 if "
+                       "something the defaults need is missing.")
     p.add_argument("--redis", metavar="URL", help="also check this Redis URL")
     p.set_defaults(handler=handle, remote="local")
 
