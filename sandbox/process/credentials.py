@@ -4,9 +4,9 @@
 or in a Python target's process: the user namespace (``confine``), if the
 plan has one, then rlimits (only ever lowered), the capability
 bounding set and sets, the user and groups (resolved from the image's files
-by the parent: ``sandbox.users``), no_new_privs, the working directory, and
-``confine``, where the seccomp filter goes. It returns the command's
-environment.
+by the parent: ``sandbox.users``), no_new_privs and the working directory.
+It returns the command's environment. Its callers load the seccomp filter
+after it (``confine.load_seccomp``), the last step before the command.
 """
 
 from __future__ import annotations
@@ -38,13 +38,5 @@ def become(plan: ExecPlan, kernel: Kernel) -> dict[str, str]:
     if plan.no_new_privs:
         in_step("no_new_privs", kernel.set_no_new_privs)
     in_step(f"workdir {plan.workdir}", kernel.chdir, plan.workdir)
-    confine(plan, kernel)
     return env
-
-
-def confine(plan: ExecPlan, kernel: Kernel) -> None:
-    """The last step before every command, on every route: an init's command, a command
-    on a terminal, a Python target, and a process started by `sandbox exec` all pass
-    here, after no_new_privs. The sandbox's seccomp filter is loaded here (it is being
-    added separately); so far the policy is the capabilities and no_new_privs above."""
 

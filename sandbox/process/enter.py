@@ -22,8 +22,8 @@ init's pidfd, it does what runc's nsexec does, in the order that matters:
    (made as root of the host, in the sandbox's devpts), then ``become``:
    the sandbox's user namespace first, if it has one, joined by the same
    pidfd (``Kernel.keep_userns``, then ``enter_userns``: setns(pidfd,
-   CLONE_NEWUSER)), then the user, capabilities, rlimits, no_new_privs and
-   ``confine`` of the sandbox; spawn the command, reap it and report its
+   CLONE_NEWUSER)), then the user, capabilities, rlimits and no_new_privs,
+   and the sandbox's seccomp filter last; spawn the command, reap it and report its
    wait status. setns with a pid namespace moves only the *children* into
    it: the command runs inside, pid N of the container, its parent outside
    it (pid 0 from inside, as with `docker exec`), this process invisible to
