@@ -80,7 +80,8 @@ if [ -w /proc/sys/fs/inotify/max_user_instances ]; then
         have=$(cat "$file" 2>/dev/null || echo 0)
         [ "$have" -gt "$want" ] && want=$have
         echo "$name = $want" >> "$sysctl_conf.tmp"
-        echo "$want" > "$file"
+        echo "$want" 2>/dev/null > "$file" \
+            || echo "setup.sh: note: cannot raise $name here; set it on the host" >&2
     done
     mv "$sysctl_conf.tmp" "$sysctl_conf"
 else
