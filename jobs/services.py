@@ -49,14 +49,17 @@ READY_DIR = "/.sandbox-service"
 TAIL_LINES = 20
 POLL = 0.005
 #: The service's command in the background, its check every 10 ms for its first
-#: half second, then every 50 ms; the service's own exit status in the end.
+#: half second, then every 50 ms; the service's own exit status in the end. A check
+#: writes check.new, renamed to check.out once it has failed: check.out always holds
+#: what the last finished check said, never one the timeout found half run.
 WRAPPER = f"""ready=$1; shift
 "$@" &
 service=$!
 trap 'kill -TERM "$service" 2>/dev/null' TERM INT
 tries=0
 while kill -0 "$service" 2>/dev/null; do
-  if sh -c "$ready" >{READY_DIR}/check.out 2>&1; then : >{READY_DIR}/ready; break; fi
+  if sh -c "$ready" >{READY_DIR}/check.new 2>&1; then : >{READY_DIR}/ready; break; fi
+  mv -f {READY_DIR}/check.new {READY_DIR}/check.out 2>/dev/null
   tries=$((tries + 1))
   if [ "$tries" -lt 50 ]; then sleep 0.01; else sleep 0.05; fi
 done

@@ -102,6 +102,24 @@ def test_a_service_that_never_gets_ready_fails_the_job_with_its_last_lines(tmp_p
     assert job_networks() == []
 
 
+def test_what_the_last_check_said_is_that_of_the_last_one_that_finished(tmp_path):
+    """Checks of 0.4 s each: the 1 s timeout comes in the middle of the third, whose
+    output is not written yet; the job says what the second one said."""
+    result, _ = run_file(tmp_path, """
+        name = "slow checks"
+        image = "busybox"
+        [services.slow]
+        command = "exec sleep 600"
+        ready = "sleep 0.4; echo not yet; false"
+        ready_timeout = "1s"
+        [[steps]]
+        name = "test"
+        run = "true"
+    """)
+    assert result.status == "error", result.error
+    assert "its last check (sleep 0.4; echo not yet; false) said: not yet" in result.error
+
+
 def test_a_service_that_cannot_start_is_an_error_naming_it(tmp_path):
     result, _ = run_file(tmp_path, """
         name = "no such command"
