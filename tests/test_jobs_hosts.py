@@ -116,7 +116,8 @@ def test_a_worker_cut_off_mid_job(lan):
     """Its job ends error (reaped on the lease), runs once, its sandbox stops; it comes back."""
     lan.start_worker(1)
     lan.start_worker(2)
-    ids = lan.submit(SLOW.format(numbers=[str(n) for n in range(100)]))
+    # enough to keep host 1 busy through the cut (about 7 s of 0.5 s jobs), not the 30 s of 100
+    ids = lan.submit(SLOW.format(numbers=[str(n) for n in range(40)]))
     victim = mid_job_on(lan, "w2", ids)
     cut = time.monotonic()
     lan.net.cut(2)
@@ -131,7 +132,7 @@ def test_a_worker_cut_off_mid_job(lan):
     print(f"\ncut mid-job: the job ended {record['status']} after {verdict_after:.1f}s, "
           f"host 2's sandbox gone after {stopped_after:.1f}s (lease {store.LEASE_TTL}s)")
     assert record["status"] == "error" and "stopped mid-job" in record["error"], record
-    more = lan.submit(SLOW.format(numbers=[str(n) for n in range(100, 110)]))
+    more = lan.submit(SLOW.format(numbers=[str(n) for n in range(40, 50)]))  # for host 2 when it is back
     records = lan.wait_final(ids + more)
     bad = {j: (r["status"], r["worker"], r.get("error")) for j, r in records.items() if r["status"] != "passed"}
     assert set(bad) == {victim}, (victim, bad, lan.log(2).read_text()[-5000:])
