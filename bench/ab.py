@@ -1,6 +1,7 @@
 """Compare this tree with another revision on bench/pytest_overhead.py, in alternating runs.
 
     python3 bench/ab.py REV [-n PAIRS] [--tests N]
+    python3 bench/ab.py REV --start [-n PAIRS] [--starts N]
 
 The VM this project is measured on drifts 20-30% in speed within minutes, so
 two figures taken minutes apart say little: this runs the revision's
@@ -13,11 +14,20 @@ by side, removed at the end: REV, and this tree as it is (uncommitted changes
 included, through ``git stash create``). Running one side from here and the
 other from /tmp would compare more than the code: the sandbox binds the
 package's own directory, and where it lies changes what a bind costs.
+
+``--start`` compares the start instead, as bench/startup.py's "api" row
+measures it (busybox ``true`` through ``run()``, each tree with its own
+defaults, N starts a side after 20 unmeasured), with bwrap on the same
+rootfs in the same pair: each side's median, the caller's CPU per start,
+and bwrap's median over each side's. Each side keeps its state in a
+temporary directory of its own (tmpfs when TMPDIR is /dev/shm), so two
+trees' image stores never meet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -50,6 +60,60 @@ def figures(output: str) -> dict[str, float]:
     return found
 
 
+#: One side of a --start pair, run with the tree first on sys.path: its median start, the
+#: caller's CPU per start, and the busybox rootfs bwrap is run on.
+START = """
+import json, resource, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from sandbox import SandboxSpec, images, run
+spec = SandboxSpec(image="busybox", command=["true"])
+for _ in range(20):
+    run(spec)
+times = []
+before = resource.getrusage(resource.RUSAGE_SELF)
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    run(spec)
+    times.append(time.perf_counter() - t)
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+print(json.dumps({"start ms": statistics.median(times) * 1000, "caller CPU ms": cpu * 1000 / len(times),
+                  "rootfs": images.get("busybox").layers[-1]}))
+"""
+#: bwrap's start on the same rootfs, as bench/startup.py runs it.
+BWRAP = """
+import statistics, subprocess, sys, time
+argv = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", sys.argv[1], "/", "--proc",
+        "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "true"]
+for _ in range(20):
+    subprocess.run(argv, check=True)
+times = []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    subprocess.run(argv, check=True)
+    times.append(time.perf_counter() - t)
+print(statistics.median(times) * 1000)
+"""
+
+
+def start_once(tree: str, starts: int, state: str) -> dict[str, float]:
+    """One side's start figures, with bwrap measured right after it on its rootfs."""
+    env = dict(os.environ, SANDBOX_STATE_DIR=os.path.join(state, "lib"),
+               SANDBOX_RUN_DIR=os.path.join(state, "run"), SANDBOX_CGROUP_PARENT="sandbox-bench-ab")
+    proc = subprocess.run([sys.executable, "-c", START, tree, str(starts)], capture_output=True,
+                          text=True, env=env, cwd=tree)
+    try:
+        found = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(f"no figures from {tree}: {proc.stdout[-300:]}{proc.stderr[-300:]}") from None
+    bwrap = subprocess.run([sys.executable, "-c", BWRAP, found.pop("rootfs"), str(starts)],
+                           capture_output=True, text=True)
+    if bwrap.returncode != 0:
+        raise RuntimeError(f"bwrap failed: {bwrap.stderr[-300:]}")
+    found["bwrap / start"] = float(bwrap.stdout) / found["start ms"]
+    return found
+
+
 def run_once(tree: str, tests: int) -> dict[str, float]:
     proc = subprocess.run([sys.executable, os.path.join(tree, "bench", "pytest_overhead.py"),
                            str(tests)], capture_output=True, text=True)
@@ -75,12 +139,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("rev", help="the revision to compare with (e.g. HEAD~1, a commit, a branch)")
     parser.add_argument("-n", "--pairs", type=int, default=20, help="alternating pairs (default 20)")
     parser.add_argument("--tests", type=int, default=200, help="trivial tests per side of a run")
+    parser.add_argument("--start", action="store_true",
+                        help="compare the start (busybox true through run()) with bwrap beside it")
+    parser.add_argument("--starts", type=int, default=200, help="starts per side of a --start pair")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("ab.py: needs root, as bench/pytest_overhead.py does", file=sys.stderr)
         return 2
-    if args.pairs < 1:
-        print(f"ab.py: -n must be at least 1, not {args.pairs}", file=sys.stderr)
+    if args.pairs < 1 or args.starts < 1:
+        print(f"ab.py: -n and --starts must be at least 1, not {args.pairs} and {args.starts}",
+              file=sys.stderr)
+        return 2
+    if args.start and not shutil.which("bwrap"):
+        print("ab.py: --start runs bwrap beside each side: apt-get install bubblewrap", file=sys.stderr)
         return 2
     check = subprocess.run(["git", "-C", HERE, "rev-parse", "--verify", "--quiet",
                             f"{args.rev}^{{commit}}"], capture_output=True, text=True)
@@ -91,7 +162,8 @@ def main(argv: list[str]) -> int:
                            text=True, check=True).stdout.strip()
     this = stash or subprocess.run(["git", "-C", HERE, "rev-parse", "HEAD"], capture_output=True,
                                    text=True, check=True).stdout.strip()
-    trees = []
+    trees: list[str] = []
+    states: list[str] = []  # --start: each side's engine state
     before, after = [], []
     try:
         for rev in (check.stdout.strip(), this):
@@ -100,12 +172,19 @@ def main(argv: list[str]) -> int:
             subprocess.run(["git", "-C", HERE, "worktree", "add", "--detach", "--quiet", tree, rev],
                            check=True)
             trees.append(tree)
+        states += [tempfile.mkdtemp(prefix="bench-ab-state-") for _ in trees]
         for i in range(args.pairs):
-            before.append(run_once(trees[0], args.tests))
-            after.append(run_once(trees[1], args.tests))
-            print(f"pair {i + 1}/{args.pairs}: whole-run overhead "
-                  f"{before[-1].get('whole-run overhead ms', float('nan')):.2f} (REV) "
-                  f"{after[-1].get('whole-run overhead ms', float('nan')):.2f} (this)", flush=True)
+            if args.start:
+                before.append(start_once(trees[0], args.starts, states[0]))
+                after.append(start_once(trees[1], args.starts, states[1]))
+                figure = "start ms"
+            else:
+                before.append(run_once(trees[0], args.tests))
+                after.append(run_once(trees[1], args.tests))
+                figure = "whole-run overhead ms"
+            print(f"pair {i + 1}/{args.pairs}: {figure} "
+                  f"{before[-1].get(figure, float('nan')):.2f} (REV) "
+                  f"{after[-1].get(figure, float('nan')):.2f} (this)", flush=True)
     except KeyboardInterrupt:
         print("interrupted: the pairs so far")
     except RuntimeError as exc:
@@ -114,6 +193,8 @@ def main(argv: list[str]) -> int:
         for tree in trees:
             subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", tree])
             shutil.rmtree(tree, ignore_errors=True)
+        for state in states:
+            shutil.rmtree(state, ignore_errors=True)
     pairs = min(len(before), len(after))
     if pairs == 0:
         return 1
