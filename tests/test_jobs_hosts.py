@@ -116,7 +116,7 @@ def test_a_worker_cut_off_mid_job(lan):
     """Its job ends error (reaped on the lease), runs once, its sandbox stops; it comes back."""
     lan.start_worker(1)
     lan.start_worker(2)
-    # enough to keep host 1 busy through the cut (about 7 s of 0.5 s jobs), not the 30 s of 100
+    # enough to keep host 1 busy through the cut (the lease, then host 2 stopping its sandbox)
     ids = lan.submit(SLOW.format(numbers=[str(n) for n in range(40)]))
     victim = mid_job_on(lan, "w2", ids)
     cut = time.monotonic()
