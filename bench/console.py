@@ -253,7 +253,11 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=20, help="typing and flooding time")
     parser.add_argument("--only", choices=("create", "typing", "log"), help="one row only")
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     daemon = Daemon()
     try:
         if args.only in (None, "create"):

@@ -146,7 +146,11 @@ def main() -> None:
     parser.add_argument("--http-only", action="store_true",
                         help="only the in-process API and the two HTTP rows, back to back (no "
                         "process started between them: a steady loop, where caches stay warm)")
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     from sandbox import Sandbox, SandboxSpec
     from sandbox.client import Client
 

@@ -15,8 +15,8 @@ own. It is not an API anyone should use: it checks nothing.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 from typing import Any
 
 import uvicorn
@@ -70,7 +70,15 @@ def pad(total: int) -> None:
         app.add_api_route(f"/v1/unused/{index}/{{ref}}", lambda ref: None, methods=["GET"])
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("socket", help="the unix socket to serve on (bench/daemon.py passes it)")
+    parser.add_argument("routes", type=int, nargs="?", help="routes in all, the four padded with unused ones")
+    args = parser.parse_args()
+    if args.routes is not None:
+        pad(args.routes)
+    uvicorn.run(app, uds=args.socket, log_level="warning", access_log=False)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        pad(int(sys.argv[2]))
-    uvicorn.run(app, uds=sys.argv[1], log_level="warning", access_log=False)
+    main()

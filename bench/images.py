@@ -122,7 +122,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="runs per image")
     parser.add_argument("--builds", type=int, default=20, help="warm builds per builder")
     parser.add_argument("--only", choices=("run", "sizes", "builds"), help="one part only")
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     try:
         if args.only in (None, "run"):
             compare(args.n)

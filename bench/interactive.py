@@ -196,7 +196,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=100, help="runs through the API (the cli: fewer)")
     parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     if os.geteuid() != 0:
         print("interactive.py: needs root (containers, cgroups)", file=sys.stderr)
         shutil.rmtree(TMP, ignore_errors=True)

@@ -78,7 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--podman-runs", type=int, default=10)
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: ROOT is still empty
+        os.rmdir(ROOT)
+        raise
     if args.n < 1 or args.podman_runs < 0:
         parser.error("-n must be at least 1 and --podman-runs at least 0")
     try:

@@ -170,7 +170,11 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=100, help="runs per API row (runc: n/4)")
     parser.add_argument("--steps", action="store_true",
                         help="also the median time of the container's setup steps (SANDBOX_TRACE=1)")
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     if args.steps:
         os.environ["SANDBOX_TRACE"] = "1"
     if os.geteuid() != 0:

@@ -261,7 +261,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--trace", action="store_true",
                         help="only the api, with the median milliseconds of each setup step")
-    args = parser.parse_args()
+    try:
+        args = parser.parse_args()
+    except SystemExit:  # --help, or a usage error: TMP is still empty
+        os.rmdir(TMP)
+        raise
     if os.geteuid() != 0:
         print("startup.py: needs root (containers, cgroups)", file=sys.stderr)
         shutil.rmtree(TMP, ignore_errors=True)
