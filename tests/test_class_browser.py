@@ -45,6 +45,9 @@ def test_a_student_types_in_their_terminal_and_only_theirs(browser, console, sho
     # a reload, then a dropped connection: the page connects again, the shell is the same one
     page.keyboard.type("KEPT=still-here")
     page.keyboard.press("Enter")
+    # the shell has run it (its next prompt is up) before the connection is dropped:
+    # keys still on their way would be lost with the connection, not kept
+    wait_screen(page, "KEPT=still-here\nroot@student-01")
     sockets = []
     page.route_web_socket("**/terminal", lambda ws: sockets.append((ws, ws.connect_to_server())))
     _drop(page, sockets)
