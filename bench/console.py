@@ -23,7 +23,6 @@ a temp dir; everything is removed at the end. Figures go to bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -42,6 +41,9 @@ os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
+
 SOCKET = TMP / "d.sock"
 CHROMIUM = "/usr/bin/chromium"
 FLOOD = """\
@@ -248,16 +250,12 @@ def bench_log(daemon: Daemon, seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ScratchParser(TMP, description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=5, help="class creations to time")
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=20, help="typing and flooding time")
     parser.add_argument("--only", choices=("create", "typing", "log"), help="one row only")
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     daemon = Daemon()
     try:
         if args.only in (None, "create"):

@@ -31,7 +31,6 @@ warm-up runs write the checkout's caches, so no row pays for compiling sources.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -49,6 +48,9 @@ os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
+
 SOCKET = TMP / "d.sock"
 FLOOR_SOCKET = TMP / "floor.sock"
 JOB = b'name = "b"\nimage = "busybox"\n[[steps]]\nname = "s"\nrun = "echo first"\n'
@@ -139,18 +141,14 @@ def report(rows: dict[str, list[float]], floors: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScratchParser(TMP, description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30)
     parser.add_argument("--plain-install", action="store_true",
                         help="also the floor and the CLI in a venv with this checkout pip-installed")
     parser.add_argument("--http-only", action="store_true",
                         help="only the in-process API and the two HTTP rows, back to back (no "
                         "process started between them: a steady loop, where caches stay warm)")
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     from sandbox import Sandbox, SandboxSpec
     from sandbox.client import Client
 

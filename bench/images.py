@@ -23,7 +23,6 @@ cgroup parent ``sandbox-bench``, removed at the end, also after an error.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -39,6 +38,8 @@ os.environ["SANDBOX_STATE_DIR"] = str(TMP / "lib")
 os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
 
 from sandbox import SandboxSpec, images, run  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
@@ -118,15 +119,11 @@ def sizes() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ScratchParser(TMP, description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=200, help="runs per image")
     parser.add_argument("--builds", type=int, default=20, help="warm builds per builder")
     parser.add_argument("--only", choices=("run", "sizes", "builds"), help="one part only")
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     try:
         if args.only in (None, "run"):
             compare(args.n)

@@ -29,7 +29,6 @@ cgroup parent ``sandbox-bench``; it is removed at the end, also after an error.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pty
@@ -47,6 +46,8 @@ os.environ["SANDBOX_STATE_DIR"] = str(TMP / "lib")
 os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
 
 from sandbox import SandboxSpec, SupervisorOptions, exec_into, images, remove_sandbox, run_detached, spawn  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
@@ -193,14 +194,10 @@ def bench_exec(n: int, warmup: int, command: str, rootfs: str) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ScratchParser(TMP, description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=100, help="runs through the API (the cli: fewer)")
     parser.add_argument("--warmup", type=int, default=5)
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     if os.geteuid() != 0:
         print("interactive.py: needs root (containers, cgroups)", file=sys.stderr)
         shutil.rmtree(TMP, ignore_errors=True)

@@ -11,7 +11,6 @@ directory and bridge (sbxbench), removed at the end.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -25,6 +24,8 @@ ROOT = tempfile.mkdtemp(prefix="sandbox-bench-net-")
 os.environ.update(SANDBOX_STATE_DIR=f"{ROOT}/lib", SANDBOX_RUN_DIR=f"{ROOT}/run",
                   SANDBOX_BRIDGE="sbxbench", SANDBOX_CGROUP_PARENT=f"sandbox-bench-{os.getpid()}")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
 
 from sandbox import NetworkSpec, SandboxSpec, run  # noqa: E402
 
@@ -75,14 +76,10 @@ def ms(seconds: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScratchParser(ROOT, description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--podman-runs", type=int, default=10)
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: ROOT is still empty
-        os.rmdir(ROOT)
-        raise
+    args = parser.parse_args()
     if args.n < 1 or args.podman_runs < 0:
         parser.error("-n must be at least 1 and --podman-runs at least 0")
     try:

@@ -27,7 +27,6 @@ and runc dirs live in one temp dir, removed at the end).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -44,6 +43,8 @@ os.environ["SANDBOX_STATE_DIR"] = str(TMP / "lib")
 os.environ["SANDBOX_RUN_DIR"] = str(TMP / "run")
 os.environ["SANDBOX_CGROUP_PARENT"] = "sandbox-bench"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import ScratchParser  # noqa: E402 - bench/
 
 from sandbox import Sandbox, SandboxSpec, images  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
@@ -166,15 +167,11 @@ def runc_cgroups() -> set[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ScratchParser(TMP, description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100, help="runs per API row (runc: n/4)")
     parser.add_argument("--steps", action="store_true",
                         help="also the median time of the container's setup steps (SANDBOX_TRACE=1)")
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     if args.steps:
         os.environ["SANDBOX_TRACE"] = "1"
     if os.geteuid() != 0:

@@ -41,7 +41,6 @@ imported podman image, is removed at the end, also after an error.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -66,6 +65,7 @@ from peers import (  # noqa: E402 - bench/
     podman_image,
     remove_peer_cgroups,
 )
+from scratch import ScratchParser  # noqa: E402 - bench/
 
 from sandbox import Limits, SandboxSpec, images, run  # noqa: E402
 from sandbox.cgroups import host_cgroups  # noqa: E402
@@ -256,16 +256,12 @@ def trace_steps(n: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ScratchParser(TMP, description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=200, help="runs through the API (peers run fewer)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--trace", action="store_true",
                         help="only the api, with the median milliseconds of each setup step")
-    try:
-        args = parser.parse_args()
-    except SystemExit:  # --help, or a usage error: TMP is still empty
-        os.rmdir(TMP)
-        raise
+    args = parser.parse_args()
     if os.geteuid() != 0:
         print("startup.py: needs root (containers, cgroups)", file=sys.stderr)
         shutil.rmtree(TMP, ignore_errors=True)

@@ -3,7 +3,7 @@
 Several make their scratch directory when they are imported, before the
 arguments are read: a --help or a usage error must remove it again. And a
 helper that takes a path must not take --help for one (bench/daemon_floor.py
-once served on a socket named "--help").
+once served on a socket named "--help"). ``bench/scratch.py`` does the removing.
 """
 
 from __future__ import annotations
@@ -27,13 +27,25 @@ def test_the_benchmarks_are_found():
 @pytest.mark.parametrize("args, status", [(["--help"], 0), (["--no-such-option"], 2)],
                          ids=["help", "usage-error"])
 def test_a_benchmark_says_its_usage_and_leaves_nothing(script, args, status, tmp_path):
+    proc = _run_leaving_nothing(tmp_path, script, *args)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    shown = proc.stdout if status == 0 else proc.stderr
+    assert shown.startswith("usage: "), shown[:500]
+
+
+def test_a_value_refused_after_the_arguments_were_read_leaves_nothing_either(tmp_path):
+    proc = _run_leaving_nothing(tmp_path, "network.py", "-n", "0")
+    assert proc.returncode == 2
+    assert "network.py: error: -n must be at least 1" in proc.stderr
+
+
+def _run_leaving_nothing(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a benchmark with TMPDIR and the current directory empty; check they stay so."""
     scratch, cwd = tmp_path / "tmp", tmp_path / "cwd"
     scratch.mkdir()
     cwd.mkdir()
     proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "TMPDIR": str(scratch)})
-    assert proc.returncode == status, proc.stderr[-2000:]
-    shown = proc.stdout if status == 0 else proc.stderr
-    assert shown.startswith("usage: "), shown[:500]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert list(scratch.iterdir()) == [] and list(cwd.iterdir()) == []
+    return proc
