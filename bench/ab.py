@@ -35,6 +35,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+
+from peers import bwrap_command  # bench/
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: figure name -> pattern in bench/pytest_overhead.py's output (one number)
@@ -80,20 +83,6 @@ cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 print(json.dumps({"start ms": statistics.median(times) * 1000, "caller CPU ms": cpu * 1000 / len(times),
                   "rootfs": images.get("busybox").layers[-1]}))
 """
-#: bwrap's start on the same rootfs, as bench/startup.py runs it.
-BWRAP = """
-import statistics, subprocess, sys, time
-argv = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", sys.argv[1], "/", "--proc",
-        "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "true"]
-for _ in range(20):
-    subprocess.run(argv, check=True)
-times = []
-for _ in range(int(sys.argv[2])):
-    t = time.perf_counter()
-    subprocess.run(argv, check=True)
-    times.append(time.perf_counter() - t)
-print(statistics.median(times) * 1000)
-"""
 
 
 def start_once(tree: str, starts: int, state: str) -> dict[str, float]:
@@ -106,12 +95,21 @@ def start_once(tree: str, starts: int, state: str) -> dict[str, float]:
         found = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise RuntimeError(f"no figures from {tree}: {proc.stdout[-300:]}{proc.stderr[-300:]}") from None
-    bwrap = subprocess.run([sys.executable, "-c", BWRAP, found.pop("rootfs"), str(starts)],
-                           capture_output=True, text=True)
-    if bwrap.returncode != 0:
-        raise RuntimeError(f"bwrap failed: {bwrap.stderr[-300:]}")
-    found["bwrap / start"] = float(bwrap.stdout) / found["start ms"]
+    found["bwrap / start"] = bwrap_median(found.pop("rootfs"), starts) / found["start ms"]
     return found
+
+
+def bwrap_median(rootfs: str, starts: int) -> float:
+    """bwrap's median start on ``rootfs`` in ms, as bench/startup.py runs it, after 20 unmeasured."""
+    argv = bwrap_command(rootfs)
+    times = []
+    for _ in range(20 + starts):
+        t = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bwrap failed: {proc.stderr[-300:]}")
+    return statistics.median(times[20:]) * 1000
 
 
 def run_once(tree: str, tests: int) -> dict[str, float]:
